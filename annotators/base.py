@@ -1,0 +1,155 @@
+"""The annotator contract: a batch of rollouts in, labels out.
+
+Annotators hold no Prefect and no DuckDB. Each one declares a pydantic `Config`;
+its hash (with the annotator's name and version) is recorded on every label so
+labels made under different settings never overwrite each other.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from generators.base import Generator
+from schemas.config import GeneratorConfig
+from schemas.records import (
+    AnnotatorCost,
+    Critique,
+    OutcomeLabel,
+    Problem,
+    Rollout,
+    StepLabel,
+    Verdict,
+    stable_hash,
+)
+
+
+class AnnotationInput(BaseModel):
+    """One rollout to label, with its problem and its steps (in order)."""
+
+    problem: Problem
+    rollout: Rollout
+    steps: list[str]
+
+
+class AnnotationOutput(BaseModel):
+    step_labels: list[StepLabel] = Field(default_factory=list)
+    outcome_labels: list[OutcomeLabel] = Field(default_factory=list)
+    critiques: list[Critique] = Field(default_factory=list)
+    costs: list[AnnotatorCost] = Field(default_factory=list)
+
+    def extend(self, other: "AnnotationOutput") -> None:
+        self.step_labels.extend(other.step_labels)
+        self.outcome_labels.extend(other.outcome_labels)
+        self.critiques.extend(other.critiques)
+        self.costs.extend(other.costs)
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AnnotatorUnavailable(RuntimeError):
+    """The annotator's external tool is missing here (e.g. no `lean` binary)."""
+
+
+class Annotator(ABC):
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    Config: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(
+        self,
+        config: BaseModel | dict | None = None,
+        *,
+        default_generator: GeneratorConfig | None = None,
+        generator: Generator | None = None,
+    ) -> None:
+        if isinstance(config, BaseModel):
+            config = config.model_dump()
+        self.config = self.Config.model_validate(config or {})
+        # LLM-backed annotators fall back to the pipeline's generator.
+        self.default_generator = default_generator or GeneratorConfig()
+        self._generator = generator  # tests inject one at the LLM boundary
+
+    def load_generator(self, config: GeneratorConfig | None) -> Generator:
+        """The injected backend, else the shared engine for `config` (or the default)."""
+        if self._generator is None:
+            from generators import load_generator
+
+            self._generator = load_generator(config or self.default_generator)
+        return self._generator
+
+    @property
+    def config_hash(self) -> str:
+        return stable_hash(self.name, self.version, self.config.model_dump(mode="json"), length=12)
+
+    @property
+    def model(self) -> str | None:
+        """The model behind the labels, when there is one (recorded as provenance)."""
+        return None
+
+    def availability(self) -> str | None:
+        """None when usable here, else a human-readable reason it is not."""
+        return None
+
+    @abstractmethod
+    def annotate(self, items: Sequence[AnnotationInput], run_id: str) -> AnnotationOutput: ...
+
+    # Builders that stamp provenance on every label.
+    def step_label(
+        self,
+        item: AnnotationInput,
+        step_index: int,
+        verdict: Verdict,
+        run_id: str,
+        *,
+        score: float | None = None,
+        reason: str | None = None,
+    ) -> StepLabel:
+        return StepLabel(
+            rollout_id=item.rollout.rollout_id,
+            step_index=step_index,
+            annotator=self.name,
+            annotator_version=self.version,
+            config_hash=self.config_hash,
+            model=self.model,
+            verdict=verdict,
+            score=score,
+            reason=reason,
+            run_id=run_id,
+        )
+
+    def outcome_label(
+        self,
+        item: AnnotationInput,
+        verdict: Verdict,
+        run_id: str,
+        *,
+        predicted_answer: str | None = None,
+        score: float | None = None,
+        reason: str | None = None,
+    ) -> OutcomeLabel:
+        return OutcomeLabel(
+            rollout_id=item.rollout.rollout_id,
+            annotator=self.name,
+            annotator_version=self.version,
+            config_hash=self.config_hash,
+            model=self.model,
+            verdict=verdict,
+            predicted_answer=predicted_answer,
+            score=score,
+            reason=reason,
+            run_id=run_id,
+        )
+
+    def cost(self, item: AnnotationInput, completions: int, run_id: str) -> AnnotatorCost:
+        return AnnotatorCost(
+            rollout_id=item.rollout.rollout_id,
+            annotator=self.name,
+            config_hash=self.config_hash,
+            completions=completions,
+            run_id=run_id,
+        )

@@ -1,0 +1,75 @@
+"""Process advantage (PAV, "Rewarding Progress", Setlur et al. 2024).
+
+The reward of step i is the change in the estimated probability of reaching the
+gold answer: A_i = V(steps 0..i) - V(steps 0..i-1), with V estimated by Monte
+Carlo under a "prover" policy that may differ from the model that wrote the
+rollout (any backend, e.g. a stronger model behind an OpenAI-compatible server).
+V of the empty prefix is estimated too, so the first step gets an advantage.
+
+The advantage is stored as the score. The verdict follows the hard MC rule on
+the prover's values: incorrect when the step takes a solvable prefix to an
+unsolvable one, correct when the prefix stays solvable, unknown when neither
+the step nor its prefix could be completed (the prover is too weak to tell).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Sequence
+
+from pydantic import Field
+
+from annotators.base import AnnotationInput, AnnotationOutput, Annotator
+from annotators.completions import CompletionOptions, PrefixQuery, outcome_of, success_counts
+from schemas.config import GeneratorConfig
+
+
+class ProgressOptions(CompletionOptions):
+    prover: GeneratorConfig | None = Field(
+        default=None, description="Policy that estimates values; None: `generator`, else the pipeline's."
+    )
+
+
+class ProgressAnnotator(Annotator):
+    name: ClassVar[str] = "pav"
+    version: ClassVar[str] = "1"
+    Config: ClassVar[type[ProgressOptions]] = ProgressOptions
+
+    @property
+    def prover_config(self) -> GeneratorConfig:
+        return self.config.prover or self.config.generator or self.default_generator
+
+    @property
+    def model(self) -> str | None:
+        return self.prover_config.model
+
+    def annotate(self, items: Sequence[AnnotationInput], run_id: str) -> AnnotationOutput:
+        gradable = [i for i in items if i.steps and i.problem.gold_answer is not None]
+        queries = [PrefixQuery(item, s) for item in gradable for s in range(-1, len(item.steps) - 1)]
+        counts = success_counts(self.load_generator(self.prover_config), queries, self.config) if queries else []
+        values = {(q.item.rollout.rollout_id, q.step_index): ok / n for q, (ok, n) in zip(queries, counts)}
+        gradable_ids = {item.rollout.rollout_id for item in gradable}
+        output = AnnotationOutput()
+        for item in items:
+            rid = item.rollout.rollout_id
+            if rid not in gradable_ids:
+                output.step_labels.extend(
+                    self.step_label(item, i, "unknown", run_id, reason="no gold answer")
+                    for i in range(len(item.steps))
+                )
+                output.costs.append(self.cost(item, 0, run_id))
+                continue
+            values[(rid, len(item.steps) - 1)] = 1.0 if outcome_of(item) == "correct" else 0.0
+            for i in range(len(item.steps)):
+                before, after = values[(rid, i - 1)], values[(rid, i)]
+                if after > 0:
+                    verdict = "correct"
+                elif before > 0:
+                    verdict = "incorrect"
+                else:
+                    verdict = "unknown"
+                output.step_labels.append(
+                    self.step_label(item, i, verdict, run_id, score=after - before,
+                                    reason=f"V {before:.2f} -> {after:.2f}")
+                )
+            output.costs.append(self.cost(item, self.config.k * len(item.steps), run_id))
+        return output

@@ -1,0 +1,110 @@
+"""Backend for any OpenAI-compatible chat server (`vllm serve`, SGLang, TGI, APIs).
+
+Requests run concurrently (bounded), each with a timeout and retries with
+exponential backoff on transport errors, 429 and 5xx. An assistant prefix is sent
+as a final assistant message with vLLM's `continue_final_message`, so the server
+continues that text instead of starting a new turn.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Sequence
+
+import httpx
+
+from generators.base import Completion, GenerationError, GenerationRequest, Generator
+from schemas.config import GeneratorConfig, SamplingConfig
+
+_RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+
+
+class OpenAIServerGenerator(Generator):
+    backend = "openai"
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        if not config.base_url:
+            raise GenerationError("the openai backend needs generator.base_url (e.g. http://host:8000/v1)")
+        self.config = config
+        headers = {"Content-Type": "application/json"}
+        api_key = os.environ.get(config.api_key_env)
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._client = httpx.Client(
+            base_url=config.base_url.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(config.request_timeout_s),
+        )
+
+    @property
+    def model_name(self) -> str:
+        return self.config.model
+
+    def _payload(self, request: GenerationRequest, sampling: SamplingConfig) -> dict[str, Any]:
+        messages = [m.model_dump() for m in request.messages]
+        payload: dict[str, Any] = {
+            "model": self.config.model,
+            "messages": messages,
+            "n": sampling.n,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "max_tokens": sampling.max_tokens,
+        }
+        if sampling.seed is not None:
+            payload["seed"] = sampling.seed
+        if sampling.stop:
+            payload["stop"] = sampling.stop
+        if request.assistant_prefix:
+            messages.append({"role": "assistant", "content": request.assistant_prefix})
+            payload["continue_final_message"] = True
+            payload["add_generation_prompt"] = False
+        return payload
+
+    def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
+        last_error = ""
+        for attempt in range(self.config.max_retries + 1):
+            if attempt:
+                time.sleep(min(2**attempt * 0.5, 30.0))
+            try:
+                response = self._client.post("/chat/completions", json=payload)
+            except httpx.HTTPError as exc:
+                last_error = f"{type(exc).__name__}: {exc}"
+                continue
+            if response.status_code in _RETRYABLE_STATUS:
+                last_error = f"HTTP {response.status_code}: {response.text[:200]}"
+                continue
+            if response.status_code >= 400:
+                raise GenerationError(f"HTTP {response.status_code}: {response.text[:500]}")
+            return response.json()
+        raise GenerationError(
+            f"{self.config.base_url}: no answer after {self.config.max_retries + 1} tries ({last_error})"
+        )
+
+    def _complete(self, request: GenerationRequest, sampling: SamplingConfig) -> list[Completion]:
+        body = self._post(self._payload(request, sampling))
+        choices = sorted(body.get("choices", []), key=lambda c: c.get("index", 0))
+        if len(choices) != sampling.n:
+            raise GenerationError(f"server returned {len(choices)} choices, asked for {sampling.n}")
+        usage = body.get("usage") or {}
+        per_choice_tokens = (
+            usage["completion_tokens"] // sampling.n if "completion_tokens" in usage else None
+        )
+        return [
+            Completion(
+                text=(choice.get("message") or {}).get("content") or "",
+                num_tokens=per_choice_tokens,
+                finish_reason=choice.get("finish_reason"),
+            )
+            for choice in choices
+        ]
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], sampling: SamplingConfig
+    ) -> list[list[Completion]]:
+        with ThreadPoolExecutor(max_workers=self.config.max_concurrency) as pool:
+            return list(pool.map(lambda r: self._complete(r, sampling), requests))
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,102 @@
+"""Run configuration: one pydantic object, validated by Prefect as a flow parameter.
+
+Every field has a bounded default so `rmforge run` with no arguments runs the
+embedded demo: a few generated arithmetic problems, the packaged SmolLM2 model.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SamplingConfig(Config):
+    n: int = Field(default=1, ge=1, le=1024)
+    temperature: float = Field(default=0.8, ge=0.0, le=5.0)
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    max_tokens: int = Field(default=320, ge=1, le=32768)
+    seed: int | None = 0
+    stop: list[str] = Field(default_factory=list)
+
+
+class GeneratorConfig(Config):
+    """Which LLM answers. `vllm`: offline engine in this process; `openai`: any
+    OpenAI-compatible server (`vllm serve`, TGI, SGLang, hosted APIs)."""
+
+    backend: Literal["vllm", "openai"] = "vllm"
+    model: str = Field(
+        default=DEFAULT_MODEL,
+        description="Local folder, hub id (when online), or the packaged alias "
+        f"'{DEFAULT_MODEL}'; for `openai` the served model name.",
+    )
+    # vLLM engine options
+    dtype: str = "bfloat16"
+    max_model_len: int = Field(default=2048, ge=128)
+    enable_prefix_caching: bool = True
+    enforce_eager: bool | None = Field(
+        default=None, description="None: eager on CPU (avoids 1-2 min recompiles), graphs on GPU."
+    )
+    gpu_memory_utilization: float = Field(default=0.85, gt=0.0, le=1.0)
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    cpu_kv_cache_gib: int = Field(default=2, ge=1)
+    # OpenAI-compatible server options
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    request_timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=3, ge=0, le=20)
+    max_concurrency: int = Field(default=8, ge=1, le=256)
+
+
+class ProblemSourceConfig(Config):
+    kind: Literal["arithmetic", "logic", "file", "hf"] = "arithmetic"
+    count: int = Field(default=4, ge=1, le=1_000_000)
+    min_steps: int = Field(default=2, ge=1, le=12)
+    max_steps: int = Field(default=4, ge=1, le=12)
+    seed: int = 0
+    path: str | None = Field(default=None, description="JSONL/Parquet file, or HF dataset path/id")
+    split: str = "test"
+    question_field: str = "question"
+    answer_field: str = "answer"
+
+
+class StepSplitConfig(Config):
+    mode: Literal["auto", "lines", "paragraphs", "numbered"] = "auto"
+    min_chars: int = Field(default=2, ge=0)
+
+
+class CurationConfig(Config):
+    consensus: Literal["no_contradiction", "unanimous"] = Field(
+        default="no_contradiction",
+        description="no_contradiction: keep a step when no two decisive annotators disagree; "
+        "unanimous: also require every required annotator to be decisive.",
+    )
+    required_annotators: list[str] = Field(default_factory=list)
+    exact_dedupe: bool = True
+    near_dedupe: bool = True
+    near_duplicate_threshold: float = Field(default=0.95, gt=0.0, le=1.0)
+    embedding_model: str | None = Field(
+        default=None, description="sentence-transformers folder; None: packaged all-MiniLM-L6-v2"
+    )
+    embedding_batch_size: int = Field(default=64, ge=1)
+    max_pairs_per_problem: int = Field(default=8, ge=1)
+
+
+class PipelineConfig(Config):
+    problems: ProblemSourceConfig = Field(default_factory=ProblemSourceConfig)
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(n=4))
+    prompt: Literal["math", "logic"] = "math"
+    steps: StepSplitConfig = Field(default_factory=StepSplitConfig)
+    annotators: list[str] = Field(default_factory=lambda: ["answer", "z3_arith", "mc"])
+    annotator_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per-annotator config, keyed by annotator name."
+    )
+    curation: CurationConfig = Field(default_factory=CurationConfig)
+    batch_size: int = Field(default=256, ge=1, le=100_000)

@@ -1,0 +1,187 @@
+"""Typed records that flow through rmforge. One pydantic model per table row.
+
+No I/O here: the store turns these into Arrow tables (see `schemas.tables`).
+JSON-valued columns (configs, metadata) are plain strings so every table has a
+flat, SQL-friendly shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Verdict = Literal["correct", "incorrect", "unknown"]
+VERDICTS: tuple[str, ...] = ("correct", "incorrect", "unknown")
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def stable_hash(*parts: Any, length: int = 16) -> str:
+    """Content hash used for every id: same content, same id, on any machine."""
+    payload = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:length]
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Problem(Record):
+    problem_id: str
+    question: str = Field(min_length=1)
+    gold_answer: str | None = None
+    source: str
+    domain: Literal["math", "logic"] = "math"
+    difficulty: int | None = None
+    reference_steps: list[str] = Field(default_factory=list)
+    metadata: str = "{}"
+
+    @staticmethod
+    def make_id(question: str, gold_answer: str | None) -> str:
+        return stable_hash("problem", question.strip(), (gold_answer or "").strip())
+
+
+class Rollout(Record):
+    rollout_id: str
+    problem_id: str
+    response: str
+    model: str
+    generator: str
+    sampling: str = "{}"
+    sample_index: int = 0
+    num_tokens: int | None = None
+    finish_reason: str | None = None
+    cumulative_logprob: float | None = None
+    run_id: str
+    created_at: datetime = Field(default_factory=utc_now)
+
+
+class Step(Record):
+    rollout_id: str
+    step_index: int
+    text: str
+
+
+class StepLabel(Record):
+    rollout_id: str
+    step_index: int
+    annotator: str
+    annotator_version: str
+    config_hash: str
+    model: str | None = None
+    verdict: Verdict
+    score: float | None = None
+    reason: str | None = None
+    run_id: str
+    labeled_at: datetime = Field(default_factory=utc_now)
+
+
+class OutcomeLabel(Record):
+    rollout_id: str
+    annotator: str
+    annotator_version: str
+    config_hash: str
+    model: str | None = None
+    verdict: Verdict
+    predicted_answer: str | None = None
+    score: float | None = None
+    reason: str | None = None
+    run_id: str
+    labeled_at: datetime = Field(default_factory=utc_now)
+
+
+class Critique(Record):
+    critique_id: str
+    rollout_id: str
+    annotator: str
+    model: str | None = None
+    sample_index: int
+    first_error_step: int | None = None
+    verdict: Verdict
+    text: str
+    run_id: str
+    created_at: datetime = Field(default_factory=utc_now)
+
+
+class AnnotatorCost(Record):
+    """What one annotator spent on one rollout (e.g. MC completions)."""
+
+    rollout_id: str
+    annotator: str
+    config_hash: str
+    completions: int
+    run_id: str
+
+
+class StepConsensus(Record):
+    rollout_id: str
+    step_index: int
+    verdict: Verdict
+    agreed: bool
+    score: float | None = None
+    annotators: list[str]
+    votes: str = "{}"
+    run_id: str
+
+
+class RolloutCuration(Record):
+    rollout_id: str
+    problem_id: str
+    status: Literal["kept", "exact_duplicate", "near_duplicate"]
+    duplicate_of: str | None = None
+    similarity: float | None = None
+    run_id: str
+
+
+class PreferencePair(Record):
+    pair_id: str
+    problem_id: str
+    prompt: str
+    chosen: str
+    rejected: str
+    chosen_rollout_id: str
+    rejected_rollout_id: str
+    run_id: str
+
+
+class ProcessExample(Record):
+    example_id: str
+    rollout_id: str
+    problem_id: str
+    prompt: str
+    completions: list[str]
+    labels: list[bool]
+    soft_labels: list[float | None]
+    annotators: list[str]
+    run_id: str
+
+
+class RunRecord(Record):
+    run_id: str
+    flow: str
+    config: str
+    status: Literal["running", "completed", "failed"]
+    started_at: datetime = Field(default_factory=utc_now)
+    finished_at: datetime | None = None
+    summary: str = "{}"
+
+
+class QuarantineRecord(Record):
+    quarantine_id: str
+    source: str
+    record_ref: str
+    field: str
+    reason: str
+    raw: str
+    run_id: str
+    created_at: datetime = Field(default_factory=utc_now)

@@ -1,0 +1,138 @@
+"""Arrow schemas and DuckDB DDL, derived from the pydantic records.
+
+The records are the single source of truth: adding a field to a record adds the
+column to its Arrow schema and to its DuckDB table.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, get_args, get_origin
+
+import pyarrow as pa
+from pydantic import BaseModel
+
+from schemas import records as r
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    record: type[BaseModel]
+    primary_key: tuple[str, ...]
+    description: str
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.record.model_fields)
+
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in [
+        TableSpec("problems", r.Problem, ("problem_id",), "Problems with gold answers."),
+        TableSpec("rollouts", r.Rollout, ("rollout_id",), "Model responses, one per sample."),
+        TableSpec("steps", r.Step, ("rollout_id", "step_index"), "Responses split into steps."),
+        TableSpec(
+            "step_labels",
+            r.StepLabel,
+            ("rollout_id", "step_index", "annotator", "config_hash"),
+            "Every annotator's verdict on every step, with provenance.",
+        ),
+        TableSpec(
+            "outcome_labels",
+            r.OutcomeLabel,
+            ("rollout_id", "annotator", "config_hash"),
+            "Final-answer verdicts per rollout.",
+        ),
+        TableSpec("critiques", r.Critique, ("critique_id",), "Judge critiques (critique dataset)."),
+        TableSpec(
+            "annotator_costs",
+            r.AnnotatorCost,
+            ("rollout_id", "annotator", "config_hash"),
+            "Completions each annotator spent per rollout.",
+        ),
+        TableSpec(
+            "step_consensus",
+            r.StepConsensus,
+            ("rollout_id", "step_index"),
+            "Consensus over annotators per step; agreed=false rows are excluded from datasets.",
+        ),
+        TableSpec(
+            "rollout_curation",
+            r.RolloutCuration,
+            ("rollout_id",),
+            "Deduplication status of each rollout.",
+        ),
+        TableSpec("preference_pairs", r.PreferencePair, ("pair_id",), "Chosen/rejected pairs."),
+        TableSpec(
+            "process_examples",
+            r.ProcessExample,
+            ("example_id",),
+            "TRL stepwise-supervision rows (prompt, completions, labels).",
+        ),
+        TableSpec("runs", r.RunRecord, ("run_id",), "One row per flow run, with its config."),
+        TableSpec(
+            "quarantine",
+            r.QuarantineRecord,
+            ("quarantine_id",),
+            "Malformed input records with the reason they were rejected.",
+        ),
+    ]
+}
+
+_SCALARS: dict[Any, tuple[pa.DataType, str]] = {
+    str: (pa.string(), "VARCHAR"),
+    int: (pa.int64(), "BIGINT"),
+    float: (pa.float64(), "DOUBLE"),
+    bool: (pa.bool_(), "BOOLEAN"),
+    datetime: (pa.timestamp("us", tz="UTC"), "TIMESTAMPTZ"),
+}
+
+
+def _strip_optional(annotation: Any) -> tuple[Any, bool]:
+    origin = get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return annotation, False
+
+
+def column_types(annotation: Any) -> tuple[pa.DataType, str]:
+    """Arrow and DuckDB types for one record field annotation."""
+    inner, _ = _strip_optional(annotation)
+    origin = get_origin(inner)
+    if origin is Literal:
+        return _SCALARS[str]
+    if origin is list:
+        item_arrow, item_sql = column_types(get_args(inner)[0])
+        return pa.list_(item_arrow), f"{item_sql}[]"
+    if inner in _SCALARS:
+        return _SCALARS[inner]
+    raise TypeError(f"no column type for annotation {annotation!r}")
+
+
+def arrow_schema(spec: TableSpec) -> pa.Schema:
+    fields = []
+    for name, info in spec.record.model_fields.items():
+        arrow_type, _ = column_types(info.annotation)
+        fields.append(pa.field(name, arrow_type, nullable=name not in spec.primary_key))
+    return pa.schema(fields)
+
+
+def create_table_sql(spec: TableSpec) -> str:
+    cols = []
+    for name, info in spec.record.model_fields.items():
+        _, sql_type = column_types(info.annotation)
+        not_null = " NOT NULL" if name in spec.primary_key else ""
+        cols.append(f'"{name}" {sql_type}{not_null}')
+    pk = ", ".join(f'"{c}"' for c in spec.primary_key)
+    return f"CREATE TABLE IF NOT EXISTS {spec.name} ({', '.join(cols)}, PRIMARY KEY ({pk}))"
+
+
+def to_arrow(spec: TableSpec, rows: list[BaseModel]) -> pa.Table:
+    return pa.Table.from_pylist([row.model_dump() for row in rows], schema=arrow_schema(spec))

@@ -1,0 +1,405 @@
+"""FOL parser, Z3 entailment and the z3_logic step annotator."""
+
+from __future__ import annotations
+
+import pytest
+import z3
+
+from annotators import build_annotator
+from annotators.fol import (
+    Atom,
+    Binary,
+    Const,
+    Equals,
+    FOLParseError,
+    Not,
+    Quantifier,
+    SymbolTable,
+    Var,
+    format_formula,
+    parse_ast,
+    parse_formula,
+)
+from annotators.z3_logic import (
+    AnswerLine,
+    Claim,
+    NoClaim,
+    Z3LogicAnnotator,
+    entailment,
+    entailment_with_reason,
+    extract_claim,
+)
+from tests.builders import make_item
+
+P, Q, R, S = (Atom(n) for n in "PQRS")
+
+
+def atom(pred: str, *args: str) -> Atom:
+    return Atom(pred, tuple(Var(a) if a in "xyz" else Const(a) for a in args))
+
+
+# --------------------------------------------------------------------------- parser
+
+
+@pytest.mark.parametrize(
+    "ascii_text, unicode_text",
+    [
+        ("forall x (Student(x) -> Smart(x))", "∀x (Student(x) → Smart(x))"),
+        ("all x. Student(x) => Smart(x)", "∀x (Student(x) → Smart(x))"),
+        ("exists x (Dog(x) & ~Cat(x))", "∃x (Dog(x) ∧ ¬Cat(x))"),
+        ("exists x: Dog(x) and not Cat(x)", "∃x (Dog(x) ∧ ¬Cat(x))"),
+        ("P | !Q", "P ∨ ¬Q"),
+        ("P or Q and R", "P ∨ Q ∧ R"),
+        ("P xor Q", "P ⊕ Q"),
+        ("P ^ Q", "P ⊕ Q"),
+        ("P <-> Q", "P ↔ Q"),
+        ("P <=> Q", "P ↔ Q"),
+        ("forall x exists y Likes(x, y)", "∀x ∃y Likes(x, y)"),
+        ("\\forall x (P(x) \\to \\neg Q(x))", "∀x (P(x) → ¬Q(x))"),
+        ("ALL x (P(x) IMPLIES Q(x))", "∀ x (P(x) → Q(x))"),
+    ],
+)
+def test_ascii_and_unicode_spellings_agree(ascii_text: str, unicode_text: str) -> None:
+    assert parse_ast(ascii_text) == parse_ast(unicode_text)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("P ∨ Q ∧ R", Binary("or", P, Binary("and", Q, R))),
+        ("P ∧ Q ∨ R", Binary("or", Binary("and", P, Q), R)),
+        ("P ⊕ Q ∨ R", Binary("or", Binary("xor", P, Q), R)),  # ⊕ binds tighter than ∨
+        ("P ∧ Q ⊕ R", Binary("xor", Binary("and", P, Q), R)),  # ... and looser than ∧
+        ("P → Q → R", Binary("implies", P, Binary("implies", Q, R))),  # right-associative
+        ("P ∨ Q → R", Binary("implies", Binary("or", P, Q), R)),
+        ("P ↔ Q → R", Binary("iff", P, Binary("implies", Q, R))),
+        ("¬P ∧ Q", Binary("and", Not(P), Q)),
+        ("¬(P ∧ Q)", Not(Binary("and", P, Q))),
+        ("¬¬P", Not(Not(P))),
+        ("P ∧ Q ∧ R", Binary("and", Binary("and", P, Q), R)),
+        ("[P ∨ Q] ∧ {R}", Binary("and", Binary("or", P, Q), R)),
+    ],
+)
+def test_precedence(text: str, expected: object) -> None:
+    assert parse_ast(text) == expected
+
+
+def test_quantifier_scope_follows_folio_convention() -> None:
+    body = Binary("implies", atom("P", "x"), atom("Q", "x"))
+    # a quantifier scopes over the next parenthesised formula only ...
+    assert parse_ast("∀x (P(x) → Q(x)) ∧ R(a)") == Binary("and", Quantifier("forall", "x", body), atom("R", "a"))
+    assert parse_ast("∀x P(x) ∧ R(a)") == Binary("and", Quantifier("forall", "x", atom("P", "x")), atom("R", "a"))
+    # ... while a dot or colon extends it as far right as possible
+    for text in ("∀x. P(x) → Q(x)", "∀x: P(x) → Q(x)", "∀ x (P(x) → Q(x))", "∀x(P(x) → Q(x))"):
+        assert parse_ast(text) == Quantifier("forall", "x", body), text
+
+
+def test_variable_outside_its_scope_is_an_error_not_a_constant() -> None:
+    with pytest.raises(FOLParseError, match="outside the scope") as info:
+        parse_ast("∀x P(x) → Q(x)")
+    assert info.value.position == len("∀x P(x) → Q(")
+
+
+def test_nested_quantifiers_and_multi_variable_binders() -> None:
+    inner = atom("Likes", "x", "y")
+    assert parse_ast("∀x ∃y Likes(x, y)") == Quantifier("forall", "x", Quantifier("exists", "y", inner))
+    both = Quantifier("forall", "x", Quantifier("forall", "y", Binary("implies", inner, atom("Likes", "y", "x"))))
+    assert parse_ast("∀x, y (Likes(x, y) → Likes(y, x))") == both
+    assert parse_ast("∀x ∀y (Likes(x, y) → Likes(y, x))") == both
+    # ∀∃ does not give ∃∀, the converse does
+    assert entailment(["∀x ∃y Likes(x, y)"], "∃y ∀x Likes(x, y)") == "uncertain"
+    assert entailment(["∃y ∀x Likes(x, y)"], "∀x ∃y Likes(x, y)") == "true"
+
+
+def test_constants_propositions_and_symbol_sharing() -> None:
+    f = parse_ast("Likes(x, Harry)")  # free x and Harry: both constants
+    assert f == Atom("Likes", (Const("x"), Const("Harry")))
+    table = SymbolTable()
+    a = parse_formula("Student(rina) ∧ Raining", table)
+    b = parse_formula("Smart(rina) ∨ ¬Raining", table)
+    assert z3.eq(a.arg(0).arg(0), b.arg(0).arg(0))  # the same `rina`
+    assert z3.eq(a.arg(1), b.arg(1).arg(0))  # the same proposition
+    assert a.arg(1).sort() == z3.BoolSort()
+    assert a.arg(0).arg(0).sort().name() == "Entity"
+
+
+def test_arity_mismatch_names_the_predicate() -> None:
+    with pytest.raises(FOLParseError, match="'Likes'"):
+        parse_ast("Likes(a, b) ∧ Likes(a)")
+    table = SymbolTable()
+    parse_formula("Owns(rina, car)", table)
+    with pytest.raises(FOLParseError, match=r"'Owns'.*1 argument.*2 arguments"):
+        parse_formula("∀x (Owns(x) → Rich(x))", table)
+    with pytest.raises(FOLParseError, match="'rina'"):
+        parse_formula("rina ∧ P", table)  # a constant used as a proposition
+    # a failed formula leaves the table untouched
+    assert table.signature("Rich") is None
+
+
+@pytest.mark.parametrize(
+    "text, reason, position",
+    [
+        ("P(a) ∧ ∧ Q(a)", "unexpected '∧'", 7),
+        ("P(a) ∧", "unexpected end of formula", 6),
+        ("(P(a) ∨ Q(a)", "')' to close", 12),
+        ("P(a] ∨ Q(a)", "does not match", 3),
+        ("P(a) $ Q(a)", "unexpected character '$'", 5),
+        ("Likes(x, mother(y))", "function terms", 9),
+        ("∀ (P(x))", "variable name", 2),
+        ("", "empty formula", 0),
+    ],
+)
+def test_parse_errors_have_reason_and_position(text: str, reason: str, position: int) -> None:
+    with pytest.raises(FOLParseError) as info:
+        parse_formula(text)
+    assert reason in info.value.reason
+    assert info.value.position == position
+    assert f"position {position}" in str(info.value)
+
+
+def test_format_round_trips() -> None:
+    texts = ["∀x (P(x) → (Q(x) ⊕ R(x)))", "¬(P(a) ∧ Q(b))", "∃x ∀y Likes(x, y)", "a = b ∨ ¬(a = c)"]
+    for text in texts:
+        assert parse_ast(format_formula(parse_ast(text))) == parse_ast(text)
+    assert parse_ast("a ≠ b") == Not(Equals(Const("a"), Const("b")))
+
+
+# --------------------------------------------------------------------------- entailment
+
+SOCRATES = ["∀x (Human(x) → Mortal(x))", "Human(socrates)"]
+
+
+def test_entailment_known_cases() -> None:
+    assert entailment(SOCRATES, "Mortal(socrates)") == "true"  # modus ponens
+    assert entailment(SOCRATES, "¬Mortal(socrates)") == "false"
+    assert entailment(SOCRATES, "Mortal(plato)") == "uncertain"
+    assert entailment(SOCRATES, "Philosopher(socrates)") == "uncertain"
+    assert entailment(["P ⊕ Q", "P"], "¬Q") == "true"
+    assert entailment(["P xor Q", "~P"], "Q") == "true"
+    assert entailment(["P ∨ Q", "P"], "Q") == "uncertain"  # ∨ is inclusive
+    assert entailment(["a = b", "Tall(a)"], "Tall(b)") == "true"
+    assert entailment(["∀x (A(x) → B(x))", "¬B(c)"], "A(c)") == "false"  # modus tollens
+
+
+def test_bad_syntax_is_unknown_with_reason() -> None:
+    result = entailment_with_reason(SOCRATES, "Mortal(socrates")
+    assert result.verdict == "unknown"
+    assert result.reason and "conclusion does not parse" in result.reason and "position" in result.reason
+    result = entailment_with_reason(["P(a)", "∀x (P(x) →)"], "P(a)")
+    assert result.verdict == "unknown" and result.reason and result.reason.startswith("premise 2 does not parse")
+    result = entailment_with_reason(["P(a, b)"], "P(a)")  # arity clash across formulas
+    assert result.verdict == "unknown" and result.reason and "'P'" in result.reason
+
+
+def test_inconsistent_premises_are_unknown() -> None:
+    result = entailment_with_reason(SOCRATES + ["¬Mortal(socrates)"], "Mortal(socrates)")
+    assert result.verdict == "unknown"
+    assert result.reason == "premises are inconsistent"
+    assert entailment(["P", "¬P"], "Q") == "unknown"
+
+
+def test_solver_unknown_is_its_own_verdict() -> None:
+    # A strict order without a maximal element has only infinite models: Z3 can neither
+    # refute nor satisfy these premises, so it must answer unknown, never a label.
+    infinite = [
+        "∀x ∃y Less(x, y)",
+        "∀x ¬Less(x, x)",
+        "∀x ∀y ∀z (Less(x, y) ∧ Less(y, z) → Less(x, z))",
+    ]
+    result = entailment_with_reason(infinite, "Tall(a)", timeout_ms=300)
+    assert result.verdict == "unknown"
+    assert result.reason and "solver returned unknown" in result.reason
+
+
+# Hand-written FOLIO-style stories (4-6 premises each).
+COFFEE = [
+    # All people who regularly drink coffee are dependent on caffeine.
+    "∀x (DrinkRegularly(x, coffee) → IsDependentOn(x, caffeine))",
+    # People regularly drink coffee, or they don't want to be addicted to caffeine, or both.
+    "∀x (DrinkRegularly(x, coffee) ∨ ¬WantToBeAddictedTo(x, caffeine))",
+    # Everyone who doesn't want to be addicted to caffeine is unaware that caffeine is a drug.
+    "∀x (¬WantToBeAddictedTo(x, caffeine) → ¬AwareThatDrug(x, caffeine))",
+    # Rina is either a student and unaware that caffeine is a drug, or neither.
+    "¬(IsStudent(rina) ⊕ ¬AwareThatDrug(rina, caffeine))",
+    # Rina is either dependent on caffeine and a student, or neither.
+    "¬(IsDependentOn(rina, caffeine) ⊕ IsStudent(rina))",
+]
+PROFESSORS = [
+    "∃x (Professor(x) ∧ Famous(x))",  # Some professors are famous.
+    "∀x (Famous(x) → Rich(x))",  # All famous people are rich.
+    "∀x (Rich(x) → ¬Humble(x))",  # No rich person is humble.
+    "Professor(ann) ∧ Humble(ann)",  # Ann is a humble professor.
+]
+FRIENDS = [  # written in ASCII on purpose
+    "forall x (LikesMusic(x) -> Likes(harry, x))",  # Harry likes everyone who likes music.
+    "LikesMusic(bob)",  # Bob likes music.
+    "forall x forall y (Likes(x, y) -> Knows(x, y))",  # People know everyone they like.
+    "~Knows(harry, carol)",  # Harry does not know Carol.
+    "forall x (Drummer(x) -> LikesMusic(x))",  # All drummers like music.
+    "Drummer(dave) | Drummer(carol)",  # Dave or Carol is a drummer.
+]
+
+
+@pytest.mark.parametrize(
+    "premises, conclusion, label",
+    [
+        (COFFEE, "IsStudent(rina)", "true"),  # the other case contradicts premises 1-3
+        (COFFEE, "¬WantToBeAddictedTo(rina, caffeine) ∨ ¬AwareThatDrug(rina, caffeine)", "true"),
+        (COFFEE, "AwareThatDrug(rina, caffeine)", "false"),
+        (COFFEE, "DrinkRegularly(rina, coffee)", "uncertain"),
+        (PROFESSORS, "∃x (Professor(x) ∧ ¬Humble(x))", "true"),
+        (PROFESSORS, "∀x (Professor(x) → Humble(x))", "false"),
+        (PROFESSORS, "Famous(ann)", "false"),
+        (PROFESSORS, "∃x (Professor(x) ∧ Rich(x) ∧ x ≠ ann)", "true"),
+        (PROFESSORS, "Rich(bea)", "uncertain"),
+        (FRIENDS, "Knows(harry, bob)", "true"),
+        (FRIENDS, "LikesMusic(carol)", "false"),
+        (FRIENDS, "Drummer(dave)", "true"),  # disjunction elimination via Carol
+        (FRIENDS, "Knows(bob, harry)", "uncertain"),
+    ],
+)
+def test_folio_style_stories(premises: list[str], conclusion: str, label: str) -> None:
+    assert entailment(premises, conclusion) == label
+
+
+# --------------------------------------------------------------------------- step extraction
+
+
+def _table(*formulas: str) -> SymbolTable:
+    table = SymbolTable()
+    for f in formulas:
+        parse_formula(f, table)
+    return table
+
+
+STORY = ["∀x (Student(x) → Smart(x))", "Student(rina)", "∀x (Smart(x) → Happy(x))"]
+
+
+def test_hypothetical_steps_are_flagged() -> None:
+    for step in ["Suppose Tall(rina).", "Case 1: Tall(rina)", "If Student(rina), then Smart(rina)."]:
+        found = extract_claim(step, _table(*STORY))
+        assert isinstance(found, Claim) and found.hypothetical, step
+    found = extract_claim("Therefore, Smart(rina).", _table(*STORY))
+    assert isinstance(found, Claim) and not found.hypothetical
+
+
+@pytest.mark.parametrize(
+    "step, formula, negated, hedged",
+    [
+        ("Step 2: ∀x (Student(x) → Smart(x))", "∀x (Student(x) → Smart(x))", False, False),
+        ("Step 3: Smart(rina)", "Smart(rina)", False, False),
+        ("Therefore, Smart(rina).", "Smart(rina)", False, False),
+        ("So Smart(rina) -- by modus ponens on premises 1 and 2", "Smart(rina)", False, False),
+        ("Smart(rina) because Student(rina) ∧ ∀x (Student(x) → Smart(x))", "Smart(rina)", False, False),
+        ("Since Student(rina), Smart(rina)", "Smart(rina)", False, False),
+        ("Rina is a student and students are smart, so we conclude that Smart(rina).", "Smart(rina)", False, False),
+        ("3. **Smart(rina) ∧ Student(rina)** (from step 1)", "Smart(rina) ∧ Student(rina)", False, False),
+        ("- $Happy(rina)$", "Happy(rina)", False, False),
+        ("It is not the case that Tall(rina).", "Tall(rina)", True, False),
+        ("Happy(rina) is false.", "Happy(rina)", True, False),
+        ("We cannot determine whether Tall(rina).", "Tall(rina)", False, True),
+        ("It cannot be determined if Tall(rina) holds.", "Tall(rina)", False, True),
+        ("forall x (Smart(x) -> Happy(x)) holds", "∀x (Smart(x) → Happy(x))", False, False),
+        ("Thus smart(Rina), as premise 1 says", "Smart(rina)", False, False),  # case slips mapped
+    ],
+)
+def test_extract_claim(step: str, formula: str, negated: bool, hedged: bool) -> None:
+    found = extract_claim(step, _table(*STORY))
+    assert isinstance(found, Claim), found
+    assert format_formula(found.formula) == format_formula(parse_ast(formula))
+    assert (found.negated, found.hedged) == (negated, hedged)
+
+
+@pytest.mark.parametrize(
+    "step, label",
+    [("Answer: True", "true"), ("**Final answer:** Uncertain", "uncertain"), ("The answer is False.", "false"),
+     ("Step 6: Answer: Unknown", "uncertain"), ("Therefore, the conclusion is true.", "true")],
+)  # fmt: skip
+def test_extract_answer_line(step: str, label: str) -> None:
+    assert extract_claim(step, _table(*STORY)) == AnswerLine(label)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("step", ["Rina is smart.", "Let us think about this and see.", "", "Smart(rina, bob)"])
+def test_extract_nothing(step: str) -> None:
+    assert isinstance(extract_claim(step, _table(*STORY)), NoClaim)
+
+
+# --------------------------------------------------------------------------- annotator
+
+
+def _logic_item(steps: list[str], premises: list[str], conclusion: str, label: str, **kw: object):
+    return make_item(
+        steps,
+        question="Is the conclusion True, False or Uncertain?",
+        gold_answer=label.capitalize(),
+        domain="logic",
+        metadata={"premises": premises, "conclusion": conclusion, "label": label},
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_step_labels_valid_not_entailed_unparseable_and_answer() -> None:
+    steps = [
+        "Step 1: Therefore, Smart(rina) -- by premises 1 and 2",
+        "Step 2: Tall(rina)",
+        "Step 3: Rina is happy, obviously.",
+        "Step 4: So ¬Happy(rina)",
+        "Step 5: Happy(rina) because Smart(rina) and premise 3",
+        "Step 6: Suppose ¬Happy(rina); then we get a contradiction.",
+        "Answer: True",
+    ]
+    item = _logic_item(steps, STORY, "Happy(rina)", "true")
+    out = Z3LogicAnnotator().annotate([item], "run-1")
+    labels = out.step_labels
+    assert [l.step_index for l in labels] == list(range(7))
+    expected = ["correct", "incorrect", "unknown", "incorrect", "correct", "unknown", "correct"]
+    assert [l.verdict for l in labels] == expected
+    assert [l.score for l in labels] == [1.0, 0.0, None, 0.0, 1.0, None, 1.0]
+    assert "not entailed" in (labels[1].reason or "") and "Tall" in (labels[1].reason or "")
+    assert "no formula" in (labels[2].reason or "")
+    assert "contradicts premises" in (labels[3].reason or "")
+    assert "assumption" in (labels[5].reason or "")
+    assert all(l.annotator == "z3_logic" and l.rollout_id == item.rollout.rollout_id for l in labels)
+    assert not out.outcome_labels
+
+
+def test_only_correct_steps_become_context() -> None:
+    premises = ["∀x (A(x) → B(x))", "A(c) ∨ A(d)"]
+    steps = ["A(c)", "B(c)", "B(c) ∨ B(d)"]  # the first is a guess; the second leans on it
+    labels = Z3LogicAnnotator().annotate([_logic_item(steps, premises, "B(c)", "uncertain")], "r").step_labels
+    assert [l.verdict for l in labels] == ["incorrect", "incorrect", "correct"]
+
+
+def test_hedged_steps_and_wrong_answer() -> None:
+    steps = [
+        "We cannot determine whether Tall(rina).",  # true: Tall is undetermined
+        "It is uncertain whether Smart(rina).",  # wrong: it is entailed
+        "Final answer: False",
+    ]
+    labels = Z3LogicAnnotator().annotate([_logic_item(steps, STORY, "Happy(rina)", "true")], "r").step_labels
+    assert [l.verdict for l in labels] == ["correct", "incorrect", "incorrect"]
+    assert "differs" in (labels[2].reason or "")
+
+
+def test_problems_the_annotator_cannot_use_give_unknown() -> None:
+    annotator = Z3LogicAnnotator()
+    math_item = make_item(["3 + 4 = 7", "Answer: 7"])
+    bad_premise = _logic_item(["P(a)"], ["P(a) ∧"], "P(a)", "true")
+    inconsistent = _logic_item(["P(a)"], ["P(a)", "¬P(a)"], "P(a)", "true")
+    no_metadata = make_item(["P(a)"], domain="logic")
+    out = annotator.annotate([math_item, bad_premise, inconsistent, no_metadata], "r")
+    reasons = [l.reason for l in out.step_labels]
+    assert all(l.verdict == "unknown" and l.score is None for l in out.step_labels)
+    assert reasons[:2] == ["not a logic problem"] * 2
+    assert reasons[2] and reasons[2].startswith("premise 1 does not parse")
+    assert reasons[3] == "premises are inconsistent"
+    assert reasons[4] and "no premises" in reasons[4]
+
+
+def test_config_and_registry() -> None:
+    annotator = build_annotator("z3_logic", {"timeout_ms": 100})
+    assert isinstance(annotator, Z3LogicAnnotator)
+    assert annotator.config.timeout_ms == 100
+    assert annotator.config_hash != Z3LogicAnnotator().config_hash
+    with pytest.raises(ValueError):
+        Z3LogicAnnotator({"timeout": 5})

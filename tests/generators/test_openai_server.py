@@ -1,0 +1,114 @@
+"""The OpenAI-compatible backend against a real local HTTP server started by the test."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from generators.base import GenerationError
+from generators.openai_server import OpenAIServerGenerator
+from generators.prompts import solution_request
+from schemas.config import GeneratorConfig, SamplingConfig
+
+
+class ChatServer:
+    """Answers /v1/chat/completions; `fail_next` makes the next calls return that status."""
+
+    def __init__(self):
+        self.payloads, self.headers, self.fail_next = [], [], []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.payloads.append(body)
+                server.headers.append(dict(self.headers))
+                if server.fail_next:
+                    status = server.fail_next.pop(0)
+                    self.send_response(status)
+                    self.end_headers()
+                    self.wfile.write(b'{"error": "nope"}')
+                    return
+                last = body["messages"][-1]["content"]
+                choices = [
+                    {"index": i, "message": {"role": "assistant", "content": f"reply {i} to {last[:12]}"},
+                     "finish_reason": "stop" if i == 0 else "length"}
+                    for i in range(body.get("n", 1))
+                ]
+                payload = json.dumps({"choices": choices[::-1],
+                                      "usage": {"completion_tokens": 10 * len(choices)}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture()
+def server():
+    s = ChatServer()
+    yield s
+    s.close()
+
+
+def make(server, **kw):
+    return OpenAIServerGenerator(GeneratorConfig(backend="openai", model="served", base_url=server.url, **kw))
+
+
+def test_batch_with_n_samples_and_prefix_continuation(server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    gen = make(server)
+    requests = [solution_request("What is 2+2?"), solution_request("What is 3+3?", assistant_prefix="Step 1: 3+3")]
+    out = gen.generate(requests, SamplingConfig(n=3, max_tokens=50, seed=7))
+    assert [len(o) for o in out] == [3, 3]
+    assert out[0][0].text.startswith("reply 0") and out[0][0].finish_reason == "stop"
+    assert out[0][1].truncated and out[0][0].num_tokens == 10
+    plain, prefixed = sorted(server.payloads, key=lambda p: len(p["messages"]))
+    assert plain["n"] == 3 and plain["max_tokens"] == 50 and plain["seed"] == 7 and plain["model"] == "served"
+    assert "continue_final_message" not in plain
+    assert prefixed["messages"][-1] == {"role": "assistant", "content": "Step 1: 3+3"}
+    assert prefixed["continue_final_message"] is True and prefixed["add_generation_prompt"] is False
+    assert server.headers[0]["Authorization"] == "Bearer sk-test"
+
+
+def test_retries_transient_errors(server):
+    server.fail_next = [503, 429]
+    out = make(server, max_retries=3).generate([solution_request("q")], SamplingConfig(n=1))
+    assert out[0][0].text.startswith("reply 0")
+    assert len(server.payloads) == 3
+
+
+def test_gives_up_after_retries_and_does_not_retry_client_errors(server):
+    server.fail_next = [503] * 5
+    with pytest.raises(GenerationError, match="no answer after 2 tries"):
+        make(server, max_retries=1).generate([solution_request("q")], SamplingConfig(n=1))
+    server.fail_next = [400]
+    calls = len(server.payloads)
+    with pytest.raises(GenerationError, match="HTTP 400"):
+        make(server, max_retries=3).generate([solution_request("q")], SamplingConfig(n=1))
+    assert len(server.payloads) == calls + 1
+
+
+def test_unreachable_server_times_out_with_a_clear_error():
+    gen = OpenAIServerGenerator(GeneratorConfig(backend="openai", model="m", base_url="http://127.0.0.1:9/v1",
+                                                max_retries=0, request_timeout_s=2))
+    with pytest.raises(GenerationError, match="127.0.0.1:9"):
+        gen.generate([solution_request("q")], SamplingConfig(n=1))
+
+
+def test_base_url_is_required():
+    with pytest.raises(GenerationError, match="base_url"):
+        OpenAIServerGenerator(GeneratorConfig(backend="openai", model="m"))

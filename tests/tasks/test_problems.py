@@ -1,0 +1,60 @@
+import json
+
+import pytest
+
+from tasks.problems import (
+    generate_arithmetic_problems,
+    import_problem_rows,
+    read_records,
+    split_gsm8k_answer,
+)
+from annotators.z3_arith import label_step
+
+
+def test_generator_is_deterministic_and_ids_are_unique():
+    a = generate_arithmetic_problems(20, seed=3)
+    b = generate_arithmetic_problems(20, seed=3)
+    assert [p.problem_id for p in a] == [p.problem_id for p in b]
+    assert len({p.problem_id for p in a}) == 20
+    assert [p.problem_id for p in generate_arithmetic_problems(20, seed=4)] != [p.problem_id for p in a]
+
+
+@pytest.mark.parametrize("steps", [1, 3, 6])
+def test_reference_chain_is_exact_and_ends_at_the_gold(steps):
+    for problem in generate_arithmetic_problems(15, seed=steps, min_steps=steps, max_steps=steps):
+        assert problem.difficulty in (steps, steps + 1)  # +1 when a price step is appended
+        last = problem.reference_steps[-1]
+        assert last.split("=")[-1].strip() == problem.gold_answer
+        for step in problem.reference_steps:
+            assert label_step(step)[0] == "correct", step
+        value = int(problem.gold_answer)
+        assert value >= 0
+
+
+def test_min_above_max_is_rejected():
+    with pytest.raises(ValueError, match="min_steps"):
+        generate_arithmetic_problems(1, min_steps=5, max_steps=2)
+
+
+def test_gsm8k_answer_split():
+    gold, steps = split_gsm8k_answer("She has 16 - 3 = <<16-3=13>>13 eggs.\nShe sells them for $2.\n#### 1,026")
+    assert gold == "1026"
+    assert len(steps) == 2
+
+
+def test_import_quarantines_bad_rows_naming_the_field(tmp_path):
+    path = tmp_path / "problems.jsonl"
+    rows = [
+        {"question": "What is 2+2?", "answer": "#### 4"},
+        {"question": "", "answer": "1"},
+        {"answer": "3"},
+        {"question": "Q?", "answer": ["list"]},
+        {"question": "Given id", "answer": 5, "problem_id": "p-7"},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\nnot json\n")
+    result = import_problem_rows(read_records(path), "file:problems.jsonl", "run", "question", "answer")
+    assert [p.gold_answer for p in result.problems] == ["4", "5"]
+    assert result.problems[1].problem_id == "p-7"
+    fields = sorted(q.field for q in result.quarantine)
+    assert fields == ["answer", "question", "question", "record"]
+    assert all(q.record_ref.startswith("file:problems.jsonl#") for q in result.quarantine)

@@ -1,0 +1,71 @@
+import duckdb
+import pytest
+
+from schemas.records import Problem, Rollout
+from schemas.tables import TABLES, arrow_schema, create_table_sql
+from tasks.store import Store, resolve_db_path
+from tests.builders import make_problem, make_rollout
+
+
+def test_every_table_has_its_primary_key_columns():
+    for spec in TABLES.values():
+        assert set(spec.primary_key) <= set(spec.columns), spec.name
+        assert f"PRIMARY KEY" in create_table_sql(spec)
+        assert arrow_schema(spec).names == spec.columns
+
+
+def test_write_is_idempotent_on_primary_key(db):
+    problem = make_problem()
+    rollouts = [make_rollout(problem, f"answer {i}", index=i) for i in range(3)]
+    with Store(db) as store:
+        assert store.write("problems", [problem]) == 1
+        assert store.write("rollouts", rollouts) == 3
+        assert store.write("rollouts", rollouts) == 0
+        assert store.write("problems", [problem]) == 0
+        assert store.count("rollouts") == 3
+
+
+def test_replace_overwrites_and_batch_duplicates_keep_the_last(db):
+    problem = make_problem()
+    first = make_rollout(problem, "v1")
+    second = first.model_copy(update={"model": "other"})
+    with Store(db) as store:
+        store.write("rollouts", [first, second], on_conflict="replace")
+        rows = store.records(Rollout, "SELECT * FROM rollouts")
+    assert len(rows) == 1 and rows[0].model == "other"
+
+
+def test_failed_transaction_leaves_nothing(db):
+    problem = make_problem()
+    with Store(db) as store:
+        store.begin()
+        store.write("problems", [problem])
+        with pytest.raises(duckdb.Error):
+            store.execute("SELECT * FROM no_such_table")
+    with Store(db) as store:
+        assert store.count("problems") == 0
+
+
+def test_read_only_store_rejects_writes_and_missing_files(db, tmp_path):
+    with Store(db) as store:
+        store.write("problems", [make_problem()])
+    with Store(db, read_only=True) as store:
+        assert store.rows("SELECT problem_id FROM problems")[0]["problem_id"] == make_problem().problem_id
+        with pytest.raises(duckdb.Error):
+            store.execute("DELETE FROM problems")
+    with pytest.raises(FileNotFoundError):
+        Store(tmp_path / "absent.duckdb", read_only=True)
+
+
+def test_db_path_resolution(monkeypatch, tmp_path):
+    monkeypatch.setenv("RMFORGE_DB", str(tmp_path / "env.duckdb"))
+    assert resolve_db_path(None) == tmp_path / "env.duckdb"
+    assert resolve_db_path(str(tmp_path / "x.duckdb")) == tmp_path / "x.duckdb"
+    monkeypatch.delenv("RMFORGE_DB")
+    assert resolve_db_path(None).name == "rmforge.duckdb"
+
+
+def test_problem_ids_are_content_hashes():
+    a = Problem.make_id("What is 2+2?", "4")
+    assert a == Problem.make_id("What is 2+2? ", "4")
+    assert a != Problem.make_id("What is 2+3?", "4")
