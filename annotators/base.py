@@ -7,6 +7,7 @@ labels made under different settings never overwrite each other.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from typing import ClassVar, Sequence
 
@@ -82,7 +83,7 @@ class Annotator(ABC):
             self._generator = load_generator(config or self.default_generator)
         return self._generator
 
-    @property
+    @functools.cached_property
     def config_hash(self) -> str:
         return stable_hash(self.name, self.version, self.config.model_dump(mode="json"), length=12)
 

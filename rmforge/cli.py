@@ -72,8 +72,6 @@ def run(
                        {"count": problems, "kind": source, "path": problems_path, "seed": seed}.items() if v is not None}
     if problem_updates:
         updates["problems"] = config.problems.model_copy(update=problem_updates)
-    if source == "logic":
-        updates["prompt"] = "logic"
     sampling_updates = {k: v for k, v in {"n": samples, "max_tokens": max_tokens}.items() if v is not None}
     if sampling_updates:
         updates["sampling"] = config.sampling.model_copy(update=sampling_updates)

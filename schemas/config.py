@@ -56,9 +56,9 @@ class GeneratorConfig(Config):
 
 class ProblemSourceConfig(Config):
     kind: Literal["arithmetic", "logic", "file", "hf"] = "arithmetic"
-    count: int = Field(default=4, ge=1, le=1_000_000)
-    min_steps: int = Field(default=2, ge=1, le=12)
-    max_steps: int = Field(default=4, ge=1, le=12)
+    count: int = Field(default=6, ge=1, le=1_000_000)
+    min_steps: int = Field(default=1, ge=1, le=12)
+    max_steps: int = Field(default=2, ge=1, le=12)
     seed: int = 0
     path: str | None = Field(default=None, description="JSONL/Parquet file, or HF dataset path/id")
     split: str = "test"
@@ -91,12 +91,14 @@ class CurationConfig(Config):
 class PipelineConfig(Config):
     problems: ProblemSourceConfig = Field(default_factory=ProblemSourceConfig)
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
-    sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(n=4))
-    prompt: Literal["math", "logic"] = "math"
+    # Many samples per problem: the default model is weak, and preference pairs need a
+    # right and a wrong answer to the same problem.
+    sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(n=16, max_tokens=256))
     steps: StepSplitConfig = Field(default_factory=StepSplitConfig)
     annotators: list[str] = Field(default_factory=lambda: ["answer", "z3_arith", "mc"])
     annotator_options: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Per-annotator config, keyed by annotator name."
+        default_factory=lambda: {"mc": {"k": 2, "max_tokens": 160}},
+        description="Per-annotator config, keyed by annotator name.",
     )
     curation: CurationConfig = Field(default_factory=CurationConfig)
     batch_size: int = Field(default=256, ge=1, le=100_000)

@@ -21,7 +21,8 @@ from schemas.config import CurationConfig
 from schemas.records import RolloutCuration, StepConsensus, canonical_json
 from tasks.store import Store
 
-SOFT_LABEL_ANNOTATORS = ("mc", "mc_binary", "pav")
+# Annotators whose score is an estimated success probability (the soft label).
+SOFT_LABEL_ANNOTATORS = ("mc", "mc_binary")
 
 
 # ---------------------------------------------------------------- consensus

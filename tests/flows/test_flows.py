@@ -106,3 +106,47 @@ def test_cli_sql_formats(tmp_path, db):
     assert result.exit_code == 1
     result = runner.invoke(app, ["sql", "SELECT 1", "--db", str(tmp_path / "none.duckdb")])
     assert result.exit_code == 1 and "no rmforge database" in result.output
+
+
+def test_logic_problems_through_the_flows(prefect_harness, tmp_path, db):
+    """FoVer-style data end to end: formula steps checked by Z3, answers by the verifier."""
+    from tasks.logic_problems import generate_logic_problems
+
+    problems = generate_logic_problems(6, seed=2)
+    rows = []
+    for p in problems:
+        good = [f"Step {i + 1}: {s}" for i, s in enumerate(p.reference_steps)] + [f"Answer: {p.gold_answer}"]
+        bad = ["Step 1: Happy(nobody_here)"] + good[1:-1] + [f"Answer: {'False' if p.gold_answer != 'False' else 'True'}"]
+        for response in ("\n".join(good), "\n".join(bad)):
+            rows.append({"problem_id": p.problem_id, "question": p.question, "gold_answer": p.gold_answer,
+                         "response": response, "domain": "logic"})
+    path = tmp_path / "logic.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    import_rollouts(str(path), db)
+    with Store(db) as store:  # the import carries the domain; logic problems need their premises too
+        store.write("problems", problems, on_conflict="replace")
+    annotate(db, ["answer", "z3_logic"])
+    curate(db, ["answer", "z3_logic"])
+    with Store(db) as store:
+        first_steps = store.rows(
+            "SELECT l.verdict, r.response LIKE 'Step 1: Happy(nobody_here)%' AS bad FROM step_labels l "
+            "JOIN rollouts r USING (rollout_id) WHERE l.annotator = 'z3_logic' AND l.step_index = 0")
+        assert {(r["verdict"], r["bad"]) for r in first_steps} == {("correct", False), ("incorrect", True)}
+        outcomes = store.rows("SELECT verdict, count(*) AS n FROM outcome_labels GROUP BY verdict ORDER BY verdict")
+        assert outcomes == [{"verdict": "correct", "n": 6}, {"verdict": "incorrect", "n": 6}]
+        assert store.count("preference_pairs") == 6
+        assert store.count("process_examples") == 12
+
+
+def test_cli_import_and_annotate(prefect_harness, tmp_path, db):
+    write_rollouts(tmp_path / "r.jsonl", n_problems=2)
+    runner = CliRunner()
+    result = runner.invoke(app, ["import", "rollouts", str(tmp_path / "r.jsonl"), "--db", db])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["annotate", "--annotator", "answer,z3_arith", "--db", db])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["sql", "SELECT annotator, count(*) AS n FROM step_labels GROUP BY 1", "--db", db,
+                                 "--format", "json"])
+    assert json.loads(result.output) == [{"annotator": "z3_arith", "n": 12}]  # 6 rollouts x 2 steps
+    result = runner.invoke(app, ["annotate", "--annotator", "nonexistent", "--db", db])
+    assert result.exit_code != 0

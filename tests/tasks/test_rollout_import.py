@@ -8,7 +8,7 @@ def _rows(n):
     return [
         {"problem_id": f"p{i % 10}", "question": f"What is {i % 10} + 1?", "gold_answer": str(i % 10 + 1),
          "response": f"Step 1: {i % 10} + 1 = {i % 10 + 1}\nThe answer is \\boxed{{{i % 10 + 1 + (i % 3 == 0)}}}",
-         "model": "m"}
+         "model": f"m{i}"}
         for i in range(n)
     ]
 
