@@ -154,3 +154,19 @@ class Annotator(ABC):
             completions=completions,
             run_id=run_id,
         )
+
+
+class LLMAnnotator(Annotator):
+    """An annotator that asks a model; its config may name a `generator`."""
+
+    @property
+    def generator_config(self) -> GeneratorConfig:
+        return getattr(self.config, "generator", None) or self.default_generator
+
+    @property
+    def model(self) -> str | None:
+        # An injected backend knows its model; otherwise the config names it, without
+        # starting an engine just to read a name.
+        if self._generator is not None:
+            return self._generator.model_name
+        return self.generator_config.model

@@ -31,7 +31,7 @@ from typing import Iterable, Sequence
 
 from pydantic import Field
 
-from annotators.base import AnnotationInput, AnnotationOutput, Annotator
+from annotators.base import AnnotationInput, AnnotationOutput, LLMAnnotator
 from generators.base import ChatMessage, Completion, GenerationRequest
 from schemas.config import Config as StrictConfig
 from schemas.config import GeneratorConfig, SamplingConfig
@@ -167,7 +167,7 @@ def _critique_verdict(index: int | None) -> Verdict:
     return "correct" if index == -1 else "incorrect"
 
 
-class JudgeAnnotator(Annotator):
+class JudgeAnnotator(LLMAnnotator):
     name = "judge"
     version = "1"
 
@@ -181,18 +181,6 @@ class JudgeAnnotator(Annotator):
         seed: int = 0
 
     config: Config
-
-    @property
-    def generator_config(self) -> GeneratorConfig:
-        return self.config.generator or self.default_generator
-
-    @property
-    def model(self) -> str | None:
-        # An injected backend knows its model; otherwise the config names it, without
-        # starting an engine just to read a name.
-        if self._generator is not None:
-            return self._generator.model_name
-        return self.generator_config.model
 
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(
@@ -210,7 +198,7 @@ class JudgeAnnotator(Annotator):
             return output
         requests = [build_judge_request(item.problem.question, item.steps) for item in todo]
         # One call for the whole batch so the engine schedules all votes together.
-        results = self.load_generator(self.config.generator).generate(requests, self.sampling())
+        results = self.load_generator(self.generator_config).generate(requests, self.sampling())
         if len(results) != len(todo):
             raise RuntimeError(
                 f"judge generator returned {len(results)} results for {len(todo)} requests"

@@ -10,24 +10,20 @@ from __future__ import annotations
 
 from typing import ClassVar, Sequence
 
-from annotators.base import AnnotationInput, AnnotationOutput, Annotator
+from annotators.base import AnnotationInput, AnnotationOutput, LLMAnnotator
 from annotators.completions import CompletionOptions, PrefixQuery, outcome_of, success_counts
 
 
-class MonteCarloAnnotator(Annotator):
+class MonteCarloAnnotator(LLMAnnotator):
     name: ClassVar[str] = "mc"
     version: ClassVar[str] = "1"
     Config: ClassVar[type[CompletionOptions]] = CompletionOptions
-
-    @property
-    def model(self) -> str | None:
-        return (self.config.generator or self.default_generator).model
 
     def step_values(self, items: Sequence[AnnotationInput]) -> dict[tuple[str, int], float]:
         """MC value of every step prefix of every gradable item, from one engine call."""
         gradable = [item for item in items if item.problem.gold_answer is not None and item.steps]
         queries = [PrefixQuery(item, i) for item in gradable for i in range(len(item.steps) - 1)]
-        counts = success_counts(self.load_generator(self.config.generator), queries, self.config) if queries else []
+        counts = success_counts(self.load_generator(self.generator_config), queries, self.config) if queries else []
         values = {(q.item.rollout.rollout_id, q.step_index): ok / total for q, (ok, total) in zip(queries, counts)}
         for item in gradable:
             last = (item.rollout.rollout_id, len(item.steps) - 1)

@@ -21,7 +21,7 @@ from typing import ClassVar, Sequence
 
 from pydantic import Field
 
-from annotators.base import AnnotationInput, AnnotationOutput, Annotator
+from annotators.base import AnnotationInput, AnnotationOutput, LLMAnnotator
 from annotators.completions import CompletionOptions, PrefixQuery, outcome_of, success_counts
 
 
@@ -29,14 +29,10 @@ class BinarySearchOptions(CompletionOptions):
     first_wave: int = Field(default=1, ge=1, description="Continuations tried before the rest of k.")
 
 
-class BinarySearchMCAnnotator(Annotator):
+class BinarySearchMCAnnotator(LLMAnnotator):
     name: ClassVar[str] = "mc_binary"
     version: ClassVar[str] = "1"
     Config: ClassVar[type[BinarySearchOptions]] = BinarySearchOptions
-
-    @property
-    def model(self) -> str | None:
-        return (self.config.generator or self.default_generator).model
 
     def first_errors(
         self, items: Sequence[AnnotationInput]
@@ -56,7 +52,7 @@ class BinarySearchMCAnnotator(Annotator):
         generator = None
         while active := [rid for rid, (lo, hi) in bounds.items() if lo < hi]:
             queries = [PrefixQuery(by_id[rid], (bounds[rid][0] + bounds[rid][1]) // 2) for rid in active]
-            generator = generator or self.load_generator(self.config.generator)
+            generator = generator or self.load_generator(self.generator_config)
             for query, (ok, total) in zip(queries, self.good_prefix_counts(generator, queries)):
                 rid, mid = query.item.rollout.rollout_id, query.step_index
                 values[rid][mid] = ok / total

@@ -18,7 +18,7 @@ from typing import ClassVar, Sequence
 
 from pydantic import Field
 
-from annotators.base import AnnotationInput, AnnotationOutput, Annotator
+from annotators.base import AnnotationInput, AnnotationOutput, LLMAnnotator
 from annotators.completions import CompletionOptions, PrefixQuery, outcome_of, success_counts
 from schemas.config import GeneratorConfig
 
@@ -29,23 +29,19 @@ class ProgressOptions(CompletionOptions):
     )
 
 
-class ProgressAnnotator(Annotator):
+class ProgressAnnotator(LLMAnnotator):
     name: ClassVar[str] = "pav"
     version: ClassVar[str] = "1"
     Config: ClassVar[type[ProgressOptions]] = ProgressOptions
 
     @property
-    def prover_config(self) -> GeneratorConfig:
+    def generator_config(self) -> GeneratorConfig:
         return self.config.prover or self.config.generator or self.default_generator
-
-    @property
-    def model(self) -> str | None:
-        return self.prover_config.model
 
     def annotate(self, items: Sequence[AnnotationInput], run_id: str) -> AnnotationOutput:
         gradable = [i for i in items if i.steps and i.problem.gold_answer is not None]
         queries = [PrefixQuery(item, s) for item in gradable for s in range(-1, len(item.steps) - 1)]
-        counts = success_counts(self.load_generator(self.prover_config), queries, self.config) if queries else []
+        counts = success_counts(self.load_generator(self.generator_config), queries, self.config) if queries else []
         values = {(q.item.rollout.rollout_id, q.step_index): ok / n for q, (ok, n) in zip(queries, counts)}
         gradable_ids = {item.rollout.rollout_id for item in gradable}
         output = AnnotationOutput()

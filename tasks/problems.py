@@ -13,7 +13,7 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence, TypeVar
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -21,6 +21,8 @@ from pydantic import ValidationError
 
 from schemas.config import ProblemSourceConfig
 from schemas.records import Problem, QuarantineRecord, stable_hash
+
+T = TypeVar("T")
 
 NAMES = ["Mia", "Liam", "Ava", "Noah", "Zara", "Omar", "Lena", "Ravi", "Sofia", "Kenji", "Amara", "Diego"]
 ITEMS = ["marbles", "stickers", "apples", "books", "coins", "shells", "pencils", "cookies", "stamps", "cards"]
@@ -201,24 +203,38 @@ def read_records(path: Path) -> list[dict[str, Any] | str]:
     return rows
 
 
-def import_problem_rows(
-    rows: list[dict[str, Any] | str], source: str, run_id: str, question_field: str, answer_field: str
-) -> ImportResult:
-    result = ImportResult()
+def parse_rows(
+    rows: Sequence[dict[str, Any] | str], source: str, run_id: str, parse: Callable[[dict[str, Any]], T]
+) -> tuple[list[T], list[QuarantineRecord]]:
+    """Apply `parse` to each row; rows it rejects are quarantined with the field at fault.
+
+    `parse` raises pydantic's ValidationError, or ValueError("field: reason").
+    """
+    parsed: list[T] = []
+    quarantine: list[QuarantineRecord] = []
     for number, row in enumerate(rows, start=1):
         ref = f"{source}#{number}"
         if not isinstance(row, dict):
-            result.quarantine.append(quarantine_record(source, ref, "record", "not a JSON object", row, run_id))
+            quarantine.append(quarantine_record(source, ref, "record", "not a JSON object", row, run_id))
             continue
         try:
-            result.problems.append(problem_from_record(row, source, question_field, answer_field))
+            parsed.append(parse(row))
         except ValidationError as exc:
             field_name, reason = validation_field(exc)
-            result.quarantine.append(quarantine_record(source, ref, field_name, reason, row, run_id))
+            quarantine.append(quarantine_record(source, ref, field_name, reason, row, run_id))
         except ValueError as exc:
             field_name = str(exc).split(":", 1)[0]
-            result.quarantine.append(quarantine_record(source, ref, field_name, str(exc), row, run_id))
-    return result
+            quarantine.append(quarantine_record(source, ref, field_name, str(exc), row, run_id))
+    return parsed, quarantine
+
+
+def import_problem_rows(
+    rows: Sequence[dict[str, Any] | str], source: str, run_id: str, question_field: str, answer_field: str
+) -> ImportResult:
+    problems, quarantine = parse_rows(
+        rows, source, run_id, lambda row: problem_from_record(row, source, question_field, answer_field)
+    )
+    return ImportResult(problems=problems, quarantine=quarantine)
 
 
 def load_hf_rows(path: str, split: str) -> list[dict[str, Any]]:
@@ -244,7 +260,9 @@ def load_problems(config: ProblemSourceConfig, run_id: str) -> ImportResult:
     if config.kind == "logic":
         from tasks.logic_problems import generate_logic_problems
 
-        return ImportResult(problems=generate_logic_problems(config.count, config.seed))
+        return ImportResult(
+            problems=generate_logic_problems(config.count, config.seed, config.min_steps, config.max_steps)
+        )
     if not config.path:
         raise ValueError(f"problems.kind={config.kind!r} needs problems.path")
     if config.kind == "file":

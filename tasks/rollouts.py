@@ -7,20 +7,18 @@ first problem that lacks its samples.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from pydantic import ValidationError
 
 from generators import load_generator
 from generators.prompts import solution_request
 from schemas.config import GeneratorConfig, SamplingConfig
 from schemas.records import Problem, QuarantineRecord, Rollout, stable_hash
-from tasks.problems import quarantine_record, read_records, validation_field
+from tasks.problems import parse_rows, read_records
 from tasks.store import Store
 
 
@@ -131,37 +129,17 @@ def _rollout_from_row(row: dict[str, Any], run_id: str) -> tuple[Problem, Rollou
 
 def parse_rollout_rows(rows: Sequence[dict[str, Any] | str], source: str, run_id: str) -> RolloutImport:
     """Validate imported rows; bad ones are quarantined with the field at fault."""
-    result = RolloutImport()
     seen_problems: dict[str, Problem] = {}
-    for number, row in enumerate(rows, start=1):
-        ref = f"{source}#{number}"
-        if not isinstance(row, dict):
-            result.quarantine.append(quarantine_record(source, ref, "record", "not a JSON object", row, run_id))
-            continue
-        try:
-            problem, rollout = _rollout_from_row(row, run_id)
-        except ValidationError as exc:
-            field_name, reason = validation_field(exc)
-            result.quarantine.append(quarantine_record(source, ref, field_name, reason, row, run_id))
-            continue
-        except ValueError as exc:
-            result.quarantine.append(
-                quarantine_record(source, ref, str(exc).split(":", 1)[0], str(exc), row, run_id)
-            )
-            continue
+
+    def parse(row: dict[str, Any]) -> Rollout:
+        problem, rollout = _rollout_from_row(row, run_id)
         known = seen_problems.setdefault(problem.problem_id, problem)
         if known.question != problem.question:
-            result.quarantine.append(
-                quarantine_record(
-                    source, ref, "question",
-                    f"question: differs from an earlier row with problem_id {problem.problem_id!r}",
-                    row, run_id,
-                )
-            )
-            continue
-        result.rollouts.append(rollout)
-    result.problems = list(seen_problems.values())
-    return result
+            raise ValueError(f"question: differs from an earlier row with problem_id {problem.problem_id!r}")
+        return rollout
+
+    rollouts, quarantine = parse_rows(rows, source, run_id, parse)
+    return RolloutImport(problems=list(seen_problems.values()), rollouts=rollouts, quarantine=quarantine)
 
 
 @task(name="import-rollouts", cache_policy=NO_CACHE)
@@ -177,8 +155,3 @@ def import_rollouts(db: str, path: str, run_id: str) -> dict[str, int]:
             "rows_read": len(parsed.rollouts) + len(parsed.quarantine),
         }
 
-
-def dump_jsonl(rows: Sequence[dict[str, Any]], path: Path) -> None:
-    with path.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -80,26 +80,15 @@ def _markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def label_summary(store: Store) -> list[dict[str, Any]]:
+def verdict_summary(store: Store, table: str) -> list[dict[str, Any]]:
+    """Verdict counts per annotator in `step_labels` or `outcome_labels`."""
     return store.rows(
-        """
-        SELECT annotator, count(*) AS steps,
+        f"""
+        SELECT annotator, count(*) AS labels,
                count(*) FILTER (verdict = 'correct') AS correct,
                count(*) FILTER (verdict = 'incorrect') AS incorrect,
                count(*) FILTER (verdict = 'unknown') AS unknown
-        FROM step_labels GROUP BY annotator ORDER BY annotator
-        """
-    )
-
-
-def outcome_summary(store: Store) -> list[dict[str, Any]]:
-    return store.rows(
-        """
-        SELECT annotator, count(*) AS rollouts,
-               count(*) FILTER (verdict = 'correct') AS correct,
-               count(*) FILTER (verdict = 'incorrect') AS incorrect,
-               count(*) FILTER (verdict = 'unknown') AS unknown
-        FROM outcome_labels GROUP BY annotator ORDER BY annotator
+        FROM {table} GROUP BY annotator ORDER BY annotator
         """
     )
 
@@ -109,8 +98,8 @@ def publish_report(db: str, flow: str, run_id: str, summary: dict[str, Any]) -> 
     """A markdown report and tables for the run; returns the markdown."""
     with Store(db) as store:
         counts = store.counts()
-        labels = label_summary(store)
-        outcomes = outcome_summary(store)
+        labels = verdict_summary(store, "step_labels")
+        outcomes = verdict_summary(store, "outcome_labels")
     table_counts = [{"table": k, "rows": v} for k, v in counts.items()]
     markdown = (
         f"# rmforge {flow} run `{run_id}`\n\n"

@@ -44,3 +44,23 @@ def test_pipeline_with_the_real_model(prefect_harness, db):
     again = pipeline(config, db)
     assert again["generate"]["new_rollouts"] == 0
     assert again["annotate"]["mc"]["rollouts"] == 0
+
+
+def test_engine_adapter_batches_samples_and_continues_prefixes():
+    from generators import load_generator
+    from generators.prompts import solution_request
+    from schemas.config import GeneratorConfig
+
+    engine = load_generator(GeneratorConfig())  # shared with the pipeline test: one engine start
+    fresh = solution_request("Sam has 3 pens and buys 4 more. How many pens does Sam have?")
+    prefixed = solution_request(fresh.messages[-1].content, assistant_prefix="Step 1: 3 + 4 = 7.\n")
+    too_long = solution_request("Count the apples. " * 1500)
+
+    prompt = engine.render_prompt(prefixed)
+    assert prompt.endswith("<|im_start|>assistant\nStep 1: 3 + 4 = 7.\n")  # continue, not a new turn
+    out = engine.generate([fresh, prefixed, too_long], SamplingConfig(n=3, max_tokens=24))
+    assert [len(o) for o in out] == [3, 3, 3]
+    assert all(c.text and 0 < c.num_tokens <= 24 for o in out[:2] for c in o)
+    assert all(c.finish_reason in ("stop", "length") for o in out[:2] for c in o)
+    # a prompt beyond the context gets no completion and is marked truncated, not an engine crash
+    assert all(c.text == "" and c.truncated for c in out[2])
