@@ -1,8 +1,6 @@
 """The OpenAI-compatible backend against a real local HTTP server started by the test."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -10,56 +8,17 @@ from generators.base import GenerationError
 from generators.openai_server import OpenAIServerGenerator
 from generators.prompts import solution_request
 from schemas.config import GeneratorConfig, SamplingConfig
+from tests.servers import ChatServer
 
 
-class ChatServer:
-    """Answers /v1/chat/completions; `fail_next` makes the next calls return that status."""
-
-    def __init__(self):
-        self.payloads, self.headers, self.fail_next = [], [], []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.payloads.append(body)
-                server.headers.append(dict(self.headers))
-                if server.fail_next:
-                    status = server.fail_next.pop(0)
-                    self.send_response(status)
-                    self.end_headers()
-                    self.wfile.write(b'{"error": "nope"}')
-                    return
-                last = body["messages"][-1]["content"]
-                choices = [
-                    {"index": i, "message": {"role": "assistant", "content": f"reply {i} to {last[:12]}"},
-                     "finish_reason": "stop" if i == 0 else "length"}
-                    for i in range(body.get("n", 1))
-                ]
-                payload = json.dumps({"choices": choices[::-1],
-                                      "usage": {"completion_tokens": 10 * len(choices)}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def echo(body, index):
+    text = f"reply {index} to {body['messages'][-1]['content'][:12]}"
+    return text, "stop" if index == 0 else "length"
 
 
 @pytest.fixture()
 def server():
-    s = ChatServer()
+    s = ChatServer(echo)
     yield s
     s.close()
 

@@ -1,0 +1,71 @@
+"""LLM-backed annotators (mc, mc_binary, pav, judge) inside the flows, against a real
+OpenAI-compatible server on loopback (the LLM boundary) instead of a local engine."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.curate import curate
+from flows.import_rollouts import import_rollouts
+from rmforge.cli import app
+from tasks.store import Store
+from tests.servers import ChatServer
+
+QUESTION = "Ava has 10 cards and gets 5 more, then gives away 3. How many cards?"
+RIGHT = "Step 1: 10 + 5 = 15\nStep 2: 15 - 3 = 12\nStep 3: She has 12 cards.\nThe answer is \\boxed{12}"
+WRONG = "Step 1: 10 + 5 = 15\nStep 2: 15 - 3 = 11\nStep 3: She has 11 cards.\nThe answer is \\boxed{11}"
+
+
+def respond(body, index):
+    system = body["messages"][0]["content"]
+    if "judge" in system.lower() or "paragraph" in system.lower():
+        solution = body["messages"][-1]["content"]
+        return "Step 1 is fine. Step 2 subtracts wrongly.\nVERDICT: 1" if "= 11" in solution else "VERDICT: -1"
+    prefix = body["messages"][-1]["content"] if body["messages"][-1]["role"] == "assistant" else ""
+    # A continuation reaches 12 unless the prefix already holds the slip.
+    return "The answer is \\boxed{11}" if "= 11" in prefix else "The answer is \\boxed{12}"
+
+
+@pytest.fixture()
+def server():
+    s = ChatServer(respond)
+    yield s
+    s.close()
+
+
+def test_llm_annotators_in_the_annotate_flow(prefect_harness, server, tmp_path, db):
+    rows = [{"problem_id": "ava", "question": QUESTION, "gold_answer": "12", "response": r, "model": m}
+            for r, m in ((RIGHT, "a"), (WRONG, "b"))]
+    (tmp_path / "r.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    import_rollouts(str(tmp_path / "r.jsonl"), db)
+
+    generator = {"backend": "openai", "model": "served", "base_url": server.url, "max_retries": 0}
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({
+        "generator": generator,
+        "annotator_options": {"mc": {"k": 2}, "mc_binary": {"k": 2}, "pav": {"k": 2}, "judge": {"votes": 3}},
+    }))
+    result = CliRunner().invoke(app, ["annotate", "--annotator", "answer,mc,mc_binary,pav,judge",
+                                      "--config", str(config), "--db", db])
+    assert result.exit_code == 0, result.output
+    curate(db, ["z3_arith", "mc", "mc_binary", "judge"])
+
+    with Store(db) as store:
+        def first_error(annotator):
+            rows = store.rows(
+                "SELECT r.model, min(l.step_index) FILTER (l.verdict = 'incorrect') AS first_error "
+                "FROM step_labels l JOIN rollouts r USING (rollout_id) WHERE annotator = ? GROUP BY 1 ORDER BY 1",
+                [annotator])
+            return {r["model"]: r["first_error"] for r in rows}
+
+        for annotator in ("mc", "mc_binary", "pav", "judge"):
+            assert first_error(annotator) == {"a": None, "b": 1}, annotator
+        assert all(r["model"] == "served" for r in store.rows("SELECT DISTINCT model FROM step_labels"))
+        costs = {r["annotator"]: r["n"] for r in store.rows(
+            "SELECT annotator, sum(completions) AS n FROM annotator_costs GROUP BY 1")}
+        assert costs["mc_binary"] < costs["mc"]
+        assert store.count("critiques") == 6
+        assert store.rows("SELECT count(*) AS n FROM process_examples WHERE list_contains(annotators, 'judge')")[0]["n"] == 2
+    # continuations were sent as assistant prefixes, on the configured server
+    assert any(p.get("continue_final_message") for p in server.payloads)
