@@ -37,6 +37,13 @@ def _db(db: Optional[str]) -> str:
     return str(resolve_db_path(db))
 
 
+def _close_engines() -> None:
+    """Stop engine child processes cleanly instead of at interpreter teardown."""
+    from generators import close_generators
+
+    close_generators()
+
+
 def load_config(path: Optional[Path]) -> PipelineConfig:
     if path is None:
         return PipelineConfig()
@@ -85,7 +92,10 @@ def run(
     from flows.pipeline import pipeline
 
     path = _db(db)
-    summary = pipeline(config, path, export_dir)
+    try:
+        summary = pipeline(config, path, export_dir)
+    finally:
+        _close_engines()
     console.print_json(data=summary)
     console.print(f"\n[bold]Data:[/bold] {path}")
     console.print('Query it: rmforge sql "SELECT * FROM process_examples LIMIT 5"')
@@ -112,8 +122,11 @@ def annotate(
     config = load_config(config_file)
     from flows.annotate import annotate as annotate_flow
 
-    summary = annotate_flow(_db(db), _split(annotator), config.annotator_options, config.generator,
-                            batch_size or config.batch_size)
+    try:
+        summary = annotate_flow(_db(db), _split(annotator), config.annotator_options, config.generator,
+                                batch_size or config.batch_size)
+    finally:
+        _close_engines()
     console.print_json(data=summary)
     if all(s.get("status") == "unavailable" for s in summary.values()):
         raise typer.Exit(code=2)

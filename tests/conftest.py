@@ -21,3 +21,12 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=90):
         yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shut_down_engines():
+    """Stop any vLLM engine child processes before the interpreter exits."""
+    yield
+    from generators import close_generators
+
+    close_generators()

@@ -7,8 +7,10 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.curate import curate
+from flows.annotate import annotate
 from flows.import_rollouts import import_rollouts
 from rmforge.cli import app
+from schemas.config import GeneratorConfig
 from tasks.store import Store
 from tests.servers import ChatServer
 
@@ -69,3 +71,45 @@ def test_llm_annotators_in_the_annotate_flow(prefect_harness, server, tmp_path, 
         assert store.rows("SELECT count(*) AS n FROM process_examples WHERE list_contains(annotators, 'judge')")[0]["n"] == 2
     # continuations were sent as assistant prefixes, on the configured server
     assert any(p.get("continue_final_message") for p in server.payloads)
+
+
+def test_a_crash_mid_run_resumes_without_duplicates_or_losses(prefect_harness, tmp_path, db):
+    """The LLM dies on the third batch; the rerun labels only what is missing."""
+    rows = [{"problem_id": f"ava-{i}", "question": QUESTION + f" (#{i})", "gold_answer": "12",
+             "response": RIGHT if i % 2 else WRONG, "model": "m"} for i in range(5)]
+    (tmp_path / "r.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    import_rollouts(str(tmp_path / "r.jsonl"), db)
+
+    calls = {"n": 0}
+
+    def dying(body, index):
+        calls["n"] += 1
+        if calls["n"] > 3:  # one judge vote per rollout: the server breaks in the second batch
+            raise RuntimeError("server crashed")
+        return respond(body, index)
+
+    options = {"judge": {"votes": 1}}
+    for attempt, handler in enumerate((dying, respond)):
+        server = ChatServer(handler)
+        generator = GeneratorConfig(backend="openai", model="served", base_url=server.url, max_retries=0,
+                                    request_timeout_s=5)
+        try:
+            if attempt == 0:
+                with pytest.raises(Exception):
+                    annotate(db, ["judge"], options, generator, batch_size=2)
+            else:
+                summary = annotate(db, ["judge"], options, generator, batch_size=2)
+        finally:
+            server.close()
+        with Store(db) as store:
+            labelled = store.rows("SELECT count(DISTINCT rollout_id) AS n FROM annotator_costs")[0]["n"]
+        if attempt == 0:
+            assert labelled == 2  # the first batch landed whole, nothing of the failed second one
+            with Store(db) as store:
+                assert store.rows("SELECT status FROM runs WHERE flow = 'annotate'") == [{"status": "failed"}]
+    assert summary["judge"]["rollouts"] == 3  # only what the crash left undone
+    with Store(db) as store:
+        assert store.count("critiques") == 5
+        assert store.rows("SELECT count(*) AS n FROM outcome_labels")[0]["n"] == 5
+        step_rows = store.rows("SELECT rollout_id, step_index, count(*) AS n FROM step_labels GROUP BY 1, 2 HAVING n > 1")
+        assert step_rows == []
