@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -79,11 +79,6 @@ class Store:
         finally:
             self.con.unregister("_incoming")
         return self.count(table) - before if on_conflict == "ignore" else arrow.num_rows
-
-    def delete_where(self, table: str, column: str, values: Iterable[str]) -> None:
-        values = list(values)
-        if values:
-            self.execute(f"DELETE FROM {table} WHERE {column} IN (SELECT UNNEST(?))", [values])
 
     # reads
     def count(self, table: str) -> int:
