@@ -100,6 +100,16 @@ class Annotator(ABC):
     def annotate(self, items: Sequence[AnnotationInput], run_id: str) -> AnnotationOutput: ...
 
     # Builders that stamp provenance on every label.
+    def _provenance(self, item: AnnotationInput, run_id: str) -> dict[str, str | None]:
+        return {
+            "rollout_id": item.rollout.rollout_id,
+            "annotator": self.name,
+            "annotator_version": self.version,
+            "config_hash": self.config_hash,
+            "model": self.model,
+            "run_id": run_id,
+        }
+
     def step_label(
         self,
         item: AnnotationInput,
@@ -111,16 +121,7 @@ class Annotator(ABC):
         reason: str | None = None,
     ) -> StepLabel:
         return StepLabel(
-            rollout_id=item.rollout.rollout_id,
-            step_index=step_index,
-            annotator=self.name,
-            annotator_version=self.version,
-            config_hash=self.config_hash,
-            model=self.model,
-            verdict=verdict,
-            score=score,
-            reason=reason,
-            run_id=run_id,
+            **self._provenance(item, run_id), step_index=step_index, verdict=verdict, score=score, reason=reason
         )
 
     def outcome_label(
@@ -134,16 +135,11 @@ class Annotator(ABC):
         reason: str | None = None,
     ) -> OutcomeLabel:
         return OutcomeLabel(
-            rollout_id=item.rollout.rollout_id,
-            annotator=self.name,
-            annotator_version=self.version,
-            config_hash=self.config_hash,
-            model=self.model,
+            **self._provenance(item, run_id),
             verdict=verdict,
             predicted_answer=predicted_answer,
             score=score,
             reason=reason,
-            run_id=run_id,
         )
 
     def cost(self, item: AnnotationInput, completions: int, run_id: str) -> AnnotatorCost:

@@ -1,0 +1,31 @@
+from pathlib import Path
+
+import pytest
+
+from annotators import REGISTRY
+from rmforge.cli import load_config
+from tasks.problems import import_problem_rows, read_records
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "data" / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_validate_and_name_known_annotators(path):
+    config = load_config(path)
+    assert set(config.annotators) <= set(REGISTRY)
+    assert set(config.annotator_options) <= set(config.annotators) | {"mc"}
+
+
+def test_example_problem_file_imports_cleanly():
+    rows = read_records(ROOT / "data" / "examples" / "problems.jsonl")
+    result = import_problem_rows(rows, "examples", "run", "question", "answer")
+    assert not result.quarantine
+    assert [p.gold_answer for p in result.problems] == ["72", "10", "\\frac{5}{6}"]
+    assert result.problems[0].reference_steps[0] == "Natalia sold 48/2 = 24 clips in May."
+
+
+def test_unknown_config_keys_are_rejected(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sampling: {n: 4, temprature: 0.5}\n")
+    with pytest.raises(Exception, match="temprature"):
+        load_config(bad)
