@@ -67,11 +67,11 @@ def success_counts(
     prefixes = [prefix_text(q.item, q.step_index) for q in queries]
     requests = [
         solution_request(q.item.problem.question, q.item.problem.domain, assistant_prefix=prefix)
-        for q, prefix in zip(queries, prefixes)
+        for q, prefix in zip(queries, prefixes, strict=True)
     ]
     outputs = generator.generate(requests, options.sampling(n))
     counts = []
-    for query, prefix, completions in zip(queries, prefixes, outputs):
+    for query, prefix, completions in zip(queries, prefixes, outputs, strict=True):
         correct = 0
         for completion in completions:
             grade = grade_response(

@@ -53,7 +53,7 @@ class BinarySearchMCAnnotator(LLMAnnotator):
         while active := [rid for rid, (lo, hi) in bounds.items() if lo < hi]:
             queries = [PrefixQuery(by_id[rid], (bounds[rid][0] + bounds[rid][1]) // 2) for rid in active]
             generator = generator or self.load_generator(self.generator_config)
-            for query, (ok, total) in zip(queries, self.good_prefix_counts(generator, queries)):
+            for query, (ok, total) in zip(queries, self.good_prefix_counts(generator, queries), strict=True):
                 rid, mid = query.item.rollout.rollout_id, query.step_index
                 values[rid][mid] = ok / total
                 spent[rid] += total
@@ -70,7 +70,7 @@ class BinarySearchMCAnnotator(LLMAnnotator):
         rest = self.config.k - first
         retry = [i for i, (ok, _) in enumerate(counts) if ok == 0 and rest > 0]
         more = success_counts(generator, [queries[i] for i in retry], self.config, n=rest)
-        for i, (ok, total) in zip(retry, more):
+        for i, (ok, total) in zip(retry, more, strict=True):
             counts[i] = (ok, counts[i][1] + total)
         return counts
 

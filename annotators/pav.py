@@ -42,7 +42,7 @@ class ProgressAnnotator(LLMAnnotator):
         gradable = [i for i in items if i.steps and i.problem.gold_answer is not None]
         queries = [PrefixQuery(item, s) for item in gradable for s in range(-1, len(item.steps) - 1)]
         counts = success_counts(self.load_generator(self.generator_config), queries, self.config) if queries else []
-        values = {(q.item.rollout.rollout_id, q.step_index): ok / n for q, (ok, n) in zip(queries, counts)}
+        values = {(q.item.rollout.rollout_id, q.step_index): ok / n for q, (ok, n) in zip(queries, counts, strict=True)}
         gradable_ids = {item.rollout.rollout_id for item in gradable}
         output = AnnotationOutput()
         for item in items:

@@ -68,7 +68,7 @@ def sample_rollouts(
             cumulative_logprob=completion.cumulative_logprob,
             run_id=run_id,
         )
-        for problem, completions in zip(problems, outputs)
+        for problem, completions in zip(problems, outputs, strict=True)
         for index, completion in enumerate(completions)
     ]
 

@@ -3,7 +3,6 @@
 import json
 
 import polars as pl
-import pytest
 from typer.testing import CliRunner
 
 from flows.annotate import annotate

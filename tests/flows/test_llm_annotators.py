@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from flows.curate import curate
 from flows.annotate import annotate
+from generators.base import GenerationError
 from flows.import_rollouts import import_rollouts
 from rmforge.cli import app
 from schemas.config import GeneratorConfig
@@ -95,7 +96,7 @@ def test_a_crash_mid_run_resumes_without_duplicates_or_losses(prefect_harness, t
                                     request_timeout_s=5)
         try:
             if attempt == 0:
-                with pytest.raises(Exception):
+                with pytest.raises(GenerationError):
                     annotate(db, ["judge"], options, generator, batch_size=2)
             else:
                 summary = annotate(db, ["judge"], options, generator, batch_size=2)

@@ -1,6 +1,5 @@
 """The OpenAI-compatible backend against a real local HTTP server started by the test."""
 
-import json
 
 import pytest
 

@@ -10,7 +10,7 @@ from tests.builders import make_problem, make_rollout
 def test_every_table_has_its_primary_key_columns():
     for spec in TABLES.values():
         assert set(spec.primary_key) <= set(spec.columns), spec.name
-        assert f"PRIMARY KEY" in create_table_sql(spec)
+        assert "PRIMARY KEY" in create_table_sql(spec)
         assert arrow_schema(spec).names == spec.columns
 
 
