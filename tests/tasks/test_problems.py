@@ -58,3 +58,28 @@ def test_import_quarantines_bad_rows_naming_the_field(tmp_path):
     fields = sorted(q.field for q in result.quarantine)
     assert fields == ["answer", "question", "question", "record"]
     assert all(q.record_ref.startswith("file:problems.jsonl#") for q in result.quarantine)
+
+
+def test_hugging_face_sources_saved_folder_and_data_folder(tmp_path):
+    import datasets
+
+    from schemas.config import ProblemSourceConfig
+    from tasks.problems import load_problems
+
+    rows = [{"question": f"What is {i} + {i}?", "answer": f"#### {2 * i}"} for i in range(5)]
+    datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "saved"))
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "test.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    for folder in ("saved", "raw"):
+        config = ProblemSourceConfig(kind="hf", path=str(tmp_path / folder), split="test", count=3)
+        result = load_problems.fn(config, "run")
+        assert [p.gold_answer for p in result.problems] == ["0", "2", "4"], folder
+        assert result.problems[0].source.startswith("hf:")
+
+
+def test_file_source_requires_a_path():
+    from schemas.config import ProblemSourceConfig
+    from tasks.problems import load_problems
+
+    with pytest.raises(ValueError, match="problems.path"):
+        load_problems.fn(ProblemSourceConfig(kind="file"), "run")
