@@ -29,3 +29,23 @@ def test_unknown_config_keys_are_rejected(tmp_path):
     bad.write_text("sampling: {n: 4, temprature: 0.5}\n")
     with pytest.raises(Exception, match="temprature"):
         load_config(bad)
+
+
+def test_prefect_deployments_point_at_flows_with_valid_parameters():
+    import importlib
+    import inspect
+
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    assert spec["deployments"]
+    for deployment in spec["deployments"]:
+        module_path, name = deployment["entrypoint"].split(":")
+        flow = getattr(importlib.import_module(module_path.removesuffix(".py").replace("/", ".")), name)
+        assert flow.name == name, deployment["name"]
+        params = set(inspect.signature(flow.fn).parameters)
+        assert set(deployment.get("parameters", {})) <= params, deployment["name"]
+        if "config" in deployment.get("parameters", {}):
+            from schemas.config import PipelineConfig
+
+            PipelineConfig.model_validate(deployment["parameters"]["config"])
