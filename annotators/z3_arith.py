@@ -31,6 +31,7 @@ a unit of its last written decimal place (`10 / 3 = 3.33`); `10 / 3 = 3` does no
 from __future__ import annotations
 
 import math
+import operator
 import re
 import threading
 import time
@@ -847,6 +848,10 @@ def _power(base: Fraction, exponent: Fraction) -> Fraction:
     return value if exponent.denominator == 1 else _root(value, exponent.denominator)
 
 
+# One dispatch for + - * shared by the exact, float and Z3 evaluators.
+_RING_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
+
+
 def _value(e: Expr) -> Fraction:
     """Exact value; raises _Irrational (needs Z3) or _Undecidable."""
     if isinstance(e, Num):
@@ -856,11 +861,10 @@ def _value(e: Expr) -> Fraction:
     if isinstance(e, Root):
         return _root(_value(e.operand), e.index)
     a, b = _value(e.left), _value(e.right)
-    if e.op in "+-":
-        _check_percent_sum(e)
-        return a + b if e.op == "+" else a - b
-    if e.op == "*":
-        return a * b
+    if e.op in _RING_OPS:
+        if e.op != "*":
+            _check_percent_sum(e)
+        return _RING_OPS[e.op](a, b)
     if e.op == "/":
         if b == 0:
             raise _Undecidable("division by zero")
@@ -896,12 +900,8 @@ def _approx(e: Expr) -> float:
             v = _approx(e.operand)
             return math.copysign(abs(v) ** (1 / e.index), v)
         a, b = _approx(e.left), _approx(e.right)
-        if e.op == "+":
-            return a + b
-        if e.op == "-":
-            return a - b
-        if e.op == "*":
-            return a * b
+        if e.op in _RING_OPS:
+            return _RING_OPS[e.op](a, b)
         value = a / b if e.op == "/" else a**b
         return value if isinstance(value, float) else math.nan  # (-8) ** (1/3) is complex
     except (OverflowError, ZeroDivisionError, ValueError):
@@ -1083,12 +1083,8 @@ class _Z3Builder:
         if e.op == "^":
             return self.power(e)
         a, b = self.build(e.left), self.build(e.right)
-        if e.op == "+":
-            return a + b
-        if e.op == "-":
-            return a - b
-        if e.op == "*":
-            return a * b
+        if e.op in _RING_OPS:
+            return _RING_OPS[e.op](a, b)
         self.require(b != 0, "division by zero")
         return a / b
 
