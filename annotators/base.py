@@ -75,14 +75,6 @@ class Annotator(ABC):
         self.default_generator = default_generator or GeneratorConfig()
         self._generator = generator  # tests inject one at the LLM boundary
 
-    def load_generator(self, config: GeneratorConfig | None) -> Generator:
-        """The injected backend, else the shared engine for `config` (or the default)."""
-        if self._generator is None:
-            from generators import load_generator
-
-            self._generator = load_generator(config or self.default_generator)
-        return self._generator
-
     @functools.cached_property
     def config_hash(self) -> str:
         return stable_hash(self.name, self.version, self.config.model_dump(mode="json"), length=12)
@@ -166,3 +158,11 @@ class LLMAnnotator(Annotator):
         if self._generator is not None:
             return self._generator.model_name
         return self.generator_config.model
+
+    def load_generator(self) -> Generator:
+        """The injected backend, else the process-wide engine for `generator_config`."""
+        if self._generator is None:
+            from generators import load_generator
+
+            self._generator = load_generator(self.generator_config)
+        return self._generator

@@ -198,7 +198,7 @@ class JudgeAnnotator(LLMAnnotator):
             return output
         requests = [build_judge_request(item.problem.question, item.steps) for item in todo]
         # One call for the whole batch so the engine schedules all votes together.
-        results = self.load_generator(self.generator_config).generate(requests, self.sampling())
+        results = self.load_generator().generate(requests, self.sampling())
         if len(results) != len(todo):
             raise RuntimeError(
                 f"judge generator returned {len(results)} results for {len(todo)} requests"

@@ -23,7 +23,7 @@ class MonteCarloAnnotator(LLMAnnotator):
         """MC value of every step prefix of every gradable item, from one engine call."""
         gradable = [item for item in items if item.problem.gold_answer is not None and item.steps]
         queries = [PrefixQuery(item, i) for item in gradable for i in range(len(item.steps) - 1)]
-        counts = success_counts(self.load_generator(self.generator_config), queries, self.config) if queries else []
+        counts = success_counts(self.load_generator(), queries, self.config) if queries else []
         values = {(q.item.rollout.rollout_id, q.step_index): ok / total for q, (ok, total) in zip(queries, counts, strict=True)}
         for item in gradable:
             last = (item.rollout.rollout_id, len(item.steps) - 1)

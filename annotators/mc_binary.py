@@ -49,11 +49,10 @@ class BinarySearchMCAnnotator(LLMAnnotator):
         by_id = {item.rollout.rollout_id: item for item in items}
         for rid, (_, hi) in bounds.items():
             values[rid][hi] = 0.0
-        generator = None
         while active := [rid for rid, (lo, hi) in bounds.items() if lo < hi]:
             queries = [PrefixQuery(by_id[rid], (bounds[rid][0] + bounds[rid][1]) // 2) for rid in active]
-            generator = generator or self.load_generator(self.generator_config)
-            for query, (ok, total) in zip(queries, self.good_prefix_counts(generator, queries), strict=True):
+            # The engine starts only when some rollout needs probing (load_generator caches it).
+            for query, (ok, total) in zip(queries, self.good_prefix_counts(queries), strict=True):
                 rid, mid = query.item.rollout.rollout_id, query.step_index
                 values[rid][mid] = ok / total
                 spent[rid] += total
@@ -63,8 +62,9 @@ class BinarySearchMCAnnotator(LLMAnnotator):
                     bounds[rid][1] = mid
         return {rid: lo for rid, (lo, _) in bounds.items()}, values, spent
 
-    def good_prefix_counts(self, generator, queries: list[PrefixQuery]) -> list[tuple[int, int]]:
+    def good_prefix_counts(self, queries: list[PrefixQuery]) -> list[tuple[int, int]]:
         """(successes, samples) per query, sampling the rest of k only where the first wave failed."""
+        generator = self.load_generator()
         first = min(self.config.first_wave, self.config.k)
         counts = success_counts(generator, queries, self.config, n=first)
         rest = self.config.k - first

@@ -41,7 +41,7 @@ class ProgressAnnotator(LLMAnnotator):
     def annotate(self, items: Sequence[AnnotationInput], run_id: str) -> AnnotationOutput:
         gradable = [i for i in items if i.steps and i.problem.gold_answer is not None]
         queries = [PrefixQuery(item, s) for item in gradable for s in range(-1, len(item.steps) - 1)]
-        counts = success_counts(self.load_generator(self.generator_config), queries, self.config) if queries else []
+        counts = success_counts(self.load_generator(), queries, self.config) if queries else []
         values = {(q.item.rollout.rollout_id, q.step_index): ok / n for q, (ok, n) in zip(queries, counts, strict=True)}
         gradable_ids = {item.rollout.rollout_id for item in gradable}
         output = AnnotationOutput()
