@@ -20,6 +20,7 @@ REGISTRY: dict[str, str] = {
     "z3_logic": "annotators.z3_logic:Z3LogicAnnotator",
     "lean": "annotators.lean:LeanAnnotator",
     "judge": "annotators.judge:JudgeAnnotator",
+    "human": "annotators.human:HumanAnnotator",
 }
 
 

@@ -37,7 +37,7 @@ from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, veri
 from math_verify.errors import TimeoutException
 from pydantic import Field
 
-from annotators.base import AnnotationInput, AnnotationOutput, Annotator
+from annotators.base import AnnotationInput, AnnotationOutput, Annotator, Evidence
 from schemas.config import Config as StrictConfig
 from schemas.records import Verdict
 
@@ -370,6 +370,7 @@ class AnswerAnnotator(Annotator):
 
     name = "answer"
     version = "1"
+    evidence = Evidence(labels_outcomes=True, authority="verifier", score="indicator")
 
     class Config(StrictConfig):
         timeout_s: float = Field(

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from typing import ClassVar, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,6 +49,38 @@ class AnnotationOutput(BaseModel):
         self.costs.extend(other.costs)
 
 
+# How much a verdict weighs in consensus: human > verifier (a formal or exact checker) > model.
+Authority = Literal["model", "verifier", "human"]
+AUTHORITY_RANK: dict[str, int] = {"model": 1, "verifier": 2, "human": 3}
+# What an annotator's `score` column means.
+ScoreKind = Literal["none", "indicator", "probability", "advantage", "vote_share"]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What an annotator's verdicts are evidence of; curation reads this, never names.
+
+    confirms_steps  its `correct` step verdict is evidence that the step is right
+                    (False for refute-only checkers: "no false claim found" proves nothing)
+    refutes_steps   its `incorrect` step verdict is evidence that the step is wrong
+    labels_outcomes it writes outcome labels (is the final answer / whole solution right)
+    authority       rank in consensus: a higher authority outranks a lower one
+    score           what its `score` holds: `probability` scores become soft labels
+    """
+
+    confirms_steps: bool = False
+    refutes_steps: bool = False
+    labels_outcomes: bool = False
+    authority: Authority = "model"
+    score: ScoreKind = "none"
+
+    def counts(self, verdict: str) -> bool:
+        """Whether a step verdict from this annotator is evidence (else it abstains)."""
+        return (verdict == "correct" and self.confirms_steps) or (
+            verdict == "incorrect" and self.refutes_steps
+        )
+
+
 class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -60,6 +93,7 @@ class Annotator(ABC):
     name: ClassVar[str]
     version: ClassVar[str] = "1"
     Config: ClassVar[type[BaseModel]] = NoOptions
+    evidence: ClassVar[Evidence]
 
     def __init__(
         self,

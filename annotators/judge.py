@@ -31,7 +31,7 @@ from typing import Iterable, Sequence
 
 from pydantic import Field
 
-from annotators.base import AnnotationInput, AnnotationOutput, LLMAnnotator
+from annotators.base import AnnotationInput, AnnotationOutput, Evidence, LLMAnnotator
 from generators.base import ChatMessage, Completion, GenerationRequest
 from schemas.config import Config as StrictConfig
 from schemas.config import GeneratorConfig, SamplingConfig
@@ -170,6 +170,9 @@ def _critique_verdict(index: int | None) -> Verdict:
 class JudgeAnnotator(LLMAnnotator):
     name = "judge"
     version = "1"
+    evidence = Evidence(
+        confirms_steps=True, refutes_steps=True, labels_outcomes=True, score="vote_share"
+    )
 
     class Config(StrictConfig):
         generator: GeneratorConfig | None = Field(

@@ -51,7 +51,7 @@ from typing import Any, Sequence
 
 from pydantic import Field
 
-from annotators.base import AnnotationInput, AnnotationOutput, Annotator, AnnotatorUnavailable
+from annotators.base import AnnotationInput, AnnotationOutput, Annotator, AnnotatorUnavailable, Evidence
 from schemas.config import Config as StrictConfig
 from schemas.records import StepLabel, Verdict
 
@@ -224,6 +224,7 @@ def interpret(run: LeanRun, source: LeanSource, timeout_s: float) -> tuple[Verdi
 class LeanAnnotator(Annotator):
     name = "lean"
     version = "1"
+    evidence = Evidence(confirms_steps=True, refutes_steps=True, authority="verifier")
 
     class Config(StrictConfig):
         lean_path: str | None = Field(default=None, description="None: `lean` on PATH")

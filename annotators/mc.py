@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import ClassVar, Sequence
 
-from annotators.base import AnnotationInput, AnnotationOutput, LLMAnnotator
+from annotators.base import AnnotationInput, AnnotationOutput, Evidence, LLMAnnotator
 from annotators.completions import CompletionOptions, PrefixQuery, outcome_of, success_counts
 
 
 class MonteCarloAnnotator(LLMAnnotator):
     name: ClassVar[str] = "mc"
     version: ClassVar[str] = "1"
+    evidence: ClassVar[Evidence] = Evidence(confirms_steps=True, refutes_steps=True, score="probability")
     Config: ClassVar[type[CompletionOptions]] = CompletionOptions
 
     def step_values(self, items: Sequence[AnnotationInput]) -> dict[tuple[str, int], float]:

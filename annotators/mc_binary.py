@@ -21,7 +21,7 @@ from typing import ClassVar, Sequence
 
 from pydantic import Field
 
-from annotators.base import AnnotationInput, AnnotationOutput, LLMAnnotator
+from annotators.base import AnnotationInput, AnnotationOutput, Evidence, LLMAnnotator
 from annotators.completions import CompletionOptions, PrefixQuery, outcome_of, success_counts
 
 
@@ -32,6 +32,7 @@ class BinarySearchOptions(CompletionOptions):
 class BinarySearchMCAnnotator(LLMAnnotator):
     name: ClassVar[str] = "mc_binary"
     version: ClassVar[str] = "1"
+    evidence: ClassVar[Evidence] = Evidence(confirms_steps=True, refutes_steps=True, score="probability")
     Config: ClassVar[type[BinarySearchOptions]] = BinarySearchOptions
 
     def first_errors(

@@ -18,7 +18,7 @@ from typing import ClassVar, Sequence
 
 from pydantic import Field
 
-from annotators.base import AnnotationInput, AnnotationOutput, LLMAnnotator
+from annotators.base import AnnotationInput, AnnotationOutput, Evidence, LLMAnnotator
 from annotators.completions import CompletionOptions, PrefixQuery, outcome_of, success_counts
 from schemas.config import GeneratorConfig
 
@@ -32,6 +32,7 @@ class ProgressOptions(CompletionOptions):
 class ProgressAnnotator(LLMAnnotator):
     name: ClassVar[str] = "pav"
     version: ClassVar[str] = "1"
+    evidence: ClassVar[Evidence] = Evidence(confirms_steps=True, refutes_steps=True, score="advantage")
     Config: ClassVar[type[ProgressOptions]] = ProgressOptions
 
     @property

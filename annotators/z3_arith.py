@@ -41,7 +41,7 @@ from typing import Any, Iterator, Literal, Sequence, Union
 
 from pydantic import Field
 
-from annotators.base import AnnotationInput, AnnotationOutput, Annotator
+from annotators.base import AnnotationInput, AnnotationOutput, Annotator, Evidence
 from schemas.config import Config as StrictConfig
 from schemas.records import Verdict
 
@@ -1257,6 +1257,8 @@ class Z3ArithmeticAnnotator(Annotator):
 
     name = "z3_arith"
     version = "1"
+    # Refute-only: finding no false claim is no evidence that a step is right.
+    evidence = Evidence(refutes_steps=True, authority="verifier", score="indicator")
 
     class Config(StrictConfig):
         timeout_ms: int = Field(

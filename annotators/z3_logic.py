@@ -29,7 +29,7 @@ from typing import Literal, Sequence
 import z3
 from pydantic import Field
 
-from annotators.base import AnnotationInput, AnnotationOutput, Annotator
+from annotators.base import AnnotationInput, AnnotationOutput, Annotator, Evidence
 from annotators.fol import (
     Atom,
     Binary,
@@ -470,6 +470,7 @@ class Z3LogicAnnotator(Annotator):
 
     name = "z3_logic"
     version = "1"
+    evidence = Evidence(confirms_steps=True, refutes_steps=True, authority="verifier")
 
     class Config(StrictConfig):
         timeout_ms: int = Field(default=5000, ge=1, description="Z3 timeout per check.")
