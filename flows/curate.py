@@ -5,7 +5,8 @@ from __future__ import annotations
 from prefect import flow
 
 from schemas.config import CurationConfig
-from tasks.curate import compute_step_consensus, deduplicate_rollouts
+from tasks.consensus import compute_consensus
+from tasks.curate import deduplicate_rollouts
 from tasks.datasets import build_datasets
 from tasks.runs import publish_report, record_run_end, mark_run_failed, record_run_start
 
@@ -15,7 +16,7 @@ def curate(db: str, annotators: list[str], config: CurationConfig | None = None)
     config = config or CurationConfig()
     run_id = record_run_start(db, "curate", {"annotators": annotators, "curation": config.model_dump()})
     summary = {
-        "consensus": compute_step_consensus(db, annotators, config, run_id),
+        "consensus": compute_consensus(db, annotators, config, run_id),
         "dedupe": deduplicate_rollouts(db, config, run_id),
         "datasets": build_datasets(db, config.max_pairs_per_problem, run_id),
     }

@@ -71,13 +71,24 @@ class StepSplitConfig(Config):
     min_chars: int = Field(default=2, ge=0)
 
 
+ConsensusPolicy = Literal["ranked", "no_contradiction", "unanimous"]
+CONSENSUS_POLICIES: tuple[str, ...] = ("ranked", "no_contradiction", "unanimous")
+
+
 class CurationConfig(Config):
-    consensus: Literal["no_contradiction", "unanimous"] = Field(
-        default="no_contradiction",
-        description="no_contradiction: keep a step when no two decisive annotators disagree; "
-        "unanimous: also require every required annotator to be decisive.",
+    consensus: ConsensusPolicy = Field(
+        default="ranked",
+        description="Only evidence counts (a refute-only annotator's `correct` abstains) and a "
+        "human verdict outranks everything. ranked: the highest authority with evidence decides "
+        "(human > verifier > model), so a formal refutation outranks model votes; "
+        "no_contradiction: any disagreement leaves the step undecided; unanimous: also every "
+        "voter must have decided.",
     )
-    required_annotators: list[str] = Field(default_factory=list)
+    required_annotators: list[str] = Field(
+        default_factory=list,
+        description="Annotators whose evidence must support a step's verdict (e.g. [mc, judge] "
+        "keeps a label only when both agree, as in Qwen's consensus filtering).",
+    )
     exact_dedupe: bool = True
     near_dedupe: bool = True
     near_duplicate_threshold: float = Field(default=0.95, gt=0.0, le=1.0)

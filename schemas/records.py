@@ -124,12 +124,28 @@ class AnnotatorCost(Record):
 
 
 class StepConsensus(Record):
+    """The curated verdict on one step. `annotators` voted; `supporters` gave evidence for
+    the verdict (see annotators.base.Evidence); `overruled` gave evidence against it and
+    were outranked (a formal refutation over a model's vote, a human over everyone)."""
+
     rollout_id: str
     step_index: int
     verdict: Verdict
     agreed: bool
     score: float | None = None
     annotators: list[str]
+    supporters: list[str] = Field(default_factory=list)
+    overruled: list[str] = Field(default_factory=list)
+    votes: str = "{}"
+    run_id: str
+
+
+class OutcomeConsensus(Record):
+    """The curated verdict on a rollout's final answer, from outcome-labelling annotators."""
+
+    rollout_id: str
+    verdict: Verdict
+    supporters: list[str] = Field(default_factory=list)
     votes: str = "{}"
     run_id: str
 
@@ -161,8 +177,9 @@ class ProcessExample(Record):
     prompt: str
     completions: list[str]
     labels: list[bool]
-    soft_labels: list[float | None]
+    soft_labels: list[float]
     annotators: list[str]
+    label_supporters: list[list[str]] = Field(default_factory=list)
     run_id: str
 
 

@@ -59,7 +59,13 @@ TABLES: dict[str, TableSpec] = {
             "step_consensus",
             r.StepConsensus,
             ("rollout_id", "step_index"),
-            "Consensus over annotators per step; agreed=false rows are excluded from datasets.",
+            "Consensus over annotators per step with its supporters; agreed=false rows are excluded from datasets.",
+        ),
+        TableSpec(
+            "outcome_consensus",
+            r.OutcomeConsensus,
+            ("rollout_id",),
+            "Consensus over outcome-labelling annotators per rollout (final answer right?).",
         ),
         TableSpec(
             "rollout_curation",

@@ -1,11 +1,12 @@
 """Build the curated datasets from labels, consensus and deduplication.
 
-- preference_pairs: same prompt, chosen = answer verified correct, rejected =
-  verified incorrect (unknown outcomes are never used), duplicates excluded.
-- process_examples: TRL stepwise supervision. Steps are taken in order while
-  their consensus is agreed; the first agreed-incorrect step ends the example
-  (later steps have no meaningful label, as in OmegaPRM/ProcessBench), and a
-  step without agreement ends it before that step.
+- preference_pairs: same prompt, chosen = final answer judged correct by the outcome
+  consensus, rejected = judged incorrect (unknown outcomes are never used), duplicates
+  excluded.
+- process_examples: TRL stepwise supervision. Steps are taken in order while their
+  consensus is agreed; the first agreed-incorrect step ends the example (later steps
+  have no meaningful label, as in OmegaPRM/ProcessBench), and a step without agreement
+  ends it before that step. See `process_example` for when a rollout yields none.
 
 Both are derived tables, rebuilt in full by each curation run.
 """
@@ -13,7 +14,7 @@ Both are derived tables, rebuilt in full by each curation run.
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any, Sequence
 
 from prefect import task
@@ -21,9 +22,6 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.records import PreferencePair, ProcessExample, stable_hash
 from tasks.store import Store
-
-OUTCOME_ANNOTATOR = "answer"
-
 
 def pair_rollouts(
     rows: Sequence[dict[str, Any]], max_pairs_per_problem: int, run_id: str
@@ -55,22 +53,41 @@ def pair_rollouts(
     return pairs
 
 
+# Why a rollout yields no process example (counted in the curation summary).
+NO_DECIDED_STEP = "first step undecided"
+WRONG_ANSWER_ALL_CORRECT = "final answer incorrect but no step refuted"
+OUTCOME_UNKNOWN_INCOMPLETE = "final answer unknown and some step undecided"
+
+
 def process_example(
-    rollout: dict[str, Any], steps: Sequence[dict[str, Any]], run_id: str
-) -> ProcessExample | None:
-    """steps: ordered rows with text, verdict, agreed, score, annotators (None if unlabeled)."""
-    completions, labels, soft, annotators = [], [], [], set()
+    rollout: dict[str, Any], steps: Sequence[dict[str, Any]], outcome: str | None, run_id: str
+) -> ProcessExample | str:
+    """The TRL stepwise example of one rollout, or the reason there is none.
+
+    steps: ordered rows with text, verdict, agreed, score, supporters (None if unlabelled).
+    Steps are taken while their consensus is agreed, up to the first incorrect one. A
+    rollout whose final answer is incorrect must end in a refuted step (never all-correct
+    labels); one whose outcome is unknown (or unlabelled) needs every step decided.
+    """
+    completions, labels, soft, supporters = [], [], [], []
+    complete = True
     for step in steps:
         if not step.get("agreed"):
+            complete = False
             break
+        correct = step["verdict"] == "correct"
         completions.append(step["text"])
-        labels.append(step["verdict"] == "correct")
-        soft.append(step["score"])
-        annotators.update(step["annotators"] or [])
-        if step["verdict"] == "incorrect":
+        labels.append(correct)
+        soft.append(float(step["score"]) if step["score"] is not None else float(correct))
+        supporters.append(sorted(step["supporters"] or []))
+        if not correct:
             break
     if not completions:
-        return None
+        return NO_DECIDED_STEP
+    if outcome == "incorrect" and all(labels):
+        return WRONG_ANSWER_ALL_CORRECT
+    if outcome not in ("correct", "incorrect") and not complete:
+        return OUTCOME_UNKNOWN_INCOMPLETE
     return ProcessExample(
         example_id=stable_hash("process", rollout["rollout_id"], completions, labels),
         rollout_id=rollout["rollout_id"],
@@ -79,7 +96,8 @@ def process_example(
         completions=completions,
         labels=labels,
         soft_labels=soft,
-        annotators=sorted(annotators),
+        annotators=sorted({name for names in supporters for name in names}),
+        label_supporters=supporters,
         run_id=run_id,
     )
 
@@ -93,18 +111,15 @@ _KEPT_ROLLOUTS = """
 
 
 @task(name="build-datasets", cache_policy=NO_CACHE)
-def build_datasets(db: str, max_pairs_per_problem: int, run_id: str) -> dict[str, int]:
+def build_datasets(db: str, max_pairs_per_problem: int, run_id: str) -> dict[str, Any]:
+    """Rebuild preference pairs and process examples from the consensus tables."""
     with Store(db) as store:
         outcome_rows = store.rows(
             f"""
-            WITH kept AS ({_KEPT_ROLLOUTS}),
-            outcome AS (
-                SELECT rollout_id, verdict FROM outcome_labels WHERE annotator = ?
-                QUALIFY row_number() OVER (PARTITION BY rollout_id ORDER BY labeled_at DESC) = 1)
-            SELECT kept.*, outcome.verdict FROM kept JOIN outcome USING (rollout_id)
-            WHERE outcome.verdict IN ('correct', 'incorrect')
-            """,
-            [OUTCOME_ANNOTATOR],
+            WITH kept AS ({_KEPT_ROLLOUTS})
+            SELECT kept.*, o.verdict FROM kept JOIN outcome_consensus o USING (rollout_id)
+            WHERE o.verdict IN ('correct', 'incorrect')
+            """
         )
         pairs = pair_rollouts(outcome_rows, max_pairs_per_problem, run_id)
 
@@ -112,17 +127,21 @@ def build_datasets(db: str, max_pairs_per_problem: int, run_id: str) -> dict[str
             f"""
             WITH kept AS ({_KEPT_ROLLOUTS})
             SELECT kept.rollout_id, kept.problem_id, kept.question, s.step_index, s.text,
-                   c.verdict, c.agreed, c.score, c.annotators
+                   c.verdict, c.agreed, c.score, c.supporters, o.verdict AS outcome
             FROM kept JOIN steps s USING (rollout_id)
             LEFT JOIN step_consensus c USING (rollout_id, step_index)
+            LEFT JOIN outcome_consensus o USING (rollout_id)
             ORDER BY kept.rollout_id, s.step_index
             """
         )
         examples = []
+        skipped: Counter[str] = Counter()
         for _, group in itertools.groupby(step_rows, key=lambda r: r["rollout_id"]):
             steps = list(group)
-            example = process_example(steps[0], steps, run_id)
-            if example is not None:
+            example = process_example(steps[0], steps, steps[0]["outcome"], run_id)
+            if isinstance(example, str):
+                skipped[example] += 1
+            else:
                 examples.append(example)
 
         store.begin()
@@ -131,4 +150,4 @@ def build_datasets(db: str, max_pairs_per_problem: int, run_id: str) -> dict[str
         store.write("preference_pairs", pairs)
         store.write("process_examples", examples)
         store.commit()
-    return {"preference_pairs": len(pairs), "process_examples": len(examples)}
+    return {"preference_pairs": len(pairs), "process_examples": len(examples), "no_process_example": dict(skipped)}
