@@ -1,7 +1,9 @@
 """Completions from step prefixes, shared by the Monte Carlo annotators.
 
 A prefix query asks: starting from the first i+1 steps of a rollout, how many of
-k sampled continuations reach the gold answer? Every query of a batch goes to
+k sampled continuations reach the gold answer? Continuations that cannot be graded
+(an undecidable answer, a prefix longer than the context) are left out of the
+estimate, and an estimate with none graded is unknown, never a failure. Every query of a batch goes to
 the engine in one call, so vLLM schedules them together and its prefix cache
 shares the common prompt and steps.
 """
@@ -13,9 +15,9 @@ from typing import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from annotators.answer import grade_response
+from annotators.answer import GradeResult, grade_response
 from annotators.base import AnnotationInput
-from generators.base import Generator
+from generators.base import PROMPT_TOO_LONG, Completion, Generator
 from generators.prompts import solution_request
 from schemas.config import GeneratorConfig, SamplingConfig
 
@@ -33,9 +35,12 @@ class CompletionOptions(BaseModel):
     max_tokens: int = Field(default=256, ge=1, le=32768)
     seed: int = 0
 
-    def sampling(self, n: int | None = None) -> SamplingConfig:
+    def sampling(self, n: int | None = None, round_index: int = 0) -> SamplingConfig:
+        """Sampling for one round; a later round (a retry) draws with a new seed, so on a
+        GPU or a server it does not replay the samples that already failed."""
         return SamplingConfig(
-            n=n or self.k, temperature=self.temperature, max_tokens=self.max_tokens, seed=self.seed
+            n=n or self.k, temperature=self.temperature, max_tokens=self.max_tokens,
+            seed=self.seed + round_index,
         )
 
 
@@ -58,10 +63,62 @@ def prefix_text(item: AnnotationInput, step_index: int) -> str:
     return response[:end] + "\n"
 
 
-def success_counts(
-    generator: Generator, queries: Sequence[PrefixQuery], options: CompletionOptions, n: int | None = None
-) -> list[tuple[int, int]]:
-    """(correct, graded) per query: how many of n (default k) continuations reach the gold answer."""
+@dataclass(frozen=True)
+class Estimate:
+    """How many sampled continuations of a prefix reach the gold answer.
+
+    Only graded continuations count: one whose answer the checker cannot decide, or a
+    prefix the model cannot continue (its prompt overflows the context), is no failure.
+    """
+
+    successes: int
+    graded: int
+    sampled: int
+    reason: str | None = None  # why no continuation could be graded
+
+    @property
+    def value(self) -> float | None:
+        return self.successes / self.graded if self.graded else None
+
+    def plus(self, other: "Estimate") -> "Estimate":
+        return Estimate(
+            self.successes + other.successes,
+            self.graded + other.graded,
+            self.sampled + other.sampled,
+            other.reason if self.graded + other.graded == 0 else None,
+        )
+
+
+def estimate(query: PrefixQuery, prefix: str, completions: Sequence[Completion]) -> Estimate:
+    successes = graded = 0
+    why: set[str] = set()
+    for completion in completions:
+        if completion.finish_reason == PROMPT_TOO_LONG:
+            why.add("the prefix does not fit the completer's context")
+            continue
+        grade = grade_response(
+            prefix + completion.text,
+            query.item.problem.gold_answer,
+            finish_reason=completion.finish_reason,
+            domain=query.item.problem.domain,
+        )
+        if grade.verdict == "unknown":
+            why.add(f"continuation not gradable: {grade.reason}")
+            continue
+        graded += 1
+        successes += grade.verdict == "correct"
+    reason = None if graded else ("; ".join(sorted(why)) or "no continuation sampled")
+    return Estimate(successes, graded, len(completions), reason)
+
+
+def estimate_prefixes(
+    generator: Generator,
+    queries: Sequence[PrefixQuery],
+    options: CompletionOptions,
+    n: int | None = None,
+    round_index: int = 0,
+) -> list[Estimate]:
+    """One estimate per query from n (default k) continuations, all in one engine call."""
     if not queries:
         return []
     prefixes = [prefix_text(q.item, q.step_index) for q in queries]
@@ -69,27 +126,18 @@ def success_counts(
         solution_request(q.item.problem.question, q.item.problem.domain, assistant_prefix=prefix)
         for q, prefix in zip(queries, prefixes, strict=True)
     ]
-    outputs = generator.generate(requests, options.sampling(n))
-    counts = []
-    for query, prefix, completions in zip(queries, prefixes, outputs, strict=True):
-        correct = 0
-        for completion in completions:
-            grade = grade_response(
-                prefix + completion.text,
-                query.item.problem.gold_answer,
-                finish_reason=completion.finish_reason,
-                domain=query.item.problem.domain,
-            )
-            correct += grade.verdict == "correct"
-        counts.append((correct, len(completions)))
-    return counts
+    outputs = generator.generate(requests, options.sampling(n, round_index))
+    return [
+        estimate(query, prefix, completions)
+        for query, prefix, completions in zip(queries, prefixes, outputs, strict=True)
+    ]
 
 
-def outcome_of(item: AnnotationInput) -> str:
+def outcome_of(item: AnnotationInput) -> GradeResult:
     """The rollout's own graded outcome: the free sample from its last prefix."""
     return grade_response(
         item.rollout.response,
         item.problem.gold_answer,
         finish_reason=item.rollout.finish_reason,
         domain=item.problem.domain,
-    ).verdict
+    )

@@ -8,11 +8,14 @@ log2(steps) queries instead of one per step. All rollouts of a batch advance one
 search round at a time, each round a single engine call.
 
 A prefix is good as soon as one continuation succeeds, so each query first
-samples `first_wave` continuations and only samples the rest of the k when none
-of those succeeded: good prefixes usually cost 1, bad ones always cost k.
+samples `first_wave` continuations and only samples the rest of the k (with a
+new seed) when none of those succeeded: good prefixes usually cost 1, bad ones k.
 
 Labels: steps before the first error are correct, the first error is incorrect,
-later steps get no label (as in OmegaPRM).
+later steps get no label (as in OmegaPRM). A rollout whose outcome is unknown
+gets `unknown` labels; a probe none of whose continuations could be graded stops
+that rollout's search: the steps known good stay correct, the rest up to the
+known-bad step are `unknown` with the reason.
 """
 
 from __future__ import annotations
@@ -22,82 +25,102 @@ from typing import ClassVar, Sequence
 from pydantic import Field
 
 from annotators.base import AnnotationInput, AnnotationOutput, Evidence, LLMAnnotator
-from annotators.completions import CompletionOptions, PrefixQuery, outcome_of, success_counts
+from annotators.completions import CompletionOptions, Estimate, PrefixQuery, estimate_prefixes, outcome_of
 
 
 class BinarySearchOptions(CompletionOptions):
     first_wave: int = Field(default=1, ge=1, description="Continuations tried before the rest of k.")
 
 
+class _Search:
+    """The first error of one rollout lies in [lo, hi]; hi is known bad."""
+
+    def __init__(self, item: AnnotationInput) -> None:
+        self.item = item
+        self.lo, self.hi = 0, len(item.steps) - 1
+        self.values: dict[int, float] = {self.hi: 0.0}
+        self.spent = 0
+        self.stuck: str | None = None  # why the search stopped before finding the error
+
+    @property
+    def active(self) -> bool:
+        return self.stuck is None and self.lo < self.hi
+
+    def probe(self) -> PrefixQuery:
+        return PrefixQuery(self.item, (self.lo + self.hi) // 2)
+
+    def record(self, step_index: int, found: Estimate) -> None:
+        self.spent += found.sampled
+        if found.value is None:
+            self.stuck = f"prefix through step {step_index}: {found.reason}"
+            return
+        self.values[step_index] = found.value
+        if found.successes:
+            self.lo = step_index + 1
+        else:
+            self.hi = step_index
+
+
 class BinarySearchMCAnnotator(LLMAnnotator):
     name: ClassVar[str] = "mc_binary"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     evidence: ClassVar[Evidence] = Evidence(confirms_steps=True, refutes_steps=True, score="probability")
     Config: ClassVar[type[BinarySearchOptions]] = BinarySearchOptions
 
-    def first_errors(
-        self, items: Sequence[AnnotationInput]
-    ) -> tuple[dict[str, int], dict[str, dict[int, float]], dict[str, int]]:
-        """First bad step per wrong rollout, observed prefix values, and completions spent."""
-        values: dict[str, dict[int, float]] = {i.rollout.rollout_id: {} for i in items}
-        spent = {i.rollout.rollout_id: 0 for i in items}
-        # search bounds per rollout: the first error lies in [lo, hi]; hi is known bad
-        bounds = {
-            item.rollout.rollout_id: [0, len(item.steps) - 1]
-            for item in items
-            if item.steps and item.problem.gold_answer is not None and outcome_of(item) == "incorrect"
-        }
-        by_id = {item.rollout.rollout_id: item for item in items}
-        for rid, (_, hi) in bounds.items():
-            values[rid][hi] = 0.0
-        while active := [rid for rid, (lo, hi) in bounds.items() if lo < hi]:
-            queries = [PrefixQuery(by_id[rid], (bounds[rid][0] + bounds[rid][1]) // 2) for rid in active]
+    def search(self, items: Sequence[AnnotationInput]) -> dict[str, _Search]:
+        """Binary searches of every wrong rollout, advanced together one round at a time."""
+        searches = {item.rollout.rollout_id: _Search(item) for item in items}
+        while active := [s for s in searches.values() if s.active]:
+            queries = [s.probe() for s in active]
             # The engine starts only when some rollout needs probing (load_generator caches it).
-            for query, (ok, total) in zip(queries, self.good_prefix_counts(queries), strict=True):
-                rid, mid = query.item.rollout.rollout_id, query.step_index
-                values[rid][mid] = ok / total
-                spent[rid] += total
-                if ok:
-                    bounds[rid][0] = mid + 1
-                else:
-                    bounds[rid][1] = mid
-        return {rid: lo for rid, (lo, _) in bounds.items()}, values, spent
+            for search, query, found in zip(active, queries, self.good_prefix_estimates(queries), strict=True):
+                search.record(query.step_index, found)
+        return searches
 
-    def good_prefix_counts(self, queries: list[PrefixQuery]) -> list[tuple[int, int]]:
-        """(successes, samples) per query, sampling the rest of k only where the first wave failed."""
+    def good_prefix_estimates(self, queries: list[PrefixQuery]) -> list[Estimate]:
+        """Estimates per query, sampling the rest of k (new seed) only where the first wave found no success."""
         generator = self.load_generator()
         first = min(self.config.first_wave, self.config.k)
-        counts = success_counts(generator, queries, self.config, n=first)
+        found = estimate_prefixes(generator, queries, self.config, n=first)
         rest = self.config.k - first
-        retry = [i for i, (ok, _) in enumerate(counts) if ok == 0 and rest > 0]
-        more = success_counts(generator, [queries[i] for i in retry], self.config, n=rest)
-        for i, (ok, total) in zip(retry, more, strict=True):
-            counts[i] = (ok, counts[i][1] + total)
-        return counts
+        retry = [i for i, e in enumerate(found) if e.successes == 0 and rest > 0]
+        more = estimate_prefixes(generator, [queries[i] for i in retry], self.config, n=rest, round_index=1)
+        for i, extra in zip(retry, more, strict=True):
+            found[i] = found[i].plus(extra)
+        return found
 
     def annotate(self, items: Sequence[AnnotationInput], run_id: str) -> AnnotationOutput:
-        first_error, values, spent = self.first_errors(items)
         output = AnnotationOutput()
+        wrong: list[AnnotationInput] = []
         for item in items:
-            rid = item.rollout.rollout_id
-            output.costs.append(self.cost(item, spent[rid], run_id))
-            if item.problem.gold_answer is None:
-                output.step_labels.extend(
-                    self.step_label(item, i, "unknown", run_id, reason="no gold answer")
-                    for i in range(len(item.steps))
-                )
+            if not item.steps:
+                output.costs.append(self.cost(item, 0, run_id))
                 continue
-            error = first_error.get(rid)
-            last = len(item.steps) if error is None else error + 1
-            for i in range(last):
-                if i == error:
-                    output.step_labels.append(
-                        self.step_label(item, i, "incorrect", run_id, score=values[rid].get(i),
-                                        reason="first step after which no completion reaches the gold answer")
-                    )
-                else:
-                    reason = "the rollout reaches the gold answer" if error is None else "before the first error"
-                    output.step_labels.append(
-                        self.step_label(item, i, "correct", run_id, score=values[rid].get(i), reason=reason)
-                    )
+            grade = outcome_of(item)
+            if grade.verdict == "incorrect":
+                wrong.append(item)
+                continue
+            output.costs.append(self.cost(item, 0, run_id))
+            if grade.verdict == "correct":
+                reason, verdict = "the rollout itself reaches the gold answer", "correct"
+            else:
+                reason, verdict = f"outcome unknown: {grade.reason}", "unknown"
+            output.step_labels.extend(
+                self.step_label(item, i, verdict, run_id, score=1.0 if verdict == "correct" else None, reason=reason)
+                for i in range(len(item.steps))
+            )
+        for rid, search in self.search(wrong).items():
+            output.costs.append(self.cost(search.item, search.spent, run_id))
+            output.step_labels.extend(self.search_labels(search, run_id))
         return output
+
+    def search_labels(self, search: _Search, run_id: str):
+        item, values = search.item, search.values
+        for i in range(search.lo):
+            yield self.step_label(item, i, "correct", run_id, score=values.get(i), reason="before the first error")
+        if search.stuck is None:
+            yield self.step_label(item, search.lo, "incorrect", run_id, score=values.get(search.lo),
+                                  reason="first step after which no completion reaches the gold answer")
+            return
+        for i in range(search.lo, search.hi + 1):
+            yield self.step_label(item, i, "unknown", run_id, reason=f"search stopped: {search.stuck}")

@@ -9,17 +9,20 @@ V of the empty prefix is estimated too, so the first step gets an advantage.
 The advantage is stored as the score. The verdict follows the hard MC rule on
 the prover's values: incorrect when the step takes a solvable prefix to an
 unsolvable one, correct when the prefix stays solvable, unknown when neither
-the step nor its prefix could be completed (the prover is too weak to tell).
+the step nor its prefix could be completed (the prover is too weak to tell), and
+unknown with the reason when a value could not be estimated (no continuation could
+be graded) or the rollout's own outcome is unknown.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import ClassVar, Sequence
 
 from pydantic import Field
 
 from annotators.base import AnnotationInput, AnnotationOutput, Evidence, LLMAnnotator
-from annotators.completions import CompletionOptions, PrefixQuery, outcome_of, success_counts
+from annotators.completions import CompletionOptions, PrefixQuery, estimate_prefixes, outcome_of
 from schemas.config import GeneratorConfig
 
 
@@ -31,7 +34,7 @@ class ProgressOptions(CompletionOptions):
 
 class ProgressAnnotator(LLMAnnotator):
     name: ClassVar[str] = "pav"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     evidence: ClassVar[Evidence] = Evidence(confirms_steps=True, refutes_steps=True, score="advantage")
     Config: ClassVar[type[ProgressOptions]] = ProgressOptions
 
@@ -42,8 +45,14 @@ class ProgressAnnotator(LLMAnnotator):
     def annotate(self, items: Sequence[AnnotationInput], run_id: str) -> AnnotationOutput:
         gradable = [i for i in items if i.steps and i.problem.gold_answer is not None]
         queries = [PrefixQuery(item, s) for item in gradable for s in range(-1, len(item.steps) - 1)]
-        counts = success_counts(self.load_generator(), queries, self.config) if queries else []
-        values = {(q.item.rollout.rollout_id, q.step_index): ok / n for q, (ok, n) in zip(queries, counts, strict=True)}
+        found = estimate_prefixes(self.load_generator(), queries, self.config) if queries else []
+        values: dict[tuple[str, int], float | None] = {}
+        why: dict[tuple[str, int], str | None] = {}
+        spent: dict[str, int] = defaultdict(int)
+        for q, e in zip(queries, found, strict=True):
+            key = (q.item.rollout.rollout_id, q.step_index)
+            values[key], why[key] = e.value, e.reason
+            spent[key[0]] += e.sampled
         gradable_ids = {item.rollout.rollout_id for item in gradable}
         output = AnnotationOutput()
         for item in items:
@@ -55,9 +64,16 @@ class ProgressAnnotator(LLMAnnotator):
                 )
                 output.costs.append(self.cost(item, 0, run_id))
                 continue
-            values[(rid, len(item.steps) - 1)] = 1.0 if outcome_of(item) == "correct" else 0.0
+            last = (rid, len(item.steps) - 1)
+            grade = outcome_of(item)
+            values[last] = {"correct": 1.0, "incorrect": 0.0}.get(grade.verdict)
+            why[last] = f"outcome unknown: {grade.reason}"
             for i in range(len(item.steps)):
                 before, after = values[(rid, i - 1)], values[(rid, i)]
+                if before is None or after is None:
+                    missing = why[(rid, i - 1)] if before is None else why[(rid, i)]
+                    output.step_labels.append(self.step_label(item, i, "unknown", run_id, reason=missing))
+                    continue
                 if after > 0:
                     verdict = "correct"
                 elif before > 0:
@@ -68,5 +84,5 @@ class ProgressAnnotator(LLMAnnotator):
                     self.step_label(item, i, verdict, run_id, score=after - before,
                                     reason=f"V {before:.2f} -> {after:.2f}")
                 )
-            output.costs.append(self.cost(item, self.config.k * len(item.steps), run_id))
+            output.costs.append(self.cost(item, spent[rid], run_id))
         return output

@@ -26,6 +26,11 @@ class GenerationRequest(BaseModel):
     assistant_prefix: str = ""
 
 
+# finish_reason of a request whose prompt alone exceeds the model's context: nothing was
+# generated, which says nothing about the prompt (unlike "length", a truncated answer).
+PROMPT_TOO_LONG = "prompt_too_long"
+
+
 class Completion(BaseModel):
     text: str
     num_tokens: int | None = None

@@ -9,16 +9,19 @@ continues that text instead of starting a new turn.
 from __future__ import annotations
 
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 import httpx
 
-from generators.base import Completion, GenerationError, GenerationRequest, Generator
+from generators.base import PROMPT_TOO_LONG, Completion, GenerationError, GenerationRequest, Generator
 from schemas.config import GeneratorConfig, SamplingConfig
 
 _RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+# vLLM, SGLang and OpenAI word a prompt longer than the context like this (HTTP 400).
+_CONTEXT_OVERFLOW = re.compile(r"context length|context window|maximum context|max_model_len|too long", re.I)
 
 
 class OpenAIServerGenerator(Generator):
@@ -62,7 +65,8 @@ class OpenAIServerGenerator(Generator):
             payload["add_generation_prompt"] = False
         return payload
 
-    def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def _post(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+        """The response body, or None when the server says the prompt exceeds the context."""
         last_error = ""
         for attempt in range(self.config.max_retries + 1):
             if attempt:
@@ -75,6 +79,8 @@ class OpenAIServerGenerator(Generator):
             if response.status_code in _RETRYABLE_STATUS:
                 last_error = f"HTTP {response.status_code}: {response.text[:200]}"
                 continue
+            if response.status_code == 400 and _CONTEXT_OVERFLOW.search(response.text):
+                return None
             if response.status_code >= 400:
                 raise GenerationError(f"HTTP {response.status_code}: {response.text[:500]}")
             return response.json()
@@ -84,6 +90,8 @@ class OpenAIServerGenerator(Generator):
 
     def _complete(self, request: GenerationRequest, sampling: SamplingConfig) -> list[Completion]:
         body = self._post(self._payload(request, sampling))
+        if body is None:
+            return [Completion(text="", num_tokens=0, finish_reason=PROMPT_TOO_LONG)] * sampling.n
         choices = sorted(body.get("choices", []), key=lambda c: c.get("index", 0))
         if len(choices) != sampling.n:
             raise GenerationError(f"server returned {len(choices)} choices, asked for {sampling.n}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-from generators.base import Completion, GenerationError, GenerationRequest, Generator
+from generators.base import PROMPT_TOO_LONG, Completion, GenerationError, GenerationRequest, Generator
 from generators.local_models import cache_dir, resolve_model
 from schemas.config import GeneratorConfig, SamplingConfig
 
@@ -93,9 +93,9 @@ class VLLMEngineGenerator(Generator):
         outputs = iter(self._llm.generate(runnable, params, use_tqdm=False) if runnable else [])
         results: list[list[Completion]] = []
         for ok in fits:
-            if not ok:  # prompt alone exceeds the context: nothing generated, marked truncated
+            if not ok:  # prompt alone exceeds the context: nothing generated
                 results.append(
-                    [Completion(text="", num_tokens=0, finish_reason="length")] * sampling.n
+                    [Completion(text="", num_tokens=0, finish_reason=PROMPT_TOO_LONG)] * sampling.n
                 )
                 continue
             out = next(outputs)

@@ -1,7 +1,8 @@
 """A scripted LLM for tests: stands at the true external boundary (the model).
 
 It answers from the request's assistant prefix, so tests control which prefixes
-"can still reach" the gold answer, and it records every request it received.
+"can still reach" the gold answer, and it records every request and sampling it
+received. `respond` returns the text, or (text, finish_reason).
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from schemas.config import SamplingConfig
 class ScriptedGenerator(Generator):
     backend = "scripted"
 
-    def __init__(self, respond: Callable[[GenerationRequest, int], str], finish_reason: str = "stop") -> None:
+    def __init__(
+        self, respond: Callable[[GenerationRequest, int], str | tuple[str, str]], finish_reason: str = "stop"
+    ) -> None:
         self.respond = respond
         self.finish_reason = finish_reason
         self.requests: list[GenerationRequest] = []
+        self.samplings: list[SamplingConfig] = []
         self.samples = 0
 
     @property
@@ -27,8 +31,11 @@ class ScriptedGenerator(Generator):
 
     def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> list[list[Completion]]:
         self.requests.extend(requests)
+        self.samplings.append(sampling)
         self.samples += len(requests) * sampling.n
-        return [
-            [Completion(text=self.respond(r, i), num_tokens=5, finish_reason=self.finish_reason) for i in range(sampling.n)]
-            for r in requests
-        ]
+        return [[self._completion(r, i) for i in range(sampling.n)] for r in requests]
+
+    def _completion(self, request: GenerationRequest, index: int) -> Completion:
+        reply = self.respond(request, index)
+        text, finish_reason = reply if isinstance(reply, tuple) else (reply, self.finish_reason)
+        return Completion(text=text, num_tokens=5, finish_reason=finish_reason)

@@ -10,6 +10,7 @@ from annotators.mc import MonteCarloAnnotator
 from annotators.mc_binary import BinarySearchMCAnnotator
 from annotators.pav import ProgressAnnotator
 from tests.builders import make_item
+from generators.base import PROMPT_TOO_LONG
 from tests.fakes import ScriptedGenerator
 
 
@@ -141,3 +142,62 @@ def test_progress_records_the_prover_model():
 
     annotator = ProgressAnnotator({"prover": GeneratorConfig(backend="openai", model="big", base_url="http://x")})
     assert annotator.model == "big"
+
+
+# ---------------------------------------------------------------- honest unknowns
+
+def overflowing_completer(req, i):
+    """Prefixes holding a LONG step do not fit the completer's context."""
+    if "LONG" in req.assistant_prefix:
+        return "", PROMPT_TOO_LONG
+    return completer(req, i)
+
+
+LONG_AFTER_1 = ["Step 1: 3 + 4 = 7", "Step 2: LONG text", "Step 3: more", "The answer is \\boxed{9}"]
+
+
+def test_mc_prefix_that_overflows_the_context_is_unknown_not_a_failure():
+    item = make_item(LONG_AFTER_1)
+    labels = labels_of(MonteCarloAnnotator({"k": 2}, generator=ScriptedGenerator(overflowing_completer)).annotate([item], "run"), item)
+    assert labels[0].verdict == "correct"
+    assert [labels[i].verdict for i in (1, 2)] == ["unknown", "unknown"]
+    assert "context" in labels[1].reason and labels[1].score is None
+    assert labels[3].verdict == "incorrect"  # the rollout's own wrong answer
+
+
+def test_mc_ungradable_continuations_are_left_out_of_the_estimate():
+    def mixed(req, i):  # only the first continuation could be sampled and graded
+        return ("The answer is \\boxed{7}", "stop") if i == 0 else ("", PROMPT_TOO_LONG)
+
+    item = make_item(GOOD)
+    labels = labels_of(MonteCarloAnnotator({"k": 4}, generator=ScriptedGenerator(mixed)).annotate([item], "run"), item)
+    assert labels[0].score == 1.0  # 1 of 1 graded, not 1 of 4
+    assert labels[0].reason.startswith("1/1 graded")
+
+
+@pytest.mark.parametrize("annotator", [MonteCarloAnnotator, BinarySearchMCAnnotator, ProgressAnnotator])
+def test_unknown_outcome_gives_unknown_labels(annotator):
+    # A gold the checker cannot parse: every grade, the rollout's own included, is unknown.
+    item = make_item(GOOD, gold_answer="\\frac{")
+    out = annotator({"k": 2}, generator=ScriptedGenerator(completer)).annotate([item], "run")
+    verdicts = {l.verdict for l in out.step_labels}
+    assert verdicts == {"unknown"}, [(l.step_index, l.verdict, l.reason) for l in out.step_labels]
+    assert all(l.reason for l in out.step_labels)
+
+
+def test_binary_search_retry_samples_with_a_new_seed():
+    gen = ScriptedGenerator(completer)
+    BinarySearchMCAnnotator({"k": 4, "first_wave": 1, "seed": 5}, generator=gen).annotate([make_item(wrong_at(2))], "run")
+    seeds = {(s.n, s.seed) for s in gen.samplings}
+    assert (1, 5) in seeds and (3, 6) in seeds
+
+
+def test_binary_search_stops_honestly_when_a_probe_cannot_be_graded():
+    steps = ["Step 1: fine", "Step 2: fine", "Step 3: LONG", "Step 4: BAD", "Step 5: BAD", "The answer is \\boxed{9}"]
+    item = make_item(steps)
+    out = BinarySearchMCAnnotator({"k": 2}, generator=ScriptedGenerator(overflowing_completer)).annotate([item], "run")
+    labels = labels_of(out, item)
+    # probes: step 2 (LONG: ungradable) -> search stops; nothing before it was proven good
+    assert {labels[i].verdict for i in labels} == {"unknown"}
+    assert all("search stopped" in labels[i].reason for i in labels)
+    assert max(labels) == 5  # up to the known-bad last step, nothing invented after it

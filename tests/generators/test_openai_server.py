@@ -70,3 +70,35 @@ def test_unreachable_server_times_out_with_a_clear_error():
 def test_base_url_is_required():
     with pytest.raises(GenerationError, match="base_url"):
         OpenAIServerGenerator(GeneratorConfig(backend="openai", model="m"))
+
+
+def test_prompt_longer_than_the_context_is_reported_not_raised():
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import threading
+
+    from generators.base import PROMPT_TOO_LONG, ChatMessage, GenerationRequest
+    from generators.openai_server import OpenAIServerGenerator
+    from schemas.config import GeneratorConfig, SamplingConfig
+
+    class Overflow(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = b'{"error": {"message": "This model\'s maximum context length is 1024 tokens."}}'
+            self.send_response(400)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Overflow)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        gen = OpenAIServerGenerator(GeneratorConfig(backend="openai", model="m",
+                                                    base_url=f"http://127.0.0.1:{httpd.server_address[1]}/v1"))
+        out = gen.generate([GenerationRequest(messages=[ChatMessage(role="user", content="x" * 10)])], SamplingConfig(n=2))
+        assert [c.finish_reason for c in out[0]] == [PROMPT_TOO_LONG, PROMPT_TOO_LONG]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
