@@ -48,7 +48,7 @@ def main() -> None:
     from annotators.mc_binary import BinarySearchMCAnnotator
     from schemas.config import DEFAULT_MODEL, GeneratorConfig
     from schemas.records import Rollout, stable_hash
-    from tasks.problems import generate_arithmetic_problems
+    from problems.arithmetic import generate_arithmetic_problems
 
     rng = random.Random(0)
     problems = generate_arithmetic_problems(N_SOLUTIONS, seed=11, min_steps=2, max_steps=3)

@@ -9,7 +9,6 @@ from schemas.config import PipelineConfig
 from tasks.problems import load_problems
 from tasks.rollouts import generate_rollouts
 from tasks.runs import Progress, publish_report, record_run_end, mark_run_failed, record_run_start, store_problems
-from tasks.steps import split_rollout_steps
 
 
 @flow(name="generate", log_prints=True, on_failure=[mark_run_failed], on_crashed=[mark_run_failed])
@@ -22,14 +21,15 @@ def generate(config: PipelineConfig, db: str) -> dict:
 
     per_batch = max(1, config.batch_size // config.sampling.n)
     progress = Progress(f"sampling {config.sampling.n} rollouts for {len(loaded.problems)} problems")
-    added = 0
+    added = {"rollouts": 0, "steps": 0, "quarantined": 0}
     for done, batch in enumerate(chunks(loaded.problems, per_batch), start=1):
-        added += generate_rollouts(db, batch, config.generator, config.sampling, run_id)
+        written = generate_rollouts(db, batch, config.generator, config.sampling, run_id, config.steps)
+        added = {key: added[key] + written[key] for key in added}
         progress.update(min(done * per_batch, len(loaded.problems)), len(loaded.problems))
-        logger.info("rollouts: %d new so far", added)
-    steps = split_rollout_steps(db, config.steps)
+        logger.info("rollouts: %d new so far", added["rollouts"])
     summary = {"problems": len(loaded.problems), "new_problems": stored["problems"],
-               "quarantined": stored["quarantined"], "new_rollouts": added, "new_steps": steps}
+               "quarantined": stored["quarantined"] + added["quarantined"], "new_rollouts": added["rollouts"],
+               "new_steps": added["steps"]}
     record_run_end(db, run_id, "generate", "completed", summary)
     publish_report(db, "generate", run_id, summary)
     return summary

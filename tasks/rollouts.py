@@ -7,18 +7,19 @@ first problem that lacks its samples.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from generators import load_generator
+from generators.base import PROMPT_TOO_LONG
 from generators.prompts import solution_request
-from schemas.config import GeneratorConfig, SamplingConfig
-from schemas.records import Problem, QuarantineRecord, Rollout, stable_hash
-from tasks.problems import parse_rows, read_records
+from schemas.config import GeneratorConfig, SamplingConfig, StepSplitConfig
+from schemas.records import Problem, Rollout, Step, stable_hash
+from problems.importers import RolloutImport, parse_rollout_rows, problem_mismatch, quarantine_record, read_records
+from tasks.steps import steps_for
 from tasks.store import Store
 
 
@@ -75,83 +76,98 @@ def sample_rollouts(
 
 @task(name="generate-rollouts", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def generate_rollouts(
-    db: str, problems: list[Problem], generator: GeneratorConfig, sampling: SamplingConfig, run_id: str
-) -> int:
-    """Sample and store rollouts for one batch of problems; returns rows added."""
+    db: str,
+    problems: list[Problem],
+    generator: GeneratorConfig,
+    sampling: SamplingConfig,
+    run_id: str,
+    steps: StepSplitConfig | None = None,
+) -> dict[str, int]:
+    """Sample and store rollouts (with their steps) for one batch of problems.
+
+    A problem whose prompt alone overflows the model's context yields no rollout: it is
+    quarantined with that reason instead of being stored as an empty, "wrong" answer.
+    """
     todo = missing_problems(db, problems, generator, sampling)
     if not todo:
-        return 0
-    rollouts = sample_rollouts(todo, generator, sampling, run_id)
+        return {"rollouts": 0, "steps": 0, "quarantined": 0}
+    sampled = sample_rollouts(todo, generator, sampling, run_id)
+    overflow = {r.problem_id for r in sampled if r.finish_reason == PROMPT_TOO_LONG}
+    quarantine = [
+        quarantine_record(f"generate:{generator.model}", p.problem_id, "question",
+                          f"the prompt exceeds the model context (max_model_len {generator.max_model_len})",
+                          p.question, run_id)
+        for p in todo if p.problem_id in overflow
+    ]
     with Store(db) as store:
-        return store.write("rollouts", rollouts)
+        written = store_rollouts(store, [r for r in sampled if r.problem_id not in overflow], [],
+                                 steps or StepSplitConfig())
+        written["quarantined"] = store.write("quarantine", quarantine)
+    return written
 
 
 # ------------------------------------------------------------------ import
 
-@dataclass
-class RolloutImport:
-    problems: list[Problem] = field(default_factory=list)
-    rollouts: list[Rollout] = field(default_factory=list)
-    quarantine: list[QuarantineRecord] = field(default_factory=list)
+
+def refuse_stored_mismatches(store: Store, parsed: RolloutImport, source: str, run_id: str) -> None:
+    """Quarantine rollouts whose problem_id is stored with another question or gold answer.
+
+    Attaching them would grade them against the stored problem, silently mislabelling them.
+    """
+    stored = {
+        p.problem_id: p
+        for p in store.records(
+            Problem, "SELECT * FROM problems WHERE problem_id IN (SELECT UNNEST(?))",
+            [[p.problem_id for p in parsed.problems]],
+        )
+    }
+    refused: dict[str, str] = {}
+    for problem in parsed.problems:
+        mismatch = stored.get(problem.problem_id) and problem_mismatch(stored[problem.problem_id], problem)
+        if mismatch:
+            refused[problem.problem_id] = f"{mismatch}: differs from the stored problem {problem.problem_id!r}"
+    if not refused:
+        return
+    for rollout in parsed.rollouts:
+        if rollout.problem_id in refused:
+            parsed.quarantine.append(
+                quarantine_record(source, f"{source}#rollout {rollout.rollout_id}", refused[rollout.problem_id].split(":")[0],
+                                  refused[rollout.problem_id], rollout.model_dump(mode="json"), run_id)
+            )
+    dropped = {r.rollout_id for r in parsed.rollouts if r.problem_id in refused}
+    parsed.problems = [p for p in parsed.problems if p.problem_id not in refused]
+    parsed.rollouts = [r for r in parsed.rollouts if r.rollout_id not in dropped]
+    parsed.steps = [s for s in parsed.steps if s.rollout_id not in dropped]
 
 
-_REQUIRED = ("problem_id", "question", "response")
+def store_rollouts(store: Store, rollouts: list[Rollout], given_steps: list[Step], config: StepSplitConfig) -> dict[str, int]:
+    """Rollouts and their steps in one transaction: a stored rollout always has its steps.
 
-
-def _rollout_from_row(row: dict[str, Any], run_id: str) -> tuple[Problem, Rollout]:
-    for name in _REQUIRED:
-        value = row.get(name)
-        if not isinstance(value, str) or (name != "response" and not value.strip()):
-            raise ValueError(f"{name}: missing or not a string")
-    gold = row.get("gold_answer")
-    if gold is not None and not isinstance(gold, (str, int, float)):
-        raise ValueError(f"gold_answer: expected a string or number, got {type(gold).__name__}")
-    problem = Problem(
-        problem_id=row["problem_id"],
-        question=row["question"],
-        gold_answer=None if gold is None else str(gold),
-        source=str(row.get("source") or "import"),
-        domain=row.get("domain") or "math",
-    )
-    model = str(row.get("model") or "unknown")
-    rollout = Rollout(
-        rollout_id=str(row.get("rollout_id") or stable_hash("import", problem.problem_id, model, row["response"])),
-        problem_id=problem.problem_id,
-        response=row["response"],
-        model=model,
-        generator="import",
-        finish_reason=row.get("finish_reason"),
-        num_tokens=row.get("num_tokens"),
-        run_id=run_id,
-    )
-    return problem, rollout
-
-
-def parse_rollout_rows(rows: Sequence[dict[str, Any] | str], source: str, run_id: str) -> RolloutImport:
-    """Validate imported rows; bad ones are quarantined with the field at fault."""
-    seen_problems: dict[str, Problem] = {}
-
-    def parse(row: dict[str, Any]) -> Rollout:
-        problem, rollout = _rollout_from_row(row, run_id)
-        known = seen_problems.setdefault(problem.problem_id, problem)
-        if known.question != problem.question:
-            raise ValueError(f"question: differs from an earlier row with problem_id {problem.problem_id!r}")
-        return rollout
-
-    rollouts, quarantine = parse_rows(rows, source, run_id, parse)
-    return RolloutImport(problems=list(seen_problems.values()), rollouts=rollouts, quarantine=quarantine)
+    Steps given with a rollout are kept exactly; the others are split by `config`.
+    """
+    have_steps = {s.rollout_id for s in given_steps}
+    steps = given_steps + steps_for([r for r in rollouts if r.rollout_id not in have_steps], config)
+    store.begin()
+    written = {"rollouts": store.write("rollouts", rollouts), "steps": store.write("steps", steps)}
+    store.commit()
+    return written
 
 
 @task(name="import-rollouts", cache_policy=NO_CACHE)
-def import_rollouts(db: str, path: str, run_id: str) -> dict[str, int]:
-    """Read a JSONL/Parquet file of rollouts into the store (idempotent)."""
+def import_rollouts(db: str, path: str, run_id: str, steps: StepSplitConfig | None = None) -> dict[str, int]:
+    """Read a JSONL/JSON/Parquet file of rollouts into the store (idempotent)."""
     file = Path(path)
-    parsed = parse_rollout_rows(read_records(file), f"file:{file.name}", run_id)
+    source = f"file:{file.name}"
+    parsed = parse_rollout_rows(read_records(file), source, run_id)
     with Store(db) as store:
-        return {
-            "problems": store.write("problems", parsed.problems),
-            "rollouts": store.write("rollouts", parsed.rollouts),
-            "quarantined": store.write("quarantine", parsed.quarantine),
-            "rows_read": len(parsed.rollouts) + len(parsed.quarantine),
-        }
-
+        refuse_stored_mismatches(store, parsed, source, run_id)
+        problems = store.write("problems", parsed.problems)
+        written = store_rollouts(store, parsed.rollouts, parsed.steps, steps or StepSplitConfig())
+        quarantined = store.write("quarantine", parsed.quarantine)
+    return {
+        "problems": problems,
+        "rollouts": written["rollouts"],
+        "new_steps": written["steps"],
+        "quarantined": quarantined,
+        "rows_read": len(parsed.rollouts) + len(parsed.quarantine),
+    }

@@ -18,7 +18,7 @@ from prefect.artifacts import (
 from prefect.runtime import flow_run
 
 from schemas.records import RunRecord, canonical_json, utc_now
-from tasks.problems import ImportResult
+from problems.importers import ImportResult
 from tasks.store import Store
 
 

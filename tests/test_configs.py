@@ -4,7 +4,7 @@ import pytest
 
 from annotators import REGISTRY
 from rmforge.cli import load_config
-from tasks.problems import import_problem_rows, read_records
+from problems.importers import import_problem_rows, read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 

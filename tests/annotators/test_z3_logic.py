@@ -6,7 +6,7 @@ import pytest
 import z3
 
 from annotators import build_annotator
-from annotators.fol import (
+from verifiers.logic.fol import (
     Atom,
     Binary,
     Const,
@@ -20,15 +20,8 @@ from annotators.fol import (
     parse_ast,
     parse_formula,
 )
-from annotators.z3_logic import (
-    AnswerLine,
-    Claim,
-    NoClaim,
-    Z3LogicAnnotator,
-    entailment,
-    entailment_with_reason,
-    extract_claim,
-)
+from annotators.z3_logic import AnswerLine, Claim, NoClaim, Z3LogicAnnotator, extract_claim
+from verifiers.logic.entailment import entailment, entailment_with_reason
 from tests.builders import make_item
 
 P, Q, R, S = (Atom(n) for n in "PQRS")

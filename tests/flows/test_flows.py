@@ -109,7 +109,7 @@ def test_cli_sql_formats(tmp_path, db):
 
 def test_logic_problems_through_the_flows(prefect_harness, tmp_path, db):
     """FoVer-style data end to end: formula steps checked by Z3, answers by the verifier."""
-    from tasks.logic_problems import generate_logic_problems
+    from problems.logic import generate_logic_problems
 
     problems = generate_logic_problems(6, seed=2)
     rows = []

@@ -8,12 +8,13 @@ from collections import Counter
 
 import pytest
 
-import tasks.logic_problems as lp
+import problems.logic as lp
 from annotators.base import AnnotationInput
-from annotators.fol import parse_ast
-from annotators.z3_logic import Z3LogicAnnotator, entailment
+from annotators.z3_logic import Z3LogicAnnotator
+from verifiers.logic.entailment import entailment
+from verifiers.logic.fol import parse_ast
 from schemas.records import Problem
-from tasks.logic_problems import generate_logic_problems, logic_problem_from_record
+from problems.logic import generate_logic_problems, logic_problem_from_record
 from tests.builders import make_rollout
 
 GOLD = {"true": "True", "false": "False", "uncertain": "Uncertain"}

@@ -2,12 +2,8 @@ import json
 
 import pytest
 
-from tasks.problems import (
-    generate_arithmetic_problems,
-    import_problem_rows,
-    read_records,
-    split_gsm8k_answer,
-)
+from problems.arithmetic import generate_arithmetic_problems
+from problems.importers import import_problem_rows, read_records, split_gsm8k_answer
 from annotators.z3_arith import label_step
 
 
@@ -83,3 +79,22 @@ def test_file_source_requires_a_path():
 
     with pytest.raises(ValueError, match="problems.path"):
         load_problems.fn(ProblemSourceConfig(kind="file"), "run")
+
+
+def test_folio_records_keep_their_formulas():
+    import json as _json
+
+    from problems.importers import problem_from_record
+
+    record = {
+        "story_id": 7, "example_id": 3,
+        "premises": "All cats are mammals.\nTom is a cat.",
+        "premises-FOL": "∀x (Cat(x) → Mammal(x))\nCat(tom)",
+        "conclusion": "Tom is a mammal.", "conclusion-FOL": "Mammal(tom)", "label": "True",
+    }
+    problem = problem_from_record(record, "folio")
+    assert problem.domain == "logic" and problem.gold_answer == "True"
+    assert problem.problem_id == "folio-7-3"
+    assert _json.loads(problem.metadata)["premises"] == ["∀x (Cat(x) → Mammal(x))", "Cat(tom)"]
+    with pytest.raises(ValueError, match="^label"):
+        problem_from_record({**record, "label": "Maybe"}, "folio")

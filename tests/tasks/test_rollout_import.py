@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from tasks.rollouts import import_rollouts, parse_rollout_rows
 from tasks.store import Store
 
@@ -41,3 +43,71 @@ def test_bad_rows_are_quarantined_with_the_field():
     assert reasons["file:r.jsonl#5"][0] == "gold_answer"
     assert reasons["file:r.jsonl#6"][0] == "question"
     assert reasons["file:r.jsonl#7"][0] == "record"
+
+
+def _write(path, rows):
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_given_steps_are_stored_exactly(tmp_path, db):
+    steps = ["First, 3 + 4 = 7.", "  Indented step with trailing space  ", "So the answer is $\\boxed{7}$."]
+    path = _write(tmp_path / "r.jsonl", [{"problem_id": "p", "question": "3+4?", "gold_answer": "7", "steps": steps}])
+    summary = import_rollouts.fn(db, str(path), "run")
+    assert summary["rollouts"] == 1 and summary["new_steps"] == 3
+    with Store(db) as store:
+        assert [r["text"] for r in store.rows("SELECT text FROM steps ORDER BY step_index")] == steps
+        assert store.rows("SELECT response FROM rollouts")[0]["response"] == "\n\n".join(steps)
+
+
+def test_invalid_utf8_is_quarantined_and_valid_rows_kept(tmp_path, db):
+    path = tmp_path / "r.jsonl"
+    good = json.dumps(_rows(1)[0]).encode()
+    path.write_bytes(good + b"\n" + b'{"problem_id": "x\xff\xfe"}\n' + good.replace(b"m0", b"m9") + b"\n")
+    summary = import_rollouts.fn(db, str(path), "run")
+    assert summary["rollouts"] == 2 and summary["quarantined"] == 1
+    with Store(db) as store:
+        row = store.rows("SELECT record_ref, reason FROM quarantine")[0]
+    assert row["record_ref"] == "file:r.jsonl#2" and "invalid UTF-8" in row["reason"]
+
+
+def test_a_json_array_file_is_read_as_one(tmp_path, db):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(_rows(3)))
+    assert import_rollouts.fn(db, str(path), "run")["rollouts"] == 3
+
+
+def test_empty_file_and_folder_say_so(tmp_path, db):
+    from problems.importers import InputFileError
+
+    (tmp_path / "empty.jsonl").write_text("\n\n")
+    with pytest.raises(InputFileError, match="holds no records"):
+        import_rollouts.fn(db, str(tmp_path / "empty.jsonl"), "run")
+    with pytest.raises(InputFileError, match="is a folder"):
+        import_rollouts.fn(db, str(tmp_path), "run")
+
+
+@pytest.mark.parametrize("field,value", [
+    ("response", True), ("response", ["a", "b"]), ("question", False), ("model", 3),
+    ("gold_answer", True), ("steps", "one string"), ("steps", ["ok", 5]), ("num_tokens", True),
+])
+def test_booleans_and_lists_in_text_fields_are_rejected(field, value):
+    row = {**_rows(1)[0], field: value}
+    parsed = parse_rollout_rows([row], "f", "run")
+    assert not parsed.rollouts and parsed.quarantine[0].field == field
+
+
+def test_a_stored_problem_id_with_another_question_or_gold_is_quarantined(tmp_path, db):
+    first = _write(tmp_path / "a.jsonl", _rows(10))
+    import_rollouts.fn(db, str(first), "run-1")
+    clash = [
+        {**_rows(1)[0], "question": "A different question?", "model": "x"},
+        {**_rows(2)[1], "gold_answer": "99", "model": "y"},
+        {**_rows(3)[2], "model": "z"},  # same problem, same gold: attaches fine
+    ]
+    summary = import_rollouts.fn(db, str(_write(tmp_path / "b.jsonl", clash)), "run-2")
+    assert summary["rollouts"] == 1 and summary["quarantined"] == 2
+    with Store(db) as store:
+        fields = sorted(r["field"] for r in store.rows("SELECT field FROM quarantine"))
+        assert fields == ["gold_answer", "question"]
+        assert store.rows("SELECT question FROM problems WHERE problem_id = 'p0'")[0]["question"] == "What is 0 + 1?"

@@ -8,7 +8,7 @@ conjunctive consequent. The conclusion is the chain's end (label true), its
 negation (false), or a claim the premises leave open (uncertain: affirming the
 consequent, a disjunction branch, another person, an unrelated property).
 
-Every label is checked with Z3 (`annotators.z3_logic.entailment`), and so is every
+Every label is checked with Z3 (`verifiers.logic.entailment`), and so is every
 reference step, so a generator bug raises instead of producing a mislabelled problem.
 
 `Problem.metadata` is the JSON object the `z3_logic` annotator reads:
@@ -22,7 +22,7 @@ import random
 from dataclasses import dataclass
 from typing import Sequence
 
-from annotators.z3_logic import LABELS, PremiseChecker, normalize_label
+from verifiers.logic.entailment import LABELS, PremiseChecker, normalize_label
 from schemas.records import Problem
 
 GOLD = {"true": "True", "false": "False", "uncertain": "Uncertain"}

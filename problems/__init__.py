@@ -1,0 +1,1 @@
+"""Problem generators (arithmetic, FOLIO-style logic) and importers of problems and rollouts."""

@@ -1,0 +1,350 @@
+"""Importers: problems and rollouts from JSONL/JSON/Parquet files and Hugging Face datasets.
+
+Every input record ends up either parsed or quarantined with the field at fault and
+a reason (`parse_rows`); nothing is dropped silently. Pure functions over rows, plus
+the file readers at the edge.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypeVar
+
+from pydantic import ValidationError
+
+from schemas.records import Problem, QuarantineRecord, Rollout, Step, stable_hash
+
+T = TypeVar("T")
+
+_GSM8K_FINAL = re.compile(r"####\s*(.+?)\s*$", re.S)
+_CALCULATOR = re.compile(r"<<[^>]*>>")
+
+
+def split_gsm8k_answer(answer: str) -> tuple[str, list[str]]:
+    """GSM8K answers hold the rationale, then `#### 72`: gold and reference steps."""
+    match = _GSM8K_FINAL.search(answer)
+    if not match:
+        return answer.strip(), []
+    rationale = answer[: match.start()]
+    steps = [line.strip() for line in rationale.splitlines() if line.strip()]
+    return match.group(1).replace(",", "").strip(), steps
+
+
+@dataclass
+class ImportResult:
+    problems: list[Problem] = field(default_factory=list)
+    quarantine: list[QuarantineRecord] = field(default_factory=list)
+
+
+def quarantine_record(source: str, ref: str, field_name: str, reason: str, raw: Any, run_id: str) -> QuarantineRecord:
+    raw_text = raw if isinstance(raw, str) else json.dumps(raw, default=str, ensure_ascii=False)
+    return QuarantineRecord(
+        quarantine_id=stable_hash("quarantine", source, ref, reason),
+        source=source,
+        record_ref=ref,
+        field=field_name,
+        reason=reason,
+        raw=raw_text[:10_000],
+        run_id=run_id,
+    )
+
+
+def validation_field(error: ValidationError) -> tuple[str, str]:
+    first = error.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "record"
+    return loc, f"{loc}: {first['msg']}"
+
+
+def problem_from_record(
+    record: dict[str, Any], source: str, question_field: str = "question", answer_field: str = "answer"
+) -> Problem:
+    """One imported row -> Problem. Raises ValueError naming the field at fault.
+
+    FOLIO-style records (`premises-FOL`, `conclusion-FOL`, `label`) become logic problems
+    that keep their premise and conclusion formulas for the `z3_logic` annotator.
+    """
+    if "premises-FOL" in record or "conclusion-FOL" in record:
+        return folio_problem(record, source)
+    question = record.get(question_field)
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError(f"{question_field}: missing or empty question")
+    raw_answer = record.get(answer_field, record.get("gold_answer"))
+    gold: str | None
+    steps: list[str] = []
+    if raw_answer is None:
+        gold = None
+    elif isinstance(raw_answer, bool):
+        raise ValueError(f"{answer_field}: expected a string or number, got a boolean")
+    elif isinstance(raw_answer, (int, float)):
+        gold = str(raw_answer)
+    elif isinstance(raw_answer, str):
+        gold, steps = split_gsm8k_answer(raw_answer)
+        steps = [_CALCULATOR.sub("", s) for s in steps]
+    else:
+        raise ValueError(f"{answer_field}: expected a string or number, got {type(raw_answer).__name__}")
+    given_id = record.get("problem_id") or record.get("id")
+    return Problem(
+        problem_id=str(given_id) if given_id else Problem.make_id(question, gold),
+        question=question.strip(),
+        gold_answer=gold,
+        source=source,
+        domain=record.get("domain", "math"),
+        difficulty=record.get("difficulty") if isinstance(record.get("difficulty"), int) else None,
+        reference_steps=steps,
+    )
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """An input line that could not be read as a record, kept verbatim for the quarantine."""
+
+    raw: str
+    reason: str
+
+
+# A record as read: its line (or item / row) number in the file and its value.
+NumberedRow = tuple[int, Any]
+
+
+class InputFileError(ValueError):
+    """The input file as a whole cannot be imported (a folder, empty, unreadable)."""
+
+
+def folio_problem(record: dict[str, Any], source: str) -> Problem:
+    from problems.logic import logic_problem_from_record
+
+    premises = record.get("premises-FOL")
+    conclusion = text_field(record, "conclusion-FOL", required=True)
+    if not isinstance(premises, (str, list)) or not premises:
+        raise ValueError("premises-FOL: expected a list of formulas or one string, one per line")
+    label = record.get("label")
+    try:
+        problem = logic_problem_from_record(
+            premises, conclusion, label, source,
+            premises_nl=record.get("premises"), conclusion_nl=text_field(record, "conclusion"),
+        )
+    except ValueError as exc:
+        raise ValueError(f"label: {exc}" if label is not None and "label" in str(exc) else f"premises-FOL: {exc}") from None
+    given_id = record.get("problem_id") or record.get("story_id") and f"folio-{record.get('story_id')}-{record.get('example_id')}"
+    return problem.model_copy(update={"problem_id": str(given_id)}) if given_id else problem
+
+
+def read_records(path: Path) -> list[NumberedRow]:
+    """Numbered records of a JSONL, JSON (an array of objects) or Parquet file.
+
+    Lines that are not valid UTF-8 or not JSON come back as `Unreadable` (or the raw
+    line), so the caller quarantines them and the valid rows are still imported.
+    """
+    if path.is_dir():
+        raise InputFileError(f"{path} is a folder, not a JSONL/JSON/Parquet file")
+    if not path.exists():
+        raise InputFileError(f"{path} does not exist")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        rows: list[NumberedRow] = list(enumerate(pq.read_table(path).to_pylist(), start=1))
+    else:
+        data = path.read_bytes()
+        if data.lstrip()[:1] == b"[":
+            rows = _json_array(path, data)
+        else:
+            rows = list(_jsonl_rows(data))
+    if not rows:
+        raise InputFileError(f"{path} holds no records")
+    return rows
+
+
+def _json_array(path: Path, data: bytes) -> list[NumberedRow]:
+    try:
+        items = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputFileError(f"{path}: not a valid JSON array ({exc})") from None
+    return list(enumerate(items, start=1))
+
+
+def _jsonl_rows(data: bytes):
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            text = raw.decode("utf-8", errors="backslashreplace")
+            yield number, Unreadable(text, f"invalid UTF-8 at byte {exc.start} of the line")
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, Unreadable(line.rstrip("\r"), f"not valid JSON: {exc.msg}")
+
+
+def parse_rows(
+    rows: Sequence[Any], source: str, run_id: str, parse: Callable[[dict[str, Any]], T]
+) -> tuple[list[T], list[QuarantineRecord]]:
+    """Apply `parse` to each row; rows it rejects are quarantined with the field at fault.
+
+    rows: records, or `(number, record)` pairs from `read_records`. `parse` raises
+    pydantic's ValidationError, or ValueError("field: reason").
+    """
+    parsed: list[T] = []
+    quarantine: list[QuarantineRecord] = []
+    for index, item in enumerate(rows, start=1):
+        number, row = item if isinstance(item, tuple) else (index, item)
+        ref = f"{source}#{number}"
+        if isinstance(row, Unreadable):
+            quarantine.append(quarantine_record(source, ref, "record", row.reason, row.raw, run_id))
+            continue
+        if not isinstance(row, dict):
+            quarantine.append(quarantine_record(source, ref, "record", "not a JSON object", row, run_id))
+            continue
+        try:
+            parsed.append(parse(row))
+        except ValidationError as exc:
+            field_name, reason = validation_field(exc)
+            quarantine.append(quarantine_record(source, ref, field_name, reason, row, run_id))
+        except ValueError as exc:
+            field_name = str(exc).split(":", 1)[0]
+            quarantine.append(quarantine_record(source, ref, field_name, str(exc), row, run_id))
+    return parsed, quarantine
+
+
+def import_problem_rows(
+    rows: Sequence[Any], source: str, run_id: str, question_field: str, answer_field: str
+) -> ImportResult:
+    problems, quarantine = parse_rows(
+        rows, source, run_id, lambda row: problem_from_record(row, source, question_field, answer_field)
+    )
+    return ImportResult(problems=problems, quarantine=quarantine)
+
+
+def load_hf_rows(path: str, split: str) -> list[dict[str, Any]]:
+    """A saved dataset folder (save_to_disk), a local data folder/script, or a hub id."""
+    import datasets
+
+    if Path(path, "dataset_info.json").exists() or Path(path, "dataset_dict.json").exists():
+        loaded = datasets.load_from_disk(path)
+        if isinstance(loaded, datasets.DatasetDict):
+            loaded = loaded[split]
+    else:
+        loaded = datasets.load_dataset(path, split=split)
+    return loaded.to_list()
+
+
+# ------------------------------------------------------------------ rollouts
+
+
+@dataclass
+class RolloutImport:
+    problems: list[Problem] = field(default_factory=list)
+    rollouts: list[Rollout] = field(default_factory=list)
+    # Steps given by the file (kept exactly as given); other rollouts are split later.
+    steps: list[Step] = field(default_factory=list)
+    quarantine: list[QuarantineRecord] = field(default_factory=list)
+
+
+def text_field(row: dict[str, Any], name: str, *, required: bool = False) -> str | None:
+    """A string field: missing is None (or an error when required); any other type is an error."""
+    value = row.get(name)
+    if value is None:
+        if required:
+            raise ValueError(f"{name}: missing")
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{name}: expected a string, got {_type_name(value)}")
+    if required and not value.strip():
+        raise ValueError(f"{name}: empty")
+    return value
+
+
+def _type_name(value: Any) -> str:
+    return "a boolean" if isinstance(value, bool) else type(value).__name__
+
+
+def gold_field(row: dict[str, Any], name: str = "gold_answer") -> str | None:
+    value = row.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"{name}: expected a string or number, got {_type_name(value)}")
+    return str(value)
+
+
+def steps_field(row: dict[str, Any], name: str = "steps") -> list[str] | None:
+    value = row.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{name}: expected a non-empty list of strings")
+    for index, step in enumerate(value):
+        if not isinstance(step, str) or not step.strip():
+            raise ValueError(f"{name}: item {index} is not a non-empty string")
+    return value
+
+
+def rollout_from_row(row: dict[str, Any], run_id: str) -> tuple[Problem, Rollout, list[Step] | None]:
+    """One imported row -> its problem, rollout and given steps (ValueError names the field)."""
+    steps = steps_field(row)
+    response = text_field(row, "response", required=steps is None)
+    if response is None:  # ProcessBench / PRM800K style: the steps are the response
+        response = "\n\n".join(steps or [])
+    num_tokens = row.get("num_tokens")
+    if num_tokens is not None and (isinstance(num_tokens, bool) or not isinstance(num_tokens, int)):
+        raise ValueError(f"num_tokens: expected an integer, got {_type_name(num_tokens)}")
+    problem = Problem(
+        problem_id=text_field(row, "problem_id", required=True),
+        question=text_field(row, "question", required=True),
+        gold_answer=gold_field(row),
+        source=text_field(row, "source") or "import",
+        domain=text_field(row, "domain") or "math",
+    )
+    model = text_field(row, "model") or "unknown"
+    rollout = Rollout(
+        rollout_id=text_field(row, "rollout_id") or stable_hash("import", problem.problem_id, model, response),
+        problem_id=problem.problem_id,
+        response=response,
+        model=model,
+        generator="import",
+        finish_reason=text_field(row, "finish_reason"),
+        num_tokens=num_tokens,
+        run_id=run_id,
+    )
+    given = None
+    if steps is not None:
+        given = [Step(rollout_id=rollout.rollout_id, step_index=i, text=t) for i, t in enumerate(steps)]
+    return problem, rollout, given
+
+
+def parse_rollout_rows(rows: Sequence[Any], source: str, run_id: str) -> RolloutImport:
+    """Validate imported rows; bad ones are quarantined with the field at fault.
+
+    A problem_id repeated with another question or gold answer is refused: its rollout
+    would be graded against the wrong problem.
+    """
+    seen_problems: dict[str, Problem] = {}
+    given_steps: list[Step] = []
+
+    def parse(row: dict[str, Any]) -> Rollout:
+        problem, rollout, steps = rollout_from_row(row, run_id)
+        known = seen_problems.setdefault(problem.problem_id, problem)
+        mismatch = problem_mismatch(known, problem)
+        if mismatch:
+            raise ValueError(f"{mismatch}: differs from an earlier row with problem_id {problem.problem_id!r}")
+        given_steps.extend(steps or [])
+        return rollout
+
+    rollouts, quarantine = parse_rows(rows, source, run_id, parse)
+    return RolloutImport(
+        problems=list(seen_problems.values()), rollouts=rollouts, steps=given_steps, quarantine=quarantine
+    )
+
+
+def problem_mismatch(known: Problem, incoming: Problem) -> str | None:
+    """The field in which two records of one problem_id disagree, if any."""
+    if known.question.strip() != incoming.question.strip():
+        return "question"
+    if (known.gold_answer or "").strip() != (incoming.gold_answer or "").strip():
+        return "gold_answer"
+    return None
