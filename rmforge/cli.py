@@ -201,5 +201,70 @@ def sql(
         console.print(table)
 
 
+@import_app.command("processbench")
+def import_processbench(
+    file: Path,
+    gold: Optional[Path] = typer.Option(None, "--gold", help="JSON {id: gold answer} (default: FILE_gold_answers.json beside it)."),
+    db: Optional[str] = DbOption,
+) -> None:
+    """Import ProcessBench solutions: exact steps, and the human first-error label as annotator `human`."""
+    from flows.import_labelled import import_labelled
+
+    console.print_json(data=import_labelled(str(file), _db(db), "processbench", str(gold) if gold else None))
+
+
+@import_app.command("prm800k")
+def import_prm800k(
+    file: Path,
+    neutral: str = typer.Option("correct", help="Verdict for PRM800K's neutral (0) rating: correct | incorrect | unknown."),
+    db: Optional[str] = DbOption,
+) -> None:
+    """Import PRM800K-style rated solutions: the chosen step per turn, ratings as annotator `human`."""
+    from flows.import_labelled import import_labelled
+
+    console.print_json(data=import_labelled(str(file), _db(db), "prm800k", None, neutral))
+
+
+@app.command("eval")
+def evaluate(
+    file: Path,
+    annotators: str = typer.Option(..., "--annotators", "--annotator", help="NAME[,NAME...] to evaluate."),
+    policies: Optional[str] = typer.Option(None, help="Consensus policies to score (default: all)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default data/eval/<file stem>)."),
+    gold: Optional[Path] = typer.Option(None, "--gold", help="JSON {id: gold answer} (default: FILE_gold_answers.json)."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="YAML/JSON PipelineConfig (annotator options, generator)."),
+    db: Optional[str] = typer.Option(None, "--db", help="Store to use (default: a fresh one in the report folder)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON on stdout."),
+) -> None:
+    """Score annotators and consensus policies against human labels (ProcessBench format)."""
+    from flows.evaluate import evaluate as evaluate_flow
+
+    config = load_config(config_file)
+    out_dir = out or Path("data") / "eval" / file.stem
+    if db is None and (out_dir / "eval.duckdb").exists():
+        (out_dir / "eval.duckdb").unlink()  # a fresh store: the report is about this file only
+    try:
+        result = evaluate_flow(
+            str(file), _split(annotators), str(out_dir), db, _split(policies) if policies else None,
+            str(gold) if gold else None, config.annotator_options, config.generator, config.batch_size,
+        )
+    finally:
+        _close_engines()
+    if as_json:
+        sys.stdout.write(json.dumps(result["scores"], indent=2) + "\n")
+        return
+    table = Table("labels from", "F1", "acc. err", "acc. ok", "incorrect prec. (n)", "recall", "correct prec. (n)",
+                  "coverage", "completions", "s")
+    for row in result["scores"]:
+        def f(v):
+            return "-" if v is None else f"{v:.3f}"
+        table.add_row(row["name"], f(row["f1"]), f(row["acc_erroneous"]), f(row["acc_correct"]),
+                      f"{f(row['incorrect_precision'])} ({row['incorrect_labels']})", f(row["incorrect_recall"]),
+                      f"{f(row['correct_precision'])} ({row['correct_labels']})", f(row["coverage"]),
+                      "-" if row["completions"] is None else str(row["completions"]), str(row["seconds"]))
+    console.print(table)
+    console.print(f"Report: {result['files']['report']} (chart: {result['files']['chart']})")
+
+
 if __name__ == "__main__":
     app()

@@ -17,8 +17,20 @@ from generators import load_generator
 from generators.base import PROMPT_TOO_LONG
 from generators.prompts import solution_request
 from schemas.config import GeneratorConfig, SamplingConfig, StepSplitConfig
-from schemas.records import Problem, Rollout, Step, stable_hash
-from problems.importers import RolloutImport, parse_rollout_rows, problem_mismatch, quarantine_record, read_records
+from schemas.records import OutcomeLabel, Problem, Rollout, Step, StepLabel, stable_hash
+from annotators.base import AnnotationInput
+from annotators.human import HumanAnnotator
+from problems.importers import (
+    LabelledImport,
+    RolloutImport,
+    parse_labelled_rows,
+    parse_rollout_rows,
+    problem_mismatch,
+    quarantine_record,
+    read_gold_answers,
+    read_records,
+    sibling_gold_answers,
+)
 from tasks.steps import steps_for
 from tasks.store import Store
 
@@ -171,3 +183,56 @@ def import_rollouts(db: str, path: str, run_id: str, steps: StepSplitConfig | No
         "quarantined": quarantined,
         "rows_read": len(parsed.rollouts) + len(parsed.quarantine),
     }
+
+
+def human_labels(parsed: LabelledImport, run_id: str) -> tuple[list[StepLabel], list[OutcomeLabel]]:
+    """The human verdicts of an import as `human` step and outcome labels, one reviewer each."""
+    problems = {p.problem_id: p for p in parsed.problems}
+    steps: dict[str, list[str]] = {}
+    for step in sorted(parsed.steps, key=lambda s: (s.rollout_id, s.step_index)):
+        steps.setdefault(step.rollout_id, []).append(step.text)
+    reviewers: dict[str, HumanAnnotator] = {}
+    step_labels: list[StepLabel] = []
+    outcome_labels: list[OutcomeLabel] = []
+    for rollout in parsed.rollouts:
+        name = parsed.reviewers[rollout.rollout_id]
+        human = reviewers.setdefault(name, HumanAnnotator({"reviewer": name}))
+        item = AnnotationInput(problem=problems[rollout.problem_id], rollout=rollout, steps=steps[rollout.rollout_id])
+        step_labels.extend(
+            human.step_label(item, index, verdict, run_id, reason=f"{name}: human label")
+            for index, verdict in enumerate(parsed.step_verdicts[rollout.rollout_id])
+        )
+        if rollout.rollout_id in parsed.outcomes:
+            correct = parsed.outcomes[rollout.rollout_id]
+            outcome_labels.append(
+                human.outcome_label(item, "correct" if correct else "incorrect", run_id, reason=f"{name}: final answer")
+            )
+    return step_labels, outcome_labels
+
+
+@task(name="import-labelled", cache_policy=NO_CACHE)
+def import_labelled(
+    db: str, path: str, fmt: str, run_id: str, gold_path: str | None = None, neutral: str = "correct"
+) -> dict[str, int]:
+    """Human-labelled solutions (ProcessBench / PRM800K) into the store, labels as annotator `human`."""
+    file = Path(path)
+    gold_file = Path(gold_path) if gold_path else sibling_gold_answers(file)
+    gold = read_gold_answers(gold_file) if gold_file else None
+    source = f"{fmt}:{file.name}"
+    parsed = parse_labelled_rows(read_records(file), source, run_id, fmt, gold=gold, neutral=neutral)
+    with Store(db) as store:
+        refuse_stored_mismatches(store, parsed, source, run_id)
+        step_labels, outcome_labels = human_labels(parsed, run_id)
+        store.begin()
+        written = {
+            "problems": store.write("problems", parsed.problems),
+            "rollouts": store.write("rollouts", parsed.rollouts),
+            "new_steps": store.write("steps", parsed.steps),
+            "human_step_labels": store.write("step_labels", step_labels),
+            "human_outcome_labels": store.write("outcome_labels", outcome_labels),
+            "quarantined": store.write("quarantine", parsed.quarantine),
+        }
+        store.commit()
+    written["rows_read"] = len(parsed.rollouts) + len(parsed.quarantine)
+    written["gold_answers"] = sum(p.gold_answer is not None for p in parsed.problems)
+    return written
