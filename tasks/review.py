@@ -68,7 +68,7 @@ def _queue_sql(filters: QueueFilters, reviewer_hash: str, refute_only: list[str]
     """Every rollout with its review priority and a stable pseudo-random order key."""
     where, params = [], [refute_only, refute_only, reviewer_hash]
     if filters.problem:
-        where.append("(r.problem_id = ? OR p.question ILIKE '%' || ? || '%')")
+        where.append("(r.problem_id = ? OR r.question ILIKE '%' || ? || '%')")
         params += [filters.problem, filters.problem]
     if filters.model:
         where.append("r.model = ?")
