@@ -213,7 +213,7 @@ def review(
 
     from pydantic import ValidationError
 
-    from rmforge.review.app import create_app, serve
+    from rmforge.review.app import StoreBusy, create_app, serve
     from tasks.store import resolve_db_path
 
     path = resolve_db_path(db)
@@ -222,12 +222,15 @@ def review(
         raise typer.Exit(code=1)
     name = reviewer or os.environ.get("USER") or getpass.getuser()
     try:
-        app_ = create_app(path, name, host=host)
+        review_app = create_app(path, name, host=host)
     except ValidationError as exc:  # the human annotator's config rejects the name
         typer.echo(f"--reviewer {name!r}: {exc.errors()[0]['msg']}", err=True)
         raise typer.Exit(code=1)
+    except StoreBusy as exc:
+        typer.echo(str(exc).splitlines()[0], err=True)
+        raise typer.Exit(code=1)
     console.print(f"Reviewing {path} as [bold]{name}[/bold]: http://{host}:{port}/  (Ctrl+C to stop)")
-    serve(app_, host=host, port=port)
+    serve(review_app, host=host, port=port)
 
 
 if __name__ == "__main__":

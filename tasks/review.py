@@ -64,23 +64,11 @@ def refute_only_annotators(store: Store) -> list[str]:
     return sorted(refute_only)
 
 
-def _queue_sql(filters: QueueFilters, reviewer_hash: str, refute_only: list[str]) -> tuple[str, list[Any]]:
-    """Every rollout with its review priority and a stable pseudo-random order key."""
-    where, params = [], [refute_only, refute_only, reviewer_hash]
-    if filters.problem:
-        where.append("(r.problem_id = ? OR r.question ILIKE '%' || ? || '%')")
-        params += [filters.problem, filters.problem]
-    if filters.model:
-        where.append("r.model = ?")
-        params.append(filters.model)
-    if filters.annotator or filters.verdict:
-        label_match = "l.rollout_id = r.rollout_id AND (? = '' OR l.annotator = ?) AND (? = '' OR l.verdict = ?)"
-        where.append(f"(EXISTS (SELECT 1 FROM step_labels l WHERE {label_match})"
-                     f" OR EXISTS (SELECT 1 FROM outcome_labels l WHERE {label_match}))")
-        params += [filters.annotator, filters.annotator, filters.verdict, filters.verdict] * 2
-    if filters.pending:
-        where.append("NOT reviewed")
-    sql = f"""
+def _queue_cte(store: Store, reviewer: str) -> tuple[str, list[Any]]:
+    """`WITH ... queue AS (...)`: every rollout with its review priority (an index into
+    PRIORITIES), a stable pseudo-random order key, and whether this reviewer labelled it."""
+    refute_only = refute_only_annotators(store)
+    sql = """
 WITH disagreements AS (
     SELECT DISTINCT rollout_id FROM step_consensus WHERE NOT agreed
 ), refute_flags AS (
@@ -96,25 +84,47 @@ WITH disagreements AS (
            CASE WHEN d.rollout_id IS NOT NULL THEN 0 WHEN f.rollout_id IS NOT NULL THEN 1 ELSE 2 END
                AS priority,
            md5(r.rollout_id) AS order_key,
-           m.rollout_id IS NOT NULL AS reviewed,
-           (SELECT count(*) FROM steps s WHERE s.rollout_id = r.rollout_id) AS steps
+           m.rollout_id IS NOT NULL AS reviewed
     FROM rollouts r JOIN problems p USING (problem_id)
     LEFT JOIN disagreements d USING (rollout_id)
     LEFT JOIN refute_flags f USING (rollout_id)
     LEFT JOIN mine m USING (rollout_id)
-)
-SELECT * FROM queue r {"WHERE " + " AND ".join(where) if where else ""}"""
-    return sql, params
+)"""
+    return sql, [refute_only, refute_only, reviewer_annotator(reviewer).config_hash]
+
+
+def _filter_sql(filters: QueueFilters) -> tuple[str, list[Any]]:
+    """A condition on `queue r` for the filters (TRUE when there are none)."""
+    where, params = ["TRUE"], []
+    if filters.problem:
+        where.append("(r.problem_id = ? OR r.question ILIKE '%' || ? || '%')")
+        params += [filters.problem, filters.problem]
+    if filters.model:
+        where.append("r.model = ?")
+        params.append(filters.model)
+    if filters.annotator or filters.verdict:
+        label_match = "l.rollout_id = r.rollout_id AND (? = '' OR l.annotator = ?) AND (? = '' OR l.verdict = ?)"
+        where.append(f"(EXISTS (SELECT 1 FROM step_labels l WHERE {label_match})"
+                     f" OR EXISTS (SELECT 1 FROM outcome_labels l WHERE {label_match}))")
+        params += [filters.annotator, filters.annotator, filters.verdict, filters.verdict] * 2
+    if filters.pending:
+        where.append("NOT r.reviewed")
+    return " AND ".join(where), params
 
 
 def review_queue(
     store: Store, filters: QueueFilters, reviewer: str, *, limit: int = 50, offset: int = 0
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of the queue (disagreements first) and the number of rollouts it holds."""
-    sql, params = _queue_sql(filters, reviewer_annotator(reviewer).config_hash, refute_only_annotators(store))
+    queue, queue_params = _queue_cte(store, reviewer)
+    where, where_params = _filter_sql(filters)
     rows = store.rows(
-        f"SELECT *, count(*) OVER () AS total FROM ({sql}) ORDER BY priority, order_key LIMIT ? OFFSET ?",
-        params + [limit, offset],
+        f"""{queue}
+SELECT page.*, (SELECT count(*) FROM steps s WHERE s.rollout_id = page.rollout_id) AS steps
+FROM (SELECT *, count(*) OVER () AS total FROM queue r WHERE {where}
+      ORDER BY priority, order_key LIMIT ? OFFSET ?) page
+ORDER BY priority, order_key""",
+        queue_params + where_params + [limit, offset],
     )
     total = rows[0]["total"] if rows else 0
     for row in rows:
@@ -124,15 +134,16 @@ def review_queue(
 
 def next_in_queue(store: Store, rollout_id: str, filters: QueueFilters, reviewer: str) -> str | None:
     """The rollout after this one in queue order (this one need not match the filters)."""
-    sql, params = _queue_sql(QueueFilters(), reviewer_annotator(reviewer).config_hash, refute_only_annotators(store))
-    here = store.rows(f"SELECT priority, order_key FROM ({sql}) WHERE rollout_id = ?", params + [rollout_id])
-    if not here:
+    if not store.rows("SELECT 1 FROM rollouts WHERE rollout_id = ?", [rollout_id]):
         raise ReviewError(f"rollout {rollout_id!r} is not in the store")
-    sql, params = _queue_sql(filters, reviewer_annotator(reviewer).config_hash, refute_only_annotators(store))
+    queue, queue_params = _queue_cte(store, reviewer)
+    where, where_params = _filter_sql(filters)
     after = store.rows(
-        f"SELECT rollout_id FROM ({sql}) WHERE priority > ? OR (priority = ? AND order_key > ?)"
-        " ORDER BY priority, order_key LIMIT 1",
-        params + [here[0]["priority"], here[0]["priority"], here[0]["order_key"]],
+        f"""{queue}, here AS (SELECT priority, order_key FROM queue WHERE rollout_id = ?)
+SELECT r.rollout_id FROM queue r, here
+WHERE {where} AND (r.priority > here.priority OR (r.priority = here.priority AND r.order_key > here.order_key))
+ORDER BY r.priority, r.order_key LIMIT 1""",
+        queue_params + [rollout_id] + where_params,
     )
     return after[0]["rollout_id"] if after else None
 

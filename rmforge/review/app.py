@@ -9,6 +9,7 @@ clicks. It writes nothing but the reviewer's `human` labels.
 from __future__ import annotations
 
 import ipaddress
+import threading
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -61,6 +62,10 @@ def is_loopback(host: str) -> bool:
 def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> FastAPI:
     """The review app over the store at `db`, labelling as `reviewer`."""
     review.reviewer_annotator(reviewer)  # a name the human annotator rejects fails here, not on a click
+    try:
+        Store(db).close()  # creates the tables and views an older store may lack
+    except Exception as exc:  # another process (e.g. `rmforge curate`) holds the file
+        raise StoreBusy(f"cannot open {db}: {exc}") from exc
     app = FastAPI(title="rmforge review", docs_url=None, redoc_url=None, openapi_url=None)
     templates = Jinja2Templates(directory=HERE / "templates")  # autoescape is on for .html
     templates.env.filters.update(when=_when, number=_number)
@@ -90,14 +95,19 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
     async def busy(request: Request, exc: StoreBusy) -> Response:
         return Response(str(exc), status_code=503, media_type="text/plain")
 
+    # One request at a time: DuckDB refuses a read-only and a read-write connection to one
+    # file side by side in a process, and a single reviewer's clicks never need more.
+    one_at_a_time = threading.Lock()
+
     @contextmanager
-    def store() -> Iterator[Store]:
-        try:
-            opened = Store(db)
-        except Exception as exc:  # another process (e.g. `rmforge curate`) holds the file
-            raise StoreBusy(f"cannot open {db}: {exc}; try again in a moment") from exc
-        with opened:
-            yield opened
+    def store(*, write: bool = False) -> Iterator[Store]:
+        with one_at_a_time:
+            try:
+                opened = Store(db, read_only=not write)
+            except Exception as exc:  # another process (e.g. `rmforge curate`) holds the file
+                raise StoreBusy(f"cannot open {db}: {exc}; try again in a moment") from exc
+            with opened:
+                yield opened
 
     def filters_from(problem: str, model: str, annotator: str, verdict: str, pending: bool) -> review.QueueFilters:
         return review.QueueFilters(problem.strip(), model, annotator, verdict, pending)
@@ -174,7 +184,7 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
         verdict: Verdict = Form(...),
         step: int | None = Form(None),
     ) -> Response:
-        with store() as s:
+        with store(write=True) as s:
             review.save_verdict(s, rollout_id, target, verdict, reviewer, run_id, step_index=step)
             view = review.rollout_review(s, rollout_id, reviewer)
         item = next(s for s in view["steps"] if s["index"] == step) if target == "step" else view["outcome"]

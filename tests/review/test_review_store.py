@@ -169,14 +169,14 @@ def test_kappa_of_a_hand_computed_table(db):
     assert row["kappa"] == pytest.approx(0.58333, abs=1e-5) and row["precision_incorrect"] == pytest.approx(0.75)
 
 
-def test_app_guards_its_writes_and_its_host(built, db):
-    _, ids = built
+def test_app_guards_its_writes_and_its_host(db):
+    ids = build_review_store(db)
     client = TestClient(create_app(db, "alice"), base_url="http://127.0.0.1:8765")
     form = {"rollout_id": ids["disagree"], "target": "step", "step": "0", "verdict": "correct"}
     assert client.post("/label", data=form).status_code == 403  # no HX-Request: a cross-site form
     assert client.get("/", headers={"host": "attacker.example"}).status_code == 400  # DNS rebinding
     page = client.get("/")
-    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.status_code == 200 and "script-src 'self'" in page.headers["content-security-policy"]
     saved = client.post("/label", data=form, headers={"HX-Request": "true"})
     assert saved.status_code == 200 and "chosen" in saved.text
     bad = client.post("/label", data={**form, "verdict": "maybe"}, headers={"HX-Request": "true"})
