@@ -125,6 +125,7 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
         verdict: str = "",
         pending: bool = False,
         page: int = Query(1, ge=1),
+        done: bool = False,
     ) -> Response:
         filters = filters_from(problem, model, annotator, verdict, pending)
         with store() as s:
@@ -140,6 +141,7 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
             "prev_url": link("/", filters, page=page - 1) if page > 1 else None,
             "next_page_url": link("/", filters, page=page + 1) if page < pages else None,
             "first_url": rows[0]["url"] if rows else None,
+            "done": done,
         })
 
     @app.get("/rollout", response_class=HTMLResponse)

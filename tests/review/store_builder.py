@@ -19,7 +19,7 @@ from tests.builders import make_problem, make_rollout
 
 RUN = "test-run"
 CURATE_RUN = "test-curate"
-PLANTED = "<script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\">"
+PLANTED = "<script>window.__pwned = 1; alert(1)</script><img src=x onerror=\"window.__pwned = 2; alert(2)\">"
 
 
 def step_label(rollout_id, index, annotator, verdict, *, score=None, reason=None, model=None):

@@ -12,6 +12,7 @@ from tests.review.conftest import ROOT, sql_json
 from tests.review.store_builder import PLANTED
 
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra").expect
+expect.set_options(timeout=15_000)  # a shared 2-core machine can be slow; a bug stays a failure
 SCREENSHOT = ROOT / "build" / "review.png"  # docs/review.png is a copy of it
 
 
@@ -26,6 +27,7 @@ def test_label_a_disagreement_with_the_keyboard(review_store, review_server, pag
 
     rows.nth(0).locator("a.why").click()
     expect(page).to_have_url(re.compile(f"id={ids['disagree']}"))
+    page.wait_for_load_state()
     step0, step1, step2 = (page.locator(f"#step-{i}") for i in range(3))
     expect(step1).to_have_class(re.compile("disputed"))
     expect(step1.locator(".consensus")).to_contain_text("disagreement")
@@ -93,7 +95,7 @@ def test_planted_html_is_shown_as_text_and_never_runs(review_store, review_serve
     dialogs = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     page.goto(review_server + "/")
-    expect(page.locator("table.queue")).to_contain_text("<script>window.__pwned = 1</script>")
+    expect(page.locator("table.queue")).to_contain_text("<script>window.__pwned = 1; alert(1)</script>")
     page.goto(f"{review_server}/rollout?id={ids['hostile']}")
     expect(page.locator(".question")).to_contain_text(PLANTED)  # the response's question
     expect(page.locator("#step-0 .text")).to_contain_text(PLANTED)  # a step of the response

@@ -35,7 +35,7 @@
     n: next,
   };
 
-  document.addEventListener("keydown", (event) => {
+  function onKey(event) {
     if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
     if (event.target.closest("input, select, textarea")) return;
     const action = keys[event.key];
@@ -43,7 +43,7 @@
       event.preventDefault();
       action();
     }
-  });
+  }
 
   document.addEventListener("click", (event) => {
     const item = event.target.closest("#items > li.item");
@@ -64,5 +64,10 @@
     status.className = "ok";
   });
 
-  show(0, false);
+  // htmx wires the buttons on DOMContentLoaded (its listener was added first): only then
+  // do keys work, and the cursor appears.
+  document.addEventListener("DOMContentLoaded", () => {
+    document.addEventListener("keydown", onKey);
+    show(0, false);
+  });
 })();
