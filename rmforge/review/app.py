@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlencode
 
-from fastapi import FastAPI, Form, Query, Request
+from fastapi import Depends, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -57,6 +57,13 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def queue_filters(
+    problem: str = "", model: str = "", annotator: str = "", verdict: str = "", pending: bool = False
+) -> review.QueueFilters:
+    """The queue's filters from a page's query string (the links between pages keep them)."""
+    return review.QueueFilters(problem.strip(), model, annotator, verdict, pending)
 
 
 def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> FastAPI:
@@ -109,9 +116,6 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
             with opened:
                 yield opened
 
-    def filters_from(problem: str, model: str, annotator: str, verdict: str, pending: bool) -> review.QueueFilters:
-        return review.QueueFilters(problem.strip(), model, annotator, verdict, pending)
-
     def link(path: str, filters: review.QueueFilters, **extra: Any) -> str:
         query = {**filters.query(), **{k: v for k, v in extra.items() if v is not None}}
         return f"{path}?{urlencode(query)}" if query else path
@@ -119,15 +123,10 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
     @app.get("/", response_class=HTMLResponse)
     def queue_page(
         request: Request,
-        problem: str = "",
-        model: str = "",
-        annotator: str = "",
-        verdict: str = "",
-        pending: bool = False,
+        filters: review.QueueFilters = Depends(queue_filters),
         page: int = Query(1, ge=1),
         done: bool = False,
     ) -> Response:
-        filters = filters_from(problem, model, annotator, verdict, pending)
         with store() as s:
             rows, total = review.review_queue(s, filters, reviewer, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
             choices = review.filter_choices(s)
@@ -148,13 +147,8 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
     def rollout_page(
         request: Request,
         id: str,
-        problem: str = "",
-        model: str = "",
-        annotator: str = "",
-        verdict: str = "",
-        pending: bool = False,
+        filters: review.QueueFilters = Depends(queue_filters),
     ) -> Response:
-        filters = filters_from(problem, model, annotator, verdict, pending)
         with store() as s:
             view = review.rollout_review(s, id, reviewer)
         return templates.TemplateResponse(request, "rollout.html", {
@@ -166,13 +160,8 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
     @app.get("/next")
     def next_rollout(
         id: str,
-        problem: str = "",
-        model: str = "",
-        annotator: str = "",
-        verdict: str = "",
-        pending: bool = False,
+        filters: review.QueueFilters = Depends(queue_filters),
     ) -> Response:
-        filters = filters_from(problem, model, annotator, verdict, pending)
         with store() as s:
             following = review.next_in_queue(s, id, filters, reviewer)
         target = link("/rollout", filters, id=following) if following else link("/", filters, done=1)
