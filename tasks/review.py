@@ -57,7 +57,7 @@ def refute_only_annotators(store: Store) -> list[str]:
     for name in names:
         try:
             evidence = annotator_class(name).evidence
-        except ValueError:  # labels from an annotator this checkout does not know
+        except (ValueError, ImportError):  # labels from an annotator this checkout cannot load
             continue
         if evidence.refutes_steps and not evidence.confirms_steps:
             refute_only.append(name)
