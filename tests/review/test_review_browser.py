@@ -124,3 +124,4 @@ def test_figures_page_and_view(review_store, review_server, page):
     view = {(r["level"], r["annotator"]): r for r in sql_json(db, "SELECT * FROM annotator_agreement")}
     assert ("step", "z3_arith") in view and view[("step", "z3_arith")]["n"] >= 1
 
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -192,3 +193,15 @@ def test_cli_errors_are_one_line(tmp_path, db):
     long_name = rmforge("review", "--db", db, "--reviewer", "x" * 201)
     assert long_name.returncode == 1 and "--reviewer" in long_name.stderr
     assert long_name.stderr.strip().count("\n") == 0
+
+
+def test_listens_on_loopback_only_by_default(review_server):
+    """The server was started without --host: its socket is bound to 127.0.0.1, not 0.0.0.0."""
+    port = int(review_server.rsplit(":", 1)[1])
+    listening = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, local_port = local.split(":")
+        if state == "0A" and int(local_port, 16) == port:  # 0A = LISTEN
+            listening.append(address)
+    assert listening == ["0100007F"]  # 127.0.0.1, little-endian hex
