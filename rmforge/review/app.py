@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Form, Query, Request
@@ -123,8 +124,8 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
     @app.get("/", response_class=HTMLResponse)
     def queue_page(
         request: Request,
-        filters: review.QueueFilters = Depends(queue_filters),
-        page: int = Query(1, ge=1),
+        filters: Annotated[review.QueueFilters, Depends(queue_filters)],
+        page: Annotated[int, Query(ge=1)] = 1,
         done: bool = False,
     ) -> Response:
         with store() as s:
@@ -147,7 +148,7 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
     def rollout_page(
         request: Request,
         id: str,
-        filters: review.QueueFilters = Depends(queue_filters),
+        filters: Annotated[review.QueueFilters, Depends(queue_filters)],
     ) -> Response:
         with store() as s:
             view = review.rollout_review(s, id, reviewer)
@@ -160,7 +161,7 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
     @app.get("/next")
     def next_rollout(
         id: str,
-        filters: review.QueueFilters = Depends(queue_filters),
+        filters: Annotated[review.QueueFilters, Depends(queue_filters)],
     ) -> Response:
         with store() as s:
             following = review.next_in_queue(s, id, filters, reviewer)
@@ -170,10 +171,10 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
     @app.post("/label", response_class=HTMLResponse)
     def label(
         request: Request,
-        rollout_id: str = Form(...),
-        target: review.ReviewTarget = Form(...),
-        verdict: Verdict = Form(...),
-        step: int | None = Form(None),
+        rollout_id: Annotated[str, Form()],
+        target: Annotated[review.ReviewTarget, Form()],
+        verdict: Annotated[Verdict, Form()],
+        step: Annotated[int | None, Form()] = None,
     ) -> Response:
         with store(write=True) as s:
             review.save_verdict(s, rollout_id, target, verdict, reviewer, run_id, step_index=step)

@@ -31,7 +31,7 @@ def cli_env() -> dict[str, str]:
 def rmforge(*args: str) -> subprocess.CompletedProcess:
     """Run the CLI of this checkout in a child process."""
     return subprocess.run([sys.executable, "-m", "rmforge.cli", *args], cwd=ROOT, env=cli_env(),
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def sql_json(db: str, query: str) -> list[dict]:

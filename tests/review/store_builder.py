@@ -12,7 +12,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from schemas.records import (
-    Critique, OutcomeLabel, RunRecord, Step, StepConsensus, StepLabel, canonical_json,
+    Critique,
+    OutcomeLabel,
+    RunRecord,
+    Step,
+    StepConsensus,
+    StepLabel,
+    canonical_json,
 )
 from tasks.store import Store
 from tests.builders import make_problem, make_rollout

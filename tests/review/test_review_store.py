@@ -30,8 +30,8 @@ def built(db):
         yield store, ids
 
 
-def queue_ids(store, filters=QueueFilters(), reviewer="alice"):
-    rows, total = review_queue(store, filters, reviewer)
+def queue_ids(store, filters=None, reviewer="alice"):
+    rows, total = review_queue(store, filters or QueueFilters(), reviewer)
     assert total == len(rows)
     return [row["rollout_id"] for row in rows]
 
