@@ -264,6 +264,36 @@ def evaluate(
                       "-" if row["completions"] is None else str(row["completions"]), str(row["seconds"]))
     console.print(table)
     console.print(f"Report: {result['files']['report']} (chart: {result['files']['chart']})")
+@app.command()
+def review(
+    db: Optional[str] = DbOption,
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback unless you say otherwise)."),
+    port: int = typer.Option(8765, help="Port to listen on."),
+    reviewer: Optional[str] = typer.Option(None, help="Your name on the labels (default: $USER)."),
+) -> None:
+    """Review step labels in the browser and record your verdicts as `human` labels."""
+    import getpass
+
+    from pydantic import ValidationError
+
+    from rmforge.review.app import StoreBusy, create_app, serve
+    from tasks.store import resolve_db_path
+
+    path = resolve_db_path(db)
+    if not path.exists():
+        typer.echo(f"no rmforge database at {path} (run `rmforge run` or `rmforge import` first)", err=True)
+        raise typer.Exit(code=1)
+    name = reviewer or os.environ.get("USER") or getpass.getuser()
+    try:
+        review_app = create_app(path, name, host=host)
+    except ValidationError as exc:  # the human annotator's config rejects the name
+        typer.echo(f"--reviewer {name!r}: {exc.errors()[0]['msg']}", err=True)
+        raise typer.Exit(code=1)
+    except StoreBusy as exc:
+        typer.echo(str(exc).splitlines()[0], err=True)
+        raise typer.Exit(code=1)
+    console.print(f"Reviewing {path} as [bold]{name}[/bold]: http://{host}:{port}/  (Ctrl+C to stop)")
+    serve(review_app, host=host, port=port)
 
 
 if __name__ == "__main__":

@@ -142,3 +142,55 @@ def create_table_sql(spec: TableSpec) -> str:
 
 def to_arrow(spec: TableSpec, rows: list[BaseModel]) -> pa.Table:
     return pa.Table.from_pylist([row.model_dump() for row in rows], schema=arrow_schema(spec))
+
+
+# Views over the tables, (re)created whenever the store is opened for writing.
+VIEWS: dict[str, str] = {
+    # Per annotator (and config), agreement with human verdicts on what people reviewed:
+    # the human reference of a step/outcome is the decisive verdict its reviewers share
+    # (reviewers who disagree leave it out). Counts cover decisive pairs only; `unknown`
+    # is the annotator's abstentions there. Cohen's kappa on the 2x2 correct/incorrect table.
+    "annotator_agreement": """
+WITH human_steps AS (
+    SELECT rollout_id, step_index, min(verdict) AS human
+    FROM step_labels WHERE annotator = 'human' AND verdict <> 'unknown'
+    GROUP BY rollout_id, step_index HAVING count(DISTINCT verdict) = 1
+), human_outcomes AS (
+    SELECT rollout_id, min(verdict) AS human
+    FROM outcome_labels WHERE annotator = 'human' AND verdict <> 'unknown'
+    GROUP BY rollout_id HAVING count(DISTINCT verdict) = 1
+), pairs AS (
+    SELECT 'step' AS level, l.annotator, l.config_hash, l.model, h.human, l.verdict
+    FROM step_labels l JOIN human_steps h USING (rollout_id, step_index)
+    WHERE l.annotator <> 'human'
+    UNION ALL
+    SELECT 'outcome', l.annotator, l.config_hash, l.model, h.human, l.verdict
+    FROM outcome_labels l JOIN human_outcomes h USING (rollout_id)
+    WHERE l.annotator <> 'human'
+), counts AS (
+    SELECT level, annotator, config_hash, any_value(model) AS model,
+           count(*) FILTER (verdict <> 'unknown') AS n,
+           count(*) FILTER (verdict = 'unknown') AS unknown,
+           count(*) FILTER (verdict = 'incorrect' AND human = 'incorrect') AS both_incorrect,
+           count(*) FILTER (verdict = 'correct' AND human = 'correct') AS both_correct,
+           count(*) FILTER (verdict = 'incorrect' AND human = 'correct') AS false_incorrect,
+           count(*) FILTER (verdict = 'correct' AND human = 'incorrect') AS false_correct
+    FROM pairs GROUP BY level, annotator, config_hash
+), rates AS (
+    SELECT *,
+           (both_correct + both_incorrect) / nullif(n, 0) AS observed,
+           ((both_incorrect + false_incorrect) * (both_incorrect + false_correct)
+            + (both_correct + false_correct) * (both_correct + false_incorrect))
+           / nullif(n * n, 0) AS chance
+    FROM counts
+)
+SELECT level, annotator, config_hash, model, n, unknown,
+       observed AS accuracy,
+       both_incorrect / nullif(both_incorrect + false_incorrect, 0) AS precision_incorrect,
+       both_incorrect / nullif(both_incorrect + false_correct, 0) AS recall_incorrect,
+       (observed - chance) / nullif(1 - chance, 0) AS kappa,
+       both_correct, both_incorrect, false_correct, false_incorrect
+FROM rates
+ORDER BY level DESC, annotator, config_hash
+""",
+}

@@ -15,7 +15,7 @@ import duckdb
 import pyarrow as pa
 from pydantic import BaseModel
 
-from schemas.tables import TABLES, create_table_sql, to_arrow
+from schemas.tables import TABLES, VIEWS, create_table_sql, to_arrow
 
 DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "rmforge.duckdb"
 
@@ -37,6 +37,8 @@ class Store:
         self.con = duckdb.connect(str(self.path))
         for spec in TABLES.values():
             self.execute(create_table_sql(spec))
+        for name, query in VIEWS.items():
+            self.execute(f"CREATE OR REPLACE VIEW {name} AS {query}")
 
     def __enter__(self) -> "Store":
         return self

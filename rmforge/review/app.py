@@ -1,0 +1,199 @@
+"""`rmforge review`: a local web app where people label steps (FastAPI + Jinja2 + htmx).
+
+Pages are rendered on the server with autoescaping on, so text from the data (model
+output, reasons, critiques) is always shown as text. The app opens the store per request
+and closes it after, so `rmforge sql` and `rmforge curate` can use the file between
+clicks. It writes nothing but the reviewer's `human` labels.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import Depends, FastAPI, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from schemas.records import Verdict, stable_hash, utc_now
+from tasks import review
+from tasks.store import Store
+
+HERE = Path(__file__).resolve().parent
+PAGE_SIZE = 50
+VERDICT_CHOICES = (("correct", "c", "correct"), ("incorrect", "i", "incorrect"), ("unknown", "u", "unsure"))
+# Only our own files run: data on the page can never bring a script, a style or an image.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';"
+    " connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class StoreBusy(RuntimeError):
+    pass
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else ""
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def queue_filters(
+    problem: str = "", model: str = "", annotator: str = "", verdict: str = "", pending: bool = False
+) -> review.QueueFilters:
+    """The queue's filters from a page's query string (the links between pages keep them)."""
+    return review.QueueFilters(problem.strip(), model, annotator, verdict, pending)
+
+
+def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> FastAPI:
+    """The review app over the store at `db`, labelling as `reviewer`."""
+    review.reviewer_annotator(reviewer)  # a name the human annotator rejects fails here, not on a click
+    try:
+        Store(db).close()  # creates the tables and views an older store may lack
+    except Exception as exc:  # another process (e.g. `rmforge curate`) holds the file
+        raise StoreBusy(f"cannot open {db}: {exc}") from exc
+    app = FastAPI(title="rmforge review", docs_url=None, redoc_url=None, openapi_url=None)
+    templates = Jinja2Templates(directory=HERE / "templates")  # autoescape is on for .html
+    templates.env.filters.update(when=_when, number=_number)
+    templates.env.globals.update(reviewer=reviewer, db=str(db), verdict_choices=VERDICT_CHOICES)
+    # One run id per app start: labels saved in one review session share it.
+    run_id = "review-" + stable_hash("review", reviewer, utc_now().isoformat(), length=12)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    if is_loopback(host):
+        # A page on another site cannot reach this app through a rebound DNS name.
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", host])
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Response:
+        # htmx sends HX-Request; a cross-site form cannot send a custom header without a
+        # CORS preflight, which this app never answers.
+        if request.method == "POST" and request.headers.get("hx-request") != "true":
+            return Response("writes come from the review page only", status_code=403)
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    @app.exception_handler(review.ReviewError)
+    async def not_found(request: Request, exc: review.ReviewError) -> Response:
+        return Response(str(exc), status_code=404, media_type="text/plain")
+
+    @app.exception_handler(StoreBusy)
+    async def busy(request: Request, exc: StoreBusy) -> Response:
+        return Response(str(exc), status_code=503, media_type="text/plain")
+
+    # One request at a time: DuckDB refuses a read-only and a read-write connection to one
+    # file side by side in a process, and a single reviewer's clicks never need more.
+    one_at_a_time = threading.Lock()
+
+    @contextmanager
+    def store(*, write: bool = False) -> Iterator[Store]:
+        with one_at_a_time:
+            try:
+                opened = Store(db, read_only=not write)
+            except Exception as exc:  # another process (e.g. `rmforge curate`) holds the file
+                raise StoreBusy(f"cannot open {db}: {exc}; try again in a moment") from exc
+            with opened:
+                yield opened
+
+    def link(path: str, filters: review.QueueFilters, **extra: Any) -> str:
+        query = {**filters.query(), **{k: v for k, v in extra.items() if v is not None}}
+        return f"{path}?{urlencode(query)}" if query else path
+
+    @app.get("/", response_class=HTMLResponse)
+    def queue_page(
+        request: Request,
+        filters: Annotated[review.QueueFilters, Depends(queue_filters)],
+        page: Annotated[int, Query(ge=1)] = 1,
+        done: bool = False,
+    ) -> Response:
+        with store() as s:
+            rows, total = review.review_queue(s, filters, reviewer, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+            choices = review.filter_choices(s)
+        for row in rows:
+            row["url"] = link("/rollout", filters, id=row["rollout_id"])
+        pages = max(1, -(-total // PAGE_SIZE))
+        return templates.TemplateResponse(request, "queue.html", {
+            "rows": rows, "total": total, "filters": filters, "choices": choices,
+            "verdicts": [v for v, _, _ in VERDICT_CHOICES],
+            "page": page, "pages": pages,
+            "prev_url": link("/", filters, page=page - 1) if page > 1 else None,
+            "next_page_url": link("/", filters, page=page + 1) if page < pages else None,
+            "first_url": rows[0]["url"] if rows else None,
+            "done": done,
+        })
+
+    @app.get("/rollout", response_class=HTMLResponse)
+    def rollout_page(
+        request: Request,
+        id: str,
+        filters: Annotated[review.QueueFilters, Depends(queue_filters)],
+    ) -> Response:
+        with store() as s:
+            view = review.rollout_review(s, id, reviewer)
+        return templates.TemplateResponse(request, "rollout.html", {
+            "view": view, "r": view["rollout"],
+            "queue_url": link("/", filters),
+            "next_url": link("/next", filters, id=id),
+        })
+
+    @app.get("/next")
+    def next_rollout(
+        id: str,
+        filters: Annotated[review.QueueFilters, Depends(queue_filters)],
+    ) -> Response:
+        with store() as s:
+            following = review.next_in_queue(s, id, filters, reviewer)
+        target = link("/rollout", filters, id=following) if following else link("/", filters, done=1)
+        return RedirectResponse(target, status_code=303)
+
+    @app.post("/label", response_class=HTMLResponse)
+    def label(
+        request: Request,
+        rollout_id: Annotated[str, Form()],
+        target: Annotated[review.ReviewTarget, Form()],
+        verdict: Annotated[Verdict, Form()],
+        step: Annotated[int | None, Form()] = None,
+    ) -> Response:
+        with store(write=True) as s:
+            review.save_verdict(s, rollout_id, target, verdict, reviewer, run_id, step_index=step)
+            view = review.rollout_review(s, rollout_id, reviewer)
+        item = next(s for s in view["steps"] if s["index"] == step) if target == "step" else view["outcome"]
+        return templates.TemplateResponse(request, "_item.html", {
+            "r": view["rollout"], "item": item, "target": target,
+        })
+
+    @app.get("/figures", response_class=HTMLResponse)
+    def figures_page(request: Request) -> Response:
+        with store() as s:
+            figures = review.agreement_figures(s)
+        return templates.TemplateResponse(request, "figures.html", figures)
+
+    return app
+
+
+def serve(app: FastAPI, *, host: str = "127.0.0.1", port: int = 8765) -> None:
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level="warning")
