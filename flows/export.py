@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from tasks.export import check_export, export_datasets
-from tasks.runs import publish_report, record_run_end, mark_run_failed, record_run_start
+from tasks.runs import mark_run_failed, publish_report, record_run_end, record_run_start
 
 
 @flow(name="export", log_prints=True, on_failure=[mark_run_failed], on_crashed=[mark_run_failed])

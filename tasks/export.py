@@ -33,9 +33,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -178,6 +179,11 @@ def fill_soft_labels(table: pa.Table) -> pa.Table:
     """Steps no probability-scoring annotator valued get their hard label (1.0 or 0.0)."""
     soft = table.column("soft_labels").combine_chunks()
     labels = table.column("labels").combine_chunks()
+    same_length = pc.fill_null(pc.equal(pc.list_value_length(soft), pc.list_value_length(labels)), False)
+    if not pc.all(same_length).as_py():
+        row = pc.index(same_length, False).as_py()
+        rollout = table.column("rollout_id")[row].as_py() if "rollout_id" in table.column_names else row
+        raise ValueError(f"process example of rollout {rollout}: soft_labels and labels differ in length")
     filled = pc.coalesce(soft.flatten(), pc.cast(labels.flatten(), pa.float64()))
     # Same offsets as `labels`: each example has one soft label per step.
     offsets = pc.subtract(labels.offsets, labels.offsets[0])
@@ -326,9 +332,11 @@ def dataset_card(stats: dict[str, dict[str, object]], provenance: dict[str, Any]
     empty = [name for name, values in stats.items() if not values["rows"]]
     if empty:
         lines += [
-            f"Empty: {', '.join(empty)}. Their Parquet files (typed, no rows), JSONL files (empty) and "
-            "`hf/` folders load; they have no `load_dataset` config because `datasets` cannot load a "
-            "split with no rows.",
+            (
+                f"Empty: {', '.join(empty)}. Their Parquet files (typed, no rows), JSONL files (empty) and "
+                "`hf/` folders load; they have no `load_dataset` config because `datasets` cannot load a "
+                "split with no rows."
+            ),
             "",
         ]
 

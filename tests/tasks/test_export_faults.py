@@ -141,7 +141,7 @@ def test_sigkill_at_every_step_leaves_only_complete_files(tmp_path):
     args = {"db": new_db, "old": str(old), "dir": str(runs), "kill_steps": KILL_STEPS}
     driver = subprocess.run(
         [sys.executable, "-c", DRIVER, json.dumps(args)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600,
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600, check=False,
     )
     assert driver.returncode == 0, driver.stderr[-3000:]
     results = json.loads(driver.stdout.splitlines()[-1])
@@ -175,7 +175,7 @@ def small_disk(tmp_path):
     mount = tmp_path / "small-disk"
     mount.mkdir()
     made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     if made.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
     try:
@@ -205,7 +205,7 @@ def immutable(tmp_path):
     made: list[Path] = []
 
     def make(path: Path) -> None:
-        done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
+        done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True, check=False)
         if done.returncode:
             pytest.skip(f"chattr +i unavailable here: {done.stderr.strip()}")
         made.append(path)
