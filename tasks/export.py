@@ -414,7 +414,7 @@ def _made_by_rmforge(out: Path) -> bool:
 
 def check_export(db: str | os.PathLike | None, out_dir: str | os.PathLike, names: list[str] | None) -> list[str]:
     """Refuse a bad export before any work; returns the dataset names to export."""
-    names = list(names or EXPORTS)
+    names = list(dict.fromkeys(names or EXPORTS))
     unknown = [n for n in names if n not in EXPORTS]
     if unknown:
         raise ExportError(f"unknown dataset {unknown[0]!r}; known: {', '.join(EXPORTS)}")
