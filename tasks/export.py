@@ -192,7 +192,7 @@ def fill_soft_labels(table: pa.Table) -> pa.Table:
 
 
 def dataset_stats(name: str, table: pa.Table) -> dict[str, object]:
-    """Counts and balance of one dataset (`process` before its soft labels are filled)."""
+    """Counts and balance of one dataset, as exported."""
     stats: dict[str, object] = {"rows": table.num_rows}
     columns = table.column_names
     if "problem_id" in columns:
@@ -207,8 +207,9 @@ def dataset_stats(name: str, table: pa.Table) -> dict[str, object]:
         stats["mean_steps_per_example"] = round(steps / table.num_rows, 2)
         last = [row[-1] for row in table.column("labels").to_pylist()]
         stats["examples_ending_in_error"] = last.count(False)
+        # Only a probability estimate lies strictly between the hard labels 0.0 and 1.0.
         soft = pc.list_flatten(table.column("soft_labels"))
-        stats["steps_with_estimated_soft_label"] = steps - soft.null_count
+        stats["fractional_soft_labels"] = pc.sum(pc.and_(pc.greater(soft, 0.0), pc.less(soft, 1.0))).as_py() or 0
     if name == "preference":
         stats["mean_pairs_per_problem"] = round(table.num_rows / stats["problems"], 2)
     if name == "kto":
@@ -284,7 +285,7 @@ _LABEL_MEANING = {
         "false step; a step without agreement ends the example before it. `soft_labels[i]` is the "
         "Monte Carlo estimate that a correct answer is reachable from step *i* where a "
         "probability-scoring annotator valued the step, else the hard label as 1.0 / 0.0 "
-        "(`steps_with_estimated_soft_label` counts the estimates)."
+        "(`fractional_soft_labels` counts the values strictly between 0 and 1)."
     ),
     "preference": (
         "`chosen` is a response whose final answer was verified correct, `rejected` one verified "
@@ -348,16 +349,19 @@ def dataset_card(stats: dict[str, dict[str, object]], provenance: dict[str, Any]
     if curation is None:
         lines += ["No curate run is recorded in the database.", ""]
     else:
-        settings = CurationConfig.model_validate(curation.get("curation", {}))
+        # As recorded, over today's defaults: a run recorded under older settings still reads.
+        settings = {**CurationConfig().model_dump(), **curation.get("curation", {})}
         consensus_help = CurationConfig.model_fields["consensus"].description
-        required = ", ".join(f"`{a}`" for a in settings.required_annotators) or "none"
+        required = ", ".join(f"`{a}`" for a in settings["required_annotators"]) or "none"
+        near = f"on (cosine >= {settings['near_duplicate_threshold']})" if settings["near_dedupe"] else "off"
         lines += [
             "Voting annotators of the latest curation: "
             + ", ".join(f"`{a}`" for a in curation.get("annotators", [])) + ".",
-            f"Consensus rule: `{settings.consensus}` ({consensus_help}); required annotators: {required}.",
-            f"Deduplication: exact {'on' if settings.exact_dedupe else 'off'}, near-duplicate "
-            + (f"on (cosine >= {settings.near_duplicate_threshold})" if settings.near_dedupe else "off")
-            + f"; at most {settings.max_pairs_per_problem} preference pairs per problem.",
+            f"Consensus rule: `{settings['consensus']}` ({consensus_help}); required annotators: {required}.",
+            (
+                f"Deduplication: exact {'on' if settings['exact_dedupe'] else 'off'}, near-duplicate {near}; "
+                f"at most {settings['max_pairs_per_problem']} preference pairs per problem."
+            ),
             "",
         ]
     used = sorted(set(provenance["step_annotators"]) | set(provenance["outcome_annotators"]))
@@ -576,9 +580,9 @@ def export_datasets(
             try:
                 for name in names:
                     table = fetch_dataset(store, name)
-                    stats[name] = dataset_stats(name, table)
                     if name == "process":
                         table = fill_soft_labels(table)
+                    stats[name] = dataset_stats(name, table)
                     write_dataset(staging, name, table)
                 provenance = export_provenance(store)
                 (staging / CARD).write_text(dataset_card(stats, provenance, run_id), encoding="utf-8")

@@ -230,10 +230,23 @@ def test_card_states_provenance_rule_meaning_and_counts_without_paths(tmp_path, 
     assert f"- **process**: {json.dumps(stats['process'])}" in card
     assert stats["process"] == {
         "rows": 6, "problems": 3, "steps": 9, "positive_step_fraction": 0.6667, "mean_steps_per_example": 1.5,
-        "examples_ending_in_error": 3, "steps_with_estimated_soft_label": 3,
+        "examples_ending_in_error": 3, "fractional_soft_labels": 3,
     }
     assert stats["kto"]["desirable_fraction"] == 0.5
     assert stats["critiques"]["verdicts"] == {"incorrect": 3}
+
+
+def test_card_reads_a_curate_run_recorded_under_other_settings(tmp_path, db):
+    build_store(db)
+    recorded = {"annotators": ["answer"], "curation": {"consensus": "majority_of_old", "retired_option": 1}}
+    with Store(db) as store:
+        store.write("runs", [RunRecord(run_id="curate-0", flow="curate", config=canonical_json(recorded),
+                                       status="completed", started_at=utc_now() + timedelta(minutes=1))])
+    out = tmp_path / "out"
+    export_datasets.fn(db, str(out))
+    card = (out / CARD).read_text()
+    assert "Voting annotators of the latest curation: `answer`." in card
+    assert "Consensus rule: `majority_of_old`" in card and "near-duplicate on (cosine >= 0.95)" in card
 
 
 def test_card_without_a_curate_run_says_so(tmp_path, db):
