@@ -278,9 +278,10 @@ def _front_matter(stats: dict[str, dict[str, object]]) -> list[str]:
 
 _LABEL_MEANING = {
     "process": (
-        "`labels[i]` is true when step *i* was confirmed correct by an annotator whose `correct` "
-        "verdict is evidence (confirms steps) and no annotator refuted it; false when an annotator "
-        "whose `incorrect` verdict is evidence (refutes steps) refuted it and none confirmed it. "
+        "`labels[i]` is true when the consensus found step *i* correct, which takes an annotator "
+        "whose `correct` verdict is evidence (confirms steps: yes, below); false when it found the "
+        "step wrong, which takes one whose `incorrect` verdict is evidence (refutes steps: yes). "
+        "The consensus rule below settles disagreements. "
         "Each example holds a rollout's steps in order while they are agreed and ends at its first "
         "false step; a step without agreement ends the example before it. `soft_labels[i]` is the "
         "Monte Carlo estimate that a correct answer is reachable from step *i* where a "

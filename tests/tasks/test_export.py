@@ -223,7 +223,7 @@ def test_card_states_provenance_rule_meaning_and_counts_without_paths(tmp_path, 
     assert "Voting annotators of the latest curation: `answer`, `z3_arith`, `mc`." in card
     assert "Consensus rule: `unanimous`" in card and "required annotators: `z3_arith`" in card
     assert "near-duplicate off" in card
-    assert "`labels[i]` is true when step *i* was confirmed correct" in card
+    assert "`labels[i]` is true when the consensus found step *i* correct" in card
     assert "| `z3_arith` | no | yes | no | verifier | indicator |" in card  # refute-only, from its Evidence
     assert "| `mc` | yes | yes | no | model | probability |" in card
     assert "Critiques by: `judge` (judge-model: 3)." in card
