@@ -177,6 +177,8 @@ def fetch_dataset(store: Store, name: str) -> pa.Table:
 
 def fill_soft_labels(table: pa.Table) -> pa.Table:
     """Steps no probability-scoring annotator valued get their hard label (1.0 or 0.0)."""
+    if not table.num_rows:
+        return table
     soft = table.column("soft_labels").combine_chunks()
     labels = table.column("labels").combine_chunks()
     same_length = pc.fill_null(pc.equal(pc.list_value_length(soft), pc.list_value_length(labels)), False)

@@ -137,6 +137,7 @@ def test_soft_labels_fill_only_missing_estimates():
     filled = fill_soft_labels(table.slice(0, 3))
     assert filled.column("soft_labels").to_pylist() == [[0.25, 0.0, 1.0], [], [0.0]]
     assert fill_soft_labels(table.slice(2)).column("soft_labels").to_pylist() == [[0.0]]
+    assert fill_soft_labels(table.slice(3)).num_rows == 0
     uneven = table.append_column("rollout_id", pa.array(["r0", "r1", "r2"])).slice(0, 2)
     uneven = uneven.set_column(1, "soft_labels", pa.array([[0.25, None, None], [0.5]], pa.list_(pa.float64())))
     with pytest.raises(ValueError, match="process example of rollout r1: soft_labels and labels differ in length"):
