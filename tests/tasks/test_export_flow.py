@@ -1,0 +1,56 @@
+"""The export flow on a store built by the real flows: a run row, the card from the curate run."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from flows.annotate import annotate
+from flows.curate import curate
+from flows.export import export
+from flows.import_rollouts import import_rollouts
+from schemas.config import CurationConfig
+from tasks.export import CARD, ExportError
+from tasks.store import Store
+from tests.flows.test_flows import write_rollouts
+
+
+def test_export_flow_records_its_run_and_describes_the_curation(prefect_harness, tmp_path, db):
+    write_rollouts(tmp_path / "rollouts.jsonl", n_problems=2)
+    import_rollouts(str(tmp_path / "rollouts.jsonl"), db)
+    annotate(db, ["answer", "z3_arith"])
+    curate(db, ["answer", "z3_arith"], CurationConfig(near_dedupe=False))
+    out = tmp_path / "exports"
+
+    stats = export(db, str(out), ["process", "kto"])
+
+    with Store(db, read_only=True) as store:
+        run = store.rows("SELECT * FROM runs WHERE flow = 'export'")
+    assert len(run) == 1 and run[0]["status"] == "completed" and run[0]["finished_at"] is not None
+    assert json.loads(run[0]["config"]) == {"out_dir": str(out), "datasets": ["process", "kto"]}
+    assert json.loads(run[0]["summary"]) == stats
+    assert stats["process"]["rows"] == 4 and stats["kto"]["rows"] == 4  # after exact dedupe of the copies
+    card = (out / CARD).read_text()
+    assert f"(export run `{run[0]['run_id']}`)" in card
+    assert "Voting annotators of the latest curation: `answer`, `z3_arith`." in card
+    assert "Consensus rule: `no_contradiction`" in card
+    assert "Outcome verdicts for `kto` come from: `answer`." in card
+    kto = pq.read_table(out / "kto.parquet").to_pylist()
+    assert sorted(r["label"] for r in kto) == [False, False, True, True]
+
+
+def test_export_flow_from_a_missing_database_fails_before_any_work(prefect_harness, tmp_path):
+    missing = tmp_path / "missing.duckdb"
+    with pytest.raises(ExportError, match="no rmforge database here"):
+        export(str(missing), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.xfail(strict=True, reason="tasks/runs.py mark_run_failed opens Store(db) read-write, creating the file")
+def test_export_flow_from_a_missing_database_does_not_create_it(prefect_harness, tmp_path):
+    missing = tmp_path / "missing.duckdb"
+    with pytest.raises(ExportError):
+        export(str(missing), str(tmp_path / "out"))
+    assert not missing.exists()
