@@ -88,10 +88,11 @@ EXPORTS: dict[str, ExportSpec] = {
                 pa.field("soft_labels", pa.list_(pa.float64())),
             ]
             + _strings("rollout_id", "problem_id")
-            + [pa.field("annotators", pa.list_(pa.string()))]
+            + [pa.field("annotators", pa.list_(pa.string())),
+               pa.field("label_supporters", pa.list_(pa.list_(pa.string())))]
         ),
         """
-        SELECT prompt, completions, labels, soft_labels, rollout_id, problem_id, annotators
+        SELECT prompt, completions, labels, soft_labels, rollout_id, problem_id, annotators, label_supporters
         FROM process_examples ORDER BY example_id""",
     ),
     "preference": ExportSpec(
@@ -144,24 +145,9 @@ def outcome_annotators(store: Store) -> dict[str, int]:
 
 
 def outcome_verdict_sql(store: Store) -> tuple[str, list[Any]]:
-    """(sql, params) selecting each rollout's outcome verdict: (rollout_id, verdict).
-
-    Among annotators that label outcomes, each one's newest label counts; `unknown`
-    abstains; the highest authority with a verdict decides, and a rollout whose
-    top-authority annotators disagree has no verdict.
-    """
-    ranks = outcome_annotators(store)
-    sql = """
-        WITH authority AS (SELECT UNNEST(?::VARCHAR[]) AS annotator, UNNEST(?::INTEGER[]) AS rank),
-        latest AS (
-            SELECT o.rollout_id, o.verdict, a.rank FROM outcome_labels o JOIN authority a USING (annotator)
-            QUALIFY row_number() OVER (PARTITION BY o.rollout_id, o.annotator ORDER BY o.labeled_at DESC) = 1),
-        decisive AS (
-            SELECT * FROM latest WHERE verdict IN ('correct', 'incorrect')
-            QUALIFY rank = max(rank) OVER (PARTITION BY rollout_id))
-        SELECT rollout_id, min(verdict) AS verdict FROM decisive
-        GROUP BY rollout_id HAVING count(DISTINCT verdict) = 1"""
-    return sql, [list(ranks), list(ranks.values())]
+    """(sql, params) selecting each rollout's decided outcome verdict: (rollout_id, verdict),
+    from the outcome consensus that curation built (tasks/consensus.py)."""
+    return "SELECT rollout_id, verdict FROM outcome_consensus WHERE verdict IN ('correct', 'incorrect')", []
 
 
 def fetch_dataset(store: Store, name: str) -> pa.Table:
@@ -173,24 +159,6 @@ def fetch_dataset(store: Store, name: str) -> pa.Table:
         outcome_sql, params = outcome_verdict_sql(store)
         sql = sql.replace("{outcome}", outcome_sql)
     return store.arrow(sql, params).cast(spec.schema)
-
-
-def fill_soft_labels(table: pa.Table) -> pa.Table:
-    """Steps no probability-scoring annotator valued get their hard label (1.0 or 0.0)."""
-    if not table.num_rows:
-        return table
-    soft = table.column("soft_labels").combine_chunks()
-    labels = table.column("labels").combine_chunks()
-    same_length = pc.fill_null(pc.equal(pc.list_value_length(soft), pc.list_value_length(labels)), False)
-    if not pc.all(same_length).as_py():
-        row = pc.index(same_length, False).as_py()
-        rollout = table.column("rollout_id")[row].as_py() if "rollout_id" in table.column_names else row
-        raise ValueError(f"process example of rollout {rollout}: soft_labels and labels differ in length")
-    filled = pc.coalesce(soft.flatten(), pc.cast(labels.flatten(), pa.float64()))
-    # Same offsets as `labels`: each example has one soft label per step.
-    offsets = pc.subtract(labels.offsets, labels.offsets[0])
-    column = pa.ListArray.from_arrays(offsets, filled, type=table.schema.field("soft_labels").type)
-    return table.set_column(table.schema.get_field_index("soft_labels"), "soft_labels", column)
 
 
 def dataset_stats(name: str, table: pa.Table) -> dict[str, object]:
@@ -583,8 +551,6 @@ def export_datasets(
             try:
                 for name in names:
                     table = fetch_dataset(store, name)
-                    if name == "process":
-                        table = fill_soft_labels(table)
                     stats[name] = dataset_stats(name, table)
                     write_dataset(staging, name, table)
                 provenance = export_provenance(store)

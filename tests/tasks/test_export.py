@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from schemas.records import (
+    OutcomeConsensus,
     Critique,
     OutcomeLabel,
     PreferencePair,
@@ -22,7 +23,9 @@ from schemas.records import (
     canonical_json,
     utc_now,
 )
-from tasks.export import CARD, EXPORTS, MANIFEST, ExportError, export_datasets, fill_soft_labels
+from schemas.config import CurationConfig
+from tasks.consensus import compute_consensus
+from tasks.export import CARD, EXPORTS, MANIFEST, ExportError, export_datasets
 from tasks.store import Store
 from tests.builders import make_problem, make_rollout
 
@@ -46,7 +49,7 @@ def build_store(db: str, n_problems: int = 3, *, tag: str = "a", padding: int = 
     Returns the rows each dataset should export.
     """
     pad = " " + "x" * padding if padding else ""
-    problems, rollouts, outcomes, examples, pairs, critiques = [], [], [], [], [], []
+    problems, rollouts, outcomes, decided, examples, pairs, critiques = [], [], [], [], [], [], []
     for i in range(n_problems):
         problem = make_problem(f"{tag}{i}: what is {i} + {i}?", str(2 * i))
         right = make_rollout(problem, f"Step 1: {i} + {i} = {2 * i}.{pad}\nThe answer is {2 * i}.")
@@ -54,7 +57,9 @@ def build_store(db: str, n_problems: int = 3, *, tag: str = "a", padding: int = 
         problems.append(problem)
         rollouts += [right, wrong]
         outcomes += [outcome(right, "answer", "correct"), outcome(wrong, "answer", "incorrect")]
-        for rollout, labels, soft in ((right, [True, True], [0.75, None]), (wrong, [False], [None])):
+        decided += [OutcomeConsensus(rollout_id=r.rollout_id, verdict=v, supporters=["answer"], run_id="test-run")
+                    for r, v in ((right, "correct"), (wrong, "incorrect"))]
+        for rollout, labels, soft in ((right, [True, True], [0.75, 1.0]), (wrong, [False], [0.0])):
             examples.append(ProcessExample(
                 example_id=f"ex-{rollout.rollout_id}", rollout_id=rollout.rollout_id, problem_id=problem.problem_id,
                 prompt=problem.question, completions=rollout.response.split("\n")[: len(labels)], labels=labels,
@@ -70,6 +75,7 @@ def build_store(db: str, n_problems: int = 3, *, tag: str = "a", padding: int = 
         store.write("problems", problems)
         store.write("rollouts", rollouts)
         store.write("outcome_labels", outcomes)
+        store.write("outcome_consensus", decided)
         store.write("process_examples", examples)
         store.write("preference_pairs", pairs)
         store.write("critiques", critiques)
@@ -129,21 +135,6 @@ def test_every_file_has_the_export_schema_and_the_rows(tmp_path, db):
     assert sorted(r["label"] for r in kto) == [False] * 3 + [True] * 3
 
 
-def test_soft_labels_fill_only_missing_estimates():
-    table = pa.table({
-        "labels": pa.array([[True, False, True], [], [False]], pa.list_(pa.bool_())),
-        "soft_labels": pa.array([[0.25, None, None], [], [None]], pa.list_(pa.float64())),
-    })
-    filled = fill_soft_labels(table.slice(0, 3))
-    assert filled.column("soft_labels").to_pylist() == [[0.25, 0.0, 1.0], [], [0.0]]
-    assert fill_soft_labels(table.slice(2)).column("soft_labels").to_pylist() == [[0.0]]
-    assert fill_soft_labels(table.slice(3)).num_rows == 0
-    uneven = table.append_column("rollout_id", pa.array(["r0", "r1", "r2"])).slice(0, 2)
-    uneven = uneven.set_column(1, "soft_labels", pa.array([[0.25, None, None], [0.5]], pa.list_(pa.float64())))
-    with pytest.raises(ValueError, match="process example of rollout r1: soft_labels and labels differ in length"):
-        fill_soft_labels(uneven)
-
-
 def test_empty_datasets_export_as_empty_loadable_datasets(tmp_path, db):
     empty_store(db)
     out = tmp_path / "out"
@@ -183,7 +174,7 @@ def test_load_dataset_reads_each_config_offline(tmp_path, db, monkeypatch):
 
 # ---------------------------------------------------------------- outcome verdicts for kto
 
-def test_kto_takes_the_highest_authority_outcome_verdict(tmp_path, db):
+def test_kto_takes_the_outcome_consensus(tmp_path, db):
     problem = make_problem()
     rollouts = [make_rollout(problem, f"The answer is {i}.", index=i) for i in range(5)]
     r0, r1, r2, r3, r4 = rollouts
@@ -200,6 +191,7 @@ def test_kto_takes_the_highest_authority_outcome_verdict(tmp_path, db):
         store.write("problems", [problem])
         store.write("rollouts", rollouts)
         store.write("outcome_labels", labels)
+    compute_consensus.fn(db, ["answer", "judge"], CurationConfig(), "curate-run")  # human labels always vote
     out = tmp_path / "out"
     export_datasets.fn(db, str(out), ["kto"])
 
