@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import re
+import time
 from dataclasses import dataclass
 from typing import Iterator
 
 from verifiers.arithmetic.expr import Claim, ClaimSource, Expr, NoParse, canon, has_op, is_literal, leading_number
-from verifiers.arithmetic.limits import MAX_SIDE_TOKENS
+from verifiers.arithmetic.limits import MAX_CLAUSE_TOKENS, MAX_SIDE_TOKENS, unread_reason
 from verifiers.arithmetic.normalize import GSM8K_RE, normalize
 from verifiers.arithmetic.parser import Parser
 from verifiers.arithmetic.tokens import EQ, LP, NUM, OP, OP_WORDS, OPERAND_START, RP, VAR, WORD, Tok, tokenize
 
+# Words that make every claim of a step approximate: `3.363... bags (round up to 4)`,
+# `36 / 5 = 7 full pens (with a remainder of 1)`.
+_APPROXIMATE_RE = re.compile(
+    r"\b(?:approx\w*|about|around|roughly|nearly|almost|estimat\w*|round(?:s|ed|ing)?(?: up| down)?"
+    r"|remainder|truncat\w*)\b|≈|~|\\approx|\\sim",
+    re.I,
+)
 
 @dataclass(slots=True)
 class _Side:
@@ -18,14 +27,14 @@ class _Side:
     text: str
     units: frozenset[str]
     continuation: bool = False
-
+    after_prose: bool = False  # words come before it in its clause
+    doubt: str = ""
 
 def _side_text(text: str, toks: list[Tok], i: int, j: int, trim: bool) -> str:
     last = j - 1
     while trim and last > i and toks[last].kind in (WORD, OP):
         last -= 1  # a right side "9 eggs left for her" shows as "9", "40 hrs/week" as "40"
     return " ".join(text[toks[i].start : toks[last].end].split())
-
 
 def _make_side(
     text: str,
@@ -41,7 +50,6 @@ def _make_side(
         return _Side(expr, f"{first.text} {shown}", frozenset(parser.units), True)
     return _Side(expr, shown, frozenset(parser.units))
 
-
 def _parse_full(text: str, toks: list[Tok], i: int, j: int, first: _Side | None) -> _Side | None:
     parser = Parser(toks, i, j)
     try:
@@ -49,7 +57,6 @@ def _parse_full(text: str, toks: list[Tok], i: int, j: int, first: _Side | None)
     except NoParse:
         return None
     return _make_side(text, toks, (i, j), parser, expr, first) if parser.pos == j else None
-
 
 def _parse_prefix(
     text: str, toks: list[Tok], i: int, j: int, first: _Side | None
@@ -69,7 +76,6 @@ def _parse_prefix(
             return None  # "= 3 * 2x", "= 9 - x": the expression goes on with a variable
     return _make_side(text, toks, (i, end), parser, expr, first, trim=True)
 
-
 def _parse_suffix(text: str, toks: list[Tok], i: int, j: int) -> _Side | None:
     """The longest expression ending toks[i:j] that starts at a clean boundary."""
     for s in range(max(i, j - MAX_SIDE_TOKENS), j):
@@ -84,9 +90,11 @@ def _parse_suffix(text: str, toks: list[Tok], i: int, j: int) -> _Side | None:
             continue
         side = _parse_full(text, toks, s, j, None)
         if side is not None:
+            side.after_prose = any(t.kind in (WORD, VAR) for t in toks[:s])
+            if s and toks[s - 1].kind == OP:  # `_clean_start` allows only a spaced dash here
+                side.doubt = "the `-` before it may be a dash or a minus"
             return side
     return None
-
 
 def _clean_start(toks: list[Tok], s: int) -> bool:
     """Whether an expression may start at toks[s]: not right after an operator, a
@@ -102,16 +110,24 @@ def _clean_start(toks: list[Tok], s: int) -> bool:
         return [t.kind for t in toks[: s - 1]] in ([NUM], [VAR], [LP, NUM], [LP, VAR])
     return False
 
+def _first_side(side: _Side | None) -> list[_Side]:
+    """A chain's opening side, unless it is a number inside the prose before the chain
+    (`Time to heat up to 400 degrees = 20 + 8`, `Dogs - 2 = 9 - 2`)."""
+    if side is None or (side.after_prose and is_literal(side.expr)):
+        return []
+    return [side]
 
+def _doubt(left: _Side, right: _Side) -> str:
+    for side in (left, right):
+        if side.doubt:
+            return side.doubt
+        if "of" in side.units:
+            return f"`{side.text}` may be a share of a quantity, not a number"
+    if is_literal(left.expr) and left.units and left.units.isdisjoint(right.units):
+        return f"`{left.text}` may name what is computed rather than equal it"
+    return ""
 
-
-
-
-
-
-
-
-def _pairs(chain: list[_Side], source: ClaimSource) -> Iterator[Claim]:
+def _pairs(chain: list[_Side], source: ClaimSource, approximate: bool) -> Iterator[Claim]:
     for k in range(len(chain) - 1):
         left, right = chain[k], chain[k + 1]
         if right.continuation or not (has_op(left.expr) or has_op(right.expr)):
@@ -119,55 +135,129 @@ def _pairs(chain: list[_Side], source: ClaimSource) -> Iterator[Claim]:
         followed = k + 2 < len(chain)
         lead = leading_number(right.expr) if followed or is_literal(left.expr) else None
         yield Claim(
-            left.text, right.text, left.expr, right.expr, source, lead, left.units, right.units
+            left.text,
+            right.text,
+            left.expr,
+            right.expr,
+            source,
+            lead,
+            left.units,
+            right.units,
+            doubt=_doubt(left, right),
+            approximate=approximate,
         )
 
+def _name(toks: list[Tok], end: int) -> str | None:
+    """The words before a clause's first `=`, when they name a quantity
+    (`Total fruits`, `Adam's age in 8 years`)."""
+    words = toks[:end]
+    if not any(t.kind == WORD for t in words) or any(t.kind not in (WORD, VAR, NUM) for t in words):
+        return None
+    return " ".join(t.low or t.text for t in words)
 
-def _clause_claims(text: str, toks: list[Tok], source: ClaimSource) -> Iterator[Claim]:
-    eqs = [k for k, tok in enumerate(toks) if tok.kind == EQ]
-    if not eqs:
-        return
-    bounds = [-1, *eqs, len(toks)]
-    last = len(bounds) - 2
-    chain: list[_Side] = []
-    for k in range(last + 1):
-        i, j = bounds[k] + 1, bounds[k + 1]
-        if k == 0:
-            side = _parse_suffix(text, toks, i, j) if i < j else None
-            chain = [side] if side else []
-            continue
-        if i == j:
-            yield from _pairs(chain, source)
-            chain = []
-            continue
-        first = chain[-1] if chain and toks[i].kind == OP and toks[i].op in "+*/" else None
-        if k == last:
-            side = _parse_prefix(text, toks, i, j, first)
-            if side is not None and chain:
-                chain.append(side)
-            yield from _pairs(chain, source)
+
+class _ClauseReader:
+    """Claims clause by clause; remembers the last `NAME = expression` so that a
+    restatement right after it (`\\[ Total = 52 + 24 \\] \\[ Total = 78 \\]`) is checked."""
+
+    def __init__(self, source: ClaimSource, approximate: bool) -> None:
+        self.source, self.approximate = source, approximate
+        self.definition: tuple[str, _Side] | None = None
+
+    def claims(self, text: str, toks: list[Tok]) -> Iterator[Claim]:
+        eqs = [k for k, tok in enumerate(toks) if tok.kind == EQ]
+        if not eqs:
             return
-        side = _parse_full(text, toks, i, j, first)
-        if side is not None:
-            chain.append(side)
-            continue
-        # "= 12 and 12 / 2 = 6": one chain ends inside this side and another begins.
-        head = _parse_prefix(text, toks, i, j, first)
-        if head is not None and chain:
-            chain.append(head)
-        yield from _pairs(chain, source)
-        tail = _parse_suffix(text, toks, i, j)
-        chain = [tail] if tail else []
+        definition, self.definition = self.definition, None
+        bounds = [-1, *eqs, len(toks)]
+        last = len(bounds) - 2
+        chain: list[_Side] = []
+        name = None
+        for k in range(last + 1):
+            i, j = bounds[k] + 1, bounds[k + 1]
+            if k == 0:
+                chain = _first_side(_parse_suffix(text, toks, i, j) if i < j else None)
+                name = None if chain else _name(toks, j)
+                continue
+            if i == j:
+                yield from self._pairs(chain)
+                chain = []
+                continue
+            first = chain[-1] if chain and toks[i].kind == OP and toks[i].op in "+*/" else None
+            if k == last:
+                side = _parse_prefix(text, toks, i, j, first)
+                if side is not None:
+                    chain.append(side)
+                yield from self._pairs(chain)
+                if name is not None and len(eqs) == 1 and side is not None:
+                    yield from self._restated(definition, name, side)
+                return
+            side = _parse_full(text, toks, i, j, first)
+            if side is not None:
+                chain.append(side)
+                continue
+            # "= 12 and 12 / 2 = 6": one chain ends inside this side and another begins.
+            head = _parse_prefix(text, toks, i, j, first)
+            if head is not None:
+                chain.append(head)
+            yield from self._pairs(chain)
+            chain = _first_side(_parse_suffix(text, toks, i, j))
+
+    def _restated(
+        self, definition: tuple[str, _Side] | None, name: str, side: _Side
+    ) -> Iterator[Claim]:
+        if definition is not None and definition[0] == name and is_literal(side.expr):
+            yield from self._pairs([definition[1], side])
+        if has_op(side.expr):
+            self.definition = (name, side)
+
+    def _pairs(self, chain: list[_Side]) -> Iterator[Claim]:
+        return _pairs(chain, self.source, self.approximate)
 
 
-def _claims_in(text: str, source: ClaimSource) -> Iterator[Claim]:
-    normalized = normalize(text)
-    # A line end always ends a clause: only lines with an `=` need tokenizing.
-    for line in normalized.split("\n"):
-        if "=" in line:
+@dataclass
+class Reading:
+    """The claims found in a step, and why any part of it was left unread."""
+
+    claims: list[Claim]
+    skipped: list[str]
+
+def read_claims(step_text: str, deadline: float | None = None) -> Reading:
+    """The explicit arithmetic equalities in a step, within the checker's bounds.
+
+    A step out of bounds (`limits.unread_reason`) yields no claims and its reason; a
+    clause too long to read, or the `deadline` (a `time.monotonic()` value) passing,
+    skips the rest with a note.
+    """
+    if (why := unread_reason(step_text)) is not None:
+        return Reading([], [why])
+    approximate = _APPROXIMATE_RE.search(step_text) is not None
+    annotations = GSM8K_RE.findall(step_text)
+    plain = GSM8K_RE.sub(" ", step_text) if annotations else step_text
+    reading = Reading([], [])
+    seen: set[str] = set()
+    sources: list[tuple[ClaimSource, str]] = [("text", plain)]
+    sources += [("gsm8k", annotation) for annotation in annotations]
+    for source, chunk in sources:
+        reader = _ClauseReader(source, approximate)
+        # A line end always ends a clause: only lines with an `=` need tokenizing.
+        for line in normalize(chunk).split("\n"):
+            if "=" not in line:
+                continue
             for clause in tokenize(line):
-                yield from _clause_claims(line, clause, source)
-
+                if deadline is not None and time.monotonic() > deadline:
+                    reading.skipped.append("not all read: the step's time budget ran out")
+                    return reading
+                if len(clause) > MAX_CLAUSE_TOKENS:
+                    reading.skipped.append(f"a clause longer than {MAX_CLAUSE_TOKENS} tokens was not read")
+                    continue
+                for claim in reader.claims(line, clause):
+                    # `80,000+50,000 = $130,000` and its annotation `<<80000+50000=130000>>` are one claim.
+                    key = f"{canon(claim.lhs)}={canon(claim.rhs)}"
+                    if key not in seen:
+                        seen.add(key)
+                        reading.claims.append(claim)
+    return reading
 
 def find_claims(step_text: str) -> list[Claim]:
     """The explicit arithmetic equalities in a step, in order, without duplicates.
@@ -175,17 +265,4 @@ def find_claims(step_text: str) -> list[Claim]:
     >>> [c.text for c in find_claims("She has 16 - 3 - 4 = 9 eggs, so x = 5.")]
     ['16 - 3 - 4 = 9']
     """
-    annotations = GSM8K_RE.findall(step_text)
-    plain = GSM8K_RE.sub(" ", step_text) if annotations else step_text
-    found: list[Claim] = []
-    seen: set[str] = set()
-    sources: list[tuple[ClaimSource, str]] = [("text", plain)]
-    sources += [("gsm8k", annotation) for annotation in annotations]
-    for source, chunk in sources:
-        for claim in _claims_in(chunk, source):
-            # `80,000+50,000 = $130,000` and its annotation `<<80000+50000=130000>>` are one claim.
-            key = f"{canon(claim.lhs)}={canon(claim.rhs)}"
-            if key not in seen:
-                seen.add(key)
-                found.append(claim)
-    return found
+    return read_claims(step_text).claims

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import operator
+from dataclasses import replace
 from fractions import Fraction
 
 from verifiers.arithmetic.expr import BinOp, Expr, Irrational, Neg, Num, Root, Undecidable
@@ -69,6 +70,8 @@ def exact_value(e: Expr) -> Fraction:
     if isinstance(e, Root):
         return _root(exact_value(e.operand), e.index)
     a, b = exact_value(e.left), exact_value(e.right)
+    if e.op != "^" and _bits(a) + _bits(b) > MAX_RESULT_BITS:
+        raise Undecidable("result too large")
     if e.op in RING_OPS:
         if e.op != "*":
             _check_percent_sum(e)
@@ -80,6 +83,10 @@ def exact_value(e: Expr) -> Fraction:
     return _power(a, b)
 
 
+def _bits(v: Fraction) -> int:
+    return max(v.numerator.bit_length(), v.denominator.bit_length())
+
+
 def _check_percent_sum(e: BinOp) -> None:
     # "$50 + 8% = $54" means 50 * 1.08, not 50.08: too ambiguous to call either way.
     left = isinstance(e.left, Num) and e.left.percent
@@ -88,14 +95,42 @@ def _check_percent_sum(e: BinOp) -> None:
         raise Undecidable("adds a percentage to a plain number")
 
 
-def tolerance(e: Expr) -> Fraction | None:
-    """Half a unit in the last written decimal place of a bare decimal literal."""
+def tolerance(e: Expr, approximate: bool = False) -> Fraction | None:
+    """How far a bare literal may be from the exact value: half a unit in its last
+    written decimal place (`3.33`), a whole unit when it is truncated (`3.363...`) or an
+    integer in a step that says it rounds (`36 / 5 = 7`, "with a remainder of 1");
+    None for exact integers."""
     if isinstance(e, Neg):
         e = e.operand
-    if isinstance(e, Num) and e.decimals > 0:
-        tol = Fraction(1, 2 * 10**e.decimals)
-        return tol / 100 if e.percent else tol
-    return None
+    if not isinstance(e, Num):
+        return None
+    unit = Fraction(1, 10**e.decimals)
+    if e.truncated or (approximate and e.decimals == 0):
+        tol = unit
+    elif e.decimals > 0:
+        tol = unit / 2
+    else:
+        return None
+    return tol / 100 if e.percent else tol
+
+
+def plain_percent(e: Expr) -> Expr:
+    """The expression with every `x%` read as the number x (`0.2 * 100 = 20%`)."""
+    if isinstance(e, Num):
+        return replace(e, value=e.value * 100, percent=False) if e.percent else e
+    if isinstance(e, Neg):
+        return Neg(plain_percent(e.operand))
+    if isinstance(e, Root):
+        return Root(e.index, plain_percent(e.operand))
+    return BinOp(e.op, plain_percent(e.left), plain_percent(e.right))
+
+
+def has_percent(e: Expr) -> bool:
+    if isinstance(e, Num):
+        return e.percent
+    if isinstance(e, (Neg, Root)):
+        return has_percent(e.operand)
+    return has_percent(e.left) or has_percent(e.right)
 
 
 def approx(e: Expr) -> float:

@@ -11,11 +11,13 @@ Verdict = Literal["correct", "incorrect", "unknown"]
 
 @dataclass(frozen=True, slots=True)
 class Num:
-    """A number as written: `1,250`, `$1.50` (decimals=2), `25%` (value 1/4, percent)."""
+    """A number as written: `1,250`, `$1.50` (decimals=2), `25%` (value 1/4, percent),
+    `3.363...` (truncated: the digits shown are a prefix of the value)."""
 
     value: Fraction
     decimals: int = 0
     percent: bool = False
+    truncated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,10 @@ class Claim:
     running_lead: Num | None = None
     lhs_units: frozenset[str] = frozenset()
     rhs_units: frozenset[str] = frozenset()
+    # Why this reading may not be what the writer meant; a doubtful claim never refutes.
+    doubt: str = ""
+    # The step speaks of rounding or approximation (`about`, `≈`, `round`, `remainder`).
+    approximate: bool = False
 
     @property
     def text(self) -> str:

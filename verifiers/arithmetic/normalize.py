@@ -14,17 +14,20 @@ _SQRT_INDEX_RE = re.compile(r"\s*\[\s*(\d+)\s*\]")
 _FRAC_CMDS = frozenset({"frac", "dfrac", "tfrac", "cfrac"})
 _TEXT_CMDS = frozenset(
     "text textbf textit textrm textsf texttt mathrm mathbf mathit mathsf mbox emph boxed "
-    "fbox operatorname underline overline".split()
+    "fbox operatorname underline".split()
 )
 _LATEX_SIMPLE: dict[str, str] = {
-    **dict.fromkeys("times cdot ast cdotp".split(), " * "),
+    # `×` rather than `*`: a LaTeX product is never Markdown emphasis.
+    **dict.fromkeys("times cdot ast cdotp".split(), " × "),
     "div": " / ",
-    # Sizing, spacing and math delimiters (`\left(`, `\,`, `\[`, `\$`) carry no arithmetic.
+    # Sizing, spacing and inline math delimiters (`\left(`, `\,`, `\(`, `\$`) carry no
+    # arithmetic; display math (`\[ ... \]`) stands on lines of its own.
     **dict.fromkeys(
         "left right big Big bigg Bigg bigl bigr Bigl Bigr displaystyle textstyle limits "
-        "nolimits quad qquad cdots ldots dots , ; : ! > ( ) [ ] $ & ~".split() + [" "],
+        "nolimits quad qquad cdots ldots dots , ; : ! > ( ) $ & ~".split() + [" "],
         " ",
     ),
+    **dict.fromkeys("[]", "\n"),
     "%": "%",
     "{": "(",
     "}": ")",
@@ -41,7 +44,8 @@ _LATEX_SIMPLE: dict[str, str] = {
 _CHAR_MAP = str.maketrans(
     {
         **dict.fromkeys("\u2212\u2012\ufe63\uff0d", "-"),
-        **dict.fromkeys("\u00d7\u2715\u2716\u22c5\u00b7\u2219\u2217", "*"),
+        **dict.fromkeys("\u2715\u2716\u22c5\u00b7\u2219", "\u00d7"),
+        "\u2217": "*",
         **dict.fromkeys("\u00f7\u2215\u2044", "/"),
         "\uff1d": "=",
         **dict.fromkeys("\u00a0\u2009\u202f\u2007", " "),
@@ -62,7 +66,8 @@ _VULGAR = {
     "⅗": "3/5", "⅘": "4/5", "⅙": "1/6", "⅚": "5/6", "⅛": "1/8", "⅜": "3/8", "⅝": "5/8",
     "⅞": "7/8",
 }  # fmt: skip
-_VULGAR_RE = re.compile(r"(\d*)[ ]?([" + "".join(_VULGAR) + "])")
+# The digits are optional as a group, so a long digit run is not rescanned at every offset.
+_VULGAR_RE = re.compile(r"(?:(?<!\d)(\d+)[ ]?)?([" + "".join(_VULGAR) + "])")
 # An en dash between numbers is a minus; elsewhere it is punctuation.
 _EN_DASH_RE = re.compile(r"(?<=[\d)])(\s*)\u2013(?=\s*[\d(])")
 _BULLET_RE = re.compile(r"^[ \t]*[-*+•][ \t]+", re.M)
@@ -158,6 +163,7 @@ def _vulgar(m: re.Match[str]) -> str:
 
 def normalize(text: str) -> str:
     text = text.replace("{,}", ",")  # LaTeX thousands separator: 1{,}000
+    text = text.replace("$$", "\n")  # display math stands on lines of its own
     if "\\" in text:
         text = _latex(_LATEX_DEGREES_RE.sub(" degrees ", text))
     text = text.translate(_CHAR_MAP)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from verifiers.arithmetic.expr import Num
+from verifiers.arithmetic.limits import MAX_NUMBER_CHARS
 
 
 NUM, OP, EQ, LP, RP, ROOT, WORD, VAR, TAINT, BREAK = (
@@ -22,12 +23,13 @@ _TOKEN_RE = re.compile(
     |(?P<num>(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)
     |(?P<pct>%|(?i:per\s?cent)\b)
     |(?P<word>[^\W\d_]+(?:'[^\W\d_]+)*)
-    |(?P<op>\*\*|[-+*/^])
+    |(?P<op>\*\*|[-+*/^×])
     |(?P<cmp><=|>=|!=|=>|=<|[<>≤≥≠≈~])
     |(?P<eq>==?)
     |(?P<lp>[(\[{])
     |(?P<rp>[)\]}])
     |(?P<root>[√∛∜])
+    |(?P<ellipsis>\.{2,}|…)
     |(?P<brk>[\n,.;:?!"…—–#•→⇒'])
     |(?P<other>.)
     """,
@@ -35,7 +37,7 @@ _TOKEN_RE = re.compile(
 )
 _GROUP_KIND = {
     "date": TAINT, "time": TAINT, "num": NUM, "word": WORD, "op": OP, "cmp": BREAK,
-    "eq": EQ, "lp": LP, "rp": RP, "root": ROOT, "brk": BREAK, "other": TAINT,
+    "eq": EQ, "lp": LP, "rp": RP, "root": ROOT, "brk": BREAK, "ellipsis": BREAK, "other": TAINT,
 }  # fmt: skip
 ROOT_INDEX = {"√": 2, "∛": 3, "∜": 4}
 # Units written without a space (`12km`); other letters glued to a number are
@@ -79,19 +81,24 @@ def tokenize(text: str) -> list[list[Tok]]:
         if group == "pct":
             last = toks[-1] if toks else None
             if last is not None and last.kind == NUM and last.num and not last.num.percent:
-                n = last.num
-                last.num, last.end = Num(n.value / 100, n.decimals, True), m.end()
+                last.num = replace(last.num, value=last.num.value / 100, percent=True)
+                last.end = m.end()
             else:
                 toks.append(Tok(TAINT, s, m.start(), m.end(), space))
             space = False
             continue
         assert group is not None
+        if group == "ellipsis" and toks and toks[-1].kind == NUM and toks[-1].num:
+            toks[-1].num = replace(toks[-1].num, truncated=True)  # 3.363... bags
         tok = Tok(_GROUP_KIND[group], s, m.start(), m.end(), space)
         space = False
         if group == "num":
-            tok.num = _number(s)
+            if len(s) > MAX_NUMBER_CHARS:
+                tok.kind = TAINT  # too long to be worth reading (and `int()` refuses it)
+            else:
+                tok.num = _number(s)
         elif group == "op":
-            tok.op = "^" if s == "**" else s
+            tok.op = {"**": "^", "×": "*"}.get(s, s)
         elif group == "root":
             tok.op = s
         elif group == "word":
@@ -154,7 +161,10 @@ def _word_kind(tok: Tok, prev: Tok | None, nxt: Tok | None, before: Tok | None) 
 
 
 def _is_markup(tok: Tok, prev: Tok | None, nxt: Tok | None) -> bool:
-    if prev is None or prev.kind == BREAK or nxt is None or nxt.kind in (BREAK, EQ, RP, WORD):
+    if prev is None or prev.kind == BREAK or nxt is None or nxt.kind in (BREAK, EQ, RP):
         return True
+    if nxt.kind == WORD:
+        # `the *total*`: emphasis hugs its word; `2 * x` and `5 * apples` are products.
+        return not nxt.space and (tok.space or prev.kind == WORD)
     # `**bold**` hugs its text on one side only; `2**3` and `2 ** 3` are powers.
     return tok.text == "**" and tok.space != nxt.space
