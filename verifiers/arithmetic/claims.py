@@ -21,6 +21,10 @@ _APPROXIMATE_RE = re.compile(
     re.I,
 )
 
+# Unit words that scale the number before them rather than name what it counts.
+_SCALE_WORDS = frozenset("hundred thousand million billion trillion lakh crore dozen".split())
+
+
 @dataclass(slots=True)
 class _Side:
     expr: Expr
@@ -46,9 +50,13 @@ def _make_side(
     trim: bool = False,
 ) -> _Side:
     shown = _side_text(text, toks, *span, trim)
+    units = frozenset(parser.units)
+    doubt = parser.doubt
+    if not doubt and not units.isdisjoint(_SCALE_WORDS):
+        doubt = "a scale word (`1.2 million`) multiplies its number"
     if first is not None:
-        return _Side(expr, f"{first.text} {shown}", frozenset(parser.units), True)
-    return _Side(expr, shown, frozenset(parser.units))
+        return _Side(expr, f"{first.text} {shown}", units, True, doubt=doubt or first.doubt)
+    return _Side(expr, shown, units, doubt=doubt)
 
 def _parse_full(text: str, toks: list[Tok], i: int, j: int, first: _Side | None) -> _Side | None:
     parser = Parser(toks, i, j)

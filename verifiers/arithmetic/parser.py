@@ -22,12 +22,13 @@ from verifiers.arithmetic.tokens import (
 class Parser:
     """Recursive descent over toks[pos:end]; unit words after a value are skipped."""
 
-    __slots__ = ("toks", "pos", "end", "depth", "units")
+    __slots__ = ("toks", "pos", "end", "depth", "units", "doubt")
 
     def __init__(self, toks: list[Tok], start: int, end: int) -> None:
         self.toks, self.pos, self.end = toks, start, end
         self.depth = 0
         self.units: set[str] = set()
+        self.doubt = ""  # why the expression may mean something else than it reads as
 
     def peek(self, k: int = 0) -> Tok | None:
         i = self.pos + k
@@ -59,7 +60,10 @@ class Parser:
             else:
                 break
             self.pos += width
-            left = BinOp(op, left, self.term())
+            right = self.term()
+            if _reads_as_range(tok, left, right):
+                self.doubt = "an unspaced `-` between a smaller and a larger number may be a range"
+            left = BinOp(op, left, right)
         return left
 
     def term(self, first: Expr | None = None) -> Expr:
@@ -77,6 +81,8 @@ class Parser:
                 tok.kind == ROOT and prev.kind in (NUM, RP)
             ):
                 op, width = "*", 0  # 2(3 + 4), (2)(3), 2√3
+                if isinstance(left, BinOp) and left.op == "/":
+                    self.doubt = "`a/b(c)` may divide by b(c)"
             else:
                 break
             self.pos += width
@@ -90,6 +96,8 @@ class Parser:
             self._enter()
             operand = self.unary()
             self.depth -= 1
+            if tok.op == "-" and isinstance(operand, BinOp) and operand.op == "^":
+                self.doubt = "`-a^b` may mean (-a)^b"
             return Neg(operand) if tok.op == "-" else operand
         return self.power()
 
@@ -160,6 +168,17 @@ class Parser:
 
 def _stem(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") else word
+
+
+def _reads_as_range(tok: Tok, left: Expr, right: Expr) -> bool:
+    """`pages 10-20`, `1990-1995`: a hyphen, not a minus."""
+    return (
+        tok.text == "-"
+        and not tok.space
+        and isinstance(left, Num)
+        and isinstance(right, Num)
+        and left.value < right.value
+    )
 
 
 def _is_share(e: Expr) -> bool:

@@ -45,6 +45,11 @@ ROOT_INDEX = {"√": 2, "∛": 3, "∜": 4}
 _ATTACHED_UNITS = frozenset(
     "km kg cm mm mg ml lb lbs oz ft hr hrs min mins sec secs mph kph kmh yd yds mi gal".split()
 )
+# Constants and functions written as words: never units (`2 pi + 3`, `log 8 + 1`).
+_MATH_WORDS = frozenset(
+    "pi log ln lg sin cos tan cot csc arcsin arccos arctan sinh cosh tanh exp mod choose "
+    "gcd lcm floor ceil det".split()
+)
 OP_WORDS = {"times": "*", "plus": "+", "minus": "-", "of": "*"}
 BY_WORDS = {"divided": "/", "multiplied": "*"}
 
@@ -105,6 +110,8 @@ def tokenize(text: str) -> list[list[Tok]]:
             tok.low = s.lower()
             if tok.low == "sqrt":
                 tok.kind, tok.op = ROOT, "√"
+            elif tok.low in _MATH_WORDS or s == "π":
+                tok.kind = TAINT
         toks.append(tok)
     _classify(toks)
     clauses: list[list[Tok]] = []
