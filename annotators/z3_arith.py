@@ -2,7 +2,9 @@
 
 The checker is `verifiers.arithmetic` (what it reads, how, and its bounds are described
 there); this module wraps it as an annotator. It refutes only: `correct` means "no false
-claim found", which the consensus does not count as evidence that a step is right.
+claim found", which the consensus does not count as evidence that a step is right. A step
+the checker cannot read (out of bounds, or a checker error) is `unknown` with the reason,
+and the batch goes on.
 """
 
 from __future__ import annotations
@@ -42,11 +44,7 @@ class Z3ArithmeticAnnotator(Annotator):
         for item in items:
             for index, step in enumerate(item.steps):
                 if step not in memo:
-                    memo[step] = label_step(
-                        step,
-                        rounding=self.config.rounding_tolerance,
-                        timeout_ms=self.config.timeout_ms,
-                    )
+                    memo[step] = self._label(step)
                 verdict, reason = memo[step]
                 out.step_labels.append(
                     self.step_label(
@@ -54,3 +52,11 @@ class Z3ArithmeticAnnotator(Annotator):
                     )
                 )
         return out
+
+    def _label(self, step: str) -> tuple[Verdict, str]:
+        try:
+            return label_step(
+                step, rounding=self.config.rounding_tolerance, timeout_ms=self.config.timeout_ms
+            )
+        except Exception as exc:  # a checker bug on one step must not stop the batch
+            return "unknown", f"checker error: {type(exc).__name__}: {exc}"

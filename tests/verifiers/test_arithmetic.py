@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 
 import pytest
 
 from verifiers.arithmetic import BinOp, Claim, Num, check_claim, find_claims, label_step
+from verifiers.arithmetic.limits import STEP_BUDGET_MS
 
 # ------------------------------------------------------------------------- correct claims
 
@@ -290,3 +292,99 @@ def test_solver_claims_from_several_threads() -> None:
     with ThreadPoolExecutor(4) as pool:
         verdicts = [verdict for verdict, _ in pool.map(label_step, steps)]
     assert verdicts == ["correct", "incorrect", "correct"] * 8
+
+
+# ------------------------------------------------------------------------- careful reading
+
+
+@pytest.mark.parametrize(
+    ("step", "verdict", "named"),
+    [
+        # The prose before a chain is no operand.
+        ("Time to heat up to 400 degrees = 20 + 8 = 28", "correct", "20 + 8 = 28"),
+        (r"\[ \text{Number of rabbits} = \text{Number of dogs} - 2 = 9 - 2 = 7 \]", "correct", "9 - 2 = 7"),
+        ("Total payments over 12 months = 165 * 12 = 1980", "correct", "165 * 12 = 1980"),
+        (r"\[ \frac{500}{2} = 250 \] \[ \text{Earnings} = 45 \times 250 = 11,250 \]", "correct", "45 × 250 = 11,250"),
+        # Percent of a percentage, truncations, approximations.
+        ("(4 / 20) * 100 = 0.2 * 100 = 20%", "correct", "percent as a number"),
+        ("370 / 110 = 3.363... bags", "correct", "(rounded)"),
+        ("36 / 5 = 7 full pens, with a remainder of 1", "correct", "(rounded)"),
+        ("36 / 5 = 9 full pens, with a remainder of 1", "incorrect", "36 / 5 = 9 is false"),
+        ("5,452 / 4 = about 1,400", "unknown", "no arithmetic claim"),  # `= about`: no side
+        ("5,452 / 4 = 1,400 roughly", "unknown", "approximates"),
+        ("5,452 / 4 = 2,000 roughly", "incorrect", "is false"),
+        ("4.20 + 9.45 + 1.35 = 14.99 (rounded to cents)", "incorrect", "is false"),
+        # Doubtful readings never refute.
+        ("Eggs left - 16 - 3 = 9", "unknown", "dash or a minus"),
+        ("Pages 10-20 = 11 pages", "unknown", "range"),
+        ("-3^2 = 9", "unknown", "(-a)^b"),
+        ("6/2(3) = 1", "unknown", "divide by b(c)"),
+        ("1/4 of the oranges = (1/4) * 240", "unknown", "share of a quantity"),
+        ("$1.2 million * 2 = $2,400,000", "unknown", "scale word"),
+        ("48 hours = 2400 quarts + 600 quarts", "unknown", "name what is computed"),
+        # A restatement right after its definition is checked against it.
+        (r"\[ \text{Total fruits} = 52 + 24 + 44 + 48 \] \[ \text{Total fruits} = 178 \]", "incorrect", "52 + 24 + 44 + 48 = 178 is false"),
+        ("Adam's age in 8 years = 34 + 8. Adam's age in 8 years = 42.", "correct", "34 + 8 = 42"),
+        ("Cost = 20 * 3 = 60. Then cost = 20 * 4 = 80.", "correct", "2 arithmetic claims hold"),
+    ],
+)
+def test_reads_as_a_careful_reader(step: str, verdict: str, named: str) -> None:
+    got, reason = label_step(step)
+    assert got == verdict, reason
+    assert named in reason
+
+
+# ------------------------------------------------------------------------- bounds
+
+
+@pytest.mark.parametrize(
+    ("step", "why"),
+    [
+        (r"$" + r"\frac{1}{" * 2000 + "2" + "}" * 2000 + " = 3$", "longer than 20,000 characters"),
+        (r"$" + r"\frac{1}{" * 1500 + "2" + "}" * 1500 + " = 3$", "nested deeper than 100"),
+        ("(" * 5000 + "1" + ")" * 5000 + " = 1", "nested deeper than 100"),
+        (r"\frac{" * 3000, "nested deeper than 100"),
+        (r"\boxed{" + "7" * 100_000 + "}", "longer than 20,000 characters"),
+        (r"\boxed{" + "7" * 19_000 + "} = 7 + 1", "longer than 100 digits"),
+        ("x" * 200_000, "longer than 20,000 characters"),
+        (" + ".join(["1"] * 4_000) + " = 4000", "longer than 400 tokens"),
+        ("2^99999999 = 5", "exponent too large"),
+        ("2^2^2^2^2^2^2^2 = 5", "exponent too large"),
+        ("(((√2+1)^64)^64)^64 = 5", "result too large"),
+        ("(99^999)^(999/1000) = 5", "result too large"),
+        ("(10^1000)^1000 * 3 = 5", "result too large"),
+    ],
+)
+def test_expensive_inputs_are_unknown_with_the_bound(step: str, why: str) -> None:
+    verdict, reason = label_step(step)
+    assert verdict == "unknown"
+    assert why in reason
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "100000! = 5",  # factorials are not evaluated
+        ",".join(["123"] * 4000) + " + 1 = 2",  # one 16,000-character number
+        "√" * 3000 + "2 = 1",
+        "-" * 19_000 + "1 = 1",
+        "= " * 9000,
+        "1" * 99 + "½" * 1000 + " = 3",
+        ("9" * 90 + ".") * 200 + " = 1",
+    ],
+)
+def test_expensive_inputs_are_not_claims(step: str) -> None:
+    assert label_step(step)[0] == "unknown"
+
+
+def test_a_step_has_one_time_budget() -> None:
+    # Six claims Z3 cannot settle within its timeout: the step stops at its budget.
+    claims = ". ".join(
+        f"√2 + √3 + √5 + √7 + √11 + √{13 + k} = √2 + √3 + √5 + √7 + √11 + √{13 + k} + 1/10^90"
+        for k in range(6)
+    )
+    started = time.monotonic()
+    verdict, reason = label_step(claims, timeout_ms=1500)
+    assert verdict == "unknown"
+    assert "time budget ran out" in reason
+    assert time.monotonic() - started < STEP_BUDGET_MS / 1000 + 2

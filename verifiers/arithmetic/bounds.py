@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from verifiers.arithmetic.evaluate import iroot_floor, exact_value
+from verifiers.arithmetic.evaluate import bits, exact_value, iroot_floor
 from verifiers.arithmetic.expr import BinOp, Expr, Irrational, Neg, Root, Undecidable, Verdict
-from verifiers.arithmetic.limits import MAX_ROOT_INDEX, MAX_Z3_POWER
+from verifiers.arithmetic.limits import MAX_RESULT_BITS, MAX_ROOT_INDEX, MAX_Z3_POWER
 
 _ROOT_SCALE = 1 << 100  # root bounds are within 2^-100
 
@@ -49,6 +49,8 @@ def _pow_bounds(lo: Fraction, hi: Fraction, n: int) -> Bounds:
             raise Loose
         lo, hi = _pow_bounds(lo, hi, -n)
         return 1 / hi, 1 / lo
+    if max(bits(lo), bits(hi)) * n > MAX_RESULT_BITS:
+        raise Undecidable("result too large")
     ends = sorted((lo**n, hi**n))
     if n % 2 == 0 and lo < 0 < hi:
         return Fraction(0), ends[1]
@@ -78,6 +80,8 @@ def _bounds(e: Expr) -> Bounds:
         lo, hi = _pow_bounds(*_bounds(e.left), exponent.numerator)
         return (lo, hi) if exponent.denominator == 1 else _root_bounds(lo, hi, exponent.denominator)
     (a, b), (c, d) = _bounds(e.left), _bounds(e.right)
+    if max(map(bits, (a, b))) + max(map(bits, (c, d))) > MAX_RESULT_BITS:
+        raise Undecidable("result too large")
     if e.op == "+":
         return a + c, b + d
     if e.op == "-":

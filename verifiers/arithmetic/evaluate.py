@@ -70,7 +70,7 @@ def exact_value(e: Expr) -> Fraction:
     if isinstance(e, Root):
         return _root(exact_value(e.operand), e.index)
     a, b = exact_value(e.left), exact_value(e.right)
-    if e.op != "^" and _bits(a) + _bits(b) > MAX_RESULT_BITS:
+    if e.op != "^" and bits(a) + bits(b) > MAX_RESULT_BITS:
         raise Undecidable("result too large")
     if e.op in RING_OPS:
         if e.op != "*":
@@ -83,7 +83,7 @@ def exact_value(e: Expr) -> Fraction:
     return _power(a, b)
 
 
-def _bits(v: Fraction) -> int:
+def bits(v: Fraction) -> int:
     return max(v.numerator.bit_length(), v.denominator.bit_length())
 
 
@@ -181,6 +181,7 @@ def show(e: Expr) -> str:
     try:
         return f"= {fmt(exact_value(e))}"
     except Irrational:
-        return f"≈ {approx(e):.6g}"
+        rough = approx(e)
+        return f"≈ {rough:.6g}" if math.isfinite(rough) else "is too large to approximate"
     except Undecidable as exc:
         return f"is undefined ({exc})"

@@ -20,6 +20,7 @@ _TOKEN_RE = re.compile(
     (?P<space>[^\S\n]+)
     |(?P<date>\d{4}-[01]\d-[0-3]\d(?!\d)|\d{1,2}/\d{1,2}/\d{4}(?!\d))
     |(?P<time>\d+(?::\d+)+)
+    |(?P<repeating>\d*\.\d*\ue000)
     |(?P<num>(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)
     |(?P<pct>%|(?i:per\s?cent)\b)
     |(?P<word>[^\W\d_]+(?:'[^\W\d_]+)*)
@@ -36,7 +37,7 @@ _TOKEN_RE = re.compile(
     re.VERBOSE,
 )
 _GROUP_KIND = {
-    "date": TAINT, "time": TAINT, "num": NUM, "word": WORD, "op": OP, "cmp": BREAK,
+    "date": TAINT, "time": TAINT, "repeating": TAINT, "num": NUM, "word": WORD, "op": OP, "cmp": BREAK,
     "eq": EQ, "lp": LP, "rp": RP, "root": ROOT, "brk": BREAK, "ellipsis": BREAK, "other": TAINT,
 }  # fmt: skip
 ROOT_INDEX = {"√": 2, "∛": 3, "∜": 4}
