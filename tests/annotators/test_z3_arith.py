@@ -8,6 +8,7 @@ from annotators import build_annotator
 from annotators.z3_arith import Z3ArithmeticAnnotator
 from tests.builders import make_item
 
+
 def test_annotator_labels_every_step_with_provenance() -> None:
     steps = [
         "Janet's ducks lay 16 eggs; she eats 3 and bakes with 4.",
@@ -51,3 +52,33 @@ def test_registry_and_strict_config() -> None:
         Z3ArithmeticAnnotator({"timeout": 5})
     with pytest.raises(ValueError):
         Z3ArithmeticAnnotator({"timeout_ms": 0})
+
+
+def test_expensive_steps_are_unknown_and_the_batch_goes_on() -> None:
+    steps = [
+        "She has 16 - 3 - 4 = 8 eggs left.",
+        r"$" + r"\frac{1}{" * 2000 + "2" + "}" * 2000 + " = 3$",
+        r"The answer is \boxed{" + "7" * 100_000 + "}.",
+        "(" * 5000 + "1" + ")" * 5000 + " = 1",
+        "Then 9 * $2 = $18.",
+    ]
+    labels = Z3ArithmeticAnnotator().annotate([make_item(steps)], "r").step_labels
+    assert [label.verdict for label in labels] == ["incorrect", "unknown", "unknown", "unknown", "correct"]
+    assert all(label.reason.startswith("not checked:") for label in labels[1:4])
+
+
+def test_a_checker_error_on_one_step_is_unknown_with_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Fault injection: whatever the checker raises on one step, the other steps are labelled.
+    import annotators.z3_arith as z3_arith
+
+    checker = z3_arith.label_step
+
+    def failing_on_the_second_step(step: str, **kwargs: object) -> tuple[str, str]:
+        if step == "boom":
+            raise RecursionError("maximum recursion depth exceeded")
+        return checker(step, **kwargs)
+
+    monkeypatch.setattr(z3_arith, "label_step", failing_on_the_second_step)
+    labels = Z3ArithmeticAnnotator().annotate([make_item(["2 + 2 = 5", "boom", "2 + 2 = 4"])], "r").step_labels
+    assert [label.verdict for label in labels] == ["incorrect", "unknown", "correct"]
+    assert labels[1].reason == "checker error: RecursionError: maximum recursion depth exceeded"

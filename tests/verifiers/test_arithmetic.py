@@ -9,7 +9,6 @@ from fractions import Fraction
 import pytest
 
 from verifiers.arithmetic import BinOp, Claim, Num, check_claim, find_claims, label_step
-from verifiers.arithmetic.limits import STEP_BUDGET_MS
 
 # ------------------------------------------------------------------------- correct claims
 
@@ -319,6 +318,8 @@ def test_solver_claims_from_several_threads() -> None:
         ("Pages 10-20 = 11 pages", "unknown", "range"),
         ("-3^2 = 9", "unknown", "(-a)^b"),
         ("6/2(3) = 1", "unknown", "divide by b(c)"),
+        ("2^3^2 = 64", "unknown", "(a^b)^c"),
+        ("2/3 = 200/3%", "unknown", "(a/b)%"),
         ("1/4 of the oranges = (1/4) * 240", "unknown", "share of a quantity"),
         ("$1.2 million * 2 = $2,400,000", "unknown", "scale word"),
         ("48 hours = 2400 quarts + 600 quarts", "unknown", "name what is computed"),
@@ -384,7 +385,7 @@ def test_a_step_has_one_time_budget() -> None:
         for k in range(6)
     )
     started = time.monotonic()
-    verdict, reason = label_step(claims, timeout_ms=1500)
+    verdict, reason = label_step(claims, timeout_ms=300, budget_ms=800)
     assert verdict == "unknown"
     assert "time budget ran out" in reason
-    assert time.monotonic() - started < STEP_BUDGET_MS / 1000 + 2
+    assert time.monotonic() - started < 0.8 + 1

@@ -125,14 +125,18 @@ def check_claim(
 
 
 def label_step(
-    step_text: str, *, rounding: bool = True, timeout_ms: int = DEFAULT_TIMEOUT_MS
+    step_text: str,
+    *,
+    rounding: bool = True,
+    timeout_ms: int = DEFAULT_TIMEOUT_MS,
+    budget_ms: int = STEP_BUDGET_MS,
 ) -> tuple[Verdict, str]:
     """`incorrect` if any claim is false, `correct` if at least one holds and none is
     false (undecidable ones are noted), else `unknown`.
 
-    The whole step gets max(STEP_BUDGET_MS, timeout_ms); Z3 gets what is left of it.
+    The whole step gets max(budget_ms, timeout_ms); Z3 gets what is left of it.
     """
-    deadline = time.monotonic() + max(STEP_BUDGET_MS, timeout_ms) / 1000
+    deadline = time.monotonic() + max(budget_ms, timeout_ms) / 1000
     reading = read_claims(step_text, deadline)
     skipped = reading.skipped
     results: list[ClaimResult] = []

@@ -86,7 +86,10 @@ class Parser:
             else:
                 break
             self.pos += width
-            left = BinOp(op, left, self.unary())
+            right = self.unary()
+            if op == "/" and isinstance(right, Num) and right.percent:
+                self.doubt = "`a/b%` may mean (a/b)%"
+            left = BinOp(op, left, right)
         return left
 
     def unary(self) -> Expr:
@@ -107,7 +110,11 @@ class Parser:
         if tok is not None and tok.kind == OP and tok.op == "^":
             self.pos += 1
             self._enter()
-            base = BinOp("^", base, self.unary())
+            bracketed = (nxt := self.peek()) is not None and nxt.kind == LP
+            exponent = self.unary()
+            if not bracketed and isinstance(exponent, BinOp) and exponent.op == "^":
+                self.doubt = "`a^b^c` may mean (a^b)^c"
+            base = BinOp("^", base, exponent)
             self.depth -= 1
         self._skip_units()
         return base
