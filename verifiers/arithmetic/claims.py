@@ -7,7 +7,19 @@ import time
 from dataclasses import dataclass
 from typing import Iterator
 
-from verifiers.arithmetic.expr import Claim, ClaimSource, Expr, NoParse, canon, has_op, is_literal, leading_number
+from verifiers.arithmetic.expr import (
+    BinOp,
+    Claim,
+    ClaimSource,
+    Expr,
+    Neg,
+    NoParse,
+    Root,
+    canon,
+    has_op,
+    is_literal,
+    leading_number,
+)
 from verifiers.arithmetic.limits import MAX_CLAUSE_TOKENS, MAX_SIDE_TOKENS, unread_reason
 from verifiers.arithmetic.normalize import GSM8K_RE, normalize
 from verifiers.arithmetic.parser import Parser
@@ -54,6 +66,8 @@ def _make_side(
     doubt = parser.doubt
     if not doubt and not units.isdisjoint(_SCALE_WORDS):
         doubt = "a scale word (`1.2 million`) multiplies its number"
+    if not doubt and len(units) > 1 and _adds(expr):
+        doubt = "it adds quantities in different units (`4 quarters + 3 dimes`)"
     if first is not None:
         return _Side(expr, f"{first.text} {shown}", units, True, doubt=doubt or first.doubt)
     return _Side(expr, shown, units, doubt=doubt)
@@ -117,6 +131,12 @@ def _clean_start(toks: list[Tok], s: int) -> bool:
     if prev.kind == RP:  # a list marker opening the clause: "1) 3 + 4 = 7", "(a) 3 + 4 = 7"
         return [t.kind for t in toks[: s - 1]] in ([NUM], [VAR], [LP, NUM], [LP, VAR])
     return False
+
+def _adds(e: Expr) -> bool:
+    if isinstance(e, BinOp):
+        return e.op in "+-" or _adds(e.left) or _adds(e.right)
+    return isinstance(e, (Neg, Root)) and _adds(e.operand)
+
 
 def _first_side(side: _Side | None) -> list[_Side]:
     """A chain's opening side, unless it is a number inside the prose before the chain

@@ -73,6 +73,8 @@ _VULGAR_RE = re.compile(r"(?:(?<!\d)(\d+)[ ]?)?([" + "".join(_VULGAR) + "])")
 # An en dash between numbers is a minus; elsewhere it is punctuation.
 _EN_DASH_RE = re.compile(r"(?<=[\d)])(\s*)\u2013(?=\s*[\d(])")
 _BULLET_RE = re.compile(r"^[ \t]*[-*+•][ \t]+", re.M)
+# A line that starts with `=` continues the one before (`x &= 3 + 4 \\ &= 7`).
+_CONTINUED_RE = re.compile(r"[ \t]*\n[ \t]*(?==)")
 # "2 1/2 hours" is a mixed number (proper fractions only).
 _MIXED_RE = re.compile(r"(?<![\d.,/^])(\d+)[ ]+(\d+)/(\d+)(?![\d.,/])")
 
@@ -134,6 +136,11 @@ def _latex(s: str) -> str:
             else:
                 out += [before, f"{symbol}({_latex(arg[0])})"]
                 i = arg[1]
+        elif name in ("begin", "end"):
+            # `\begin{align*} ... \end{align*}`: display math on lines of its own.
+            arg = _brace_arg(s, j)
+            out += [before, "\n"]
+            i = arg[1] if arg else j
         elif name in _TEXT_CMDS:
             arg = _brace_arg(s, j)
             out += [before, f" {_latex(arg[0])}" if arg else " "]
@@ -173,4 +180,5 @@ def normalize(text: str) -> str:
     text = _VULGAR_RE.sub(_vulgar, text)
     text = _EN_DASH_RE.sub(r"\1-", text)
     text = _BULLET_RE.sub("", text)
+    text = _CONTINUED_RE.sub(" ", text)
     return _MIXED_RE.sub(_mixed, text)
