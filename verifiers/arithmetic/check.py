@@ -7,7 +7,7 @@ import time
 from fractions import Fraction
 
 from verifiers.arithmetic.bounds import Loose, compare_bounds
-from verifiers.arithmetic.claims import find_claims, read_claims
+from verifiers.arithmetic.claims import read_claims
 from verifiers.arithmetic.evaluate import (
     approx,
     exact_value,
@@ -71,7 +71,9 @@ def _roughly(a: Expr, b: Expr) -> bool:
     if not any(isinstance(side, Num) and side.decimals == 0 for side in (a, b)):
         return False
     x, y = approx(a), approx(b)
-    return math.isfinite(x) and math.isfinite(y) and abs(x - y) <= _APPROXIMATE_SHARE * max(abs(x), abs(y))
+    if not (math.isfinite(x) and math.isfinite(y)):
+        return False
+    return abs(x - y) <= _APPROXIMATE_SHARE * max(abs(x), abs(y))
 
 
 def check_claim(
@@ -111,9 +113,11 @@ def check_claim(
         if _reads_as_conversion(claim):
             return ClaimResult(claim, "unknown", f"{claim.text}: reads as a unit conversion")
         if claim.doubt:
-            return ClaimResult(claim, "unknown", f"{claim.text} is false as read, but {claim.doubt}")
+            why = f"{claim.text} is false as read, but {claim.doubt}"
+            return ClaimResult(claim, "unknown", why)
         if claim.approximate and _roughly(claim.lhs, claim.rhs):
-            return ClaimResult(claim, "unknown", f"{claim.text}: close, and the step says it approximates")
+            why = f"{claim.text}: close, and the step says it approximates"
+            return ClaimResult(claim, "unknown", why)
     except Undecidable as exc:
         return ClaimResult(claim, "unknown", f"{claim.text}: {exc}")
     actual = ", ".join(

@@ -23,12 +23,24 @@ from verifiers.arithmetic.expr import (
 from verifiers.arithmetic.limits import MAX_CLAUSE_TOKENS, MAX_SIDE_TOKENS, unread_reason
 from verifiers.arithmetic.normalize import GSM8K_RE, normalize
 from verifiers.arithmetic.parser import Parser
-from verifiers.arithmetic.tokens import EQ, LP, NUM, OP, OP_WORDS, OPERAND_START, RP, VAR, WORD, Tok, tokenize
+from verifiers.arithmetic.tokens import (
+    EQ,
+    LP,
+    NUM,
+    OP,
+    OP_WORDS,
+    OPERAND_START,
+    RP,
+    VAR,
+    WORD,
+    Tok,
+    tokenize,
+)
 
 # Words that make every claim of a step approximate: `3.363... bags (round up to 4)`,
 # `36 / 5 = 7 full pens (with a remainder of 1)`.
 _APPROXIMATE_RE = re.compile(
-    r"\b(?:approx\w*|about|around|roughly|nearly|almost|estimat\w*|round(?:s|ed|ing)?(?: up| down)?"
+    r"\b(?:approx\w*|about|around|roughly|nearly|almost|estimat\w*|round(?:s|ed|ing)?"
     r"|remainder|truncat\w*)\b|≈|~|\\approx|\\sim",
     re.I,
 )
@@ -46,11 +58,13 @@ class _Side:
     after_prose: bool = False  # words come before it in its clause
     doubt: str = ""
 
+
 def _side_text(text: str, toks: list[Tok], i: int, j: int, trim: bool) -> str:
     last = j - 1
     while trim and last > i and toks[last].kind in (WORD, OP):
         last -= 1  # a right side "9 eggs left for her" shows as "9", "40 hrs/week" as "40"
     return " ".join(text[toks[i].start : toks[last].end].split())
+
 
 def _make_side(
     text: str,
@@ -72,6 +86,7 @@ def _make_side(
         return _Side(expr, f"{first.text} {shown}", units, True, doubt=doubt or first.doubt)
     return _Side(expr, shown, units, doubt=doubt)
 
+
 def _parse_full(text: str, toks: list[Tok], i: int, j: int, first: _Side | None) -> _Side | None:
     parser = Parser(toks, i, j)
     try:
@@ -79,6 +94,7 @@ def _parse_full(text: str, toks: list[Tok], i: int, j: int, first: _Side | None)
     except NoParse:
         return None
     return _make_side(text, toks, (i, j), parser, expr, first) if parser.pos == j else None
+
 
 def _parse_prefix(
     text: str, toks: list[Tok], i: int, j: int, first: _Side | None
@@ -97,6 +113,7 @@ def _parse_prefix(
         if not (clean or trailing_unit):
             return None  # "= 3 * 2x", "= 9 - x": the expression goes on with a variable
     return _make_side(text, toks, (i, end), parser, expr, first, trim=True)
+
 
 def _parse_suffix(text: str, toks: list[Tok], i: int, j: int) -> _Side | None:
     """The longest expression ending toks[i:j] that starts at a clean boundary."""
@@ -118,6 +135,7 @@ def _parse_suffix(text: str, toks: list[Tok], i: int, j: int) -> _Side | None:
             return side
     return None
 
+
 def _clean_start(toks: list[Tok], s: int) -> bool:
     """Whether an expression may start at toks[s]: not right after an operator, a
     variable or another number (`2x + 3`, `x - 3`, `2 1/2`)."""
@@ -132,6 +150,7 @@ def _clean_start(toks: list[Tok], s: int) -> bool:
         return [t.kind for t in toks[: s - 1]] in ([NUM], [VAR], [LP, NUM], [LP, VAR])
     return False
 
+
 def _adds(e: Expr) -> bool:
     if isinstance(e, BinOp):
         return e.op in "+-" or _adds(e.left) or _adds(e.right)
@@ -145,6 +164,7 @@ def _first_side(side: _Side | None) -> list[_Side]:
         return []
     return [side]
 
+
 def _doubt(left: _Side, right: _Side) -> str:
     for side in (left, right):
         if side.doubt:
@@ -154,6 +174,7 @@ def _doubt(left: _Side, right: _Side) -> str:
     if is_literal(left.expr) and left.units and left.units.isdisjoint(right.units):
         return f"`{left.text}` may name what is computed rather than equal it"
     return ""
+
 
 def _pairs(chain: list[_Side], source: ClaimSource, approximate: bool) -> Iterator[Claim]:
     for k in range(len(chain) - 1):
@@ -175,11 +196,14 @@ def _pairs(chain: list[_Side], source: ClaimSource, approximate: bool) -> Iterat
             approximate=approximate,
         )
 
+
 def _name(toks: list[Tok], end: int) -> str | None:
     """The words before a clause's first `=`, when they name a quantity
     (`Total fruits`, `Adam's age in 8 years`)."""
     words = toks[:end]
-    if not any(t.kind == WORD for t in words) or any(t.kind not in (WORD, VAR, NUM) for t in words):
+    if not any(t.kind == WORD for t in words):
+        return None
+    if any(t.kind not in (WORD, VAR, NUM) for t in words):
         return None
     return " ".join(t.low or t.text for t in words)
 
@@ -250,6 +274,7 @@ class Reading:
     claims: list[Claim]
     skipped: list[str]
 
+
 def read_claims(step_text: str, deadline: float | None = None) -> Reading:
     """The explicit arithmetic equalities in a step, within the checker's bounds.
 
@@ -277,15 +302,18 @@ def read_claims(step_text: str, deadline: float | None = None) -> Reading:
                     reading.skipped.append("not all read: the step's time budget ran out")
                     return reading
                 if len(clause) > MAX_CLAUSE_TOKENS:
-                    reading.skipped.append(f"a clause longer than {MAX_CLAUSE_TOKENS} tokens was not read")
+                    reading.skipped.append(
+                        f"a clause longer than {MAX_CLAUSE_TOKENS} tokens was not read"
+                    )
                     continue
                 for claim in reader.claims(line, clause):
-                    # `80,000+50,000 = $130,000` and its annotation `<<80000+50000=130000>>` are one claim.
+                    # `80,000+50,000 = $130,000` and `<<80000+50000=130000>>` are one claim.
                     key = f"{canon(claim.lhs)}={canon(claim.rhs)}"
                     if key not in seen:
                         seen.add(key)
                         reading.claims.append(claim)
     return reading
+
 
 def find_claims(step_text: str) -> list[Claim]:
     """The explicit arithmetic equalities in a step, in order, without duplicates.

@@ -37,8 +37,9 @@ _TOKEN_RE = re.compile(
     re.VERBOSE,
 )
 _GROUP_KIND = {
-    "date": TAINT, "time": TAINT, "repeating": TAINT, "num": NUM, "word": WORD, "op": OP, "cmp": BREAK,
-    "eq": EQ, "lp": LP, "rp": RP, "root": ROOT, "brk": BREAK, "ellipsis": BREAK, "other": TAINT,
+    "date": TAINT, "time": TAINT, "repeating": TAINT, "num": NUM, "word": WORD, "op": OP,
+    "cmp": BREAK, "eq": EQ, "lp": LP, "rp": RP, "root": ROOT, "brk": BREAK, "ellipsis": BREAK,
+    "other": TAINT,
 }  # fmt: skip
 ROOT_INDEX = {"√": 2, "∛": 3, "∜": 4}
 # Units written without a space (`12km`); other letters glued to a number are
