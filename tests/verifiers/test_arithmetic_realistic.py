@@ -129,6 +129,13 @@ MUST_NOT_FLAG = [
     "2 hours + 30 minutes = 150 minutes",
     "4 quarters + 3 dimes = 4(0.25) + 3(0.10) = 1.30",
     r"\begin{align*} 3 \cdot 4 + 2 &= 12 + 2 \\ &= 14 \end{align*}",
+    "Add 3-1/2 cups: 3-1/2 * 2 = 7 cups in all.",
+    "The price is 3,5 euros, so 3,5 * 2 = 7 euros.",
+    "5 squared + 1 = 26",
+    "twice 5 + 1 = 11",
+    "1/3 of them = 4 apples.",
+    "That's 40 - 10 = 30% off.",
+    "8 ÷ 2(2+2) = 16",
     # Written the way instruction-tuned models write (Markdown steps, lists, tables).
  r"$\frac{3}{4} \cdot 100\% = 75\%$",
  r"The probability is $\frac{1}{6} \times \frac{1}{6} = \frac{1}{36} \approx 0.028$.",

@@ -63,6 +63,8 @@ class Parser:
             right = self.term()
             if _reads_as_range(tok, left, right):
                 self.doubt = "an unspaced `-` between a smaller and a larger number may be a range"
+            elif _reads_as_mixed_number(tok, left, right):
+                self.doubt = "`3-1/2` may be the mixed number 3 1/2"
             left = BinOp(op, left, right)
         return left
 
@@ -185,6 +187,22 @@ def _reads_as_range(tok: Tok, left: Expr, right: Expr) -> bool:
         and isinstance(left, Num)
         and isinstance(right, Num)
         and left.value < right.value
+    )
+
+
+def _reads_as_mixed_number(tok: Tok, left: Expr, right: Expr) -> bool:
+    """`2-1/2 cups`: a hyphenated mixed number, as in recipes."""
+    while isinstance(right, BinOp) and right.op in "*/^" and isinstance(right.left, BinOp):
+        right = right.left
+    return (
+        tok.text == "-"
+        and not tok.space
+        and isinstance(left, Num)
+        and isinstance(right, BinOp)
+        and right.op == "/"
+        and isinstance(right.left, Num)
+        and isinstance(right.right, Num)
+        and 0 < right.left.value < right.right.value
     )
 
 

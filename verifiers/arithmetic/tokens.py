@@ -21,6 +21,7 @@ _TOKEN_RE = re.compile(
     |(?P<date>\d{4}-[01]\d-[0-3]\d(?!\d)|\d{1,2}/\d{1,2}/\d{4}(?!\d))
     |(?P<time>\d+(?::\d+)+)
     |(?P<repeating>\d*\.\d*\ue000)
+    |(?P<decimal_comma>\d+,\d{1,2}(?![\d,]))
     |(?P<num>(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)
     |(?P<pct>%|(?i:per\s?cent)\b)
     |(?P<word>[^\W\d_]+(?:'[^\W\d_]+)*)
@@ -37,7 +38,8 @@ _TOKEN_RE = re.compile(
     re.VERBOSE,
 )
 _GROUP_KIND = {
-    "date": TAINT, "time": TAINT, "repeating": TAINT, "num": NUM, "word": WORD, "op": OP,
+    "date": TAINT, "time": TAINT, "repeating": TAINT, "decimal_comma": TAINT, "num": NUM,
+    "word": WORD, "op": OP,
     "cmp": BREAK, "eq": EQ, "lp": LP, "rp": RP, "root": ROOT, "brk": BREAK, "ellipsis": BREAK,
     "other": TAINT,
 }  # fmt: skip
@@ -47,10 +49,11 @@ ROOT_INDEX = {"√": 2, "∛": 3, "∜": 4}
 _ATTACHED_UNITS = frozenset(
     "km kg cm mm mg ml lb lbs oz ft hr hrs min mins sec secs mph kph kmh yd yds mi gal".split()
 )
-# Constants and functions written as words: never units (`2 pi + 3`, `log 8 + 1`).
+# Constants, functions and multipliers written as words: never units, never prose a
+# claim may start after (`2 pi + 3`, `log 8 + 1`, `5 squared + 1`, `twice 5 + 1`).
 _MATH_WORDS = frozenset(
     "pi log ln lg sin cos tan cot csc arcsin arccos arctan sinh cosh tanh exp mod choose "
-    "gcd lcm floor ceil det".split()
+    "gcd lcm floor ceil det squared cubed twice thrice double triple half".split()
 )
 OP_WORDS = {"times": "*", "plus": "+", "minus": "-", "of": "*"}
 BY_WORDS = {"divided": "/", "multiplied": "*"}
