@@ -13,16 +13,18 @@ calculator annotations (`<<16-3=13>>13`). Both sides are evaluated with exact ra
 rigorous rational bounds, which settle roundings and inequalities; equalities the bounds
 cannot separate (`\\sqrt{8} = 2\\sqrt{2}`) go to Z3 over the reals, with a timeout.
 
-Not claims: anything with a variable (`x = 5`, `2x + 3 = 11`, `f(3) = 9`), constants and
-functions (`\\pi`, `log`, `5!`, `\\binom`), dates, clock times, ratios, inequalities, `≈`,
-elided terms (`1 + 2 + \\cdots + 10`), repeating decimals (`0.\\overline{3}`), and
-equalities between two bare numbers (`1 hour = 60 minutes`, `25% = 0.25`), which are
-usually unit conversions. So algebra is never counted as wrong arithmetic.
+Not claims: anything with a variable (`x = 5`, `2x + 3 = 11`, `f(3) = 9`), constants,
+functions and multiplier words (`\\pi`, `log`, `5!`, `\\binom`, `squared`, `twice`), dates,
+clock times, ratios, inequalities, `≈`, elided terms (`1 + 2 + \\cdots + 10`), repeating
+decimals (`0.\\overline{3}`), decimal commas (`3,5`), and equalities between two bare
+numbers (`1 hour = 60 minutes`, `25% = 0.25`), which are usually unit conversions. So
+algebra is never counted as wrong arithmetic.
 
 Reading chains (`a = b = c`) as a careful reader would:
 * a claim is the expression chain only: a number inside the prose before it is a label,
   not an operand (`Time to heat up to 400 degrees = 20 + 8`, `Dogs - 2 = 9 - 2 = 7`);
-  display math (`\\[ ... \\]`, `$$`) stands on its own lines;
+  display math (`\\[ ... \\]`, `$$`, `\\begin{align}`) stands on its own lines, and a line
+  that starts with `=` continues the one before;
 * every `=` compares the expressions on either side of it;
 * running totals: when `a = b` fails but `b` starts with the value of `a` and goes on
   computing (`4 + 4 = 8 + 2 = 10`, `2 hours = 2 * 60 minutes`), the pair holds and `b`
@@ -42,10 +44,11 @@ number (`0.2 * 100 = 20%`).
 
 Unknown, never incorrect: division by zero, huge powers, `$50 + 8%` (50 * 1.08 or
 50.08?), unit conversions (`2 * 60 minutes = 2 hours`), and doubtful readings: a dash
-that may be a minus (`Eggs left - 16 - 3 = 9`), a range (`pages 10-20 = 11`), `-3^2`,
-`6/2(3)`, a share of a quantity (`1/4 of the oranges = ...`), a scale word (`1.2
-million * 2`), a bare number whose unit differs from the other side (`48 hours = 2400
-quarts + 600 quarts`).
+that may be a minus (`Eggs left - 16 - 3 = 9`), a range (`pages 10-20 = 11`), a
+hyphenated mixed number (`3-1/2`), `-3^2`, `2^3^2`, `6/2(3)`, `200/3%`, a share of a
+quantity (`1/4 of the oranges = ...`), a scale word (`1.2 million * 2`), a sum of
+different units (`4 quarters + 3 dimes`), a bare number whose unit differs from the
+other side (`48 hours = 2400 quarts + 600 quarts`).
 
 Bounds (`limits.py`): every call is bounded in time and memory whatever the input; an
 exceeded bound gives `unknown` with the reason.
@@ -57,9 +60,11 @@ exceeded bound gives `unknown` with the reason.
   beyond 100,000 bits (about 30,000 digits) are not computed;
 * Z3 gets `timeout_ms` (default 2 s) per claim, and a whole step gets
   max(5 s, `timeout_ms`), Z3 included; claims left when it runs out are not checked.
-Measured on this machine's AMD EPYC (2 cores, AVX2): the 2,082 ProcessBench GSM8K steps
-take about 2 s in all; the adversarial inputs of `tests/verifiers` under 0.5 s each, apart
-from Z3 claims, which stop at the step budget.
+Measured on an AMD EPYC (2 cores, AVX2, shared; load average 13): the 2,082 steps of
+ProcessBench's 400 GSM8K solutions in 2.5 s (1.2 ms a step, slowest 21 ms); each
+adversarial input of `tests/verifiers` (2,000-deep `\\frac`, a 100,000-digit `\\boxed{}`,
+200 KB of text, 5,000 nested brackets, huge powers) in under 0.2 s, peak RSS 19 MB; a
+step of claims only Z3 could settle stops at its budget (5 s).
 """
 
 from verifiers.arithmetic.check import check_claim, label_step
