@@ -173,7 +173,10 @@ def test_check_claim_reason() -> None:
         ("10 / 3 = 3.34", True, "incorrect"),
         ("10 / 3 = 3", True, "incorrect"),  # no decimals written: exact only
         ("2/3 = 0.67", True, "correct"),
-        ("2/3 = 0.66", True, "incorrect"),
+        ("2/3 = 0.66", True, "unknown"),  # cut short, not rounded: no evidence of an error
+        ("2/3 = 0.65", True, "incorrect"),
+        ("0.20 * 85.98 = 17.19", True, "unknown"),
+        ("0.20 * 85.98 = 17.18", True, "incorrect"),
         ("-10/3 = -3.33", True, "correct"),
         ("1/8 = 0.13", True, "correct"),  # 0.125: half a unit either way
         ("1/3 = 33.3%", True, "correct"),

@@ -37,7 +37,8 @@ Reading chains (`a = b = c`) as a careful reader would:
 
 Rounding and approximation: a decimal holds within half a unit of its last written
 place (`10 / 3 = 3.33`; `10 / 3 = 3` does not), a truncated one (`3.363...`) within a
-whole unit. When the step speaks of approximating (`about`, `roughly`, `≈`, `round up`,
+whole unit; a decimal that is the value cut short rather than rounded (`2/3 = 0.66`) is
+`unknown`. When the step speaks of approximating (`about`, `roughly`, `≈`, `round up`,
 `remainder`), an integer holds within one unit (`36 / 5 = 7 full pens`), and one within a
 tenth of the value is `unknown` rather than false. A percentage is also read as a plain
 number (`0.2 * 100 = 20%`).

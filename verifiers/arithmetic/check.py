@@ -22,6 +22,7 @@ from verifiers.arithmetic.expr import (
     ClaimResult,
     Expr,
     Irrational,
+    Neg,
     Num,
     Undecidable,
     Verdict,
@@ -76,6 +77,31 @@ def _roughly(a: Expr, b: Expr) -> bool:
     return abs(x - y) <= _APPROXIMATE_SHARE * max(abs(x), abs(y))
 
 
+def _truncated(a: Expr, b: Expr) -> bool:
+    """`2/3 = 0.66`, `0.20 * 85.98 = 17.19`: one side is a decimal literal that is the
+    other's value cut short, as calculators and hurried writers do (read either way for
+    a percentage)."""
+    readings = [(a, b)]
+    if has_percent(a) or has_percent(b):
+        readings.append((plain_percent(a), plain_percent(b)))
+    for x, y in readings:
+        for literal, other in ((y, x), (x, y)):
+            sign = -1 if isinstance(literal, Neg) else 1
+            number = literal.operand if isinstance(literal, Neg) else literal
+            if not (isinstance(number, Num) and number.decimals > 0):
+                continue
+            try:
+                value = exact_value(other)
+            except Irrational:
+                value = Fraction(approx(other)) if math.isfinite(approx(other)) else None
+            if value is None:
+                continue
+            places = 10 ** (number.decimals + (2 if number.percent else 0))
+            if sign * number.value == Fraction(math.trunc(value * places), places):
+                return True
+    return False
+
+
 def check_claim(
     claim: Claim, *, rounding: bool = True, timeout_ms: int = DEFAULT_TIMEOUT_MS
 ) -> ClaimResult:
@@ -117,6 +143,9 @@ def check_claim(
             return ClaimResult(claim, "unknown", why)
         if claim.approximate and _roughly(claim.lhs, claim.rhs):
             why = f"{claim.text}: close, and the step says it approximates"
+            return ClaimResult(claim, "unknown", why)
+        if rounding and _truncated(claim.lhs, claim.rhs):
+            why = f"{claim.text}: the decimal is cut short rather than rounded"
             return ClaimResult(claim, "unknown", why)
     except Undecidable as exc:
         return ClaimResult(claim, "unknown", f"{claim.text}: {exc}")
