@@ -137,9 +137,10 @@ def _latex(s: str) -> str:
                 out += [before, f"{symbol}({_latex(arg[0])})"]
                 i = arg[1]
         elif name in ("begin", "end"):
-            # `\begin{align*} ... \end{align*}`: display math on lines of its own.
+            # `\begin{align*} ... \end{align*}`: display math on lines of its own; the blank
+            # line keeps a matrix's last row from continuing into `= ...` after it.
             arg = _brace_arg(s, j)
-            out += [before, "\n"]
+            out += [before, "\n\n"]
             i = arg[1] if arg else j
         elif name in _TEXT_CMDS:
             arg = _brace_arg(s, j)
