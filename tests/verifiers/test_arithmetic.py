@@ -330,6 +330,8 @@ def test_solver_claims_from_several_threads() -> None:
         (r"\[ \text{Total fruits} = 52 + 24 + 44 + 48 \] \[ \text{Total fruits} = 178 \]", "incorrect", "52 + 24 + 44 + 48 = 178 is false"),
         ("Adam's age in 8 years = 34 + 8. Adam's age in 8 years = 42.", "correct", "34 + 8 = 42"),
         ("Cost = 20 * 3 = 60. Then cost = 20 * 4 = 80.", "correct", "2 arithmetic claims hold"),
+        ("Total = 5 + 3. She buys 4 more. Total = 12.", "unknown", "no arithmetic claim"),
+        ("Total = 5 + 3\nShe buys 4 more.\nTotal = 12", "unknown", "no arithmetic claim"),
     ],
 )
 def test_reads_as_a_careful_reader(step: str, verdict: str, named: str) -> None:

@@ -217,10 +217,10 @@ class _ClauseReader:
         self.definition: tuple[str, _Side] | None = None
 
     def claims(self, text: str, toks: list[Tok]) -> Iterator[Claim]:
+        definition, self.definition = self.definition, None  # only the clause right after
         eqs = [k for k, tok in enumerate(toks) if tok.kind == EQ]
         if not eqs:
             return
-        definition, self.definition = self.definition, None
         bounds = [-1, *eqs, len(toks)]
         last = len(bounds) - 2
         chain: list[_Side] = []
@@ -296,6 +296,8 @@ def read_claims(step_text: str, deadline: float | None = None) -> Reading:
         # A line end always ends a clause: only lines with an `=` need tokenizing.
         for line in normalize(chunk).split("\n"):
             if "=" not in line:
+                if line.strip():
+                    reader.definition = None  # prose between a definition and a restatement
                 continue
             for clause in tokenize(line):
                 if deadline is not None and time.monotonic() > deadline:
