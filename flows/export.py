@@ -5,8 +5,13 @@ from __future__ import annotations
 from prefect import flow
 
 from tasks.export import export_datasets
+from tasks.runs import Progress, tracked_run
 
 
 @flow(name="export", log_prints=True)
 def export(db: str, out_dir: str, datasets: list[str] | None = None) -> dict:
-    return export_datasets(db, out_dir, datasets)
+    with tracked_run(db, "export", {"out_dir": out_dir, "datasets": datasets}) as run:
+        with Progress("exporting", 1, unit="exports") as progress:
+            run.summary = export_datasets(db, out_dir, datasets)
+            progress.finish_batch(1)
+    return run.summary

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import httpx
 
-from generators.base import Completion, GenerationError, GenerationRequest, Generator
+from generators.base import Completion, GenerationError, GenerationRequest, Generator, progress_callback
 from schemas.config import GeneratorConfig, SamplingConfig
 
 _RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
@@ -103,8 +103,25 @@ class OpenAIServerGenerator(Generator):
     def generate(
         self, requests: Sequence[GenerationRequest], sampling: SamplingConfig
     ) -> list[list[Completion]]:
-        with ThreadPoolExecutor(max_workers=self.config.max_concurrency) as pool:
-            return list(pool.map(lambda r: self._complete(r, sampling), requests))
+        on_progress = progress_callback()
+
+        def complete(request: GenerationRequest) -> list[Completion]:
+            completions = self._complete(request, sampling)
+            if on_progress is not None:
+                tokens = [c.num_tokens for c in completions]
+                on_progress(len(completions), None if None in tokens else sum(tokens))
+            return completions
+
+        pool = ThreadPoolExecutor(max_workers=self.config.max_concurrency)
+        try:
+            results = list(pool.map(complete, requests))
+        except BaseException:
+            # Interrupted or failed: do not wait for requests still in flight (a slow server
+            # would hold the process); `close` drops their connections.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
+        return results
 
     def close(self) -> None:
         self._client.close()
