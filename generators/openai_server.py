@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.pool import ThreadPool
 from typing import Any, Sequence
 
 import httpx
@@ -112,16 +112,13 @@ class OpenAIServerGenerator(Generator):
                 on_progress(len(completions), None if None in tokens else sum(tokens))
             return completions
 
-        pool = ThreadPoolExecutor(max_workers=self.config.max_concurrency)
+        # ThreadPool's workers are daemon threads: an interrupted batch (Ctrl-C, SIGTERM) does
+        # not keep the process alive until a slow server answers the requests in flight.
+        pool = ThreadPool(self.config.max_concurrency)
         try:
-            results = list(pool.map(complete, requests))
-        except BaseException:
-            # Interrupted or failed: do not wait for requests still in flight (a slow server
-            # would hold the process); `close` drops their connections.
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown()
-        return results
+            return pool.map(complete, requests, chunksize=1)
+        finally:
+            pool.close()
 
     def close(self) -> None:
         self._client.close()

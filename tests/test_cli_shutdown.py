@@ -47,7 +47,8 @@ def test_sigterm_during_generation_cancels_the_run_and_leaves_no_process(slow_se
     process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                start_new_session=True)
     try:
-        assert slow_server.request_arrived.wait(240), process.communicate(timeout=5)
+        while not slow_server.request_arrived.wait(1):  # generation has started once the model is asked
+            assert process.poll() is None, process.communicate()
         children = psutil.Process(process.pid).children(recursive=True)
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=120)
