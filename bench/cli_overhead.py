@@ -92,7 +92,9 @@ def main() -> None:
         "",
         f"`python bench/cli_overhead.py {REPEATS}`: median of {REPEATS} runs per cell; each command is a fresh "
         f"process on {ROWS} imported rollouts. Machine: {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores (AMD EPYC, AVX2 only, shared with other jobs); Python {platform.python_version()}.",
+        f"{os.cpu_count()} cores (AMD EPYC, AVX2 only, shared with other jobs: load average "
+        f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())} over 1 / 5 / 15 min at the end); "
+        f"Python {platform.python_version()}.",
         "",
         "| server | command | wall s | flow s (recorded in `runs`) | overhead s |",
         "|---|---|---|---|---|",

@@ -18,7 +18,8 @@ def generate(config: PipelineConfig, db: str) -> dict:
     with tracked_run(db, "generate", config) as run:
         loaded = load_problems(config.problems, run.run_id)
         stored = store_problems(db, loaded)
-        logger.info("%d problems (%d new), %d quarantined", len(loaded.problems), stored["problems"], stored["quarantined"])
+        logger.info("%d problems (%d new), %d quarantined",
+                    len(loaded.problems), stored["problems"], stored["quarantined"])
 
         n = config.sampling.n
         per_batch = max(1, config.batch_size // n)

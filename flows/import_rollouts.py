@@ -16,5 +16,6 @@ def import_rollouts(path: str, db: str, steps: StepSplitConfig | None = None) ->
         run.summary = import_rollout_file(db, path, run.run_id)
         run.summary["new_steps"] = split_rollout_steps(db, steps or StepSplitConfig())
         if run.summary["quarantined"]:
-            get_run_logger().warning("%d malformed rows quarantined (see the quarantine table)", run.summary["quarantined"])
+            get_run_logger().warning("%d malformed rows quarantined (see the quarantine table)",
+                                     run.summary["quarantined"])
     return run.summary

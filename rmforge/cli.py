@@ -53,8 +53,12 @@ app.add_typer(server_app, name="server")
 console = Console()
 
 # Choices come from the config schema, so help and validation never drift from it.
-Source = Enum("Source", {kind: kind for kind in get_args(ProblemSourceConfig.model_fields["kind"].annotation)}, type=str)
-Backend = Enum("Backend", {name: name for name in get_args(GeneratorConfig.model_fields["backend"].annotation)}, type=str)
+def _choices(name: str, field: Any) -> Any:
+    return Enum(name, {value: value for value in get_args(field.annotation)}, type=str)
+
+
+Source = _choices("Source", ProblemSourceConfig.model_fields["kind"])
+Backend = _choices("Backend", GeneratorConfig.model_fields["backend"])
 
 
 class OutputFormat(str, Enum):
@@ -198,7 +202,8 @@ def _annotate_lines(summary: dict[str, Any]) -> list[str]:
             lines.append(f"  {name}: unavailable here ({result['reason']})")
         else:
             written = {k: v for k, v in result.items() if k not in ("status", "rollouts", "annotator_costs") and v}
-            lines.append(f"  {name}: {result['rollouts']} rollouts labelled" + (f" ({_counts(written)})" if written else ""))
+            details = f" ({_counts(written)})" if written else ""
+            lines.append(f"  {name}: {result['rollouts']} rollouts labelled{details}")
     return lines
 
 
@@ -298,7 +303,8 @@ def import_rollouts(
 
 @app.command()
 def annotate(
-    annotator: str = typer.Option(..., "--annotator", "--annotators", help="NAME[,NAME...] (see `rmforge annotators`)."),
+    annotator: str = typer.Option(..., "--annotator", "--annotators",
+                                  help="NAME[,NAME...] (see `rmforge annotators`)."),
     db: Optional[str] = DbOption,
     config_file: Optional[Path] = ConfigOption,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Rollouts per task."),
@@ -362,7 +368,8 @@ def export(
         from flows.export import export as export_flow
 
         summary = export_flow(path, str(out), names)
-    lines = ["Exported:", *[f"  {name}: {_counts(stats)}" for name, stats in summary.items() if isinstance(stats, dict)],
+    exported = [f"  {name}: {_counts(stats)}" for name, stats in summary.items() if isinstance(stats, dict)]
+    lines = ["Exported:", *exported,
              f"Files: {out}/ (dataset card: {out}/README.md)",
              f"Load: datasets.load_from_disk('{out}/hf/process') or the Parquet/JSONL files"]
     report(summary, json_output, lines)

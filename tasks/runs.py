@@ -11,13 +11,13 @@ from typing import Any, Iterator, Protocol
 from uuid import UUID
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from generators.base import generation_progress
@@ -45,7 +45,8 @@ def record_run_start(db: str, flow: str, config: Any) -> str:
 def record_run_end(db: str, run_id: str, flow: str, status: str, summary: dict[str, Any]) -> None:
     with Store(db) as store:
         row = store.rows("SELECT * FROM runs WHERE run_id = ?", [run_id])
-        record = RunRecord.model_validate(row[0]) if row else RunRecord(run_id=run_id, flow=flow, config="{}", status="running")
+        record = (RunRecord.model_validate(row[0]) if row
+                  else RunRecord(run_id=run_id, flow=flow, config="{}", status="running"))
         record.status = status
         record.finished_at = utc_now()
         record.summary = canonical_json(summary)
