@@ -46,6 +46,7 @@ def configure_logging(verbose: bool) -> None:
     level = "INFO" if verbose else "WARNING"
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)
     os.environ.setdefault("VLLM_LOGGING_LEVEL", level)
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout is for results (--json)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "info" if verbose else "error")
     os.environ.setdefault("DATASETS_VERBOSITY", "info" if verbose else "error")
     if not verbose:  # their tqdm bars would fight the progress display
