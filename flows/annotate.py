@@ -6,13 +6,14 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from annotators import annotator_class
 from flows import chunks
 from schemas.config import GeneratorConfig
 from tasks.annotate import annotate_batch, check_annotator, pending_rollout_ids
-from tasks.runs import Progress, publish_report, record_run_end, mark_run_failed, record_run_start
+from tasks.runs import Progress, tracked_run
 
 
-@flow(name="annotate", log_prints=True, on_failure=[mark_run_failed], on_crashed=[mark_run_failed])
+@flow(name="annotate", log_prints=True)
 def annotate(
     db: str,
     annotators: list[str],
@@ -21,25 +22,26 @@ def annotate(
     batch_size: int = 256,
 ) -> dict:
     logger = get_run_logger()
+    for name in annotators:  # an unknown name fails the run before any annotator works
+        annotator_class(name)
     options = annotator_options or {}
     generator = default_generator or GeneratorConfig()
-    run_id = record_run_start(db, "annotate", {"annotators": annotators, "options": options})
-    summary: dict[str, Any] = {}
-    for name in annotators:
-        unavailable = check_annotator(name, options.get(name), generator)
-        if unavailable:
-            logger.warning("annotator %s is unavailable here: %s", name, unavailable)
-            summary[name] = {"status": "unavailable", "reason": unavailable}
-            continue
-        pending = pending_rollout_ids(db, name, options.get(name), generator)
-        progress = Progress(f"{name}: labelling {len(pending)} rollouts")
-        written: dict[str, int] = {"rollouts": len(pending)}
-        for done, batch in enumerate(chunks(pending, batch_size), start=1):
-            for table, rows in annotate_batch(db, name, options.get(name), generator, batch, run_id).items():
-                written[table] = written.get(table, 0) + rows
-            progress.update(min(done * batch_size, len(pending)), len(pending))
-        logger.info("%s: %s", name, written)
-        summary[name] = {"status": "done", **written}
-    record_run_end(db, run_id, "annotate", "completed", summary)
-    publish_report(db, "annotate", run_id, summary)
-    return summary
+    with tracked_run(db, "annotate", {"annotators": annotators, "options": options}) as run:
+        for name in annotators:
+            unavailable = check_annotator(name, options.get(name), generator)
+            if unavailable:
+                logger.warning("annotator %s is unavailable here: %s", name, unavailable)
+                run.summary[name] = {"status": "unavailable", "reason": unavailable}
+                continue
+            pending = pending_rollout_ids(db, name, options.get(name), generator)
+            written: dict[str, int] = {"rollouts": len(pending)}
+            with Progress(f"annotating with {name}", len(pending)) as progress:
+                for done, batch in enumerate(chunks(pending, batch_size), start=1):
+                    with progress.track_generation():
+                        counts = annotate_batch(db, name, options.get(name), generator, batch, run.run_id)
+                    for table, rows in counts.items():
+                        written[table] = written.get(table, 0) + rows
+                    progress.finish_batch(min(done * batch_size, len(pending)))
+            logger.info("%s: %s", name, written)
+            run.summary[name] = {"status": "done", **written}
+    return run.summary

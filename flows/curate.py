@@ -8,18 +8,18 @@ from schemas.config import CurationConfig
 from tasks.consensus import compute_consensus
 from tasks.curate import deduplicate_rollouts
 from tasks.datasets import build_datasets
-from tasks.runs import publish_report, record_run_end, mark_run_failed, record_run_start
+from tasks.runs import Progress, tracked_run
 
 
-@flow(name="curate", log_prints=True, on_failure=[mark_run_failed], on_crashed=[mark_run_failed])
+@flow(name="curate", log_prints=True)
 def curate(db: str, annotators: list[str], config: CurationConfig | None = None) -> dict:
     config = config or CurationConfig()
-    run_id = record_run_start(db, "curate", {"annotators": annotators, "curation": config.model_dump()})
-    summary = {
-        "consensus": compute_consensus(db, annotators, config, run_id),
-        "dedupe": deduplicate_rollouts(db, config, run_id),
-        "datasets": build_datasets(db, config.max_pairs_per_problem, run_id),
-    }
-    record_run_end(db, run_id, "curate", "completed", summary)
-    publish_report(db, "curate", run_id, summary)
-    return summary
+    with tracked_run(db, "curate", {"annotators": annotators, "curation": config.model_dump()}) as run:
+        with Progress("curating", 3, unit="stages") as progress:
+            run.summary["consensus"] = compute_consensus(db, annotators, config, run.run_id)
+            progress.finish_batch(1)
+            run.summary["dedupe"] = deduplicate_rollouts(db, config, run.run_id)
+            progress.finish_batch(2)
+            run.summary["datasets"] = build_datasets(db, config.max_pairs_per_problem, run.run_id)
+            progress.finish_batch(3)
+    return run.summary

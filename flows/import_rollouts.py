@@ -1,4 +1,4 @@
-"""Import existing rollouts (JSONL/Parquet) and split them into steps."""
+"""Import existing rollouts (JSONL/JSON/Parquet) with their steps."""
 
 from __future__ import annotations
 
@@ -6,15 +6,14 @@ from prefect import flow, get_run_logger
 
 from schemas.config import StepSplitConfig
 from tasks.rollouts import import_rollouts as import_rollout_file
-from tasks.runs import publish_report, record_run_end, mark_run_failed, record_run_start
+from tasks.runs import tracked_run
 
 
-@flow(name="import-rollouts", log_prints=True, on_failure=[mark_run_failed], on_crashed=[mark_run_failed])
+@flow(name="import-rollouts", log_prints=True)
 def import_rollouts(path: str, db: str, steps: StepSplitConfig | None = None) -> dict:
-    run_id = record_run_start(db, "import-rollouts", {"path": path})
-    summary = import_rollout_file(db, path, run_id, steps or StepSplitConfig())
-    if summary["quarantined"]:
-        get_run_logger().warning("%d malformed rows quarantined (see the quarantine table)", summary["quarantined"])
-    record_run_end(db, run_id, "import-rollouts", "completed", summary)
-    publish_report(db, "import-rollouts", run_id, summary)
-    return summary
+    with tracked_run(db, "import-rollouts", {"path": path}) as run:
+        run.summary = import_rollout_file(db, path, run.run_id, steps or StepSplitConfig())
+        if run.summary["quarantined"]:
+            get_run_logger().warning("%d malformed rows quarantined (see the quarantine table)",
+                                     run.summary["quarantined"])
+    return run.summary

@@ -3,13 +3,18 @@
 A request is a chat conversation plus an optional prefix of the assistant's
 answer: with a prefix the model continues that text (Monte Carlo completions
 from a step prefix); without one it answers from scratch (rollouts, judges).
-Backends take whole batches so the engine can schedule them together.
+Backends take whole batches so the engine can schedule them together. While a batch
+runs, backends report finished requests to the `generation_progress` callback of the
+caller's context, if any (the caller may be several layers up, e.g. a flow around an
+annotator that samples completions).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Literal, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Callable, Iterator, Literal, Sequence
 
 from pydantic import BaseModel
 
@@ -62,3 +67,24 @@ class Generator(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release engine resources."""
+
+
+# (completions finished, tokens they generated or None when the backend cannot tell)
+ProgressCallback = Callable[[int, "int | None"], None]
+_progress_callback: ContextVar[ProgressCallback | None] = ContextVar("generation_progress", default=None)
+
+
+@contextmanager
+def generation_progress(callback: ProgressCallback) -> Iterator[None]:
+    """Call `callback` as backends finish requests inside this block (this thread's context)."""
+    token = _progress_callback.set(callback)
+    try:
+        yield
+    finally:
+        _progress_callback.reset(token)
+
+
+def progress_callback() -> ProgressCallback | None:
+    """The callback of the calling context; backends read it in the thread that called
+    `generate` and hand it to their worker threads."""
+    return _progress_callback.get()

@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.pool import ThreadPool
 from typing import Any, Sequence
 
 import httpx
 
-from generators.base import PROMPT_TOO_LONG, Completion, GenerationError, GenerationRequest, Generator
+from generators.base import PROMPT_TOO_LONG, Completion, GenerationError, GenerationRequest, Generator, progress_callback
 from schemas.config import GeneratorConfig, SamplingConfig
 
 _RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
@@ -111,8 +111,22 @@ class OpenAIServerGenerator(Generator):
     def generate(
         self, requests: Sequence[GenerationRequest], sampling: SamplingConfig
     ) -> list[list[Completion]]:
-        with ThreadPoolExecutor(max_workers=self.config.max_concurrency) as pool:
-            return list(pool.map(lambda r: self._complete(r, sampling), requests))
+        on_progress = progress_callback()
+
+        def complete(request: GenerationRequest) -> list[Completion]:
+            completions = self._complete(request, sampling)
+            if on_progress is not None:
+                tokens = [c.num_tokens for c in completions]
+                on_progress(len(completions), None if None in tokens else sum(tokens))
+            return completions
+
+        # ThreadPool's workers are daemon threads: an interrupted batch (Ctrl-C, SIGTERM) does
+        # not keep the process alive until a slow server answers the requests in flight.
+        pool = ThreadPool(self.config.max_concurrency)
+        try:
+            return pool.map(complete, requests, chunksize=1)
+        finally:
+            pool.close()
 
     def close(self) -> None:
         self._client.close()

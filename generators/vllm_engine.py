@@ -10,9 +10,19 @@ an `if __name__ == "__main__":` guard.
 from __future__ import annotations
 
 import os
+import re
+import time
 from typing import Any, Sequence
 
-from generators.base import PROMPT_TOO_LONG, Completion, GenerationError, GenerationRequest, Generator
+from generators.base import (
+    PROMPT_TOO_LONG,
+    Completion,
+    GenerationError,
+    GenerationRequest,
+    Generator,
+    ProgressCallback,
+    progress_callback,
+)
 from generators.local_models import cache_dir, resolve_model
 from schemas.config import GeneratorConfig, SamplingConfig
 
@@ -90,7 +100,9 @@ class VLLMEngineGenerator(Generator):
             stop=sampling.stop or None,
         )
         runnable = [p for p, ok in zip(prompts, fits) if ok]
-        outputs = iter(self._llm.generate(runnable, params, use_tqdm=False) if runnable else [])
+        on_progress = progress_callback()
+        use_tqdm = _ProgressBar.factory(on_progress) if on_progress is not None else False
+        outputs = iter(self._llm.generate(runnable, params, use_tqdm=use_tqdm) if runnable else [])
         results: list[list[Completion]] = []
         for ok in fits:
             if not ok:  # prompt alone exceeds the context: nothing generated
@@ -113,4 +125,60 @@ class VLLMEngineGenerator(Generator):
         return results
 
     def close(self) -> None:
+        # Stop the engine's child processes now, not whenever the garbage collector runs.
+        engine_core = getattr(getattr(self._llm, "llm_engine", None), "engine_core", None)
+        if engine_core is not None:
+            engine_core.shutdown()
         del self._llm
+
+
+class _ProgressBar:
+    """Stands in for the tqdm bar `vllm.LLM.generate(use_tqdm=...)` drives, forwarding
+    finished requests to a progress callback instead of drawing.
+
+    vLLM calls `update(n)` with the completions of each finished request, after setting
+    `postfix` to "... output: X toks/s" computed from `format_dict["elapsed"]`; the
+    output tokens so far are that speed times the elapsed time it was given.
+    """
+
+    _OUTPUT_SPEED = re.compile(r"output: ([0-9.]+) toks/s")
+
+    def __init__(self, on_progress: ProgressCallback, total: int = 0, **_: Any) -> None:
+        self.on_progress = on_progress
+        self.total, self.n = total, 0
+        self._started = time.monotonic()
+        self._elapsed = 0.0
+        self._tokens_reported = 0
+        self._tokens: int | None = None
+
+    @classmethod
+    def factory(cls, on_progress: ProgressCallback) -> Any:
+        return lambda **kwargs: cls(on_progress, **kwargs)
+
+    @property
+    def format_dict(self) -> dict[str, float]:
+        self._elapsed = max(time.monotonic() - self._started, 1e-6)
+        return {"elapsed": self._elapsed}
+
+    @property
+    def postfix(self) -> str:
+        return ""
+
+    @postfix.setter
+    def postfix(self, text: str) -> None:
+        match = self._OUTPUT_SPEED.search(text)
+        self._tokens = round(float(match.group(1)) * self._elapsed) if match else None
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        tokens = None
+        if self._tokens is not None:  # the speed is rounded: never report a negative step
+            tokens = max(0, self._tokens - self._tokens_reported)
+            self._tokens_reported += tokens
+        self.on_progress(n, tokens)
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -1,4 +1,13 @@
-"""The `rmforge` command line: parses arguments and calls flows, nothing more."""
+"""The `rmforge` command line: checks arguments, calls flows, says what happened.
+
+Adding a command: write a function decorated with `@app.command()` (or
+`@import_app.command("name")` for `rmforge import name`) below. Raise
+`UserError("...")` for anything the user must fix: it is shown as one line on stderr
+with exit code 1. Commands that run flows do so inside `with running_flows():`
+(live progress, engines and servers stopped on exit or interruption) and end with
+`report(summary, json_output, lines)`. Check everything you can before the first
+flow starts: Prefect takes seconds to start.
+"""
 
 from __future__ import annotations
 
@@ -8,27 +17,74 @@ import os
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Prefect's 20 s default for its temporary server is too short on a busy 2-core machine.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 import csv
 import io
 import json
 import sys
+from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional, get_args
 
 import typer
 import yaml
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from schemas.config import PipelineConfig
+from rmforge.console import RmforgeGroup, Settings, UserError, configure_logging, version_callback
+from schemas.config import GeneratorConfig, PipelineConfig, ProblemSourceConfig
 
-app = typer.Typer(help="Synthesize, label and curate data for reward models.", no_args_is_help=True)
+app = typer.Typer(
+    cls=RmforgeGroup,
+    help="Synthesize, label and curate data for reward models.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
 import_app = typer.Typer(help="Import existing data.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
+server_app = typer.Typer(help="A local Prefect server in the background (faster commands, a UI).",
+                         no_args_is_help=True)
+app.add_typer(server_app, name="server")
 console = Console()
 
+# Choices come from the config schema, so help and validation never drift from it.
+def _choices(name: str, field: Any) -> Any:
+    return Enum(name, {value: value for value in get_args(field.annotation)}, type=str)
+
+
+Source = _choices("Source", ProblemSourceConfig.model_fields["kind"])
+Backend = _choices("Backend", GeneratorConfig.model_fields["backend"])
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
 DbOption = typer.Option(None, "--db", envvar="RMFORGE_DB", help="DuckDB file (default data/rmforge.duckdb).")
+ConfigOption = typer.Option(None, "--config", help="YAML/JSON PipelineConfig (see data/configs/).")
+JsonOption = typer.Option(False, "--json", help="Print the summary as JSON on stdout (nothing else).")
+
+
+@app.callback()
+def main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show library INFO logs (Prefect, vLLM, HTTP)."),
+    debug: bool = typer.Option(False, "--debug", envvar="RMFORGE_DEBUG", help="Show tracebacks of errors."),
+    version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
+                                 help="Show the version and exit."),
+) -> None:
+    """Synthesize, label and curate data for reward models."""
+    Settings.debug, Settings.verbose = debug, verbose
+    configure_logging(verbose)
+
+
+# ------------------------------------------------------------------ checks
 
 
 def _db(db: Optional[str]) -> str:
@@ -37,97 +93,234 @@ def _db(db: Optional[str]) -> str:
     return str(resolve_db_path(db))
 
 
-def _close_engines() -> None:
-    """Stop engine child processes cleanly instead of at interpreter teardown."""
-    from generators import close_generators
+def _existing_db(db: Optional[str]) -> str:
+    path = _db(db)
+    if not Path(path).is_file():
+        raise UserError(f"no rmforge database at {path} (create one with `rmforge run` or `rmforge import rollouts`)")
+    return path
 
-    close_generators()
+
+def _validation_message(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'top level'}: {e['msg']}" for e in exc.errors())
 
 
 def load_config(path: Optional[Path]) -> PipelineConfig:
     if path is None:
         return PipelineConfig()
+    if not path.is_file():
+        raise UserError(f"config file {path} {'is a folder' if path.is_dir() else 'does not exist'}")
     text = path.read_text(encoding="utf-8")
-    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    return PipelineConfig.model_validate(data or {})
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    if data is not None and not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of PipelineConfig fields, got {type(data).__name__}")
+    try:
+        return PipelineConfig.model_validate(data or {})
+    except ValidationError as exc:
+        raise UserError(f"{path}: {_validation_message(exc)}") from None
 
 
 def _split(names: str) -> list[str]:
     return [n.strip() for n in names.split(",") if n.strip()]
 
 
+def check_annotators(names: list[str], options: dict[str, dict[str, Any]] | None = None, *,
+                     option: str = "--annotator", config_file: Optional[Path] = None) -> list[str]:
+    """Every name known and every option set valid, before any work starts."""
+    where = f"{config_file}: " if config_file else ""
+    from annotators import REGISTRY, annotator_class
+
+    if not names:
+        raise UserError(f"{option}: no annotator named (known: {', '.join(REGISTRY)})")
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise UserError(f"{option}: unknown annotator {', '.join(map(repr, unknown))} (known: {', '.join(REGISTRY)})")
+    for name, values in (options or {}).items():
+        if name not in REGISTRY:
+            raise UserError(f"{where}annotator_options: unknown annotator {name!r} (known: {', '.join(REGISTRY)})")
+        if name in names:
+            try:
+                annotator_class(name).Config.model_validate(values or {})
+            except ValidationError as exc:
+                raise UserError(f"{where}annotator_options.{name}: {_validation_message(exc)}") from None
+    return names
+
+
+# ------------------------------------------------------------------ running flows
+
+
+@contextmanager
+def running_flows() -> Iterator[None]:
+    """Around flow calls: use a running Prefect server if there is one, show live
+    progress on a terminal, and stop engines however the command ends."""
+    from rmforge.progress import TerminalProgress
+    from rmforge.server import use_running_server
+
+    use_running_server()
+    from generators import close_generators
+    from tasks.runs import set_progress_display
+
+    display = TerminalProgress.for_terminal()
+    set_progress_display(display)
+    try:
+        yield
+    finally:
+        set_progress_display(None)
+        if display is not None:
+            display.stop()
+        close_generators()
+
+
+def say(text: str) -> None:
+    """Plain text on stdout: no wrapping, no syntax colouring of numbers and paths."""
+    console.print(text, highlight=False, soft_wrap=True)
+
+
+def report(summary: dict[str, Any], json_output: bool, lines: list[str]) -> None:
+    """The command's closing words: JSON for machines, or what changed and what next."""
+    if json_output:
+        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+        return
+    for line in lines:
+        say(line)
+
+
+def _counts(values: dict[str, Any]) -> str:
+    return ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in values.items() if not isinstance(v, dict))
+
+
+def _annotate_lines(summary: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, result in summary.items():
+        if result.get("status") == "unavailable":
+            lines.append(f"  {name}: unavailable here ({result['reason']})")
+        else:
+            written = {k: v for k, v in result.items() if k not in ("status", "rollouts", "annotator_costs") and v}
+            details = f" ({_counts(written)})" if written else ""
+            lines.append(f"  {name}: {result['rollouts']} rollouts labelled{details}")
+    return lines
+
+
+def _curate_lines(summary: dict[str, Any]) -> list[str]:
+    return [f"  {stage}: {_counts(values)}" for stage, values in summary.items()]
+
+
+# ------------------------------------------------------------------ commands
+
+
 @app.command()
 def run(
-    config_file: Optional[Path] = typer.Option(None, "--config", help="YAML/JSON PipelineConfig."),
+    config_file: Optional[Path] = ConfigOption,
     db: Optional[str] = DbOption,
-    problems: Optional[int] = typer.Option(None, "--problems", help="How many problems."),
-    samples: Optional[int] = typer.Option(None, "--samples", help="Rollouts per problem."),
-    source: Optional[str] = typer.Option(None, help="arithmetic | logic | file | hf"),
+    problems: Optional[int] = typer.Option(None, "--problems", min=1, help="How many problems."),
+    samples: Optional[int] = typer.Option(None, "--samples", min=1, help="Rollouts per problem."),
+    source: Optional[Source] = typer.Option(None, help="Where problems come from."),
     problems_path: Optional[str] = typer.Option(None, "--problems-path", help="File or HF dataset for file/hf."),
-    annotators: Optional[str] = typer.Option(None, help="Comma-separated annotator names."),
-    backend: Optional[str] = typer.Option(None, help="vllm | openai"),
+    annotators: Optional[str] = typer.Option(None, help="Comma-separated annotator names (see `rmforge annotators`)."),
+    backend: Optional[Backend] = typer.Option(None, help="vllm: engine in this process; openai: a server."),
     model: Optional[str] = typer.Option(None, help="Model folder, hub id, or served model name."),
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server URL (backend openai)."),
-    max_tokens: Optional[int] = typer.Option(None, help="Max new tokens per rollout."),
+    max_tokens: Optional[int] = typer.Option(None, min=1, help="Max new tokens per rollout."),
     seed: Optional[int] = typer.Option(None, help="Problem generator seed."),
-    export_dir: Optional[str] = typer.Option(None, "--export", help="Also export datasets here."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Rollouts per batch."),
+    export_dir: Optional[Path] = typer.Option(None, "--export", help="Also export datasets here."),
+    json_output: bool = JsonOption,
 ) -> None:
-    """Run the end-to-end pipeline flow."""
+    """Run the whole pipeline: problems -> rollouts -> labels -> curated datasets."""
     config = load_config(config_file)
     updates: dict[str, Any] = {}
-    problem_updates = {k: v for k, v in
-                       {"count": problems, "kind": source, "path": problems_path, "seed": seed}.items() if v is not None}
+    problem_updates = {k: v for k, v in {"count": problems, "kind": source.value if source else None,
+                                         "path": problems_path, "seed": seed}.items() if v is not None}
     if problem_updates:
         updates["problems"] = config.problems.model_copy(update=problem_updates)
     sampling_updates = {k: v for k, v in {"n": samples, "max_tokens": max_tokens}.items() if v is not None}
     if sampling_updates:
         updates["sampling"] = config.sampling.model_copy(update=sampling_updates)
-    generator_updates = {k: v for k, v in {"backend": backend, "model": model, "base_url": base_url}.items() if v is not None}
+    generator_updates = {k: v for k, v in {"backend": backend.value if backend else None, "model": model,
+                                           "base_url": base_url}.items() if v is not None}
     if generator_updates:
         updates["generator"] = config.generator.model_copy(update=generator_updates)
-    if annotators:
+    if annotators is not None:
         updates["annotators"] = _split(annotators)
-    config = PipelineConfig.model_validate(config.model_copy(update=updates).model_dump())
-
-    from flows.pipeline import pipeline
+    if batch_size is not None:
+        updates["batch_size"] = batch_size
+    try:
+        config = PipelineConfig.model_validate(config.model_copy(update=updates).model_dump())
+    except ValidationError as exc:
+        raise UserError(_validation_message(exc)) from None
+    check_annotators(config.annotators, config.annotator_options, option="--annotators", config_file=config_file)
+    if export_dir is not None and export_dir.exists() and not export_dir.is_dir():
+        raise UserError(f"--export: {export_dir} is a file, expected a folder")
 
     path = _db(db)
-    try:
-        summary = pipeline(config, path, export_dir)
-    finally:
-        _close_engines()
-    console.print_json(data=summary)
-    console.print(f"\n[bold]Data:[/bold] {path}")
-    console.print('Query it: rmforge sql "SELECT * FROM process_examples LIMIT 5"')
+    with running_flows():
+        from flows.pipeline import pipeline
+
+        summary = pipeline(config, path, str(export_dir) if export_dir else None)
+    generated = summary["generate"]
+    lines = [
+        f"Generated {generated['new_rollouts']} rollouts for {generated['problems']} problems "
+        f"({generated['new_steps']} steps).",
+        "Labelled:", *_annotate_lines(summary["annotate"]),
+        "Curated:", *_curate_lines(summary["curate"]),
+        f"Data: {path}",
+    ]
+    lines.append(f"Exported to {export_dir}/" if export_dir else "Next: rmforge export --out data/exports")
+    lines.append('Query: rmforge sql "SELECT * FROM process_examples LIMIT 5"')
+    report(summary, json_output, lines)
 
 
 @import_app.command("rollouts")
-def import_rollouts(file: Path, db: Optional[str] = DbOption) -> None:
-    """Import rollouts from JSONL/Parquet (problem_id, question, gold_answer, response[, model])."""
+def import_rollouts(
+    file: Path = typer.Argument(..., help="JSONL or Parquet: problem_id, question, gold_answer, response[, model]."),
+    db: Optional[str] = DbOption,
+    json_output: bool = JsonOption,
+) -> None:
+    """Import rollouts from JSONL/Parquet and split them into steps."""
+    if file.is_dir():
+        raise UserError(f"{file} is a folder; give a JSONL or Parquet file")
     if not file.exists():
-        raise typer.BadParameter(f"{file} does not exist")
-    from flows.import_rollouts import import_rollouts as import_flow
+        raise UserError(f"{file} does not exist")
+    path = _db(db)
+    with running_flows():
+        from flows.import_rollouts import import_rollouts as import_flow
 
-    console.print_json(data=import_flow(str(file), _db(db)))
+        summary = import_flow(str(file), path)
+    lines = [f"Imported {summary['rollouts']} new rollouts and {summary['problems']} new problems "
+             f"({summary['new_steps']} steps) from {summary['rows_read']} rows into {path}."]
+    if summary["quarantined"]:
+        lines.append(f"{summary['quarantined']} rows quarantined: "
+                     'rmforge sql "SELECT record_ref, field, reason FROM quarantine"')
+    lines.append("Next: rmforge annotate --annotator answer,z3_arith")
+    report(summary, json_output, lines)
 
 
 @app.command()
 def annotate(
-    annotator: str = typer.Option(..., "--annotator", "--annotators", help="NAME[,NAME...]"),
+    annotator: str = typer.Option(..., "--annotator", "--annotators",
+                                  help="NAME[,NAME...] (see `rmforge annotators`)."),
     db: Optional[str] = DbOption,
-    config_file: Optional[Path] = typer.Option(None, "--config", help="YAML/JSON PipelineConfig (options, generator)."),
-    batch_size: Optional[int] = typer.Option(None, help="Rollouts per task."),
+    config_file: Optional[Path] = ConfigOption,
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Rollouts per task."),
+    json_output: bool = JsonOption,
 ) -> None:
     """Label the stored rollouts with the named annotators (only what is not labelled yet)."""
     config = load_config(config_file)
-    from flows.annotate import annotate as annotate_flow
+    names = check_annotators(_split(annotator), config.annotator_options, config_file=config_file)
+    path = _existing_db(db)
+    with running_flows():
+        from flows.annotate import annotate as annotate_flow
 
-    try:
-        summary = annotate_flow(_db(db), _split(annotator), config.annotator_options, config.generator,
+        summary = annotate_flow(path, names, config.annotator_options, config.generator,
                                 batch_size or config.batch_size)
-    finally:
-        _close_engines()
-    console.print_json(data=summary)
+    report(summary, json_output, ["Labelled:", *_annotate_lines(summary), f"Data: {path}",
+                                  f"Next: rmforge curate --annotators {','.join(names)}"])
     if all(s.get("status") == "unavailable" for s in summary.values()):
         raise typer.Exit(code=2)
 
@@ -136,26 +329,50 @@ def annotate(
 def curate(
     db: Optional[str] = DbOption,
     annotators: Optional[str] = typer.Option(None, help="Annotators that vote (default: the config's)."),
-    config_file: Optional[Path] = typer.Option(None, "--config"),
+    config_file: Optional[Path] = ConfigOption,
+    json_output: bool = JsonOption,
 ) -> None:
     """Rebuild consensus, deduplication and the curated datasets."""
     config = load_config(config_file)
-    from flows.curate import curate as curate_flow
+    names = check_annotators(_split(annotators) if annotators is not None else config.annotators,
+                             option="--annotators")
+    path = _existing_db(db)
+    with running_flows():
+        from flows.curate import curate as curate_flow
 
-    console.print_json(data=curate_flow(_db(db), _split(annotators) if annotators else config.annotators, config.curation))
+        summary = curate_flow(path, names, config.curation)
+    report(summary, json_output, ["Curated:", *_curate_lines(summary), f"Data: {path}",
+                                  "Next: rmforge export --out data/exports"])
 
 
 @app.command()
 def export(
     db: Optional[str] = DbOption,
     out: Path = typer.Option(Path("data/exports"), help="Output folder."),
-    datasets: Optional[str] = typer.Option(None, help="process,preference,kto,critiques (default all)."),
+    datasets: Optional[str] = typer.Option(None, help="Comma-separated subset (default all)."),
+    json_output: bool = JsonOption,
 ) -> None:
     """Export curated datasets (Parquet, JSONL, HF datasets) with a dataset card."""
-    from flows.export import export as export_flow
+    from tasks.export import EXPORTS
 
-    console.print_json(data=export_flow(_db(db), str(out), _split(datasets) if datasets else None))
-    console.print(f"Written to {out}/ (see {out}/README.md)")
+    names = _split(datasets) if datasets is not None else None
+    if names is not None:
+        unknown = [n for n in names if n not in EXPORTS]
+        if unknown or not names:
+            raise UserError(f"--datasets: unknown dataset {', '.join(map(repr, unknown)) or '(none named)'} "
+                            f"(known: {', '.join(EXPORTS)})")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out: {out} is a file, expected a folder")
+    path = _existing_db(db)
+    with running_flows():
+        from flows.export import export as export_flow
+
+        summary = export_flow(path, str(out), names)
+    exported = [f"  {name}: {_counts(stats)}" for name, stats in summary.items() if isinstance(stats, dict)]
+    lines = ["Exported:", *exported,
+             f"Files: {out}/ (dataset card: {out}/README.md)",
+             f"Load: datasets.load_from_disk('{out}/hf/process') or the Parquet/JSONL files"]
+    report(summary, json_output, lines)
 
 
 def _cell(value: Any) -> str:
@@ -164,31 +381,39 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-@app.command()
-def sql(
-    query: str,
-    db: Optional[str] = DbOption,
-    format: str = typer.Option("table", "--format", help="table | csv | json"),
-    max_width: int = typer.Option(60, help="Truncate table cells to this many characters."),
-) -> None:
-    """Run a read-only SQL query against the store and print the result."""
+def _read_only_store(db: Optional[str]) -> Any:
+    """The store opened read-only, with DuckDB's file access switched off: a query can
+    read the store's tables and nothing else (no COPY TO, read_csv, ATTACH, INSTALL)."""
     from tasks.store import Store
 
-    if format not in ("table", "csv", "json"):
-        raise typer.BadParameter("--format must be table, csv or json")
-    try:
-        with Store(db, read_only=True) as store:
-            result = store.arrow(query)
-    except FileNotFoundError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(code=1)
-    except Exception as exc:  # duckdb errors carry the useful message
-        console.print(f"[red]{type(exc).__name__}: {exc}[/red]")
-        raise typer.Exit(code=1)
+    store = Store(_existing_db(db), read_only=True)
+    store.execute("SET enable_external_access = false")
+    store.execute("SET lock_configuration = true")
+    return store
+
+
+@app.command()
+def sql(
+    query: str = typer.Argument(..., help="One SQL statement; the store is opened read-only."),
+    db: Optional[str] = DbOption,
+    format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
+    max_width: int = typer.Option(60, min=1, help="Truncate table cells to this many characters."),
+) -> None:
+    """Run a read-only SQL query against the store and print the result."""
+    if not query.strip():
+        raise UserError("empty query")
+    with _read_only_store(db) as store:
+        try:
+            relation = store.con.sql(query)
+            result = relation.to_arrow_table() if relation is not None else None
+        except Exception as exc:  # duckdb's errors carry the useful message; its types live in tasks.store
+            raise UserError(str(exc)) from None
+    if result is None:
+        raise UserError("the statement returned no rows; `rmforge sql` is for queries")
     rows = result.to_pylist()
-    if format == "json":
+    if format is OutputFormat.json:
         sys.stdout.write(json.dumps(rows, default=str, ensure_ascii=False, indent=2) + "\n")
-    elif format == "csv":
+    elif format is OutputFormat.csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(result.column_names)
@@ -201,69 +426,119 @@ def sql(
         console.print(table)
 
 
+def _input_file(file: Path, what: str = "a JSON, JSONL or Parquet file") -> str:
+    if file.is_dir():
+        raise UserError(f"{file} is a folder; give {what}")
+    if not file.exists():
+        raise UserError(f"{file} does not exist")
+    return str(file)
+
+
+def _labelled_lines(summary: dict[str, Any], path: str) -> list[str]:
+    lines = [f"Imported {summary['rollouts']} new rollouts ({summary['new_steps']} steps) with "
+             f"{summary['human_step_labels']} human step labels and {summary['human_outcome_labels']} human "
+             f"final-answer labels from {summary['rows_read']} records into {path}."]
+    if summary["quarantined"]:
+        lines.append(f"{summary['quarantined']} records quarantined: "
+                     'rmforge sql "SELECT record_ref, field, reason FROM quarantine"')
+    lines.append("Next: rmforge annotate --annotator answer,z3_arith, then rmforge curate")
+    return lines
+
+
 @import_app.command("processbench")
 def import_processbench(
-    file: Path,
+    file: Path = typer.Argument(..., help="ProcessBench JSON/JSONL: id, generator, problem, steps, label."),
     gold: Optional[Path] = typer.Option(None, "--gold", help="JSON {id: gold answer} (default: FILE_gold_answers.json beside it)."),
     db: Optional[str] = DbOption,
+    json_output: bool = JsonOption,
 ) -> None:
     """Import ProcessBench solutions: exact steps, and the human first-error label as annotator `human`."""
-    from flows.import_labelled import import_labelled
+    source = _input_file(file)
+    gold_path = _input_file(gold, "a JSON object of gold answers") if gold else None
+    path = _db(db)
+    with running_flows():
+        from flows.import_labelled import import_labelled
 
-    console.print_json(data=import_labelled(str(file), _db(db), "processbench", str(gold) if gold else None))
+        summary = import_labelled(source, path, "processbench", gold_path)
+    report(summary, json_output, _labelled_lines(summary, path))
+
+
+class NeutralRating(str, Enum):
+    correct = "correct"
+    incorrect = "incorrect"
+    unknown = "unknown"
 
 
 @import_app.command("prm800k")
 def import_prm800k(
-    file: Path,
-    neutral: str = typer.Option("correct", help="Verdict for PRM800K's neutral (0) rating: correct | incorrect | unknown."),
+    file: Path = typer.Argument(..., help="PRM800K-style JSONL (question, label.steps[].completions[].rating)."),
+    neutral: NeutralRating = typer.Option(NeutralRating.correct, help="Verdict for a neutral (0) rating."),
     db: Optional[str] = DbOption,
+    json_output: bool = JsonOption,
 ) -> None:
     """Import PRM800K-style rated solutions: the chosen step per turn, ratings as annotator `human`."""
-    from flows.import_labelled import import_labelled
+    source = _input_file(file)
+    path = _db(db)
+    with running_flows():
+        from flows.import_labelled import import_labelled
 
-    console.print_json(data=import_labelled(str(file), _db(db), "prm800k", None, neutral))
+        summary = import_labelled(source, path, "prm800k", None, neutral.value)
+    report(summary, json_output, _labelled_lines(summary, path))
+
+
+def _score(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 @app.command("eval")
 def evaluate(
-    file: Path,
+    file: Path = typer.Argument(..., help="Human-labelled solutions in ProcessBench format."),
     annotators: str = typer.Option(..., "--annotators", "--annotator", help="NAME[,NAME...] to evaluate."),
-    policies: Optional[str] = typer.Option(None, help="Consensus policies to score (default: all)."),
+    policies: Optional[str] = typer.Option(None, help="Consensus policies to score, comma-separated (default: all)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default data/eval/<file stem>)."),
     gold: Optional[Path] = typer.Option(None, "--gold", help="JSON {id: gold answer} (default: FILE_gold_answers.json)."),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="YAML/JSON PipelineConfig (annotator options, generator)."),
+    config_file: Optional[Path] = ConfigOption,
     db: Optional[str] = typer.Option(None, "--db", help="Store to use (default: a fresh one in the report folder)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON on stdout."),
+    json_output: bool = typer.Option(False, "--json", help="Print the scores as JSON on stdout (nothing else)."),
 ) -> None:
     """Score annotators and consensus policies against human labels (ProcessBench format)."""
-    from flows.evaluate import evaluate as evaluate_flow
+    from schemas.config import CONSENSUS_POLICIES
 
+    source = _input_file(file)
+    gold_path = _input_file(gold, "a JSON object of gold answers") if gold else None
     config = load_config(config_file)
+    names = check_annotators(_split(annotators), config.annotator_options, option="--annotators",
+                             config_file=config_file)
+    chosen = _split(policies) if policies else list(CONSENSUS_POLICIES)
+    unknown = [p for p in chosen if p not in CONSENSUS_POLICIES]
+    if unknown or not chosen:
+        raise UserError(f"--policies: unknown {', '.join(map(repr, unknown)) or 'none given'} "
+                        f"(known: {', '.join(CONSENSUS_POLICIES)})")
     out_dir = out or Path("data") / "eval" / file.stem
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out: {out_dir} is a file, expected a folder")
     if db is None and (out_dir / "eval.duckdb").exists():
         (out_dir / "eval.duckdb").unlink()  # a fresh store: the report is about this file only
-    try:
-        result = evaluate_flow(
-            str(file), _split(annotators), str(out_dir), db, _split(policies) if policies else None,
-            str(gold) if gold else None, config.annotator_options, config.generator, config.batch_size,
-        )
-    finally:
-        _close_engines()
-    if as_json:
-        sys.stdout.write(json.dumps(result["scores"], indent=2) + "\n")
+    with running_flows():
+        from flows.evaluate import evaluate as evaluate_flow
+
+        result = evaluate_flow(source, names, str(out_dir), db, chosen, gold_path, config.annotator_options,
+                               config.generator, config.batch_size)
+    if json_output:
+        report({"scores": result["scores"], "files": result["files"]}, True, [])
         return
-    table = Table("labels from", "F1", "acc. err", "acc. ok", "incorrect prec. (n)", "recall", "correct prec. (n)",
-                  "coverage", "completions", "s")
+    table = Table("labels from", "F1", "err acc", "ok acc", "incorrect prec (n)", "recall", "correct prec (n)",
+                  "coverage", "completions", "s", title=f"{file.name} vs human labels")
     for row in result["scores"]:
-        def f(v):
-            return "-" if v is None else f"{v:.3f}"
-        table.add_row(row["name"], f(row["f1"]), f(row["acc_erroneous"]), f(row["acc_correct"]),
-                      f"{f(row['incorrect_precision'])} ({row['incorrect_labels']})", f(row["incorrect_recall"]),
-                      f"{f(row['correct_precision'])} ({row['correct_labels']})", f(row["coverage"]),
-                      "-" if row["completions"] is None else str(row["completions"]), str(row["seconds"]))
+        table.add_row(row["name"], _score(row["f1"]), _score(row["acc_erroneous"]), _score(row["acc_correct"]),
+                      f"{_score(row['incorrect_precision'])} ({row['incorrect_labels']})",
+                      _score(row["incorrect_recall"]),
+                      f"{_score(row['correct_precision'])} ({row['correct_labels']})", _score(row["coverage"]),
+                      _score(row["completions"]), _score(row["seconds"]))
     console.print(table)
-    console.print(f"Report: {result['files']['report']} (chart: {result['files']['chart']})")
+    say(f"Report: {result['files']['report']} (chart {result['files']['chart']}, metrics {result['files']['metrics']})")
+
+
 @app.command()
 def review(
     db: Optional[str] = DbOption,
@@ -294,6 +569,103 @@ def review(
         raise typer.Exit(code=1)
     console.print(f"Reviewing {path} as [bold]{name}[/bold]: http://{host}:{port}/  (Ctrl+C to stop)")
     serve(review_app, host=host, port=port)
+@app.command()
+def status(db: Optional[str] = DbOption, runs: int = typer.Option(8, min=1, help="How many recent runs.")) -> None:
+    """Rows per table and the last runs with their state."""
+    from rmforge.server import read_state
+
+    with _read_only_store(db) as store:
+        counts = store.counts()
+        recent = store.rows(
+            "SELECT run_id, flow, status, started_at, finished_at, summary FROM runs ORDER BY started_at DESC LIMIT ?",
+            [runs])
+    tables = Table("table", "rows", title=f"Store {store.path}")
+    for name, rows in counts.items():
+        tables.add_row(name, str(rows))
+    console.print(tables)
+    history = Table("run", "flow", "status", "started (UTC)", "took", title="Last runs")
+    styles = {"completed": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}
+    for r in recent:
+        took = f"{(r['finished_at'] - r['started_at']).total_seconds():.1f} s" if r["finished_at"] else ""
+        history.add_row(r["run_id"][:8], r["flow"], f"[{styles.get(r['status'], '')}]{r['status']}[/]",
+                        r["started_at"].strftime("%Y-%m-%d %H:%M:%S"), took)
+    console.print(history)
+    server = read_state()
+    console.print(f"Prefect server: {server.ui_url} (UI)" if server else
+                  "Prefect server: none running (`rmforge server start` makes commands start faster)")
+
+
+@app.command("annotators")
+def list_annotators() -> None:
+    """Every annotator: what it labels, what it needs, and its options."""
+    from annotators import REGISTRY, annotator_class
+    from annotators.base import LLMAnnotator
+
+    for name in REGISTRY:
+        cls = annotator_class(name)
+        evidence = cls.evidence
+        labels = []
+        if evidence.confirms_steps or evidence.refutes_steps:
+            verbs = [v for v, on in (("confirms", evidence.confirms_steps), ("refutes", evidence.refutes_steps)) if on]
+            labels.append(f"steps ({' and '.join(verbs)})")
+        if evidence.labels_outcomes:
+            labels.append("outcomes")
+        if evidence.score != "none":
+            labels.append(f"score: {evidence.score}")
+        needs = []
+        # Outcome verifiers grade against the gold answer; MC estimators grade completions against it.
+        if (evidence.labels_outcomes and evidence.authority == "verifier") or evidence.score in ("probability",
+                                                                                                "advantage"):
+            needs.append("gold answer")
+        if issubclass(cls, LLMAnnotator):
+            needs.append("a model (generator)")
+        unavailable = cls().availability()
+        line = (f"[bold]{name}[/bold]  labels {', '.join(labels) or 'nothing'}; authority {evidence.authority}; "
+                f"needs {', '.join(needs) or 'nothing else'}")
+        say(line + (f"; unavailable here: {unavailable}" if unavailable else ""))
+        doc = (cls.__doc__ or "").strip().splitlines()
+        if doc:
+            say(f"  {doc[0]}")
+        for field_name, field in cls.Config.model_fields.items():
+            default = field.get_default(call_default_factory=True)
+            shown = default.model_dump_json() if isinstance(default, BaseModel) else repr(default)
+            description = f"  {field.description}" if field.description else ""
+            say(f"    {field_name} = {shown}{description}")
+    say("Options go in a config file: annotator_options: {NAME: {OPTION: VALUE}}")
+
+
+@server_app.command("start")
+def server_start(port: int = typer.Option(4200, min=1, max=65535, help="Preferred port.")) -> None:
+    """Start a Prefect server in the background; later commands use it."""
+    from rmforge import server
+
+    state = server.start(port)
+    say(f"Prefect server running at {state.ui_url} (pid {state.pid}, log {state.log}).")
+    say("rmforge commands use it; other tools: export PREFECT_API_URL=" + state.api_url)
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the background Prefect server."""
+    from rmforge import server
+
+    state = server.stop()
+    say(f"Stopped the Prefect server (pid {state.pid})." if state else "No Prefect server was running.")
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Whether the background Prefect server runs, and where."""
+    from rmforge import server
+
+    state = server.read_state()
+    if os.environ.get("PREFECT_API_URL"):
+        say(f"PREFECT_API_URL is set: commands use {os.environ['PREFECT_API_URL']}")
+    if state is None:
+        console.print("No background Prefect server (start one with `rmforge server start`).")
+        raise typer.Exit(code=1)
+    answering = "answering" if server.healthy(state.api_url) else "NOT answering"
+    say(f"Prefect server {answering} at {state.ui_url} (pid {state.pid}, log {state.log}).")
 
 
 if __name__ == "__main__":

@@ -187,7 +187,7 @@ class RunRecord(Record):
     run_id: str
     flow: str
     config: str
-    status: Literal["running", "completed", "failed"]
+    status: Literal["running", "completed", "failed", "cancelled"]
     started_at: datetime = Field(default_factory=utc_now)
     finished_at: datetime | None = None
     summary: str = "{}"

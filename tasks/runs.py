@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
-from typing import Any
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Protocol
 from uuid import UUID
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from generators.base import generation_progress
 from schemas.records import RunRecord, canonical_json, utc_now
 from problems.importers import ImportResult
 from tasks.store import Store
@@ -26,7 +30,8 @@ def current_run_id() -> str:
     return str(flow_run.id or uuid.uuid4())
 
 
-@task(name="record-run-start", cache_policy=NO_CACHE)
+# Bookkeeping is plain functions, not tasks: it must still work while a run is being
+# interrupted, and it is not work worth a task run of its own in the UI.
 def record_run_start(db: str, flow: str, config: Any) -> str:
     run_id = current_run_id()
     config_json = config.model_dump_json() if hasattr(config, "model_dump_json") else canonical_json(config)
@@ -37,15 +42,47 @@ def record_run_start(db: str, flow: str, config: Any) -> str:
     return run_id
 
 
-@task(name="record-run-end", cache_policy=NO_CACHE)
 def record_run_end(db: str, run_id: str, flow: str, status: str, summary: dict[str, Any]) -> None:
     with Store(db) as store:
         row = store.rows("SELECT * FROM runs WHERE run_id = ?", [run_id])
-        record = RunRecord.model_validate(row[0]) if row else RunRecord(run_id=run_id, flow=flow, config="{}", status="running")
+        record = (RunRecord.model_validate(row[0]) if row
+                  else RunRecord(run_id=run_id, flow=flow, config="{}", status="running"))
         record.status = status
         record.finished_at = utc_now()
         record.summary = canonical_json(summary)
         store.write("runs", [record], on_conflict="replace")
+
+
+@dataclass
+class TrackedRun:
+    """The run a flow is inside; the flow fills `summary` as it goes."""
+
+    db: str
+    flow: str
+    run_id: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def tracked_run(db: str, flow: str, config: Any) -> Iterator[TrackedRun]:
+    """Record a flow run in `runs` from start to end, and publish its report.
+
+    Completed runs get their summary and a report artifact; an exception marks the run
+    `failed` with the error; an interruption (Ctrl-C, SIGTERM, Prefect cancellation: any
+    BaseException that is not an Exception) marks it `cancelled`. Either way what the
+    run already wrote stays: every batch is written in one transaction.
+    """
+    run = TrackedRun(db, flow, record_run_start(db, flow, config))
+    try:
+        yield run
+    except Exception as exc:
+        record_run_end(db, run.run_id, flow, "failed", {**run.summary, "error": f"{type(exc).__name__}: {exc}"})
+        raise
+    except BaseException:
+        record_run_end(db, run.run_id, flow, "cancelled", run.summary)
+        raise
+    record_run_end(db, run.run_id, flow, "completed", run.summary)
+    publish_report(db, flow, run.run_id, run.summary)
 
 
 @task(name="store-problems", cache_policy=NO_CACHE)
@@ -57,18 +94,84 @@ def store_problems(db: str, result: ImportResult) -> dict[str, int]:
         }
 
 
-class Progress:
-    """A Prefect progress artifact, advanced batch by batch."""
+class ProgressDisplay(Protocol):
+    """Where live progress goes (the CLI shows a terminal bar); flows never draw."""
 
-    def __init__(self, description: str) -> None:
-        # Outside a flow run (plain function calls in tests) there is nothing to attach to.
+    def start(self, key: int, description: str, total: int, unit: str) -> None: ...
+
+    def update(self, key: int, done: int, counters: dict[str, int]) -> None: ...
+
+    def finish(self, key: int) -> None: ...
+
+
+_display: ProgressDisplay | None = None
+
+
+def set_progress_display(display: ProgressDisplay | None) -> None:
+    global _display
+    _display = display
+
+
+class Progress:
+    """One stage's progress: a Prefect progress artifact plus the live display, if any.
+
+    `advance` counts finished items (rollouts) and named counters (completions, tokens);
+    `track_generation` feeds it from the LLM backends while a batch runs, so a long
+    batch still shows movement.
+    """
+
+    _next_key = 0
+
+    def __init__(self, description: str, total: int, unit: str = "rollouts") -> None:
+        self.total, self.done = total, 0
+        self.counters: dict[str, int] = {}
+        self._lock = threading.Lock()
+        Progress._next_key += 1
+        self.key = Progress._next_key
+        # Outside a flow run (plain function calls in tests) there is no artifact to attach to.
         self.artifact_id: UUID | None = (
             create_progress_artifact(progress=0.0, description=description) if flow_run.id else None
         )
+        if _display is not None:
+            _display.start(self.key, description, total, unit)
 
-    def update(self, done: int, total: int) -> None:
-        if self.artifact_id is not None and total:
-            update_progress_artifact(self.artifact_id, progress=100.0 * done / total)
+    def advance(self, items: int = 0, **counters: int | None) -> None:
+        with self._lock:
+            self.done = min(self.total, self.done + items)
+            for name, value in counters.items():
+                if value:
+                    self.counters[name] = self.counters.get(name, 0) + value
+            if _display is not None:
+                _display.update(self.key, self.done, dict(self.counters))
+
+    def finish_batch(self, done: int) -> None:
+        """Items done so far, exactly (batches may skip items that were already done)."""
+        with self._lock:
+            self.done = min(self.total, done)
+            if _display is not None:
+                _display.update(self.key, self.done, dict(self.counters))
+        if self.artifact_id is not None and self.total:
+            update_progress_artifact(self.artifact_id, progress=100.0 * self.done / self.total)
+
+    @contextmanager
+    def track_generation(self, completions_are_items: bool = False) -> Iterator[None]:
+        """Count the completions (and tokens) the LLM backends finish inside this block."""
+
+        def on_progress(completions: int, tokens: int | None) -> None:
+            self.advance(completions if completions_are_items else 0, completions=completions, tokens=tokens)
+
+        with generation_progress(on_progress):
+            yield
+
+    def close(self) -> None:
+        if _display is not None:
+            _display.finish(self.key)
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def _markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -93,7 +196,6 @@ def verdict_summary(store: Store, table: str) -> list[dict[str, Any]]:
     )
 
 
-@task(name="publish-report", cache_policy=NO_CACHE)
 def publish_report(db: str, flow: str, run_id: str, summary: dict[str, Any]) -> str:
     """A markdown report and tables for the run; returns the markdown."""
     with Store(db) as store:
@@ -114,16 +216,3 @@ def publish_report(db: str, flow: str, run_id: str, summary: dict[str, Any]) -> 
         if labels:
             create_table_artifact(labels, key=f"rmforge-{flow}-step-labels", description="step labels per annotator")
     return markdown
-
-
-def mark_run_failed(flow: Any, run: Any, state: Any) -> None:
-    """Flow state hook: a failed or crashed run is recorded as such, with the error."""
-    with Store(run.parameters.get("db")) as store:
-        row = store.rows("SELECT * FROM runs WHERE run_id = ?", [str(run.id)])
-        if not row:
-            return
-        record = RunRecord.model_validate(row[0])
-        record.status = "failed"
-        record.finished_at = utc_now()
-        record.summary = canonical_json({"error": str(state.message)})
-        store.write("runs", [record], on_conflict="replace")

@@ -1,0 +1,135 @@
+"""How the command line behaves around its commands: one-line errors, quiet logs,
+clean interruption. Commands themselves live in `rmforge.cli`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+import typer
+from typer.core import TyperGroup
+
+try:  # typer >= 0.2x carries its own copy of click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer on plain click
+    from click import exceptions as click_exceptions
+
+# Libraries whose INFO chatter (engine start, HTTP requests, server start) is hidden unless --verbose.
+NOISY_LOGGERS = ("prefect", "vllm", "httpx", "httpcore", "transformers", "datasets", "sentence_transformers",
+                 "urllib3", "filelock", "uvicorn", "torch", "huggingface_hub", "numexpr", "asyncio")
+
+
+class UserError(Exception):
+    """A problem with what the user asked for: shown as one line, no traceback."""
+
+
+class Settings:
+    """Root options, read by the error handler after the command ran."""
+
+    debug = bool(os.environ.get("RMFORGE_DEBUG"))
+    verbose = False
+    signal_received: int | None = None
+
+
+def configure_logging(verbose: bool) -> None:
+    """Warnings and errors always; INFO from the libraries only with --verbose.
+
+    Environment variables reach libraries not imported yet (Prefect reads its level at
+    import, vLLM's engine runs in a child process); logger levels cover the rest. A level
+    the user set in the environment wins.
+    """
+    level = "INFO" if verbose else "WARNING"
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", level)
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout is for results (--json)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "info" if verbose else "error")
+    os.environ.setdefault("DATASETS_VERBOSITY", "info" if verbose else "error")
+    if not verbose:  # their tqdm bars would fight the progress display
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+
+
+def one_line(message: str) -> str:
+    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
+def print_error(message: str) -> None:
+    typer.echo(f"error: {one_line(message)}", err=True)
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGTERM interrupts like Ctrl-C, so `finally` blocks (engine and server shutdown,
+    marking the run cancelled) run instead of the process dying with children left behind.
+    A second signal while cleaning up is ignored: cleanup is short and must finish."""
+    previous: dict[int, Any] = {}
+
+    def interrupt(signum: int, frame: Any) -> None:
+        if Settings.signal_received is not None:
+            return
+        Settings.signal_received = signum
+        raise KeyboardInterrupt
+
+    try:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, interrupt)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        previous.clear()
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+class RmforgeGroup(TyperGroup):
+    """Runs a command and turns every way it can end into an exit code and, for errors,
+    one line on stderr (the traceback only with --debug)."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,  # type: ignore[override]
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        Settings.signal_received = None
+        code = 0
+        try:
+            with interruptible():
+                result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = result if isinstance(result, int) else 0
+        except click_exceptions.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx else "rmforge"
+            if exc.format_message():  # empty when a group without its command printed its help
+                print_error(f"{exc.format_message()} (see `{command} -h`)")
+            code = exc.exit_code
+        except typer.Exit as exc:
+            code = exc.exit_code
+        except typer.Abort:
+            code = 130
+        except UserError as exc:
+            print_error(str(exc))
+            code = 1
+        except Exception as exc:
+            if Settings.debug:
+                raise
+            print_error(f"{type(exc).__name__}: {exc} (rerun with `rmforge --debug ...` for the traceback)")
+            code = 1
+        if Settings.signal_received is not None:
+            name = signal.Signals(Settings.signal_received).name
+            typer.echo(f"cancelled by {name}; the run is marked cancelled in `runs`", err=True)
+            code = 128 + Settings.signal_received
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        from rmforge import __version__
+
+        typer.echo(f"rmforge {__version__}")
+        raise typer.Exit()

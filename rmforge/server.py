@@ -1,0 +1,139 @@
+"""A local Prefect server in the background, so commands skip the temporary server
+Prefect otherwise starts (and stops) for every command.
+
+State (pid, URL) and the server's log live in the state folder: $RMFORGE_STATE_DIR,
+else $PREFECT_HOME, else ~/.rmforge.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rmforge.console import UserError
+
+DEFAULT_PORT = 4200
+START_TIMEOUT_S = 120.0
+
+
+def state_dir() -> Path:
+    root = os.environ.get("RMFORGE_STATE_DIR") or os.environ.get("PREFECT_HOME") or Path.home() / ".rmforge"
+    return Path(root)
+
+
+@dataclass
+class ServerState:
+    pid: int
+    api_url: str
+    log: str
+
+    @property
+    def ui_url(self) -> str:
+        return self.api_url.removesuffix("/api")
+
+
+def _state_file() -> Path:
+    return state_dir() / "rmforge-server.json"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def healthy(api_url: str, timeout_s: float = 2.0) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{api_url}/health", timeout=timeout_s).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def read_state() -> ServerState | None:
+    """The server this state folder started, if it is still running."""
+    try:
+        state = ServerState(**json.loads(_state_file().read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    return state if _alive(state.pid) else None
+
+
+def _free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise UserError("no free port for the Prefect server")
+
+
+def start(port: int = DEFAULT_PORT) -> ServerState:
+    """Start the server in the background (its own session: it outlives this command)."""
+    running = read_state()
+    if running is not None:
+        return running
+    folder = state_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    port = _free_port(port)
+    log = folder / "rmforge-server.log"
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+    env.pop("PREFECT_API_URL", None)
+    with log.open("ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+        )
+    state = ServerState(pid=process.pid, api_url=f"http://127.0.0.1:{port}/api", log=str(log))
+    _state_file().write_text(json.dumps(asdict(state)))
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            _state_file().unlink(missing_ok=True)
+            raise UserError(f"the Prefect server exited with code {process.returncode}; see {log}")
+        if healthy(state.api_url, timeout_s=1.0):
+            return state
+        time.sleep(0.5)
+    stop()
+    raise UserError(f"the Prefect server did not answer within {START_TIMEOUT_S:.0f} s; see {log}")
+
+
+def stop() -> ServerState | None:
+    """Stop the server this state folder started; None when none was running."""
+    state = read_state()
+    _state_file().unlink(missing_ok=True)
+    if state is None:
+        return None
+    os.killpg(state.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while _alive(state.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _alive(state.pid):
+        os.killpg(state.pid, signal.SIGKILL)
+    return state
+
+
+def use_running_server() -> str | None:
+    """Point this process at a configured or running server; the URL, or None when
+    Prefect will start a temporary one. Call before Prefect is imported."""
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    state = read_state()
+    if state is None or not healthy(state.api_url):
+        return None
+    os.environ["PREFECT_API_URL"] = state.api_url
+    return state.api_url

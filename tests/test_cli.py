@@ -1,0 +1,197 @@
+"""The command line without Prefect: every user error is one line on stderr, a non-zero
+exit, no traceback, and is caught before any work starts; `sql` cannot touch files."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from rmforge import __version__
+from rmforge.cli import app
+from schemas.records import RunRecord
+from tasks.store import Store
+from tests.builders import make_problem
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *fragments, code=1):
+    assert result.exit_code == code, (result.exit_code, result.output)
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in result.stderr, (fragment, result.stderr)
+    assert result.stdout == ""
+
+
+@pytest.fixture()
+def store_db(db):
+    with Store(db) as store:
+        store.write("problems", [make_problem()])
+    return db
+
+
+def runs_in(db):
+    with Store(db, read_only=True) as store:
+        return store.count("runs")
+
+
+@pytest.mark.parametrize("names, fragment", [
+    ("answer,bogus", "unknown annotator 'bogus'"),
+    (",", "no annotator named"),
+    ("", "no annotator named"),
+])
+def test_annotate_rejects_unknown_or_missing_annotators_before_any_run(store_db, names, fragment):
+    result = invoke("annotate", "--annotator", names, "--db", store_db)
+    assert_one_line_error(result, fragment, "known: answer")
+    assert runs_in(store_db) == 0  # `answer` did not run first
+
+
+def test_curate_rejects_unknown_annotators(store_db):
+    result = invoke("curate", "--annotators", "answer,nope", "--db", store_db)
+    assert_one_line_error(result, "--annotators: unknown annotator 'nope'")
+    assert runs_in(store_db) == 0
+
+
+@pytest.mark.parametrize("content, fragments", [
+    ("generator: [1,\n", ("invalid YAML at line 2",)),
+    ("generator:\n  backend: vllm\n  foo: 1\n", ("generator.foo: Extra inputs are not permitted",)),
+    ("batchsize: 3\n", ("batchsize: Extra inputs are not permitted",)),
+    ("- a\n- b\n", ("expected a mapping", "list")),
+    ("annotator_options:\n  answer: {bogus: 1}\n", ("annotator_options.answer: bogus: Extra inputs",)),
+    ("annotator_options:\n  nope: {}\n", ("annotator_options: unknown annotator 'nope'",)),
+    ("batch_size: 0\n", ("batch_size: Input should be greater than or equal to 1",)),
+])
+def test_bad_config_files(store_db, tmp_path, content, fragments):
+    config = tmp_path / "config.yaml"
+    config.write_text(content)
+    result = invoke("annotate", "--annotator", "answer", "--config", config, "--db", store_db)
+    assert_one_line_error(result, str(config), *fragments)
+    assert runs_in(store_db) == 0
+
+
+def test_bad_json_config_and_missing_config(store_db, tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text('{"batch_size": 3,}')
+    assert_one_line_error(invoke("run", "--config", config, "--db", store_db), "invalid JSON at line 1")
+    assert_one_line_error(invoke("run", "--config", tmp_path / "none.yaml"), "none.yaml does not exist")
+    assert_one_line_error(invoke("curate", "--config", tmp_path, "--db", store_db), "is a folder")
+
+
+@pytest.mark.parametrize("command", [("annotate", "--annotator", "answer"), ("run",)])
+@pytest.mark.parametrize("size", ["0", "-3"])
+def test_batch_size_must_be_positive(store_db, command, size):
+    result = invoke(*command, "--batch-size", size, "--db", store_db)
+    assert_one_line_error(result, "Invalid value for '--batch-size'", "greater than or equal to 1", code=2)
+
+
+def test_choices_are_checked(store_db):
+    assert_one_line_error(invoke("run", "--backend", "tgi"), "'tgi' is not one of 'vllm', 'openai'", code=2)
+    assert_one_line_error(invoke("run", "--source", "web"), "'web' is not one of 'arithmetic'", code=2)
+    assert_one_line_error(invoke("sql", "SELECT 1", "--format", "xml", "--db", store_db), "'xml' is not one of",
+                          code=2)
+    assert_one_line_error(invoke("frobnicate"), "No such command 'frobnicate'", code=2)
+
+
+def test_import_rollouts_needs_a_file(tmp_path, db):
+    assert_one_line_error(invoke("import", "rollouts", tmp_path, "--db", db), "is a folder")
+    assert_one_line_error(invoke("import", "rollouts", tmp_path / "none.jsonl", "--db", db), "does not exist")
+
+
+def test_export_checks(store_db, tmp_path):
+    missing = tmp_path / "missing.duckdb"
+    assert_one_line_error(invoke("export", "--db", missing, "--out", tmp_path / "out"), "no rmforge database at")
+    assert not missing.exists()  # not created as a side effect
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    assert_one_line_error(invoke("export", "--db", store_db, "--out", a_file), "is a file, expected a folder")
+    assert_one_line_error(invoke("export", "--db", store_db, "--datasets", "process,bogus"),
+                          "unknown dataset 'bogus'", "known: process")
+    assert_one_line_error(invoke("export", "--db", store_db, "--datasets", ","), "(none named)")
+    assert runs_in(store_db) == 0
+
+
+def test_sql_errors_go_to_stderr_only(store_db, tmp_path):
+    assert_one_line_error(invoke("sql", "", "--db", store_db), "empty query")
+    assert_one_line_error(invoke("sql", "   ", "--db", store_db), "empty query")
+    assert_one_line_error(invoke("sql", "SELEC 1", "--db", store_db, "--format", "json"), "syntax error")
+    assert_one_line_error(invoke("sql", "SELECT 1", "--db", tmp_path / "none.duckdb"), "no rmforge database")
+
+
+@pytest.mark.parametrize("statement, fragment", [
+    ("COPY (SELECT 1) TO '{dir}/leak.csv'", "disabled by configuration"),
+    ("COPY problems TO '{dir}/leak.parquet' (FORMAT PARQUET)", "disabled by configuration"),
+    ("SELECT * FROM read_csv('/etc/passwd')", "disabled by configuration"),
+    ("SELECT * FROM read_text('/etc/hostname')", "disabled by configuration"),
+    ("SELECT * FROM glob('/etc/*')", "disabled by configuration"),
+    ("ATTACH '{dir}/other.duckdb' AS other", "disabled by configuration"),
+    ("INSTALL httpfs", "disabled by configuration"),
+    ("LOAD httpfs", "Loading external extensions is disabled"),
+    ("SET enable_external_access = true", "configuration has been locked"),
+    ("DROP TABLE problems", "read-only"),
+    ("INSERT INTO problems (problem_id, question) VALUES ('x', 'y')", "read-only"),
+    ("DELETE FROM problems", "read-only"),
+])
+def test_sql_is_read_only_and_sandboxed(store_db, tmp_path, statement, fragment):
+    result = invoke("sql", statement.format(dir=tmp_path), "--db", store_db)
+    assert_one_line_error(result, fragment)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["test.duckdb"]  # nothing written, nothing attached
+    with Store(store_db, read_only=True) as store:
+        assert store.count("problems") == 1
+
+
+def test_sql_still_reads_the_store(store_db):
+    result = invoke("sql", "SELECT problem_id, gold_answer FROM problems", "--db", store_db, "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == [{"problem_id": make_problem().problem_id, "gold_answer": "7"}]
+
+
+def test_version_and_short_help():
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"rmforge {__version__}"
+    result = invoke("annotate", "-h")
+    assert result.exit_code == 0 and "--annotator" in result.stdout
+    result = invoke("sql", "-h")
+    assert "table|csv|json" in result.stdout
+
+
+def test_unexpected_errors_are_one_line_unless_debug(store_db, monkeypatch):
+    def broken(self):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(Store, "counts", broken)
+    result = invoke("status", "--db", store_db)
+    assert_one_line_error(result, "RuntimeError: disk on fire", "--debug")
+    result = invoke("--debug", "status", "--db", store_db)
+    assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)
+
+
+def test_status_shows_counts_and_runs_with_their_state(store_db):
+    with Store(store_db) as store:
+        store.write("runs", [
+            RunRecord(run_id="aaaaaaaa-1", flow="annotate", config="{}", status="completed"),
+            RunRecord(run_id="bbbbbbbb-2", flow="generate", config="{}", status="cancelled"),
+        ])
+    result = invoke("status", "--db", store_db)
+    assert result.exit_code == 0, result.output
+    assert "problems" in result.stdout and "│ 1" in result.stdout
+    assert "aaaaaaaa" in result.stdout and "completed" in result.stdout
+    assert "bbbbbbbb" in result.stdout and "cancelled" in result.stdout
+
+
+def test_annotators_lists_what_each_labels_needs_and_its_options(monkeypatch):
+    from annotators import REGISTRY
+
+    monkeypatch.setenv("PATH", "/nonexistent")  # no lean binary here
+    result = invoke("annotators")
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line and not line.startswith(" ")}
+    assert set(REGISTRY) <= set(lines)
+    assert "outcomes" in lines["answer"] and "gold answer" in lines["answer"]
+    assert "steps (refutes)" in lines["z3_arith"] and "gold answer" not in lines["z3_arith"]
+    assert "a model" in lines["mc"] and "gold answer" in lines["mc"] and "probability" in lines["mc"]
+    assert "a model" in lines["judge"] and "gold answer" not in lines["judge"]
+    assert "unavailable here" in lines["lean"] and "lean" in lines["lean"]
+    assert "    k = " in result.stdout  # MC options with their defaults

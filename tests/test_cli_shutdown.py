@@ -1,0 +1,97 @@
+"""SIGTERM during generation: the command stops its children (the temporary Prefect
+server, the engine), marks its runs cancelled and exits, leaving nothing behind.
+
+Runs `rmforge run` as a real process against a loopback OpenAI-compatible server
+that answers slowly, so generation is guaranteed to be in progress when the signal
+arrives (no vLLM needed).
+"""
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tasks.store import Store
+from tests.servers import ChatServer
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def slow_server():
+    request_arrived, release = threading.Event(), threading.Event()
+
+    def respond(body, index):
+        request_arrived.set()
+        release.wait(120)  # a model that takes its time
+        return "Step 1: 1 + 1 = 2\nThe answer is \\boxed{2}"
+
+    server = ChatServer(respond)
+    server.request_arrived = request_arrived
+    yield server
+    release.set()
+    server.close()
+
+
+def terminate_during_generation(command, tmp_path, generating, settle_s=0.0):
+    """Start `rmforge ...`, SIGTERM it once `generating()` holds; returns (exit code, stderr,
+    its child processes just before the signal)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RMFORGE_STATE_DIR": str(tmp_path / "state")}
+    env.pop("PREFECT_API_URL", None)  # the command starts (and must stop) its own temporary server
+    process = subprocess.Popen([sys.executable, "-m", "rmforge.cli", *command], env=env, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        while not generating(process):
+            assert process.poll() is None, process.communicate()
+            time.sleep(1)
+        time.sleep(settle_s)
+        children = psutil.Process(process.pid).children(recursive=True)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    return process.returncode, err.decode(), children
+
+
+def assert_stopped_cleanly(code, err, children, db):
+    assert code == 128 + signal.SIGTERM, err
+    assert "cancelled by SIGTERM" in err and "Traceback" not in err
+    assert children, "the temporary Prefect server should have been a child process"
+    _, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, [p.cmdline() for p in alive]
+    with Store(db, read_only=True) as store:
+        runs = {r["flow"]: r["status"] for r in store.rows("SELECT flow, status FROM runs")}
+        assert runs == {"pipeline": "cancelled", "generate": "cancelled"}
+        assert store.count("rollouts") == 0  # the interrupted batch wrote nothing half-way
+        assert store.count("problems") == 2  # what was stored before the signal stays
+
+
+def test_sigterm_during_generation_cancels_the_run_and_leaves_no_process(slow_server, tmp_path):
+    db = tmp_path / "store.duckdb"
+    command = ["run", "--backend", "openai", "--base-url", slow_server.url, "--model", "served",
+               "--problems", "2", "--samples", "2", "--annotators", "answer", "--db", str(db)]
+    # generation has started once the model is asked
+    result = terminate_during_generation(command, tmp_path, lambda _: slow_server.request_arrived.is_set())
+    assert_stopped_cleanly(*result, db)
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed (cpu/gpu extra)")
+def test_sigterm_stops_the_vllm_engine_processes(tmp_path):
+    db = tmp_path / "store.duckdb"
+    command = ["run", "--problems", "2", "--samples", "4", "--annotators", "answer", "--db", str(db)]
+
+    def engine_started(process):
+        return any("EngineCore" in " ".join(p.cmdline()) for p in psutil.Process(process.pid).children(True))
+
+    code, err, children = terminate_during_generation(command, tmp_path, engine_started, settle_s=45)
+    assert any("EngineCore" in " ".join(p.cmdline()) for p in children)
+    assert_stopped_cleanly(code, err, children, db)
