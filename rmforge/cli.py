@@ -28,7 +28,8 @@ import_app = typer.Typer(help="Import existing data.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 console = Console()
 
-DbOption = typer.Option(None, "--db", envvar="RMFORGE_DB", help="DuckDB file (default data/rmforge.duckdb).")
+DbOption = typer.Option(None, "--db", envvar="RMFORGE_DB",
+                         help="DuckDB file (default data/rmforge.duckdb) or ducklake:CATALOG;data=FOLDER.")
 
 
 def _db(db: Optional[str]) -> str:
@@ -172,7 +173,7 @@ def sql(
     max_width: int = typer.Option(60, help="Truncate table cells to this many characters."),
 ) -> None:
     """Run a read-only SQL query against the store and print the result."""
-    from tasks.store import Store
+    from tasks.store import Store, StoreBusy
 
     if format not in ("table", "csv", "json"):
         raise typer.BadParameter("--format must be table, csv or json")
@@ -182,6 +183,8 @@ def sql(
     except FileNotFoundError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(code=1)
+    except StoreBusy:
+        raise  # main() prints it
     except Exception as exc:  # duckdb errors carry the useful message
         console.print(f"[red]{type(exc).__name__}: {exc}[/red]")
         raise typer.Exit(code=1)
@@ -201,5 +204,16 @@ def sql(
         console.print(table)
 
 
+def main() -> None:
+    """Entry point: a store another process kept busy past the wait is one line, exit code 75 (retry later)."""
+    from tasks.store import StoreBusy
+
+    try:
+        app()
+    except StoreBusy as exc:
+        sys.stderr.write(f"rmforge: {exc}\n")
+        raise SystemExit(75) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()
