@@ -267,3 +267,19 @@ def test_three_workers_annotate_disjoint_batches_while_a_reader_sees_whole_batch
         assert all(count == batch_sizes[i] for i, count in marked.items()), "a half-written batch was visible"
         partial += 0 < len(snapshot) < len(batch_of)
     assert partial > 0, f"the reader saw no snapshot while the workers wrote ({len(snapshots)} reads, {workers_s:.0f} s)"
+
+
+def test_cli_imports_and_annotates_into_a_lake(prefect_harness, lake, tmp_path):
+    from prefect.settings import PREFECT_API_URL
+
+    write_rollouts(tmp_path / "rollouts.jsonl", n_problems=2)
+    cli_env = {**env(), "PREFECT_API_URL": PREFECT_API_URL.value(), "RMFORGE_DB": lake}
+    for args in (["import", "rollouts", str(tmp_path / "rollouts.jsonl")], ["annotate", "--annotator", "answer,z3_arith"]):
+        result = subprocess.run([sys.executable, "-m", "rmforge.cli", *args], capture_output=True, text=True,
+                                env=cli_env, timeout=600)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    with Store(lake, read_only=True) as store:
+        assert store.execute("SELECT flow, status FROM runs ORDER BY flow") == [
+            ("annotate", "completed"), ("import-rollouts", "completed")]
+        assert store.execute("SELECT count(*) FROM annotator_costs") == [(12,)]  # 6 rollouts x 2 annotators
+        assert store.execute("SELECT count(*) FROM step_labels WHERE annotator = 'z3_arith'") == [(12,)]
