@@ -173,7 +173,7 @@ def sql(
     max_width: int = typer.Option(60, help="Truncate table cells to this many characters."),
 ) -> None:
     """Run a read-only SQL query against the store and print the result."""
-    from tasks.store import Store, StoreBusy
+    from tasks.store import Store, StoreError
 
     if format not in ("table", "csv", "json"):
         raise typer.BadParameter("--format must be table, csv or json")
@@ -183,7 +183,7 @@ def sql(
     except FileNotFoundError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(code=1)
-    except StoreBusy:
+    except StoreError:
         raise  # main() prints it
     except Exception as exc:  # duckdb errors carry the useful message
         console.print(f"[red]{type(exc).__name__}: {exc}[/red]")
@@ -205,14 +205,14 @@ def sql(
 
 
 def main() -> None:
-    """Entry point: a store another process kept busy past the wait is one line, exit code 75 (retry later)."""
-    from tasks.store import StoreBusy
+    """Entry point: a store that cannot be used is one line; exit code 75 when it is busy (retry later)."""
+    from tasks.store import StoreBusy, StoreError
 
     try:
         app()
-    except StoreBusy as exc:
+    except StoreError as exc:
         sys.stderr.write(f"rmforge: {exc}\n")
-        raise SystemExit(75) from None
+        raise SystemExit(75 if isinstance(exc, StoreBusy) else 1) from None
 
 
 if __name__ == "__main__":

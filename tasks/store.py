@@ -24,8 +24,8 @@ import random
 import re
 import threading
 import time
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Sequence, TypeVar
 
 import duckdb
@@ -38,14 +38,19 @@ DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "rmforge.duckdb"
 LAKE_PREFIX = "ducklake:"
 LOCK_TIMEOUT_ENV = "RMFORGE_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT_S = 300.0
-# Short waits at first (a batch holds the file for milliseconds), never long enough to miss a turn.
+# Short waits at first (a batch holds the file for milliseconds), capped so that a waiter does not
+# sleep through the gaps between another command's batches.
 _FIRST_BACKOFF_S = 0.01
 _MAX_BACKOFF_S = 0.2
 
 T = TypeVar("T")
 
 
-class StoreBusy(RuntimeError):
+class StoreError(RuntimeError):
+    """The store cannot be opened or written as asked; the message is one line for the user."""
+
+
+class StoreBusy(StoreError):
     """Another process kept the store (file lock, or conflicting lake commits) past the wait limit."""
 
 
@@ -82,9 +87,9 @@ def _retry_while_busy(
         try:
             return attempt()
         except duckdb.Error as exc:
-            left = deadline - time.monotonic()
             if not is_busy(exc):
                 raise
+            left = deadline - time.monotonic()
             if left <= 0:
                 raise StoreBusy(why(exc, timeout)) from None
             # Jitter keeps two waiting processes from retrying in lockstep.
@@ -106,10 +111,11 @@ def _is_file_locked(exc: duckdb.Error) -> bool:
     return isinstance(exc, duckdb.IOException) and _LOCK_HOLDER.search(str(exc)) is not None
 
 
-def _lock_holder(exc: duckdb.Error) -> str:
+def _lock_holder(message: str) -> str:
     """'PID 123 (rmforge annotate ...)' from DuckDB's lock error and the holder's /proc entry."""
-    match = _LOCK_HOLDER.search(str(exc))
-    assert match is not None  # only called for errors _is_file_locked accepted
+    match = _LOCK_HOLDER.search(message)
+    if match is None:
+        return "another process"
     pid, command = match["pid"], match["program"]
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
@@ -126,7 +132,7 @@ def _connect_file(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         lambda: duckdb.connect(str(path), read_only=read_only),
         _is_file_locked,
         lambda exc, timeout: (
-            f"{path} is locked by {_lock_holder(exc)}; waited {timeout:g} s "
+            f"{path} is locked by {_lock_holder(str(exc))}; waited {timeout:g} s "
             f"(set {LOCK_TIMEOUT_ENV} to wait longer)"
         ),
     )
@@ -154,7 +160,7 @@ def _extension_path(name: str) -> str:
         if path.exists():
             return str(path)
     package = "duckdb-extension-" + name.replace("_", "-")
-    raise RuntimeError(f"a ducklake store needs the {name} extension for duckdb {version}: "
+    raise StoreError(f"a ducklake store needs the {name} extension for duckdb {version}: "
                        f"pip install {package}=={duckdb.__version__}")
 
 
@@ -177,7 +183,7 @@ def _attach_lake(url: str, read_only: bool) -> duckdb.DuckDBPyConnection:
         con.execute(f"ATTACH {_sql_str(LAKE_PREFIX + catalog)} AS lake{suffix}")
     except duckdb.Error as exc:
         con.close()
-        raise RuntimeError(f"cannot open the lake {url}: {str(exc).splitlines()[0]}") from None
+        raise StoreError(f"cannot open the lake {url}: {str(exc).splitlines()[0]}") from None
     con.execute("USE lake")
     if not read_only:
         _create_lake_tables(con, url)
@@ -225,7 +231,6 @@ def _key_match(key: Sequence[str], left: str, right: str) -> str:
 class Store:
     def __init__(self, db: str | os.PathLike | None = None, *, read_only: bool = False) -> None:
         self.path = resolve_db_path(db)
-        self.read_only = read_only
         self.is_lake = isinstance(self.path, str)
         # Inside a lake transaction: what to replay if the commit loses to another writer.
         self._journal: list[Callable[[], Any]] | None = None
