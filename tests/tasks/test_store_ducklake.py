@@ -104,7 +104,7 @@ def test_a_lake_url_is_kept_as_given(monkeypatch):
     assert resolve_db_path(None) == url
 
 
-def test_lake_writes_are_idempotent_on_the_key_and_transactions_all_or_nothing(lake, tmp_path):
+def test_lake_writes_are_idempotent_on_the_key_and_transactions_all_or_nothing(lake):
     problem = make_problem()
     rollouts = [make_rollout(problem, f"answer {i}", index=i) for i in range(3)]
     with Store(lake) as store:
