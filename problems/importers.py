@@ -112,6 +112,8 @@ NumberedRow = tuple[int, Any]
 class InputFileError(ValueError):
     """The input file as a whole cannot be imported (a folder, empty, unreadable)."""
 
+    user_facing = True  # the CLI prints the message as one line
+
 
 def folio_problem(record: dict[str, Any], source: str) -> Problem:
     from problems.logic import logic_problem_from_record

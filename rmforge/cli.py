@@ -67,7 +67,8 @@ class OutputFormat(str, Enum):
     json = "json"
 
 
-DbOption = typer.Option(None, "--db", envvar="RMFORGE_DB", help="DuckDB file (default data/rmforge.duckdb).")
+DbOption = typer.Option(None, "--db", envvar="RMFORGE_DB",
+                        help="DuckDB file (default data/rmforge.duckdb) or ducklake:CATALOG;data=FOLDER.")
 ConfigOption = typer.Option(None, "--config", help="YAML/JSON PipelineConfig (see data/configs/).")
 JsonOption = typer.Option(False, "--json", help="Print the summary as JSON on stdout (nothing else).")
 
@@ -386,7 +387,9 @@ def _read_only_store(db: Optional[str]) -> Any:
     read the store's tables and nothing else (no COPY TO, read_csv, ATTACH, INSTALL)."""
     from tasks.store import Store
 
-    store = Store(_existing_db(db), read_only=True)
+    store = Store(db if _db(db).startswith("ducklake:") else _existing_db(db), read_only=True)
+    if store.is_lake and store.lake_data_path:  # the lake's own Parquet folder stays readable, nothing else
+        store.execute("SET allowed_directories = [?]", [store.lake_data_path])
     store.execute("SET enable_external_access = false")
     store.execute("SET lock_configuration = true")
     return store
@@ -669,4 +672,4 @@ def server_status() -> None:
 
 
 if __name__ == "__main__":
-    app()
+    main()

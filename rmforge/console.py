@@ -116,8 +116,15 @@ class RmforgeGroup(TyperGroup):
         except Exception as exc:
             if Settings.debug:
                 raise
-            print_error(f"{type(exc).__name__}: {exc} (rerun with `rmforge --debug ...` for the traceback)")
-            code = 1
+            # Errors raised below the CLI that speak to the user (a busy store, an input file
+            # that cannot be imported, an export folder that cannot be written) say so with
+            # `user_facing = True` and may carry their own exit code (75: busy, retry later).
+            if getattr(exc, "user_facing", False):
+                print_error(str(exc))
+                code = getattr(exc, "exit_code", 1)
+            else:
+                print_error(f"{type(exc).__name__}: {exc} (rerun with `rmforge --debug ...` for the traceback)")
+                code = 1
         if Settings.signal_received is not None:
             name = signal.Signals(Settings.signal_received).name
             typer.echo(f"cancelled by {name}; the run is marked cancelled in `runs`", err=True)

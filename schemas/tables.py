@@ -130,14 +130,17 @@ def arrow_schema(spec: TableSpec) -> pa.Schema:
     return pa.schema(fields)
 
 
-def create_table_sql(spec: TableSpec) -> str:
+def create_table_sql(spec: TableSpec, *, primary_key: bool = True) -> str:
+    """CREATE TABLE for one spec; primary_key=False for catalogs without key constraints (DuckLake)."""
     cols = []
     for name, info in spec.record.model_fields.items():
         _, sql_type = column_types(info.annotation)
         not_null = " NOT NULL" if name in spec.primary_key else ""
         cols.append(f'"{name}" {sql_type}{not_null}')
-    pk = ", ".join(f'"{c}"' for c in spec.primary_key)
-    return f"CREATE TABLE IF NOT EXISTS {spec.name} ({', '.join(cols)}, PRIMARY KEY ({pk}))"
+    if primary_key:
+        pk = ", ".join(f'"{c}"' for c in spec.primary_key)
+        cols.append(f"PRIMARY KEY ({pk})")
+    return f"CREATE TABLE IF NOT EXISTS {spec.name} ({', '.join(cols)})"
 
 
 def to_arrow(spec: TableSpec, rows: list[BaseModel]) -> pa.Table:

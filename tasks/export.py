@@ -60,6 +60,8 @@ _LEGACY_CARD_TITLE = "# rmforge export"
 class ExportError(RuntimeError):
     """An export that cannot be made, naming the path at fault when there is one."""
 
+    user_facing = True  # the CLI prints the message as one line
+
     def __init__(self, reason: str, path: str | os.PathLike | None = None) -> None:
         self.path = Path(path) if path is not None else None
         self.reason = reason

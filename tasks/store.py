@@ -1,15 +1,32 @@
-"""The DuckDB store: the only module that imports duckdb.
+"""The store: the only module that imports duckdb.
 
 Tables come from `schemas.tables`. Writes go through Arrow in bulk and are
 idempotent on each table's primary key, so a rerun or a resumed crash adds no
 duplicate rows. Open a Store per task (never share a connection across threads).
+
+Two backends behind one class:
+- a DuckDB file (the default): one writer process or any number of read-only
+  processes at a time. Opening a file that another process holds waits for it
+  (retrying with backoff, up to $RMFORGE_LOCK_TIMEOUT seconds), then raises
+  StoreBusy naming the holder. Every process opens per task and closes after,
+  so writers and readers take turns instead of failing.
+- a DuckLake, `ducklake:<catalog>[;data=<folder>]` (e.g.
+  `ducklake:postgres:dbname=lake host=db.local;data=/shared/lake/`): the catalog
+  in PostgreSQL, the data in Parquet files. Many processes write at once and
+  every query reads one committed snapshot.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import random
+import re
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -18,27 +35,224 @@ from pydantic import BaseModel
 from schemas.tables import TABLES, VIEWS, create_table_sql, to_arrow
 
 DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "rmforge.duckdb"
+LAKE_PREFIX = "ducklake:"
+LOCK_TIMEOUT_ENV = "RMFORGE_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT_S = 300.0
+# Short waits at first (a batch holds the file for milliseconds), capped so that a waiter does not
+# sleep through the gaps between another command's batches.
+_FIRST_BACKOFF_S = 0.01
+_MAX_BACKOFF_S = 0.2
+
+T = TypeVar("T")
 
 
-def resolve_db_path(db: str | os.PathLike | None = None) -> Path:
-    """--db, else $RMFORGE_DB, else data/rmforge.duckdb in the checkout."""
-    return Path(db or os.environ.get("RMFORGE_DB") or DEFAULT_DB)
+class StoreError(RuntimeError):
+    """The store cannot be opened or written as asked; the message is one line for the user."""
+
+    user_facing = True  # the CLI prints the message as one line
+    exit_code = 1
+
+
+class StoreBusy(StoreError):
+    """Another process kept the store (file lock, or conflicting lake commits) past the wait limit."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later
+
+
+def resolve_db_path(db: str | os.PathLike | None = None) -> Path | str:
+    """--db, else $RMFORGE_DB, else data/rmforge.duckdb in the checkout; a `ducklake:` URL stays a string."""
+    db = db or os.environ.get("RMFORGE_DB") or DEFAULT_DB
+    if isinstance(db, str) and db.startswith(LAKE_PREFIX):
+        return db
+    return Path(db)
+
+
+def lock_timeout() -> float:
+    """Seconds a command waits for a busy store ($RMFORGE_LOCK_TIMEOUT, default 300)."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV)
+    if raw is None or raw == "":
+        return DEFAULT_LOCK_TIMEOUT_S
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ValueError(f"{LOCK_TIMEOUT_ENV}={raw!r} is not a number of seconds") from None
+    if seconds < 0:
+        raise ValueError(f"{LOCK_TIMEOUT_ENV}={raw!r} must be >= 0")
+    return seconds
+
+
+def _retry_while_busy(
+    attempt: Callable[[], T], is_busy: Callable[[duckdb.Error], bool], why: Callable[[duckdb.Error, float], str]
+) -> T:
+    """Run `attempt` until it succeeds or raises a non-busy error; StoreBusy once the wait runs out."""
+    timeout = lock_timeout()
+    deadline = time.monotonic() + timeout
+    backoff = _FIRST_BACKOFF_S
+    while True:
+        try:
+            return attempt()
+        except duckdb.Error as exc:
+            if not is_busy(exc):
+                raise
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StoreBusy(why(exc, timeout)) from None
+            # Jitter keeps two waiting processes from retrying in lockstep.
+            time.sleep(min(left, random.uniform(backoff / 2, backoff)))
+            backoff = min(backoff * 2, _MAX_BACKOFF_S)
+
+
+def schema_sql(*, lake: bool) -> list[str]:
+    """The statements that create the store's tables (DuckLake has no primary-key constraints)
+    and its views."""
+    tables = [create_table_sql(spec, primary_key=not lake) for spec in TABLES.values()]
+    return tables + [f"CREATE OR REPLACE VIEW {name} AS {query}" for name, query in VIEWS.items()]
+
+
+# --- the DuckDB file ---------------------------------------------------------------------------
+
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
+
+
+def _is_file_locked(exc: duckdb.Error) -> bool:
+    return isinstance(exc, duckdb.IOException) and _LOCK_HOLDER.search(str(exc)) is not None
+
+
+def _lock_holder(message: str) -> str:
+    """'PID 123 (rmforge annotate ...)' from DuckDB's lock error and the holder's /proc entry."""
+    match = _LOCK_HOLDER.search(message)
+    if match is None:
+        return "another process"
+    pid, command = match["pid"], match["program"]
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        command = " ".join(" ".join(argv).split()) or command  # one line, even for `python -c` scripts
+    except OSError:  # gone already, or another machine's process on a shared disk
+        pass
+    if len(command) > 200:
+        command = command[:197] + "..."
+    return f"PID {pid} ({command})"
+
+
+def _connect_file(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    return _retry_while_busy(
+        lambda: duckdb.connect(str(path), read_only=read_only),
+        _is_file_locked,
+        lambda exc, timeout: (
+            f"{path} is locked by {_lock_holder(str(exc))}; waited {timeout:g} s "
+            f"(set {LOCK_TIMEOUT_ENV} to wait longer)"
+        ),
+    )
+
+
+# --- DuckLake ----------------------------------------------------------------------------------
+
+# Every lake write transaction bumps this one row first. DuckLake has no primary keys and lets
+# two transactions that only insert commit side by side, so two writers of the same key would
+# both insert it; touching a shared row makes their commits conflict instead, and the loser
+# replays its writes on the new snapshot, where the winner's rows are visible.
+_WRITE_TURN_TABLE = "rmforge_write_turns"
+# One attached lake per (url, mode) per process: loading the extensions and attaching the
+# catalog costs about a second, a cursor on it next to nothing.
+_lakes: dict[tuple[str, bool, int], duckdb.DuckDBPyConnection] = {}
+_lakes_lock = threading.Lock()
+
+
+def _extension_path(name: str) -> str:
+    """The extension file shipped by PyPI's duckdb-extension-NAME (DuckDB's own INSTALL needs the network)."""
+    spec = importlib.util.find_spec(f"duckdb_extension_{name}")
+    version = f"v{duckdb.__version__}"
+    if spec is not None and spec.submodule_search_locations:
+        path = Path(spec.submodule_search_locations[0]) / "extensions" / version / f"{name}.duckdb_extension"
+        if path.exists():
+            return str(path)
+    package = "duckdb-extension-" + name.replace("_", "-")
+    raise StoreError(f"a ducklake store needs the {name} extension for duckdb {version}: "
+                       f"pip install {package}=={duckdb.__version__}")
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _attach_lake(url: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Load the extensions, attach the lake as `lake` and, for writing, create what is missing."""
+    catalog, _, data_path = url[len(LAKE_PREFIX):].partition(";data=")
+    con = duckdb.connect()
+    con.execute(f"LOAD {_sql_str(_extension_path('ducklake'))}")
+    if catalog.startswith("postgres:"):
+        con.execute(f"LOAD {_sql_str(_extension_path('postgres_scanner'))}")
+    options = [f"DATA_PATH {_sql_str(data_path)}"] if data_path else []
+    if read_only:
+        options.append("READ_ONLY")
+    suffix = f" ({', '.join(options)})" if options else ""
+    try:
+        con.execute(f"ATTACH {_sql_str(LAKE_PREFIX + catalog)} AS lake{suffix}")
+    except duckdb.Error as exc:
+        con.close()
+        raise StoreError(f"cannot open the lake {url}: {str(exc).splitlines()[0]}") from None
+    con.execute("USE lake")
+    if not read_only:
+        _create_lake_tables(con, url)
+    return con
+
+
+def _create_lake_tables(con: duckdb.DuckDBPyConnection, url: str) -> None:
+    """Several workers may create the tables at once: the losers' commits conflict and retry."""
+    statements = schema_sql(lake=True) + [
+        f"CREATE TABLE IF NOT EXISTS {_WRITE_TURN_TABLE} (commits BIGINT NOT NULL)",
+        f"INSERT INTO {_WRITE_TURN_TABLE} SELECT 0 WHERE NOT EXISTS (FROM {_WRITE_TURN_TABLE})",
+    ]
+
+    def attempt() -> None:
+        con.execute("BEGIN TRANSACTION")
+        for statement in statements:
+            con.execute(statement)
+        con.execute("COMMIT")  # a conflict ends the transaction here; the retry starts a new one
+
+    _retry_while_busy(attempt, _is_lake_conflict,
+                      lambda exc, timeout: f"{url}: could not create the tables in {timeout:g} s: {exc}")
+
+
+def _lake_cursor(url: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    key = (url, read_only, os.getpid())  # a forked child must not reuse its parent's connection
+    with _lakes_lock:
+        if key not in _lakes:
+            _lakes[key] = _attach_lake(url, read_only)
+        cursor = _lakes[key].cursor()
+    cursor.execute("USE lake")
+    return cursor
+
+
+def _is_lake_conflict(exc: duckdb.Error) -> bool:
+    return "Transaction conflict" in str(exc)
+
+
+def _key_match(key: Sequence[str], left: str, right: str) -> str:
+    return " AND ".join(f'{left}."{c}" = {right}."{c}"' for c in key)
+
+
+# --- the store ---------------------------------------------------------------------------------
 
 
 class Store:
     def __init__(self, db: str | os.PathLike | None = None, *, read_only: bool = False) -> None:
         self.path = resolve_db_path(db)
-        if read_only:
+        self.is_lake = isinstance(self.path, str)
+        # Inside a lake transaction: what to replay if the commit loses to another writer.
+        self._journal: list[Callable[[], Any]] | None = None
+        if self.is_lake:
+            self.con = _lake_cursor(self.path, read_only)
+            self.lake_data_path = self.path.partition(";data=")[2] or None
+        elif read_only:
             if not self.path.exists():
                 raise FileNotFoundError(f"no rmforge database at {self.path} (run `rmforge run` first)")
-            self.con = duckdb.connect(str(self.path), read_only=True)
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = duckdb.connect(str(self.path))
-        for spec in TABLES.values():
-            self.execute(create_table_sql(spec))
-        for name, query in VIEWS.items():
-            self.execute(f"CREATE OR REPLACE VIEW {name} AS {query}")
+            self.con = _connect_file(self.path, read_only=True)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.con = _connect_file(self.path, read_only=False)
+            for statement in schema_sql(lake=False):
+                self.execute(statement)
 
     def __enter__(self) -> "Store":
         return self
@@ -47,17 +261,54 @@ class Store:
         self.close()
 
     def close(self) -> None:
+        """Close; an open transaction is rolled back."""
+        self._journal = None
         self.con.close()
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         """Run a statement and drain its result (DuckDB keeps a connection busy until then)."""
-        return self.con.execute(sql, params or []).fetchall()
+        return self._journaled(lambda: self.con.execute(sql, params or []).fetchall())
+
+    def _journaled(self, step: Callable[[], T]) -> T:
+        if self._journal is not None:
+            self._journal.append(step)
+        return step()
 
     def begin(self) -> None:
-        self.execute("BEGIN TRANSACTION")
+        self.con.execute("BEGIN TRANSACTION")
+        if self.is_lake:
+            self._journal = []
+            self._take_write_turn()
+
+    def _take_write_turn(self) -> None:
+        self.con.execute(f"UPDATE {_WRITE_TURN_TABLE} SET commits = commits + 1")
 
     def commit(self) -> None:
-        self.execute("COMMIT")
+        """Commit; in a lake, a commit that conflicts with another writer is replayed until it lands."""
+        if not self.is_lake:
+            self.con.execute("COMMIT")
+            return
+        journal, self._journal = self._journal or [], None
+        replaying = False
+
+        def attempt() -> None:
+            nonlocal replaying
+            if replaying:  # the failed COMMIT ended the transaction: redo it on the newest snapshot
+                self.con.execute("BEGIN TRANSACTION")
+                self._take_write_turn()
+                for step in journal:
+                    step()
+            replaying = True
+            self.con.execute("COMMIT")
+
+        _retry_while_busy(
+            attempt,
+            _is_lake_conflict,
+            lambda exc, timeout: (
+                f"{self.path}: commits kept conflicting with other writers for {timeout:g} s "
+                f"(set {LOCK_TIMEOUT_ENV} to wait longer): {str(exc).splitlines()[-1]}"
+            ),
+        )
 
     # writes
     def write(
@@ -73,14 +324,34 @@ class Store:
         if arrow.num_rows == 0:
             return 0
         arrow = _dedupe_on_key(arrow, spec.primary_key)
+        if not self.is_lake:
+            return self._write_file(table, arrow, on_conflict)
+        if self._journal is None:  # one write, one transaction
+            self.begin()
+            written = self.write(table, arrow, on_conflict=on_conflict)
+            self.commit()
+            return written
+        return self._journaled(lambda: self._write_lake(table, arrow, on_conflict))
+
+    def _write_file(self, table: str, arrow: pa.Table, on_conflict: str) -> int:
         before = self.count(table)
         verb = "INSERT OR IGNORE" if on_conflict == "ignore" else "INSERT OR REPLACE"
-        self.con.register("_incoming", arrow)
-        try:
+        with _registered(self.con, "_incoming", arrow):
             self.execute(f"{verb} INTO {table} BY NAME SELECT * FROM _incoming")
-        finally:
-            self.con.unregister("_incoming")
         return self.count(table) - before if on_conflict == "ignore" else arrow.num_rows
+
+    def _write_lake(self, table: str, arrow: pa.Table, on_conflict: str) -> int:
+        """DuckLake has no key constraints: the key check is an anti-join (ignore) or delete+insert."""
+        key = TABLES[table].primary_key
+        with _registered(self.con, "_incoming", arrow):
+            if on_conflict == "replace":
+                self.con.execute(f"DELETE FROM {table} t USING _incoming i WHERE {_key_match(key, 't', 'i')}")
+                self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming").fetchall()
+                return arrow.num_rows
+            return self.con.execute(
+                f"INSERT INTO {table} BY NAME SELECT * FROM _incoming i "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {_key_match(key, 't', 'i')})"
+            ).fetchall()[0][0]
 
     # reads
     def count(self, table: str) -> int:
@@ -105,6 +376,16 @@ class Store:
     def export_jsonl(self, sql: str, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.execute(f"COPY ({sql}) TO '{_sql_path(path)}' (FORMAT JSON)")
+
+
+@contextmanager
+def _registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[None]:
+    """`table` visible to SQL as `name` for the duration of the block."""
+    con.register(name, table)
+    try:
+        yield
+    finally:
+        con.unregister(name)
 
 
 def _sql_path(path: Path) -> str:

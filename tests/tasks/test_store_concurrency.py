@@ -1,0 +1,142 @@
+"""Two rmforge commands on one DuckDB file at once: both succeed and the tables equal a sequential run's.
+
+Real processes through the CLI, on imported rollouts with the `answer` and `z3_arith` annotators
+(no LLM), in batches of 3 so that every command opens and closes the store many times.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from schemas.tables import TABLES
+from tasks.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+ANNOTATE = ["annotate", "--annotator", "answer,z3_arith", "--batch-size", "3"]
+VOLATILE = {"run_id", "created_at", "labeled_at", "started_at", "finished_at"}
+
+
+@pytest.fixture(scope="module")
+def cli_env(prefect_harness):
+    """Subprocesses share the test session's Prefect server instead of each starting one."""
+    from prefect.settings import PREFECT_API_URL
+
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": PREFECT_API_URL.value()}
+
+
+def start(cli_env, args, db, log):
+    out = open(log, "w")
+    return subprocess.Popen([sys.executable, "-m", "rmforge.cli", *args, "--db", str(db)],
+                            stdout=out, stderr=subprocess.STDOUT, env=cli_env)
+
+
+def finish(process, log):
+    assert process.wait(timeout=900) == 0, Path(log).read_text()[-3000:]
+
+
+def run(cli_env, args, db, log):
+    finish(start(cli_env, args, db, log), log)
+
+
+def write_rollouts(path, n_problems=8):
+    rows = []
+    for p in range(n_problems):
+        a, b = p + 2, p + 5
+        question = f"Sam has {a} pens and buys {b} more. How many pens?"
+        for model, shown in (("m1", a + b), ("m2", a + b + 1), ("m3", a + b)):
+            response = f"Step 1: {a} + {b} = {shown}\nStep 2: So Sam has {shown} pens.\nThe answer is \\boxed{{{shown}}}"
+            rows.append({"problem_id": f"pens-{p}", "question": question, "gold_answer": str(a + b),
+                         "response": response + " " * (model == "m3"), "model": model})
+    rows.append({"problem_id": "broken", "question": "Q"})  # quarantined
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("concurrency")
+
+
+@pytest.fixture(scope="module")
+def imported(cli_env, work):
+    """Rollouts imported and split, not annotated: each test starts from a copy."""
+    write_rollouts(work / "rollouts.jsonl")
+    run(cli_env, ["import", "rollouts", str(work / "rollouts.jsonl")], work / "imported.duckdb", work / "import.log")
+    return work / "imported.duckdb"
+
+
+@pytest.fixture(scope="module")
+def reference(cli_env, work, imported):
+    """The same import, annotated by one command alone."""
+    db = work / "reference.duckdb"
+    shutil.copy(imported, db)
+    run(cli_env, ANNOTATE, db, work / "reference.log")
+    return content(db)
+
+
+def content(db):
+    """Every table's rows without run ids and timestamps, sorted; the runs table is compared apart."""
+    tables = {}
+    with Store(db, read_only=True) as store:
+        for name, spec in TABLES.items():
+            if name == "runs":
+                continue
+            columns = ", ".join(f'"{c}"' for c in spec.columns if c not in VOLATILE)
+            tables[name] = sorted(map(repr, store.execute(f"SELECT {columns} FROM {name}")))
+    return tables
+
+
+def runs(db, flow):
+    with Store(db, read_only=True) as store:
+        return store.rows("SELECT status, started_at, finished_at FROM runs WHERE flow = ? ORDER BY started_at", [flow])
+
+
+def assert_overlapped(first, second):
+    assert first["status"] == second["status"] == "completed"
+    assert second["started_at"] < first["finished_at"], "the two commands did not run at the same time"
+
+
+def test_two_annotates_at_once(cli_env, work, imported, reference):
+    db = work / "annotate-twice.duckdb"
+    shutil.copy(imported, db)
+    logs = [work / "annotate-a.log", work / "annotate-b.log"]
+    processes = [start(cli_env, ANNOTATE, db, log) for log in logs]
+    for process, log in zip(processes, logs):
+        finish(process, log)
+    assert_overlapped(*runs(db, "annotate"))
+    assert content(db) == reference
+    assert len(reference["step_labels"]) > 0 and len(reference["outcome_labels"]) > 0
+
+
+def test_two_imports_at_once(cli_env, work, imported):
+    db = work / "import-twice.duckdb"
+    logs = [work / "import-a.log", work / "import-b.log"]
+    processes = [start(cli_env, ["import", "rollouts", str(work / "rollouts.jsonl")], db, log) for log in logs]
+    for process, log in zip(processes, logs):
+        finish(process, log)
+    assert_overlapped(*runs(db, "import-rollouts"))
+    assert content(db) == content(imported)
+
+
+def test_sql_in_a_loop_during_annotate(cli_env, work, imported, reference):
+    db = work / "annotate-read.duckdb"
+    shutil.copy(imported, db)
+    annotate = start(cli_env, ANNOTATE, db, work / "annotate-read.log")
+    query = "SELECT (SELECT count(*) FROM step_labels) + (SELECT count(*) FROM outcome_labels) AS labels"
+    seen = []
+    while annotate.poll() is None:
+        result = subprocess.run([sys.executable, "-m", "rmforge.cli", "sql", query, "--db", str(db), "--format", "csv"],
+                                capture_output=True, text=True, env=cli_env, timeout=600)
+        assert result.returncode == 0, result.stderr
+        seen.append(int(result.stdout.splitlines()[1]))
+        time.sleep(0.1)
+    finish(annotate, work / "annotate-read.log")
+    assert content(db) == reference
+    total = len(reference["step_labels"]) + len(reference["outcome_labels"])
+    assert seen == sorted(seen) and all(0 <= n <= total for n in seen)
+    assert any(0 < n < total for n in seen), f"no read landed while annotate was writing: {seen}"

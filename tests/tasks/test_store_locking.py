@@ -1,0 +1,113 @@
+"""Waiting for a DuckDB file that another process holds, and the one-line error when it stays held."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tasks.store import LOCK_TIMEOUT_ENV, Store, StoreBusy, lock_timeout
+from tests.builders import make_problem
+
+ROOT = Path(__file__).resolve().parents[2]
+# argv[1]: database, argv[2]: rw | ro, argv[3]: seconds to hold it. The first line marks the command line.
+HOLDER = (
+    "# store-holder-marker\n"
+    "import sys, time\n"
+    "from tasks.store import Store\n"
+    "store = Store(sys.argv[1], read_only=sys.argv[2] == 'ro')\n"
+    "print('held', flush=True)\n"
+    "time.sleep(float(sys.argv[3]))\n"
+    "store.close()\n"
+)
+
+
+def env(**extra):
+    return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+
+
+def hold(db, mode, seconds):
+    """A separate process that opens the store and keeps it open."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, db, mode, str(seconds)],
+                              stdout=subprocess.PIPE, text=True, env=env())
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+@pytest.fixture()
+def created(db):
+    with Store(db) as store:
+        store.write("problems", [make_problem()])
+    return db
+
+
+@pytest.mark.parametrize(("holder_mode", "read_only"), [("rw", False), ("rw", True), ("ro", False)])
+def test_an_opener_waits_for_the_holder_then_proceeds(created, holder_mode, read_only):
+    holder = hold(created, holder_mode, 1.5)
+    try:
+        started = time.monotonic()
+        with Store(created, read_only=read_only) as store:
+            waited = time.monotonic() - started
+            assert store.count("problems") == 1
+    finally:
+        holder.wait(timeout=30)
+    assert waited >= 0.5  # it really was locked out, and got in once the holder let go
+
+
+def test_readers_share_the_file(created):
+    holder = hold(created, "ro", 5)
+    try:
+        started = time.monotonic()
+        with Store(created, read_only=True) as store:
+            assert store.count("problems") == 1
+        assert time.monotonic() - started < 3
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_store_held_past_the_limit_names_the_holder(created, monkeypatch, read_only):
+    monkeypatch.setenv(LOCK_TIMEOUT_ENV, "0.5")
+    holder = hold(created, "rw", 60)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreBusy) as caught:
+            Store(created, read_only=read_only)
+        assert 0.5 <= time.monotonic() - started < 10
+    finally:
+        holder.kill()
+        holder.wait()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"PID {holder.pid} " in message and "store-holder-marker" in message
+    assert created in message and LOCK_TIMEOUT_ENV in message
+
+
+def test_cli_prints_a_busy_store_as_one_line(created):
+    holder = hold(created, "rw", 60)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "rmforge.cli", "sql", "SELECT count(*) FROM problems", "--db", created],
+            capture_output=True, text=True, env=env(**{LOCK_TIMEOUT_ENV: "1"}), timeout=120,
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 75, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and f"PID {holder.pid} " in lines[0] and "store-holder-marker" in lines[0], lines
+
+
+def test_lock_timeout_setting(monkeypatch):
+    monkeypatch.delenv(LOCK_TIMEOUT_ENV, raising=False)
+    assert lock_timeout() == 300
+    monkeypatch.setenv(LOCK_TIMEOUT_ENV, "2.5")
+    assert lock_timeout() == 2.5
+    for bad in ("soon", "-1"):
+        monkeypatch.setenv(LOCK_TIMEOUT_ENV, bad)
+        with pytest.raises(ValueError, match=LOCK_TIMEOUT_ENV):
+            lock_timeout()
