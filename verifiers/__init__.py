@@ -1,0 +1,1 @@
+"""Checker libraries the annotators wrap: pure functions, no Prefect, no I/O."""
