@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 
 from flows import chunks
 from schemas.config import GeneratorConfig
-from tasks.annotate import annotate_batch, check_annotator, pending_rollout_ids
+from tasks.annotate import annotate_batch, check_annotator, make_annotator, pending_rollout_ids
 from tasks.runs import Progress, publish_report, record_run_end, mark_run_failed, record_run_start
 
 
@@ -26,16 +26,17 @@ def annotate(
     run_id = record_run_start(db, "annotate", {"annotators": annotators, "options": options})
     summary: dict[str, Any] = {}
     for name in annotators:
-        unavailable = check_annotator(name, options.get(name), generator)
+        annotator = make_annotator(name, options.get(name), generator)  # once per flow run
+        unavailable = check_annotator(annotator)
         if unavailable:
             logger.warning("annotator %s is unavailable here: %s", name, unavailable)
             summary[name] = {"status": "unavailable", "reason": unavailable}
             continue
-        pending = pending_rollout_ids(db, name, options.get(name), generator)
+        pending = pending_rollout_ids(db, annotator)
         progress = Progress(f"{name}: labelling {len(pending)} rollouts")
         written: dict[str, int] = {"rollouts": len(pending)}
         for done, batch in enumerate(chunks(pending, batch_size), start=1):
-            for table, rows in annotate_batch(db, name, options.get(name), generator, batch, run_id).items():
+            for table, rows in annotate_batch(db, annotator, batch, run_id).items():
                 written[table] = written.get(table, 0) + rows
             progress.update(min(done * batch_size, len(pending)), len(pending))
         logger.info("%s: %s", name, written)
