@@ -27,9 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # Provenance that differs between any two runs by design.
 VOLATILE = {"run_id", "created_at", "labeled_at", "started_at", "finished_at", "summary", "config"}
 DERIVED = ("step_consensus", "rollout_curation", "preference_pairs", "process_examples")
-# Kill points: after the K-th write/commit of a stage. import:2 is "rollouts written,
-# steps not split yet"; annotate:14 and curate:2 fall inside a transaction.
-KILL_POINTS = ["import:2", "annotate:14", "curate:2", "curate:5"]
+# Kill points: after the K-th write/commit of a stage (each stage writes its run row first).
+# import:4: rollouts and quarantine written, steps not split yet; annotate:14: inside the
+# third label transaction; curate:2: inside the consensus rebuild; curate:5: deduplication
+# committed, datasets not rebuilt.
+KILL_POINTS = ["import:4", "annotate:14", "curate:2", "curate:5"]
 
 
 def write_rollouts(path: Path, n_problems: int = 6) -> None:
