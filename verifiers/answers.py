@@ -374,7 +374,11 @@ def compare_with_math_verify(
     return "incorrect", "not equivalent to gold"
 
 
-_MATH_VERIFY = BoundedPool("verifiers.answers:compare_with_math_verify", memory_mb=WORKER_MEMORY_MB)
+_MATH_VERIFY = BoundedPool(
+    "verifiers.answers:compare_with_math_verify",
+    memory_mb=WORKER_MEMORY_MB,
+    warm_up=("\\frac{1}{2}", False, "0.5", True),  # imports sympy and the LaTeX parser
+)
 
 
 @lru_cache(maxsize=65536)

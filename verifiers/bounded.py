@@ -39,10 +39,10 @@ class CheckFailed(Exception):
 
 
 class _Worker:
-    def __init__(self, target: str, memory_mb: int) -> None:
+    def __init__(self, target: str, memory_mb: int, warm_up: list[Any]) -> None:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "verifiers.bounded", target, str(memory_mb)],
+            [sys.executable, "-m", "verifiers.bounded", target, str(memory_mb), json.dumps(warm_up)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -105,9 +105,14 @@ class _Worker:
 class BoundedPool:
     """Idle workers for one `module:function`, at most `size` of them kept alive."""
 
-    def __init__(self, target: str, *, memory_mb: int = 2048, size: int | None = None) -> None:
+    def __init__(
+        self, target: str, *, memory_mb: int = 2048, size: int | None = None, warm_up: tuple[Any, ...] = ()
+    ) -> None:
+        """`warm_up`: arguments of one call made before the worker reports ready, so lazy
+        imports and first-use setup never count against a real call's time limit."""
         self.target = target
         self.memory_mb = memory_mb
+        self.warm_up = list(warm_up)
         self.size = size or max(1, os.cpu_count() or 1)
         self._idle: list[_Worker] = []
         self._lock = threading.Lock()
@@ -117,7 +122,7 @@ class BoundedPool:
         with self._lock:
             worker = self._idle.pop() if self._idle else None
         if worker is None or not worker.alive():
-            worker = _Worker(self.target, self.memory_mb)
+            worker = _Worker(self.target, self.memory_mb, self.warm_up)
         try:
             return worker.call(list(args), timeout_s)
         finally:
@@ -151,12 +156,14 @@ def _die_with_parent() -> None:
         pass  # not Linux: the per-call CPU limit still stops an orphan
 
 
-def _serve(target: str, memory_mb: int) -> None:
+def _serve(target: str, memory_mb: int, warm_up: list[Any]) -> None:
     import resource
 
     _die_with_parent()
     module_name, function_name = target.split(":")
     function = getattr(importlib.import_module(module_name), function_name)
+    if warm_up:
+        function(*warm_up)
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     # Protocol on a private copy of stdout; library prints go to stderr (discarded).
@@ -177,4 +184,4 @@ def _serve(target: str, memory_mb: int) -> None:
 
 
 if __name__ == "__main__":
-    _serve(sys.argv[1], int(sys.argv[2]))
+    _serve(sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]))
