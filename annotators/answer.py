@@ -6,7 +6,7 @@ bound) lives in `verifiers.answers`; see its docstring for verdicts and bounds.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from pydantic import Field
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.soak import cpu_flags, cpu_name  # noqa: E402
-from verifiers import answers  # noqa: E402
+from bench.soak import cpu_flags, cpu_name
+from verifiers import answers
 
 N = 300
 REPORT = Path(__file__).parent / "reports" / "answer_checker.md"
@@ -54,15 +54,15 @@ def main() -> None:
     lines = [
         "# Final-answer checker: cost of the bounds",
         "",
-        f"`PYTHONPATH=. .venv/bin/python bench/answer_checker.py` on {cpu_name()} ({os.cpu_count()} cores; "
-        f"SIMD: {cpu_flags()}), shared machine, load average {load:.1f} at the start.",
+        (f"`PYTHONPATH=. .venv/bin/python bench/answer_checker.py` on {cpu_name()} ({os.cpu_count()} cores; "
+         f"SIMD: {cpu_flags()}), shared machine, load average {load:.1f} at the start."),
         "",
         "| call | ms per call |",
         "|---|---:|",
         *(f"| {name} | {ms:.2f} |" for name, ms in rows.items()),
         "",
-        f"A `9^{{9^{{9^9}}}}` answer with `timeout_s=1`: {timeout_wall:.2f} s wall (killed at the deadline), "
-        f"then the next symbolic call starts a fresh worker: {restart:.2f} s.",
+        (f"A `9^{{9^{{9^9}}}}` answer with `timeout_s=1`: {timeout_wall:.2f} s wall (killed at the deadline), "
+         f"then the next symbolic call starts a fresh worker: {restart:.2f} s."),
         "",
         "The worker adds the round trip over the in-process call; plain numbers (most GSM8K answers,",
         "the Monte Carlo hot path) never reach it.",

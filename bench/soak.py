@@ -262,11 +262,11 @@ def write_report(result: dict, path: Path) -> None:
     lines = [
         "# Soak: import and annotate at volume",
         "",
-        f"`PYTHONPATH=. .venv/bin/python bench/soak.py {n}` on {cpu_name()} "
-        f"({os.cpu_count()} cores; SIMD: {cpu_flags()}), shared with other jobs: load average "
-        f"{result['load'][0][0]:.1f} at the start, {result['load'][1][0]:.1f} at the end.",
-        f"{n:,} synthetic GSM8K-style rollouts, imported in files of {IMPORT_CHUNK:,} rows and labelled "
-        f"in batches of {BATCH:,} (task functions, no Prefect server).",
+        (f"`PYTHONPATH=. .venv/bin/python bench/soak.py {n}` on {cpu_name()} "
+         f"({os.cpu_count()} cores; SIMD: {cpu_flags()}), shared with other jobs: load average "
+         f"{result['load'][0][0]:.1f} at the start, {result['load'][1][0]:.1f} at the end."),
+        (f"{n:,} synthetic GSM8K-style rollouts, imported in files of {IMPORT_CHUNK:,} rows and labelled "
+         f"in batches of {BATCH:,} (task functions, no Prefect server)."),
         "",
         "| stage | wall s | rollouts/s | batch s (first / median / last) | peak RSS MiB | max RSS MiB per quarter |",
         "|---|---:|---:|---|---:|---|",
@@ -282,8 +282,8 @@ def write_report(result: dict, path: Path) -> None:
         lines.append(f"| {stage} | {seconds:,.1f} | {rate} | {batch} | {peak} | {quartiles(points)} |")
     lines += [
         "",
-        f"Store size afterwards: {result['store_bytes'] / 2**20:,.0f} MiB "
-        f"({result['store_bytes'] / n:,.0f} bytes per rollout).",
+        (f"Store size afterwards: {result['store_bytes'] / 2**20:,.0f} MiB "
+         f"({result['store_bytes'] / n:,.0f} bytes per rollout)."),
         "",
         "RSS counts this process and its checker workers. It must not grow with the input: the per-quarter",
         "maxima of each stage should be flat. The one O(N) structure is the list of pending rollout ids",

@@ -98,16 +98,19 @@ def annotate_items(annotator: Annotator, items: list[AnnotationInput], run_id: s
     except GenerationError:
         raise
     except Exception:  # noqa: BLE001  # narrowed to the failing item below
-        pass
-    output = AnnotationOutput()
-    for item in items:
-        try:
-            output.extend(annotator.annotate([item], run_id))
-        except GenerationError:
-            raise
-        except Exception as error:  # noqa: BLE001  # this rollout's labels become unknown
-            output.extend(failed_item_output(annotator, item, error, run_id))
-    return output
+        output = AnnotationOutput()
+        for item in items:
+            output.extend(annotate_one(annotator, item, run_id))
+        return output
+
+
+def annotate_one(annotator: Annotator, item: AnnotationInput, run_id: str) -> AnnotationOutput:
+    try:
+        return annotator.annotate([item], run_id)
+    except GenerationError:
+        raise
+    except Exception as error:  # noqa: BLE001  # this rollout's labels become unknown
+        return failed_item_output(annotator, item, error, run_id)
 
 
 @task(name="annotate-batch", cache_policy=NO_CACHE)

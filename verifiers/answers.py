@@ -82,10 +82,10 @@ _LINE_RE = re.compile(
 )
 # "... the answer is correct." is commentary, not an answer: skip phrase captures
 # that open with one of these words so an earlier real answer still wins.
-_NOT_AN_ANSWER = frozenset(
-    "correct incorrect right wrong reasonable consistent valid indeed clearly below above "
-    "following that as given in to not probably likely".split()
-)
+_NOT_AN_ANSWER = frozenset([
+    "correct", "incorrect", "right", "wrong", "reasonable", "consistent", "valid", "indeed", "clearly",
+    "below", "above", "following", "that", "as", "given", "in", "to", "not", "probably", "likely",
+])
 _SENTENCE_END_RE = re.compile(r"[.!?;](?=\s|$)")
 _UNESCAPED_DOLLAR_RE = re.compile(r"(?<!\\)\$")
 

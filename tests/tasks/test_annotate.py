@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 import pytest
 
 from annotators.base import AnnotationInput, AnnotationOutput, Annotator, Evidence
 from generators.base import GenerationError
 from schemas.config import GeneratorConfig, StepSplitConfig
-from tasks.annotate import annotate_batch, annotate_items, make_annotator, pending_rollout_ids
+from tasks.annotate import (
+    annotate_batch,
+    annotate_items,
+    make_annotator,
+    pending_rollout_ids,
+)
 from tasks.rollouts import import_rollouts
 from tasks.steps import split_rollout_steps
 from tasks.store import Store

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-import verifiers.answers as answers
+from verifiers import answers
 from verifiers.answers import GradeResult, extract_final_answer, grade_response
 from verifiers.bounded import BoundedPool, CheckFailed, CheckTimeout
 
@@ -332,8 +332,9 @@ def test_answer_beyond_the_scan_window_is_unknown() -> None:
 )
 def test_extraction_is_linear_on_adversarial_text(text: str) -> None:
     start = time.monotonic()
-    grade_response(text, "7")
+    extract_final_answer(text)
     assert time.monotonic() - start < 5  # quadratic: minutes
+    assert grade_response(text, "7").verdict in {"incorrect", "unknown"}  # and no crash
 
 
 # ------------------------------------------------------------------ bounded worker
