@@ -15,7 +15,7 @@ from typing import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from annotators.answer import GradeResult, grade_response
+from verifiers.answers import GradeResult, grade_response
 from annotators.base import AnnotationInput
 from generators.base import PROMPT_TOO_LONG, Completion, Generator
 from generators.prompts import solution_request

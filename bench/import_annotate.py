@@ -50,7 +50,7 @@ def main() -> None:
     from flows.annotate import annotate
     from flows.import_rollouts import import_rollouts as import_flow
     from schemas.config import GeneratorConfig, StepSplitConfig
-    from tasks.annotate import annotate_batch, pending_rollout_ids
+    from tasks.annotate import annotate_batch, make_annotator, pending_rollout_ids
     from tasks.rollouts import import_rollouts
     from tasks.steps import split_rollout_steps
 
@@ -66,9 +66,10 @@ def main() -> None:
     timings["import + split (tasks)"] = time.perf_counter() - t0
     for name in ANNOTATORS:
         t0 = time.perf_counter()
-        pending = pending_rollout_ids.fn(db, name, None, GeneratorConfig())
+        annotator = make_annotator(name, None, GeneratorConfig())
+        pending = pending_rollout_ids.fn(db, annotator)
         for start in range(0, len(pending), 1000):
-            annotate_batch.fn(db, name, None, GeneratorConfig(), pending[start:start + 1000], "bench")
+            annotate_batch.fn(db, annotator, pending[start:start + 1000], "bench")
         timings[f"annotate {name} (task)"] = time.perf_counter() - t0
 
     flow_db = str(workdir / "flows.duckdb")

@@ -83,7 +83,10 @@ class OpenAIServerGenerator(Generator):
                 return None
             if response.status_code >= 400:
                 raise GenerationError(f"HTTP {response.status_code}: {response.text[:500]}")
-            return response.json()
+            try:
+                return response.json()
+            except ValueError:  # a proxy's HTML error page, a cut body: retried like a 502
+                last_error = f"reply is not JSON: {response.text[:200]!r}"
         raise GenerationError(
             f"{self.config.base_url}: no answer after {self.config.max_retries + 1} tries ({last_error})"
         )
@@ -92,21 +95,7 @@ class OpenAIServerGenerator(Generator):
         body = self._post(self._payload(request, sampling))
         if body is None:
             return [Completion(text="", num_tokens=0, finish_reason=PROMPT_TOO_LONG)] * sampling.n
-        choices = sorted(body.get("choices", []), key=lambda c: c.get("index", 0))
-        if len(choices) != sampling.n:
-            raise GenerationError(f"server returned {len(choices)} choices, asked for {sampling.n}")
-        usage = body.get("usage") or {}
-        per_choice_tokens = (
-            usage["completion_tokens"] // sampling.n if "completion_tokens" in usage else None
-        )
-        return [
-            Completion(
-                text=(choice.get("message") or {}).get("content") or "",
-                num_tokens=per_choice_tokens,
-                finish_reason=choice.get("finish_reason"),
-            )
-            for choice in choices
-        ]
+        return _completions(body, sampling.n, self.config.base_url or "")
 
     def generate(
         self, requests: Sequence[GenerationRequest], sampling: SamplingConfig
@@ -130,3 +119,33 @@ class OpenAIServerGenerator(Generator):
 
     def close(self) -> None:
         self._client.close()
+
+
+def _completions(body: Any, n: int, server: str) -> list[Completion]:
+    """The `n` completions of a chat reply; GenerationError naming what is malformed.
+
+    A reply without a usable message never becomes an empty completion: graded, that
+    would be a silent "incorrect".
+    """
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if not isinstance(choices, list):
+        raise GenerationError(f"{server}: malformed reply, no `choices` list: {str(body)[:200]}")
+    if len(choices) != n:
+        raise GenerationError(f"{server}: server returned {len(choices)} choices, asked for {n}")
+    def index(choice: Any) -> int:
+        value = choice.get("index") if isinstance(choice, dict) else None
+        return value if isinstance(value, int) else 0
+
+    completions = []
+    for position, choice in enumerate(sorted(choices, key=index)):
+        message = choice.get("message") if isinstance(choice, dict) else None
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, str):
+            raise GenerationError(f"{server}: malformed reply, choice {position} has no message content")
+        completions.append((content, choice.get("finish_reason")))
+    usage = body.get("usage")
+    tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    per_choice_tokens = tokens // n if isinstance(tokens, int) else None
+    return [
+        Completion(text=text, num_tokens=per_choice_tokens, finish_reason=reason) for text, reason in completions
+    ]

@@ -256,9 +256,18 @@ def text_field(row: dict[str, Any], name: str, *, required: bool = False) -> str
         return None
     if not isinstance(value, str):
         raise ValueError(f"{name}: expected a string, got {_type_name(value)}")
+    _check_unicode(name, value)
     if required and not value.strip():
         raise ValueError(f"{name}: empty")
     return value
+
+
+def _check_unicode(name: str, value: str) -> None:
+    """JSON may escape a lone surrogate (\\ud800): valid JSON, but no text the store can hold."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{name}: not valid Unicode (lone surrogate at character {exc.start})") from None
 
 
 def _type_name(value: Any) -> str:
@@ -271,6 +280,7 @@ def gold_field(row: dict[str, Any], name: str = "gold_answer") -> str | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError(f"{name}: expected a string or number, got {_type_name(value)}")
+    _check_unicode(name, str(value))
     return str(value)
 
 
@@ -283,6 +293,7 @@ def steps_field(row: dict[str, Any], name: str = "steps") -> list[str] | None:
     for index, step in enumerate(value):
         if not isinstance(step, str) or not step.strip():
             raise ValueError(f"{name}: item {index} is not a non-empty string")
+        _check_unicode(name, step)
     return value
 
 

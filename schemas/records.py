@@ -121,6 +121,9 @@ class AnnotatorCost(Record):
     config_hash: str
     completions: int
     run_id: str
+    # The done marker's input: the rollout's step count when it was labelled. A marker
+    # whose count differs from the rollout's steps now is stale and the rollout is redone.
+    steps: int | None = None
 
 
 class StepConsensus(Record):

@@ -1,8 +1,15 @@
 """Run one annotator over one batch of rollouts and store its labels.
 
 A rollout is done for an annotator configuration once its `annotator_costs` row
-exists; labels and that marker are written in one transaction, so a crash never
-leaves a half-labelled rollout and a rerun only labels what is missing.
+exists and records the step count the rollout has now; labels and that marker are
+written in one transaction, so a crash never leaves a half-labelled rollout and a
+rerun only labels what is missing or was labelled from incomplete input (e.g. before
+an interrupted import had split its steps).
+
+One rollout that makes an annotator raise does not stop the batch: the batch is
+retried item by item and the failing item gets `unknown` labels naming the error.
+A failure of an external service (`GenerationError`: the LLM server is down) is not
+the item's fault and still fails the batch, so the rollouts stay pending.
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from annotators import build_annotator
-from annotators.base import AnnotationInput, Annotator
+from annotators.base import AnnotationInput, AnnotationOutput, Annotator
+from generators.base import GenerationError
 from schemas.config import GeneratorConfig
 from schemas.records import Problem, Rollout
 from tasks.store import Store
@@ -24,24 +32,22 @@ def make_annotator(name: str, options: dict[str, Any] | None, default_generator:
 
 
 @task(name="check-annotator", cache_policy=NO_CACHE)
-def check_annotator(name: str, options: dict[str, Any] | None, default_generator: GeneratorConfig) -> str | None:
+def check_annotator(annotator: Annotator) -> str | None:
     """None when the annotator can run here, else why not (e.g. no `lean` binary)."""
-    return make_annotator(name, options, default_generator).availability()
+    return annotator.availability()
 
 
 @task(name="find-pending-rollouts", cache_policy=NO_CACHE)
-def pending_rollout_ids(
-    db: str,
-    name: str,
-    options: dict[str, Any] | None,
-    default_generator: GeneratorConfig,
-    limit_to: list[str] | None = None,
-) -> list[str]:
-    """Rollouts that this annotator configuration has not labelled yet, in a stable order."""
-    annotator = make_annotator(name, options, default_generator)
+def pending_rollout_ids(db: str, annotator: Annotator, limit_to: list[str] | None = None) -> list[str]:
+    """Rollouts without a current done marker for this configuration, in a stable order.
+
+    A marker is current when it was made from as many steps as the rollout has now.
+    """
     sql = (
-        "SELECT r.rollout_id FROM rollouts r WHERE NOT EXISTS (SELECT 1 FROM annotator_costs c "
-        "WHERE c.rollout_id = r.rollout_id AND c.annotator = ? AND c.config_hash = ?)"
+        "WITH step_counts AS (SELECT rollout_id, count(*) AS n FROM steps GROUP BY rollout_id) "
+        "SELECT r.rollout_id FROM rollouts r LEFT JOIN step_counts s USING (rollout_id) "
+        "LEFT JOIN annotator_costs c ON c.rollout_id = r.rollout_id AND c.annotator = ? AND c.config_hash = ? "
+        "WHERE (c.rollout_id IS NULL OR c.steps IS DISTINCT FROM coalesce(s.n, 0))"
     )
     params: list[Any] = [annotator.name, annotator.config_hash]
     if limit_to is not None:
@@ -72,24 +78,59 @@ def load_inputs(store: Store, rollout_ids: list[str]) -> list[AnnotationInput]:
     return [AnnotationInput(problem=problems[r.problem_id], rollout=r, steps=steps.get(r.rollout_id, [])) for r in rollouts]
 
 
+def failed_item_output(annotator: Annotator, item: AnnotationInput, error: Exception, run_id: str) -> AnnotationOutput:
+    """`unknown` labels, with the error as their reason, wherever the annotator would label."""
+    reason = f"annotator error: {type(error).__name__}: {str(error)[:300]}"
+    output = AnnotationOutput()
+    if annotator.evidence.confirms_steps or annotator.evidence.refutes_steps:
+        output.step_labels = [
+            annotator.step_label(item, index, "unknown", run_id, reason=reason) for index in range(len(item.steps))
+        ]
+    if annotator.evidence.labels_outcomes:
+        output.outcome_labels = [annotator.outcome_label(item, "unknown", run_id, reason=reason)]
+    return output
+
+
+def annotate_items(annotator: Annotator, items: list[AnnotationInput], run_id: str) -> AnnotationOutput:
+    """The whole batch at once; after a failure, item by item so one bad rollout costs only itself."""
+    try:
+        return annotator.annotate(items, run_id)
+    except GenerationError:
+        raise
+    except Exception:  # noqa: BLE001  # narrowed to the failing item below
+        output = AnnotationOutput()
+        for item in items:
+            output.extend(annotate_one(annotator, item, run_id))
+        return output
+
+
+def annotate_one(annotator: Annotator, item: AnnotationInput, run_id: str) -> AnnotationOutput:
+    try:
+        return annotator.annotate([item], run_id)
+    except GenerationError:
+        raise
+    except Exception as error:  # noqa: BLE001  # this rollout's labels become unknown
+        return failed_item_output(annotator, item, error, run_id)
+
+
 @task(name="annotate-batch", cache_policy=NO_CACHE)
-def annotate_batch(
-    db: str,
-    annotator_name: str,
-    options: dict[str, Any] | None,
-    default_generator: GeneratorConfig,
-    rollout_ids: list[str],
-    run_id: str,
-) -> dict[str, int]:
+def annotate_batch(db: str, annotator: Annotator, rollout_ids: list[str], run_id: str) -> dict[str, int]:
     """Label one batch with one annotator; returns how many rows of each kind were written."""
-    annotator = make_annotator(annotator_name, options, default_generator)
     with Store(db) as store:
         items = load_inputs(store, rollout_ids)
-    output = annotator.annotate(items, run_id)
+    output = annotate_items(annotator, items, run_id)
     costed = {c.rollout_id for c in output.costs}
     output.costs.extend(annotator.cost(item, 0, run_id) for item in items if item.rollout.rollout_id not in costed)
+    step_counts = {item.rollout.rollout_id: len(item.steps) for item in items}
+    for cost in output.costs:
+        cost.steps = step_counts[cost.rollout_id]
     with Store(db) as store:
         store.begin()
+        # A redone rollout may have fewer steps than when it was last labelled.
+        store.execute(
+            "DELETE FROM step_labels WHERE annotator = ? AND config_hash = ? AND rollout_id IN (SELECT UNNEST(?))",
+            [annotator.name, annotator.config_hash, [item.rollout.rollout_id for item in items]],
+        )
         written = {
             "step_labels": store.write("step_labels", output.step_labels, on_conflict="replace"),
             "outcome_labels": store.write("outcome_labels", output.outcome_labels, on_conflict="replace"),

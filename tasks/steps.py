@@ -26,13 +26,15 @@ _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n+")
 
 def _clean(parts: list[str], min_chars: int) -> list[str]:
     steps = [p.strip() for p in parts if p.strip()]
-    merged: list[str] = []
+    # Pieces are joined once at the end: appending to a string per fragment is
+    # quadratic on a response made of thousands of short lines.
+    merged: list[list[str]] = []
     for step in steps:
         if merged and len(step) < min_chars:  # fragments join the previous step
-            merged[-1] = f"{merged[-1]}\n{step}"
+            merged[-1].append(step)
         else:
-            merged.append(step)
-    return merged
+            merged.append([step])
+    return ["\n".join(pieces) for pieces in merged]
 
 
 def split_numbered(text: str) -> list[str]:

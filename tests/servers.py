@@ -2,22 +2,47 @@
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# What `misbehave_next` can make the server do instead of answering well.
+FAULTS = {
+    "hang": None,  # answer nothing until the client gives up (`hang_s`)
+    "not_json": (200, b"<html>502 Bad Gateway</html>"),
+    "json_list": (200, b"[1, 2, 3]"),
+    "no_choices": (200, b'{"object": "chat.completion", "usage": {}}'),
+    "choices_not_list": (200, b'{"choices": "oops"}'),
+    "null_message": (200, b'{"choices": [{"index": 0, "message": null, "finish_reason": "stop"}]}'),
+    "null_content": (
+        200, b'{"choices": [{"index": 0, "message": {"role": "assistant", "content": null}, "finish_reason": "stop"}]}'
+    ),
+    "bad_usage": None,  # well-formed choices, `usage.completion_tokens` a string
+    "wrong_n": None,  # one choice fewer than asked
+    "cut_body": None,  # Content-Length promises more than is sent
+}
 
 
 class ChatServer:
     """Answers /v1/chat/completions with `respond(body, index) -> text | (text, finish_reason)`.
 
-    `fail_next` makes the next calls return those HTTP statuses; payloads are recorded.
+    `fail_next` makes the next calls return those HTTP statuses; `misbehave_next` makes
+    them misbehave (one of FAULTS); payloads are recorded.
     """
 
-    def __init__(self, respond):
-        self.payloads, self.headers, self.fail_next = [], [], []
+    def __init__(self, respond, *, hang_s: float = 5.0):
+        self.payloads, self.headers, self.fail_next, self.misbehave_next = [], [], [], []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
+
+            def reply(self, status, payload):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -29,21 +54,32 @@ class ChatServer:
                     self.end_headers()
                     self.wfile.write(b'{"error": "nope"}')
                     return
-                replies = [respond(body, i) for i in range(body.get("n", 1))]
+                fault = server.misbehave_next.pop(0) if server.misbehave_next else None
+                if fault == "hang":
+                    time.sleep(hang_s)
+                    return
+                if FAULTS.get(fault) is not None:
+                    self.reply(*FAULTS[fault])
+                    return
+                n = body.get("n", 1) - (1 if fault == "wrong_n" else 0)
+                replies = [respond(body, i) for i in range(n)]
                 replies = [r if isinstance(r, tuple) else (r, "stop") for r in replies]
                 choices = [
                     {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": reason}
                     for i, (text, reason) in enumerate(replies)
                 ]
-                payload = json.dumps({"choices": choices[::-1],
-                                      "usage": {"completion_tokens": 10 * len(choices)}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                usage = {"completion_tokens": "many" if fault == "bad_usage" else 10 * len(choices)}
+                payload = json.dumps({"choices": choices[::-1], "usage": usage}).encode()
+                if fault == "cut_body":
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(payload) + 100))
+                    self.end_headers()
+                    self.wfile.write(payload[: len(payload) // 2])
+                    return
+                self.reply(200, payload)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()

@@ -1,0 +1,119 @@
+"""Annotation tasks: done markers that know their input, and one bad rollout costing only itself."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import pytest
+
+from annotators.base import AnnotationInput, AnnotationOutput, Annotator, Evidence
+from generators.base import GenerationError
+from schemas.config import GeneratorConfig, StepSplitConfig
+from tasks.annotate import (
+    annotate_batch,
+    annotate_items,
+    make_annotator,
+    pending_rollout_ids,
+)
+from tasks.rollouts import import_rollouts
+from tasks.steps import split_rollout_steps
+from tasks.store import Store
+from tests.builders import make_item
+
+
+def write_rollouts(path, n=6):
+    rows = [
+        {
+            "problem_id": f"p{i}",
+            "question": f"What is {i} + 3?",
+            "gold_answer": str(i + 3),
+            "response": f"Step 1: {i} + 3 = {i + 3 + (i % 2)}\nStep 2: The answer is \\boxed{{{i + 3 + (i % 2)}}}",
+            "model": "m",
+        }
+        for i in range(n)
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+
+
+def annotate_all(db: str, annotator: Annotator) -> None:
+    pending = pending_rollout_ids.fn(db, annotator)
+    if pending:
+        annotate_batch.fn(db, annotator, pending, "run")
+
+
+def test_done_marker_made_before_steps_existed_is_redone(tmp_path, db) -> None:
+    # An import killed after writing rollouts but before splitting steps, then annotate.
+    source = tmp_path / "rollouts.jsonl"
+    write_rollouts(source)
+    import_rollouts.fn(db, str(source), "import")
+    z3 = make_annotator("z3_arith", None, GeneratorConfig())
+    annotate_all(db, z3)
+    with Store(db) as store:
+        assert store.rows("SELECT DISTINCT steps FROM annotator_costs") == [{"steps": 0}]
+        assert store.count("step_labels") == 0
+    assert pending_rollout_ids.fn(db, z3) == []
+
+    # The rerun of the import adds the steps: every marker is now stale.
+    assert split_rollout_steps.fn(db, StepSplitConfig()) == 12
+    assert len(pending_rollout_ids.fn(db, z3)) == 6
+    annotate_all(db, z3)
+    assert pending_rollout_ids.fn(db, z3) == []
+    with Store(db) as store:
+        assert store.rows("SELECT DISTINCT steps FROM annotator_costs") == [{"steps": 2}]
+        verdicts = store.rows("SELECT verdict, count(*) AS n FROM step_labels GROUP BY 1 ORDER BY 1")
+    # Odd i: the claim i + 3 = i + 4 is refuted (3 rollouts, first step).
+    assert {"verdict": "incorrect", "n": 3} in verdicts
+    assert sum(row["n"] for row in verdicts) == 12
+
+
+def test_marker_for_fewer_steps_drops_stale_labels(tmp_path, db) -> None:
+    source = tmp_path / "rollouts.jsonl"
+    write_rollouts(source, n=2)
+    import_rollouts.fn(db, str(source), "import")
+    split_rollout_steps.fn(db, StepSplitConfig())
+    z3 = make_annotator("z3_arith", None, GeneratorConfig())
+    annotate_all(db, z3)
+    with Store(db) as store:
+        store.execute("DELETE FROM steps WHERE step_index = 1")  # steps re-split into one
+    annotate_all(db, z3)
+    with Store(db) as store:
+        assert store.rows("SELECT max(step_index) AS m FROM step_labels") == [{"m": 0}]
+
+
+class FailsOn(Annotator):
+    """Labels every step correct, but raises on rollouts whose response holds `poison`."""
+
+    name = "fails_on"
+    evidence = Evidence(confirms_steps=True, labels_outcomes=True)
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def annotate(self, items: Sequence[AnnotationInput], run_id: str) -> AnnotationOutput:
+        output = AnnotationOutput()
+        for item in items:
+            if "poison" in item.rollout.response:
+                raise self.error
+            output.step_labels += [self.step_label(item, i, "correct", run_id) for i in range(len(item.steps))]
+            output.outcome_labels.append(self.outcome_label(item, "correct", run_id))
+        return output
+
+
+def test_one_failing_rollout_becomes_unknown_and_the_batch_goes_on() -> None:
+    items = [make_item(["a", "b"], index=0), make_item(["poison", "x", "y"], index=1), make_item(["c"], index=2)]
+    output = annotate_items(FailsOn(RecursionError("maximum recursion depth exceeded")), items, "run")
+    by_rollout = {label.rollout_id: label for label in output.outcome_labels}
+    assert [by_rollout[item.rollout.rollout_id].verdict for item in items] == ["correct", "unknown", "correct"]
+    bad = items[1].rollout.rollout_id
+    assert by_rollout[bad].reason == "annotator error: RecursionError: maximum recursion depth exceeded"
+    bad_steps = [label for label in output.step_labels if label.rollout_id == bad]
+    assert [(label.step_index, label.verdict) for label in bad_steps] == [(0, "unknown"), (1, "unknown"), (2, "unknown")]
+    assert len(output.step_labels) == 6
+
+
+def test_a_server_failure_fails_the_batch_instead_of_labelling_unknown() -> None:
+    items = [make_item(["a"], index=0), make_item(["poison"], index=1)]
+    with pytest.raises(GenerationError, match="no answer"):
+        annotate_items(FailsOn(GenerationError("http://x: no answer after 3 tries")), items, "run")
