@@ -130,6 +130,19 @@ def arrow_schema(spec: TableSpec) -> pa.Schema:
     return pa.schema(fields)
 
 
+def missing_column_sql(existing: set[tuple[str, str]]) -> list[str]:
+    """ALTER statements adding the record fields a stored table lacks ((table, column) pairs given)."""
+    tables = {table for table, _ in existing}
+    statements = []
+    for spec in TABLES.values():
+        if spec.name not in tables:
+            continue
+        for name, info in spec.record.model_fields.items():
+            if (spec.name, name) not in existing:
+                statements.append(f'ALTER TABLE {spec.name} ADD COLUMN "{name}" {column_types(info.annotation)[1]}')
+    return statements
+
+
 def create_table_sql(spec: TableSpec, *, primary_key: bool = True) -> str:
     """CREATE TABLE for one spec; primary_key=False for catalogs without key constraints (DuckLake)."""
     cols = []

@@ -32,7 +32,7 @@ import duckdb
 import pyarrow as pa
 from pydantic import BaseModel
 
-from schemas.tables import TABLES, VIEWS, create_table_sql, to_arrow
+from schemas.tables import TABLES, VIEWS, create_table_sql, missing_column_sql, to_arrow
 
 DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "rmforge.duckdb"
 LAKE_PREFIX = "ducklake:"
@@ -253,6 +253,15 @@ class Store:
             self.con = _connect_file(self.path, read_only=False)
             for statement in schema_sql(lake=False):
                 self.execute(statement)
+            self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """A store made by an earlier version gains the columns its records have gained since
+        (NULL in old rows), so upgrading never needs a manual migration."""
+        have = {(r[0], r[1]) for r in self.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'main'")}
+        for statement in missing_column_sql(have):
+            self.execute(statement)
 
     def __enter__(self) -> "Store":
         return self

@@ -69,3 +69,16 @@ def test_problem_ids_are_content_hashes():
     a = Problem.make_id("What is 2+2?", "4")
     assert a == Problem.make_id("What is 2+2? ", "4")
     assert a != Problem.make_id("What is 2+3?", "4")
+
+
+def test_a_store_from_an_earlier_version_gains_new_columns(db):
+    con = duckdb.connect(db)  # annotator_costs as an earlier version made it: no `steps` column
+    con.execute("CREATE TABLE annotator_costs (rollout_id VARCHAR NOT NULL, annotator VARCHAR NOT NULL, "
+                "config_hash VARCHAR NOT NULL, completions BIGINT, run_id VARCHAR, "
+                "PRIMARY KEY (rollout_id, annotator, config_hash))")
+    con.execute("INSERT INTO annotator_costs VALUES ('r', 'mc', 'h', 4, 'old')")
+    con.close()
+    with Store(db) as store:
+        rows = store.rows("SELECT * FROM annotator_costs")
+    assert rows == [{"rollout_id": "r", "annotator": "mc", "config_hash": "h", "completions": 4, "run_id": "old",
+                     "steps": None}]
