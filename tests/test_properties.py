@@ -11,14 +11,20 @@ import json
 import re
 import time
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from annotators.judge import parse_verdict
+from problems.importers import (
+    InputFileError,
+    import_problem_rows,
+    parse_rollout_rows,
+    read_records,
+)
 from schemas.config import StepSplitConfig
 from schemas.records import VERDICTS
-from tasks.problems import import_problem_rows, read_records
-from tasks.rollouts import import_rollouts, parse_rollout_rows
+from tasks.rollouts import import_rollouts
 from tasks.steps import split_steps
 from tasks.store import Store
 from verifiers.answers import grade_response
@@ -149,6 +155,10 @@ def test_every_jsonl_line_is_stored_or_quarantined(tmp_path, lines) -> None:
     path.write_bytes(data)
     non_blank = [line for line in data.decode().split("\n") if line.strip()]
     db = str(tmp_path / f"p{time.monotonic_ns()}.duckdb")
+    if not non_blank:  # an empty file says so instead of importing nothing
+        with pytest.raises(InputFileError, match="holds no records"):
+            import_rollouts.fn(db, str(path), "run")
+        return
     summary = import_rollouts.fn(db, str(path), "run")
     assert summary["rows_read"] == len(read_records(path))
     with Store(db) as store:

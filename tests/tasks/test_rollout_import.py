@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from tasks.rollouts import import_rollouts, parse_rollout_rows
+from problems.importers import parse_rollout_rows
+from tasks.rollouts import import_rollouts
 from tasks.store import Store
 
 
