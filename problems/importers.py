@@ -41,6 +41,8 @@ class ImportResult:
 
 def quarantine_record(source: str, ref: str, field_name: str, reason: str, raw: Any, run_id: str) -> QuarantineRecord:
     raw_text = raw if isinstance(raw, str) else json.dumps(raw, default=str, ensure_ascii=False)
+    # Kept verbatim where the store can hold it; lone surrogates are written escaped.
+    raw_text = raw_text.encode("utf-8", "backslashreplace").decode("utf-8")
     return QuarantineRecord(
         quarantine_id=stable_hash("quarantine", source, ref, reason),
         source=source,

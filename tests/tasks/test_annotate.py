@@ -43,10 +43,13 @@ def annotate_all(db: str, annotator: Annotator) -> None:
 
 
 def test_done_marker_made_before_steps_existed_is_redone(tmp_path, db) -> None:
-    # An import killed after writing rollouts but before splitting steps, then annotate.
+    # Rollouts stored without their steps (an import killed between the two writes, as an
+    # earlier version could be; today both are one transaction), then annotate.
     source = tmp_path / "rollouts.jsonl"
     write_rollouts(source)
     import_rollouts.fn(db, str(source), "import")
+    with Store(db) as store:
+        store.execute("DELETE FROM steps")
     z3 = make_annotator("z3_arith", None, GeneratorConfig())
     annotate_all(db, z3)
     with Store(db) as store:
