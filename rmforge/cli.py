@@ -672,4 +672,4 @@ def server_status() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    app()
