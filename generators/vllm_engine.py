@@ -153,7 +153,11 @@ class _ProgressBar:
 
     @classmethod
     def factory(cls, on_progress: ProgressCallback) -> Any:
-        return lambda **kwargs: cls(on_progress, **kwargs)
+        def make(iterable: Any = None, **kwargs: Any) -> Any:
+            # vLLM also wraps the requests it is adding in a bar (`maybe_tqdm`): pass them through.
+            return iterable if iterable is not None else cls(on_progress, **kwargs)
+
+        return make
 
     @property
     def format_dict(self) -> dict[str, float]:

@@ -68,7 +68,10 @@ def print_error(message: str) -> None:
 def interruptible() -> Iterator[None]:
     """SIGTERM interrupts like Ctrl-C, so `finally` blocks (engine and server shutdown,
     marking the run cancelled) run instead of the process dying with children left behind.
-    A second signal while cleaning up is ignored: cleanup is short and must finish."""
+    A second signal while cleaning up is ignored: cleanup is short and must finish.
+
+    Inside a flow run Prefect's own SIGTERM handler comes first (it logs the run as
+    crashed), then hands the signal on to this one."""
     previous: dict[int, Any] = {}
 
     def interrupt(signum: int, frame: Any) -> None:

@@ -40,9 +40,16 @@ def slow_server():
     server.close()
 
 
+def is_engine(process):
+    try:
+        return "EngineCore" in " ".join(process.cmdline())
+    except psutil.NoSuchProcess:  # short-lived helpers come and go
+        return False
+
+
 def terminate_during_generation(command, tmp_path, generating, settle_s=0.0):
     """Start `rmforge ...`, SIGTERM it once `generating()` holds; returns (exit code, stderr,
-    its child processes just before the signal)."""
+    its child processes just before the signal, and whether the engine was among them)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "RMFORGE_STATE_DIR": str(tmp_path / "state")}
     env.pop("PREFECT_API_URL", None)  # the command starts (and must stop) its own temporary server
     process = subprocess.Popen([sys.executable, "-m", "rmforge.cli", *command], env=env, cwd=tmp_path,
@@ -53,12 +60,13 @@ def terminate_during_generation(command, tmp_path, generating, settle_s=0.0):
             time.sleep(1)
         time.sleep(settle_s)
         children = psutil.Process(process.pid).children(recursive=True)
+        engine_running = any(is_engine(p) for p in children)
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-    return process.returncode, err.decode(), children
+    return process.returncode, err.decode(), children, engine_running
 
 
 def assert_stopped_cleanly(code, err, children, db):
@@ -79,8 +87,9 @@ def test_sigterm_during_generation_cancels_the_run_and_leaves_no_process(slow_se
     command = ["run", "--backend", "openai", "--base-url", slow_server.url, "--model", "served",
                "--problems", "2", "--samples", "2", "--annotators", "answer", "--db", str(db)]
     # generation has started once the model is asked
-    result = terminate_during_generation(command, tmp_path, lambda _: slow_server.request_arrived.is_set())
-    assert_stopped_cleanly(*result, db)
+    code, err, children, _ = terminate_during_generation(
+        command, tmp_path, lambda _: slow_server.request_arrived.is_set())
+    assert_stopped_cleanly(code, err, children, db)
 
 
 @pytest.mark.integration
@@ -90,8 +99,8 @@ def test_sigterm_stops_the_vllm_engine_processes(tmp_path):
     command = ["run", "--problems", "2", "--samples", "4", "--annotators", "answer", "--db", str(db)]
 
     def engine_started(process):
-        return any("EngineCore" in " ".join(p.cmdline()) for p in psutil.Process(process.pid).children(True))
+        return any(is_engine(p) for p in psutil.Process(process.pid).children(recursive=True))
 
-    code, err, children = terminate_during_generation(command, tmp_path, engine_started, settle_s=45)
-    assert any("EngineCore" in " ".join(p.cmdline()) for p in children)
+    code, err, children, engine_running = terminate_during_generation(command, tmp_path, engine_started, settle_s=45)
+    assert engine_running
     assert_stopped_cleanly(code, err, children, db)

@@ -106,8 +106,10 @@ def test_progress_outside_a_tracking_block_is_not_reported(display):
 def test_vllm_progress_bar_turns_engine_updates_into_completions_and_tokens():
     """Driven the way vllm.LLM.generate drives its `use_tqdm` bar (vllm/entrypoints/common/offline.py)."""
     reported = []
-    bar = _ProgressBar.factory(lambda completions, tokens: reported.append((completions, tokens)))(
-        total=2, desc="Processed prompts", postfix="")
+    make_bar = _ProgressBar.factory(lambda completions, tokens: reported.append((completions, tokens)))
+    prompts = ["a", "b"]
+    assert make_bar(prompts, desc="Adding requests") is prompts  # vllm.utils.tqdm_utils.maybe_tqdm
+    bar = make_bar(total=2, desc="Processed prompts", postfix="")
     for out_tokens_so_far in (40, 100):
         elapsed = bar.format_dict["elapsed"]
         bar.postfix = f"est. speed input: 1.00 toks/s, output: {out_tokens_so_far / elapsed:.2f} toks/s"
