@@ -1,5 +1,6 @@
 """Run reports: pairwise agreement and kappa, label balance, cost per stage, the PNG."""
 
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -122,3 +123,55 @@ def test_the_chart_is_a_readable_png(labelled, tmp_path):
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size[0] >= 1000 and image.size[1] >= 700
         assert len(image.getcolors(maxcolors=1 << 20) or []) > 16  # drawn, not blank
+
+
+def human_labels_on_first_steps(db):
+    """A reviewer's verdicts on every rollout's first step, "Step 1: a + b = c" (the review app writes these)."""
+    with Store(db) as store:
+        steps = store.rows("SELECT rollout_id, text FROM steps WHERE step_index = 0 ORDER BY rollout_id")
+        verdicts = []
+        for step in steps:
+            a, b, c = map(int, re.findall(r"\d+", step["text"].split(":", 1)[1]))
+            verdicts.append("correct" if a + b == c else "incorrect")
+        store.write("step_labels", [
+            StepLabel(rollout_id=s["rollout_id"], step_index=0, annotator="human", annotator_version="1",
+                      config_hash="alice", verdict=v, run_id="review") for s, v in zip(steps, verdicts)])
+    return verdicts
+
+
+def test_a_curate_run_writes_the_chart_and_artifacts(prefect_harness, tmp_path, db, monkeypatch):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.annotate import annotate
+    from flows.curate import curate
+    from flows.import_rollouts import import_rollouts
+    from tests.flows.test_flows import write_rollouts
+
+    monkeypatch.setenv("RMFORGE_REPORT_DIR", str(tmp_path / "charts"))
+    write_rollouts(tmp_path / "rollouts.jsonl")
+    import_rollouts(str(tmp_path / "rollouts.jsonl"), db)
+    annotate(db, ["answer", "z3_arith"])
+    verdicts = human_labels_on_first_steps(db)
+    assert verdicts.count("incorrect") == 4
+
+    summary = curate(db, ["answer", "z3_arith"])
+
+    report = summary["report"]
+    chart = tmp_path / "charts" / f"{report['run_id']}.png"
+    assert report["chart"] == str(chart) and chart.stat().st_size > 10_000
+    with Image.open(chart) as image:
+        image.verify()
+    # z3_arith refutes exactly the four wrong first steps; its `correct` on the right ones agrees with human
+    pair = next(p for p in report["agreement"] if (p["a"], p["b"]) == ("human", "z3_arith"))
+    assert (pair["both_correct"], pair["both_incorrect"], pair["steps"]) == (8, 4, 12)
+    assert pair["kappa"] == pytest.approx(1.0)
+    assert [s["stage"] for s in report["stages"]] == ["curate"]
+    with Store(db) as store:
+        stored = store.rows("SELECT summary FROM runs WHERE run_id = ?", [report["run_id"]])
+    assert '"kappa"' in stored[0]["summary"] and str(chart) in stored[0]["summary"]
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["rmforge-run-report", "rmforge-run-report-agreement"])))
+    assert {a.key for a in artifacts} == {"rmforge-run-report", "rmforge-run-report-agreement"}
+    assert any(str(chart) in str(a.data) for a in artifacts if a.key == "rmforge-run-report")
