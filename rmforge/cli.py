@@ -679,7 +679,7 @@ def run_report(
     json_output: bool = typer.Option(False, "--json", help="Print the report's numbers as JSON (nothing else)."),
 ) -> None:
     """A curate or pipeline run's report: annotator agreement, label balance, cost per stage, and its chart."""
-    from tasks.run_report import REFUTE_ONLY_NOTE, draw_report, report_tables
+    from tasks.run_report import AGREEMENT_KEY, REFUTE_ONLY_NOTE, draw_report, report_tables
 
     with _read_only_store(db) as store:
         if run_id == "last":
@@ -701,17 +701,21 @@ def run_report(
         report(numbers, True, [])
         return
     titles = {"agreement": "Annotator agreement on steps both decided", "balance": "Label balance",
-              "stages": "Seconds per stage", "completions": "LLM completions per annotator (whole store)"}
+              "stages": "Seconds per stage", "completions": "LLM completions per annotator"}
+    captions = {"agreement": AGREEMENT_KEY, "balance": "newest label per annotator; consensus over the store",
+                "completions": "whole store"}
     for name, rows in report_tables(numbers).items():
         if not rows:
             say(f"{titles[name]}: none")
             continue
-        table = Table(*rows[0], title=titles[name])
+        table = Table(title=titles[name], caption=captions.get(name))
+        for i, header in enumerate(rows[0]):
+            table.add_column(header, no_wrap=i == 0)
         for row in rows:
             table.add_row(*(str(value) for value in row.values()))
         console.print(table)
     if any(row["refute_only"] for row in numbers["balance"]):
-        say(f"refute-only annotators ({REFUTE_ONLY_NOTE}) are marked.")
+        say(f"{REFUTE_ONLY_NOTE}.")
     chart = Path(numbers["chart"])
     regenerated = not chart.is_file()
     if regenerated:

@@ -241,14 +241,16 @@ def _share(value: float | None, percent: bool = False) -> str:
     return "-" if value is None else f"{value:.1%}" if percent else f"{value:.3f}"
 
 
+AGREEMENT_KEY = "c/i: A said correct, B incorrect (c correct, i incorrect)"
+
+
 def report_tables(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """The report's numbers as display rows (the CLI's tables and the Prefect table artifacts)."""
     return {
-        "agreement": [{"A / B": f"{p['a']} / {p['b']}", "steps": p["steps"], "agreement": _share(p["agreement"], percent=True),
-                       "kappa": _share(p["kappa"]), "both correct": p["both_correct"],
-                       "both incorrect": p["both_incorrect"],
-                       "only A correct": p["a_correct_b_incorrect"],
-                       "only B correct": p["a_incorrect_b_correct"]} for p in report["agreement"]],
+        "agreement": [{"A / B": f"{p['a']} / {p['b']}", "steps": p["steps"], "agree": _share(p["agreement"], True),
+                       "kappa": _share(p["kappa"]), "c/c": p["both_correct"], "i/i": p["both_incorrect"],
+                       "c/i": p["a_correct_b_incorrect"], "i/c": p["a_incorrect_b_correct"]}
+                      for p in report["agreement"]],
         "balance": [{"labels": b["labels"] + (" (refute-only)" if b["refute_only"] else ""), "correct": b["correct"],
                      "incorrect": b["incorrect"], "unknown": b["unknown"],
                      "agreed": "-" if b["agreed"] is None else b["agreed"]} for b in report["balance"]],
@@ -274,5 +276,6 @@ def write_run_report(db: str, run_id: str) -> dict[str, Any]:
             f"`rmforge report {run_id}`.\n", key="rmforge-run-report", description="run report chart")
         for name, rows in report_tables(report).items():
             if rows:
-                create_table_artifact(rows, key=f"rmforge-run-report-{name}", description=f"run report: {name}")
+                create_table_artifact(rows, key=f"rmforge-run-report-{name}", description=f"run report: {name}"
+                                      + (f" ({AGREEMENT_KEY})" if name == "agreement" else ""))
     return report
