@@ -175,3 +175,31 @@ def test_a_curate_run_writes_the_chart_and_artifacts(prefect_harness, tmp_path, 
             key=ArtifactFilterKey(any_=["rmforge-run-report", "rmforge-run-report-agreement"])))
     assert {a.key for a in artifacts} == {"rmforge-run-report", "rmforge-run-report-agreement"}
     assert any(str(chart) in str(a.data) for a in artifacts if a.key == "rmforge-run-report")
+
+
+def test_a_pipeline_run_reports_every_stage_and_the_completions(prefect_harness, db):
+    from flows.pipeline import pipeline
+    from schemas.config import PipelineConfig
+    from tests.flows.test_progress import respond
+    from tests.servers import ChatServer
+
+    server = ChatServer(respond)
+    try:
+        config = PipelineConfig.model_validate({
+            "generator": {"backend": "openai", "model": "served", "base_url": server.url, "max_retries": 0},
+            "problems": {"count": 2}, "sampling": {"n": 2, "max_tokens": 32},
+            "annotators": ["answer", "mc", "z3_arith"], "annotator_options": {"mc": {"k": 2}},
+            "curation": {"near_dedupe": False},
+        })
+        summary = pipeline(config, db)
+    finally:
+        server.close()
+    report = summary["curate"]["report"]
+    assert [s["stage"] for s in report["stages"]] == ["generate", "annotate", "curate"]
+    assert all(s["seconds"] > 0 for s in report["stages"])
+    with Store(db) as store:
+        spent = dict(store.execute("SELECT annotator, sum(completions) FROM annotator_costs GROUP BY annotator"))
+    assert spent["mc"] > 0 and spent["answer"] == spent["z3_arith"] == 0
+    assert {c["annotator"]: c["completions"] for c in report["completions"]} == spent
+    assert [(p["a"], p["b"]) for p in report["agreement"]] == [("mc", "z3_arith")]
+    assert Image.open(report["chart"]).format == "PNG"
