@@ -155,7 +155,9 @@ def draw_report(report: dict[str, Any], path: Path) -> Path:
 
     starred = {row["labels"].split(": ", 1)[1] for row in report["balance"] if row["refute_only"]}
     fig, axes = plt.subplots(2, 2, figsize=(14, 10), gridspec_kw={"height_ratios": [1.25, 1]})
-    fig.suptitle(f"rmforge run {report['run_id']}  ({report['created_at'][:19]} UTC)", fontsize=13)
+    inside = f" in pipeline run {report['parent_run_id'][:8]}" if report["parent_run_id"] else ""
+    fig.suptitle(f"rmforge curate run {report['run_id'][:8]}{inside}, "
+                 f"{report['created_at'][:19].replace('T', ' ')} UTC", fontsize=13)
     _draw_agreement(axes[0][0], report["agreement"], starred)
     _draw_balance(axes[0][1], report["balance"])
     _draw_bars(axes[1][0], [(s["stage"], s["seconds"]) for s in report["stages"]], "seconds",

@@ -195,6 +195,8 @@ def test_a_pipeline_run_reports_every_stage_and_the_completions(prefect_harness,
     finally:
         server.close()
     report = summary["curate"]["report"]
+    with Store(db) as store:
+        assert report["parent_run_id"] == store.rows("SELECT run_id FROM runs WHERE flow = 'pipeline'")[0]["run_id"]
     assert [s["stage"] for s in report["stages"]] == ["generate", "annotate", "curate"]
     assert all(s["seconds"] > 0 for s in report["stages"])
     with Store(db) as store:
