@@ -164,8 +164,8 @@ def draw_report(report: dict[str, Any], path: Path) -> Path:
                "Cost: seconds per stage", "{:.1f} s")
     _draw_bars(axes[1][1], [(c["annotator"], c["completions"]) for c in report["completions"]], "completions",
                "Cost: LLM completions per annotator (whole store)", "{:,}")
-    notes = ["Labels and consensus: the whole store after this run; agreement over steps both annotators decided "
-             "(newest label each; unknown left out)."]
+    notes = [("Labels and consensus: the whole store after this run; agreement over steps both annotators "
+              "decided (newest label each; unknown left out).")]
     if starred:
         notes.append(f"* {', '.join(sorted(starred))}: {REFUTE_ONLY_NOTE}.")
     fig.text(0.01, 0.01, "\n".join(notes), fontsize=9, va="bottom")

@@ -42,7 +42,7 @@ def test_report_last_prints_the_tables_and_the_chart(curated):
     assert re.search(r"12\s.*100\.0%\s.*1\.000", row), row  # 12 steps, all agreed, kappa 1
     assert "step: z3_arith (refute-only)" in out and "consensus: steps" in out
     assert "Seconds per stage" in out and "curate" in out
-    chart = Path(re.search(r"Chart: (\S+\.png)$", out, re.M).group(1))
+    chart = Path(re.search(r"Chart: (\S+\.png)$", out, re.MULTILINE).group(1))
     assert chart.is_file() and chart.name.startswith(run_prefix) and chart.parent == Path(db).parent / "reports"
 
 
