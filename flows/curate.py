@@ -8,6 +8,7 @@ from schemas.config import CurationConfig
 from tasks.consensus import compute_consensus
 from tasks.curate import deduplicate_rollouts
 from tasks.datasets import build_datasets
+from tasks.run_report import write_run_report
 from tasks.runs import Progress, tracked_run
 
 
@@ -22,4 +23,5 @@ def curate(db: str, annotators: list[str], config: CurationConfig | None = None)
             progress.finish_batch(2)
             run.summary["datasets"] = build_datasets(db, config.max_pairs_per_problem, run.run_id)
             progress.finish_batch(3)
+        run.summary["report"] = write_run_report(db, run.run_id)
     return run.summary

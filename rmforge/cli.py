@@ -209,7 +209,10 @@ def _annotate_lines(summary: dict[str, Any]) -> list[str]:
 
 
 def _curate_lines(summary: dict[str, Any]) -> list[str]:
-    return [f"  {stage}: {_counts(values)}" for stage, values in summary.items()]
+    lines = [f"  {stage}: {_counts(values)}" for stage, values in summary.items() if stage != "report"]
+    if "report" in summary:
+        lines.append(f"  report: {summary['report']['chart']} (rmforge report {summary['report']['run_id'][:8]})")
+    return lines
 
 
 # ------------------------------------------------------------------ commands
@@ -669,6 +672,58 @@ def server_status() -> None:
         raise typer.Exit(code=1)
     answering = "answering" if server.healthy(state.api_url) else "NOT answering"
     say(f"Prefect server {answering} at {state.ui_url} (pid {state.pid}, log {state.log}).")
+
+
+
+@app.command("report")
+def run_report(
+    run_id: str = typer.Argument(..., metavar="RUN", help="A run id, a unique prefix of one, or `last`."),
+    db: Optional[str] = DbOption,
+    json_output: bool = typer.Option(False, "--json", help="Print the report's numbers as JSON (nothing else)."),
+) -> None:
+    """A curate or pipeline run's report: annotator agreement, label balance, cost per stage, and its chart."""
+    from tasks.run_report import AGREEMENT_KEY, REFUTE_ONLY_NOTE, draw_report, report_tables
+
+    with _read_only_store(db) as store:
+        if run_id == "last":
+            runs = store.rows("SELECT run_id, flow, summary FROM runs WHERE flow IN ('curate', 'pipeline') "
+                              "AND status = 'completed' ORDER BY finished_at DESC LIMIT 1")
+        else:
+            runs = store.rows("SELECT run_id, flow, summary FROM runs WHERE starts_with(run_id, ?) LIMIT 2", [run_id])
+    if not runs:
+        raise UserError(f"no {'completed curate or pipeline ' if run_id == 'last' else ''}run "
+                        f"{'' if run_id == 'last' else repr(run_id) + ' '}in {store.path} (see `rmforge status`)")
+    if len(runs) > 1:
+        raise UserError(f"run prefix {run_id!r} is ambiguous ({runs[0]['run_id']}, {runs[1]['run_id']}, ...)")
+    run = runs[0]
+    summary = json.loads(run["summary"])
+    numbers = summary.get("report") or summary.get("curate", {}).get("report")
+    if not numbers:
+        raise UserError(f"run {run['run_id']} ({run['flow']}) has no report: curate and pipeline runs write one")
+    if json_output:
+        report(numbers, True, [])
+        return
+    titles = {"agreement": "Annotator agreement on steps both decided", "balance": "Label balance",
+              "stages": "Seconds per stage", "completions": "LLM completions per annotator"}
+    captions = {"agreement": AGREEMENT_KEY, "balance": "newest label per annotator; consensus over the store",
+                "completions": "whole store"}
+    for name, rows in report_tables(numbers).items():
+        if not rows:
+            say(f"{titles[name]}: none")
+            continue
+        table = Table(title=titles[name], caption=captions.get(name))
+        for i, header in enumerate(rows[0]):
+            table.add_column(header, no_wrap=i == 0)
+        for row in rows:
+            table.add_row(*(str(value) for value in row.values()))
+        console.print(table)
+    if any(row["refute_only"] for row in numbers["balance"]):
+        say(f"{REFUTE_ONLY_NOTE}.")
+    chart = Path(numbers["chart"])
+    regenerated = not chart.is_file()
+    if regenerated:
+        draw_report(numbers, chart)
+    say(f"Chart: {chart}{' (regenerated)' if regenerated else ''}")
 
 
 if __name__ == "__main__":
