@@ -5,7 +5,9 @@ from __future__ import annotations
 from prefect import flow
 
 from schemas.config import CurationConfig
-from tasks.curate import compute_step_consensus, deduplicate_rollouts
+from tasks.curate import compute_step_consensus
+from tasks.decontaminate import decontaminate_problems
+from tasks.dedupe import deduplicate_problems, deduplicate_rollouts
 from tasks.datasets import build_datasets
 from tasks.runs import publish_report, record_run_end, mark_run_failed, record_run_start
 
@@ -16,7 +18,10 @@ def curate(db: str, annotators: list[str], config: CurationConfig | None = None)
     run_id = record_run_start(db, "curate", {"annotators": annotators, "curation": config.model_dump()})
     summary = {
         "consensus": compute_step_consensus(db, annotators, config, run_id),
+        # Before dedupe: it marks contaminated problems and their rollouts.
+        "decontamination": decontaminate_problems(db, config, run_id),
         "dedupe": deduplicate_rollouts(db, config, run_id),
+        "problem_dedupe": deduplicate_problems(db, config, run_id),
         "datasets": build_datasets(db, config.max_pairs_per_problem, run_id),
     }
     record_run_end(db, run_id, "curate", "completed", summary)

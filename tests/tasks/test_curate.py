@@ -1,7 +1,7 @@
 import pytest
 
 from schemas.config import CurationConfig
-from tasks.curate import build_consensus, decide_step, find_duplicates
+from tasks.curate import build_consensus, decide_step
 from tasks.datasets import pair_rollouts, process_example
 
 
@@ -34,24 +34,6 @@ def test_consensus_rows_keep_votes_and_mc_soft_label():
     rows = build_consensus(labels, CurationConfig(), "run")
     assert [(r.verdict, r.agreed, r.score) for r in rows] == [("correct", True, 0.75), ("unknown", False, 0.25)]
     assert '"z3_arith": "incorrect"' in rows[1].votes
-
-
-def test_exact_and_near_duplicates_are_found_within_a_problem():
-    rollouts = [
-        {"rollout_id": "a", "problem_id": "p", "response": "Step 1: 3 + 4 = 7. The answer is 7."},
-        {"rollout_id": "b", "problem_id": "p", "response": "step 1: 3 + 4 = 7.   The answer is 7."},
-        {"rollout_id": "c", "problem_id": "p", "response": "Step 1: 3 + 4 = 7. So the answer is 7."},
-        {"rollout_id": "d", "problem_id": "p", "response": "Bananas are yellow and grow in bunches on tall plants."},
-        {"rollout_id": "e", "problem_id": "q", "response": "Step 1: 3 + 4 = 7. The answer is 7."},
-        {"rollout_id": "f", "problem_id": "p", "response": "Step 1: 3 + 4 = 8. The answer is 8."},
-    ]
-    status = {r.rollout_id: r for r in find_duplicates(rollouts, CurationConfig(near_duplicate_threshold=0.9), "run")}
-    assert status["a"].status == "kept"
-    assert status["b"].status == "exact_duplicate" and status["b"].duplicate_of == "a"
-    assert status["c"].status == "near_duplicate" and status["c"].similarity >= 0.9
-    assert status["d"].status == "kept"
-    assert status["e"].status == "kept"  # other problem
-    assert status["f"].status == "kept"  # same words, different answer: not a duplicate
 
 
 def test_preference_pairs_only_pair_verified_outcomes():
