@@ -137,12 +137,17 @@ def curate(
     db: Optional[str] = DbOption,
     annotators: Optional[str] = typer.Option(None, help="Annotators that vote (default: the config's)."),
     config_file: Optional[Path] = typer.Option(None, "--config"),
+    decontaminate: Optional[list[str]] = typer.Option(
+        None, "--decontaminate", help="Evaluation set (JSON/JSONL/Parquet, HF dataset folder or id) whose "
+        "problems are dropped; repeatable, added to the config's curation.decontaminate."),
 ) -> None:
-    """Rebuild consensus, deduplication and the curated datasets."""
+    """Rebuild consensus, decontamination, deduplication and the curated datasets."""
     config = load_config(config_file)
+    curation = config.curation.model_copy(
+        update={"decontaminate": config.curation.decontaminate + list(decontaminate or [])})
     from flows.curate import curate as curate_flow
 
-    console.print_json(data=curate_flow(_db(db), _split(annotators) if annotators else config.annotators, config.curation))
+    console.print_json(data=curate_flow(_db(db), _split(annotators) if annotators else config.annotators, curation))
 
 
 @app.command()

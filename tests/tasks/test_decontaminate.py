@@ -117,3 +117,24 @@ def test_contaminated_problems_leave_the_curated_datasets(tmp_path, db):
     # Without eval sets the derived table empties and nothing stays marked.
     assert decontaminate_problems.fn(db, CurationConfig(), "run2") == {"eval_items": 0, "contaminated_problems": 0}
     assert deduplicate_rollouts.fn(db, CurationConfig(), "run2") == {"kept": 4}
+
+
+def test_curate_command_decontaminates_against_a_given_file(prefect_harness, tmp_path, db):
+    from typer.testing import CliRunner
+
+    from rmforge.cli import app
+
+    eval_path = tmp_path / "gsm8k.json"
+    eval_path.write_text(json.dumps(eval_rows()))
+    copied, clean = make_problem(JANET, "18"), make_problem(UNRELATED, "5 pm")
+    with Store(db) as store:
+        store.write("problems", [copied, clean])
+        store.write("rollouts", [make_rollout(copied, "The answer is 18."), make_rollout(clean, "The answer is 5 pm.")])
+    result = CliRunner().invoke(app, ["curate", "--db", db, "--annotators", "answer", "--decontaminate", str(eval_path)])
+    assert result.exit_code == 0, result.output
+    with Store(db) as store:
+        assert store.rows("SELECT status, count(*) AS n FROM rollout_curation GROUP BY status ORDER BY status") == [
+            {"status": "contaminated", "n": 1}, {"status": "kept", "n": 1}]
+        assert store.rows("SELECT problem_id, status FROM problem_curation ORDER BY status") == [
+            {"problem_id": copied.problem_id, "status": "contaminated"},
+            {"problem_id": clean.problem_id, "status": "kept"}]
