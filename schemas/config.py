@@ -105,7 +105,9 @@ class CurationConfig(Config):
         "item (0: any shared n-gram, the GPT-3 rule).",
     )
     decontaminate_embedding_threshold: float | None = Field(
-        default=0.9, gt=0.0, le=1.0, description="Cosine to an eval item above which a problem is dropped; None: off."
+        default=0.85, gt=0.0, le=1.0,
+        description="Cosine to an eval item from which a problem is dropped (paraphrases: 0.90-0.94, "
+        "unrelated GSM8K-style problems: <= 0.71 in bench/reports/decontaminate.md); None: off.",
     )
 
 
