@@ -85,7 +85,8 @@ def test_hnsw_nearest_agrees_with_exact_search():
     approx, sims = nearest(queries, base, 10, exact=False)
     recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)])
     assert recall >= 0.99
-    np.testing.assert_allclose(sims[:, 0], np.sum(queries * base[approx[:, 0]], axis=1), atol=1e-4)
+    # The index stores f16: cosines within ~1e-3 of float32.
+    np.testing.assert_allclose(sims[:, 0], np.sum(queries * base[approx[:, 0]], axis=1), atol=2e-3)
 
 
 def test_first_kept_marks_copies_of_the_earliest_kept_row():
