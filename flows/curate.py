@@ -1,4 +1,4 @@
-"""Stage 5-6: consensus, deduplication, and the curated datasets."""
+"""Stage 5-6: consensus, decontamination, deduplication, and the curated datasets."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from prefect import flow
 
 from schemas.config import CurationConfig
 from tasks.consensus import compute_consensus
-from tasks.curate import deduplicate_rollouts
 from tasks.datasets import build_datasets
+from tasks.decontaminate import decontaminate_problems
+from tasks.dedupe import deduplicate_problems, deduplicate_rollouts
 from tasks.run_report import write_run_report
 from tasks.runs import Progress, tracked_run
 
@@ -16,12 +17,17 @@ from tasks.runs import Progress, tracked_run
 def curate(db: str, annotators: list[str], config: CurationConfig | None = None) -> dict:
     config = config or CurationConfig()
     with tracked_run(db, "curate", {"annotators": annotators, "curation": config.model_dump()}) as run:
-        with Progress("curating", 3, unit="stages") as progress:
+        with Progress("curating", 5, unit="stages") as progress:
             run.summary["consensus"] = compute_consensus(db, annotators, config, run.run_id)
             progress.finish_batch(1)
-            run.summary["dedupe"] = deduplicate_rollouts(db, config, run.run_id)
+            # Before dedupe: it marks contaminated problems and their rollouts.
+            run.summary["decontamination"] = decontaminate_problems(db, config, run.run_id)
             progress.finish_batch(2)
-            run.summary["datasets"] = build_datasets(db, config.max_pairs_per_problem, run.run_id)
+            run.summary["dedupe"] = deduplicate_rollouts(db, config, run.run_id)
             progress.finish_batch(3)
+            run.summary["problem_dedupe"] = deduplicate_problems(db, config, run.run_id)
+            progress.finish_batch(4)
+            run.summary["datasets"] = build_datasets(db, config.max_pairs_per_problem, run.run_id)
+            progress.finish_batch(5)
         run.summary["report"] = write_run_report(db, run.run_id)
     return run.summary

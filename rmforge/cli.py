@@ -334,17 +334,25 @@ def curate(
     db: Optional[str] = DbOption,
     annotators: Optional[str] = typer.Option(None, help="Annotators that vote (default: the config's)."),
     config_file: Optional[Path] = ConfigOption,
+    decontaminate: Optional[list[str]] = typer.Option(
+        None, "--decontaminate", help="Evaluation set (JSON/JSONL/Parquet, HF dataset folder or id) whose "
+        "problems are dropped; repeatable, added to the config's curation.decontaminate."),
     json_output: bool = JsonOption,
 ) -> None:
-    """Rebuild consensus, deduplication and the curated datasets."""
+    """Rebuild consensus, decontamination, deduplication and the curated datasets."""
     config = load_config(config_file)
     names = check_annotators(_split(annotators) if annotators is not None else config.annotators,
                              option="--annotators")
+    for source in decontaminate or []:
+        if not Path(source).exists() and not source.count("/") == 1:
+            raise UserError(f"--decontaminate: {source} is neither a file or folder nor a dataset id")
+    curation = config.curation.model_copy(
+        update={"decontaminate": config.curation.decontaminate + list(decontaminate or [])})
     path = _existing_db(db)
     with running_flows():
         from flows.curate import curate as curate_flow
 
-        summary = curate_flow(path, names, config.curation)
+        summary = curate_flow(path, names, curation)
     report(summary, json_output, ["Curated:", *_curate_lines(summary), f"Data: {path}",
                                   "Next: rmforge export --out data/exports"])
 

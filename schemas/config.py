@@ -97,6 +97,29 @@ class CurationConfig(Config):
     )
     embedding_batch_size: int = Field(default=64, ge=1)
     max_pairs_per_problem: int = Field(default=8, ge=1)
+    embedding_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto", description="auto: bfloat16 on GPU and CPUs with native bf16, float32 otherwise."
+    )
+    problem_near_duplicate_threshold: float = Field(
+        default=0.95, gt=0.0, le=1.0, description="Cosine above which two problems are near-duplicates."
+    )
+    decontaminate: list[str] = Field(
+        default_factory=list,
+        description="Evaluation sets (JSON/JSONL/Parquet files, HF dataset folders or ids) whose "
+        "problems must not appear in the curated data.",
+    )
+    decontaminate_split: str = "test"
+    decontaminate_ngram: int = Field(default=13, ge=1, le=64, description="n of the word n-grams compared.")
+    decontaminate_ngram_threshold: float = Field(
+        default=0.0, ge=0.0, lt=1.0,
+        description="Drop a problem when more than this fraction of its n-grams occur in one eval "
+        "item (0: any shared n-gram, the GPT-3 rule).",
+    )
+    decontaminate_embedding_threshold: float | None = Field(
+        default=0.85, gt=0.0, le=1.0,
+        description="Cosine to an eval item from which a problem is dropped (paraphrases: 0.90-0.94, "
+        "unrelated GSM8K-style problems: <= 0.71 in bench/reports/decontaminate.md); None: off.",
+    )
 
 
 class PipelineConfig(Config):

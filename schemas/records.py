@@ -156,7 +156,7 @@ class OutcomeConsensus(Record):
 class RolloutCuration(Record):
     rollout_id: str
     problem_id: str
-    status: Literal["kept", "exact_duplicate", "near_duplicate"]
+    status: Literal["kept", "exact_duplicate", "near_duplicate", "contaminated"]
     duplicate_of: str | None = None
     similarity: float | None = None
     run_id: str
@@ -205,3 +205,33 @@ class QuarantineRecord(Record):
     raw: str
     run_id: str
     created_at: datetime = Field(default_factory=utc_now)
+
+
+class TextEmbedding(Record):
+    """A cached sentence embedding: texts are embedded once per model and dtype."""
+
+    text_hash: str
+    model: str
+    dtype: str
+    vector: list[float]
+    created_at: datetime = Field(default_factory=utc_now)
+
+
+class ProblemCuration(Record):
+    problem_id: str
+    status: Literal["kept", "exact_duplicate", "near_duplicate", "contaminated"]
+    duplicate_of: str | None = None
+    similarity: float | None = None
+    run_id: str
+
+
+class Contamination(Record):
+    """Why a problem was dropped: it overlaps an evaluation item."""
+
+    problem_id: str
+    eval_set: str
+    eval_item_id: str
+    method: Literal["ngram", "embedding"]
+    score: float
+    evidence: str | None = None
+    run_id: str

@@ -87,6 +87,24 @@ TABLES: dict[str, TableSpec] = {
             ("quarantine_id",),
             "Malformed input records with the reason they were rejected.",
         ),
+        TableSpec(
+            "text_embeddings",
+            r.TextEmbedding,
+            ("text_hash", "model", "dtype"),
+            "Cached sentence embeddings (unit vectors) of responses, problems and eval items.",
+        ),
+        TableSpec(
+            "problem_curation",
+            r.ProblemCuration,
+            ("problem_id",),
+            "Duplicate and contamination status of each problem, across the whole store.",
+        ),
+        TableSpec(
+            "contamination",
+            r.Contamination,
+            ("problem_id", "eval_set", "eval_item_id", "method"),
+            "Problems dropped because they overlap an evaluation item, with the method and score.",
+        ),
     ]
 }
 

@@ -17,7 +17,8 @@ import pytest
 from schemas.config import CurationConfig, GeneratorConfig, StepSplitConfig
 from schemas.tables import TABLES
 from tasks.annotate import annotate_batch, make_annotator, pending_rollout_ids
-from tasks.curate import compute_step_consensus, deduplicate_rollouts
+from tasks.consensus import compute_consensus
+from tasks.dedupe import deduplicate_rollouts
 from tasks.datasets import build_datasets
 from tasks.rollouts import import_rollouts
 from tasks.steps import split_rollout_steps
@@ -26,7 +27,7 @@ from tasks.store import Store
 ROOT = Path(__file__).resolve().parent.parent
 # Provenance that differs between any two runs by design.
 VOLATILE = {"run_id", "created_at", "labeled_at", "started_at", "finished_at", "summary", "config"}
-DERIVED = ("step_consensus", "rollout_curation", "preference_pairs", "process_examples")
+DERIVED = ("step_consensus", "outcome_consensus", "rollout_curation", "preference_pairs", "process_examples")
 # Kill points: after the K-th write/commit of a stage (each stage writes its run row first).
 # import:4: rollouts and quarantine written, steps not split yet; annotate:14: inside the
 # third label transaction; curate:2: inside the consensus rebuild; curate:5: deduplication
@@ -124,7 +125,7 @@ def test_derived_tables_are_never_seen_half_rebuilt(tmp_path, db) -> None:
     config = CurationConfig(near_dedupe=False)
 
     def curate() -> None:
-        compute_step_consensus.fn(db, ["answer", "z3_arith"], config, "run")
+        compute_consensus.fn(db, ["answer", "z3_arith"], config, "run")
         deduplicate_rollouts.fn(db, config, "run")
         build_datasets.fn(db, config.max_pairs_per_problem, "run")
 
