@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import threading
 import uuid
 from contextlib import contextmanager
@@ -11,6 +13,8 @@ from typing import Any, Iterator, Protocol
 from uuid import UUID
 
 from prefect import task
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -22,6 +26,7 @@ from prefect.runtime import flow_run
 
 from generators.base import generation_progress
 from schemas.records import RunRecord, canonical_json, utc_now
+from schemas.tables import DEFAULT_HEARTBEAT_S
 from problems.importers import ImportResult
 from tasks.store import Store
 
@@ -30,16 +35,88 @@ def current_run_id() -> str:
     return str(flow_run.id or uuid.uuid4())
 
 
+HEARTBEAT_ENV = "RMFORGE_HEARTBEAT_S"
+logger = logging.getLogger("rmforge.runs")
+
+
+def heartbeat_interval() -> float:
+    """Seconds between a run's heartbeats ($RMFORGE_HEARTBEAT_S, default 30)."""
+    raw = os.environ.get(HEARTBEAT_ENV) or str(DEFAULT_HEARTBEAT_S)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ValueError(f"{HEARTBEAT_ENV}={raw!r} is not a number of seconds") from None
+    if not seconds > 0:
+        raise ValueError(f"{HEARTBEAT_ENV}={raw!r} must be > 0")
+    return seconds
+
+
 # Bookkeeping is plain functions, not tasks: it must still work while a run is being
 # interrupted, and it is not work worth a task run of its own in the UI.
-def record_run_start(db: str, flow: str, config: Any) -> str:
+def record_run_start(db: str, flow: str, config: Any, heartbeat_s: float | None = None) -> str:
     run_id = current_run_id()
     config_json = config.model_dump_json() if hasattr(config, "model_dump_json") else canonical_json(config)
+    record = RunRecord(run_id=run_id, flow=flow, config=config_json, status="running",
+                       heartbeat_s=heartbeat_s or heartbeat_interval())
+    record.heartbeat_at = record.started_at
     with Store(db) as store:
-        store.write(
-            "runs", [RunRecord(run_id=run_id, flow=flow, config=config_json, status="running")], on_conflict="replace"
-        )
+        store.write("runs", [record], on_conflict="replace")
     return run_id
+
+
+def mark_crashed_runs(db: str, flow: str, run_id: str) -> list[str]:
+    """Mark `flow`'s runs whose heartbeat stopped (view `runs_health`) `crashed` for good;
+    newest first. What they wrote stays: the new run skips it and does the rest."""
+    with Store(db) as store:
+        crashed = [r["run_id"] for r in store.rows(
+            "SELECT run_id FROM runs_health WHERE flow = ? AND status = 'crashed' AND run_id <> ? "
+            "ORDER BY started_at DESC", [flow, run_id])]
+        if crashed:
+            store.execute("UPDATE runs SET status = 'crashed' WHERE status = 'running' AND run_id IN "
+                          f"({', '.join('?' * len(crashed))})", crashed)
+    return crashed
+
+
+def _run_logger() -> Any:
+    """The flow run's logger (shown in the Prefect UI), or this module's outside a run."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logger
+
+
+class Heartbeat:
+    """A daemon thread that stamps `runs.heartbeat_at` every `interval` seconds.
+
+    Each beat is one short UPDATE; a beat that fails (the store busy past its wait, a disk
+    hiccup) is logged and skipped: a missed beat must never fail the run itself.
+    """
+
+    def __init__(self, db: str, run_id: str, interval: float) -> None:
+        self.db, self.run_id, self.interval = db, run_id, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat_until_stopped, name=f"heartbeat-{run_id[:8]}",
+                                        daemon=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat_until_stopped(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.beat()
+
+    def beat(self) -> None:
+        try:
+            with Store(self.db) as store:
+                store.execute("UPDATE runs SET heartbeat_at = ? WHERE run_id = ? AND status = 'running'",
+                              [utc_now(), self.run_id])
+        except Exception as exc:  # noqa: BLE001 - any failure: skip this beat, never the run
+            logger.warning("run %s: heartbeat skipped (%s: %s)", self.run_id, type(exc).__name__, exc)
 
 
 def record_run_end(db: str, run_id: str, flow: str, status: str, summary: dict[str, Any]) -> None:
@@ -61,6 +138,11 @@ class TrackedRun:
     flow: str
     run_id: str
     summary: dict[str, Any] = field(default_factory=dict)
+    resumes: str | None = None  # the crashed run of the same flow this one picks up after
+
+
+def _final_summary(run: TrackedRun) -> dict[str, Any]:
+    return {"resumes": run.resumes, **run.summary} if run.resumes else run.summary
 
 
 @contextmanager
@@ -71,18 +153,31 @@ def tracked_run(db: str, flow: str, config: Any) -> Iterator[TrackedRun]:
     `failed` with the error; an interruption (Ctrl-C, SIGTERM, Prefect cancellation: any
     BaseException that is not an Exception) marks it `cancelled`. Either way what the
     run already wrote stays: every batch is written in one transaction.
+
+    While the run is alive a heartbeat thread stamps its row; a run killed without a word
+    (SIGKILL) stops beating, shows `crashed` (view `runs_health`, `rmforge status`), and the
+    next run of the same flow marks it so and says it resumes it (`resumes` in its summary).
     """
-    run = TrackedRun(db, flow, record_run_start(db, flow, config))
+    interval = heartbeat_interval()
+    run = TrackedRun(db, flow, record_run_start(db, flow, config, interval))
+    crashed = mark_crashed_runs(db, flow, run.run_id)
+    if crashed:
+        run.resumes = crashed[0]
+        _run_logger().info(
+            "%s resumes crashed run %s%s", flow, run.resumes,
+            f" (also marked crashed: {', '.join(crashed[1:])})" if crashed[1:] else "")
     try:
-        yield run
+        with Heartbeat(db, run.run_id, interval):
+            yield run
     except Exception as exc:
-        record_run_end(db, run.run_id, flow, "failed", {**run.summary, "error": f"{type(exc).__name__}: {exc}"})
+        record_run_end(db, run.run_id, flow, "failed",
+                       {**_final_summary(run), "error": f"{type(exc).__name__}: {exc}"})
         raise
     except BaseException:
-        record_run_end(db, run.run_id, flow, "cancelled", run.summary)
+        record_run_end(db, run.run_id, flow, "cancelled", _final_summary(run))
         raise
-    record_run_end(db, run.run_id, flow, "completed", run.summary)
-    publish_report(db, flow, run.run_id, run.summary)
+    record_run_end(db, run.run_id, flow, "completed", _final_summary(run))
+    publish_report(db, flow, run.run_id, _final_summary(run))
 
 
 @task(name="store-problems", cache_policy=NO_CACHE)

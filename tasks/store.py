@@ -8,6 +8,7 @@ duplicate rows. Open a Store per task (never share a connection across threads).
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -15,9 +16,12 @@ import duckdb
 import pyarrow as pa
 from pydantic import BaseModel
 
-from schemas.tables import TABLES, VIEWS, create_table_sql, to_arrow
+from schemas.tables import TABLES, VIEWS, TableSpec, column_sql, create_table_sql, to_arrow
 
 DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "rmforge.duckdb"
+# Threads of one process share one DuckDB instance per file: two opening (DDL) or one opening
+# while another closes the last connection fail with catalog or file-handle conflicts.
+_OPEN_CLOSE_LOCK = threading.RLock()
 
 
 def resolve_db_path(db: str | os.PathLike | None = None) -> Path:
@@ -34,11 +38,21 @@ class Store:
             self.con = duckdb.connect(str(self.path), read_only=True)
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = duckdb.connect(str(self.path))
-        for spec in TABLES.values():
-            self.execute(create_table_sql(spec))
-        for name, query in VIEWS.items():
-            self.execute(f"CREATE OR REPLACE VIEW {name} AS {query}")
+        with _OPEN_CLOSE_LOCK:
+            self.con = duckdb.connect(str(self.path))
+            for spec in TABLES.values():
+                self.execute(create_table_sql(spec))
+                self._add_missing_columns(spec)
+            for name, query in VIEWS.items():
+                self.execute(f"CREATE OR REPLACE VIEW {name} AS {query}")
+
+    def _add_missing_columns(self, spec: TableSpec) -> None:
+        """A store made by an older rmforge gains the columns added since (as NULLs)."""
+        have = {row[0] for row in self.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [spec.name])}
+        for name, sql_type in column_sql(spec):
+            if name not in have:
+                self.execute(f'ALTER TABLE {spec.name} ADD COLUMN "{name}" {sql_type}')
 
     def __enter__(self) -> "Store":
         return self
@@ -47,7 +61,8 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        self.con.close()
+        with _OPEN_CLOSE_LOCK:
+            self.con.close()
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         """Run a statement and drain its result (DuckDB keeps a connection busy until then)."""
