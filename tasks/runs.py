@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import re
 import threading
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator, Protocol
 from uuid import UUID
 
 from prefect import task
-from prefect.exceptions import MissingContextError
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.concurrency.sync import concurrency
+from prefect.exceptions import MissingContextError, ObjectAlreadyExists, ObjectNotFound
 from prefect.logging import get_run_logger
 from prefect.artifacts import (
     create_markdown_artifact,
@@ -22,7 +28,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
 
 from generators.base import generation_progress
 from schemas.records import RunRecord, canonical_json, utc_now
@@ -130,6 +136,60 @@ def record_run_end(db: str, run_id: str, flow: str, status: str, summary: dict[s
         store.write("runs", [record], on_conflict="replace")
 
 
+# Prefect global concurrency limits for deployment runs (see README "Scheduled runs"): one
+# writer per store, one GPU stage at a time. Created on first use.
+GPU_LIMIT = "rmforge-gpu"
+_held_limits: set[str] = set()  # a pipeline's subflows run in its process and already hold its slots
+_held_lock = threading.Lock()
+
+
+def store_limit_name(db: str) -> str | None:
+    """The concurrency limit of a store file: its name plus a hash of its full path. None for a
+    DuckLake, which takes many writers at once."""
+    if db.startswith("ducklake:"):
+        return None
+    path = Path(db).resolve()
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", path.name).strip("-")
+    return f"rmforge-store-{slug}-{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
+
+
+def _ensure_limit(name: str) -> None:
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            try:
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+            except ObjectAlreadyExists:  # another run created it first
+                pass
+
+
+@contextmanager
+def exclusive(name: str | None) -> Iterator[None]:
+    """Hold one slot of the limit `name` (limit 1) for the block, in deployment runs only.
+
+    Deployment runs are the ones started by schedules and workers, possibly side by side; a
+    command run by hand has no shared server to coordinate with and relies on the store's
+    own wait for its file lock. Re-entrant within a process.
+    """
+    with _held_lock:
+        nothing_to_take = name is None or name in _held_limits or deployment.id is None
+        if not nothing_to_take:
+            _held_limits.add(name)
+    if nothing_to_take or name is None:  # (name None: for the type checker)
+        yield
+        return
+    try:
+        _ensure_limit(name)
+        _run_logger().info("waiting for concurrency slot %s", name)
+        # Leases are renewed while the block runs; a killed run's lease lapses after a minute.
+        with concurrency(name, occupy=1, lease_duration=60, strict=True):
+            yield
+    finally:
+        with _held_lock:
+            _held_limits.discard(name)
+
+
 @dataclass
 class TrackedRun:
     """The run a flow is inside; the flow fills `summary` as it goes."""
@@ -158,6 +218,13 @@ def tracked_run(db: str, flow: str, config: Any) -> Iterator[TrackedRun]:
     (SIGKILL) stops beating, shows `crashed` (view `runs_health`, `rmforge status`), and the
     next run of the same flow marks it so and says it resumes it (`resumes` in its summary).
     """
+    with exclusive(store_limit_name(db)):
+        with _tracked(db, flow, config) as run:
+            yield run
+
+
+@contextmanager
+def _tracked(db: str, flow: str, config: Any) -> Iterator[TrackedRun]:
     interval = heartbeat_interval()
     run = TrackedRun(db, flow, record_run_start(db, flow, config, interval))
     crashed = mark_crashed_runs(db, flow, run.run_id)
