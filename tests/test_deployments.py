@@ -9,7 +9,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
-
 from flows.deployments import served_deployments
 from flows.generate import resolve_seed
 from schemas.config import PipelineConfig, StepSplitConfig
