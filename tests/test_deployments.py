@@ -95,3 +95,11 @@ def test_store_limits_are_per_file_and_lakes_have_none(tmp_path):
     assert first != second and first.startswith("rmforge-store-a-duckdb-")
     assert store_limit_name(str(tmp_path / "a.duckdb")) == first
     assert store_limit_name("ducklake:postgres:dbname=lake") is None
+
+
+def test_serve_needs_a_server_that_outlives_it(tmp_path, monkeypatch):
+    from tests.test_cli import assert_one_line_error, invoke
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setenv("RMFORGE_STATE_DIR", str(tmp_path))  # no background server recorded here
+    assert_one_line_error(invoke("serve"), "rmforge serve needs a Prefect server", "rmforge server start")
