@@ -16,11 +16,6 @@ from typing import Any, Iterator, Protocol
 from uuid import UUID
 
 from prefect import task
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-from prefect.concurrency.sync import concurrency
-from prefect.exceptions import MissingContextError, ObjectAlreadyExists, ObjectNotFound
-from prefect.logging import get_run_logger
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -28,6 +23,11 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.concurrency.sync import concurrency
+from prefect.exceptions import MissingContextError, ObjectAlreadyExists, ObjectNotFound
+from prefect.logging import get_run_logger
 from prefect.runtime import deployment, flow_run
 
 from generators.base import generation_progress
@@ -218,9 +218,8 @@ def tracked_run(db: str, flow: str, config: Any) -> Iterator[TrackedRun]:
     (SIGKILL) stops beating, shows `crashed` (view `runs_health`, `rmforge status`), and the
     next run of the same flow marks it so and says it resumes it (`resumes` in its summary).
     """
-    with exclusive(store_limit_name(db)):
-        with _tracked(db, flow, config) as run:
-            yield run
+    with exclusive(store_limit_name(db)), _tracked(db, flow, config) as run:
+        yield run
 
 
 @contextmanager
