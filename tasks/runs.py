@@ -202,6 +202,7 @@ class TrackedRun:
 
 
 def _final_summary(run: TrackedRun) -> dict[str, Any]:
+    # A flow may have replaced `summary` with its own counts.
     return {"resumes": run.resumes, **run.summary} if run.resumes else run.summary
 
 
@@ -228,7 +229,7 @@ def _tracked(db: str, flow: str, config: Any) -> Iterator[TrackedRun]:
     run = TrackedRun(db, flow, record_run_start(db, flow, config, interval))
     crashed = mark_crashed_runs(db, flow, run.run_id)
     if crashed:
-        run.resumes = crashed[0]
+        run.resumes = run.summary["resumes"] = crashed[0]
         _run_logger().info(
             "%s resumes crashed run %s%s", flow, run.resumes,
             f" (also marked crashed: {', '.join(crashed[1:])})" if crashed[1:] else "")
