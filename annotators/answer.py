@@ -12,11 +12,7 @@ from pydantic import Field
 
 from annotators.base import AnnotationInput, AnnotationOutput, Annotator, Evidence
 from schemas.config import Config as StrictConfig
-from verifiers.answers import GradeResult, extract_final_answer, grade_response
-
-# Re-exported for callers not yet importing `verifiers.answers` (annotators/completions.py,
-# tasks/curate.py).
-__all__ = ["AnswerAnnotator", "GradeResult", "extract_final_answer", "grade_response"]
+from verifiers.answers import grade_response
 
 
 class AnswerAnnotator(Annotator):

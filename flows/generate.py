@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timezone
+
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 
 from flows import chunks
 from schemas.config import PipelineConfig
@@ -11,9 +14,26 @@ from tasks.rollouts import generate_rollouts
 from tasks.runs import Progress, store_problems, tracked_run
 
 
+def resolve_seed(config: PipelineConfig) -> tuple[PipelineConfig, str]:
+    """The config with a concrete problem seed, and where the seed came from.
+
+    `seed: scheduled` draws it from this flow run's scheduled start time (YYYYMMDDHHMM, UTC),
+    so each run of a schedule generates new problems instead of the same ids again.
+    """
+    if config.problems.seed != "scheduled":
+        return config, f"seed {config.problems.seed} from the config"
+    scheduled = flow_run.scheduled_start_time.astimezone(timezone.utc)
+    seed = int(scheduled.strftime("%Y%m%d%H%M"))
+    problems = config.problems.model_copy(update={"seed": seed})
+    return (config.model_copy(update={"problems": problems}),
+            f"seed {seed} from the scheduled time {scheduled.isoformat()}")
+
+
 @flow(name="generate", log_prints=True)
 def generate(config: PipelineConfig, db: str) -> dict:
     logger = get_run_logger()
+    config, seed_origin = resolve_seed(config)
+    logger.info("problems: %s", seed_origin)
     with tracked_run(db, "generate", config) as run:
         loaded = load_problems(config.problems, run.run_id)
         stored = store_problems(db, loaded)
@@ -30,7 +50,7 @@ def generate(config: PipelineConfig, db: str) -> dict:
                 added = {key: added[key] + written[key] for key in added}
                 progress.finish_batch(min(done * per_batch, len(loaded.problems)) * n)
                 logger.info("rollouts: %d new so far", added["rollouts"])
-        run.summary = {"problems": len(loaded.problems), "new_problems": stored["problems"],
+        run.summary = {"seed": seed_origin, "problems": len(loaded.problems), "new_problems": stored["problems"],
                        "quarantined": stored["quarantined"] + added["quarantined"],
                        "new_rollouts": added["rollouts"], "new_steps": added["steps"]}
     return run.summary

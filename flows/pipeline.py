@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 from prefect import flow
 
 from flows.annotate import annotate
 from flows.curate import curate
 from flows.export import export
-from flows.generate import generate
+from flows.generate import generate, resolve_seed
 from schemas.config import PipelineConfig
-from tasks.runs import tracked_run
+from tasks.runs import GPU_LIMIT, exclusive, tracked_run
 from tasks.store import resolve_db_path
 
 
@@ -17,10 +19,16 @@ from tasks.store import resolve_db_path
 def pipeline(config: PipelineConfig | None = None, db: str | None = None, export_dir: str | None = None) -> dict:
     config = config or PipelineConfig()
     db = str(resolve_db_path(db))
+    # The seed comes from the pipeline's schedule, not the generate subflow's own start.
+    config, seed_origin = resolve_seed(config)
+    # One vLLM engine stage at a time on the machine's GPU (deployment runs, see tasks.runs.exclusive).
+    gpu = exclusive(GPU_LIMIT) if config.generator.backend == "vllm" else nullcontext()
     with tracked_run(db, "pipeline", config) as run:
-        run.summary["generate"] = generate(config, db)
-        run.summary["annotate"] = annotate(db, config.annotators, config.annotator_options, config.generator,
-                                           config.batch_size)
+        run.summary["seed"] = seed_origin
+        with gpu:
+            run.summary["generate"] = generate(config, db)
+            run.summary["annotate"] = annotate(db, config.annotators, config.annotator_options, config.generator,
+                                               config.batch_size)
         run.summary["curate"] = curate(db, config.annotators, config.curation)
         if export_dir:
             run.summary["export"] = export(db, export_dir)

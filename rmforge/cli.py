@@ -590,23 +590,45 @@ def status(db: Optional[str] = DbOption, runs: int = typer.Option(8, min=1, help
 
     with _read_only_store(db) as store:
         counts = store.counts()
+        # runs_health shows a run whose heartbeat stopped as `crashed`; a store no writer of
+        # this version has opened yet lacks the view.
+        has_health = store.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'runs_health'")[0][0]
         recent = store.rows(
-            "SELECT run_id, flow, status, started_at, finished_at, summary FROM runs ORDER BY started_at DESC LIMIT ?",
-            [runs])
+            f"SELECT run_id, flow, status, started_at, finished_at, summary FROM {'runs_health' if has_health else 'runs'} "
+            "ORDER BY started_at DESC LIMIT ?", [runs])
     tables = Table("table", "rows", title=f"Store {store.path}")
     for name, rows in counts.items():
         tables.add_row(name, str(rows))
     console.print(tables)
     history = Table("run", "flow", "status", "started (UTC)", "took", title="Last runs")
-    styles = {"completed": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}
+    styles = {"completed": "green", "failed": "red", "cancelled": "yellow", "running": "cyan", "crashed": "red"}
     for r in recent:
         took = f"{(r['finished_at'] - r['started_at']).total_seconds():.1f} s" if r["finished_at"] else ""
         history.add_row(r["run_id"][:8], r["flow"], f"[{styles.get(r['status'], '')}]{r['status']}[/]",
                         r["started_at"].strftime("%Y-%m-%d %H:%M:%S"), took)
     console.print(history)
+    if any(r["status"] == "crashed" for r in recent):
+        say("A crashed run stopped without a word (killed, machine lost); what it wrote is kept. "
+            "Run the same command again: it resumes where the crashed run stopped.")
     server = read_state()
     console.print(f"Prefect server: {server.ui_url} (UI)" if server else
                   "Prefect server: none running (`rmforge server start` makes commands start faster)")
+
+
+@app.command()
+def serve(limit: int = typer.Option(1, min=1, help="How many flow runs at once.")) -> None:
+    """Serve every deployment of prefect.yaml with its schedule until Ctrl+C (no work pool needed)."""
+    from rmforge.server import use_running_server
+
+    if use_running_server() is None:
+        raise UserError("rmforge serve needs a Prefect server that outlives it, for the schedules: "
+                        "run `rmforge server start` first (or set PREFECT_API_URL)")
+    import prefect
+    from flows.deployments import served_deployments
+
+    deployments = served_deployments()
+    say(f"Serving {', '.join(d.name for d in deployments)} (Ctrl+C to stop; the schedules pause).")
+    prefect.serve(*deployments, limit=limit, print_starting_message=False)
 
 
 @app.command("annotators")

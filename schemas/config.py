@@ -59,7 +59,8 @@ class ProblemSourceConfig(Config):
     count: int = Field(default=8, ge=1, le=1_000_000)
     min_steps: int = Field(default=1, ge=1, le=12)
     max_steps: int = Field(default=2, ge=1, le=12)
-    seed: int = 0
+    seed: int | Literal["scheduled"] = Field(
+        default=0, description='"scheduled": from the flow run\'s scheduled start time (new problems each run)')
     path: str | None = Field(default=None, description="JSONL/Parquet file, or HF dataset path/id")
     split: str = "test"
     question_field: str = "question"

@@ -190,10 +190,14 @@ class RunRecord(Record):
     run_id: str
     flow: str
     config: str
-    status: Literal["running", "completed", "failed", "cancelled"]
+    # "crashed": a run found `running` with a stale heartbeat by a later run of its flow.
+    status: Literal["running", "completed", "failed", "cancelled", "crashed"]
     started_at: datetime = Field(default_factory=utc_now)
     finished_at: datetime | None = None
     summary: str = "{}"
+    # Refreshed every `heartbeat_s` seconds while the run's process is alive (view `runs_health`).
+    heartbeat_at: datetime | None = None
+    heartbeat_s: float | None = None
 
 
 class QuarantineRecord(Record):

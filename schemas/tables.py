@@ -164,8 +164,7 @@ def missing_column_sql(existing: set[tuple[str, str]]) -> list[str]:
 def create_table_sql(spec: TableSpec, *, primary_key: bool = True) -> str:
     """CREATE TABLE for one spec; primary_key=False for catalogs without key constraints (DuckLake)."""
     cols = []
-    for name, info in spec.record.model_fields.items():
-        _, sql_type = column_types(info.annotation)
+    for name, sql_type in column_sql(spec):
         not_null = " NOT NULL" if name in spec.primary_key else ""
         cols.append(f'"{name}" {sql_type}{not_null}')
     if primary_key:
@@ -177,6 +176,11 @@ def create_table_sql(spec: TableSpec, *, primary_key: bool = True) -> str:
 def to_arrow(spec: TableSpec, rows: list[BaseModel]) -> pa.Table:
     return pa.Table.from_pylist([row.model_dump() for row in rows], schema=arrow_schema(spec))
 
+
+# A run's heartbeat: seconds between beats when $RMFORGE_HEARTBEAT_S is unset, and how many
+# missed beats make a `running` run `crashed`.
+DEFAULT_HEARTBEAT_S = 30.0
+STALE_BEATS = 3
 
 # Views over the tables, (re)created whenever the store is opened for writing.
 VIEWS: dict[str, str] = {
@@ -226,5 +230,15 @@ SELECT level, annotator, config_hash, model, n, unknown,
        both_correct, both_incorrect, false_correct, false_incorrect
 FROM rates
 ORDER BY level DESC, annotator, config_hash
+""",
+    # `runs` with `status` as it really is: a `running` run whose heartbeat is older than
+    # STALE_BEATS beats (its process died without a word: SIGKILL, power loss) shows `crashed`.
+    "runs_health": f"""
+SELECT * REPLACE (
+    CASE WHEN status = 'running'
+              AND coalesce(heartbeat_at, started_at)
+                  < now() - to_seconds({STALE_BEATS} * coalesce(heartbeat_s, {DEFAULT_HEARTBEAT_S}))
+         THEN 'crashed' ELSE status END AS status)
+FROM runs
 """,
 }

@@ -23,7 +23,7 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from annotators.answer import extract_final_answer
+from verifiers.answers import extract_final_answer
 from generators.hardware import cuda_available, resolve_dtype
 from schemas.config import CurationConfig
 from schemas.records import ProblemCuration, RolloutCuration, stable_hash, utc_now

@@ -35,6 +35,9 @@ from pydantic import BaseModel
 from schemas.tables import TABLES, VIEWS, create_table_sql, missing_column_sql, to_arrow
 
 DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "rmforge.duckdb"
+# Threads of one process share one DuckDB instance per file: two opening (DDL) or one opening
+# while another closes the last connection fail with catalog or file-handle conflicts.
+_OPEN_CLOSE_LOCK = threading.RLock()
 LAKE_PREFIX = "ducklake:"
 LOCK_TIMEOUT_ENV = "RMFORGE_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT_S = 300.0
@@ -250,10 +253,11 @@ class Store:
             self.con = _connect_file(self.path, read_only=True)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.con = _connect_file(self.path, read_only=False)
-            for statement in schema_sql(lake=False):
-                self.execute(statement)
-            self._add_missing_columns()
+            with _OPEN_CLOSE_LOCK:
+                self.con = _connect_file(self.path, read_only=False)
+                for statement in schema_sql(lake=False):
+                    self.execute(statement)
+                self._add_missing_columns()
 
     def _add_missing_columns(self) -> None:
         """A store made by an earlier version gains the columns its records have gained since
@@ -272,7 +276,8 @@ class Store:
     def close(self) -> None:
         """Close; an open transaction is rolled back."""
         self._journal = None
-        self.con.close()
+        with _OPEN_CLOSE_LOCK:
+            self.con.close()
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         """Run a statement and drain its result (DuckDB keeps a connection busy until then)."""

@@ -1,0 +1,44 @@
+"""The deployments of prefect.yaml as served deployments (`rmforge serve`), without `prefect deploy`."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect import Flow
+from prefect.deployments.runner import RunnerDeployment
+from prefect.schedules import Cron, Interval
+
+PREFECT_YAML = Path(__file__).resolve().parent.parent / "prefect.yaml"
+
+
+def load_flow(entrypoint: str) -> Flow:
+    """`flows/pipeline.py:pipeline` -> the flow object (imported as a module of this checkout)."""
+    path, _, name = entrypoint.partition(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    return getattr(module, name)
+
+
+def _schedule(entry: dict[str, Any]) -> Any:
+    if "cron" in entry:
+        return Cron(entry["cron"], timezone=entry.get("timezone"))
+    if "interval" in entry:
+        return Interval(entry["interval"], timezone=entry.get("timezone"))
+    raise ValueError(f"prefect.yaml: schedule {entry!r} has neither cron nor interval")
+
+
+def served_deployments(path: Path = PREFECT_YAML) -> list[RunnerDeployment]:
+    """One served deployment per entry of prefect.yaml, with its parameters and schedules."""
+    spec = yaml.safe_load(path.read_text())
+    return [
+        load_flow(entry["entrypoint"]).to_deployment(
+            name=entry["name"],
+            description=entry.get("description"),
+            parameters=entry.get("parameters") or {},
+            schedules=[_schedule(s) for s in entry.get("schedules") or []],
+            tags=entry.get("tags"),
+        )
+        for entry in spec["deployments"]
+    ]

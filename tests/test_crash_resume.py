@@ -1,0 +1,201 @@
+"""Crash safety you can see: heartbeats, `crashed` runs, and SIGKILL + rerun == a clean run.
+
+The end-to-end test runs `rmforge run` as real processes against a shared Prefect server and a
+loopback OpenAI-compatible server whose deterministic replies come a little slowly, kills it
+with SIGKILL mid-generation and mid-annotation (on its own log lines, so the kill lands
+inside the stage), reruns, and compares every table with an uninterrupted run's.
+"""
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from schemas.records import RunRecord, utc_now
+from schemas.tables import TABLES
+from tasks.runs import Heartbeat, tracked_run
+from tasks.store import Store
+from tests.prefect_server import running_prefect_server
+from tests.servers import ChatServer
+from tests.test_cli import invoke
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _run(run_id, status="running", heartbeat_ago_s=None, heartbeat_s=1.0, flow="annotate"):
+    record = RunRecord(run_id=run_id, flow=flow, config="{}", status=status, heartbeat_s=heartbeat_s)
+    if heartbeat_ago_s is not None:
+        record.heartbeat_at = utc_now() - timedelta(seconds=heartbeat_ago_s)
+    return record
+
+
+def _health(db):
+    with Store(db, read_only=True) as store:
+        return {r["run_id"]: r["status"] for r in store.rows("SELECT run_id, status FROM runs_health")}
+
+
+def test_a_running_run_whose_heartbeat_stopped_shows_crashed(db):
+    with Store(db) as store:
+        store.write("runs", [
+            _run("beating", heartbeat_ago_s=0.5),
+            _run("stopped", heartbeat_ago_s=10),        # 10 s > 3 beats of 1 s
+            _run("slow-beat", heartbeat_ago_s=10, heartbeat_s=30),  # its beats are 30 s apart
+            _run("finished", status="completed", heartbeat_ago_s=3600),
+        ])
+    assert _health(db) == {"beating": "running", "stopped": "crashed", "slow-beat": "running",
+                           "finished": "completed"}
+    result = invoke("status", "--db", db)
+    assert result.exit_code == 0, result.output
+    assert "crashed" in result.stdout and "resumes where the crashed run stopped" in result.stdout
+
+
+def test_the_next_run_of_the_flow_marks_the_crashed_run_and_says_it_resumes_it(db, monkeypatch):
+    monkeypatch.setenv("RMFORGE_HEARTBEAT_S", "1")
+    with Store(db) as store:
+        store.write("runs", [_run("old-crash", heartbeat_ago_s=60), _run("other-flow", heartbeat_ago_s=60,
+                                                                          flow="curate")])
+    with tracked_run(db, "annotate", {"x": 1}) as run:
+        assert run.resumes == "old-crash"
+    with Store(db, read_only=True) as store:
+        rows = {r["run_id"]: r for r in store.rows("SELECT run_id, status, summary FROM runs")}
+    assert rows["old-crash"]["status"] == "crashed"  # for good, in the table itself
+    assert rows["other-flow"]["status"] == "running"  # another flow's crash is its own flow's to resume
+    assert rows[run.run_id]["status"] == "completed"
+    assert '"resumes":"old-crash"' in rows[run.run_id]["summary"].replace(" ", "")
+
+
+def test_heartbeat_refreshes_the_row_and_a_failed_beat_never_raises(db, tmp_path, caplog):
+    with Store(db) as store:
+        store.write("runs", [_run("alive", heartbeat_ago_s=60)])
+    with Heartbeat(db, "alive", interval=0.1):
+        time.sleep(1.0)
+    assert _health(db) == {"alive": "running"}
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    beat = Heartbeat(str(blocked / "store.duckdb"), "alive", interval=0.1)  # cannot even be created
+    beat.beat()
+    assert "heartbeat skipped" in caplog.text
+
+
+# ---------------------------------------------------------------- SIGKILL, end to end
+
+CONFIG = """
+problems: {kind: arithmetic, count: 6, min_steps: 2, max_steps: 3}
+sampling: {n: 2, max_tokens: 64}
+batch_size: 2
+curation: {near_dedupe: false}
+"""
+
+
+def _respond(body, index):
+    time.sleep(0.3)  # slow enough for a kill to land between batches
+    question = body["messages"][-1]["content"]
+    h = sum(map(ord, question)) % 7 + index
+    return (f"Step 1: 2 + {h} = {2 + h}\nStep 2: {2 + h} * 3 = {(2 + h) * 3 + index % 2}\n"
+            f"The answer is \\boxed{{{(2 + h) * 3 + index % 2}}}")
+
+
+@pytest.fixture(scope="module")
+def prefect_api(tmp_path_factory):
+    with running_prefect_server(tmp_path_factory.mktemp("prefect")) as api_url:
+        yield api_url
+
+
+@pytest.fixture(scope="module")
+def chat():
+    server = ChatServer(_respond)
+    yield server
+    server.close()
+
+
+def _rmforge_run(db, tmp_path, prefect_api, chat, kill_after=None):
+    """`rmforge -v run ...`; with `kill_after` (a log fragment and how many times it must
+    appear), SIGKILL it right after that line. Returns (exit code, stderr)."""
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_API_URL": prefect_api, "RMFORGE_HEARTBEAT_S": "1"}
+    command = [sys.executable, "-m", "rmforge.cli", "-v", "run", "--config", str(config), "--db", str(db),
+               "--backend", "openai", "--base-url", chat.url, "--model", "m", "--annotators", "answer,z3_arith"]
+    process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stderr] + [lines.put(None)],
+                     daemon=True).start()
+    log, seen = [], 0
+    try:
+        while (line := lines.get(timeout=600)) is not None:
+            log.append(line)
+            if kill_after and kill_after[0] in line:
+                seen += 1
+                if seen == kill_after[1]:
+                    os.killpg(process.pid, signal.SIGKILL)
+        return process.wait(timeout=60), "".join(log)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _contents(db):
+    """Every table but `runs`, without run ids and timestamps, as sorted rows."""
+    tables = {}
+    with Store(db, read_only=True) as store:
+        for name in TABLES:
+            if name == "runs":
+                continue
+            columns = [c for c in TABLES[name].record.model_fields if c != "run_id" and not c.endswith("_at")]
+            tables[name] = sorted(map(repr, store.execute(f"SELECT {', '.join(columns)} FROM {name}")))
+    return tables
+
+
+def _runs(db):
+    with Store(db, read_only=True) as store:
+        return store.rows("SELECT run_id, flow, status, summary FROM runs_health ORDER BY started_at")
+
+
+def test_sigkill_during_generation_and_annotation_then_rerun_equals_a_clean_run(tmp_path, prefect_api, chat):
+    clean = tmp_path / "clean.duckdb"
+    code, err = _rmforge_run(clean, tmp_path, prefect_api, chat)
+    assert code == 0, err[-3000:]
+    expected = _contents(clean)
+    assert expected["rollouts"] and expected["step_labels"] and expected["outcome_labels"]
+
+    crashed = tmp_path / "crashed.duckdb"
+    code, err = _rmforge_run(crashed, tmp_path, prefect_api, chat, kill_after=("rollouts: 4 new so far", 1))
+    assert code == -signal.SIGKILL, err[-3000:]
+    assert 4 <= len(_contents(crashed)["rollouts"]) < len(expected["rollouts"])  # killed mid-generation
+    time.sleep(3.5)  # three missed beats
+    assert {r["flow"]: r["status"] for r in _runs(crashed)} == {"pipeline": "crashed", "generate": "crashed"}
+
+    # The rerun resumes generation, then is killed in the middle of annotation.
+    code, err = _rmforge_run(crashed, tmp_path, prefect_api, chat,
+                             kill_after=("Task run 'annotate-batch", 2))
+    assert code == -signal.SIGKILL, err[-3000:]
+    assert "generate resumes crashed run" in err
+    partial = _contents(crashed)
+    assert partial["rollouts"] == expected["rollouts"]
+    labelled = len(partial["step_labels"]) + len(partial["outcome_labels"])
+    assert 0 < labelled < len(expected["step_labels"]) + len(expected["outcome_labels"])
+
+    time.sleep(3.5)
+    code, err = _rmforge_run(crashed, tmp_path, prefect_api, chat)
+    assert code == 0, err[-3000:]
+    assert "annotate resumes crashed run" in err
+    assert _contents(crashed) == expected  # same keys, same verdicts, nothing twice
+
+    runs = _runs(crashed)
+    statuses = [(r["flow"], r["status"]) for r in runs]
+    assert statuses.count(("generate", "crashed")) == 1 and statuses.count(("annotate", "crashed")) == 1
+    assert statuses.count(("pipeline", "crashed")) == 2
+    assert not any(status == "running" for _, status in statuses)
+    first_generate, *_ = [r for r in runs if r["flow"] == "generate"]
+    crashed_annotate = next(r for r in runs if r["flow"] == "annotate" and r["status"] == "crashed")
+    resumed = [r for r in runs if '"resumes"' in r["summary"]]
+    assert any(first_generate["run_id"] in r["summary"] for r in resumed if r["flow"] == "generate")
+    assert any(crashed_annotate["run_id"] in r["summary"] for r in resumed if r["flow"] == "annotate")
