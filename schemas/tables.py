@@ -148,6 +148,11 @@ def arrow_schema(spec: TableSpec) -> pa.Schema:
     return pa.schema(fields)
 
 
+def column_sql(spec: TableSpec) -> list[tuple[str, str]]:
+    """(column, DuckDB type) per record field."""
+    return [(name, column_types(info.annotation)[1]) for name, info in spec.record.model_fields.items()]
+
+
 def missing_column_sql(existing: set[tuple[str, str]]) -> list[str]:
     """ALTER statements adding the record fields a stored table lacks ((table, column) pairs given)."""
     tables = {table for table, _ in existing}
@@ -155,9 +160,9 @@ def missing_column_sql(existing: set[tuple[str, str]]) -> list[str]:
     for spec in TABLES.values():
         if spec.name not in tables:
             continue
-        for name, info in spec.record.model_fields.items():
+        for name, sql_type in column_sql(spec):
             if (spec.name, name) not in existing:
-                statements.append(f'ALTER TABLE {spec.name} ADD COLUMN "{name}" {column_types(info.annotation)[1]}')
+                statements.append(f'ALTER TABLE {spec.name} ADD COLUMN "{name}" {sql_type}')
     return statements
 
 
