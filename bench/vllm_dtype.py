@@ -24,8 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 REPORT = Path(__file__).parent / "reports" / "vllm_dtype.md"
-# The demo's problems x samples as measured in the issue (8 x 16); max_tokens is the demo's.
-PROBLEMS, SAMPLES = 8, 16
+LOG_DIR = Path(tempfile.gettempdir()) / "rmforge-bench-vllm-dtype"  # each engine's stderr
 
 
 def uptime() -> str:
@@ -56,8 +55,8 @@ def measure(dtype: str) -> dict:
     from schemas.config import PipelineConfig
 
     config = PipelineConfig()
-    source, sampling = config.problems, config.sampling.model_copy(update={"n": SAMPLES})
-    problems = generate_arithmetic_problems(PROBLEMS, source.seed, source.min_steps, source.max_steps)
+    source, sampling = config.problems, config.sampling
+    problems = generate_arithmetic_problems(source.count, source.seed, source.min_steps, source.max_steps)
     requests = [solution_request(p.question, p.domain) for p in problems]
     t0 = time.perf_counter()
     engine = load_generator(config.generator.model_copy(update={"dtype": dtype}))
@@ -80,15 +79,20 @@ def measure(dtype: str) -> dict:
 
 
 def run_child(dtype: str) -> dict:
-    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2"))
+    env = dict(os.environ)
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    # On a loaded machine one emulated-bf16 step of the whole batch can outlast vLLM's 300 s default.
+    env.setdefault("VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS", "3600")
+    LOG_DIR.mkdir(exist_ok=True)
+    out, log = LOG_DIR / f"{dtype}.json", LOG_DIR / f"{dtype}.log"
+    out.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "result.json"  # not stdout: the engine logs there too
+    with log.open("w") as stderr:  # not stdout/stderr of this script: the engine logs a lot
         proc = subprocess.run([sys.executable, __file__, "--child", dtype, str(out)], env=env,
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(f"{dtype} run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-        result = json.loads(out.read_text())
+                              stdout=stderr, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise SystemExit(f"{dtype} run failed (exit {proc.returncode}), see {log}")
+    result = json.loads(out.read_text())
     result["total_s"] = time.perf_counter() - t0
     return result
 
@@ -100,7 +104,10 @@ def cpu_description() -> list[str]:
 
 
 def main(dtypes: list[str]) -> None:
-    results = [run_child(dtype) for dtype in dtypes]
+    results = []
+    for dtype in dtypes:
+        results.append(run_child(dtype))
+        print(json.dumps(results[-1]), flush=True)
     first = results[0]
     lines = [
         "# vLLM dtype bench: float32 vs bfloat16 on CPU",
