@@ -7,6 +7,7 @@ Reports CPU flags, machine load (uptime) around each run, tokens, wall time, tok
 and tokens per CPU-second of the engine processes (less sensitive to other load on a
 shared machine). Writes bench/reports/vllm_dtype.md.
 Run: PYTHONPATH=$PWD .venv/bin/python bench/vllm_dtype.py [DTYPE ...]   (default: float32 bfloat16)
+     PYTHONPATH=$PWD .venv/bin/python bench/vllm_dtype.py --report   (rewrite the report from saved results)
 (the engine runs in a child process: keep the __main__ guard)
 """
 
@@ -93,8 +94,13 @@ def run_child(dtype: str) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"{dtype} run failed (exit {proc.returncode}), see {log}")
     result = json.loads(out.read_text())
-    result["total_s"] = time.perf_counter() - t0
+    result["total_s"] = time.perf_counter() - t0  # the whole process, engine start and exit included
+    out.write_text(json.dumps(result))
     return result
+
+
+def saved_result(dtype: str) -> dict:
+    return json.loads((LOG_DIR / f"{dtype}.json").read_text())
 
 
 def cpu_description() -> list[str]:
@@ -103,10 +109,10 @@ def cpu_description() -> list[str]:
     return [line.strip() for line in lscpu if line.strip().startswith(keep)]
 
 
-def main(dtypes: list[str]) -> None:
+def main(dtypes: list[str], measure_now: bool = True) -> None:
     results = []
     for dtype in dtypes:
-        results.append(run_child(dtype))
+        results.append(run_child(dtype) if measure_now else saved_result(dtype))
         print(json.dumps(results[-1]), flush=True)
     first = results[0]
     lines = [
@@ -129,10 +135,11 @@ def main(dtypes: list[str]) -> None:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        total = f"{r['total_s']:.0f}" if "total_s" in r else "-"
         lines.append(
             f"| {r['dtype']} | {r['completions']} | {r['tokens']} | {r['truncated']} | {r['engine_start_s']:.0f} "
             f"| {r['generate_s']:.0f} | {r['tokens'] / r['generate_s']:.1f} | {r['cpu_s']:.0f} "
-            f"| {r['tokens'] / r['cpu_s']:.1f} | {r['total_s']:.0f} |"
+            f"| {r['tokens'] / r['cpu_s']:.1f} | {total} |"
         )
     lines += ["", "Machine load (`uptime`) around each generation:", ""]
     for r in results:
@@ -172,5 +179,7 @@ def _vllm_version() -> str:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         Path(sys.argv[3]).write_text(json.dumps(measure(sys.argv[2])))
+    elif sys.argv[1:2] == ["--report"]:  # from the results of the last run
+        main(sys.argv[2:] or ["float32", "bfloat16"], measure_now=False)
     else:
         main(sys.argv[1:] or ["float32", "bfloat16"])
