@@ -9,9 +9,11 @@ an `if __name__ == "__main__":` guard.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
+from pathlib import Path
 from typing import Any, Sequence
 
 from generators.base import (
@@ -23,14 +25,37 @@ from generators.base import (
     ProgressCallback,
     progress_callback,
 )
+from generators.hardware import CPUINFO, resolve_dtype
 from generators.local_models import cache_dir, resolve_model
 from schemas.config import GeneratorConfig, SamplingConfig
+
+
+logger = logging.getLogger(__name__)
 
 
 def _on_cpu() -> bool:
     import torch
 
     return not torch.cuda.is_available()
+
+
+def engine_arguments(
+    config: GeneratorConfig, model_path: str, on_cpu: bool, cpuinfo: Path = CPUINFO
+) -> dict[str, Any]:
+    """Keyword arguments for `vllm.LLM`; `dtype: auto` resolved from the hardware."""
+    enforce_eager = on_cpu if config.enforce_eager is None else config.enforce_eager
+    engine_args: dict[str, Any] = dict(
+        model=model_path,
+        dtype=resolve_dtype(config.dtype, "cpu" if on_cpu else "cuda", cpuinfo),
+        max_model_len=config.max_model_len,
+        enable_prefix_caching=config.enable_prefix_caching,
+        enforce_eager=enforce_eager,
+        seed=0,
+    )
+    if not on_cpu:
+        engine_args["gpu_memory_utilization"] = config.gpu_memory_utilization
+        engine_args["tensor_parallel_size"] = config.tensor_parallel_size
+    return engine_args
 
 
 class VLLMEngineGenerator(Generator):
@@ -50,18 +75,9 @@ class VLLMEngineGenerator(Generator):
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(config.cpu_kv_cache_gib))
         os.environ.setdefault("VLLM_CACHE_ROOT", str(cache_dir() / "vllm"))
         self._model_path = resolve_model(config.model)
-        enforce_eager = on_cpu if config.enforce_eager is None else config.enforce_eager
-        engine_args: dict[str, Any] = dict(
-            model=self._model_path,
-            dtype=config.dtype,
-            max_model_len=config.max_model_len,
-            enable_prefix_caching=config.enable_prefix_caching,
-            enforce_eager=enforce_eager,
-            seed=0,
-        )
-        if not on_cpu:
-            engine_args["gpu_memory_utilization"] = config.gpu_memory_utilization
-            engine_args["tensor_parallel_size"] = config.tensor_parallel_size
+        engine_args = engine_arguments(config, self._model_path, on_cpu)
+        self.dtype = engine_args["dtype"]
+        logger.info("vLLM engine for %s on %s, dtype %s", config.model, "CPU" if on_cpu else "GPU", self.dtype)
         self._llm = vllm.LLM(**engine_args)
         self._tokenizer = self._llm.get_tokenizer()
 

@@ -37,7 +37,11 @@ class GeneratorConfig(Config):
         f"'{DEFAULT_MODEL}'; for `openai` the served model name.",
     )
     # vLLM engine options
-    dtype: str = "bfloat16"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto",
+        description="auto: bfloat16 on GPU and on CPUs with native bf16 (AVX512-BF16, AMX, Arm "
+        "BF16), float32 elsewhere, where emulated bf16 is ~4x slower (bench/reports/vllm_dtype.md).",
+    )
     max_model_len: int = Field(default=2048, ge=128)
     enable_prefix_caching: bool = True
     enforce_eager: bool | None = Field(
@@ -126,13 +130,15 @@ class CurationConfig(Config):
 class PipelineConfig(Config):
     problems: ProblemSourceConfig = Field(default_factory=ProblemSourceConfig)
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
-    # Many samples per problem: the default model is weak, and preference pairs need a
-    # right and a wrong answer to the same problem.
-    sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(n=16, max_tokens=256))
+    # The defaults are the demo, sized to finish in under 5 minutes on 2 CPU cores (README,
+    # bench/reports/demo_cost.md). Several samples per problem: the default model is weak, and
+    # preference pairs need a right and a wrong answer to the same problem.
+    sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(n=8, max_tokens=192))
     steps: StepSplitConfig = Field(default_factory=StepSplitConfig)
-    annotators: list[str] = Field(default_factory=lambda: ["answer", "z3_arith", "mc"])
+    # mc_binary confirms and refutes steps (process examples) at about a third of mc's completions.
+    annotators: list[str] = Field(default_factory=lambda: ["answer", "z3_arith", "mc_binary"])
     annotator_options: dict[str, dict[str, Any]] = Field(
-        default_factory=lambda: {"mc": {"k": 2, "max_tokens": 160}},
+        default_factory=lambda: {"mc_binary": {"k": 2, "max_tokens": 128}},
         description="Per-annotator config, keyed by annotator name.",
     )
     curation: CurationConfig = Field(default_factory=CurationConfig)

@@ -49,3 +49,17 @@ def test_prefect_deployments_point_at_flows_with_valid_parameters():
             from schemas.config import PipelineConfig
 
             PipelineConfig.model_validate(deployment["parameters"]["config"])
+
+
+def test_demo_defaults_can_label_steps_both_ways():
+    """Process examples need an annotator that can confirm a step, and one that can refute it;
+    options must name annotators the demo runs (a typo would silently use the defaults)."""
+    from annotators import annotator_class
+    from schemas.config import PipelineConfig
+
+    config = PipelineConfig()
+    evidence = [annotator_class(name).evidence for name in config.annotators]
+    assert any(e.confirms_steps for e in evidence)
+    assert any(e.refutes_steps for e in evidence)
+    assert set(config.annotator_options) <= set(config.annotators)
+    assert config.generator.dtype == "auto"

@@ -1,0 +1,185 @@
+"""Bench: vLLM generation speed in float32 vs bfloat16 on this machine's CPU.
+
+The demo's shape (PipelineConfig defaults: problems x samples, max_tokens) through the
+packaged SmolLM2-135M-Instruct, the same prompts and engine seed for both dtypes, one
+engine (child process) per dtype, run back to back. Engine start is not measured.
+Reports CPU flags, machine load (uptime) around each run, tokens, wall time, tokens/s
+and tokens per CPU-second of the engine processes (less sensitive to other load on a
+shared machine). Writes bench/reports/vllm_dtype.md.
+Run: PYTHONPATH=$PWD .venv/bin/python bench/vllm_dtype.py [DTYPE ...]   (default: float32 bfloat16)
+     PYTHONPATH=$PWD .venv/bin/python bench/vllm_dtype.py --report   (rewrite the report from saved results)
+(the engine runs in a child process: keep the __main__ guard)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+REPORT = Path(__file__).parent / "reports" / "vllm_dtype.md"
+LOG_DIR = Path(tempfile.gettempdir()) / "rmforge-bench-vllm-dtype"  # each engine's stderr
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def cpu_seconds(process) -> float:
+    """User + system CPU time of `process` and its live descendants (the vLLM engine core)."""
+    import psutil
+
+    total = 0.0
+    for p in [process, *process.children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def measure(dtype: str) -> dict:
+    """Generate the demo's rollouts with one engine in `dtype` (run in its own process)."""
+    import psutil
+
+    from generators import close_generators, load_generator
+    from generators.prompts import solution_request
+    from problems.arithmetic import generate_arithmetic_problems
+    from schemas.config import PipelineConfig
+
+    config = PipelineConfig()
+    source, sampling = config.problems, config.sampling
+    problems = generate_arithmetic_problems(source.count, source.seed, source.min_steps, source.max_steps)
+    requests = [solution_request(p.question, p.domain) for p in problems]
+    t0 = time.perf_counter()
+    engine = load_generator(config.generator.model_copy(update={"dtype": dtype}))
+    started = time.perf_counter() - t0
+    me = psutil.Process()
+    load_before, cpu0, t1 = uptime(), cpu_seconds(me), time.perf_counter()
+    outputs = engine.generate(requests, sampling)
+    seconds, cpu = time.perf_counter() - t1, cpu_seconds(me) - cpu0
+    load_after = uptime()
+    close_generators()
+    completions = [c for out in outputs for c in out]
+    tokens = sum(c.num_tokens for c in completions)
+    return {
+        "dtype": engine.dtype, "problems": len(problems), "samples": sampling.n,
+        "max_tokens": sampling.max_tokens, "completions": len(completions), "tokens": tokens,
+        "truncated": sum(c.finish_reason == "length" for c in completions),
+        "engine_start_s": started, "generate_s": seconds, "cpu_s": cpu,
+        "load_before": load_before, "load_after": load_after,
+    }
+
+
+def run_child(dtype: str) -> dict:
+    env = dict(os.environ)
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    # On a loaded machine one emulated-bf16 step of the whole batch can outlast vLLM's 300 s default.
+    env.setdefault("VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS", "3600")
+    LOG_DIR.mkdir(exist_ok=True)
+    out, log = LOG_DIR / f"{dtype}.json", LOG_DIR / f"{dtype}.log"
+    out.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    with log.open("w") as stderr:  # not stdout/stderr of this script: the engine logs a lot
+        proc = subprocess.run([sys.executable, __file__, "--child", dtype, str(out)], env=env,
+                              stdout=stderr, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise SystemExit(f"{dtype} run failed (exit {proc.returncode}), see {log}")
+    result = json.loads(out.read_text())
+    result["total_s"] = time.perf_counter() - t0  # the whole process, engine start and exit included
+    out.write_text(json.dumps(result))
+    return result
+
+
+def saved_result(dtype: str) -> dict:
+    return json.loads((LOG_DIR / f"{dtype}.json").read_text())
+
+
+def cpu_description() -> list[str]:
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+    keep = ("Model name", "CPU(s):", "Thread(s) per core", "Flags")
+    return [line.strip() for line in lscpu if line.strip().startswith(keep)]
+
+
+def main(dtypes: list[str], measure_now: bool = True) -> None:
+    results = []
+    for dtype in dtypes:
+        results.append(run_child(dtype) if measure_now else saved_result(dtype))
+        print(json.dumps(results[-1]), flush=True)
+    first = results[0]
+    lines = [
+        "# vLLM dtype bench: float32 vs bfloat16 on CPU",
+        "",
+        f"Model `smollm2-135m-instruct` (SmolLM2-135M-Instruct) via vLLM {_vllm_version()} on CPU, "
+        f"the demo's shape: {first['problems']} arithmetic problems x {first['samples']} samples, "
+        f"max_tokens {first['max_tokens']}, same prompts, engine seed 0; one engine per dtype, "
+        "run back to back; engine start not counted. "
+        "`tokens/CPU-s` divides by the user+system time of the engine processes, "
+        "which other load on the machine inflates less than wall time.",
+        "",
+        f"Host: {platform.node()}, {os.cpu_count()} CPUs.",
+        "",
+        "```",
+        *cpu_description(),
+        "```",
+        "",
+        "| dtype | completions | tokens | truncated | engine start s | generate s | tokens/s | CPU s | tokens/CPU-s | total s (process) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        total = f"{r['total_s']:.0f}" if "total_s" in r else "-"
+        lines.append(
+            f"| {r['dtype']} | {r['completions']} | {r['tokens']} | {r['truncated']} | {r['engine_start_s']:.0f} "
+            f"| {r['generate_s']:.0f} | {r['tokens'] / r['generate_s']:.1f} | {r['cpu_s']:.0f} "
+            f"| {r['tokens'] / r['cpu_s']:.1f} | {total} |"
+        )
+    lines += ["", "Machine load (`uptime`) around each generation:", ""]
+    for r in results:
+        lines += [f"- {r['dtype']}: before `{r['load_before']}`", f"  after `{r['load_after']}`"]
+    by_dtype = {r["dtype"]: r for r in results}
+    if {"float32", "bfloat16"} <= set(by_dtype):
+        f32, bf16 = by_dtype["float32"], by_dtype["bfloat16"]
+        speed = lambda r: r["tokens"] / r["generate_s"]  # noqa: E731
+        per_cpu = lambda r: r["tokens"] / r["cpu_s"]  # noqa: E731
+        lines += [
+            "",
+            f"float32 / bfloat16: {speed(f32) / speed(bf16):.1f}x tokens/s, "
+            f"{per_cpu(f32) / per_cpu(bf16):.1f}x tokens per CPU-second.",
+        ]
+    lines += [
+        "",
+        "This CPU has no native bf16 (no avx512_bf16 / amx_bf16), so bf16 is emulated; "
+        "`GeneratorConfig.dtype: auto` picks float32 here (generators/hardware.py).",
+        "",
+        "Reproduce: `PYTHONPATH=$PWD .venv/bin/python bench/vllm_dtype.py`",
+    ]
+    REPORT.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _vllm_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("vllm-cpu", "vllm"):
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    return "?"
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--child"]:
+        Path(sys.argv[3]).write_text(json.dumps(measure(sys.argv[2])))
+    elif sys.argv[1:2] == ["--report"]:  # from the results of the last run
+        main(sys.argv[2:] or ["float32", "bfloat16"], measure_now=False)
+    else:
+        main(sys.argv[1:] or ["float32", "bfloat16"])

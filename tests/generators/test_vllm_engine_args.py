@@ -1,0 +1,47 @@
+"""The vLLM engine's arguments, built without starting vLLM: `dtype: auto` follows the hardware."""
+
+from typing import get_args
+
+import pytest
+
+from generators.hardware import DTYPES
+from generators.vllm_engine import engine_arguments
+from schemas.config import GeneratorConfig
+
+EPYC_AVX2 = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma f16c\n"
+SAPPHIRE_RAPIDS = "processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+
+
+@pytest.fixture
+def cpuinfo(tmp_path):
+    def write(text):
+        path = tmp_path / "cpuinfo"
+        path.write_text(text)
+        return path
+    return write
+
+
+def test_dtype_defaults_to_auto():
+    assert GeneratorConfig().dtype == "auto"
+
+
+@pytest.mark.parametrize("text,on_cpu,expected", [
+    (EPYC_AVX2, True, "float32"),  # emulated bf16 is ~4x slower here
+    (SAPPHIRE_RAPIDS, True, "bfloat16"),
+    (EPYC_AVX2, False, "bfloat16"),  # CUDA: the host CPU does not matter
+])
+def test_auto_dtype_resolves_from_the_hardware(cpuinfo, text, on_cpu, expected):
+    args = engine_arguments(GeneratorConfig(), "/models/x", on_cpu, cpuinfo(text))
+    assert args["dtype"] == expected
+    assert ("gpu_memory_utilization" in args) is not on_cpu
+
+
+def test_explicit_dtype_is_passed_through(cpuinfo):
+    args = engine_arguments(GeneratorConfig(dtype="bfloat16"), "/models/x", True, cpuinfo(EPYC_AVX2))
+    assert args["dtype"] == "bfloat16"
+
+
+def test_config_accepts_exactly_the_dtypes_the_resolver_knows():
+    assert get_args(GeneratorConfig.model_fields["dtype"].annotation) == DTYPES
+    with pytest.raises(ValueError, match="dtype"):
+        GeneratorConfig(dtype="fp8")
