@@ -1,0 +1,40 @@
+"""`rmforge eval` end to end on real human-labelled solutions (a ProcessBench sample)."""
+
+import json
+
+from typer.testing import CliRunner
+
+from rmforge.cli import app
+from tests.tasks.test_labelled_import import PROCESSBENCH, needs_processbench
+
+
+@needs_processbench
+def test_eval_prints_scores_and_writes_the_report(prefect_harness, tmp_path):
+    records = json.loads(PROCESSBENCH.read_text())[:40]
+    sample = tmp_path / "sample.json"
+    sample.write_text(json.dumps(records))
+    gold = json.loads(PROCESSBENCH.with_name("gsm8k_gold_answers.json").read_text())
+    (tmp_path / "sample_gold_answers.json").write_text(json.dumps({r["id"]: gold[r["id"]] for r in records}))
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["eval", str(sample), "--annotators", "answer,z3_arith", "--out", str(out),
+                                      "--policies", "ranked,unanimous", "--json"])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)["scores"]
+    assert [s["name"] for s in scores] == ["answer", "z3_arith", "ranked(answer,z3_arith)",
+                                           "unanimous(answer,z3_arith)"]
+    erroneous = sum(r["label"] >= 0 for r in records)
+    assert all(s["solutions"] == 40 and s["erroneous"] == erroneous for s in scores)
+    z3 = scores[1]
+    assert z3["correct_labels"] == 0  # refute-only: it never claims a step is right
+    assert z3["incorrect_precision"] in (None, 1.0)
+    assert (out / "report.md").read_text().count("Qwen2.5-Math-PRM-7B") == 1
+    assert (out / "report.png").stat().st_size > 10_000
+    assert json.loads((out / "metrics.json").read_text()) == scores
+
+
+def test_eval_rejects_an_unknown_policy_before_any_work(tmp_path):
+    sample = tmp_path / "s.json"
+    sample.write_text("[]")
+    result = CliRunner().invoke(app, ["eval", str(sample), "--annotators", "answer", "--policies", "ranked,bogus"])
+    assert result.exit_code == 1 and "--policies: unknown 'bogus'" in result.stderr
+    assert "Traceback" not in result.output
