@@ -26,7 +26,7 @@ def test_dtype_defaults_to_auto():
 
 
 @pytest.mark.parametrize("text,on_cpu,expected", [
-    (EPYC_AVX2, True, "float32"),  # emulated bf16 is ~4x slower here
+    (EPYC_AVX2, True, "float32"),  # emulated bf16 is ~3x slower here
     (SAPPHIRE_RAPIDS, True, "bfloat16"),
     (EPYC_AVX2, False, "bfloat16"),  # CUDA: the host CPU does not matter
 ])
