@@ -129,6 +129,8 @@ EXPORTS: dict[str, ExportSpec] = {
         SELECT p.question AS prompt, r.response, c.text AS critique, c.first_error_step,
                c.verdict, c.model, c.rollout_id
         FROM critiques c JOIN rollouts r USING (rollout_id) JOIN problems p USING (problem_id)
+        LEFT JOIN rollout_curation k USING (rollout_id)
+        WHERE coalesce(k.status, 'kept') = 'kept'  -- no critiques of contaminated or duplicate rollouts
         ORDER BY c.critique_id""",
     ),
 }
