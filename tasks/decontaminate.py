@@ -24,10 +24,10 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from problems.importers import load_hf_rows, read_records
 from schemas.config import CurationConfig
 from schemas.records import Contamination
 from tasks.dedupe import EXACT_SEARCH_LIMIT, cached_embeddings, nearest
-from tasks.problems import load_hf_rows, read_records
 from tasks.store import Store
 
 QUESTION_FIELDS = ("problem", "question", "prompt", "query")
@@ -47,7 +47,7 @@ def _rows(source: str, split: str) -> Sequence[Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
         return data[split] if isinstance(data, dict) and split in data else data
     if path.is_file():
-        return read_records(path)
+        return [row for _, row in read_records(path)]
     try:
         return load_hf_rows(source, split)
     except Exception as exc:  # datasets raises many kinds; the user needs the source and the reason

@@ -6,6 +6,7 @@ import pytest
 
 from schemas.config import CurationConfig
 from schemas.records import OutcomeLabel
+from tasks.consensus import compute_consensus
 from tasks.datasets import build_datasets
 from tasks.decontaminate import NgramIndex, decontaminate_problems, find_contamination, load_eval_items, words
 from tasks.dedupe import deduplicate_problems, deduplicate_rollouts, embed
@@ -108,6 +109,7 @@ def test_contaminated_problems_leave_the_curated_datasets(tmp_path, db):
     assert decontaminate_problems.fn(db, config, "run") == {"eval_items": 2, "contaminated_problems": 1}
     assert deduplicate_rollouts.fn(db, config, "run") == {"contaminated": 2, "kept": 2}
     assert deduplicate_problems.fn(db, config, "run") == {"contaminated": 1, "kept": 1}
+    compute_consensus.fn(db, ["answer"], config, "run")
     assert build_datasets.fn(db, 8, "run")["preference_pairs"] == 1
     with Store(db) as store:
         assert {r["problem_id"] for r in store.rows("SELECT problem_id FROM preference_pairs")} == {clean.problem_id}
