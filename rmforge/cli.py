@@ -96,6 +96,8 @@ def _db(db: Optional[str]) -> str:
 
 def _existing_db(db: Optional[str]) -> str:
     path = _db(db)
+    if path.startswith("ducklake:"):  # a lake is checked when it is attached
+        return path
     if not Path(path).is_file():
         raise UserError(f"no rmforge database at {path} (create one with `rmforge run` or `rmforge import rollouts`)")
     return path

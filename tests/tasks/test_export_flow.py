@@ -37,7 +37,7 @@ def test_export_flow_records_its_run_and_describes_the_curation(prefect_harness,
     card = (out / CARD).read_text()
     assert f"(export run `{run[0]['run_id']}`)" in card
     assert "Voting annotators of the latest curation: `answer`, `z3_arith`." in card
-    assert "Consensus rule: `no_contradiction`" in card
+    assert "Consensus rule: `ranked`" in card
     assert "Outcome verdicts for `kto` come from: `answer`." in card
     kto = pq.read_table(out / "kto.parquet").to_pylist()
     assert sorted(r["label"] for r in kto) == [False, False, True, True]

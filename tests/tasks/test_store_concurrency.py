@@ -119,7 +119,8 @@ def test_two_imports_at_once(cli_env, work, imported):
     processes = [start(cli_env, ["import", "rollouts", str(work / "rollouts.jsonl")], db, log) for log in logs]
     for process, log in zip(processes, logs):
         finish(process, log)
-    assert_overlapped(*runs(db, "import-rollouts"))
+    # An import is one short transaction now: the two may or may not overlap; both must succeed.
+    assert [r["status"] for r in runs(db, "import-rollouts")] == ["completed", "completed"]
     assert content(db) == content(imported)
 
 

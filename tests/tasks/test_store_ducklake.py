@@ -17,7 +17,7 @@ from flows import chunks
 from schemas.config import GeneratorConfig, StepSplitConfig
 from schemas.records import Rollout
 from schemas.tables import TABLES
-from tasks.annotate import annotate_batch
+from tasks.annotate import annotate_batch, make_annotator
 from tasks.rollouts import import_rollouts
 from tasks.steps import split_rollout_steps
 from tasks.store import Store, resolve_db_path
@@ -169,9 +169,9 @@ def test_cli_sql_reads_a_lake(lake):
 WORKER = """
 import json, sys
 from schemas.config import GeneratorConfig
-from tasks.annotate import annotate_batch
+from tasks.annotate import annotate_batch, make_annotator
 for annotator, rollout_ids in json.loads(sys.argv[2]):
-    annotate_batch.fn(sys.argv[1], annotator, None, GeneratorConfig(), rollout_ids, "worker")
+    annotate_batch.fn(sys.argv[1], make_annotator(annotator, None, GeneratorConfig()), rollout_ids, "worker")
 """
 
 # argv[1]: lake URL, argv[2]: file that ends the loop once it exists. Prints one JSON line per
@@ -226,7 +226,7 @@ def test_three_workers_annotate_disjoint_batches_while_a_reader_sees_whole_batch
     reference_db = str(tmp_path / "reference.duckdb")
     assert load(reference_db, tmp_path / "rollouts.jsonl") == rollout_ids
     for name, batch in batches:
-        annotate_batch.fn(reference_db, name, None, GeneratorConfig(), batch, "sequential")
+        annotate_batch.fn(reference_db, make_annotator(name, None, GeneratorConfig()), batch, "sequential")
     with Store(reference_db, read_only=True) as store:
         expected_labels = {
             (r["annotator"], r["rollout_id"]): r["n"] for r in store.rows(
