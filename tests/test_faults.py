@@ -166,4 +166,4 @@ def test_generation_through_a_faulty_server_stores_no_rollouts(server, db) -> No
     with Store(db) as store:
         assert store.count("rollouts") == 0
     server.misbehave_next = []
-    assert generate_rollouts.fn(db, problems, generator, SamplingConfig(n=1), "run") == 1
+    assert generate_rollouts.fn(db, problems, generator, SamplingConfig(n=1), "run")["rollouts"] == 1
