@@ -8,6 +8,8 @@ import importlib.util
 
 import pytest
 
+from generators.base import PROMPT_TOO_LONG
+
 from schemas.config import CurationConfig, PipelineConfig, ProblemSourceConfig, SamplingConfig
 from tasks.store import Store
 
@@ -62,5 +64,5 @@ def test_engine_adapter_batches_samples_and_continues_prefixes():
     assert [len(o) for o in out] == [3, 3, 3]
     assert all(c.text and 0 < c.num_tokens <= 24 for o in out[:2] for c in o)
     assert all(c.finish_reason in ("stop", "length") for o in out[:2] for c in o)
-    # a prompt beyond the context gets no completion and is marked truncated, not an engine crash
-    assert all(c.text == "" and c.truncated for c in out[2])
+    # a prompt beyond the context gets no completion and says so (not a truncated answer), no engine crash
+    assert all(c.text == "" and c.finish_reason == PROMPT_TOO_LONG for c in out[2])
