@@ -9,7 +9,6 @@ import importlib.util
 import pytest
 
 from generators.base import PROMPT_TOO_LONG
-
 from schemas.config import CurationConfig, PipelineConfig, ProblemSourceConfig, SamplingConfig
 from tasks.store import Store
 
