@@ -1,17 +1,7 @@
 """FoVer-style step verification for first-order logic problems with Z3.
 
-`entailment(premises, conclusion)` decides the FOLIO three-way label with two
-solver checks over one solver (premises asserted once, push/pop per query):
-
-    premises ∧ ¬conclusion unsat  -> "true"
-    premises ∧ conclusion unsat   -> "false"
-    both satisfiable              -> "uncertain"
-    anything else                 -> "unknown"   (parse error, timeout, solver unknown)
-
-Both checks unsat means the premises are inconsistent: every conclusion would be
-"true" (and "false"), so the answer is "unknown" with reason "premises are
-inconsistent". A "true"/"false" verdict is only given once the premises are shown
-satisfiable (the other check came back sat, or a third check on the premises alone).
+The entailment checks themselves (FOLIO three-way label, inconsistent premises as
+"unknown") live in `verifiers.logic.entailment`.
 
 `Z3LogicAnnotator` labels each step of a solution to a logic problem
 (`Problem.domain == "logic"`, premises/conclusion in `Problem.metadata`): the step's

@@ -23,6 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from generators.hardware import cpu_model  # noqa: E402
+
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
 PLANTED = int(sys.argv[2]) if len(sys.argv) > 2 else 5_000
 DIM = 384
@@ -71,7 +73,7 @@ def main() -> None:
         f"{N:,} random unit vectors of dim {DIM}, of which {PLANTED:,} are planted near-duplicates of earlier "
         f"ones (cosine to the original: mean {planted_cos.mean():.3f}, min {planted_cos.min():.3f}). "
         f"Index: usearch HNSW, f16 storage, inner product, {dedupe.HNSW}.",
-        f"Machine: {_cpu_model()}, {os.cpu_count()} CPUs (AVX2, no AVX-512), shared with other jobs: "
+        f"Machine: {cpu_model()}, {os.cpu_count()} CPUs (AVX2, no AVX-512), shared with other jobs: "
         f"load average {os.getloadavg()[0]:.1f} at the end.",
         "",
         "Times are wall seconds (CPU seconds of this process in brackets): the machine was shared, so wall "
@@ -104,12 +106,6 @@ def timed(fn, *args, **kwargs):
     result = fn(*args, **kwargs)
     return time.perf_counter() - wall, time.process_time() - cpu, result
 
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 if __name__ == "__main__":

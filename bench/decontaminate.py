@@ -21,6 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from generators.hardware import cpu_model  # noqa: E402
+
 EVAL_SET = Path(os.environ.get("PROCESSBENCH", Path(__file__).resolve().parents[2] / "shared/data/processbench/gsm8k.json"))
 REPORT = Path(__file__).parent / "reports" / "decontaminate.md"
 
@@ -101,7 +103,7 @@ def main() -> None:
         f"(drop when > {config.decontaminate_ngram_threshold} of a problem's n-grams occur in one eval item) and "
         f"embedding cosine >= {config.decontaminate_embedding_threshold} (all-MiniLM-L6-v2, "
         f"{config.embedding_dtype} dtype). Decontamination task: {seconds:.1f} s including embedding "
-        f"{len(problems) + len(items)} texts on {_cpu_model()} ({os.cpu_count()} CPUs, shared machine, load "
+        f"{len(problems) + len(items)} texts on {cpu_model()} ({os.cpu_count()} CPUs, shared machine, load "
         f"{os.getloadavg()[0]:.1f}). Summary: {json.dumps(summary)}.",
         "",
         "| problem | kind | status | dropped by (method: score, eval item) | nearest eval item (cosine) |",
@@ -118,12 +120,6 @@ def main() -> None:
     REPORT.write_text("\n".join(lines), encoding="utf-8")
     print(REPORT.read_text())
 
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 if __name__ == "__main__":

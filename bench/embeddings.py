@@ -18,6 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from generators.hardware import cpu_model  # noqa: E402
+
 N_TEXTS = int(sys.argv[1]) if len(sys.argv) > 1 else 128
 BATCH_SIZE = 64
 DATA = Path(os.environ.get("PROCESSBENCH", Path(__file__).resolve().parents[2] / "shared/data/processbench/gsm8k.json"))
@@ -64,7 +66,7 @@ def main() -> None:
         f"(mean {chars['steps']:.0f} chars) and the first {len(corpora['solutions'])} whole solutions "
         f"(mean {chars['solutions']:.0f} chars).",
         "",
-        f"CPU: {_cpu_model()}; native bf16 flags present: "
+        f"CPU: {cpu_model()}; native bf16 flags present: "
         f"{', '.join(sorted(NATIVE_BF16_FLAGS & flags)) or 'none'} (looked for {', '.join(sorted(NATIVE_BF16_FLAGS))}); "
         f"avx2: {'avx2' in flags}, avx512f: {'avx512f' in flags}.",
         f"`embedding_dtype: auto` resolves to **{resolve_dtype('auto', 'cpu')}** here (native_bf16 = {native_bf16()}).",
@@ -88,12 +90,6 @@ def main() -> None:
     REPORT.write_text("\n".join(lines), encoding="utf-8")
     print(REPORT.read_text())
 
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 if __name__ == "__main__":

@@ -33,6 +33,15 @@ def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
     return frozenset(flags)
 
 
+def cpu_model(cpuinfo: Path = CPUINFO) -> str:
+    """The CPU's model name ("AMD EPYC"), for benchmark reports; "unknown" where unreadable."""
+    try:
+        lines = cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return "unknown"
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
+
+
 def native_bf16(cpuinfo: Path = CPUINFO) -> bool:
     """True when the CPU computes bf16 natively (not emulated through float32)."""
     return not NATIVE_BF16_FLAGS.isdisjoint(cpu_flags(cpuinfo))
