@@ -70,16 +70,19 @@ def terminate_during_generation(command, tmp_path, generating, settle_s=0.0):
 
 
 def assert_stopped_cleanly(code, err, children, db):
+    """Exit 143 with one line, no child left, the pipeline and the stage it was in marked
+    cancelled (stages that finished before the signal stay completed); returns the runs."""
     assert code == 128 + signal.SIGTERM, err
     assert "cancelled by SIGTERM" in err and "Traceback" not in err
     assert children, "the temporary Prefect server should have been a child process"
     _, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, [p.cmdline() for p in alive]
     with Store(db, read_only=True) as store:
-        runs = {r["flow"]: r["status"] for r in store.rows("SELECT flow, status FROM runs")}
-        assert runs == {"pipeline": "cancelled", "generate": "cancelled"}
-        assert store.count("rollouts") == 0  # the interrupted batch wrote nothing half-way
-        assert store.count("problems") == 2  # what was stored before the signal stays
+        runs = {r["flow"]: r["status"] for r in store.rows("SELECT flow, status FROM runs ORDER BY started_at")}
+    assert runs["pipeline"] == "cancelled"
+    stages = [status for flow, status in runs.items() if flow != "pipeline"]
+    assert stages[-1:] == ["cancelled"] and set(stages[:-1]) <= {"completed"}, runs
+    return runs
 
 
 def test_sigterm_during_generation_cancels_the_run_and_leaves_no_process(slow_server, tmp_path):
@@ -89,7 +92,10 @@ def test_sigterm_during_generation_cancels_the_run_and_leaves_no_process(slow_se
     # generation has started once the model is asked
     code, err, children, _ = terminate_during_generation(
         command, tmp_path, lambda _: slow_server.request_arrived.is_set())
-    assert_stopped_cleanly(code, err, children, db)
+    assert assert_stopped_cleanly(code, err, children, db) == {"pipeline": "cancelled", "generate": "cancelled"}
+    with Store(db, read_only=True) as store:
+        assert store.count("rollouts") == 0  # the interrupted batch wrote nothing half-way
+        assert store.count("problems") == 2  # what was stored before the signal stays
 
 
 @pytest.mark.integration
@@ -101,6 +107,8 @@ def test_sigterm_stops_the_vllm_engine_processes(tmp_path):
     def engine_started(process):
         return any(is_engine(p) for p in psutil.Process(process.pid).children(recursive=True))
 
-    code, err, children, engine_running = terminate_during_generation(command, tmp_path, engine_started, settle_s=45)
+    # The engine lives until the command ends, so on a fast machine the signal may land in a
+    # later stage: what matters is that the engine processes go with the command.
+    code, err, children, engine_running = terminate_during_generation(command, tmp_path, engine_started, settle_s=15)
     assert engine_running
     assert_stopped_cleanly(code, err, children, db)
