@@ -163,9 +163,10 @@ def running_flows() -> Iterator[None]:
     """Around flow calls: use a running Prefect server if there is one, show live
     progress on a terminal, and stop engines however the command ends."""
     from rmforge.progress import TerminalProgress
-    from rmforge.server import use_running_server
+    from rmforge.server import bind_temporary_server_to_this_process, use_running_server
 
-    use_running_server()
+    if use_running_server() is None:
+        bind_temporary_server_to_this_process()
     from generators import close_generators
     from tasks.runs import set_progress_display
 

@@ -1,5 +1,5 @@
-"""A local Prefect server in the background, so commands skip the temporary server
-Prefect otherwise starts (and stops) for every command.
+"""Prefect servers for the CLI: a local one in the background (`rmforge server start`), so
+commands skip starting their own, and the temporary one a command starts when none runs.
 
 State (pid, URL) and the server's log live in the state folder: $RMFORGE_STATE_DIR,
 else $PREFECT_HOME, else ~/.rmforge.
@@ -7,6 +7,7 @@ else $PREFECT_HOME, else ~/.rmforge.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -14,6 +15,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -82,6 +85,17 @@ def _free_port(preferred: int) -> int:
     raise UserError("no free port for the Prefect server")
 
 
+def _wait_until_healthy(process: subprocess.Popen, api_url: str, log: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise UserError(f"the Prefect server exited with code {process.returncode}; see {log}")
+        if healthy(api_url, timeout_s=1.0):
+            return
+        time.sleep(0.2)
+    raise UserError(f"the Prefect server did not answer within {START_TIMEOUT_S:.0f} s; see {log}")
+
+
 def start(port: int = DEFAULT_PORT) -> ServerState:
     """Start the server in the background (its own session: it outlives this command)."""
     running = read_state()
@@ -100,16 +114,12 @@ def start(port: int = DEFAULT_PORT) -> ServerState:
         )
     state = ServerState(pid=process.pid, api_url=f"http://127.0.0.1:{port}/api", log=str(log))
     _state_file().write_text(json.dumps(asdict(state)))
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            _state_file().unlink(missing_ok=True)
-            raise UserError(f"the Prefect server exited with code {process.returncode}; see {log}")
-        if healthy(state.api_url, timeout_s=1.0):
-            return state
-        time.sleep(0.5)
-    stop()
-    raise UserError(f"the Prefect server did not answer within {START_TIMEOUT_S:.0f} s; see {log}")
+    try:
+        _wait_until_healthy(process, state.api_url, str(log))
+    except UserError:
+        stop()
+        raise
+    return state
 
 
 def stop() -> ServerState | None:
@@ -125,6 +135,45 @@ def stop() -> ServerState | None:
     if _alive(state.pid):
         os.killpg(state.pid, signal.SIGKILL)
     return state
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: the kernel sends SIGTERM when the parent dies, even by
+    SIGKILL, which no handler or atexit of the parent can see (Linux; elsewhere a no-op)."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def bind_temporary_server_to_this_process() -> None:
+    """Make the temporary server Prefect starts for this command (when none is running)
+    die with it. Prefect's own is left running by a SIGKILLed command: register, before
+    Prefect needs one, a server that differs only in being started with `_die_with_parent`
+    (the same way prefect_test_harness registers its server)."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    class DiesWithParent(SubprocessASGIServer):
+        def _run_uvicorn_command(self) -> subprocess.Popen:
+            with patched_popen(preexec_fn=_die_with_parent):
+                return super()._run_uvicorn_command()
+
+    if SubprocessASGIServer._instances.get(None) is None:
+        DiesWithParent()
+
+
+@contextmanager
+def patched_popen(**options) -> Iterator[None]:
+    """subprocess.Popen with extra options, for the one call made inside this block."""
+    original = subprocess.Popen
+
+    def popen(*args, **kwargs):
+        return original(*args, **{**kwargs, **options})
+
+    subprocess.Popen = popen  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        subprocess.Popen = original  # type: ignore[misc]
 
 
 def use_running_server() -> str | None:

@@ -40,16 +40,20 @@ def slow_server():
     server.close()
 
 
-def is_engine(process):
+def command_line(process):
     try:
-        return "EngineCore" in " ".join(process.cmdline())
+        return " ".join(process.cmdline())
     except psutil.NoSuchProcess:  # short-lived helpers come and go
-        return False
+        return ""
 
 
-def terminate_during_generation(command, tmp_path, generating, settle_s=0.0):
-    """Start `rmforge ...`, SIGTERM it once `generating()` holds; returns (exit code, stderr,
-    its child processes just before the signal, and whether the engine was among them)."""
+def is_engine(process):
+    return "EngineCore" in command_line(process)
+
+
+def terminate_during_generation(command, tmp_path, generating, settle_s=0.0, sig=signal.SIGTERM):
+    """Start `rmforge ...`, send `sig` (to it alone) once `generating()` holds; returns (exit
+    code, stderr, its child processes just before the signal with their command lines, and whether the engine was among them)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "RMFORGE_STATE_DIR": str(tmp_path / "state")}
     env.pop("PREFECT_API_URL", None)  # the command starts (and must stop) its own temporary server
     process = subprocess.Popen([sys.executable, "-m", "rmforge.cli", *command], env=env, cwd=tmp_path,
@@ -59,9 +63,9 @@ def terminate_during_generation(command, tmp_path, generating, settle_s=0.0):
             assert process.poll() is None, process.communicate()
             time.sleep(1)
         time.sleep(settle_s)
-        children = psutil.Process(process.pid).children(recursive=True)
-        engine_running = any(is_engine(p) for p in children)
-        process.send_signal(signal.SIGTERM)
+        children = {p: command_line(p) for p in psutil.Process(process.pid).children(recursive=True)}
+        engine_running = any("EngineCore" in line for line in children.values())
+        process.send_signal(sig)
         _, err = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
@@ -96,6 +100,19 @@ def test_sigterm_during_generation_cancels_the_run_and_leaves_no_process(slow_se
     with Store(db, read_only=True) as store:
         assert store.count("rollouts") == 0  # the interrupted batch wrote nothing half-way
         assert store.count("problems") == 2  # what was stored before the signal stays
+
+
+def test_sigkill_takes_the_temporary_prefect_server_with_it(slow_server, tmp_path):
+    """No handler runs on SIGKILL: the server must have been bound to the command's life."""
+    command = ["run", "--backend", "openai", "--base-url", slow_server.url, "--model", "served",
+               "--problems", "1", "--samples", "1", "--annotators", "answer", "--db", str(tmp_path / "store.duckdb")]
+    code, _, children, _ = terminate_during_generation(
+        command, tmp_path, lambda _: slow_server.request_arrived.is_set(), sig=signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    servers = [p for p, line in children.items() if "prefect.server.api.server:create_app" in line]
+    assert servers, children
+    _, alive = psutil.wait_procs(servers, timeout=30)
+    assert not alive, "the temporary Prefect server outlived the killed command"
 
 
 @pytest.mark.integration
