@@ -199,9 +199,18 @@ def _counts(values: dict[str, Any]) -> str:
     return ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in values.items() if not isinstance(v, dict))
 
 
+def _per_stage(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The per-annotator / per-stage parts of a flow's summary (not e.g. `resumes`)."""
+    return {name: part for name, part in summary.items() if isinstance(part, dict)}
+
+
+def _resumed_lines(summary: dict[str, Any]) -> list[str]:
+    return [f"  (resumed after crashed run {summary['resumes']})"] if summary.get("resumes") else []
+
+
 def _annotate_lines(summary: dict[str, Any]) -> list[str]:
-    lines = []
-    for name, result in summary.items():
+    lines = _resumed_lines(summary)
+    for name, result in _per_stage(summary).items():
         if result.get("status") == "unavailable":
             lines.append(f"  {name}: unavailable here ({result['reason']})")
         else:
@@ -212,7 +221,8 @@ def _annotate_lines(summary: dict[str, Any]) -> list[str]:
 
 
 def _curate_lines(summary: dict[str, Any]) -> list[str]:
-    lines = [f"  {stage}: {_counts(values)}" for stage, values in summary.items() if stage != "report"]
+    lines = _resumed_lines(summary)
+    lines += [f"  {stage}: {_counts(values)}" for stage, values in _per_stage(summary).items() if stage != "report"]
     if "report" in summary:
         lines.append(f"  report: {summary['report']['chart']} (rmforge report {summary['report']['run_id'][:8]})")
     return lines
@@ -328,7 +338,7 @@ def annotate(
                                 batch_size or config.batch_size)
     report(summary, json_output, ["Labelled:", *_annotate_lines(summary), f"Data: {path}",
                                   f"Next: rmforge curate --annotators {','.join(names)}"])
-    if all(s.get("status") == "unavailable" for s in summary.values()):
+    if all(s.get("status") == "unavailable" for s in _per_stage(summary).values()):
         raise typer.Exit(code=2)
 
 

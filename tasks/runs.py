@@ -72,11 +72,13 @@ def record_run_start(db: str, flow: str, config: Any, heartbeat_s: float | None 
 
 def mark_crashed_runs(db: str, flow: str, run_id: str) -> list[str]:
     """Mark `flow`'s runs whose heartbeat stopped (view `runs_health`) `crashed` for good;
-    newest first. What they wrote stays: the new run skips it and does the rest."""
+    newest first. What they wrote stays: the new run skips it and does the rest. A run
+    already marked was resumed by an earlier run and is not reported again."""
     with Store(db) as store:
         crashed = [r["run_id"] for r in store.rows(
-            "SELECT run_id FROM runs_health WHERE flow = ? AND status = 'crashed' AND run_id <> ? "
-            "ORDER BY started_at DESC", [flow, run_id])]
+            "SELECT h.run_id FROM runs_health h JOIN runs r USING (run_id) "
+            "WHERE h.flow = ? AND h.status = 'crashed' AND r.status = 'running' AND h.run_id <> ? "
+            "ORDER BY h.started_at DESC", [flow, run_id])]
         if crashed:
             store.execute("UPDATE runs SET status = 'crashed' WHERE status = 'running' AND run_id IN "
                           f"({', '.join('?' * len(crashed))})", crashed)

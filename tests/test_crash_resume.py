@@ -1,13 +1,13 @@
 """Crash safety you can see: heartbeats, `crashed` runs, and SIGKILL + rerun == a clean run.
 
 The end-to-end test runs `rmforge run` as real processes against a shared Prefect server and a
-loopback OpenAI-compatible server whose deterministic replies come a little slowly, kills it
-with SIGKILL mid-generation and mid-annotation (on its own log lines, so the kill lands
-inside the stage), reruns, and compares every table with an uninterrupted run's.
+loopback OpenAI-compatible server with deterministic replies, kills it with SIGKILL
+mid-generation and mid-annotation (from inside the model server, on the n-th request of a
+stage, so the kill lands inside the stage on any machine), reruns, and compares every table
+with an uninterrupted run's.
 """
 
 import os
-import queue
 import signal
 import subprocess
 import sys
@@ -69,6 +69,8 @@ def test_the_next_run_of_the_flow_marks_the_crashed_run_and_says_it_resumes_it(d
     assert rows["other-flow"]["status"] == "running"  # another flow's crash is its own flow's to resume
     assert rows[run.run_id]["status"] == "completed"
     assert '"resumes":"old-crash"' in rows[run.run_id]["summary"].replace(" ", "")
+    with tracked_run(db, "annotate", {"x": 1}) as next_run:
+        assert next_run.resumes is None  # resumed once already, never again
 
 
 def test_heartbeat_refreshes_the_row_and_a_failed_beat_never_raises(db, tmp_path, caplog):
@@ -94,10 +96,38 @@ curation: {near_dedupe: false}
 """
 
 
+class KillSwitch:
+    """SIGKILLs the command's process group when the model receives the n-th request of a
+    kind (`generate` or `judge`): the command is then waiting on that request, so the kill
+    lands inside the stage, after the batches before it were written, on any machine speed."""
+
+    def __init__(self):
+        self.lock, self.armed = threading.Lock(), None
+
+    def arm(self, pgid, kind, nth):
+        self.armed = {"pgid": pgid, "kind": kind, "left": nth}
+
+    def on_request(self, kind):
+        with self.lock:
+            if self.armed and self.armed["kind"] == kind:
+                self.armed["left"] -= 1
+                if self.armed["left"] == 0:
+                    os.killpg(self.armed["pgid"], signal.SIGKILL)
+                    self.armed = None
+
+
+KILL_SWITCH = KillSwitch()
+
+
 def _respond(body, index):
-    time.sleep(0.3)  # slow enough for a kill to land between batches
-    question = body["messages"][-1]["content"]
-    h = sum(map(ord, question)) % 7 + index
+    prompt = body["messages"][-1]["content"]
+    if "<paragraph_0>" in prompt:  # the judge: a deterministic verdict per sample
+        if index == 0:
+            KILL_SWITCH.on_request("judge")
+        return f"Checked each paragraph.\nVERDICT: {sum(map(ord, prompt)) % 3 - 1 + index % 2}"
+    if index == 0:
+        KILL_SWITCH.on_request("generate")
+    h = sum(map(ord, prompt)) % 7 + index
     return (f"Step 1: 2 + {h} = {2 + h}\nStep 2: {2 + h} * 3 = {(2 + h) * 3 + index % 2}\n"
             f"The answer is \\boxed{{{(2 + h) * 3 + index % 2}}}")
 
@@ -115,29 +145,23 @@ def chat():
     server.close()
 
 
-def _rmforge_run(db, tmp_path, prefect_api, chat, kill_after=None):
-    """`rmforge -v run ...`; with `kill_after` (a log fragment and how many times it must
-    appear), SIGKILL it right after that line. Returns (exit code, stderr)."""
+def _rmforge_run(db, tmp_path, prefect_api, chat, kill_at=None):
+    """`rmforge -v run ...`; with `kill_at` = (request kind, n), SIGKILLed when the model gets
+    the n-th request of that kind. Returns (exit code, stderr)."""
     config = tmp_path / "config.yaml"
     config.write_text(CONFIG)
     env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_API_URL": prefect_api, "RMFORGE_HEARTBEAT_S": "1"}
     command = [sys.executable, "-m", "rmforge.cli", "-v", "run", "--config", str(config), "--db", str(db),
-               "--backend", "openai", "--base-url", chat.url, "--model", "m", "--annotators", "answer,z3_arith"]
+               "--backend", "openai", "--base-url", chat.url, "--model", "m", "--annotators", "answer,z3_arith,judge"]
     process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stderr] + [lines.put(None)],
-                     daemon=True).start()
-    log, seen = [], 0
+    if kill_at:
+        KILL_SWITCH.arm(process.pid, *kill_at)
     try:
-        while (line := lines.get(timeout=600)) is not None:
-            log.append(line)
-            if kill_after and kill_after[0] in line:
-                seen += 1
-                if seen == kill_after[1]:
-                    os.killpg(process.pid, signal.SIGKILL)
-        return process.wait(timeout=60), "".join(log)
+        _, err = process.communicate(timeout=600)
+        return process.returncode, err
     finally:
+        KILL_SWITCH.armed = None
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
 
@@ -159,8 +183,6 @@ def _runs(db):
         return store.rows("SELECT run_id, flow, status, summary FROM runs_health ORDER BY started_at")
 
 
-@pytest.mark.skip(reason="after the merge of 2026-11-29 the SIGKILL lands after the run has finished (exit 0): "
-                         "the kill trigger reads the CLI's log line too late; to be fixed with a trigger on the store")
 def test_sigkill_during_generation_and_annotation_then_rerun_equals_a_clean_run(tmp_path, prefect_api, chat):
     clean = tmp_path / "clean.duckdb"
     code, err = _rmforge_run(clean, tmp_path, prefect_api, chat)
@@ -169,15 +191,15 @@ def test_sigkill_during_generation_and_annotation_then_rerun_equals_a_clean_run(
     assert expected["rollouts"] and expected["step_labels"] and expected["outcome_labels"]
 
     crashed = tmp_path / "crashed.duckdb"
-    code, err = _rmforge_run(crashed, tmp_path, prefect_api, chat, kill_after=("rollouts: 4 new so far", 1))
+    code, err = _rmforge_run(crashed, tmp_path, prefect_api, chat, kill_at=("generate", 5))  # batch 3's first prompt
     assert code == -signal.SIGKILL, err[-3000:]
     assert 4 <= len(_contents(crashed)["rollouts"]) < len(expected["rollouts"])  # killed mid-generation
     time.sleep(3.5)  # three missed beats
     assert {r["flow"]: r["status"] for r in _runs(crashed)} == {"pipeline": "crashed", "generate": "crashed"}
 
-    # The rerun resumes generation, then is killed in the middle of annotation.
-    code, err = _rmforge_run(crashed, tmp_path, prefect_api, chat,
-                             kill_after=("Task run 'annotate-batch", 2))
+    # The rerun resumes generation, then is killed in the middle of annotation (`judge`'s
+    # second batch, after `answer` and `z3_arith` are done).
+    code, err = _rmforge_run(crashed, tmp_path, prefect_api, chat, kill_at=("judge", 3))
     assert code == -signal.SIGKILL, err[-3000:]
     assert "generate resumes crashed run" in err
     partial = _contents(crashed)
@@ -189,6 +211,7 @@ def test_sigkill_during_generation_and_annotation_then_rerun_equals_a_clean_run(
     code, err = _rmforge_run(crashed, tmp_path, prefect_api, chat)
     assert code == 0, err[-3000:]
     assert "annotate resumes crashed run" in err
+    assert "generate resumes" not in err  # resumed once, by the run before
     assert _contents(crashed) == expected  # same keys, same verdicts, nothing twice
 
     runs = _runs(crashed)
