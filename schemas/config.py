@@ -133,12 +133,12 @@ class PipelineConfig(Config):
     # The defaults are the demo, sized to finish in under 5 minutes on 2 CPU cores (README,
     # bench/reports/demo_cost.md). Several samples per problem: the default model is weak, and
     # preference pairs need a right and a wrong answer to the same problem.
-    sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(n=8, max_tokens=192))
+    sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(n=4, max_tokens=128))
     steps: StepSplitConfig = Field(default_factory=StepSplitConfig)
     # mc_binary confirms and refutes steps (process examples) at about a third of mc's completions.
     annotators: list[str] = Field(default_factory=lambda: ["answer", "z3_arith", "mc_binary"])
     annotator_options: dict[str, dict[str, Any]] = Field(
-        default_factory=lambda: {"mc_binary": {"k": 2, "max_tokens": 128}},
+        default_factory=lambda: {"mc_binary": {"k": 2, "max_tokens": 96}},
         description="Per-annotator config, keyed by annotator name.",
     )
     curation: CurationConfig = Field(default_factory=CurationConfig)
