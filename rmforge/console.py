@@ -24,6 +24,16 @@ NOISY_LOGGERS = ("prefect", "vllm", "httpx", "httpcore", "transformers", "datase
                  "urllib3", "filelock", "uvicorn", "torch", "huggingface_hub", "numexpr", "asyncio")
 
 
+# Prefect's run loggers report a signal that stops a run as a crash, twice per run; the
+# command itself says in one line that it was cancelled (see `interruptible`).
+RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+SIGNAL_CRASH_MESSAGES = ("aborted by a termination signal", "aborted by an interrupt signal")
+
+
+def not_a_signal_crash(record: logging.LogRecord) -> bool:
+    return not any(text in record.getMessage() for text in SIGNAL_CRASH_MESSAGES)
+
+
 class UserError(Exception):
     """A problem with what the user asked for: shown as one line, no traceback."""
 
@@ -54,6 +64,9 @@ def configure_logging(verbose: bool) -> None:
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(level)
+    if not verbose:
+        for name in RUN_LOGGERS:
+            logging.getLogger(name).addFilter(not_a_signal_crash)
 
 
 def one_line(message: str) -> str:

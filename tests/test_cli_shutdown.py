@@ -78,6 +78,7 @@ def assert_stopped_cleanly(code, err, children, db):
     cancelled (stages that finished before the signal stay completed); returns the runs."""
     assert code == 128 + signal.SIGTERM, err
     assert "cancelled by SIGTERM" in err and "Traceback" not in err
+    assert "Crash detected" not in err  # a stop the user asked for is no crash
     assert children, "the temporary Prefect server should have been a child process"
     _, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, [p.cmdline() for p in alive]
