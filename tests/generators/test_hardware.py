@@ -1,19 +1,7 @@
 import pytest
 
 from generators.hardware import cpu_flags, native_bf16, resolve_dtype
-
-EPYC_AVX2 = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma f16c\n\n" * 2
-SAPPHIRE_RAPIDS = "processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
-GRAVITON3 = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
-
-
-@pytest.fixture
-def cpuinfo(tmp_path):
-    def write(text):
-        path = tmp_path / "cpuinfo"
-        path.write_text(text)
-        return path
-    return write
+from tests.generators.cpuinfo import EPYC_AVX2, GRAVITON3, SAPPHIRE_RAPIDS
 
 
 @pytest.mark.parametrize("text,native", [(EPYC_AVX2, False), (SAPPHIRE_RAPIDS, True), (GRAVITON3, True)])

@@ -73,8 +73,8 @@ def test_base_url_is_required():
 
 
 def test_prompt_longer_than_the_context_is_reported_not_raised():
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from generators.base import PROMPT_TOO_LONG, ChatMessage, GenerationRequest
     from generators.openai_server import OpenAIServerGenerator

@@ -7,18 +7,7 @@ import pytest
 from generators.hardware import DTYPES
 from generators.vllm_engine import engine_arguments
 from schemas.config import GeneratorConfig
-
-EPYC_AVX2 = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma f16c\n"
-SAPPHIRE_RAPIDS = "processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
-
-
-@pytest.fixture
-def cpuinfo(tmp_path):
-    def write(text):
-        path = tmp_path / "cpuinfo"
-        path.write_text(text)
-        return path
-    return write
+from tests.generators.cpuinfo import EPYC_AVX2, SAPPHIRE_RAPIDS
 
 
 def test_dtype_defaults_to_auto():
