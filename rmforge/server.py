@@ -47,6 +47,11 @@ def _state_file() -> Path:
 
 
 def _alive(pid: int) -> bool:
+    try:  # when this process started the server, an exited one stays a zombie until reaped
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:  # not our child: its parent (or init) reaps it
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

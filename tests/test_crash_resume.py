@@ -166,6 +166,11 @@ def _rmforge_run(db, tmp_path, prefect_api, chat, kill_at=None):
             os.killpg(process.pid, signal.SIGKILL)
 
 
+def _run_lines(err):
+    """The command's own log lines (not the HTTP client's), for a failure message."""
+    return "\n".join(line for line in err.splitlines() if "HTTP Request" not in line)[-4000:]
+
+
 def _contents(db):
     """Every table but `runs`, without run ids and timestamps, as sorted rows."""
     tables = {}
@@ -201,7 +206,7 @@ def test_sigkill_during_generation_and_annotation_then_rerun_equals_a_clean_run(
     # second batch, after `answer` and `z3_arith` are done).
     code, err = _rmforge_run(crashed, tmp_path, prefect_api, chat, kill_at=("judge", 3))
     assert code == -signal.SIGKILL, err[-3000:]
-    assert "generate resumes crashed run" in err
+    assert "generate resumes crashed run" in err, _run_lines(err)
     partial = _contents(crashed)
     assert partial["rollouts"] == expected["rollouts"]
     labelled = len(partial["step_labels"]) + len(partial["outcome_labels"])
@@ -210,7 +215,7 @@ def test_sigkill_during_generation_and_annotation_then_rerun_equals_a_clean_run(
     time.sleep(3.5)
     code, err = _rmforge_run(crashed, tmp_path, prefect_api, chat)
     assert code == 0, err[-3000:]
-    assert "annotate resumes crashed run" in err
+    assert "annotate resumes crashed run" in err, _run_lines(err)
     assert "generate resumes" not in err  # resumed once, by the run before
     assert _contents(crashed) == expected  # same keys, same verdicts, nothing twice
 
