@@ -39,7 +39,6 @@ from typing import Any, Callable, Iterator, Literal, Sequence, TypeVar
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import BaseModel
 
 from schemas.records import stable_hash
@@ -283,11 +282,14 @@ class Store:
         """Create missing tables and stale views; a store made by an earlier version gains the
         columns its records have gained since (NULL in old rows), so upgrading never needs a
         manual migration. An up-to-date store is left unwritten: then closing it costs nothing."""
-        columns = self.execute(
-            "SELECT table_name, column_name FROM duckdb_columns() "
-            "WHERE database_name = current_database() AND schema_name = 'main'")
-        have = {(table, column) for table, column in columns}
-        tables = {table for table, _ in have}
+        tables = dict(self.execute(
+            "SELECT table_name, column_count FROM duckdb_tables() "
+            "WHERE database_name = current_database() AND schema_name = 'main'"))
+        have: set[tuple[str, str]] = set()
+        if any(tables.get(spec.name, len(spec.columns)) != len(spec.columns) for spec in TABLES.values()):
+            have = set(self.execute(  # the column list only when some table differs: it is slow to read
+                "SELECT table_name, column_name FROM duckdb_columns() "
+                "WHERE database_name = current_database() AND schema_name = 'main'"))
         views = dict(self.execute(
             "SELECT view_name, comment FROM duckdb_views() "
             "WHERE database_name = current_database() AND schema_name = 'main'"))
@@ -403,9 +405,6 @@ class Store:
         if arrow.num_rows == 0:
             return 0
         arrow = _dedupe_on_key(arrow, spec.primary_key)
-        # Sorted, a batch's rows lie together in the table: a later lookup of these keys reads
-        # only their part of the table, the rest skipped by its min/max statistics.
-        arrow = arrow.take(pc.sort_indices(arrow, [(column, "ascending") for column in spec.primary_key]))
         if not self.in_transaction:
             self.begin()
             try:
@@ -419,17 +418,20 @@ class Store:
 
     def _write_keyed(self, table: str, arrow: pa.Table, on_conflict: str) -> int:
         """The key check: delete the stored rows of the batch's keys (replace), or insert only the
-        keys not stored yet (ignore). Both probe the table with the batch's keys alone."""
+        keys not stored yet (ignore). Both probe the table with the batch's keys alone, and the
+        batch goes in sorted by key: its rows lie together, so a later lookup of these keys reads
+        only their part of the table, the rest skipped by its min/max statistics."""
         key = TABLES[table].primary_key
         columns = ", ".join(f'"{c}"' for c in key)
         with _registered(self.con, "_incoming", arrow):
             if on_conflict == "replace":
                 self.con.execute(f"DELETE FROM {table} t USING _incoming i WHERE {_key_match(key, 't', 'i')}")
-                return self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming").fetchall()[0][0]
-            return self.con.execute(
-                f"INSERT INTO {table} BY NAME SELECT * FROM _incoming ANTI JOIN "
-                f"(SELECT {columns} FROM {table} SEMI JOIN _incoming USING ({columns})) USING ({columns})"
-            ).fetchall()[0][0]
+                rows = "SELECT * FROM _incoming"
+            else:
+                rows = (f"SELECT * FROM _incoming ANTI JOIN "
+                        f"(SELECT {columns} FROM {table} SEMI JOIN _incoming USING ({columns})) USING ({columns})")
+            # ORDER BY: a join does not keep the batch's order, and stored in key order it stays clustered.
+            return self.con.execute(f"INSERT INTO {table} BY NAME {rows} ORDER BY {columns}").fetchall()[0][0]
 
     # reads
     def count(self, table: str) -> int:
