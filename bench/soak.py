@@ -15,7 +15,7 @@ pending rollouts, to time it at the full store size when labelling all N would t
 too long (the report says so; its done-marker check then counts K * BATCH rollouts).
 
 Run: PYTHONPATH=. .venv/bin/python bench/soak.py [N] [--report PATH] [--db PATH] [--sample z3_arith=50]
-(default N = 1,000,000; writes bench/reports/soak.md).
+(default N = 1,000,000; writes bench/reports/soak.md, and every batch's times to soak.json beside it).
 """
 
 from __future__ import annotations
@@ -298,6 +298,8 @@ def run(n: int, db: str, report: Path | None, sample: dict[str, int] | None = No
     }
     if report is not None:
         write_report(result, report)
+        times = {"batch_times": batch_times, "checker_times": checker_times, "load": result["load"]}
+        report.with_suffix(".json").write_text(json.dumps(times))
     return result
 
 

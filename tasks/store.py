@@ -18,11 +18,11 @@ Two backends behind one class:
 
 Keys without PRIMARY KEY constraints, in both: DuckDB keeps a constraint in an ART
 index, and with content-hash keys every batch touches the whole index, which each
-close (checkpoint) then rewrites, so a batch's cost grew with the table (0.8 s per
-1,000 rows at 1M rows, 1.5 s at 4M; bench/reports/soak.md). `write` keeps keys
-unique instead: it looks up only the batch's own keys, writes each batch sorted by
-key (so zone maps let those lookups skip the rest of a table), and writers take
-turns, so no two can add the same key.
+close (checkpoint) then rewrites, so a batch's cost grew with the table (1.5 s to
+write 1,000 rows and close at 1M rows, 2.4 s at 4M; bench/reports/soak_store_costs.md).
+`write` keeps keys unique instead: it looks up only the batch's own keys, writes each
+batch sorted by key (so zone maps let those lookups skip the rest of a table), and
+writers take turns, so no two can add the same key.
 """
 
 from __future__ import annotations
