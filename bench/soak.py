@@ -1,15 +1,21 @@
 """Soak: import and annotate (`answer`, `z3_arith`) N rollouts; memory must stay flat.
 
-Imports N synthetic GSM8K-style rollouts in files of IMPORT_CHUNK rows (import,
-then split steps, per file), then labels them with each annotator in batches of
-BATCH (the task functions the flows call, without the Prefect server). A thread
+Imports N synthetic GSM8K-style rollouts in files of IMPORT_CHUNK rows (rollouts
+and their steps in one transaction per file, as `rmforge import rollouts` does),
+then labels them with each annotator in batches of BATCH (the task functions the
+flows call, without the Prefect server), timing the checker (the annotator's own
+work) apart from the rest of each batch (reading inputs, writing labels). A thread
 samples this process's RSS (plus the checker workers') every SAMPLE_S seconds.
 Afterwards it checks that the store is consistent: every rollout has steps, an
-`answer` outcome label and a current done marker for each annotator, and no table
-has a duplicate key.
+`answer` outcome label and a current done marker for each annotator run on all
+rollouts, and no table has a duplicate key.
 
-Run: PYTHONPATH=. .venv/bin/python bench/soak.py [N] [--report PATH] [--db PATH]
-(default N = 1,000,000; writes bench/reports/soak.md).
+`--sample ANNOTATOR=K` runs only K batches of that annotator, spread evenly over its
+pending rollouts, to time it at the full store size when labelling all N would take
+too long (the report says so; its done-marker check then counts K * BATCH rollouts).
+
+Run: PYTHONPATH=. .venv/bin/python bench/soak.py [N] [--report PATH] [--db PATH] [--sample z3_arith=50]
+(default N = 1,000,000; writes bench/reports/soak.md, and every batch's times to soak.json beside it).
 """
 
 from __future__ import annotations
@@ -124,7 +130,7 @@ class RssSampler(threading.Thread):
         self.join()
 
 
-def consistency(db: str, annotators: list) -> dict[str, int]:
+def consistency(db: str, annotators: list, sampled: dict[str, int]) -> dict[str, int]:
     from schemas.tables import TABLES
     from tasks.store import Store
 
@@ -139,6 +145,14 @@ def consistency(db: str, annotators: list) -> dict[str, int]:
                 "WHERE o.rollout_id = r.rollout_id AND o.annotator = 'answer')")[0]["n"],
         }
         for annotator in annotators:
+            if annotator.name in sampled:
+                checks[f"rollouts with a current {annotator.name} done marker (sampled: {sampled[annotator.name]:,} "
+                       f"batches)"] = store.rows(
+                    "WITH n AS (SELECT rollout_id, count(*) AS k FROM steps GROUP BY 1) "
+                    "SELECT count(*) AS n FROM annotator_costs c LEFT JOIN n USING (rollout_id) "
+                    "WHERE c.annotator = ? AND c.config_hash = ? AND c.steps = coalesce(n.k, 0)",
+                    [annotator.name, annotator.config_hash])[0]["n"]
+                continue
             checks[f"rollouts without a current {annotator.name} done marker"] = store.rows(
                 "WITH n AS (SELECT rollout_id, count(*) AS k FROM steps GROUP BY 1) "
                 "SELECT count(*) AS n FROM rollouts r LEFT JOIN n USING (rollout_id) WHERE NOT EXISTS "
@@ -191,18 +205,43 @@ def quartiles(points: list[tuple[float, int]]) -> str:
     return " / ".join(cells)
 
 
-def run(n: int, db: str, report: Path | None) -> dict:
+class CheckerTimer:
+    """Wraps an annotator's `annotate` to add up the seconds spent inside it (the checker)."""
+
+    def __init__(self, annotator) -> None:
+        self.seconds = 0.0
+        inner = annotator.annotate
+
+        def annotate(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t0
+
+        annotator.annotate = annotate
+
+
+def spread(batches: int, keep: int | None) -> list[int]:
+    """`keep` batch numbers spread evenly over `batches` (all of them when keep is None)."""
+    if keep is None or keep >= batches:
+        return list(range(batches))
+    return sorted({round(i * (batches - 1) / max(keep - 1, 1)) for i in range(keep)})
+
+
+def run(n: int, db: str, report: Path | None, sample: dict[str, int] | None = None) -> dict:
     from schemas.config import GeneratorConfig, StepSplitConfig
     from tasks.annotate import annotate_batch, make_annotator, pending_rollout_ids
     from tasks.rollouts import import_rollouts
-    from tasks.steps import split_rollout_steps
 
     workdir = Path(tempfile.mkdtemp(prefix="soak-"))
     sampler = RssSampler()
     sampler.start()
     load_start = os.getloadavg()
+    sample = sample or {}
     timings: dict[str, float] = {}
     batch_times: dict[str, list[float]] = {}
+    checker_times: dict[str, list[float]] = {}
 
     sampler.stage = "import"
     t0 = time.perf_counter()
@@ -213,8 +252,7 @@ def run(n: int, db: str, report: Path | None) -> dict:
         rows = synthetic_rows(start, min(IMPORT_CHUNK, n - start))
         source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
         del rows
-        import_rollouts.fn(db, str(source), "soak")
-        split_rollout_steps.fn(db, StepSplitConfig())
+        import_rollouts.fn(db, str(source), "soak", StepSplitConfig())
         chunk_times.append(time.perf_counter() - c0)
         sampler.progress = min(1.0, (start + IMPORT_CHUNK) / n)
     timings["import + split"] = time.perf_counter() - t0
@@ -226,19 +264,23 @@ def run(n: int, db: str, report: Path | None) -> dict:
         sampler.stage, sampler.progress = stage, 0.0
         t0 = time.perf_counter()
         pending = pending_rollout_ids.fn(db, annotator)
-        times = []
-        for start in range(0, len(pending), BATCH):
-            b0 = time.perf_counter()
-            annotate_batch.fn(db, annotator, pending[start : start + BATCH], "soak")
+        checker = CheckerTimer(annotator)
+        times, checks = [], []
+        chosen = spread(-(-len(pending) // BATCH), sample.get(annotator.name))
+        for done, number in enumerate(chosen, 1):
+            b0, c0 = time.perf_counter(), checker.seconds
+            annotate_batch.fn(db, annotator, pending[number * BATCH : (number + 1) * BATCH], "soak")
             times.append(time.perf_counter() - b0)
-            sampler.progress = (start + BATCH) / len(pending)
+            checks.append(checker.seconds - c0)
+            sampler.progress = done / len(chosen)
         del pending
         timings[stage] = time.perf_counter() - t0
         batch_times[stage] = times
+        checker_times[stage] = checks
 
     sampler.stage = "check"
     t0 = time.perf_counter()
-    checks = consistency(db, annotators)
+    checks = consistency(db, annotators, sample)
     timings["consistency check"] = time.perf_counter() - t0
     sampler.stop()
     load_end = os.getloadavg()
@@ -247,6 +289,8 @@ def run(n: int, db: str, report: Path | None) -> dict:
         "n": n,
         "timings": timings,
         "batch_times": batch_times,
+        "checker_times": checker_times,
+        "sample": sample,
         "samples": sampler.samples,
         "checks": checks,
         "store_bytes": size,
@@ -254,41 +298,67 @@ def run(n: int, db: str, report: Path | None) -> dict:
     }
     if report is not None:
         write_report(result, report)
+        times = {"batch_times": batch_times, "checker_times": checker_times, "load": result["load"]}
+        report.with_suffix(".json").write_text(json.dumps(times))
     return result
 
 
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
 def write_report(result: dict, path: Path) -> None:
-    n, samples = result["n"], result["samples"]
+    n, samples, sample = result["n"], result["samples"], result["sample"]
+    command = f"bench/soak.py {n}" + "".join(f" --sample {name}={k}" for name, k in sample.items())
     lines = [
         "# Soak: import and annotate at volume",
         "",
-        (f"`PYTHONPATH=. .venv/bin/python bench/soak.py {n}` on {cpu_name()} "
+        (f"`PYTHONPATH=. .venv/bin/python {command}` on {cpu_name()} "
          f"({os.cpu_count()} cores; SIMD: {cpu_flags()}), shared with other jobs: load average "
          f"{result['load'][0][0]:.1f} at the start, {result['load'][1][0]:.1f} at the end."),
         (f"{n:,} synthetic GSM8K-style rollouts, imported in files of {IMPORT_CHUNK:,} rows and labelled "
          f"in batches of {BATCH:,} (task functions, no Prefect server)."),
         "",
-        "| stage | wall s | rollouts/s | batch s (first / median / last) | peak RSS MiB | max RSS MiB per quarter |",
-        "|---|---:|---:|---|---:|---|",
+        "| stage | batches | wall s | rollouts/s | batch s (first / median / last) | batch s, mean of first 10 / last 10 "
+        "| checker / rest s per batch (median) | peak RSS MiB | max RSS MiB per quarter |",
+        "|---|---:|---:|---:|---|---|---|---:|---|",
     ]
     for stage, seconds in result["timings"].items():
         key = "import" if stage == "import + split" else stage
-        times = sorted(result["batch_times"].get(key, []))
         ordered = result["batch_times"].get(key, [])
-        batch = f"{ordered[0]:.2f} / {times[len(times) // 2]:.2f} / {ordered[-1]:.2f}" if ordered else "-"
+        checker = result["checker_times"].get(key, [])
+        batch = f"{ordered[0]:.2f} / {median(ordered):.2f} / {ordered[-1]:.2f}" if ordered else "-"
+        ends = f"{mean(ordered[:10]):.2f} / {mean(ordered[-10:]):.2f}" if ordered else "-"
+        split = (f"{median(checker):.2f} / {median([b - c for b, c in zip(ordered, checker)]):.2f}"
+                 if checker else "-")
         points = stage_rss(samples, "check" if stage == "consistency check" else key)
         peak = f"{max(r for _, r in points) / 2**20:.0f}" if points else "-"
-        rate = f"{n / seconds:,.0f}" if stage != "consistency check" else "-"
-        lines.append(f"| {stage} | {seconds:,.1f} | {rate} | {batch} | {peak} | {quartiles(points)} |")
+        rows_done = n if key == "import" else min(n, len(ordered) * BATCH)
+        rate = f"{rows_done / seconds:,.0f}" if stage != "consistency check" else "-"
+        count = f"{len(ordered):,}" if ordered else "-"
+        lines.append(f"| {stage} | {count} | {seconds:,.1f} | {rate} | {batch} | {ends} | {split} | {peak} "
+                     f"| {quartiles(points)} |")
     lines += [
         "",
         (f"Store size afterwards: {result['store_bytes'] / 2**20:,.0f} MiB "
          f"({result['store_bytes'] / n:,.0f} bytes per rollout)."),
         "",
-        "RSS counts this process and its checker workers. It must not grow with the input: the per-quarter",
-        "maxima of each stage should be flat. The one O(N) structure is the list of pending rollout ids",
-        "the annotate flow loads (about 65 bytes per rollout). Batch times that rise within a stage",
-        "(first / median / last) mean a batch's cost grows with the store, not with the batch.",
+    ]
+    for name, k in sample.items():
+        lines += [f"`{name}` was run on {k} batches spread evenly over its pending rollouts, not on all {n:,}: "
+                  "its row shows per-batch times at this store size; its wall time covers those batches only.", ""]
+    lines += [
+        "A batch's import row is one file of rows (parse, split, write); an annotate batch's checker time is",
+        "the annotator's own work, the rest is reading its inputs and writing its labels (opening and closing",
+        "the store twice). RSS counts this process and its checker workers. It must not grow with the input:",
+        "the per-quarter maxima of each stage should be flat. The one O(N) structure is the list of pending",
+        "rollout ids the annotate flow loads (about 65 bytes per rollout). Batch times that rise within a stage",
+        "(first / last) mean a batch's cost grows with the store, not with the batch.",
         "",
         "## Consistency afterwards",
         "",
@@ -305,9 +375,17 @@ def main() -> None:
     parser.add_argument("n", nargs="?", type=int, default=1_000_000)
     parser.add_argument("--db", help="store path (default: a temporary folder)")
     parser.add_argument("--report", type=Path, default=REPORT)
+    parser.add_argument("--sample", action="append", default=[], metavar="ANNOTATOR=K",
+                        help="run only K batches of this annotator, spread over its pending rollouts")
     args = parser.parse_args()
+    sample = {}
+    for item in args.sample:
+        name, _, k = item.partition("=")
+        if name not in ANNOTATORS or not k.isdigit() or int(k) < 1:
+            parser.error(f"--sample {item!r}: want ANNOTATOR=K with ANNOTATOR one of {ANNOTATORS} and K >= 1")
+        sample[name] = int(k)
     db = args.db or str(Path(tempfile.mkdtemp(prefix="soak-db-")) / "soak.duckdb")
-    result = run(args.n, db, args.report)
+    result = run(args.n, db, args.report, sample)
     print(args.report.read_text())
     bad = {k: v for k, v in result["checks"].items() if (k.startswith(("rollouts without", "duplicate")) and v)}
     if bad:

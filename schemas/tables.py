@@ -166,15 +166,13 @@ def missing_column_sql(existing: set[tuple[str, str]]) -> list[str]:
     return statements
 
 
-def create_table_sql(spec: TableSpec, *, primary_key: bool = True) -> str:
-    """CREATE TABLE for one spec; primary_key=False for catalogs without key constraints (DuckLake)."""
+def create_table_sql(spec: TableSpec) -> str:
+    """CREATE TABLE for one spec. The key columns are NOT NULL but carry no PRIMARY KEY constraint:
+    the store's writes keep keys unique (tasks/store.py says why and how)."""
     cols = []
     for name, sql_type in column_sql(spec):
         not_null = " NOT NULL" if name in spec.primary_key else ""
         cols.append(f'"{name}" {sql_type}{not_null}')
-    if primary_key:
-        pk = ", ".join(f'"{c}"' for c in spec.primary_key)
-        cols.append(f"PRIMARY KEY ({pk})")
     return f"CREATE TABLE IF NOT EXISTS {spec.name} ({', '.join(cols)})"
 
 

@@ -9,11 +9,20 @@ Two backends behind one class:
   processes at a time. Opening a file that another process holds waits for it
   (retrying with backoff, up to $RMFORGE_LOCK_TIMEOUT seconds), then raises
   StoreBusy naming the holder. Every process opens per task and closes after,
-  so writers and readers take turns instead of failing.
+  so writers and readers take turns instead of failing. Inside the process,
+  write transactions on one file take turns too (see `write`).
 - a DuckLake, `ducklake:<catalog>[;data=<folder>]` (e.g.
   `ducklake:postgres:dbname=lake host=db.local;data=/shared/lake/`): the catalog
   in PostgreSQL, the data in Parquet files. Many processes write at once and
   every query reads one committed snapshot.
+
+Keys without PRIMARY KEY constraints, in both: DuckDB keeps a constraint in an ART
+index, and with content-hash keys every batch touches the whole index, which each
+close (checkpoint) then rewrites, so a batch's cost grew with the table (1.5 s to
+write 1,000 rows and close at 1M rows, 2.4 s at 4M; bench/reports/soak_store_costs.md).
+`write` keeps keys unique instead: it looks up only the batch's own keys, writes each
+batch sorted by key (so zone maps let those lookups skip the rest of a table), and
+writers take turns, so no two can add the same key.
 """
 
 from __future__ import annotations
@@ -32,12 +41,16 @@ import duckdb
 import pyarrow as pa
 from pydantic import BaseModel
 
+from schemas.records import stable_hash
 from schemas.tables import TABLES, VIEWS, create_table_sql, missing_column_sql, to_arrow
 
 DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "rmforge.duckdb"
 # Threads of one process share one DuckDB instance per file: two opening (DDL) or one opening
 # while another closes the last connection fail with catalog or file-handle conflicts.
 _OPEN_CLOSE_LOCK = threading.RLock()
+# One write transaction at a time per file in this process (the file lock keeps other processes
+# out): a key check and the insert it guards must not interleave with another writer's.
+_file_write_locks: dict[str, threading.RLock] = {}
 LAKE_PREFIX = "ducklake:"
 LOCK_TIMEOUT_ENV = "RMFORGE_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT_S = 300.0
@@ -105,11 +118,18 @@ def _retry_while_busy(
             backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
 
-def schema_sql(*, lake: bool) -> list[str]:
-    """The statements that create the store's tables (DuckLake has no primary-key constraints)
-    and its views."""
-    tables = [create_table_sql(spec, primary_key=not lake) for spec in TABLES.values()]
-    return tables + [f"CREATE OR REPLACE VIEW {name} AS {query}" for name, query in VIEWS.items()]
+def schema_sql() -> list[str]:
+    """The statements that create the store's tables and views."""
+    return [create_table_sql(spec) for spec in TABLES.values()] + [view_sql(name) for name in VIEWS]
+
+
+def view_sql(name: str) -> str:
+    return f"CREATE OR REPLACE VIEW {name} AS {VIEWS[name]}"
+
+
+def view_version(name: str) -> str:
+    """Kept as the view's comment, so an open can tell that a view is current without rewriting it."""
+    return stable_hash("view", VIEWS[name])
 
 
 # --- the DuckDB file ---------------------------------------------------------------------------
@@ -202,7 +222,7 @@ def _attach_lake(url: str, read_only: bool) -> duckdb.DuckDBPyConnection:
 
 def _create_lake_tables(con: duckdb.DuckDBPyConnection, url: str) -> None:
     """Several workers may create the tables at once: the losers' commits conflict and retry."""
-    statements = schema_sql(lake=True) + [
+    statements = schema_sql() + [
         f"CREATE TABLE IF NOT EXISTS {_WRITE_TURN_TABLE} (commits BIGINT NOT NULL)",
         f"INSERT INTO {_WRITE_TURN_TABLE} SELECT 0 WHERE NOT EXISTS (FROM {_WRITE_TURN_TABLE})",
     ]
@@ -244,6 +264,7 @@ class Store:
         self.is_lake = isinstance(self.path, str)
         # Inside a lake transaction: what to replay if the commit loses to another writer.
         self._journal: list[Callable[[], Any]] | None = None
+        self._write_lock: threading.RLock | None = None  # held from begin() to commit()/rollback()/close()
         if self.is_lake:
             self.con = _lake_cursor(self.path, read_only)
             self.lake_data_path = self.path.partition(";data=")[2] or None
@@ -255,16 +276,29 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with _OPEN_CLOSE_LOCK:
                 self.con = _connect_file(self.path, read_only=False)
-                for statement in schema_sql(lake=False):
-                    self.execute(statement)
-                self._add_missing_columns()
+                self._create_missing_schema()
 
-    def _add_missing_columns(self) -> None:
-        """A store made by an earlier version gains the columns its records have gained since
-        (NULL in old rows), so upgrading never needs a manual migration."""
-        have = {(r[0], r[1]) for r in self.execute(
-            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'main'")}
-        for statement in missing_column_sql(have):
+    def _create_missing_schema(self) -> None:
+        """Create missing tables and stale views; a store made by an earlier version gains the
+        columns its records have gained since (NULL in old rows), so upgrading never needs a
+        manual migration. An up-to-date store is left unwritten: then closing it costs nothing."""
+        tables = dict(self.execute(
+            "SELECT table_name, column_count FROM duckdb_tables() "
+            "WHERE database_name = current_database() AND schema_name = 'main'"))
+        have: set[tuple[str, str]] = set()
+        if any(tables.get(spec.name, len(spec.columns)) != len(spec.columns) for spec in TABLES.values()):
+            have = set(self.execute(  # the column list only when some table differs: it is slow to read
+                "SELECT table_name, column_name FROM duckdb_columns() "
+                "WHERE database_name = current_database() AND schema_name = 'main'"))
+        views = dict(self.execute(
+            "SELECT view_name, comment FROM duckdb_views() "
+            "WHERE database_name = current_database() AND schema_name = 'main'"))
+        statements = [create_table_sql(spec) for spec in TABLES.values() if spec.name not in tables]
+        statements += missing_column_sql(have)
+        for name in VIEWS:
+            if views.get(name) != view_version(name):
+                statements += [view_sql(name), f"COMMENT ON VIEW {name} IS {_sql_str(view_version(name))}"]
+        for statement in statements:
             self.execute(statement)
 
     def __enter__(self) -> "Store":
@@ -278,6 +312,7 @@ class Store:
         self._journal = None
         with _OPEN_CLOSE_LOCK:
             self.con.close()
+        self._release_write_turn()
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         """Run a statement and drain its result (DuckDB keeps a connection busy until then)."""
@@ -288,11 +323,37 @@ class Store:
             self._journal.append(step)
         return step()
 
+    @property
+    def in_transaction(self) -> bool:
+        return self._write_lock is not None or self._journal is not None
+
     def begin(self) -> None:
-        self.con.execute("BEGIN TRANSACTION")
+        """Start a write transaction; in a file, after any other thread's write transaction on it ends."""
         if self.is_lake:
+            self.con.execute("BEGIN TRANSACTION")
             self._journal = []
             self._take_write_turn()
+            return
+        lock = _file_write_locks.setdefault(str(Path(self.path).resolve()), threading.RLock())
+        lock.acquire()
+        self._write_lock = lock
+        try:
+            self.con.execute("BEGIN TRANSACTION")
+        except BaseException:
+            self._release_write_turn()
+            raise
+
+    def _release_write_turn(self) -> None:
+        lock, self._write_lock = self._write_lock, None
+        if lock is not None:
+            lock.release()
+
+    def rollback(self) -> None:
+        self._journal = None
+        try:
+            self.con.execute("ROLLBACK")
+        finally:
+            self._release_write_turn()
 
     def _take_write_turn(self) -> None:
         self.con.execute(f"UPDATE {_WRITE_TURN_TABLE} SET commits = commits + 1")
@@ -300,7 +361,10 @@ class Store:
     def commit(self) -> None:
         """Commit; in a lake, a commit that conflicts with another writer is replayed until it lands."""
         if not self.is_lake:
-            self.con.execute("COMMIT")
+            try:
+                self.con.execute("COMMIT")
+            finally:
+                self._release_write_turn()
             return
         journal, self._journal = self._journal or [], None
         replaying = False
@@ -332,40 +396,42 @@ class Store:
         *,
         on_conflict: Literal["ignore", "replace"] = "ignore",
     ) -> int:
-        """Bulk insert; rows whose key exists are skipped (ignore) or overwritten (replace)."""
+        """Bulk insert; rows whose key exists are skipped (ignore) or overwritten (replace).
+
+        Returns the rows written. Outside a transaction the write is one of its own.
+        """
         spec = TABLES[table]
         arrow = rows if isinstance(rows, pa.Table) else to_arrow(spec, list(rows))
         if arrow.num_rows == 0:
             return 0
         arrow = _dedupe_on_key(arrow, spec.primary_key)
-        if not self.is_lake:
-            return self._write_file(table, arrow, on_conflict)
-        if self._journal is None:  # one write, one transaction
+        if not self.in_transaction:
             self.begin()
-            written = self.write(table, arrow, on_conflict=on_conflict)
+            try:
+                written = self.write(table, arrow, on_conflict=on_conflict)
+            except BaseException:
+                self.rollback()
+                raise
             self.commit()
             return written
-        return self._journaled(lambda: self._write_lake(table, arrow, on_conflict))
+        return self._journaled(lambda: self._write_keyed(table, arrow, on_conflict))
 
-    def _write_file(self, table: str, arrow: pa.Table, on_conflict: str) -> int:
-        before = self.count(table)
-        verb = "INSERT OR IGNORE" if on_conflict == "ignore" else "INSERT OR REPLACE"
-        with _registered(self.con, "_incoming", arrow):
-            self.execute(f"{verb} INTO {table} BY NAME SELECT * FROM _incoming")
-        return self.count(table) - before if on_conflict == "ignore" else arrow.num_rows
-
-    def _write_lake(self, table: str, arrow: pa.Table, on_conflict: str) -> int:
-        """DuckLake has no key constraints: the key check is an anti-join (ignore) or delete+insert."""
+    def _write_keyed(self, table: str, arrow: pa.Table, on_conflict: str) -> int:
+        """The key check: delete the stored rows of the batch's keys (replace), or insert only the
+        keys not stored yet (ignore). Both probe the table with the batch's keys alone, and the
+        batch goes in sorted by key: its rows lie together, so a later lookup of these keys reads
+        only their part of the table, the rest skipped by its min/max statistics."""
         key = TABLES[table].primary_key
+        columns = ", ".join(f'"{c}"' for c in key)
         with _registered(self.con, "_incoming", arrow):
             if on_conflict == "replace":
                 self.con.execute(f"DELETE FROM {table} t USING _incoming i WHERE {_key_match(key, 't', 'i')}")
-                self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming").fetchall()
-                return arrow.num_rows
-            return self.con.execute(
-                f"INSERT INTO {table} BY NAME SELECT * FROM _incoming i "
-                f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {_key_match(key, 't', 'i')})"
-            ).fetchall()[0][0]
+                rows = "SELECT * FROM _incoming"
+            else:
+                rows = (f"SELECT * FROM _incoming ANTI JOIN "
+                        f"(SELECT {columns} FROM {table} SEMI JOIN _incoming USING ({columns})) USING ({columns})")
+            # ORDER BY: a join does not keep the batch's order, and stored in key order it stays clustered.
+            return self.con.execute(f"INSERT INTO {table} BY NAME {rows} ORDER BY {columns}").fetchall()[0][0]
 
     # reads
     def count(self, table: str) -> int:

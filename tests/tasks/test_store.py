@@ -1,4 +1,7 @@
+import threading
+
 import duckdb
+import pyarrow as pa
 import pytest
 
 from schemas.records import Problem, Rollout
@@ -7,11 +10,51 @@ from tasks.store import Store, resolve_db_path
 from tests.builders import make_problem, make_rollout
 
 
-def test_every_table_has_its_primary_key_columns():
+def test_every_table_has_its_key_columns_not_null():
     for spec in TABLES.values():
         assert set(spec.primary_key) <= set(spec.columns), spec.name
-        assert "PRIMARY KEY" in create_table_sql(spec)
+        assert all(f'"{column}" VARCHAR NOT NULL' in create_table_sql(spec) or f'"{column}" BIGINT NOT NULL'
+                   in create_table_sql(spec) for column in spec.primary_key), spec.name
         assert arrow_schema(spec).names == spec.columns
+
+
+def test_threads_writing_overlapping_keys_never_duplicate_one(db):
+    """Keys have no constraint behind them: writers of one file take turns, so a key check and
+    its insert never interleave with another writer's."""
+    problem = make_problem()
+    rollouts = [make_rollout(problem, f"answer {i}", index=i) for i in range(40)]
+    with Store(db) as store:
+        store.write("problems", [problem])
+
+    def writer(offset: int) -> None:
+        for start in range(0, 40, 5):
+            with Store(db) as store:
+                store.begin()
+                store.write("rollouts", rollouts[start:start + 5],
+                            on_conflict="replace" if (start // 5 + offset) % 2 else "ignore")
+                store.write("problems", [problem])
+                store.commit()
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with Store(db) as store:
+        assert store.execute("SELECT count(*), count(DISTINCT rollout_id) FROM rollouts") == [(40, 40)]
+        assert store.count("problems") == 1
+
+
+def test_a_write_that_fails_leaves_nothing_and_frees_the_file_for_other_writers(db):
+    with Store(db) as store:
+        with pytest.raises(Exception):
+            store.write("problems", pa.table({"problem_id": [None]}))  # a key column may not be NULL
+        assert store.count("problems") == 0
+        done = threading.Thread(target=lambda: Store(db).write("problems", [make_problem()]))
+        done.start()
+        done.join(timeout=30)
+        assert not done.is_alive()
+        assert store.count("problems") == 1
 
 
 def test_write_is_idempotent_on_primary_key(db):
@@ -82,3 +125,8 @@ def test_a_store_from_an_earlier_version_gains_new_columns(db):
         rows = store.rows("SELECT * FROM annotator_costs")
     assert rows == [{"rollout_id": "r", "annotator": "mc", "config_hash": "h", "completions": 4, "run_id": "old",
                      "steps": None}]
+    with Store(db) as store:  # its PRIMARY KEY constraint stays, and writes keep working with it
+        row = {**rows[0], "completions": 5, "steps": 2}
+        assert store.write("annotator_costs", pa.Table.from_pylist([row]), on_conflict="replace") == 1
+        assert store.write("annotator_costs", pa.Table.from_pylist([row])) == 0
+        assert store.rows("SELECT completions, steps FROM annotator_costs") == [{"completions": 5, "steps": 2}]
