@@ -257,7 +257,8 @@ def run(
     annotators: Optional[str] = typer.Option(None, help="Comma-separated annotator names (see `rmforge annotators`)."),
     backend: Optional[Backend] = typer.Option(None, help="vllm: engine in this process; openai: a server."),
     model: Optional[str] = typer.Option(None, help="Model folder, hub id, or served model name."),
-    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server URL (backend openai)."),
+    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server URL (backend openai); several, "
+                                           "comma-separated, share the requests."),
     max_tokens: Optional[int] = typer.Option(None, min=1, help="Max new tokens per rollout."),
     seed: Optional[int] = typer.Option(None, help="Problem generator seed."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Rollouts per batch."),
@@ -278,8 +279,11 @@ def run(
     sampling_updates = {k: v for k, v in {"n": samples, "max_tokens": max_tokens}.items() if v is not None}
     if sampling_updates:
         updates["sampling"] = config.sampling.model_copy(update=sampling_updates)
+    servers = _split(base_url) if base_url else []  # several: data-parallel (generator.base_urls)
     generator_updates = {k: v for k, v in {"backend": backend.value if backend else None, "model": model,
-                                           "base_url": base_url}.items() if v is not None}
+                                           "base_url": servers[0] if len(servers) == 1 else None,
+                                           "base_urls": servers if len(servers) > 1 else None}.items()
+                         if v is not None}
     if generator_updates:
         updates["generator"] = config.generator.model_copy(update=generator_updates)
     if annotators is not None:
