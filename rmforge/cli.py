@@ -29,7 +29,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Iterator, Optional, get_args
 
-import click
 import typer
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -173,11 +172,11 @@ def compute_options(config: PipelineConfig, task_runner: Optional[Any], workers:
                                  "address": address}.items() if v is not None}
     compute = config.compute.model_copy(update=updates)
     if compute.address and compute.task_runner == "threads":
-        raise click.UsageError("--cluster-address needs --task-runner dask or ray")
+        raise typer.BadParameter("needs --task-runner dask or ray", param_hint="'--cluster-address'")
     package = missing_package(compute.task_runner)
     if package:
-        raise click.UsageError(f"--task-runner {compute.task_runner} needs {package}: "
-                               "pip install 'rmforge[scale]'")
+        raise typer.BadParameter(f"{compute.task_runner} needs {package}: pip install 'rmforge[scale]'",
+                                 param_hint="'--task-runner'")
     return compute
 
 
