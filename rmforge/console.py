@@ -21,7 +21,8 @@ except ImportError:  # pragma: no cover - older typer on plain click
 
 # Libraries whose INFO chatter (engine start, HTTP requests, server start) is hidden unless --verbose.
 NOISY_LOGGERS = ("prefect", "vllm", "httpx", "httpcore", "transformers", "datasets", "sentence_transformers",
-                 "urllib3", "filelock", "uvicorn", "torch", "huggingface_hub", "numexpr", "asyncio")
+                 "urllib3", "filelock", "uvicorn", "torch", "huggingface_hub", "numexpr", "asyncio",
+                 "distributed", "ray")  # the dask and ray task runners
 
 
 class UserError(Exception):
