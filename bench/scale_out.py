@@ -41,6 +41,16 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
+def busy_note(before: str, after: str) -> str:
+    """Whether other jobs kept more processes runnable than this machine has cores."""
+    loads = [float(text.split("load average:")[1].split(",")[0]) for text in (before, after)]
+    if min(loads) > (os.cpu_count() or 1):
+        return (f"here the 1-minute load was {loads[0]:.1f} before and {loads[1]:.1f} after on {os.cpu_count()} "
+                "cores, so a second worker competed with other jobs for a busy core rather than using an idle "
+                "one, and these ratios say little about a quiet machine.")
+    return f"the 1-minute load was {loads[0]:.1f} before and {loads[1]:.1f} after on {os.cpu_count()} cores."
+
+
 def make_template(workdir: Path, n: int, name: str) -> str:
     from bench.soak import synthetic_rows
     from schemas.config import StepSplitConfig
@@ -164,8 +174,9 @@ def main() -> None:
         "core (one GIL); with 2 workers the threads runner labels each batch in one of 2 spawned processes "
         "(`tasks.annotate.label_processes`), and Dask/Ray run batches in their worker processes. The flow "
         "process reads each batch and writes its labels (one transaction per batch) while workers label. "
-        "On 2 shared cores a ratio near 2 is the ceiling; the others' load and this flow process's own "
-        "reading, writing and Prefect bookkeeping take from it.",
+        "On 2 cores a ratio near 2 is the ceiling, reached only when the second core is idle: "
+        f"{busy_note(load_before, load_after)} This flow process's own reading, writing and Prefect "
+        "bookkeeping per task (a Prefect server runs beside it) also take from it.",
         "",
         f"Reproduce: `PYTHONPATH=. .venv/bin/python bench/scale_out.py {N}`",
         "",

@@ -17,7 +17,7 @@ from tasks.store import Store
 from tests.flows.test_flows import write_rollouts
 
 ANNOTATORS = ["answer", "z3_arith"]
-BATCH = 8  # 60 rollouts: 8 batches per annotator, so several are in flight at once
+BATCH = 5  # 30 rollouts: 6 batches per annotator, so several are in flight at once
 # Columns that name the run or the clock; everything else must be equal.
 VOLATILE = {"run_id", "labeled_at"}
 
@@ -25,7 +25,7 @@ VOLATILE = {"run_id", "labeled_at"}
 @pytest.fixture(scope="module")
 def rollouts_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("scale") / "rollouts.jsonl"
-    write_rollouts(path, n_problems=20)
+    write_rollouts(path, n_problems=10)
     return str(path)
 
 
@@ -40,27 +40,29 @@ def dask_address():
 
 @pytest.fixture(scope="module")
 def sequential_tables(prefect_harness, rollouts_file, tmp_path_factory):
-    return labelled_tables(rollouts_file, str(tmp_path_factory.mktemp("seq") / "s.duckdb"), ComputeConfig())
+    db = str(tmp_path_factory.mktemp("seq") / "s.duckdb")
+    tables = labelled_tables(rollouts_file, db, ComputeConfig())
+    assert annotate(db, ANNOTATORS, batch_size=BATCH)["answer"]["rollouts"] == 0  # all done
+    return tables
 
 
 def labelled_tables(rollouts_file, db, compute):
     import_rollouts(rollouts_file, db)
     summary = annotate(db, ANNOTATORS, batch_size=BATCH, compute=compute)
-    assert summary["answer"]["rollouts"] == 60 and summary["z3_arith"]["rollouts"] == 60
+    assert summary["answer"]["rollouts"] == 30 and summary["z3_arith"]["rollouts"] == 30
     tables = {}
     with Store(db, read_only=True) as store:
         for table, key in [("step_labels", "rollout_id, annotator, step_index"),
                            ("outcome_labels", "rollout_id, annotator"), ("annotator_costs", "rollout_id, annotator")]:
             rows = store.rows(f"SELECT * FROM {table} ORDER BY {key}")
             tables[table] = [{k: v for k, v in row.items() if k not in VOLATILE} for row in rows]
-    assert annotate(db, ANNOTATORS, batch_size=BATCH, compute=compute)["answer"]["rollouts"] == 0  # all done
     return tables
 
 
 def test_sequential_run_labels_everything(sequential_tables):
-    assert len(sequential_tables["step_labels"]) == 2 * 60  # two steps per rollout
+    assert len(sequential_tables["step_labels"]) == 2 * 30  # two steps per rollout
     assert {r["verdict"] for r in sequential_tables["step_labels"]} == {"correct", "incorrect", "unknown"}
-    assert len(sequential_tables["annotator_costs"]) == 2 * 60
+    assert len(sequential_tables["annotator_costs"]) == 2 * 30
 
 
 def test_two_threads_label_z3_in_worker_processes(sequential_tables, rollouts_file, tmp_path):
