@@ -50,6 +50,7 @@ def configure_logging(verbose: bool) -> None:
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout is for results (--json)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "info" if verbose else "error")
     os.environ.setdefault("DATASETS_VERBOSITY", "info" if verbose else "error")
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", level.lower())  # distributed sets its level on import
     if not verbose:  # their tqdm bars would fight the progress display
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
