@@ -4,7 +4,10 @@ import sys
 
 import pytest
 
-from tests.test_cli import assert_one_line_error, invoke, runs_in, store_db  # noqa: F401  # store_db: fixture
+from tests.test_cli import assert_one_line_error, invoke, runs_in
+from tests.test_cli import store_db as store_db_fixture
+
+store_db = store_db_fixture  # a store holding one problem (pytest finds fixtures by module name)
 
 COMMANDS = [("annotate", "--annotator", "answer"), ("run",)]
 
