@@ -21,6 +21,7 @@ class AnswerAnnotator(Annotator):
     name = "answer"
     version = "1"
     evidence = Evidence(labels_outcomes=True, authority="verifier", score="indicator")
+    cpu_bound = True
 
     class Config(StrictConfig):
         timeout_s: float = Field(

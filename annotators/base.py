@@ -94,6 +94,10 @@ class Annotator(ABC):
     version: ClassVar[str] = "1"
     Config: ClassVar[type[BaseModel]] = NoOptions
     evidence: ClassVar[Evidence]
+    # Labels by computing in Python or Z3 rather than waiting on a model or a tool: batches
+    # labelled side by side are then run in processes (one GIL per process; a Z3 context
+    # must not be shared by threads), see flows/annotate.py.
+    cpu_bound: ClassVar[bool] = False
 
     def __init__(
         self,

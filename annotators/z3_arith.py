@@ -28,6 +28,7 @@ class Z3ArithmeticAnnotator(Annotator):
     version = "2"  # 2: reads like a careful human (verifiers.arithmetic), bounded
     # Refute-only: finding no false claim is no evidence that a step is right.
     evidence = Evidence(refutes_steps=True, authority="verifier", score="indicator")
+    cpu_bound = True
 
     class Config(StrictConfig):
         timeout_ms: int = Field(

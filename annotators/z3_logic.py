@@ -337,6 +337,7 @@ class Z3LogicAnnotator(Annotator):
     name = "z3_logic"
     version = "1"
     evidence = Evidence(confirms_steps=True, refutes_steps=True, authority="verifier")
+    cpu_bound = True
 
     class Config(StrictConfig):
         timeout_ms: int = Field(default=5000, ge=1, description="Z3 timeout per check.")

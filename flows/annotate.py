@@ -1,15 +1,33 @@
-"""Stage 4: label every pending rollout with each requested annotator."""
+"""Stage 4: label every pending rollout with each requested annotator.
+
+Batches fan out as tasks on the run's task runner (`compute`: threads, Dask or Ray
+workers), while this flow's own process reads each batch's inputs and writes its labels.
+Workers only compute, so they need no access to the store: a single-file DuckDB store,
+which takes one writing process at a time, works with workers in other processes or on
+other machines, and each batch's labels and done markers are still one transaction here.
+Reading and writing a batch costs milliseconds against the seconds of labelling it.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections import deque
+from typing import Any, Iterator
 
 from prefect import flow, get_run_logger
 
 from annotators import annotator_class
+from annotators.base import AnnotationOutput, Annotator
 from flows import chunks
-from schemas.config import GeneratorConfig
-from tasks.annotate import annotate_batch, check_annotator, make_annotator, pending_rollout_ids
+from flows.task_runners import task_runner
+from schemas.config import ComputeConfig, GeneratorConfig
+from tasks.annotate import (
+    check_annotator,
+    label_batch,
+    load_batch,
+    make_annotator,
+    pending_rollout_ids,
+    write_labels,
+)
 from tasks.runs import Progress, tracked_run
 
 
@@ -20,13 +38,16 @@ def annotate(
     annotator_options: dict[str, dict[str, Any]] | None = None,
     default_generator: GeneratorConfig | None = None,
     batch_size: int = 256,
+    compute: ComputeConfig | None = None,
 ) -> dict:
     logger = get_run_logger()
     for name in annotators:  # an unknown name fails the run before any annotator works
         annotator_class(name)
     options = annotator_options or {}
     generator = default_generator or GeneratorConfig()
-    with tracked_run(db, "annotate", {"annotators": annotators, "options": options}) as run:
+    compute = compute or ComputeConfig()
+    with tracked_run(db, "annotate", {"annotators": annotators, "options": options}) as run, \
+            task_runner(compute) as runner:
         for name in annotators:
             annotator = make_annotator(name, options.get(name), generator)  # once per flow run
             unavailable = check_annotator(annotator)
@@ -36,13 +57,32 @@ def annotate(
                 continue
             pending = pending_rollout_ids(db, annotator)
             written: dict[str, int] = {"rollouts": len(pending)}
-            with Progress(f"annotating with {name}", len(pending)) as progress:
-                for done, batch in enumerate(chunks(pending, batch_size), start=1):
-                    with progress.track_generation():
-                        counts = annotate_batch(db, annotator, batch, run.run_id)
-                    for table, rows in counts.items():
+            labelled = 0
+            with Progress(f"annotating with {name}", len(pending)) as progress, progress.track_generation():
+                for output in label_batches(runner, compute, db, annotator, chunks(pending, batch_size), run.run_id):
+                    for table, rows in write_labels(db, annotator, output).items():
                         written[table] = written.get(table, 0) + rows
-                    progress.finish_batch(min(done * batch_size, len(pending)))
+                    labelled += len(output.costs)
+                    progress.finish_batch(labelled)
             logger.info("%s: %s", name, written)
             run.summary[name] = {"status": "done", **written}
     return run.summary
+
+
+def label_batches(
+    runner: Any, compute: ComputeConfig, db: str, annotator: Annotator, batches: Iterator[list[str]], run_id: str
+) -> Iterator[AnnotationOutput]:
+    """Each batch's labels as it finishes, with at most two batches per worker in flight
+    (memory stays bounded, and workers never wait for this process to read the next one)."""
+    # CPU-bound annotators side by side in threads would share one GIL (and Z3 is not
+    # thread-safe): they label in worker processes instead. Dask and Ray workers are processes.
+    processes = compute.workers if (compute.task_runner == "threads" and compute.workers > 1
+                                    and annotator.cpu_bound) else 0
+    in_flight: deque = deque()  # in submission order: batches are alike, so the oldest finishes first
+    for batch in batches:
+        in_flight.append(runner.submit(label_batch, {"annotator": annotator, "items": load_batch(db, batch),
+                                                     "run_id": run_id, "processes": processes}))
+        if len(in_flight) >= 2 * compute.workers:
+            yield in_flight.popleft().result()
+    while in_flight:
+        yield in_flight.popleft().result()

@@ -28,7 +28,7 @@ def pipeline(config: PipelineConfig | None = None, db: str | None = None, export
         with gpu:
             run.summary["generate"] = generate(config, db)
             run.summary["annotate"] = annotate(db, config.annotators, config.annotator_options, config.generator,
-                                               config.batch_size)
+                                               config.batch_size, config.compute)
         run.summary["curate"] = curate(db, config.annotators, config.curation)
         if export_dir:
             run.summary["export"] = export(db, export_dir)

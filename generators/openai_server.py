@@ -8,6 +8,7 @@ continues that text instead of starting a new turn.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import time
@@ -28,18 +29,22 @@ class OpenAIServerGenerator(Generator):
     backend = "openai"
 
     def __init__(self, config: GeneratorConfig) -> None:
-        if not config.base_url:
+        servers = config.base_urls or ([config.base_url] if config.base_url else [])
+        if not servers:
             raise GenerationError("the openai backend needs generator.base_url (e.g. http://host:8000/v1)")
         self.config = config
         headers = {"Content-Type": "application/json"}
         api_key = os.environ.get(config.api_key_env)
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        self._client = httpx.Client(
-            base_url=config.base_url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(config.request_timeout_s),
-        )
+        # Several servers of one model (data-parallel): requests take turns round-robin, across
+        # batches too, each server taking up to max_concurrency requests at a time.
+        self._servers = [
+            (url, httpx.Client(base_url=url.rstrip("/"), headers=headers,
+                               timeout=httpx.Timeout(config.request_timeout_s)))
+            for url in servers
+        ]
+        self._turns = itertools.count()  # next() on a count is atomic under the GIL
 
     @property
     def model_name(self) -> str:
@@ -65,14 +70,15 @@ class OpenAIServerGenerator(Generator):
             payload["add_generation_prompt"] = False
         return payload
 
-    def _post(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+    def _post(self, payload: dict[str, Any], server: tuple[str, httpx.Client]) -> dict[str, Any] | None:
         """The response body, or None when the server says the prompt exceeds the context."""
+        url, client = server
         last_error = ""
         for attempt in range(self.config.max_retries + 1):
             if attempt:
                 time.sleep(min(2**attempt * 0.5, 30.0))
             try:
-                response = self._client.post("/chat/completions", json=payload)
+                response = client.post("/chat/completions", json=payload)
             except httpx.HTTPError as exc:
                 last_error = f"{type(exc).__name__}: {exc}"
                 continue
@@ -87,15 +93,15 @@ class OpenAIServerGenerator(Generator):
                 return response.json()
             except ValueError:  # a proxy's HTML error page, a cut body: retried like a 502
                 last_error = f"reply is not JSON: {response.text[:200]!r}"
-        raise GenerationError(
-            f"{self.config.base_url}: no answer after {self.config.max_retries + 1} tries ({last_error})"
-        )
+        raise GenerationError(f"{url}: no answer after {self.config.max_retries + 1} tries ({last_error})")
 
-    def _complete(self, request: GenerationRequest, sampling: SamplingConfig) -> list[Completion]:
-        body = self._post(self._payload(request, sampling))
+    def _complete(
+        self, request: GenerationRequest, sampling: SamplingConfig, server: tuple[str, httpx.Client]
+    ) -> list[Completion]:
+        body = self._post(self._payload(request, sampling), server)
         if body is None:
             return [Completion(text="", num_tokens=0, finish_reason=PROMPT_TOO_LONG)] * sampling.n
-        return _completions(body, sampling.n, self.config.base_url or "")
+        return _completions(body, sampling.n, server[0])
 
     def generate(
         self, requests: Sequence[GenerationRequest], sampling: SamplingConfig
@@ -103,7 +109,8 @@ class OpenAIServerGenerator(Generator):
         on_progress = progress_callback()
 
         def complete(request: GenerationRequest) -> list[Completion]:
-            completions = self._complete(request, sampling)
+            server = self._servers[next(self._turns) % len(self._servers)]
+            completions = self._complete(request, sampling, server)
             if on_progress is not None:
                 tokens = [c.num_tokens for c in completions]
                 on_progress(len(completions), None if None in tokens else sum(tokens))
@@ -111,14 +118,15 @@ class OpenAIServerGenerator(Generator):
 
         # ThreadPool's workers are daemon threads: an interrupted batch (Ctrl-C, SIGTERM) does
         # not keep the process alive until a slow server answers the requests in flight.
-        pool = ThreadPool(self.config.max_concurrency)
+        pool = ThreadPool(self.config.max_concurrency * len(self._servers))
         try:
             return pool.map(complete, requests, chunksize=1)
         finally:
             pool.close()
 
     def close(self) -> None:
-        self._client.close()
+        for _, client in self._servers:
+            client.close()
 
 
 def _completions(body: Any, n: int, server: str) -> list[Completion]:

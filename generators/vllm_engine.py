@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -79,6 +80,9 @@ class VLLMEngineGenerator(Generator):
         self.dtype = engine_args["dtype"]
         logger.info("vLLM engine for %s on %s, dtype %s", config.model, "CPU" if on_cpu else "GPU", self.dtype)
         self._llm = vllm.LLM(**engine_args)
+        # vllm.LLM is not thread-safe; batches labelled side by side in threads take turns
+        # (the engine batches each call's requests itself).
+        self._engine_lock = threading.Lock()
         self._tokenizer = self._llm.get_tokenizer()
 
     @property
@@ -118,7 +122,8 @@ class VLLMEngineGenerator(Generator):
         runnable = [p for p, ok in zip(prompts, fits) if ok]
         on_progress = progress_callback()
         use_tqdm = _ProgressBar.factory(on_progress) if on_progress is not None else False
-        outputs = iter(self._llm.generate(runnable, params, use_tqdm=use_tqdm) if runnable else [])
+        with self._engine_lock:
+            outputs = iter(self._llm.generate(runnable, params, use_tqdm=use_tqdm) if runnable else [])
         results: list[list[Completion]] = []
         for ok in fits:
             if not ok:  # prompt alone exceeds the context: nothing generated

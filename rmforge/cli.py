@@ -36,7 +36,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rmforge.console import RmforgeGroup, Settings, UserError, configure_logging, version_callback
-from schemas.config import GeneratorConfig, PipelineConfig, ProblemSourceConfig
+from schemas.config import ComputeConfig, GeneratorConfig, PipelineConfig, ProblemSourceConfig
 
 app = typer.Typer(
     cls=RmforgeGroup,
@@ -59,6 +59,7 @@ def _choices(name: str, field: Any) -> Any:
 
 Source = _choices("Source", ProblemSourceConfig.model_fields["kind"])
 Backend = _choices("Backend", GeneratorConfig.model_fields["backend"])
+TaskRunner = _choices("TaskRunner", ComputeConfig.model_fields["task_runner"])
 
 
 class OutputFormat(str, Enum):
@@ -71,6 +72,12 @@ DbOption = typer.Option(None, "--db", envvar="RMFORGE_DB",
                         help="DuckDB file (default data/rmforge.duckdb) or ducklake:CATALOG;data=FOLDER.")
 ConfigOption = typer.Option(None, "--config", help="YAML/JSON PipelineConfig (see data/configs/).")
 JsonOption = typer.Option(False, "--json", help="Print the summary as JSON on stdout (nothing else).")
+TaskRunnerOption = typer.Option(None, "--task-runner", help="Where annotation batches run (dask/ray: pip install "
+                                "'rmforge[scale]').")
+WorkersOption = typer.Option(None, "--workers", min=1, help="Batches labelled at once: threads, or worker "
+                             "processes of a local Dask/Ray cluster.")
+ClusterAddressOption = typer.Option(None, "--cluster-address", help="Use a running cluster: Dask scheduler "
+                                    "(tcp://host:8786) or Ray (ray://host:10001, or auto).")
 
 
 @app.callback()
@@ -153,6 +160,24 @@ def check_annotators(names: list[str], options: dict[str, dict[str, Any]] | None
             except ValidationError as exc:
                 raise UserError(f"{where}annotator_options.{name}: {_validation_message(exc)}") from None
     return names
+
+
+def compute_options(config: PipelineConfig, task_runner: Optional[Any], workers: Optional[int],
+                    address: Optional[str]) -> ComputeConfig:
+    """The config's `compute` with the command line's choices; a runner whose package is
+    missing here, or an address without a cluster runner, is a usage error (exit 2)."""
+    from flows.task_runners import missing_package
+
+    updates = {k: v for k, v in {"task_runner": task_runner.value if task_runner else None, "workers": workers,
+                                 "address": address}.items() if v is not None}
+    compute = config.compute.model_copy(update=updates)
+    if compute.address and compute.task_runner == "threads":
+        raise typer.BadParameter("needs --task-runner dask or ray", param_hint="'--cluster-address'")
+    package = missing_package(compute.task_runner)
+    if package:
+        raise typer.BadParameter(f"{compute.task_runner} needs {package}: pip install 'rmforge[scale]'",
+                                 param_hint="'--task-runner'")
+    return compute
 
 
 # ------------------------------------------------------------------ running flows
@@ -242,15 +267,20 @@ def run(
     annotators: Optional[str] = typer.Option(None, help="Comma-separated annotator names (see `rmforge annotators`)."),
     backend: Optional[Backend] = typer.Option(None, help="vllm: engine in this process; openai: a server."),
     model: Optional[str] = typer.Option(None, help="Model folder, hub id, or served model name."),
-    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server URL (backend openai)."),
+    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server URL (backend openai); several, "
+                                           "comma-separated, share the requests."),
     max_tokens: Optional[int] = typer.Option(None, min=1, help="Max new tokens per rollout."),
     seed: Optional[int] = typer.Option(None, help="Problem generator seed."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Rollouts per batch."),
     export_dir: Optional[Path] = typer.Option(None, "--export", help="Also export datasets here."),
+    task_runner: Optional[TaskRunner] = TaskRunnerOption,
+    workers: Optional[int] = WorkersOption,
+    cluster_address: Optional[str] = ClusterAddressOption,
     json_output: bool = JsonOption,
 ) -> None:
     """Run the whole pipeline: problems -> rollouts -> labels -> curated datasets."""
     config = load_config(config_file)
+    config = config.model_copy(update={"compute": compute_options(config, task_runner, workers, cluster_address)})
     updates: dict[str, Any] = {}
     problem_updates = {k: v for k, v in {"count": problems, "kind": source.value if source else None,
                                          "path": problems_path, "seed": seed}.items() if v is not None}
@@ -259,8 +289,11 @@ def run(
     sampling_updates = {k: v for k, v in {"n": samples, "max_tokens": max_tokens}.items() if v is not None}
     if sampling_updates:
         updates["sampling"] = config.sampling.model_copy(update=sampling_updates)
+    servers = _split(base_url) if base_url else []  # several: data-parallel (generator.base_urls)
     generator_updates = {k: v for k, v in {"backend": backend.value if backend else None, "model": model,
-                                           "base_url": base_url}.items() if v is not None}
+                                           "base_url": servers[0] if len(servers) == 1 else None,
+                                           "base_urls": servers if len(servers) > 1 else None}.items()
+                         if v is not None}
     if generator_updates:
         updates["generator"] = config.generator.model_copy(update=generator_updates)
     if annotators is not None:
@@ -325,17 +358,21 @@ def annotate(
     db: Optional[str] = DbOption,
     config_file: Optional[Path] = ConfigOption,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Rollouts per task."),
+    task_runner: Optional[TaskRunner] = TaskRunnerOption,
+    workers: Optional[int] = WorkersOption,
+    cluster_address: Optional[str] = ClusterAddressOption,
     json_output: bool = JsonOption,
 ) -> None:
     """Label the stored rollouts with the named annotators (only what is not labelled yet)."""
     config = load_config(config_file)
+    compute = compute_options(config, task_runner, workers, cluster_address)
     names = check_annotators(_split(annotator), config.annotator_options, config_file=config_file)
     path = _existing_db(db)
     with running_flows():
         from flows.annotate import annotate as annotate_flow
 
         summary = annotate_flow(path, names, config.annotator_options, config.generator,
-                                batch_size or config.batch_size)
+                                batch_size or config.batch_size, compute)
     report(summary, json_output, ["Labelled:", *_annotate_lines(summary), f"Data: {path}",
                                   f"Next: rmforge curate --annotators {','.join(names)}"])
     if all(s.get("status") == "unavailable" for s in _per_stage(summary).values()):

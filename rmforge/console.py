@@ -21,7 +21,8 @@ except ImportError:  # pragma: no cover - older typer on plain click
 
 # Libraries whose INFO chatter (engine start, HTTP requests, server start) is hidden unless --verbose.
 NOISY_LOGGERS = ("prefect", "vllm", "httpx", "httpcore", "transformers", "datasets", "sentence_transformers",
-                 "urllib3", "filelock", "uvicorn", "torch", "huggingface_hub", "numexpr", "asyncio")
+                 "urllib3", "filelock", "uvicorn", "torch", "huggingface_hub", "numexpr", "asyncio",
+                 "distributed", "ray")  # the dask and ray task runners
 
 
 # Prefect's run loggers report a signal that stops a run as a crash, twice per run; the
@@ -59,6 +60,7 @@ def configure_logging(verbose: bool) -> None:
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout is for results (--json)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "info" if verbose else "error")
     os.environ.setdefault("DATASETS_VERBOSITY", "info" if verbose else "error")
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", level.lower())  # distributed sets its level on import
     if not verbose:  # their tqdm bars would fight the progress display
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")

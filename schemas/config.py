@@ -56,6 +56,10 @@ class GeneratorConfig(Config):
     request_timeout_s: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=3, ge=0, le=20)
     max_concurrency: int = Field(default=8, ge=1, le=256)
+    base_urls: list[str] = Field(
+        default_factory=list,
+        description="Several OpenAI-compatible servers of the same model (data-parallel): requests are "
+        "spread over them round-robin, `max_concurrency` per server; replaces base_url when set.")
 
 
 class ProblemSourceConfig(Config):
@@ -127,6 +131,23 @@ class CurationConfig(Config):
     )
 
 
+TaskRunnerKind = Literal["threads", "dask", "ray"]
+# The package each task runner needs (the `scale` extra), checked before any work starts.
+TASK_RUNNER_PACKAGES: dict[str, str] = {"dask": "prefect-dask", "ray": "prefect-ray"}
+
+
+class ComputeConfig(Config):
+    """Where annotation batches run: threads of this process, or the worker processes of a
+    Dask or Ray cluster (a local one started for the run, or an existing one at `address`)."""
+
+    task_runner: TaskRunnerKind = "threads"
+    workers: int = Field(default=1, ge=1, le=1024,
+                         description="Batches labelled at once: threads, or local cluster worker processes.")
+    address: str | None = Field(
+        default=None, description="An existing cluster: a Dask scheduler (tcp://host:8786) or Ray "
+        "(ray://host:10001, or auto for the one `ray start` made on this machine).")
+
+
 class PipelineConfig(Config):
     problems: ProblemSourceConfig = Field(default_factory=ProblemSourceConfig)
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
@@ -143,3 +164,4 @@ class PipelineConfig(Config):
     )
     curation: CurationConfig = Field(default_factory=CurationConfig)
     batch_size: int = Field(default=256, ge=1, le=100_000)
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)

@@ -14,6 +14,9 @@ the item's fault and still fails the batch, so the rollouts stay pending.
 
 from __future__ import annotations
 
+import multiprocessing
+import threading
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from prefect import task
@@ -113,23 +116,53 @@ def annotate_one(annotator: Annotator, item: AnnotationInput, run_id: str) -> An
         return failed_item_output(annotator, item, error, run_id)
 
 
-@task(name="annotate-batch", cache_policy=NO_CACHE)
-def annotate_batch(db: str, annotator: Annotator, rollout_ids: list[str], run_id: str) -> dict[str, int]:
-    """Label one batch with one annotator; returns how many rows of each kind were written."""
-    with Store(db) as store:
-        items = load_inputs(store, rollout_ids)
+def label_items(annotator: Annotator, items: list[AnnotationInput], run_id: str) -> AnnotationOutput:
+    """Labels, critiques and one done marker per rollout (recording its step count) for a batch."""
     output = annotate_items(annotator, items, run_id)
     costed = {c.rollout_id for c in output.costs}
     output.costs.extend(annotator.cost(item, 0, run_id) for item in items if item.rollout.rollout_id not in costed)
     step_counts = {item.rollout.rollout_id: len(item.steps) for item in items}
     for cost in output.costs:
         cost.steps = step_counts[cost.rollout_id]
+    return output
+
+
+# Worker processes for CPU-bound annotators whose batches run side by side in threads: Python
+# work holds the GIL and a Z3 context must not be shared by two threads, so each batch is
+# labelled in a process of its own. Spawned (forking a process with Prefect's threads is unsafe)
+# once per process and size, reused by every later batch.
+_label_processes: dict[int, ProcessPoolExecutor] = {}
+_label_processes_lock = threading.Lock()
+
+
+def label_processes(workers: int) -> ProcessPoolExecutor:
+    with _label_processes_lock:
+        if workers not in _label_processes:
+            _label_processes[workers] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        return _label_processes[workers]
+
+
+@task(name="label-batch", cache_policy=NO_CACHE)
+def label_batch(
+    annotator: Annotator, items: list[AnnotationInput], run_id: str, processes: int = 0
+) -> AnnotationOutput:
+    """Label one batch; touches no store, so it runs on any worker of any task runner.
+
+    `processes` > 0: label it in that many shared worker processes (see `label_processes`).
+    """
+    if processes:
+        return label_processes(processes).submit(label_items, annotator, items, run_id).result()
+    return label_items(annotator, items, run_id)
+
+
+def write_labels(db: str, annotator: Annotator, output: AnnotationOutput) -> dict[str, int]:
+    """A batch's labels and done markers in one transaction; how many rows of each kind."""
     with Store(db) as store:
         store.begin()
         # A redone rollout may have fewer steps than when it was last labelled.
         store.execute(
             "DELETE FROM step_labels WHERE annotator = ? AND config_hash = ? AND rollout_id IN (SELECT UNNEST(?))",
-            [annotator.name, annotator.config_hash, [item.rollout.rollout_id for item in items]],
+            [annotator.name, annotator.config_hash, [cost.rollout_id for cost in output.costs]],
         )
         written = {
             "step_labels": store.write("step_labels", output.step_labels, on_conflict="replace"),
@@ -139,3 +172,14 @@ def annotate_batch(db: str, annotator: Annotator, rollout_ids: list[str], run_id
         }
         store.commit()
     return written
+
+
+def load_batch(db: str, rollout_ids: list[str]) -> list[AnnotationInput]:
+    with Store(db) as store:
+        return load_inputs(store, rollout_ids)
+
+
+@task(name="annotate-batch", cache_policy=NO_CACHE)
+def annotate_batch(db: str, annotator: Annotator, rollout_ids: list[str], run_id: str) -> dict[str, int]:
+    """Label one batch with one annotator; returns how many rows of each kind were written."""
+    return write_labels(db, annotator, label_items(annotator, load_batch(db, rollout_ids), run_id))

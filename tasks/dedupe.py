@@ -37,9 +37,13 @@ EMBED_CHUNK = 1024
 # larger ones go through the HNSW index and compare with their nearest rows only.
 EXACT_SEARCH_LIMIT = 4096
 NEIGHBOURS = 32
-# HNSW settings measured for recall >= 0.99 at 100,000 vectors of dim 384 (bench/ann.py);
-# f16 storage: same recall as f32 at 3,000 random vectors, ~1.5x faster (F16C on AVX2).
-HNSW = {"connectivity": 16, "expansion_add": 128, "expansion_search": 256}
+RESCORE_BLOCK = 2048  # rows whose candidates are rescored at once: 2048 x 33 x 384 floats, ~100 MB
+# HNSW settings measured at 100,000 vectors of dim 384 with the structure of MiniLM embeddings
+# (bench/reports/ann.md): recall@10 0.9999 vs exact search, 1,000 queries in ~1 s. Connectivity 16
+# reached only 0.98 there (a text with dozens of close variants becomes a hub whose capped links
+# strand some of them); f16 storage is as good as f32 and cheaper; i8 is coarser. Decisions never
+# use the index's cosines (rescored_candidates).
+HNSW = {"connectivity": 32, "expansion_add": 128, "expansion_search": 128}
 
 # usearch's default (0) asks the hardware and can oversubscribe a CPU-limited container.
 _THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -182,17 +186,48 @@ def first_kept(vectors: np.ndarray, threshold: float) -> list[tuple[int, float] 
 
     Row i is a duplicate of the most similar earlier row that was kept, when their
     cosine is at least `threshold`; None marks a kept row. Exact up to
-    EXACT_SEARCH_LIMIT rows; beyond, each row is compared with its NEIGHBOURS
-    nearest rows from the HNSW index.
+    EXACT_SEARCH_LIMIT rows; beyond, each row's candidates are its NEIGHBOURS nearest
+    rows from the HNSW index, rescored exactly (the index's f16 cosines never decide
+    a pair at the threshold), and a row whose candidates are all at or above the
+    threshold (a big cluster of copies: a kept row may lie beyond them) is compared
+    with every row exactly. What remains approximate is a pair the index misses
+    altogether (bench/reports/ann.md measures how often).
     """
     n = len(vectors)
     if n == 0:
         return []
-    exact = n <= EXACT_SEARCH_LIMIT
-    return mark_first_kept(*nearest(vectors, vectors, n if exact else NEIGHBOURS + 1, exact), threshold)
+    if n <= EXACT_SEARCH_LIMIT:
+        return mark_first_kept(*nearest(vectors, vectors, n, exact=True), threshold)
+    indices, _ = nearest(vectors, vectors, NEIGHBOURS + 1, exact=False)
+    return mark_first_kept(*rescored_candidates(vectors, vectors, indices, threshold), threshold)
 
 
-def mark_first_kept(indices: np.ndarray, sims: np.ndarray, threshold: float) -> list[tuple[int, float] | None]:
+def rescored_candidates(
+    queries: np.ndarray, base: np.ndarray, indices: np.ndarray, threshold: float
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each query's candidate rows of `base` with exact cosines, best first; a query whose
+    candidates are all at or above `threshold` gets every row of `base` above it instead."""
+    valid = indices >= 0  # usearch pads a short result with -1
+    safe = np.where(valid, indices, 0)
+    sims = np.empty(indices.shape, dtype=np.float32)
+    for start in range(0, len(queries), RESCORE_BLOCK):  # rows x candidates x dim floats per block
+        rows = slice(start, start + RESCORE_BLOCK)
+        sims[rows] = np.einsum("id,ikd->ik", queries[rows], base[safe[rows]])
+    sims[~valid] = -np.inf
+    order = np.argsort(-sims, axis=1, kind="stable")
+    indices, sims = np.take_along_axis(safe, order, axis=1), np.take_along_axis(sims, order, axis=1)
+    rows_indices, rows_sims = list(indices), list(sims)
+    for i in np.flatnonzero(sims[:, -1] >= threshold):
+        exact = base @ queries[i]
+        above = np.flatnonzero(exact >= threshold)
+        best = above[np.argsort(-exact[above], kind="stable")]
+        rows_indices[i], rows_sims[i] = best, exact[best]
+    return rows_indices, rows_sims
+
+
+def mark_first_kept(
+    indices: Sequence[np.ndarray], sims: Sequence[np.ndarray], threshold: float
+) -> list[tuple[int, float] | None]:
     """The greedy pass of `first_kept` over each row's neighbours (best first)."""
     kept = np.zeros(len(indices), dtype=bool)
     result: list[tuple[int, float] | None] = []

@@ -109,6 +109,45 @@ def test_large_groups_use_the_index_and_find_the_same_duplicates(monkeypatch):
     assert [m[0] for m in exact[300:]] == list(range(100))
 
 
+def test_a_cluster_bigger_than_the_neighbour_list_still_finds_its_kept_row(monkeypatch):
+    """60 copies that are closer to each other (~0.999) than to the row they duplicate (~0.96):
+    each copy's index neighbours are all copies, so the kept row is found by the exact fallback."""
+    rng = np.random.default_rng(5)
+    others = unit_vectors(100, seed=6)
+    head = others[0]
+    drift = rng.standard_normal(head.shape).astype(np.float32)
+    drift -= (drift @ head) * head
+    centre = 0.96 * head + np.sqrt(1 - 0.96**2) * drift / np.linalg.norm(drift)
+    copies = np.stack([near_copy(centre, 0.002, 100 + i) for i in range(60)])
+    vectors = np.concatenate([others, copies])
+    exact = first_kept(vectors, 0.95)
+    assert all(m is not None and m[0] == 0 for m in exact[100:])
+    monkeypatch.setattr(dedupe, "EXACT_SEARCH_LIMIT", 50)
+    assert same_matches(first_kept(vectors, 0.95), exact)
+
+
+def test_index_cosines_never_decide_at_the_threshold(monkeypatch):
+    """A pair just above the threshold stays a duplicate, one just below stays kept, though
+    the index's f16 cosines are off by up to ~1e-3."""
+    base = unit_vectors(200, seed=7)
+    vectors = [base]
+    for i, target in enumerate([0.9504, 0.9496] * 10):
+        drift = np.random.default_rng(200 + i).standard_normal(base.shape[1]).astype(np.float32)
+        drift -= (drift @ base[i]) * base[i]
+        vectors.append((target * base[i] + np.sqrt(1 - target**2) * drift / np.linalg.norm(drift))[None])
+    vectors = np.concatenate(vectors)
+    exact = first_kept(vectors, 0.95)
+    assert [m is not None for m in exact[200:]] == [True, False] * 10
+    monkeypatch.setattr(dedupe, "EXACT_SEARCH_LIMIT", 50)
+    assert same_matches(first_kept(vectors, 0.95), exact)
+
+
+def same_matches(found, expected):
+    """Same rows matched to the same rows, at the same exact cosines (to float32 rounding)."""
+    return [m and m[0] for m in found] == [m and m[0] for m in expected] and all(
+        abs(a[1] - b[1]) < 1e-6 for a, b in zip(found, expected) if a and b)
+
+
 def test_problem_duplicates_across_the_store():
     problems = [
         {"problem_id": "1", "question": "Sam has 2 pens and buys 5 more. How many pens does Sam have now?"},
