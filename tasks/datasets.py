@@ -144,10 +144,5 @@ def build_datasets(db: str, max_pairs_per_problem: int, run_id: str) -> dict[str
             else:
                 examples.append(example)
 
-        store.begin()
-        store.execute("DELETE FROM preference_pairs")
-        store.execute("DELETE FROM process_examples")
-        store.write("preference_pairs", pairs)
-        store.write("process_examples", examples)
-        store.commit()
+        store.replace_tables({"preference_pairs": pairs, "process_examples": examples})
     return {"preference_pairs": len(pairs), "process_examples": len(examples), "no_process_example": dict(skipped)}

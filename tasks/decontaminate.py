@@ -156,10 +156,7 @@ def decontaminate_problems(db: str, config: CurationConfig, run_id: str) -> dict
         problems, eval_sets, config, run_id, lambda texts: cached_embeddings(db, texts, config)
     ) if eval_sets else []
     with Store(db) as store:
-        store.begin()
-        store.execute("DELETE FROM contamination")
-        store.write("contamination", found)
-        store.commit()
+        store.replace_tables({"contamination": found})
     return {
         "eval_items": sum(map(len, eval_sets.values())),
         "contaminated_problems": len({c.problem_id for c in found}),

@@ -340,10 +340,7 @@ def deduplicate_rollouts(db: str, config: CurationConfig, run_id: str) -> dict[s
         rollouts, config, run_id, lambda texts: cached_embeddings(db, texts, config), contaminated
     )
     with Store(db) as store:
-        store.begin()
-        store.execute("DELETE FROM rollout_curation")
-        store.write("rollout_curation", curation)
-        store.commit()
+        store.replace_tables({"rollout_curation": curation})
     return _counts(curation)
 
 
@@ -409,8 +406,5 @@ def deduplicate_problems(db: str, config: CurationConfig, run_id: str) -> dict[s
         problems, config, run_id, lambda texts: cached_embeddings(db, texts, config), contaminated
     )
     with Store(db) as store:
-        store.begin()
-        store.execute("DELETE FROM problem_curation")
-        store.write("problem_curation", curation)
-        store.commit()
+        store.replace_tables({"problem_curation": curation})
     return _counts(curation)

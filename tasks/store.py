@@ -416,6 +416,20 @@ class Store:
             return written
         return self._journaled(lambda: self._write_keyed(table, arrow, on_conflict))
 
+    def replace_tables(self, contents: dict[str, Sequence[BaseModel] | pa.Table]) -> dict[str, int]:
+        """Rebuild whole derived tables with these rows, in one transaction, so a reader never
+        sees one half-rebuilt; returns the rows written per table."""
+        self.begin()
+        try:
+            for table in contents:
+                self.execute(f"DELETE FROM {table}")
+            written = {table: self.write(table, rows) for table, rows in contents.items()}
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
+        return written
+
     def _write_keyed(self, table: str, arrow: pa.Table, on_conflict: str) -> int:
         """The key check: delete the stored rows of the batch's keys (replace), or insert only the
         keys not stored yet (ignore). Both probe the table with the batch's keys alone, and the
