@@ -3,6 +3,7 @@ worker picks up a `prefect deployment run`, and the store gets its labels. Plus 
 scheduled run draws and the deployments `rmforge serve` builds from the same file."""
 
 import os
+import signal
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -46,13 +47,18 @@ def test_a_deployment_run_by_a_process_worker_labels_the_store(tmp_path):
         prefect("work-pool", "create", "rmforge", "--type", "process")
         prefect("--no-prompt", "deploy", "--all")
         worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "rmforge"],
-                                  cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                  cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  start_new_session=True)
         try:
             out = prefect("deployment", "run", "annotate/annotate", "-p", f"db={db}", "--watch",
                           "--watch-timeout", "300", timeout=360)
         finally:
             worker.terminate()
-            worker_log = worker.communicate(timeout=60)[0]
+            try:
+                worker_log = worker.communicate(timeout=30)[0]
+            except subprocess.TimeoutExpired:  # its graceful shutdown can linger (seen > 60 s); not under test
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker_log = worker.communicate(timeout=30)[0]
     assert "Completed" in out, out + worker_log[-3000:]
     with Store(db, read_only=True) as store:
         verdicts = dict(store.execute("SELECT sample_index, o.verdict FROM outcome_labels o "
