@@ -159,7 +159,7 @@ class PipelineConfig(Config):
     # mc_binary confirms and refutes steps (process examples) at about a third of mc's completions.
     annotators: list[str] = Field(default_factory=lambda: ["answer", "z3_arith", "mc_binary"])
     annotator_options: dict[str, dict[str, Any]] = Field(
-        default_factory=lambda: {"mc_binary": {"k": 2, "max_tokens": 96}},
+        default_factory=lambda: {"mc_binary": {"k": 1, "max_tokens": 96}},
         description="Per-annotator config, keyed by annotator name.",
     )
     curation: CurationConfig = Field(default_factory=CurationConfig)

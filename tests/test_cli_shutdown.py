@@ -127,6 +127,6 @@ def test_sigterm_stops_the_vllm_engine_processes(tmp_path):
 
     # The engine lives until the command ends, so on a fast machine the signal may land in a
     # later stage: what matters is that the engine processes go with the command.
-    code, err, children, engine_running = terminate_during_generation(command, tmp_path, engine_started, settle_s=15)
+    code, err, children, engine_running = terminate_during_generation(command, tmp_path, engine_started, settle_s=5)
     assert engine_running
     assert_stopped_cleanly(code, err, children, db)
