@@ -152,8 +152,8 @@ def main() -> None:
         f"{BATCH} (so {-(-N // BATCH)} tasks per annotator); each run on a fresh copy of one template store "
         f"(import + step split: {import_s:.1f} s, not counted), after an untimed warm-up run of "
         f"{2 * WARM_UP} rollouts on the same workers (worker processes import Prefect and the annotators once).",
-        f"Machine: {cpu_model()}, {os.cpu_count()} CPUs (AVX2, no AVX-512), **shared** with the lead and another "
-        "helper working at the same time, so wall times carry their load:",
+        f"Machine: {cpu_model()}, {os.cpu_count()} CPUs (AVX2, no AVX-512); wall times carry whatever else ran "
+        "(load average on 2 cores, 1 = one busy core):",
         "",
         f"- `uptime` before: `{load_before}`",
         f"- `uptime` after: `{load_after}`",
