@@ -14,7 +14,12 @@ rollouts, and no table has a duplicate key.
 pending rollouts, to time it at the full store size when labelling all N would take
 too long (the report says so; its done-marker check then counts K * BATCH rollouts).
 
-Run: PYTHONPATH=. .venv/bin/python bench/soak.py [N] [--report PATH] [--db PATH] [--sample z3_arith=50]
+`--existing --db PATH` skips the import and labels the rollouts already in PATH (a store an
+earlier soak left), so one annotator's full pass can be measured on its own; `--annotators`
+picks which annotators run.
+
+Run: PYTHONPATH=. .venv/bin/python bench/soak.py [N] [--report PATH] [--db PATH] [--existing]
+     [--annotators answer,z3_arith] [--sample z3_arith=50]
 (default N = 1,000,000; writes bench/reports/soak.md, and every batch's times to soak.json beside it).
 """
 
@@ -229,7 +234,8 @@ def spread(batches: int, keep: int | None) -> list[int]:
     return sorted({round(i * (batches - 1) / max(keep - 1, 1)) for i in range(keep)})
 
 
-def run(n: int, db: str, report: Path | None, sample: dict[str, int] | None = None) -> dict:
+def run(n: int, db: str, report: Path | None, sample: dict[str, int] | None = None,
+        annotator_names: list[str] = ANNOTATORS, existing: bool = False) -> dict:
     from schemas.config import GeneratorConfig, StepSplitConfig
     from tasks.annotate import annotate_batch, make_annotator, pending_rollout_ids
     from tasks.rollouts import import_rollouts
@@ -246,7 +252,7 @@ def run(n: int, db: str, report: Path | None, sample: dict[str, int] | None = No
     sampler.stage = "import"
     t0 = time.perf_counter()
     chunk_times = []
-    for start in range(0, n, IMPORT_CHUNK):
+    for start in range(0, 0 if existing else n, IMPORT_CHUNK):
         c0 = time.perf_counter()
         source = workdir / "chunk.jsonl"
         rows = synthetic_rows(start, min(IMPORT_CHUNK, n - start))
@@ -255,10 +261,11 @@ def run(n: int, db: str, report: Path | None, sample: dict[str, int] | None = No
         import_rollouts.fn(db, str(source), "soak", StepSplitConfig())
         chunk_times.append(time.perf_counter() - c0)
         sampler.progress = min(1.0, (start + IMPORT_CHUNK) / n)
-    timings["import + split"] = time.perf_counter() - t0
-    batch_times["import"] = chunk_times
+    if not existing:
+        timings["import + split"] = time.perf_counter() - t0
+        batch_times["import"] = chunk_times
 
-    annotators = [make_annotator(name, None, GeneratorConfig()) for name in ANNOTATORS]
+    annotators = [make_annotator(name, None, GeneratorConfig()) for name in annotator_names]
     for annotator in annotators:
         stage = f"annotate {annotator.name}"
         sampler.stage, sampler.progress = stage, 0.0
@@ -287,6 +294,8 @@ def run(n: int, db: str, report: Path | None, sample: dict[str, int] | None = No
     size = sum(p.stat().st_size for p in Path(db).parent.glob(Path(db).name + "*"))
     result = {
         "n": n,
+        "existing": existing,
+        "annotators": annotator_names,
         "timings": timings,
         "batch_times": batch_times,
         "checker_times": checker_times,
@@ -315,6 +324,8 @@ def mean(values: list[float]) -> float:
 def write_report(result: dict, path: Path) -> None:
     n, samples, sample = result["n"], result["samples"], result["sample"]
     command = f"bench/soak.py {n}" + "".join(f" --sample {name}={k}" for name, k in sample.items())
+    if result["existing"]:
+        command += f" --existing --db STORE --annotators {','.join(result['annotators'])}"
     lines = [
         "# Soak: import and annotate at volume",
         "",
@@ -349,6 +360,9 @@ def write_report(result: dict, path: Path) -> None:
          f"({result['store_bytes'] / n:,.0f} bytes per rollout)."),
         "",
     ]
+    if result["existing"]:
+        lines += [f"No import: STORE already held {n:,} rollouts (left by an earlier soak); only the annotators "
+                  "named ran, on the rollouts they had not labelled yet.", ""]
     for name, k in sample.items():
         lines += [f"`{name}` was run on {k} batches spread evenly over its pending rollouts, not on all {n:,}: "
                   "its row shows per-batch times at this store size; its wall time covers those batches only.", ""]
@@ -375,6 +389,10 @@ def main() -> None:
     parser.add_argument("n", nargs="?", type=int, default=1_000_000)
     parser.add_argument("--db", help="store path (default: a temporary folder)")
     parser.add_argument("--report", type=Path, default=REPORT)
+    parser.add_argument("--existing", action="store_true",
+                        help="no import: label the rollouts already in --db (N is taken from the store)")
+    parser.add_argument("--annotators", default=",".join(ANNOTATORS),
+                        help=f"comma-separated, from {ANNOTATORS} (default: all)")
     parser.add_argument("--sample", action="append", default=[], metavar="ANNOTATOR=K",
                         help="run only K batches of this annotator, spread over its pending rollouts")
     args = parser.parse_args()
@@ -384,8 +402,19 @@ def main() -> None:
         if name not in ANNOTATORS or not k.isdigit() or int(k) < 1:
             parser.error(f"--sample {item!r}: want ANNOTATOR=K with ANNOTATOR one of {ANNOTATORS} and K >= 1")
         sample[name] = int(k)
+    names = [name.strip() for name in args.annotators.split(",") if name.strip()]
+    if not names or set(names) - set(ANNOTATORS):
+        parser.error(f"--annotators {args.annotators!r}: want a comma-separated subset of {ANNOTATORS}")
+    if args.existing and not (args.db and Path(args.db).exists()):
+        parser.error("--existing needs --db naming a store an earlier soak left")
+    n = args.n
+    if args.existing:
+        from tasks.store import Store
+
+        with Store(args.db) as store:
+            n = store.count("rollouts")
     db = args.db or str(Path(tempfile.mkdtemp(prefix="soak-db-")) / "soak.duckdb")
-    result = run(args.n, db, args.report, sample)
+    result = run(n, db, args.report, sample, names, args.existing)
     print(args.report.read_text())
     bad = {k: v for k, v in result["checks"].items() if (k.startswith(("rollouts without", "duplicate")) and v)}
     if bad:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import flow, get_run_logger
 
+from problems.importers import count_records
 from schemas.config import StepSplitConfig
 from tasks.rollouts import import_rollouts as import_rollout_file
-from tasks.runs import tracked_run
+from tasks.runs import Progress, tracked_run
 
 
 @flow(name="import-rollouts", log_prints=True)
 def import_rollouts(path: str, db: str, steps: StepSplitConfig | None = None) -> dict:
     with tracked_run(db, "import-rollouts", {"path": path}) as run:
-        run.summary = import_rollout_file(db, path, run.run_id, steps or StepSplitConfig())
+        with Progress("importing rollouts", count_records(Path(path)), unit="rows") as progress:
+            run.summary = import_rollout_file(db, path, run.run_id, steps or StepSplitConfig(),
+                                              on_rows=progress.finish_batch)
         if run.summary["quarantined"]:
             get_run_logger().warning("%d malformed rows quarantined (see the quarantine table)",
                                      run.summary["quarantined"])

@@ -11,7 +11,8 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from itertools import islice
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from pydantic import ValidationError
 
@@ -137,28 +138,70 @@ def folio_problem(record: dict[str, Any], source: str) -> Problem:
 
 
 def read_records(path: Path) -> list[NumberedRow]:
-    """Numbered records of a JSONL, JSON (an array of objects) or Parquet file.
+    """Numbered records of a JSONL, JSON (an array of objects) or Parquet file, all at once
+    (for files that fit in memory: problem sets, evaluation sets)."""
+    return [row for chunk in iter_record_chunks(path) for row in chunk]
 
-    Lines that are not valid UTF-8 or not JSON come back as `Unreadable` (or the raw
-    line), so the caller quarantines them and the valid rows are still imported.
+
+def iter_record_chunks(path: Path, rows_per_chunk: int = 5_000) -> Iterator[list[NumberedRow]]:
+    """Numbered records of a JSONL, JSON or Parquet file, `rows_per_chunk` at a time.
+
+    JSONL and Parquet are streamed, so memory follows the chunk, not the file; a JSON
+    array is parsed whole (the format cannot be read in parts). Lines that are not valid
+    UTF-8 or not JSON come back as `Unreadable` (with the raw line), so the caller
+    quarantines them and the valid rows are still imported.
     """
     if path.is_dir():
         raise InputFileError(f"{path} is a folder, not a JSONL/JSON/Parquet file")
     if not path.exists():
         raise InputFileError(f"{path} does not exist")
     if path.suffix == ".parquet":
+        rows: Iterator[NumberedRow] = _parquet_rows(path, rows_per_chunk)
+    elif _first_byte(path) == b"[":
+        rows = iter(_json_array(path, path.read_bytes()))
+    else:
+        rows = _jsonl_rows(path)
+    empty = True
+    while chunk := list(islice(rows, rows_per_chunk)):
+        empty = False
+        yield chunk
+    if empty:
+        raise InputFileError(f"{path} holds no records")
+
+
+def count_records(path: Path) -> int:
+    """How many records `iter_record_chunks` numbers up to (lines of a JSONL file, rows of a
+    Parquet file), read without parsing: a progress bar's total. 0 when it cannot tell
+    cheaply (a JSON array, a path that is no file: the reader reports that)."""
+    if not path.is_file() or path.suffix != ".parquet" and _first_byte(path) == b"[":
+        return 0
+    if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        rows: list[NumberedRow] = list(enumerate(pq.read_table(path).to_pylist(), start=1))
-    else:
-        data = path.read_bytes()
-        if data.lstrip()[:1] == b"[":
-            rows = _json_array(path, data)
-        else:
-            rows = list(_jsonl_rows(data))
-    if not rows:
-        raise InputFileError(f"{path} holds no records")
-    return rows
+        return pq.ParquetFile(path).metadata.num_rows
+    newlines, last = 0, b"\n"
+    with path.open("rb") as file:
+        while block := file.read(1 << 20):
+            newlines, last = newlines + block.count(b"\n"), block[-1:]
+    return newlines + (last != b"\n")
+
+
+def _first_byte(path: Path) -> bytes:
+    with path.open("rb") as file:
+        while block := file.read(1 << 16):
+            if stripped := block.lstrip():
+                return stripped[:1]
+    return b""
+
+
+def _parquet_rows(path: Path, rows_per_chunk: int) -> Iterator[NumberedRow]:
+    import pyarrow.parquet as pq
+
+    number = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=rows_per_chunk):
+        for row in batch.to_pylist():
+            number += 1
+            yield number, row
 
 
 def _json_array(path: Path, data: bytes) -> list[NumberedRow]:
@@ -169,20 +212,22 @@ def _json_array(path: Path, data: bytes) -> list[NumberedRow]:
     return list(enumerate(items, start=1))
 
 
-def _jsonl_rows(data: bytes):
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            text = raw.decode("utf-8", errors="backslashreplace")
-            yield number, Unreadable(text, f"invalid UTF-8 at byte {exc.start} of the line")
-            continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield number, Unreadable(line.rstrip("\r"), f"not valid JSON: {exc.msg}")
+def _jsonl_rows(path: Path) -> Iterator[NumberedRow]:
+    with path.open("rb") as file:
+        for number, raw in enumerate(file, start=1):
+            raw = raw.rstrip(b"\n")
+            if not raw.strip():
+                continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                text = raw.decode("utf-8", errors="backslashreplace")
+                yield number, Unreadable(text, f"invalid UTF-8 at byte {exc.start} of the line")
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield number, Unreadable(line.rstrip("\r"), f"not valid JSON: {exc.msg}")
 
 
 def parse_rows(

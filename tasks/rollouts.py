@@ -7,8 +7,9 @@ first problem that lacks its samples.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -22,13 +23,14 @@ from annotators.base import AnnotationInput
 from annotators.human import HumanAnnotator
 from problems.importers import (
     LabelledImport,
+    NumberedRow,
     RolloutImport,
+    iter_record_chunks,
     parse_labelled_rows,
     parse_rollout_rows,
     problem_mismatch,
     quarantine_record,
     read_gold_answers,
-    read_records,
     sibling_gold_answers,
 )
 from tasks.steps import steps_for
@@ -165,24 +167,52 @@ def store_rollouts(store: Store, rollouts: list[Rollout], given_steps: list[Step
     return written
 
 
+# Rows parsed and written per transaction: memory follows this, not the file's size, and a
+# crash loses at most one chunk's transaction (the rerun skips what was stored).
+IMPORT_CHUNK_ROWS = 5_000
+
+
+def import_in_chunks(
+    path: Path, import_chunk: Callable[[list[NumberedRow]], dict[str, int]],
+    on_rows: Callable[[int], None] | None = None,
+) -> dict[str, int]:
+    """Stream a file through `import_chunk` a chunk at a time; the summed counts.
+
+    `on_rows(n)`: the records up to number n (a line of a JSONL file) are stored.
+    """
+    totals: Counter[str] = Counter()
+    for chunk in iter_record_chunks(path, IMPORT_CHUNK_ROWS):
+        totals.update(import_chunk(chunk))
+        if on_rows is not None:
+            on_rows(chunk[-1][0])
+    return dict(totals)
+
+
 @task(name="import-rollouts", cache_policy=NO_CACHE)
-def import_rollouts(db: str, path: str, run_id: str, steps: StepSplitConfig | None = None) -> dict[str, int]:
-    """Read a JSONL/JSON/Parquet file of rollouts into the store (idempotent)."""
+def import_rollouts(
+    db: str, path: str, run_id: str, steps: StepSplitConfig | None = None,
+    on_rows: Callable[[int], None] | None = None,
+) -> dict[str, int]:
+    """Read a JSONL/JSON/Parquet file of rollouts into the store (idempotent), in chunks."""
     file = Path(path)
     source = f"file:{file.name}"
-    parsed = parse_rollout_rows(read_records(file), source, run_id)
-    with Store(db) as store:
-        refuse_stored_mismatches(store, parsed, source, run_id)
-        problems = store.write("problems", parsed.problems)
-        written = store_rollouts(store, parsed.rollouts, parsed.steps, steps or StepSplitConfig())
-        quarantined = store.write("quarantine", parsed.quarantine)
-    return {
-        "problems": problems,
-        "rollouts": written["rollouts"],
-        "new_steps": written["steps"],
-        "quarantined": quarantined,
-        "rows_read": len(parsed.rollouts) + len(parsed.quarantine),
-    }
+
+    def import_chunk(rows: list[NumberedRow]) -> dict[str, int]:
+        parsed = parse_rollout_rows(rows, source, run_id)
+        with Store(db) as store:
+            refuse_stored_mismatches(store, parsed, source, run_id)
+            problems = store.write("problems", parsed.problems)
+            written = store_rollouts(store, parsed.rollouts, parsed.steps, steps or StepSplitConfig())
+            quarantined = store.write("quarantine", parsed.quarantine)
+        return {
+            "problems": problems,
+            "rollouts": written["rollouts"],
+            "new_steps": written["steps"],
+            "quarantined": quarantined,
+            "rows_read": len(parsed.rollouts) + len(parsed.quarantine),
+        }
+
+    return import_in_chunks(file, import_chunk, on_rows)
 
 
 def human_labels(parsed: LabelledImport, run_id: str) -> tuple[list[StepLabel], list[OutcomeLabel]]:
@@ -212,27 +242,35 @@ def human_labels(parsed: LabelledImport, run_id: str) -> tuple[list[StepLabel], 
 
 @task(name="import-labelled", cache_policy=NO_CACHE)
 def import_labelled(
-    db: str, path: str, fmt: str, run_id: str, gold_path: str | None = None, neutral: str = "correct"
+    db: str, path: str, fmt: str, run_id: str, gold_path: str | None = None, neutral: str = "correct",
+    on_rows: Callable[[int], None] | None = None,
 ) -> dict[str, int]:
     """Human-labelled solutions (ProcessBench / PRM800K) into the store, labels as annotator `human`."""
     file = Path(path)
     gold_file = Path(gold_path) if gold_path else sibling_gold_answers(file)
     gold = read_gold_answers(gold_file) if gold_file else None
     source = f"{fmt}:{file.name}"
-    parsed = parse_labelled_rows(read_records(file), source, run_id, fmt, gold=gold, neutral=neutral)
-    with Store(db) as store:
-        refuse_stored_mismatches(store, parsed, source, run_id)
-        step_labels, outcome_labels = human_labels(parsed, run_id)
-        store.begin()
-        written = {
-            "problems": store.write("problems", parsed.problems),
-            "rollouts": store.write("rollouts", parsed.rollouts),
-            "new_steps": store.write("steps", parsed.steps),
-            "human_step_labels": store.write("step_labels", step_labels),
-            "human_outcome_labels": store.write("outcome_labels", outcome_labels),
-            "quarantined": store.write("quarantine", parsed.quarantine),
-        }
-        store.commit()
-    written["rows_read"] = len(parsed.rollouts) + len(parsed.quarantine)
-    written["gold_answers"] = sum(p.gold_answer is not None for p in parsed.problems)
+    with_gold: set[str] = set()  # problems with a gold answer, counted once however many chunks name them
+
+    def import_chunk(rows: list[NumberedRow]) -> dict[str, int]:
+        parsed = parse_labelled_rows(rows, source, run_id, fmt, gold=gold, neutral=neutral)
+        with Store(db) as store:
+            refuse_stored_mismatches(store, parsed, source, run_id)
+            step_labels, outcome_labels = human_labels(parsed, run_id)
+            store.begin()
+            written = {
+                "problems": store.write("problems", parsed.problems),
+                "rollouts": store.write("rollouts", parsed.rollouts),
+                "new_steps": store.write("steps", parsed.steps),
+                "human_step_labels": store.write("step_labels", step_labels),
+                "human_outcome_labels": store.write("outcome_labels", outcome_labels),
+                "quarantined": store.write("quarantine", parsed.quarantine),
+            }
+            store.commit()
+        with_gold.update(p.problem_id for p in parsed.problems if p.gold_answer is not None)
+        written["rows_read"] = len(parsed.rollouts) + len(parsed.quarantine)
+        return written
+
+    written = import_in_chunks(file, import_chunk, on_rows)
+    written["gold_answers"] = len(with_gold)
     return written

@@ -112,3 +112,47 @@ def test_a_stored_problem_id_with_another_question_or_gold_is_quarantined(tmp_pa
         fields = sorted(r["field"] for r in store.rows("SELECT field FROM quarantine"))
         assert fields == ["gold_answer", "question"]
         assert store.rows("SELECT question FROM problems WHERE problem_id = 'p0'")[0]["question"] == "What is 0 + 1?"
+
+
+def test_a_file_larger_than_a_chunk_is_streamed_chunk_by_chunk(tmp_path, db, monkeypatch):
+    """Memory follows the chunk, not the file: rows are parsed and stored a chunk at a time,
+    line numbers run on across chunks, and a conflict across chunks is still caught."""
+    from tasks import rollouts
+
+    monkeypatch.setattr(rollouts, "IMPORT_CHUNK_ROWS", 4)
+    rows = _rows(10)
+    conflicting = {**_rows(1)[0], "question": "Another question under p0", "model": "late"}
+    lines = [json.dumps(r) for r in rows[:5]] + ["", "{not json"] + [json.dumps(r) for r in rows[5:]]
+    lines.append(json.dumps(conflicting))
+    path = tmp_path / "r.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    reached = []
+    summary = import_rollouts.fn(db, str(path), "run", on_rows=reached.append)
+    # 12 records on 13 lines (line 6 is blank): three chunks, ending at lines 4, 9 and 13
+    assert reached == [4, 9, 13]
+    assert summary["rollouts"] == 10 and summary["problems"] == 10
+    assert summary["quarantined"] == 2 and summary["rows_read"] == 12
+    with Store(db) as store:
+        quarantined = {q["record_ref"]: (q["field"], q["reason"])
+                       for q in store.rows("SELECT record_ref, field, reason FROM quarantine")}
+        assert store.count("rollouts") == 10 and store.count("steps") >= 10
+    # the late row's problem was stored by an earlier chunk: refused as a stored-problem conflict
+    late = next(ref for ref in quarantined if ref != "file:r.jsonl#7")
+    assert quarantined["file:r.jsonl#7"][0] == "record"
+    assert late.startswith("file:r.jsonl#rollout ") and quarantined[late][0] == "question"
+    assert "differs from the stored problem 'p0'" in quarantined[late][1]
+
+
+def test_a_parquet_file_is_read_in_row_batches_with_running_numbers(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from problems.importers import count_records, iter_record_chunks
+
+    path = tmp_path / "r.parquet"
+    pq.write_table(pa.Table.from_pylist(_rows(7)), path, row_group_size=3)
+    chunks = list(iter_record_chunks(path, rows_per_chunk=2))
+    assert [len(c) for c in chunks] == [2, 2, 2, 1]
+    assert [n for c in chunks for n, _ in c] == list(range(1, 8))
+    assert [row["model"] for c in chunks for _, row in c] == [f"m{i}" for i in range(7)]
+    assert count_records(path) == 7
