@@ -23,7 +23,6 @@ from schemas.records import RunRecord, utc_now
 from schemas.tables import TABLES
 from tasks.runs import Heartbeat, tracked_run
 from tasks.store import Store
-from tests.prefect_server import running_prefect_server
 from tests.servers import ChatServer
 from tests.test_cli import invoke
 
@@ -134,9 +133,11 @@ def _respond(body, index):
 
 
 @pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory):
-    with running_prefect_server(tmp_path_factory.mktemp("prefect")) as api_url:
-        yield api_url
+def prefect_api(prefect_harness):
+    """The test session's Prefect server: it outlives the killed commands, as a user's would."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
 
 
 @pytest.fixture(scope="module")

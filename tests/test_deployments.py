@@ -17,7 +17,6 @@ from tasks.rollouts import store_rollouts
 from tasks.runs import store_limit_name
 from tasks.store import Store
 from tests.builders import make_problem, make_rollout
-from tests.prefect_server import running_prefect_server
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,33 +31,34 @@ def _small_store(db):
     return db
 
 
-def test_a_deployment_run_by_a_process_worker_labels_the_store(tmp_path):
+def test_a_deployment_run_by_a_process_worker_labels_the_store(prefect_harness, tmp_path):
+    from prefect.settings import PREFECT_API_URL
+
     db = _small_store(str(tmp_path / "store.duckdb"))
-    with running_prefect_server(tmp_path / "prefect") as api_url:
-        env = {**os.environ, "PREFECT_API_URL": api_url, "PYTHONPATH": str(REPO), "RMFORGE_HOME": str(REPO),
-               "PREFECT_HOME": str(tmp_path / "prefect" / "prefect-home")}
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(REPO),
+           "RMFORGE_HOME": str(REPO), "PREFECT_HOME": str(tmp_path / "prefect-home")}
 
-        def prefect(*args, timeout=300):
-            done = subprocess.run([sys.executable, "-m", "prefect", *args], cwd=REPO, env=env, capture_output=True,
-                                  text=True, timeout=timeout, check=False)
-            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-            return done.stdout
+    def prefect(*args, timeout=300):
+        done = subprocess.run([sys.executable, "-m", "prefect", *args], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=timeout, check=False)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done.stdout
 
-        prefect("work-pool", "create", "rmforge", "--type", "process")
-        prefect("--no-prompt", "deploy", "--all")
-        worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "rmforge"],
-                                  cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  start_new_session=True)
+    prefect("work-pool", "create", "rmforge", "--type", "process")
+    prefect("--no-prompt", "deploy", "--all")
+    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "rmforge"],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+    try:
+        out = prefect("deployment", "run", "annotate/annotate", "-p", f"db={db}", "--watch",
+                      "--watch-timeout", "300", timeout=360)
+    finally:
+        worker.terminate()
         try:
-            out = prefect("deployment", "run", "annotate/annotate", "-p", f"db={db}", "--watch",
-                          "--watch-timeout", "300", timeout=360)
-        finally:
-            worker.terminate()
-            try:
-                worker_log = worker.communicate(timeout=30)[0]
-            except subprocess.TimeoutExpired:  # its graceful shutdown can linger (seen > 60 s); not under test
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker_log = worker.communicate(timeout=30)[0]
+            worker_log = worker.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:  # its graceful shutdown can linger (seen > 60 s); not under test
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker_log = worker.communicate(timeout=30)[0]
     assert "Completed" in out, out + worker_log[-3000:]
     with Store(db, read_only=True) as store:
         verdicts = dict(store.execute("SELECT sample_index, o.verdict FROM outcome_labels o "

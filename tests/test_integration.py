@@ -23,9 +23,9 @@ def test_pipeline_with_the_real_model(prefect_harness, db):
 
     config = PipelineConfig(
         problems=ProblemSourceConfig(count=2, min_steps=1, max_steps=2, seed=1),
-        sampling=SamplingConfig(n=2, max_tokens=160),
+        sampling=SamplingConfig(n=2, max_tokens=96),
         annotators=["answer", "z3_arith", "mc"],
-        annotator_options={"mc": {"k": 2, "max_tokens": 96}},
+        annotator_options={"mc": {"k": 1, "max_tokens": 48}},
         curation=CurationConfig(near_dedupe=False),
     )
     summary = pipeline(config, db)
