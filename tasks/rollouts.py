@@ -162,7 +162,8 @@ def store_rollouts(store: Store, rollouts: list[Rollout], given_steps: list[Step
     have_steps = {s.rollout_id for s in given_steps}
     steps = given_steps + steps_for([r for r in rollouts if r.rollout_id not in have_steps], config)
     store.begin()
-    written = {"rollouts": store.write("rollouts", rollouts), "steps": store.write("steps", steps)}
+    written = {"steps": store.write_children("steps", steps, parent="rollouts"),
+               "rollouts": store.write("rollouts", rollouts)}
     store.commit()
     return written
 
@@ -260,8 +261,8 @@ def import_labelled(
             store.begin()
             written = {
                 "problems": store.write("problems", parsed.problems),
+                "new_steps": store.write_children("steps", parsed.steps, parent="rollouts"),
                 "rollouts": store.write("rollouts", parsed.rollouts),
-                "new_steps": store.write("steps", parsed.steps),
                 "human_step_labels": store.write("step_labels", step_labels),
                 "human_outcome_labels": store.write("outcome_labels", outcome_labels),
                 "quarantined": store.write("quarantine", parsed.quarantine),

@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterator, Literal, Sequence, TypeVar
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel
 
 from schemas.records import stable_hash
@@ -415,6 +416,38 @@ class Store:
             self.commit()
             return written
         return self._journaled(lambda: self._write_keyed(table, arrow, on_conflict))
+
+    def write_children(self, table: str, rows: Sequence[BaseModel], parent: str) -> int:
+        """Insert rows (steps) that belong to rows of `parent` (rollouts) written after them in
+        this transaction; rows whose key exists are skipped. Returns the rows written.
+
+        A parent and its children are always written in one transaction, so the children of a
+        parent that is not stored yet cannot be stored either: only the children of stored
+        parents need the key check. It reads the small parent key column, not the child table,
+        whose key check would cost a scan that grows with the store.
+        """
+        spec = TABLES[table]
+        arrow = _dedupe_on_key(to_arrow(spec, list(rows)), spec.primary_key)
+        if arrow.num_rows == 0:
+            return 0
+        if not self.in_transaction:
+            raise RuntimeError("write_children runs inside the transaction that writes the parents")
+        return self._journaled(lambda: self._write_children(table, arrow, parent))
+
+    def _write_children(self, table: str, arrow: pa.Table, parent: str) -> int:
+        (link,) = TABLES[parent].primary_key
+        columns = ", ".join(f'"{c}"' for c in TABLES[table].primary_key)
+        with _registered(self.con, "_incoming", arrow):
+            stored = self.con.execute(
+                f"SELECT DISTINCT {link} FROM {parent} SEMI JOIN _incoming USING ({link})").to_arrow_table()
+        of_stored = pc.is_in(arrow[link], value_set=stored[link])
+        written = 0
+        if stored.num_rows:
+            written += self._write_keyed(table, arrow.filter(of_stored), "ignore")
+        with _registered(self.con, "_incoming", arrow.filter(pc.invert(of_stored))):
+            written += self.con.execute(
+                f"INSERT INTO {table} BY NAME SELECT * FROM _incoming ORDER BY {columns}").fetchall()[0][0]
+        return written
 
     def replace_tables(self, contents: dict[str, Sequence[BaseModel] | pa.Table]) -> dict[str, int]:
         """Rebuild whole derived tables with these rows, in one transaction, so a reader never

@@ -130,3 +130,30 @@ def test_a_store_from_an_earlier_version_gains_new_columns(db):
         assert store.write("annotator_costs", pa.Table.from_pylist([row]), on_conflict="replace") == 1
         assert store.write("annotator_costs", pa.Table.from_pylist([row])) == 0
         assert store.rows("SELECT completions, steps FROM annotator_costs") == [{"completions": 5, "steps": 2}]
+
+
+def test_children_are_key_checked_only_where_their_parent_was_stored(db):
+    from schemas.records import Step
+
+    problem = make_problem()
+    stored, new = make_rollout(problem, "3 + 4 = 7", index=0), make_rollout(problem, "3 + 4 = 8", index=1)
+
+    def steps(rollout, count):
+        return [Step(rollout_id=rollout.rollout_id, step_index=i, text=f"step {i}") for i in range(count)]
+
+    with Store(db) as store:
+        store.write("problems", [problem])
+        store.begin()
+        assert store.write_children("steps", steps(stored, 2), parent="rollouts") == 2
+        store.write("rollouts", [stored])
+        store.commit()
+        with pytest.raises(RuntimeError, match="inside the transaction"):
+            store.write_children("steps", steps(new, 1), parent="rollouts")
+        store.begin()
+        # the stored rollout's two steps come again with a third; the new rollout brings two
+        written = store.write_children("steps", steps(stored, 3) + steps(new, 2), parent="rollouts")
+        store.write("rollouts", [stored, new])
+        store.commit()
+        assert written == 3
+        assert store.execute("SELECT rollout_id, count(*), count(DISTINCT step_index) FROM steps GROUP BY 1 "
+                             "ORDER BY 2") == [(new.rollout_id, 2, 2), (stored.rollout_id, 3, 3)]
