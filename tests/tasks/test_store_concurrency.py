@@ -96,19 +96,25 @@ def runs(db, flow):
         return store.rows("SELECT status, started_at, finished_at FROM runs WHERE flow = ? ORDER BY started_at", [flow])
 
 
-def assert_overlapped(first, second):
+def overlapped(first, second):
     assert first["status"] == second["status"] == "completed"
-    assert second["started_at"] < first["finished_at"], "the two commands did not run at the same time"
+    return second["started_at"] < first["finished_at"]
 
 
 def test_two_annotates_at_once(cli_env, work, imported, reference):
-    db = work / "annotate-twice.duckdb"
-    shutil.copy(imported, db)
-    logs = [work / "annotate-a.log", work / "annotate-b.log"]
-    processes = [start(cli_env, ANNOTATE, db, log) for log in logs]
-    for process, log in zip(processes, logs):
-        finish(process, log)
-    assert_overlapped(*runs(db, "annotate"))
+    # Two commands started together usually overlap; on a loaded machine one may start only
+    # after the other ended, which tests nothing: then they are run again on a fresh copy.
+    for attempt in range(3):
+        db = work / f"annotate-twice-{attempt}.duckdb"
+        shutil.copy(imported, db)
+        logs = [work / f"annotate-a-{attempt}.log", work / f"annotate-b-{attempt}.log"]
+        processes = [start(cli_env, ANNOTATE, db, log) for log in logs]
+        for process, log in zip(processes, logs):
+            finish(process, log)
+        if overlapped(*runs(db, "annotate")):
+            break
+    else:
+        pytest.fail("the two commands never ran at the same time in 3 attempts")
     assert content(db) == reference
     assert len(reference["step_labels"]) > 0 and len(reference["outcome_labels"]) > 0
 
