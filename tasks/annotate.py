@@ -56,8 +56,8 @@ def pending_rollout_ids(db: str, annotator: Annotator, limit_to: list[str] | Non
     if limit_to is not None:
         sql += " AND r.rollout_id IN (SELECT UNNEST(?))"
         params.append(limit_to)
-    with Store(db) as store:
-        return [row["rollout_id"] for row in store.rows(sql + " ORDER BY r.rollout_id", params)]
+    with Store(db) as store:  # a column, not a dict per row: at a million rollouts that is ~200 MiB less
+        return store.arrow(sql + " ORDER BY r.rollout_id", params).column("rollout_id").to_pylist()
 
 
 def load_inputs(store: Store, rollout_ids: list[str]) -> list[AnnotationInput]:
