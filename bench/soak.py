@@ -1,7 +1,8 @@
 """Soak: import and annotate (`answer`, `z3_arith`) N rollouts; memory must stay flat.
 
-Imports N synthetic GSM8K-style rollouts in files of IMPORT_CHUNK rows (rollouts
-and their steps in one transaction per file, as `rmforge import rollouts` does),
+Imports N synthetic GSM8K-style rollouts in files of IMPORT_FILE_ROWS rows (as
+`rmforge import rollouts` does: each file streamed, rollouts and steps in one
+transaction per chunk),
 then labels them with each annotator in batches of BATCH (the task functions the
 flows call, without the Prefect server), timing the checker (the annotator's own
 work) apart from the rest of each batch (reading inputs, writing labels). A thread
@@ -40,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-IMPORT_CHUNK = 20_000
+IMPORT_FILE_ROWS = 100_000  # rows per imported file (the import streams each in chunks of its own)
+WRITE_ROWS = 10_000  # rows the bench generates at a time while writing a file
 BATCH = 1_000
 SAMPLE_S = 0.5
 ANNOTATORS = ["answer", "z3_arith"]
@@ -145,10 +147,11 @@ def consistency(db: str, annotators: list, sampled: dict[str, int]) -> dict[str,
             "rollouts without steps": store.rows(
                 "SELECT count(*) AS n FROM rollouts r WHERE NOT EXISTS "
                 "(SELECT 1 FROM steps s WHERE s.rollout_id = r.rollout_id)")[0]["n"],
-            "rollouts without an answer label": store.rows(
-                "SELECT count(*) AS n FROM rollouts r WHERE NOT EXISTS (SELECT 1 FROM outcome_labels o "
-                "WHERE o.rollout_id = r.rollout_id AND o.annotator = 'answer')")[0]["n"],
         }
+        if "answer" in {a.name for a in annotators} and "answer" not in sampled:
+            checks["rollouts without an answer label"] = store.rows(
+                "SELECT count(*) AS n FROM rollouts r WHERE NOT EXISTS (SELECT 1 FROM outcome_labels o "
+                "WHERE o.rollout_id = r.rollout_id AND o.annotator = 'answer')")[0]["n"]
         for annotator in annotators:
             if annotator.name in sampled:
                 checks[f"rollouts with a current {annotator.name} done marker (sampled: {sampled[annotator.name]:,} "
@@ -252,15 +255,16 @@ def run(n: int, db: str, report: Path | None, sample: dict[str, int] | None = No
     sampler.stage = "import"
     t0 = time.perf_counter()
     chunk_times = []
-    for start in range(0, 0 if existing else n, IMPORT_CHUNK):
+    for start in range(0, 0 if existing else n, IMPORT_FILE_ROWS):
         c0 = time.perf_counter()
         source = workdir / "chunk.jsonl"
-        rows = synthetic_rows(start, min(IMPORT_CHUNK, n - start))
-        source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-        del rows
+        with source.open("w") as file:
+            for part in range(start, min(start + IMPORT_FILE_ROWS, n), WRITE_ROWS):
+                rows = synthetic_rows(part, min(WRITE_ROWS, start + IMPORT_FILE_ROWS - part, n - part))
+                file.write("\n".join(json.dumps(r) for r in rows) + "\n")
         import_rollouts.fn(db, str(source), "soak", StepSplitConfig())
         chunk_times.append(time.perf_counter() - c0)
-        sampler.progress = min(1.0, (start + IMPORT_CHUNK) / n)
+        sampler.progress = min(1.0, (start + IMPORT_FILE_ROWS) / n)
     if not existing:
         timings["import + split"] = time.perf_counter() - t0
         batch_times["import"] = chunk_times
@@ -332,8 +336,9 @@ def write_report(result: dict, path: Path) -> None:
         (f"`PYTHONPATH=. .venv/bin/python {command}` on {cpu_name()} "
          f"({os.cpu_count()} cores; SIMD: {cpu_flags()}), shared with other jobs: load average "
          f"{result['load'][0][0]:.1f} at the start, {result['load'][1][0]:.1f} at the end."),
-        (f"{n:,} synthetic GSM8K-style rollouts, imported in files of {IMPORT_CHUNK:,} rows and labelled "
-         f"in batches of {BATCH:,} (task functions, no Prefect server)."),
+        (f"{n:,} synthetic GSM8K-style rollouts, "
+         + ("already in the store" if result["existing"] else f"imported in files of {IMPORT_FILE_ROWS:,} rows")
+         + f" and labelled in batches of {BATCH:,} (task functions, no Prefect server)."),
         "",
         "| stage | batches | wall s | rollouts/s | batch s (first / median / last) | batch s, mean of first 10 / last 10 "
         "| checker / rest s per batch (median) | peak RSS MiB | max RSS MiB per quarter |",
