@@ -24,8 +24,9 @@ demo: install
 	$(VENV)/bin/rmforge run --export data/exports
 	$(VENV)/bin/rmforge sql "SELECT 'rollouts' AS t, count(*) AS n FROM rollouts UNION ALL SELECT 'step_labels', count(*) FROM step_labels UNION ALL SELECT 'preference_pairs', count(*) FROM preference_pairs UNION ALL SELECT 'process_examples', count(*) FROM process_examples"
 
+# Two test processes (pytest-xdist), each test file on one of them: its module fixtures are built once.
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --maxprocesses 2 --dist loadfile
 
 test-fast: install
 	$(PY) -m pytest -m "not integration"

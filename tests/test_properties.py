@@ -149,11 +149,13 @@ utf8_lines = st.lists(
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(lines=utf8_lines)
+@example(lines=[{}, b"\x1f"])  # a control character alone is a line to quarantine, not a blank one
 def test_every_jsonl_line_is_stored_or_quarantined(tmp_path, lines) -> None:
     path = tmp_path / "rollouts.jsonl"
     data = jsonl_lines(lines)
     path.write_bytes(data)
-    non_blank = [line for line in data.decode().split("\n") if line.strip()]
+    # blank as the reader sees it: ASCII whitespace only (str.strip would also drop "\x1f")
+    non_blank = [line for line in data.split(b"\n") if line.strip()]
     db = str(tmp_path / f"p{time.monotonic_ns()}.duckdb")
     if not non_blank:  # an empty file says so instead of importing nothing
         with pytest.raises(InputFileError, match="holds no records"):
