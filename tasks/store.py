@@ -401,11 +401,9 @@ class Store:
 
         Returns the rows written. Outside a transaction the write is one of its own.
         """
-        spec = TABLES[table]
-        arrow = rows if isinstance(rows, pa.Table) else to_arrow(spec, list(rows))
+        arrow = _keyed_batch(table, rows)
         if arrow.num_rows == 0:
             return 0
-        arrow = _dedupe_on_key(arrow, spec.primary_key)
         if not self.in_transaction:
             self.begin()
             try:
@@ -426,8 +424,7 @@ class Store:
         parents need the key check. It reads the small parent key column, not the child table,
         whose key check would cost a scan that grows with the store.
         """
-        spec = TABLES[table]
-        arrow = _dedupe_on_key(to_arrow(spec, list(rows)), spec.primary_key)
+        arrow = _keyed_batch(table, rows)
         if arrow.num_rows == 0:
             return 0
         if not self.in_transaction:
@@ -436,7 +433,6 @@ class Store:
 
     def _write_children(self, table: str, arrow: pa.Table, parent: str) -> int:
         (link,) = TABLES[parent].primary_key
-        columns = ", ".join(f'"{c}"' for c in TABLES[table].primary_key)
         with _registered(self.con, "_incoming", arrow):
             stored = self.con.execute(
                 f"SELECT DISTINCT {link} FROM {parent} SEMI JOIN _incoming USING ({link})").to_arrow_table()
@@ -445,8 +441,7 @@ class Store:
         if stored.num_rows:
             written += self._write_keyed(table, arrow.filter(of_stored), "ignore")
         with _registered(self.con, "_incoming", arrow.filter(pc.invert(of_stored))):
-            written += self.con.execute(
-                f"INSERT INTO {table} BY NAME SELECT * FROM _incoming ORDER BY {columns}").fetchall()[0][0]
+            written += self._insert_in_key_order(table, "SELECT * FROM _incoming")
         return written
 
     def replace_tables(self, contents: dict[str, Sequence[BaseModel] | pa.Table]) -> dict[str, int]:
@@ -469,7 +464,7 @@ class Store:
         batch goes in sorted by key: its rows lie together, so a later lookup of these keys reads
         only their part of the table, the rest skipped by its min/max statistics."""
         key = TABLES[table].primary_key
-        columns = ", ".join(f'"{c}"' for c in key)
+        columns = _key_columns(table)
         with _registered(self.con, "_incoming", arrow):
             if on_conflict == "replace":
                 self.con.execute(f"DELETE FROM {table} t USING _incoming i WHERE {_key_match(key, 't', 'i')}")
@@ -477,8 +472,13 @@ class Store:
             else:
                 rows = (f"SELECT * FROM _incoming ANTI JOIN "
                         f"(SELECT {columns} FROM {table} SEMI JOIN _incoming USING ({columns})) USING ({columns})")
-            # ORDER BY: a join does not keep the batch's order, and stored in key order it stays clustered.
-            return self.con.execute(f"INSERT INTO {table} BY NAME {rows} ORDER BY {columns}").fetchall()[0][0]
+            return self._insert_in_key_order(table, rows)
+
+    def _insert_in_key_order(self, table: str, rows_sql: str) -> int:
+        """INSERT the query's rows sorted by key (a join does not keep the batch's order, and
+        stored in key order a batch stays clustered); returns how many."""
+        return self.con.execute(
+            f"INSERT INTO {table} BY NAME {rows_sql} ORDER BY {_key_columns(table)}").fetchall()[0][0]
 
     # reads
     def count(self, table: str) -> int:
@@ -517,6 +517,17 @@ def _registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> I
 
 def _sql_path(path: Path) -> str:
     return str(path).replace("'", "''")
+
+
+def _keyed_batch(table: str, rows: Sequence[BaseModel] | pa.Table) -> pa.Table:
+    """A batch for `table` as Arrow, one row per key."""
+    spec = TABLES[table]
+    arrow = rows if isinstance(rows, pa.Table) else to_arrow(spec, list(rows))
+    return _dedupe_on_key(arrow, spec.primary_key)
+
+
+def _key_columns(table: str) -> str:
+    return ", ".join(f'"{c}"' for c in TABLES[table].primary_key)
 
 
 def _dedupe_on_key(table: pa.Table, key: Sequence[str]) -> pa.Table:
