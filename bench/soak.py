@@ -237,11 +237,29 @@ def spread(batches: int, keep: int | None) -> list[int]:
     return sorted({round(i * (batches - 1) / max(keep - 1, 1)) for i in range(keep)})
 
 
+def import_files(db: str, n: int, workdir: Path, sampler: RssSampler) -> list[float]:
+    """Write and import N rollouts in files of IMPORT_FILE_ROWS; the seconds each file took."""
+    from schemas.config import StepSplitConfig
+    from tasks.rollouts import import_rollouts
+
+    file_times = []
+    for start in range(0, n, IMPORT_FILE_ROWS):
+        c0 = time.perf_counter()
+        source = workdir / "chunk.jsonl"
+        with source.open("w") as file:
+            for part in range(start, min(start + IMPORT_FILE_ROWS, n), WRITE_ROWS):
+                rows = synthetic_rows(part, min(WRITE_ROWS, start + IMPORT_FILE_ROWS - part, n - part))
+                file.write("\n".join(json.dumps(r) for r in rows) + "\n")
+        import_rollouts.fn(db, str(source), "soak", StepSplitConfig())
+        file_times.append(time.perf_counter() - c0)
+        sampler.progress = min(1.0, (start + IMPORT_FILE_ROWS) / n)
+    return file_times
+
+
 def run(n: int, db: str, report: Path | None, sample: dict[str, int] | None = None,
         annotator_names: list[str] = ANNOTATORS, existing: bool = False) -> dict:
-    from schemas.config import GeneratorConfig, StepSplitConfig
+    from schemas.config import GeneratorConfig
     from tasks.annotate import annotate_batch, make_annotator, pending_rollout_ids
-    from tasks.rollouts import import_rollouts
 
     workdir = Path(tempfile.mkdtemp(prefix="soak-"))
     sampler = RssSampler()
@@ -252,22 +270,11 @@ def run(n: int, db: str, report: Path | None, sample: dict[str, int] | None = No
     batch_times: dict[str, list[float]] = {}
     checker_times: dict[str, list[float]] = {}
 
-    sampler.stage = "import"
-    t0 = time.perf_counter()
-    chunk_times = []
-    for start in range(0, 0 if existing else n, IMPORT_FILE_ROWS):
-        c0 = time.perf_counter()
-        source = workdir / "chunk.jsonl"
-        with source.open("w") as file:
-            for part in range(start, min(start + IMPORT_FILE_ROWS, n), WRITE_ROWS):
-                rows = synthetic_rows(part, min(WRITE_ROWS, start + IMPORT_FILE_ROWS - part, n - part))
-                file.write("\n".join(json.dumps(r) for r in rows) + "\n")
-        import_rollouts.fn(db, str(source), "soak", StepSplitConfig())
-        chunk_times.append(time.perf_counter() - c0)
-        sampler.progress = min(1.0, (start + IMPORT_FILE_ROWS) / n)
     if not existing:
+        sampler.stage = "import"
+        t0 = time.perf_counter()
+        batch_times["import"] = import_files(db, n, workdir, sampler)
         timings["import + split"] = time.perf_counter() - t0
-        batch_times["import"] = chunk_times
 
     annotators = [make_annotator(name, None, GeneratorConfig()) for name in annotator_names]
     for annotator in annotators:
