@@ -151,10 +151,7 @@ def iter_record_chunks(path: Path, rows_per_chunk: int = 5_000) -> Iterator[list
     UTF-8 or not JSON come back as `Unreadable` (with the raw line), so the caller
     quarantines them and the valid rows are still imported.
     """
-    if path.is_dir():
-        raise InputFileError(f"{path} is a folder, not a JSONL/JSON/Parquet file")
-    if not path.exists():
-        raise InputFileError(f"{path} does not exist")
+    check_records_file(path)
     if path.suffix == ".parquet":
         rows: Iterator[NumberedRow] = _parquet_rows(path, rows_per_chunk)
     elif _first_byte(path) == b"[":
@@ -165,6 +162,28 @@ def iter_record_chunks(path: Path, rows_per_chunk: int = 5_000) -> Iterator[list
     while chunk := list(islice(rows, rows_per_chunk)):
         empty = False
         yield chunk
+    if empty:
+        raise InputFileError(f"{path} holds no records")
+
+
+def check_records_file(path: Path) -> None:
+    """Raise InputFileError for what makes a whole file unimportable and shows without reading
+    it: a folder, a missing path, no records at all (only whitespace, a Parquet file of no rows
+    or none at all). Commands call it before starting any work."""
+    if path.is_dir():
+        raise InputFileError(f"{path} is a folder, not a JSONL/JSON/Parquet file")
+    if not path.exists():
+        raise InputFileError(f"{path} does not exist")
+    if path.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            empty = pq.ParquetFile(path).metadata.num_rows == 0
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputFileError(f"{path}: not a readable Parquet file ({exc})") from None
+    else:
+        empty = _first_byte(path) == b""
     if empty:
         raise InputFileError(f"{path} holds no records")
 

@@ -333,15 +333,12 @@ def import_rollouts(
     json_output: bool = JsonOption,
 ) -> None:
     """Import rollouts from JSONL/Parquet and split them into steps."""
-    if file.is_dir():
-        raise UserError(f"{file} is a folder; give a JSONL or Parquet file")
-    if not file.exists():
-        raise UserError(f"{file} does not exist")
+    source = _records_file(file, "a JSONL or Parquet file")
     path = _db(db)
     with running_flows():
         from flows.import_rollouts import import_rollouts as import_flow
 
-        summary = import_flow(str(file), path)
+        summary = import_flow(source, path)
     lines = [f"Imported {summary['rollouts']} new rollouts and {summary['problems']} new problems "
              f"({summary['new_steps']} steps) from {summary['rows_read']} rows into {path}."]
     if summary["quarantined"]:
@@ -498,6 +495,18 @@ def _input_file(file: Path, what: str = "a JSON, JSONL or Parquet file") -> str:
     return str(file)
 
 
+def _records_file(file: Path, what: str = "a JSON, JSONL or Parquet file") -> str:
+    """An input of records, checked as a whole before any work (empty, unreadable Parquet)."""
+    from problems.importers import InputFileError, check_records_file
+
+    source = _input_file(file, what)
+    try:
+        check_records_file(file)
+    except InputFileError as exc:
+        raise UserError(str(exc)) from None
+    return source
+
+
 def _labelled_lines(summary: dict[str, Any], path: str) -> list[str]:
     lines = [f"Imported {summary['rollouts']} new rollouts ({summary['new_steps']} steps) with "
              f"{summary['human_step_labels']} human step labels and {summary['human_outcome_labels']} human "
@@ -517,7 +526,7 @@ def import_processbench(
     json_output: bool = JsonOption,
 ) -> None:
     """Import ProcessBench solutions: exact steps, and the human first-error label as annotator `human`."""
-    source = _input_file(file)
+    source = _records_file(file)
     gold_path = _input_file(gold, "a JSON object of gold answers") if gold else None
     path = _db(db)
     with running_flows():
@@ -541,7 +550,7 @@ def import_prm800k(
     json_output: bool = JsonOption,
 ) -> None:
     """Import PRM800K-style rated solutions: the chosen step per turn, ratings as annotator `human`."""
-    source = _input_file(file)
+    source = _records_file(file)
     path = _db(db)
     with running_flows():
         from flows.import_labelled import import_labelled
@@ -568,7 +577,7 @@ def evaluate(
     """Score annotators and consensus policies against human labels (ProcessBench format)."""
     from schemas.config import CONSENSUS_POLICIES
 
-    source = _input_file(file)
+    source = _records_file(file)
     gold_path = _input_file(gold, "a JSON object of gold answers") if gold else None
     config = load_config(config_file)
     names = check_annotators(_split(annotators), config.annotator_options, option="--annotators",

@@ -2,6 +2,7 @@
 exit, no traceback, and is caught before any work starts; `sql` cannot touch files."""
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -98,6 +99,14 @@ def test_choices_are_checked(store_db):
 def test_import_rollouts_needs_a_file(tmp_path, db):
     assert_one_line_error(invoke("import", "rollouts", tmp_path, "--db", db), "is a folder")
     assert_one_line_error(invoke("import", "rollouts", tmp_path / "none.jsonl", "--db", db), "does not exist")
+    # a file that holds nothing to import is refused before any work starts
+    blank = tmp_path / "blank.jsonl"
+    blank.write_text("\n  \n")
+    assert_one_line_error(invoke("import", "rollouts", blank, "--db", db), "holds no records")
+    not_parquet = tmp_path / "r.parquet"
+    not_parquet.write_text("x")
+    assert_one_line_error(invoke("import", "processbench", not_parquet, "--db", db), "not a readable Parquet file")
+    assert not Path(db).exists()
 
 
 def test_export_checks(store_db, tmp_path):
