@@ -29,11 +29,17 @@ from schemas.records import (
 
 
 class AnnotationInput(BaseModel):
-    """One rollout to label, with its problem and its steps (in order)."""
+    """One rollout to label, with its problem and its steps (in order).
+
+    `siblings` are the other stored rollouts of the same problem, loaded only for an
+    annotator that reads them (`Annotator.reads_siblings`): a majority vote over final
+    answers, or a completer's measured success rate on the problem.
+    """
 
     problem: Problem
     rollout: Rollout
     steps: list[str]
+    siblings: list[Rollout] = Field(default_factory=list)
 
 
 class AnnotationOutput(BaseModel):
@@ -98,6 +104,8 @@ class Annotator(ABC):
     # labelled side by side are then run in processes (one GIL per process; a Z3 context
     # must not be shared by threads), see flows/annotate.py.
     cpu_bound: ClassVar[bool] = False
+    # Reads the other rollouts of each item's problem (`AnnotationInput.siblings`).
+    reads_siblings: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -80,7 +80,7 @@ def label_batches(
                                     and annotator.cpu_bound) else 0
     in_flight: deque = deque()  # in submission order: batches are alike, so the oldest finishes first
     for batch in batches:
-        in_flight.append(runner.submit(label_batch, {"annotator": annotator, "items": load_batch(db, batch),
+        in_flight.append(runner.submit(label_batch, {"annotator": annotator, "items": load_batch(db, batch, annotator.reads_siblings),
                                                      "run_id": run_id, "processes": processes}))
         if len(in_flight) >= 2 * compute.workers:
             yield in_flight.popleft().result()

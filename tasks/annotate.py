@@ -60,7 +60,9 @@ def pending_rollout_ids(db: str, annotator: Annotator, limit_to: list[str] | Non
         return store.arrow(sql + " ORDER BY r.rollout_id", params).column("rollout_id").to_pylist()
 
 
-def load_inputs(store: Store, rollout_ids: list[str]) -> list[AnnotationInput]:
+def load_inputs(store: Store, rollout_ids: list[str], with_siblings: bool = False) -> list[AnnotationInput]:
+    """The batch's rollouts with problems and steps; `with_siblings`: also every other stored
+    rollout of the same problems (see `AnnotationInput.siblings`)."""
     rollouts = store.records(
         Rollout, "SELECT * FROM rollouts WHERE rollout_id IN (SELECT UNNEST(?)) ORDER BY rollout_id", [rollout_ids]
     )
@@ -78,7 +80,19 @@ def load_inputs(store: Store, rollout_ids: list[str]) -> list[AnnotationInput]:
     missing = [r.rollout_id for r in rollouts if r.problem_id not in problems]
     if missing:
         raise ValueError(f"rollouts {missing[:5]} reference problems that are not in the store")
-    return [AnnotationInput(problem=problems[r.problem_id], rollout=r, steps=steps.get(r.rollout_id, [])) for r in rollouts]
+    siblings: dict[str, list[Rollout]] = {}
+    if with_siblings:
+        for sibling in store.records(
+            Rollout, "SELECT * FROM rollouts WHERE problem_id IN (SELECT UNNEST(?)) ORDER BY rollout_id", [problem_ids]
+        ):
+            siblings.setdefault(sibling.problem_id, []).append(sibling)
+    return [
+        AnnotationInput(
+            problem=problems[r.problem_id], rollout=r, steps=steps.get(r.rollout_id, []),
+            siblings=[s for s in siblings.get(r.problem_id, []) if s.rollout_id != r.rollout_id],
+        )
+        for r in rollouts
+    ]
 
 
 def failed_item_output(annotator: Annotator, item: AnnotationInput, error: Exception, run_id: str) -> AnnotationOutput:
@@ -174,12 +188,13 @@ def write_labels(db: str, annotator: Annotator, output: AnnotationOutput) -> dic
     return written
 
 
-def load_batch(db: str, rollout_ids: list[str]) -> list[AnnotationInput]:
+def load_batch(db: str, rollout_ids: list[str], with_siblings: bool = False) -> list[AnnotationInput]:
     with Store(db) as store:
-        return load_inputs(store, rollout_ids)
+        return load_inputs(store, rollout_ids, with_siblings)
 
 
 @task(name="annotate-batch", cache_policy=NO_CACHE)
 def annotate_batch(db: str, annotator: Annotator, rollout_ids: list[str], run_id: str) -> dict[str, int]:
     """Label one batch with one annotator; returns how many rows of each kind were written."""
-    return write_labels(db, annotator, label_items(annotator, load_batch(db, rollout_ids), run_id))
+    items = load_batch(db, rollout_ids, annotator.reads_siblings)
+    return write_labels(db, annotator, label_items(annotator, items, run_id))

@@ -13,6 +13,7 @@ from schemas.config import GeneratorConfig, StepSplitConfig
 from tasks.annotate import (
     annotate_batch,
     annotate_items,
+    load_inputs,
     make_annotator,
     pending_rollout_ids,
 )
@@ -120,3 +121,20 @@ def test_a_server_failure_fails_the_batch_instead_of_labelling_unknown() -> None
     items = [make_item(["a"], index=0), make_item(["poison"], index=1)]
     with pytest.raises(GenerationError, match="no answer"):
         annotate_items(FailsOn(GenerationError("http://x: no answer after 3 tries")), items, "run")
+
+
+def test_siblings_are_the_other_rollouts_of_the_same_problem(tmp_path, db) -> None:
+    rows = [
+        {"problem_id": problem, "question": f"What is {problem}?", "gold_answer": "1",
+         "response": f"The answer is {k}.", "model": "m", "rollout_id": f"{problem}-{k}"}
+        for problem in ("a", "b") for k in range(3)
+    ]
+    source = tmp_path / "rollouts.jsonl"
+    source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    import_rollouts.fn(db, str(source), "import")
+    with Store(db) as store:
+        plain = load_inputs(store, ["a-0", "b-2"])
+        items = load_inputs(store, ["a-0", "b-2"], with_siblings=True)
+    assert [item.siblings for item in plain] == [[], []]
+    assert {item.rollout.rollout_id: [s.rollout_id for s in item.siblings] for item in items} == {
+        "a-0": ["a-1", "a-2"], "b-2": ["b-0", "b-1"]}
