@@ -248,6 +248,7 @@ MUST_FLAG = [
     "20 - 13.00 = 6.00",
     r"$\dfrac{3}{8} = 0.385$",
     "She saves 10% of $2,000 = $300 each month.",
+    "There are 20 true/false questions; 90% right gives 0.9 * 20 = 19 points.",  # no rejection
 ]
 
 
@@ -291,8 +292,11 @@ COMPETITION_NOT_A_SLIP = [
     (r"$\frac{2}{1} \cdots \frac{100}{99} = \frac{100}{81}$",
      r"$\frac{2}{1} \cdot \frac{100}{99} = \frac{100}{81}$"),
     # A whole quotient, a scale, a result computed from a rounded value.
-    (r"$2250 \div 360 = 6$ full turns, with 90 degrees remaining.", r"$2250 \div 360 = 7$ full turns, with 90 degrees remaining."),
-    (r"On the map, $\frac{1}{2} \text{ inch} = 20 \text{ miles}$.", r"On the map, $\frac{1}{2} \cdot 20 = 20 \text{ miles}$."),
+    (r"$2250 \div 360 = 6$ full turns, with 90 degrees remaining.",
+     r"$2250 \div 360 = 7$ full turns, with 90 degrees remaining."),
+    (r"On the map, $\frac{1}{2} \text{ inch} = 20 \text{ miles}$.",
+     r"On the map, $\frac{1}{2} \cdot 20 = 20 \text{ miles}$."),
+    ("Hank drove 150 miles / 75 mph = 2 hours.", "Hank drove 150 miles / 75 mph = 4 hours."),
     (r"$(2.8284)^2 = 8$", r"$(2.8284)^2 = 9$"),
 ]
 

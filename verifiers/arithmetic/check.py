@@ -73,16 +73,23 @@ def _reads_as_conversion(claim: Claim) -> bool:
 
 
 def _written_quantity(e: Expr) -> bool:
-    """A number as written: `20`, `-3`, `1/2`, `2 1/2` (a fraction or mixed number)."""
+    """A number as written: `20`, `-3`, `1/2`, `2 1/2` (a proper fraction or a mixed
+    number; `90 / 30 per person` divides)."""
     if is_literal(e):
         return True
     if isinstance(e, BinOp) and e.op == "+":  # a mixed number is read as whole + fraction
-        return isinstance(e.left, Num) and _written_fraction(e.right)
-    return _written_fraction(e)
+        return isinstance(e.left, Num) and _proper_fraction(e.right)
+    return _proper_fraction(e)
 
 
-def _written_fraction(e: Expr) -> bool:
-    return isinstance(e, BinOp) and e.op == "/" and isinstance(e.left, Num) and isinstance(e.right, Num)
+def _proper_fraction(e: Expr) -> bool:
+    return (
+        isinstance(e, BinOp)
+        and e.op == "/"
+        and isinstance(e.left, Num)
+        and isinstance(e.right, Num)
+        and 0 < e.left.value < e.right.value
+    )
 
 
 def _whole_quotient(claim: Claim) -> bool:

@@ -53,7 +53,7 @@ _REMAINDER_RE = re.compile(r"\b(?:remain\w*|left\s*over|leftover)\b", re.I)
 # `= 61 – This does not work`, `2 + 1 = 1 (False)`): a false claim in such a step may be
 # the one rejected, so it is not the writer's error.
 _REJECTED_RE = re.compile(
-    r"\b(?:false|contradict\w*|fail(?:s|ed)?|impossible|incorrect|wrong|invalid|mistake)\b"
+    r"(?<!true/)(?<!true /)\bfalse\b|\b(?:contradict\w*|fail(?:s|ed)?|impossible|incorrect|wrong|invalid|mistake)\b"
     r"|(?:\bnot|n['’]t)\s+(?:true|equal\w*|correct|valid|possible|work\w*|hold\w*|match\w*"
     r"|satisf\w*|the\s+case)\b|≠|\\neq?\b",
     re.I,
