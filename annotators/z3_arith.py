@@ -25,7 +25,7 @@ class Z3ArithmeticAnnotator(Annotator):
     """One label per step from the explicit arithmetic in it; no model, no gold needed."""
 
     name = "z3_arith"
-    version = "2"  # 2: reads like a careful human (verifiers.arithmetic), bounded
+    version = "3"  # 3: claims the writer rejects, asks or supposes, and shown GSM8K results
     # Refute-only: finding no false claim is no evidence that a step is right.
     evidence = Evidence(refutes_steps=True, authority="verifier", score="indicator")
     cpu_bound = True

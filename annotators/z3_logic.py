@@ -335,7 +335,7 @@ class Z3LogicAnnotator(Annotator):
     """
 
     name = "z3_logic"
-    version = "1"
+    version = "2"  # 2: reads FOLIO typos (unbalanced brackets, curly apostrophes in names)
     evidence = Evidence(confirms_steps=True, refutes_steps=True, authority="verifier")
     cpu_bound = True
 

@@ -26,7 +26,7 @@ def test_annotator_labels_every_step_with_provenance() -> None:
     ] + [(items[1].rollout.rollout_id, i) for i in range(2)]
     for label in out.step_labels:
         assert label.annotator == "z3_arith"
-        assert label.annotator_version == "2"
+        assert label.annotator_version == "3"
         assert label.config_hash == annotator.config_hash
         assert label.run_id == "run-1"
     first = out.step_labels[:4]

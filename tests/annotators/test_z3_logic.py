@@ -134,7 +134,7 @@ def test_arity_mismatch_names_the_predicate() -> None:
     [
         ("P(a) ∧ ∧ Q(a)", "unexpected '∧'", 7),
         ("P(a) ∧", "unexpected end of formula", 6),
-        ("(P(a) ∨ Q(a)", "')' to close", 12),
+        ("(P(a) Q(a))", "')' to close", 6),
         ("P(a] ∨ Q(a)", "does not match", 3),
         ("P(a) $ Q(a)", "unexpected character '$'", 5),
         ("Likes(x, mother(y))", "function terms", 9),
@@ -148,6 +148,29 @@ def test_parse_errors_have_reason_and_position(text: str, reason: str, position:
     assert reason in info.value.reason
     assert info.value.position == position
     assert f"position {position}" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "typo, meant",
+    [
+        ("∀x (Student(x) → Smart(x)", "∀x (Student(x) → Smart(x))"),  # never closed
+        ("∀x (P(x) → (Q(x) ∨ R(x)", "∀x (P(x) → (Q(x) ∨ R(x)))"),
+        ("∀x (Student(x) → Smart(x)))", "∀x (Student(x) → Smart(x))"),  # closed twice
+        ("Rich(a) ∨ Poor(a)) ∧ Happy(a)", "(Rich(a) ∨ Poor(a)) ∧ Happy(a)"),  # never opened
+    ],
+)
+def test_unbalanced_brackets_read_as_closing_at_the_end_or_opening_at_the_start(typo: str, meant: str) -> None:
+    assert parse_ast(typo) == parse_ast(meant)
+
+
+def test_apostrophes_inside_names_are_one_name_whichever_quote() -> None:
+    assert parse_ast("∀x (Companies’Stocks(x) → Volatile(x))") == parse_ast(
+        "∀x (Companies'Stocks(x) → Volatile(x))"
+    )
+    assert parse_ast("Companies’Stocks(apple)") == atom("Companies'Stocks", "apple")
+    premises = ["∀x (Companies’Stocks(x) → Volatile(x))", "Companies'Stocks(apple)"]
+    assert entailment(premises, "Volatile(apple)") == "true"
+    assert entailment(premises, "¬Volatile(apple)") == "false"
 
 
 def test_format_round_trips() -> None:
@@ -175,7 +198,7 @@ def test_entailment_known_cases() -> None:
 
 
 def test_bad_syntax_is_unknown_with_reason() -> None:
-    result = entailment_with_reason(SOCRATES, "Mortal(socrates")
+    result = entailment_with_reason(SOCRATES, "Mortal(socrates) ∧")
     assert result.verdict == "unknown"
     assert result.reason and "conclusion does not parse" in result.reason and "position" in result.reason
     result = entailment_with_reason(["P(a)", "∀x (P(x) →)"], "P(a)")
@@ -372,6 +395,24 @@ def test_hedged_steps_and_wrong_answer() -> None:
     labels = Z3LogicAnnotator().annotate([_logic_item(steps, STORY, "Happy(rina)", "true")], "r").step_labels
     assert [l.verdict for l in labels] == ["correct", "incorrect", "incorrect"]
     assert "differs" in (labels[2].reason or "")
+
+
+def test_folio_typos_in_premises_and_steps_are_read() -> None:
+    # Curly apostrophes inside predicate names and a bracket never closed, as in FOLIO.
+    premises = [
+        "∀x (Companies’Stocks(x) → Volatile(x))",  # All companies' stocks are volatile.
+        "∀x (Volatile(x) → ¬SuitableFor(x, retirees)",  # No volatile stock suits retirees.
+        "Companies'Stocks(kO)",  # KO is a company's stock.
+    ]
+    steps = [
+        "Step 1: Volatile(kO) -- by premises 1 and 3",
+        "Step 2: Therefore, ¬SuitableFor(kO, retirees)",
+        "Step 3: So SuitableFor(kO, retirees)",
+        "Answer: False",
+    ]
+    item = _logic_item(steps, premises, "SuitableFor(kO, retirees)", "false")
+    labels = Z3LogicAnnotator().annotate([item], "r").step_labels
+    assert [l.verdict for l in labels] == ["correct", "correct", "incorrect", "correct"]
 
 
 def test_problems_the_annotator_cannot_use_give_unknown() -> None:

@@ -116,6 +116,32 @@ def test_gsm8k_annotation_is_one_claim_with_its_text() -> None:
     assert [(c.text, c.source) for c in only_annotation] == [("16-3 = 13", "gsm8k")]
 
 
+@pytest.mark.parametrize(
+    ("step", "verdict", "named"),
+    [
+        # A calculator annotation's `-` is a minus, even where prose would read a range.
+        ("So 18-36=<<18-36=-18>>-18", "correct", "18-36 = -18"),
+        ("So 18-36=<<18-36=-17>>-17", "incorrect", "18-36 = -17 is false"),
+        ("<<18-36=-16>>-16", "incorrect", "18-36 = -16 is false"),
+        # A shown result may drop the sign the annotation has (`18 less`).
+        ("She has 18 - 36 = <<18-36=-18>>18 less.", "correct", "18-36 = -18"),
+        # The result shown after an annotation is the writer's claim too.
+        ("He earns $<<35*500=17500>>17,500.", "correct", "35*500 = 17500"),
+        ("He earns $<<35*500=17500>>17 500 a year.", "correct", "35*500 = 17500"),
+        ("He earns $<<35*500=17500>>17400.", "incorrect", "35*500 = 17400 is false"),
+        ("He earns $<<35*500=17500>>17 400 a year.", "incorrect", "35*500 = 17400 is false"),
+        ("She runs <<2*3=6>>6 100-meter sprints.", "correct", "2*3 = 6"),
+        ("So <<100/3=33.33>>33 boxes are full.", "correct", "100/3 = 33.33"),
+        ("She uses <<1/2=0.5>>1/2 a cup.", "correct", "1/2 = 0.5"),
+        ("He pays <<25*2=50>>50% more.", "correct", "25*2 = 50"),
+    ],
+)
+def test_gsm8k_calculator_annotations_and_their_shown_results(step: str, verdict: str, named: str) -> None:
+    got, reason = label_step(step)
+    assert got == verdict, reason
+    assert named in reason
+
+
 # ------------------------------------------------------------------------- wrong claims
 
 

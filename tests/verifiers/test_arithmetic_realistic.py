@@ -248,6 +248,7 @@ MUST_FLAG = [
     "20 - 13.00 = 6.00",
     r"$\dfrac{3}{8} = 0.385$",
     "She saves 10% of $2,000 = $300 each month.",
+    "There are 20 true/false questions; 90% right gives 0.9 * 20 = 19 points.",  # no rejection
 ]
 
 
@@ -260,4 +261,49 @@ def test_not_flagged(step: str) -> None:
 @pytest.mark.parametrize("step", MUST_FLAG)
 def test_flagged(step: str) -> None:
     verdict, reason = label_step(step)
+    assert verdict == "incorrect", reason
+
+
+# Held-out competition-math solutions (MATH, OlympiadBench, Omni-MATH style) that drew
+# false flags, each beside its twin without what makes it no claim of the writer: the
+# twin's slip must still be flagged.
+COMPETITION_NOT_A_SLIP = [
+    # An equation the text tests and rejects, asks about or supposes.
+    (r"Try $a = 2$: $2 + 8 = 4 \implies 10 = 4$, which is false.", r"Try $a = 2$: $2 + 8 = 4$."),
+    (r"$60 = 3 \cdot 20 = 61$ – This does not work.", r"$60 = 3 \cdot 20 = 61$."),
+    (r"$2 + 1 = 1$ (False)", r"$2 + 1 = 1$"),
+    (r"Then $2 + 2 = 5$ is not true.", r"Then $2 + 2 = 5$."),
+    (r"$2 + 3 = 6$, a contradiction.", r"$2 + 3 = 6$, so we continue."),
+    (r"For $n = 3$: $3 \cdot 5 = 16$ fails.", r"For $n = 3$: $3 \cdot 5 = 16$."),
+    (r"We would need $3 \cdot 5 = 16$, which is impossible.", r"We get $3 \cdot 5 = 16$."),
+    (r"$2 + 3 = 6$? Since $2 + 3 \neq 6$, no.", r"$2 + 3 = 6$, so yes."),
+    ("Does 2+1=4? No.", "So 2+1=4."),
+    (r"If $3 + 4 = 8$, we would be done.", r"Since $3 + 4 = 8$, we are done."),
+    # Notation read without its operator.
+    (r"$f''(-4) = 48 - 16$", r"$(-4) = 48 - 16$"),
+    (r"$!5 = 5!\left(1 - 1 + \frac{1}{2} - \frac{1}{6} + \frac{1}{24} - \frac{1}{120}\right) = 44$",
+     r"$5 \cdot \left(1 - 1 + \frac{1}{2} - \frac{1}{6} + \frac{1}{24} - \frac{1}{120}\right) = 44$"),
+    (r"$\frac{1}{2}ab = 5$", r"$\frac{1}{2} \cdot 8 = 5$"),
+    (r"$4 \cdot 30 = 5!$", r"$4 \cdot 30 = 5$"),
+    (r"$f(-5) = 25-5b+c = 0$", r"$f(-5) = 25-5 = 0$"),
+    # A claim stitched across prose or inline-math boundaries, or over elided terms.
+    (r"We get \(BD = \frac{31}{2}\) and \(AC = 22\).", r"We get \(BD = \frac{31}{2} = 22\)."),
+    ("The values run from -2-5 = -7 to -2+5 = 3.", "The values run from -2-5 = -7 + 5 = 3."),
+    (r"$\frac{2}{1} \cdots \frac{100}{99} = \frac{100}{81}$",
+     r"$\frac{2}{1} \cdot \frac{100}{99} = \frac{100}{81}$"),
+    # A whole quotient, a scale, a result computed from a rounded value.
+    (r"$2250 \div 360 = 6$ full turns, with 90 degrees remaining.",
+     r"$2250 \div 360 = 7$ full turns, with 90 degrees remaining."),
+    (r"On the map, $\frac{1}{2} \text{ inch} = 20 \text{ miles}$.",
+     r"On the map, $\frac{1}{2} \cdot 20 = 20 \text{ miles}$."),
+    ("Hank drove 150 miles / 75 mph = 2 hours.", "Hank drove 150 miles / 75 mph = 4 hours."),
+    (r"$(2.8284)^2 = 8$", r"$(2.8284)^2 = 9$"),
+]
+
+
+@pytest.mark.parametrize(("step", "twin"), COMPETITION_NOT_A_SLIP)
+def test_competition_math_not_flagged_but_its_slip_twin_is(step: str, twin: str) -> None:
+    verdict, reason = label_step(step)
+    assert verdict != "incorrect", reason
+    verdict, reason = label_step(twin)
     assert verdict == "incorrect", reason

@@ -35,16 +35,32 @@ Reading chains (`a = b = c`) as a careful reader would:
 * a restatement right after a definition is checked against it:
   `\\[ \\text{Total} = 52 + 24 \\] \\[ \\text{Total} = 78 \\]` claims 52 + 24 = 78 (false).
 
+Not the writer's claims (false ones are `unknown`): an equation in a step that rejects
+one (`10 = 4, which is false`, `does not work`, `(False)`, `contradiction`, `≠`), one
+asked (`Does 2+1=4?`) or supposed (`if 3 + 4 = 8`). Not read as numbers: an operand
+beside notation the checker does not evaluate (`f''(-4)`, `!5`, `5!`, `\\frac{1}{2}ab`),
+terms around an ellipsis that elides (`\\frac{3}{2} \\cdots \\frac{100}{99}`); prose words
+(`and`, `to`, `which`, ...) end a side, so claims are not stitched across them
+(`\\(BD = \\frac{31}{2}\\) and \\(AC = 22\\)`).
+
+GSM8K calculator annotations (`<<18-36=-18>>-18`) are read as calculator input (a `-` is a
+minus); the result shown after one is the writer's claim too (`<<35*500=17500>>17400` is
+false), with thousands grouped by spaces (`17 500`) and a sign dropped in words
+(`<<18-36=-18>>18 less`) or a rounding of a fractional result (`<<100/3=33.33>>33`) allowed.
+
 Rounding and approximation: a decimal holds within half a unit of its last written
 place (`10 / 3 = 3.33`; `10 / 3 = 3` does not), a truncated one (`3.363...`) within a
 whole unit; a decimal that is the value cut short rather than rounded (`2/3 = 0.66`) is
 `unknown`. When the step speaks of approximating (`about`, `roughly`, `≈`, `round up`,
 `remainder`), an integer holds within one unit (`36 / 5 = 7 full pens`), and one within a
 tenth of the value is `unknown` rather than false. A percentage is also read as a plain
-number (`0.2 * 100 = 20%`).
+number (`0.2 * 100 = 20%`). A division's whole quotient holds when the step speaks of
+what remains (`2250 / 360 = 6 ... 90 degrees remaining`); a computation with a decimal of
+3+ places (`(2.8284)^2 = 8`) is `unknown` when that decimal's rounding explains the gap.
 
 Unknown, never incorrect: division by zero, huge powers, `$50 + 8%` (50 * 1.08 or
-50.08?), unit conversions (`2 * 60 minutes = 2 hours`), and doubtful readings: a dash
+50.08?), unit conversions and scales (`2 * 60 minutes = 2 hours`, `1/2 inch = 20 miles`),
+and doubtful readings: a dash
 that may be a minus (`Eggs left - 16 - 3 = 9`), a range (`pages 10-20 = 11`), a
 hyphenated mixed number (`3-1/2`), `-3^2`, `2^3^2`, `6/2(3)`, `200/3%`, a share of a
 quantity (`1/4 of the oranges = ...`), a scale word (`1.2 million * 2`), a sum of

@@ -10,10 +10,13 @@ from __future__ import annotations
 from fractions import Fraction
 
 from verifiers.arithmetic.evaluate import bits, exact_value, iroot_floor
-from verifiers.arithmetic.expr import BinOp, Expr, Irrational, Neg, Root, Undecidable, Verdict
+from verifiers.arithmetic.expr import BinOp, Expr, Irrational, Neg, Num, Root, Undecidable, Verdict
 from verifiers.arithmetic.limits import MAX_RESULT_BITS, MAX_ROOT_INDEX, MAX_Z3_POWER
 
 _ROOT_SCALE = 1 << 100  # root bounds are within 2^-100
+# A decimal operand written to this many places or more is taken as a rounded value
+# (`(2.8284)^2 = 8`, 2.8284 for √8); amounts of money and percentages have fewer.
+ROUNDED_PLACES = 3
 
 
 class Loose(Exception):
@@ -57,18 +60,38 @@ def _pow_bounds(lo: Fraction, hi: Fraction, n: int) -> Bounds:
     return ends[0], ends[1]
 
 
-def _bounds(e: Expr) -> Bounds:
-    """Rigorous lower and upper bounds of an expression's value."""
-    try:
-        v = exact_value(e)
-        return v, v
-    except Irrational:
-        pass
+def has_rounded_operand(e: Expr) -> bool:
+    """Whether a computation uses a decimal written to `ROUNDED_PLACES` or more."""
+    if isinstance(e, Num):
+        return False
+    if isinstance(e, (Neg, Root)):
+        return has_rounded_operand(e.operand) or _is_rounded(e.operand)
+    return any(has_rounded_operand(side) or _is_rounded(side) for side in (e.left, e.right))
+
+
+def _is_rounded(e: Expr) -> bool:
+    return isinstance(e, Num) and e.decimals >= ROUNDED_PLACES
+
+
+def _bounds(e: Expr, rounded: bool = False) -> Bounds:
+    """Rigorous lower and upper bounds of an expression's value; with `rounded`, of every
+    value it may stand for when its rounded decimals (`_is_rounded`) are off by up to half
+    a unit in their last place."""
+    if rounded and _is_rounded(e):
+        assert isinstance(e, Num)
+        half = Fraction(1, 2 * 10**e.decimals) / (100 if e.percent else 1)
+        return e.value - half, e.value + half
+    if not (rounded and has_rounded_operand(e)):
+        try:
+            v = exact_value(e)
+            return v, v
+        except Irrational:
+            pass
     if isinstance(e, Neg):
-        lo, hi = _bounds(e.operand)
+        lo, hi = _bounds(e.operand, rounded)
         return -hi, -lo
     if isinstance(e, Root):
-        return _root_bounds(*_bounds(e.operand), e.index)
+        return _root_bounds(*_bounds(e.operand, rounded), e.index)
     assert isinstance(e, BinOp)
     if e.op == "^":
         try:
@@ -77,9 +100,9 @@ def _bounds(e: Expr) -> Bounds:
             raise Undecidable("irrational exponent") from None
         if abs(exponent.numerator) > MAX_Z3_POWER:
             raise Loose
-        lo, hi = _pow_bounds(*_bounds(e.left), exponent.numerator)
+        lo, hi = _pow_bounds(*_bounds(e.left, rounded), exponent.numerator)
         return (lo, hi) if exponent.denominator == 1 else _root_bounds(lo, hi, exponent.denominator)
-    (a, b), (c, d) = _bounds(e.left), _bounds(e.right)
+    (a, b), (c, d) = _bounds(e.left, rounded), _bounds(e.right, rounded)
     if max(map(bits, (a, b))) + max(map(bits, (c, d))) > MAX_RESULT_BITS:
         raise Undecidable("result too large")
     if e.op == "+":
@@ -92,6 +115,17 @@ def _bounds(e: Expr) -> Bounds:
         c, d = 1 / d, 1 / c
     products = (a * c, a * d, b * c, b * d)
     return min(products), max(products)
+
+
+def may_be_rounding(a: Expr, b: Expr, tol: Fraction | None) -> bool:
+    """Whether a == b may hold up to the rounding of the decimals they compute with
+    (`(2.8284)^2 = 8`): only a gap no such rounding explains shows a slip."""
+    try:
+        (a_lo, a_hi), (b_lo, b_hi) = _bounds(a, True), _bounds(b, True)
+    except (Loose, Undecidable):
+        return True  # the sides cannot be told apart
+    margin = tol or Fraction(0)
+    return a_lo - b_hi <= margin and b_lo - a_hi <= margin
 
 
 def compare_bounds(a: Expr, b: Expr, tol: Fraction | None) -> tuple[Verdict, str]:

@@ -6,7 +6,7 @@ import math
 import time
 from fractions import Fraction
 
-from verifiers.arithmetic.bounds import Loose, compare_bounds
+from verifiers.arithmetic.bounds import Loose, compare_bounds, has_rounded_operand, may_be_rounding
 from verifiers.arithmetic.claims import read_claims
 from verifiers.arithmetic.evaluate import (
     approx,
@@ -18,6 +18,7 @@ from verifiers.arithmetic.evaluate import (
     tolerance,
 )
 from verifiers.arithmetic.expr import (
+    BinOp,
     Claim,
     ClaimResult,
     Expr,
@@ -60,11 +61,48 @@ def _tolerance(a: Expr, b: Expr, rounding: bool, approximate: bool) -> Fraction 
 
 
 def _reads_as_conversion(claim: Claim) -> bool:
-    """`2 * 60 minutes = 2 hours`: a unit conversion written as an equation."""
+    """`2 * 60 minutes = 2 hours`, `\\frac{1}{2} inch = 20 miles`: a unit conversion or a
+    scale written as an equation. The sides name different units, and either the number
+    is restated in other units or each side is a quantity as written, not a computation."""
     if not (claim.lhs_units and claim.rhs_units) or not claim.lhs_units.isdisjoint(claim.rhs_units):
         return False
+    if _written_quantity(claim.lhs) and _written_quantity(claim.rhs):
+        return True
     lead = leading_number(claim.lhs)
     return lead is not None and is_literal(claim.rhs) and lead.value == exact_value(claim.rhs)
+
+
+def _written_quantity(e: Expr) -> bool:
+    """A number as written: `20`, `-3`, `1/2`, `2 1/2` (a proper fraction or a mixed
+    number; `90 / 30 per person` divides)."""
+    if is_literal(e):
+        return True
+    if isinstance(e, BinOp) and e.op == "+":  # a mixed number is read as whole + fraction
+        return isinstance(e.left, Num) and _proper_fraction(e.right)
+    return _proper_fraction(e)
+
+
+def _proper_fraction(e: Expr) -> bool:
+    return (
+        isinstance(e, BinOp)
+        and e.op == "/"
+        and isinstance(e.left, Num)
+        and isinstance(e.right, Num)
+        and 0 < e.left.value < e.right.value
+    )
+
+
+def _whole_quotient(claim: Claim) -> bool:
+    """`2250 / 360 = 6 full turns, with 90 degrees remaining`: the whole quotient of a
+    division the step says leaves a remainder."""
+    lhs, rhs = claim.lhs, claim.rhs
+    if not (claim.remainder and isinstance(lhs, BinOp) and lhs.op == "/" and isinstance(rhs, Num)):
+        return False
+    try:
+        value = exact_value(lhs)
+    except Irrational:
+        return False
+    return rhs.decimals == 0 and value > 0 and rhs.value == math.floor(value)
 
 
 def _roughly(a: Expr, b: Expr) -> bool:
@@ -102,6 +140,14 @@ def _truncated(a: Expr, b: Expr) -> bool:
     return False
 
 
+def _computes_with_rounded(claim: Claim, tol: Fraction | None) -> bool:
+    """`(2.8284)^2 = 8`: a side computes with a decimal that is itself a rounded value,
+    and the sides are as close as that rounding allows."""
+    if not (has_rounded_operand(claim.lhs) or has_rounded_operand(claim.rhs)):
+        return False
+    return may_be_rounding(claim.lhs, claim.rhs, tol)
+
+
 def check_claim(
     claim: Claim, *, rounding: bool = True, timeout_ms: int = DEFAULT_TIMEOUT_MS
 ) -> ClaimResult:
@@ -136,6 +182,9 @@ def check_claim(
             if _compare(lhs, rhs, tol, timeout_ms)[0] == "correct":
                 note = f"{claim.text} holds reading x% as the number x"
                 return ClaimResult(claim, "correct", note, f"{claim.text} (percent as a number)")
+        if _whole_quotient(claim):
+            note = " (whole quotient; the step speaks of a remainder)"
+            return ClaimResult(claim, "correct", f"{claim.text} holds{note}", claim.text + note)
         if _reads_as_conversion(claim):
             return ClaimResult(claim, "unknown", f"{claim.text}: reads as a unit conversion")
         if claim.doubt:
@@ -146,6 +195,9 @@ def check_claim(
             return ClaimResult(claim, "unknown", why)
         if rounding and _truncated(claim.lhs, claim.rhs):
             why = f"{claim.text}: the decimal is cut short rather than rounded"
+            return ClaimResult(claim, "unknown", why)
+        if rounding and _computes_with_rounded(claim, tol):
+            why = f"{claim.text}: it computes with a rounded decimal, so its result is approximate"
             return ClaimResult(claim, "unknown", why)
     except Undecidable as exc:
         return ClaimResult(claim, "unknown", f"{claim.text}: {exc}")

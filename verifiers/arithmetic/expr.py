@@ -59,6 +59,8 @@ class Claim:
     doubt: str = ""
     # The step speaks of rounding or approximation (`about`, `≈`, `round`, `remainder`).
     approximate: bool = False
+    # The step speaks of what remains (`with 90 degrees remaining`, `left over`).
+    remainder: bool = False
 
     @property
     def text(self) -> str:

@@ -19,13 +19,24 @@ from verifiers.arithmetic.tokens import (
 )
 
 
+# Words that join clauses or name a relation: prose, never the unit of the value before
+# them, so a side ends there (`\\(BD = \\frac{31}{2}\\) and \\(AC = 22\\)`,
+# `from -2-5 = -7 to -2+5 = 3`).
+_PROSE_WORDS = frozenset(
+    "and or but so then thus hence therefore since because which that where when while if "
+    "to from than is are was were gives yields".split()
+)
+
+
 class Parser:
     """Recursive descent over toks[pos:end]; unit words after a value are skipped."""
 
-    __slots__ = ("toks", "pos", "end", "depth", "units", "doubt")
+    __slots__ = ("toks", "pos", "end", "depth", "units", "doubt", "calculator")
 
-    def __init__(self, toks: list[Tok], start: int, end: int) -> None:
+    def __init__(self, toks: list[Tok], start: int, end: int, calculator: bool = False) -> None:
         self.toks, self.pos, self.end = toks, start, end
+        # A GSM8K calculator annotation (`<<18-36=-18>>`): its `-` is always a minus.
+        self.calculator = calculator
         self.depth = 0
         self.units: set[str] = set()
         self.doubt = ""  # why the expression may mean something else than it reads as
@@ -61,12 +72,16 @@ class Parser:
                 break
             self.pos += width
             right = self.term()
-            if _reads_as_range(tok, left, right):
-                self.doubt = "an unspaced `-` between a smaller and a larger number may be a range"
-            elif _reads_as_mixed_number(tok, left, right):
-                self.doubt = "`3-1/2` may be the mixed number 3 1/2"
+            if not self.calculator:
+                self._doubt_dash(tok, left, right)
             left = BinOp(op, left, right)
         return left
+
+    def _doubt_dash(self, tok: Tok, left: Expr, right: Expr) -> None:
+        if _reads_as_range(tok, left, right):
+            self.doubt = "an unspaced `-` between a smaller and a larger number may be a range"
+        elif _reads_as_mixed_number(tok, left, right):
+            self.doubt = "`3-1/2` may be the mixed number 3 1/2"
 
     def term(self, first: Expr | None = None) -> Expr:
         left = first if first is not None else self.unary()
@@ -155,6 +170,8 @@ class Parser:
     def _skip_units(self) -> None:
         """Skip `apples`, `minutes/hour`, `per day`, `(eaten)` after a value."""
         while (tok := self.peek()) is not None:
+            if tok.kind == WORD and tok.low in _PROSE_WORDS:
+                return
             if tok.kind == WORD and self._op_word() is None:
                 self.units.add(_stem(tok.low))
                 self.pos += 1

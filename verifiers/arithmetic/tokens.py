@@ -10,8 +10,8 @@ from verifiers.arithmetic.expr import Num
 from verifiers.arithmetic.limits import MAX_NUMBER_CHARS
 
 
-NUM, OP, EQ, LP, RP, ROOT, WORD, VAR, TAINT, BREAK = (
-    "num op eq lp rp root word var taint break".split()
+NUM, OP, EQ, LP, RP, ROOT, WORD, VAR, TAINT, BREAK, ELLIPSIS = (
+    "num op eq lp rp root word var taint break ellipsis".split()
 )
 OPERAND_START = (NUM, LP, ROOT)
 
@@ -22,6 +22,9 @@ _TOKEN_RE = re.compile(
     |(?P<time>\d+(?::\d+)+)
     |(?P<repeating>\d*\.\d*\ue000)
     |(?P<decimal_comma>\d+,\d{1,2}(?![\d,]))
+    # Notation around an operand: primes (`f''(-4)`), factorials and subfactorials (`5!`, `!5`).
+    |(?P<prime>(?<=[^\W\d_])'+(?=\s*[(=]))
+    |(?P<factorial>(?<=[\d)])!(?!=)|!(?=[\d(]))
     |(?P<num>(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)
     |(?P<pct>%|(?i:per\s?cent)\b)
     |(?P<word>[^\W\d_]+(?:'[^\W\d_]+)*)
@@ -39,8 +42,9 @@ _TOKEN_RE = re.compile(
 )
 _GROUP_KIND = {
     "date": TAINT, "time": TAINT, "repeating": TAINT, "decimal_comma": TAINT, "num": NUM,
+    "prime": TAINT, "factorial": TAINT,
     "word": WORD, "op": OP,
-    "cmp": BREAK, "eq": EQ, "lp": LP, "rp": RP, "root": ROOT, "brk": BREAK, "ellipsis": BREAK,
+    "cmp": BREAK, "eq": EQ, "lp": LP, "rp": RP, "root": ROOT, "brk": BREAK, "ellipsis": ELLIPSIS,
     "other": TAINT,
 }  # fmt: skip
 ROOT_INDEX = {"√": 2, "∛": 3, "∜": 4}
@@ -98,8 +102,6 @@ def tokenize(text: str) -> list[list[Tok]]:
             space = False
             continue
         assert group is not None
-        if group == "ellipsis" and toks and toks[-1].kind == NUM and toks[-1].num:
-            toks[-1].num = replace(toks[-1].num, truncated=True)  # 3.363... bags
         tok = Tok(_GROUP_KIND[group], s, m.start(), m.end(), space)
         space = False
         if group == "num":
@@ -146,6 +148,10 @@ def _classify(toks: list[Tok]) -> None:
                 tok.op = "*"
         elif tok.kind == OP and tok.text in ("*", "**") and _is_markup(tok, prev, nxt):
             tok.kind = BREAK
+        elif tok.kind == ELLIPSIS:
+            tok.kind = TAINT if _elides(prev, nxt) else BREAK
+            if tok.kind == BREAK and prev is not None and prev.kind == NUM and prev.num:
+                prev.num = replace(prev.num, truncated=True)  # 3.363... bags
 
 
 def _word_kind(tok: Tok, prev: Tok | None, nxt: Tok | None, before: Tok | None) -> str:
@@ -158,8 +164,8 @@ def _word_kind(tok: Tok, prev: Tok | None, nxt: Tok | None, before: Tok | None) 
         and (prev.kind in (NUM, RP) or (prev.kind == WORD and tok.space and nxt.space))
     ):
         return OP  # 12 x 7, 12x7, 5 apples x 3
-    if prev is not None and prev.kind == NUM and not tok.space:
-        return WORD if low in _ATTACHED_UNITS else VAR
+    if prev is not None and prev.kind in (NUM, RP) and not tok.space:
+        return WORD if low in _ATTACHED_UNITS else VAR  # 2x, 3rd, (1/2)ab
     if nxt is not None and nxt.kind in (NUM, LP) and not nxt.space:
         return VAR  # x2, a1, and function names: abs(-3 - 2), log(100)
     if len(tok.text) == 1:
@@ -170,6 +176,19 @@ def _word_kind(tok: Tok, prev: Tok | None, nxt: Tok | None, before: Tok | None) 
             return WORD  # km/h, m/s
         return VAR
     return WORD
+
+
+def _elides(prev: Tok | None, nxt: Tok | None) -> bool:
+    """Whether an ellipsis stands for elided terms (`1 + 2 + ... + 10`,
+    `\\frac{3}{2} \\cdots \\frac{100}{99}`) rather than ending a truncated decimal
+    (`3.363...`) or a sentence: an expression around it is then not the whole one."""
+    if nxt is not None and nxt.kind == OP:
+        return True
+    if prev is None:
+        return False
+    return prev.kind in (OP, RP, TAINT) or (
+        prev.kind == NUM and nxt is not None and nxt.kind in OPERAND_START
+    )
 
 
 def _is_markup(tok: Tok, prev: Tok | None, nxt: Tok | None) -> bool:

@@ -86,7 +86,7 @@ _TOKEN_RE = re.compile(
   | (?P<DOT>\.)
   | (?P<COLON>:)
   | (?P<NUMBER>\d+(?!\w))
-  | (?P<IDENT>[^\W\d]\w*)
+  | (?P<IDENT>[^\W\d]\w*(?:['’]\w+)*)
   | (?P<JUNK>.)
     """,
     re.VERBOSE | re.DOTALL,
@@ -130,6 +130,7 @@ def tokenize(text: str, *, lenient: bool = False) -> list[Token]:
             raise FOLParseError(f"unexpected character {value!r}", match.start(), text)
         if kind == "IDENT":
             kind = _KEYWORDS.get(value.lower(), "IDENT")
+            value = value.replace("’", "'")  # `Companies’Stocks` and `Companies'Stocks` are one name
         tokens.append(Token(kind, value, match.start()))
     return tokens
 
@@ -447,12 +448,40 @@ def parse_tokens(tokens: list[Token], text: str) -> Formula:
 
 
 def parse_ast(text: str) -> Formula:
-    """Parse formula text into an AST (no symbol table involved)."""
+    """Parse formula text into an AST (no symbol table involved).
+
+    Brackets left unbalanced (a FOLIO typo: `∀x (P(x) → Q(x)`) are read as closing at the
+    end of the formula, and a closing bracket that closes nothing as opened at its start.
+    """
     tokens = tokenize(text)
     for tok in tokens:
         if tok.kind == "JUNK":  # pragma: no cover - strict tokenize already raised
             raise FOLParseError(f"unexpected character {tok.text!r}", tok.pos, text)
-    return parse_tokens(tokens, text)
+    return parse_tokens(_balanced(tokens), text)
+
+
+_OPENER = {closer: opener for opener, closer in _CLOSER.items()}
+
+
+def _balanced(tokens: list[Token]) -> list[Token]:
+    """The tokens with an opening bracket at the start for each closing one that closes
+    nothing, and a closing one at the end for each left open."""
+    unopened: list[Token] = []
+    left_open: list[Token] = []
+    for tok in tokens:
+        if tok.kind == "LPAREN":
+            left_open.append(tok)
+        elif tok.kind == "RPAREN":
+            if left_open:
+                left_open.pop()
+            else:
+                unopened.append(tok)
+    if not (unopened or left_open):
+        return tokens
+    start, end = tokens[0].pos, tokens[-1].end
+    openers = [Token("LPAREN", _OPENER[tok.text], start) for tok in reversed(unopened)]
+    closers = [Token("RPAREN", _CLOSER[tok.text], end) for tok in reversed(left_open)]
+    return [*openers, *tokens, *closers]
 
 
 # --------------------------------------------------------------------------- symbols
