@@ -7,7 +7,9 @@ the file readers at the edge.
 
 from __future__ import annotations
 
+import codecs
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,8 @@ T = TypeVar("T")
 
 _GSM8K_FINAL = re.compile(r"####\s*(.+?)\s*$", re.S)
 _CALCULATOR = re.compile(r"<<[^>]*>>")
+# Windows tools start UTF-8 files with it; it is no part of the first record.
+_BOM = codecs.BOM_UTF8
 
 
 def split_gsm8k_answer(answer: str) -> tuple[str, list[str]]:
@@ -74,20 +78,11 @@ def problem_from_record(
     question = record.get(question_field)
     if not isinstance(question, str) or not question.strip():
         raise ValueError(f"{question_field}: missing or empty question")
-    raw_answer = record.get(answer_field, record.get("gold_answer"))
-    gold: str | None
+    gold = gold_field(record, answer_field if answer_field in record else "gold_answer")
     steps: list[str] = []
-    if raw_answer is None:
-        gold = None
-    elif isinstance(raw_answer, bool):
-        raise ValueError(f"{answer_field}: expected a string or number, got a boolean")
-    elif isinstance(raw_answer, (int, float)):
-        gold = str(raw_answer)
-    elif isinstance(raw_answer, str):
-        gold, steps = split_gsm8k_answer(raw_answer)
+    if gold is not None:
+        gold, steps = split_gsm8k_answer(gold)
         steps = [_CALCULATOR.sub("", s) for s in steps]
-    else:
-        raise ValueError(f"{answer_field}: expected a string or number, got {type(raw_answer).__name__}")
     given_id = record.get("problem_id") or record.get("id")
     return Problem(
         problem_id=str(given_id) if given_id else Problem.make_id(question, gold),
@@ -206,10 +201,13 @@ def count_records(path: Path) -> int:
 
 
 def _first_byte(path: Path) -> bytes:
+    """The first byte after any byte order mark and leading whitespace: b"[" for a JSON array."""
     with path.open("rb") as file:
-        while block := file.read(1 << 16):
+        block = file.read(1 << 16).removeprefix(_BOM)
+        while block:
             if stripped := block.lstrip():
                 return stripped[:1]
+            block = file.read(1 << 16)
     return b""
 
 
@@ -225,7 +223,7 @@ def _parquet_rows(path: Path, rows_per_chunk: int) -> Iterator[NumberedRow]:
 
 def _json_array(path: Path, data: bytes) -> list[NumberedRow]:
     try:
-        items = json.loads(data.decode("utf-8"))
+        items = json.loads(data.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputFileError(f"{path}: not a valid JSON array ({exc})") from None
     return list(enumerate(items, start=1))
@@ -234,7 +232,7 @@ def _json_array(path: Path, data: bytes) -> list[NumberedRow]:
 def _jsonl_rows(path: Path) -> Iterator[NumberedRow]:
     with path.open("rb") as file:
         for number, raw in enumerate(file, start=1):
-            raw = raw.rstrip(b"\n")
+            raw = raw.rstrip(b"\n").removeprefix(_BOM if number == 1 else b"")
             if not raw.strip():
                 continue
             try:
@@ -341,11 +339,15 @@ def _type_name(value: Any) -> str:
 
 
 def gold_field(row: dict[str, Any], name: str = "gold_answer") -> str | None:
+    """A gold answer as text; a number is kept as written, NaN and Infinity are refused
+    (Python's JSON reader accepts them, and "nan" would be graded as an answer)."""
     value = row.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError(f"{name}: expected a string or number, got {_type_name(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name}: {json.dumps(value)} is not a finite number")
     _check_unicode(name, str(value))
     return str(value)
 
@@ -562,12 +564,15 @@ def parse_labelled_rows(
 def read_gold_answers(path: Path) -> dict[str, str]:
     """A JSON object mapping record id -> gold final answer (e.g. ProcessBench's GSM8K golds)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputFileError(f"{path}: not a readable JSON object of gold answers ({exc})") from None
     if not isinstance(data, dict):
         raise InputFileError(f"{path}: expected a JSON object mapping ids to gold answers")
-    return {str(k): str(v) for k, v in data.items() if v is not None}
+    try:
+        return {str(k): gold_field(data, k) for k, v in data.items() if v is not None}
+    except ValueError as exc:
+        raise InputFileError(f"{path}: {exc}") from None
 
 
 def sibling_gold_answers(path: Path) -> Path | None:

@@ -156,3 +156,24 @@ def test_a_parquet_file_is_read_in_row_batches_with_running_numbers(tmp_path):
     assert [n for c in chunks for n, _ in c] == list(range(1, 8))
     assert [row["model"] for c in chunks for _, row in c] == [f"m{i}" for i in range(7)]
     assert count_records(path) == 7
+
+
+@pytest.mark.parametrize("name, text", [
+    ("r.json", json.dumps(_rows(3))),
+    ("r.jsonl", "\n".join(json.dumps(r) for r in _rows(3)) + "\n"),
+])
+def test_a_file_starting_with_a_byte_order_mark_imports_every_row(tmp_path, db, name, text):
+    path = tmp_path / name
+    path.write_text("\ufeff" + text, encoding="utf-8")
+    summary = import_rollouts.fn(db, str(path), "run")
+    assert summary["rollouts"] == 3 and summary["quarantined"] == 0 and summary["rows_read"] == 3
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_non_finite_gold_answer_is_quarantined(constant):
+    (row,) = _rows(1)
+    line = json.dumps({**row, "gold_answer": 0}).replace('"gold_answer": 0', f'"gold_answer": {constant}')
+    parsed = parse_rollout_rows([json.loads(line)], "f", "run")
+    assert not parsed.rollouts
+    (refused,) = parsed.quarantine
+    assert refused.field == "gold_answer" and f"{constant} is not a finite number" in refused.reason
