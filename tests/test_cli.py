@@ -73,6 +73,23 @@ def test_bad_config_files(store_db, tmp_path, content, fragments):
     assert runs_in(store_db) == 0
 
 
+@pytest.mark.parametrize("name, content, fragment", [
+    ("config.yaml", "batch_size: 3\nannotators: [answer]\nbatch_size: 4\n",
+     "line 3: duplicate key 'batch_size' (first at line 1)"),
+    ("config.yaml", "generator:\n  model: a\n  model: b\n", "line 3: duplicate key 'model' (first at line 2)"),
+    ("config.json", '{"batch_size": 3,\n "annotators": ["answer"],\n "batch_size": 4}',
+     "line 3: duplicate key 'batch_size' (first at line 1)"),
+    ("config.json", '{"generator": {"model": "a",\n  "model": "b"}}', "line 2: duplicate key 'model' (first at line 1)"),
+])
+def test_a_config_that_repeats_a_key_is_refused(store_db, tmp_path, name, content, fragment):
+    """YAML and Python's JSON reader would keep the last value without a word."""
+    config = tmp_path / name
+    config.write_text(content)
+    # were the config taken, the unknown annotator would still stop the command before any work
+    result = invoke("run", "--config", config, "--annotators", "nope", "--db", store_db)
+    assert_one_line_error(result, str(config), fragment)
+
+
 def test_bad_json_config_and_missing_config(store_db, tmp_path):
     config = tmp_path / "config.json"
     config.write_text('{"batch_size": 3,}')
