@@ -248,12 +248,13 @@ def _jsonl_rows(path: Path) -> Iterator[NumberedRow]:
 
 
 def parse_rows(
-    rows: Sequence[Any], source: str, run_id: str, parse: Callable[[dict[str, Any]], T]
+    rows: Sequence[Any], source: str, run_id: str, parse: Callable[[dict[str, Any], int], T | None]
 ) -> tuple[list[T], list[QuarantineRecord]]:
-    """Apply `parse` to each row; rows it rejects are quarantined with the field at fault.
+    """Apply `parse(row, number)` to each row; rows it rejects are quarantined with the field at fault.
 
     rows: records, or `(number, record)` pairs from `read_records`. `parse` raises
-    pydantic's ValidationError, or ValueError("field: reason").
+    pydantic's ValidationError, or ValueError("field: reason"); it returns None for a row
+    that brings nothing new (an exact repeat of an earlier one), which it counts itself.
     """
     parsed: list[T] = []
     quarantine: list[QuarantineRecord] = []
@@ -267,13 +268,16 @@ def parse_rows(
             quarantine.append(quarantine_record(source, ref, "record", "not a JSON object", row, run_id))
             continue
         try:
-            parsed.append(parse(row))
+            record = parse(row, number)
         except ValidationError as exc:
             field_name, reason = validation_field(exc)
             quarantine.append(quarantine_record(source, ref, field_name, reason, row, run_id))
         except ValueError as exc:
             field_name = str(exc).split(":", 1)[0]
             quarantine.append(quarantine_record(source, ref, field_name, str(exc), row, run_id))
+        else:
+            if record is not None:
+                parsed.append(record)
     return parsed, quarantine
 
 
@@ -281,7 +285,7 @@ def import_problem_rows(
     rows: Sequence[Any], source: str, run_id: str, question_field: str, answer_field: str
 ) -> ImportResult:
     problems, quarantine = parse_rows(
-        rows, source, run_id, lambda row: problem_from_record(row, source, question_field, answer_field)
+        rows, source, run_id, lambda row, _number: problem_from_record(row, source, question_field, answer_field)
     )
     return ImportResult(problems=problems, quarantine=quarantine)
 
@@ -309,6 +313,67 @@ class RolloutImport:
     # Steps given by the file (kept exactly as given); other rollouts are split later.
     steps: list[Step] = field(default_factory=list)
     quarantine: list[QuarantineRecord] = field(default_factory=list)
+    # Rows that repeat an earlier row of the same rollout_id exactly: read, not imported twice.
+    identical_repeats: int = 0
+    # rollout_id -> the number of the record it was read from, for later checks to name it.
+    record_numbers: dict[str, int] = field(default_factory=dict)
+
+
+def step_texts_by_rollout(steps: Sequence[Step]) -> dict[str, list[str]]:
+    """rollout_id -> its step texts in order."""
+    texts: dict[str, list[str]] = {}
+    for step in sorted(steps, key=lambda s: (s.rollout_id, s.step_index)):
+        texts.setdefault(step.rollout_id, []).append(step.text)
+    return texts
+
+
+def rollout_mismatch(
+    known: Rollout, known_steps: list[str] | None, incoming: Rollout, incoming_steps: list[str] | None
+) -> str | None:
+    """The field in which two records of one rollout_id disagree, if any. Steps count only where
+    both records give them: steps split from the same response are the same."""
+    for name in ("response", "problem_id", "model"):
+        if getattr(known, name) != getattr(incoming, name):
+            return name
+    if known_steps is not None and incoming_steps is not None and known_steps != incoming_steps:
+        return "steps"
+    return None
+
+
+class SeenRollouts:
+    """The first record of each rollout_id in one read of rows. A later record of an id must
+    repeat it exactly (then it is counted, not imported again) or is refused: storing both
+    would merge them, one's response with a mix of both one's steps."""
+
+    def __init__(self) -> None:
+        self._first: dict[str, tuple[int, Rollout, list[str] | None, Any]] = {}
+        self.identical_repeats = 0
+
+    def is_repeat(self, rollout: Rollout, steps: list[Step] | None, labels: Any = None) -> bool:
+        """True for an exact repeat of an accepted record; ValueError naming it for a different one.
+
+        labels: what else a record carries that a repeat must match (human verdicts).
+        """
+        known = self._first.get(rollout.rollout_id)
+        if known is None:
+            return False
+        number, first, first_steps, first_labels = known
+        mismatch = rollout_mismatch(first, first_steps, rollout, _texts(steps)) or (
+            "label" if labels != first_labels else None)
+        if mismatch:
+            raise ValueError(f"rollout_id: {rollout.rollout_id!r} repeats #{number} with a different {mismatch}")
+        self.identical_repeats += 1
+        return True
+
+    def accept(self, number: int, rollout: Rollout, steps: list[Step] | None, labels: Any = None) -> None:
+        self._first[rollout.rollout_id] = (number, rollout, _texts(steps), labels)
+
+    def record_numbers(self) -> dict[str, int]:
+        return {rollout_id: first[0] for rollout_id, first in self._first.items()}
+
+
+def _texts(steps: list[Step] | None) -> list[str] | None:
+    return None if steps is None else [step.text for step in steps]
 
 
 def text_field(row: dict[str, Any], name: str, *, required: bool = False) -> str | None:
@@ -405,20 +470,25 @@ def parse_rollout_rows(rows: Sequence[Any], source: str, run_id: str) -> Rollout
     would be graded against the wrong problem.
     """
     seen_problems: dict[str, Problem] = {}
+    seen_rollouts = SeenRollouts()
     given_steps: list[Step] = []
 
-    def parse(row: dict[str, Any]) -> Rollout:
+    def parse(row: dict[str, Any], number: int) -> Rollout | None:
         problem, rollout, steps = rollout_from_row(row, run_id)
+        if seen_rollouts.is_repeat(rollout, steps):
+            return None
         known = seen_problems.setdefault(problem.problem_id, problem)
         mismatch = problem_mismatch(known, problem)
         if mismatch:
             raise ValueError(f"{mismatch}: differs from an earlier row with problem_id {problem.problem_id!r}")
+        seen_rollouts.accept(number, rollout, steps)
         given_steps.extend(steps or [])
         return rollout
 
     rollouts, quarantine = parse_rows(rows, source, run_id, parse)
     return RolloutImport(
-        problems=list(seen_problems.values()), rollouts=rollouts, steps=given_steps, quarantine=quarantine
+        problems=list(seen_problems.values()), rollouts=rollouts, steps=given_steps, quarantine=quarantine,
+        identical_repeats=seen_rollouts.identical_repeats, record_numbers=seen_rollouts.record_numbers(),
     )
 
 
@@ -542,12 +612,17 @@ def parse_labelled_rows(
         raise ValueError(f"format: {fmt!r} is not one of {', '.join(LABELLED_FORMATS)}")
     result = LabelledImport()
     seen_problems: dict[str, Problem] = {}
+    seen_rollouts = SeenRollouts()
 
-    def parse(record: dict[str, Any]) -> Rollout:
+    def parse(record: dict[str, Any], number: int) -> Rollout | None:
         if fmt == "processbench":
             problem, rollout, steps, verdicts, final, reviewer = processbench_record(record, gold or {}, run_id)
         else:
             problem, rollout, steps, verdicts, final, reviewer = prm800k_record(record, neutral, run_id)
+        labels = (verdicts, final, reviewer)
+        if seen_rollouts.is_repeat(rollout, steps, labels):
+            return None
+        seen_rollouts.accept(number, rollout, steps, labels)
         seen_problems.setdefault(problem.problem_id, problem)
         result.steps.extend(steps)
         result.reviewers[rollout.rollout_id] = reviewer
@@ -558,6 +633,7 @@ def parse_labelled_rows(
 
     result.rollouts, result.quarantine = parse_rows(rows, source, run_id, parse)
     result.problems = list(seen_problems.values())
+    result.identical_repeats, result.record_numbers = seen_rollouts.identical_repeats, seen_rollouts.record_numbers()
     return result
 
 
