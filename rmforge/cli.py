@@ -388,13 +388,27 @@ def import_rollouts(
         from flows.import_rollouts import import_rollouts as import_flow
 
         summary = import_flow(source, path)
-    lines = [f"Imported {summary['rollouts']} new rollouts and {summary['problems']} new problems "
-             f"({summary['new_steps']} steps) from {summary['rows_read']} rows into {path}."]
+    report(summary, json_output, _rollout_import_lines(summary, path))
+
+
+def _rollout_import_lines(summary: dict[str, Any], path: str) -> list[str]:
+    return [f"Imported {summary['rollouts']} new rollouts and {summary['problems']} new problems "
+            f"({summary['new_steps']} steps) from {summary['rows_read']} rows into {path}.",
+            *_repeat_and_quarantine_lines(summary, "rows"),
+            "Next: rmforge annotate --annotator answer,z3_arith"]
+
+
+def _repeat_and_quarantine_lines(summary: dict[str, Any], rows: str) -> list[str]:
+    """The rows of an import that added nothing, one line per kind: the new rows alone do not add
+    up to the rows read."""
+    lines = []
+    if summary["identical_repeats"]:
+        lines.append(f"{summary['identical_repeats']} {rows} repeat a rollout already read or stored (identical, "
+                     "not imported again)")
     if summary["quarantined"]:
-        lines.append(f"{summary['quarantined']} rows quarantined: "
+        lines.append(f"{summary['quarantined']} {rows} quarantined: "
                      'rmforge sql "SELECT record_ref, field, reason FROM quarantine"')
-    lines.append("Next: rmforge annotate --annotator answer,z3_arith")
-    report(summary, json_output, lines)
+    return lines
 
 
 @app.command()
@@ -559,10 +573,8 @@ def _records_file(file: Path, what: str = "a JSON, JSONL or Parquet file") -> st
 def _labelled_lines(summary: dict[str, Any], path: str) -> list[str]:
     lines = [f"Imported {summary['rollouts']} new rollouts ({summary['new_steps']} steps) with "
              f"{summary['human_step_labels']} human step labels and {summary['human_outcome_labels']} human "
-             f"final-answer labels from {summary['rows_read']} records into {path}."]
-    if summary["quarantined"]:
-        lines.append(f"{summary['quarantined']} records quarantined: "
-                     'rmforge sql "SELECT record_ref, field, reason FROM quarantine"')
+             f"final-answer labels from {summary['rows_read']} records into {path}.",
+             *_repeat_and_quarantine_lines(summary, "records")]
     lines.append("Next: rmforge annotate --annotator answer,z3_arith, then rmforge curate")
     return lines
 

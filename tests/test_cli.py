@@ -221,3 +221,14 @@ def test_annotators_lists_what_each_labels_needs_and_its_options(monkeypatch):
     assert "a model" in lines["judge"] and "gold answer" not in lines["judge"]
     assert "unavailable here" in lines["lean"] and "lean" in lines["lean"]
     assert "    k = " in result.stdout  # MC options with their defaults
+
+
+def test_import_summaries_say_what_became_of_every_row_one_line_each():
+    from rmforge.cli import _labelled_lines, _rollout_import_lines
+
+    summary = {"rollouts": 1, "problems": 1, "new_steps": 3, "rows_read": 4, "identical_repeats": 2,
+               "quarantined": 1, "human_step_labels": 3, "human_outcome_labels": 1}
+    for lines, rows in [(_rollout_import_lines(summary, "db"), "rows"), (_labelled_lines(summary, "db"), "records")]:
+        assert lines[0].startswith("Imported 1 new rollouts") and f"from 4 {rows}" in lines[0]
+        assert lines[1] == f"2 {rows} repeat a rollout already read or stored (identical, not imported again)"
+        assert lines[2].startswith(f"1 {rows} quarantined: ")
