@@ -343,7 +343,7 @@ def rollout_mismatch(
 class SeenRollouts:
     """The first record of each rollout_id in one read of rows. A later record of an id must
     repeat it exactly (then it is counted, not imported again) or is refused: storing both
-    would merge them, one's response with a mix of both one's steps."""
+    would merge them: the later response over a mix of both records' steps."""
 
     def __init__(self) -> None:
         self._first: dict[str, tuple[int, Rollout, list[str] | None, Any]] = {}
