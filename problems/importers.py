@@ -7,7 +7,9 @@ the file readers at the edge.
 
 from __future__ import annotations
 
+import codecs
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,8 @@ T = TypeVar("T")
 
 _GSM8K_FINAL = re.compile(r"####\s*(.+?)\s*$", re.S)
 _CALCULATOR = re.compile(r"<<[^>]*>>")
+# Windows tools start UTF-8 files with it; it is no part of the first record.
+_BOM = codecs.BOM_UTF8
 
 
 def split_gsm8k_answer(answer: str) -> tuple[str, list[str]]:
@@ -74,20 +78,11 @@ def problem_from_record(
     question = record.get(question_field)
     if not isinstance(question, str) or not question.strip():
         raise ValueError(f"{question_field}: missing or empty question")
-    raw_answer = record.get(answer_field, record.get("gold_answer"))
-    gold: str | None
+    gold = gold_field(record, answer_field if answer_field in record else "gold_answer")
     steps: list[str] = []
-    if raw_answer is None:
-        gold = None
-    elif isinstance(raw_answer, bool):
-        raise ValueError(f"{answer_field}: expected a string or number, got a boolean")
-    elif isinstance(raw_answer, (int, float)):
-        gold = str(raw_answer)
-    elif isinstance(raw_answer, str):
-        gold, steps = split_gsm8k_answer(raw_answer)
+    if gold is not None:
+        gold, steps = split_gsm8k_answer(gold)
         steps = [_CALCULATOR.sub("", s) for s in steps]
-    else:
-        raise ValueError(f"{answer_field}: expected a string or number, got {type(raw_answer).__name__}")
     given_id = record.get("problem_id") or record.get("id")
     return Problem(
         problem_id=str(given_id) if given_id else Problem.make_id(question, gold),
@@ -206,10 +201,13 @@ def count_records(path: Path) -> int:
 
 
 def _first_byte(path: Path) -> bytes:
+    """The first byte after any byte order mark and leading whitespace: b"[" for a JSON array."""
     with path.open("rb") as file:
-        while block := file.read(1 << 16):
+        block = file.read(1 << 16).removeprefix(_BOM)
+        while block:
             if stripped := block.lstrip():
                 return stripped[:1]
+            block = file.read(1 << 16)
     return b""
 
 
@@ -225,7 +223,7 @@ def _parquet_rows(path: Path, rows_per_chunk: int) -> Iterator[NumberedRow]:
 
 def _json_array(path: Path, data: bytes) -> list[NumberedRow]:
     try:
-        items = json.loads(data.decode("utf-8"))
+        items = json.loads(data.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputFileError(f"{path}: not a valid JSON array ({exc})") from None
     return list(enumerate(items, start=1))
@@ -234,7 +232,7 @@ def _json_array(path: Path, data: bytes) -> list[NumberedRow]:
 def _jsonl_rows(path: Path) -> Iterator[NumberedRow]:
     with path.open("rb") as file:
         for number, raw in enumerate(file, start=1):
-            raw = raw.rstrip(b"\n")
+            raw = raw.rstrip(b"\n").removeprefix(_BOM if number == 1 else b"")
             if not raw.strip():
                 continue
             try:
@@ -250,12 +248,13 @@ def _jsonl_rows(path: Path) -> Iterator[NumberedRow]:
 
 
 def parse_rows(
-    rows: Sequence[Any], source: str, run_id: str, parse: Callable[[dict[str, Any]], T]
+    rows: Sequence[Any], source: str, run_id: str, parse: Callable[[dict[str, Any], int], T | None]
 ) -> tuple[list[T], list[QuarantineRecord]]:
-    """Apply `parse` to each row; rows it rejects are quarantined with the field at fault.
+    """Apply `parse(row, number)` to each row; rows it rejects are quarantined with the field at fault.
 
     rows: records, or `(number, record)` pairs from `read_records`. `parse` raises
-    pydantic's ValidationError, or ValueError("field: reason").
+    pydantic's ValidationError, or ValueError("field: reason"); it returns None for a row
+    that brings nothing new (an exact repeat of an earlier one), which it counts itself.
     """
     parsed: list[T] = []
     quarantine: list[QuarantineRecord] = []
@@ -269,13 +268,16 @@ def parse_rows(
             quarantine.append(quarantine_record(source, ref, "record", "not a JSON object", row, run_id))
             continue
         try:
-            parsed.append(parse(row))
+            record = parse(row, number)
         except ValidationError as exc:
             field_name, reason = validation_field(exc)
             quarantine.append(quarantine_record(source, ref, field_name, reason, row, run_id))
         except ValueError as exc:
             field_name = str(exc).split(":", 1)[0]
             quarantine.append(quarantine_record(source, ref, field_name, str(exc), row, run_id))
+        else:
+            if record is not None:
+                parsed.append(record)
     return parsed, quarantine
 
 
@@ -283,7 +285,7 @@ def import_problem_rows(
     rows: Sequence[Any], source: str, run_id: str, question_field: str, answer_field: str
 ) -> ImportResult:
     problems, quarantine = parse_rows(
-        rows, source, run_id, lambda row: problem_from_record(row, source, question_field, answer_field)
+        rows, source, run_id, lambda row, _number: problem_from_record(row, source, question_field, answer_field)
     )
     return ImportResult(problems=problems, quarantine=quarantine)
 
@@ -311,6 +313,67 @@ class RolloutImport:
     # Steps given by the file (kept exactly as given); other rollouts are split later.
     steps: list[Step] = field(default_factory=list)
     quarantine: list[QuarantineRecord] = field(default_factory=list)
+    # Rows that repeat an earlier row of the same rollout_id exactly: read, not imported twice.
+    identical_repeats: int = 0
+    # rollout_id -> the number of the record it was read from, for later checks to name it.
+    record_numbers: dict[str, int] = field(default_factory=dict)
+
+
+def step_texts_by_rollout(steps: Sequence[Step]) -> dict[str, list[str]]:
+    """rollout_id -> its step texts in order."""
+    texts: dict[str, list[str]] = {}
+    for step in sorted(steps, key=lambda s: (s.rollout_id, s.step_index)):
+        texts.setdefault(step.rollout_id, []).append(step.text)
+    return texts
+
+
+def rollout_mismatch(
+    known: Rollout, known_steps: list[str] | None, incoming: Rollout, incoming_steps: list[str] | None
+) -> str | None:
+    """The field in which two records of one rollout_id disagree, if any. Steps count only where
+    both records give them: steps split from the same response are the same."""
+    for name in ("response", "problem_id", "model"):
+        if getattr(known, name) != getattr(incoming, name):
+            return name
+    if known_steps is not None and incoming_steps is not None and known_steps != incoming_steps:
+        return "steps"
+    return None
+
+
+class SeenRollouts:
+    """The first record of each rollout_id in one read of rows. A later record of an id must
+    repeat it exactly (then it is counted, not imported again) or is refused: storing both
+    would merge them: the later response over a mix of both records' steps."""
+
+    def __init__(self) -> None:
+        self._first: dict[str, tuple[int, Rollout, list[str] | None, Any]] = {}
+        self.identical_repeats = 0
+
+    def is_repeat(self, rollout: Rollout, steps: list[Step] | None, labels: Any = None) -> bool:
+        """True for an exact repeat of an accepted record; ValueError naming it for a different one.
+
+        labels: what else a record carries that a repeat must match (human verdicts).
+        """
+        known = self._first.get(rollout.rollout_id)
+        if known is None:
+            return False
+        number, first, first_steps, first_labels = known
+        mismatch = rollout_mismatch(first, first_steps, rollout, _texts(steps)) or (
+            "label" if labels != first_labels else None)
+        if mismatch:
+            raise ValueError(f"rollout_id: {rollout.rollout_id!r} repeats #{number} with a different {mismatch}")
+        self.identical_repeats += 1
+        return True
+
+    def accept(self, number: int, rollout: Rollout, steps: list[Step] | None, labels: Any = None) -> None:
+        self._first[rollout.rollout_id] = (number, rollout, _texts(steps), labels)
+
+    def record_numbers(self) -> dict[str, int]:
+        return {rollout_id: first[0] for rollout_id, first in self._first.items()}
+
+
+def _texts(steps: list[Step] | None) -> list[str] | None:
+    return None if steps is None else [step.text for step in steps]
 
 
 def text_field(row: dict[str, Any], name: str, *, required: bool = False) -> str | None:
@@ -341,11 +404,15 @@ def _type_name(value: Any) -> str:
 
 
 def gold_field(row: dict[str, Any], name: str = "gold_answer") -> str | None:
+    """A gold answer as text; a number is kept as written, NaN and Infinity are refused
+    (Python's JSON reader accepts them, and "nan" would be graded as an answer)."""
     value = row.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError(f"{name}: expected a string or number, got {_type_name(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name}: {json.dumps(value)} is not a finite number")
     _check_unicode(name, str(value))
     return str(value)
 
@@ -403,20 +470,25 @@ def parse_rollout_rows(rows: Sequence[Any], source: str, run_id: str) -> Rollout
     would be graded against the wrong problem.
     """
     seen_problems: dict[str, Problem] = {}
+    seen_rollouts = SeenRollouts()
     given_steps: list[Step] = []
 
-    def parse(row: dict[str, Any]) -> Rollout:
+    def parse(row: dict[str, Any], number: int) -> Rollout | None:
         problem, rollout, steps = rollout_from_row(row, run_id)
+        if seen_rollouts.is_repeat(rollout, steps):
+            return None
         known = seen_problems.setdefault(problem.problem_id, problem)
         mismatch = problem_mismatch(known, problem)
         if mismatch:
             raise ValueError(f"{mismatch}: differs from an earlier row with problem_id {problem.problem_id!r}")
+        seen_rollouts.accept(number, rollout, steps)
         given_steps.extend(steps or [])
         return rollout
 
     rollouts, quarantine = parse_rows(rows, source, run_id, parse)
     return RolloutImport(
-        problems=list(seen_problems.values()), rollouts=rollouts, steps=given_steps, quarantine=quarantine
+        problems=list(seen_problems.values()), rollouts=rollouts, steps=given_steps, quarantine=quarantine,
+        identical_repeats=seen_rollouts.identical_repeats, record_numbers=seen_rollouts.record_numbers(),
     )
 
 
@@ -540,12 +612,17 @@ def parse_labelled_rows(
         raise ValueError(f"format: {fmt!r} is not one of {', '.join(LABELLED_FORMATS)}")
     result = LabelledImport()
     seen_problems: dict[str, Problem] = {}
+    seen_rollouts = SeenRollouts()
 
-    def parse(record: dict[str, Any]) -> Rollout:
+    def parse(record: dict[str, Any], number: int) -> Rollout | None:
         if fmt == "processbench":
             problem, rollout, steps, verdicts, final, reviewer = processbench_record(record, gold or {}, run_id)
         else:
             problem, rollout, steps, verdicts, final, reviewer = prm800k_record(record, neutral, run_id)
+        labels = (verdicts, final, reviewer)
+        if seen_rollouts.is_repeat(rollout, steps, labels):
+            return None
+        seen_rollouts.accept(number, rollout, steps, labels)
         seen_problems.setdefault(problem.problem_id, problem)
         result.steps.extend(steps)
         result.reviewers[rollout.rollout_id] = reviewer
@@ -556,18 +633,22 @@ def parse_labelled_rows(
 
     result.rollouts, result.quarantine = parse_rows(rows, source, run_id, parse)
     result.problems = list(seen_problems.values())
+    result.identical_repeats, result.record_numbers = seen_rollouts.identical_repeats, seen_rollouts.record_numbers()
     return result
 
 
 def read_gold_answers(path: Path) -> dict[str, str]:
     """A JSON object mapping record id -> gold final answer (e.g. ProcessBench's GSM8K golds)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputFileError(f"{path}: not a readable JSON object of gold answers ({exc})") from None
     if not isinstance(data, dict):
         raise InputFileError(f"{path}: expected a JSON object mapping ids to gold answers")
-    return {str(k): str(v) for k, v in data.items() if v is not None}
+    try:
+        return {str(k): gold_field(data, k) for k, v in data.items() if v is not None}
+    except ValueError as exc:
+        raise InputFileError(f"{path}: {exc}") from None
 
 
 def sibling_gold_answers(path: Path) -> Path | None:

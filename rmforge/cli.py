@@ -27,6 +27,7 @@ import sys
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
+from collections.abc import Hashable
 from typing import Any, Iterator, Optional, get_args
 
 import typer
@@ -114,6 +115,51 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'top level'}: {e['msg']}" for e in exc.errors())
 
 
+class _UniqueKeyYamlLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a mapping repeating a key (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_lines: dict[Any, int] = {}
+        for key_node, _ in node.value:  # the keys as written: a `<<` merge may override on purpose
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                continue  # SafeLoader reports an unhashable key itself
+            if key in first_lines:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {first_lines[key]})", key_node.start_mark)
+            first_lines[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def _object_without_repeated_keys(s_and_end: tuple[str, int], strict: bool, scan_once: Any, object_hook: Any,
+                                  object_pairs_hook: Any, memo: dict) -> tuple[dict[str, Any], int]:
+    """json's object parser, refusing a repeated key (json keeps the last one silently) at the
+    line of its value: the positions come from the values' scans, the only ones json exposes."""
+    text = s_and_end[0]
+    value_starts: list[int] = []
+
+    def scan_value(string: str, index: int) -> tuple[Any, int]:
+        value_starts.append(index)
+        return scan_once(string, index)
+
+    pairs, end = json.decoder.JSONObject(s_and_end, strict, scan_value, None, list, memo)
+    first_lines: dict[str, int] = {}
+    for (key, _), start in zip(pairs, value_starts):
+        line = text.count("\n", 0, start) + 1
+        if key in first_lines:
+            raise json.JSONDecodeError(f"duplicate key {key!r} (first at line {first_lines[key]})", text, start)
+        first_lines[key] = line
+    return dict(pairs), end
+
+
+class _UniqueKeyJsonDecoder(json.JSONDecoder):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.parse_object = _object_without_repeated_keys
+        # The C scanner ignores parse_object; configs are small, the Python one is fast enough.
+        self.scan_once = json.scanner.py_make_scanner(self)
+
+
 def load_config(path: Optional[Path]) -> PipelineConfig:
     if path is None:
         return PipelineConfig()
@@ -121,7 +167,10 @@ def load_config(path: Optional[Path]) -> PipelineConfig:
         raise UserError(f"config file {path} {'is a folder' if path.is_dir() else 'does not exist'}")
     text = path.read_text(encoding="utf-8")
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        if path.suffix == ".json":
+            data = json.loads(text, cls=_UniqueKeyJsonDecoder)
+        else:
+            data = yaml.load(text, Loader=_UniqueKeyYamlLoader)
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
     except yaml.YAMLError as exc:
@@ -339,13 +388,27 @@ def import_rollouts(
         from flows.import_rollouts import import_rollouts as import_flow
 
         summary = import_flow(source, path)
-    lines = [f"Imported {summary['rollouts']} new rollouts and {summary['problems']} new problems "
-             f"({summary['new_steps']} steps) from {summary['rows_read']} rows into {path}."]
+    report(summary, json_output, _rollout_import_lines(summary, path))
+
+
+def _rollout_import_lines(summary: dict[str, Any], path: str) -> list[str]:
+    return [f"Imported {summary['rollouts']} new rollouts and {summary['problems']} new problems "
+            f"({summary['new_steps']} steps) from {summary['rows_read']} rows into {path}.",
+            *_repeat_and_quarantine_lines(summary, "rows"),
+            "Next: rmforge annotate --annotator answer,z3_arith"]
+
+
+def _repeat_and_quarantine_lines(summary: dict[str, Any], rows: str) -> list[str]:
+    """The rows of an import that added nothing, one line per kind: the new rows alone do not add
+    up to the rows read."""
+    lines = []
+    if summary["identical_repeats"]:
+        lines.append(f"{summary['identical_repeats']} {rows} repeat a rollout already read or stored (identical, "
+                     "not imported again)")
     if summary["quarantined"]:
-        lines.append(f"{summary['quarantined']} rows quarantined: "
+        lines.append(f"{summary['quarantined']} {rows} quarantined: "
                      'rmforge sql "SELECT record_ref, field, reason FROM quarantine"')
-    lines.append("Next: rmforge annotate --annotator answer,z3_arith")
-    report(summary, json_output, lines)
+    return lines
 
 
 @app.command()
@@ -510,10 +573,8 @@ def _records_file(file: Path, what: str = "a JSON, JSONL or Parquet file") -> st
 def _labelled_lines(summary: dict[str, Any], path: str) -> list[str]:
     lines = [f"Imported {summary['rollouts']} new rollouts ({summary['new_steps']} steps) with "
              f"{summary['human_step_labels']} human step labels and {summary['human_outcome_labels']} human "
-             f"final-answer labels from {summary['rows_read']} records into {path}."]
-    if summary["quarantined"]:
-        lines.append(f"{summary['quarantined']} records quarantined: "
-                     'rmforge sql "SELECT record_ref, field, reason FROM quarantine"')
+             f"final-answer labels from {summary['rows_read']} records into {path}.",
+             *_repeat_and_quarantine_lines(summary, "records")]
     lines.append("Next: rmforge annotate --annotator answer,z3_arith, then rmforge curate")
     return lines
 

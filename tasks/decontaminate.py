@@ -44,7 +44,7 @@ class EvalItem:
 def _rows(source: str, split: str) -> Sequence[Any]:
     path = Path(source)
     if path.is_file() and path.suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: a byte order mark is no JSON
         return data[split] if isinstance(data, dict) and split in data else data
     if path.is_file():
         return [row for _, row in read_records(path)]

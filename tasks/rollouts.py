@@ -31,7 +31,9 @@ from problems.importers import (
     problem_mismatch,
     quarantine_record,
     read_gold_answers,
+    rollout_mismatch,
     sibling_gold_answers,
+    step_texts_by_rollout,
 )
 from tasks.steps import steps_for
 from tasks.store import Store
@@ -123,6 +125,43 @@ def generate_rollouts(
 # ------------------------------------------------------------------ import
 
 
+def refuse_stored_conflicts(store: Store, parsed: RolloutImport, source: str, run_id: str) -> None:
+    """Quarantine rollouts whose rollout_id is stored with another response, problem, model or steps.
+
+    The store keeps the first record of an id: writing this one would skip it without a word
+    (an earlier import, or an earlier chunk of this file, stored the other).
+    """
+    stored = {
+        r.rollout_id: r
+        for r in store.records(
+            Rollout, "SELECT * FROM rollouts WHERE rollout_id IN (SELECT UNNEST(?))",
+            [[r.rollout_id for r in parsed.rollouts]],
+        )
+    }
+    if not stored:
+        return
+    given_steps = step_texts_by_rollout([s for s in parsed.steps if s.rollout_id in stored])
+    stored_steps = {
+        row["rollout_id"]: row["texts"]
+        for row in store.rows(
+            "SELECT rollout_id, list(text ORDER BY step_index) AS texts FROM steps "
+            "WHERE rollout_id IN (SELECT UNNEST(?)) GROUP BY rollout_id", [list(given_steps)],
+        )
+    }
+    refused: set[str] = set()
+    for rollout in parsed.rollouts:
+        rid = rollout.rollout_id
+        mismatch = rid in stored and rollout_mismatch(stored[rid], stored_steps.get(rid), rollout, given_steps.get(rid))
+        if mismatch:
+            refused.add(rid)
+            parsed.quarantine.append(quarantine_record(
+                source, f"{source}#{parsed.record_numbers[rid]}", "rollout_id",
+                f"rollout_id: {rid!r} is stored with a different {mismatch}",
+                {**rollout.model_dump(mode="json"), "steps": given_steps.get(rid)}, run_id,
+            ))
+    drop_rollouts(parsed, refused)
+
+
 def refuse_stored_mismatches(store: Store, parsed: RolloutImport, source: str, run_id: str) -> None:
     """Quarantine rollouts whose problem_id is stored with another question or gold answer.
 
@@ -148,10 +187,23 @@ def refuse_stored_mismatches(store: Store, parsed: RolloutImport, source: str, r
                 quarantine_record(source, f"{source}#rollout {rollout.rollout_id}", refused[rollout.problem_id].split(":")[0],
                                   refused[rollout.problem_id], rollout.model_dump(mode="json"), run_id)
             )
-    dropped = {r.rollout_id for r in parsed.rollouts if r.problem_id in refused}
-    parsed.problems = [p for p in parsed.problems if p.problem_id not in refused]
-    parsed.rollouts = [r for r in parsed.rollouts if r.rollout_id not in dropped]
-    parsed.steps = [s for s in parsed.steps if s.rollout_id not in dropped]
+    drop_rollouts(parsed, {r.rollout_id for r in parsed.rollouts if r.problem_id in refused})
+
+
+def drop_rollouts(parsed: RolloutImport, refused: set[str]) -> None:
+    """Leave the refused rollouts out of an import: them, their steps, and problems only they named."""
+    parsed.rollouts = [r for r in parsed.rollouts if r.rollout_id not in refused]
+    parsed.steps = [s for s in parsed.steps if s.rollout_id not in refused]
+    named = {r.problem_id for r in parsed.rollouts}
+    parsed.problems = [p for p in parsed.problems if p.problem_id in named]
+
+
+def import_outcomes(parsed: RolloutImport, new_rollouts: int) -> dict[str, int]:
+    """How a chunk's rows ended: identical repeats (of an earlier row or a stored rollout) and rows read."""
+    return {
+        "identical_repeats": parsed.identical_repeats + len(parsed.rollouts) - new_rollouts,
+        "rows_read": len(parsed.rollouts) + parsed.identical_repeats + len(parsed.quarantine),
+    }
 
 
 def store_rollouts(store: Store, rollouts: list[Rollout], given_steps: list[Step], config: StepSplitConfig) -> dict[str, int]:
@@ -201,6 +253,7 @@ def import_rollouts(
     def import_chunk(rows: list[NumberedRow]) -> dict[str, int]:
         parsed = parse_rollout_rows(rows, source, run_id)
         with Store(db) as store:
+            refuse_stored_conflicts(store, parsed, source, run_id)
             refuse_stored_mismatches(store, parsed, source, run_id)
             problems = store.write("problems", parsed.problems)
             written = store_rollouts(store, parsed.rollouts, parsed.steps, steps or StepSplitConfig())
@@ -210,7 +263,7 @@ def import_rollouts(
             "rollouts": written["rollouts"],
             "new_steps": written["steps"],
             "quarantined": quarantined,
-            "rows_read": len(parsed.rollouts) + len(parsed.quarantine),
+            **import_outcomes(parsed, written["rollouts"]),
         }
 
     return import_in_chunks(file, import_chunk, on_rows)
@@ -219,9 +272,7 @@ def import_rollouts(
 def human_labels(parsed: LabelledImport, run_id: str) -> tuple[list[StepLabel], list[OutcomeLabel]]:
     """The human verdicts of an import as `human` step and outcome labels, one reviewer each."""
     problems = {p.problem_id: p for p in parsed.problems}
-    steps: dict[str, list[str]] = {}
-    for step in sorted(parsed.steps, key=lambda s: (s.rollout_id, s.step_index)):
-        steps.setdefault(step.rollout_id, []).append(step.text)
+    steps = step_texts_by_rollout(parsed.steps)
     reviewers: dict[str, HumanAnnotator] = {}
     step_labels: list[StepLabel] = []
     outcome_labels: list[OutcomeLabel] = []
@@ -256,6 +307,7 @@ def import_labelled(
     def import_chunk(rows: list[NumberedRow]) -> dict[str, int]:
         parsed = parse_labelled_rows(rows, source, run_id, fmt, gold=gold, neutral=neutral)
         with Store(db) as store:
+            refuse_stored_conflicts(store, parsed, source, run_id)
             refuse_stored_mismatches(store, parsed, source, run_id)
             step_labels, outcome_labels = human_labels(parsed, run_id)
             store.begin()
@@ -269,7 +321,7 @@ def import_labelled(
             }
             store.commit()
         with_gold.update(p.problem_id for p in parsed.problems if p.gold_answer is not None)
-        written["rows_read"] = len(parsed.rollouts) + len(parsed.quarantine)
+        written.update(import_outcomes(parsed, written["rollouts"]))
         return written
 
     written = import_in_chunks(file, import_chunk, on_rows)

@@ -73,6 +73,23 @@ def test_bad_config_files(store_db, tmp_path, content, fragments):
     assert runs_in(store_db) == 0
 
 
+@pytest.mark.parametrize("name, content, fragment", [
+    ("config.yaml", "batch_size: 3\nannotators: [answer]\nbatch_size: 4\n",
+     "line 3: duplicate key 'batch_size' (first at line 1)"),
+    ("config.yaml", "generator:\n  model: a\n  model: b\n", "line 3: duplicate key 'model' (first at line 2)"),
+    ("config.json", '{"batch_size": 3,\n "annotators": ["answer"],\n "batch_size": 4}',
+     "line 3: duplicate key 'batch_size' (first at line 1)"),
+    ("config.json", '{"generator": {"model": "a",\n  "model": "b"}}', "line 2: duplicate key 'model' (first at line 1)"),
+])
+def test_a_config_that_repeats_a_key_is_refused(store_db, tmp_path, name, content, fragment):
+    """YAML and Python's JSON reader would keep the last value without a word."""
+    config = tmp_path / name
+    config.write_text(content)
+    # were the config taken, the unknown annotator would still stop the command before any work
+    result = invoke("run", "--config", config, "--annotators", "nope", "--db", store_db)
+    assert_one_line_error(result, str(config), fragment)
+
+
 def test_bad_json_config_and_missing_config(store_db, tmp_path):
     config = tmp_path / "config.json"
     config.write_text('{"batch_size": 3,}')
@@ -204,3 +221,14 @@ def test_annotators_lists_what_each_labels_needs_and_its_options(monkeypatch):
     assert "a model" in lines["judge"] and "gold answer" not in lines["judge"]
     assert "unavailable here" in lines["lean"] and "lean" in lines["lean"]
     assert "    k = " in result.stdout  # MC options with their defaults
+
+
+def test_import_summaries_say_what_became_of_every_row_one_line_each():
+    from rmforge.cli import _labelled_lines, _rollout_import_lines
+
+    summary = {"rollouts": 1, "problems": 1, "new_steps": 3, "rows_read": 4, "identical_repeats": 2,
+               "quarantined": 1, "human_step_labels": 3, "human_outcome_labels": 1}
+    for lines, rows in [(_rollout_import_lines(summary, "db"), "rows"), (_labelled_lines(summary, "db"), "records")]:
+        assert lines[0].startswith("Imported 1 new rollouts") and f"from 4 {rows}" in lines[0]
+        assert lines[1] == f"2 {rows} repeat a rollout already read or stored (identical, not imported again)"
+        assert lines[2].startswith(f"1 {rows} quarantined: ")

@@ -48,6 +48,15 @@ def test_eval_sets_load_from_files_and_dataset_folders(tmp_path, kind):
     assert [i.item_id for i in items] == (["0", "1"] if kind == "hf_folder" else ["gsm8k-0", "gsm8k-1"])
 
 
+@pytest.mark.parametrize("name", ["eval.json", "eval.jsonl"])
+def test_an_eval_set_starting_with_a_byte_order_mark_loads_every_question(tmp_path, name):
+    path = tmp_path / name
+    rows = eval_rows()
+    text = json.dumps(rows) if name.endswith(".json") else "\n".join(json.dumps(r) for r in rows)
+    path.write_text("\ufeff" + text, encoding="utf-8")
+    assert [i.text for i in load_eval_items(str(path))] == [FLAMINGOS, JANET]
+
+
 def test_eval_set_errors_name_the_record_and_field(tmp_path):
     path = tmp_path / "eval.jsonl"
     path.write_text(json.dumps({"problem": "fine"}) + "\n" + json.dumps({"text": "no question"}) + "\n")

@@ -98,3 +98,30 @@ def test_prm800k_ratings_become_human_verdicts_up_to_the_first_wrong_step(tmp_pa
     assert parsed.reviewers[rid] == "L1" and parsed.problems[0].gold_answer == "14"
     summary = import_labelled.fn(db, str(path), "prm800k", "run", neutral=neutral)
     assert summary["human_step_labels"] == 2 and summary["human_outcome_labels"] == 0
+
+
+def test_a_repeated_processbench_id_is_quarantined_unless_identical(tmp_path, db):
+    record = {"id": "gsm8k-1", "generator": "m", "problem": "What is 3 + 4?", "steps": ["3 + 4 = 8.", "So 8."],
+              "label": 0, "final_answer_correct": False}
+    other = {**record, "steps": ["3 + 4 = 7.", "So 7."], "label": -1, "final_answer_correct": True}
+    path = tmp_path / "pb.json"
+    relabelled = {**record, "label": 1}
+    path.write_text(json.dumps([record, other, record, relabelled]))
+    summary = import_labelled.fn(db, str(path), "processbench", "run-1")
+    assert (summary["rollouts"], summary["identical_repeats"], summary["quarantined"]) == (1, 1, 2)
+    assert summary["human_step_labels"] == 1 and summary["human_outcome_labels"] == 1
+    later = tmp_path / "later.jsonl"
+    later.write_text(json.dumps(other) + "\n")
+    assert import_labelled.fn(db, str(later), "processbench", "run-2")["quarantined"] == 1
+    with Store(db) as store:
+        assert [r["text"] for r in store.rows("SELECT text FROM steps ORDER BY step_index")] == record["steps"]
+        assert store.rows("SELECT verdict FROM outcome_labels") == [{"verdict": "incorrect"}]
+        refused = store.rows("SELECT record_ref, field, reason FROM quarantine ORDER BY record_ref")
+    assert refused == [
+        {"record_ref": "processbench:later.jsonl#1", "field": "rollout_id",
+         "reason": "rollout_id: 'gsm8k-1' is stored with a different response"},
+        {"record_ref": "processbench:pb.json#2", "field": "rollout_id",
+         "reason": "rollout_id: 'gsm8k-1' repeats #1 with a different response"},
+        {"record_ref": "processbench:pb.json#4", "field": "rollout_id",
+         "reason": "rollout_id: 'gsm8k-1' repeats #1 with a different label"},
+    ]

@@ -98,3 +98,42 @@ def test_folio_records_keep_their_formulas():
     assert _json.loads(problem.metadata)["premises"] == ["∀x (Cat(x) → Mammal(x))", "Cat(tom)"]
     with pytest.raises(ValueError, match="^label"):
         problem_from_record({**record, "label": "Maybe"}, "folio")
+
+
+BOM = "\ufeff"  # Windows tools start UTF-8 files with it
+
+
+@pytest.mark.parametrize("name, text", [
+    ("problems.json", BOM + json.dumps([{"question": f"What is {i}+1?", "answer": str(i + 1)} for i in range(3)])),
+    ("problems.jsonl", BOM + "\n".join(json.dumps({"question": f"What is {i}+1?", "answer": str(i + 1)})
+                                       for i in range(3))),
+])
+def test_a_byte_order_mark_is_read_as_the_file_it_starts(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    result = import_problem_rows(read_records(path), f"file:{name}", "run", "question", "answer")
+    assert not result.quarantine
+    assert [p.gold_answer for p in result.problems] == ["1", "2", "3"]
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_non_finite_number_as_gold_is_quarantined(tmp_path, constant):
+    path = tmp_path / "problems.jsonl"
+    path.write_text('{"question": "What is 1+1?", "answer": 2}\n'
+                    f'{{"question": "What is 0/0?", "answer": {constant}}}\n')
+    result = import_problem_rows(read_records(path), "file:problems.jsonl", "run", "question", "answer")
+    assert [p.gold_answer for p in result.problems] == ["2"]
+    (refused,) = result.quarantine
+    assert refused.record_ref == "file:problems.jsonl#2" and refused.field == "answer"
+    assert f"{constant} is not a finite number" in refused.reason
+
+
+def test_a_gold_answers_file_with_a_byte_order_mark_or_a_non_finite_gold(tmp_path):
+    from problems.importers import InputFileError, read_gold_answers
+
+    gold = tmp_path / "gold.json"
+    gold.write_text(BOM + '{"a": "7", "b": 3}', encoding="utf-8")
+    assert read_gold_answers(gold) == {"a": "7", "b": "3"}
+    gold.write_text('{"a": "7", "b": NaN}', encoding="utf-8")
+    with pytest.raises(InputFileError, match="b: NaN is not a finite number"):
+        read_gold_answers(gold)

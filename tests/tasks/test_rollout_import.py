@@ -156,3 +156,91 @@ def test_a_parquet_file_is_read_in_row_batches_with_running_numbers(tmp_path):
     assert [n for c in chunks for n, _ in c] == list(range(1, 8))
     assert [row["model"] for c in chunks for _, row in c] == [f"m{i}" for i in range(7)]
     assert count_records(path) == 7
+
+
+@pytest.mark.parametrize("name, text", [
+    ("r.json", json.dumps(_rows(3))),
+    ("r.jsonl", "\n".join(json.dumps(r) for r in _rows(3)) + "\n"),
+])
+def test_a_file_starting_with_a_byte_order_mark_imports_every_row(tmp_path, db, name, text):
+    path = tmp_path / name
+    path.write_text("\ufeff" + text, encoding="utf-8")
+    summary = import_rollouts.fn(db, str(path), "run")
+    assert summary["rollouts"] == 3 and summary["quarantined"] == 0 and summary["rows_read"] == 3
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_non_finite_gold_answer_is_quarantined(constant):
+    (row,) = _rows(1)
+    line = json.dumps({**row, "gold_answer": 0}).replace('"gold_answer": 0', f'"gold_answer": {constant}')
+    parsed = parse_rollout_rows([json.loads(line)], "f", "run")
+    assert not parsed.rollouts
+    (refused,) = parsed.quarantine
+    assert refused.field == "gold_answer" and f"{constant} is not a finite number" in refused.reason
+
+
+def _rollout(**fields):
+    """A rollout row with an id of its own and given steps; `fields` change or add fields."""
+    steps = ["3 + 4 = 7.", "So the answer is 7."]
+    return {"rollout_id": "r1", "problem_id": "p", "question": "What is 3 + 4?", "gold_answer": "7",
+            "response": "\n\n".join(steps), "steps": steps, "model": "m", **fields}
+
+
+def _quarantined(db):
+    with Store(db) as store:
+        return store.rows("SELECT record_ref, field, reason FROM quarantine ORDER BY record_ref")
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"response": "3 + 4 = 8.", "steps": ["3 + 4 = 8."]}, "response"),
+    ({"problem_id": "q", "question": "What is 5 + 2?"}, "problem_id"),
+    ({"model": "another-model"}, "model"),
+    ({"steps": ["3 + 4 = 7. So the answer", "is 7."]}, "steps"),
+])
+def test_a_repeated_rollout_id_with_other_content_is_quarantined_not_merged(tmp_path, db, change, field):
+    path = _write(tmp_path / "r.jsonl", [_rows(1)[0], _rollout(), _rollout(**change)])
+    summary = import_rollouts.fn(db, str(path), "run")
+    assert summary["rollouts"] == 2 and summary["quarantined"] == 1 and summary["rows_read"] == 3
+    assert _quarantined(db) == [{"record_ref": "file:r.jsonl#3", "field": "rollout_id",
+                                 "reason": f"rollout_id: 'r1' repeats #2 with a different {field}"}]
+    with Store(db) as store:  # the first record stands whole: its response, problem, model and steps
+        assert store.rows("SELECT response, problem_id, model FROM rollouts WHERE rollout_id = 'r1'") == [
+            {"response": _rollout()["response"], "problem_id": "p", "model": "m"}]
+        assert [r["text"] for r in store.rows(
+            "SELECT text FROM steps WHERE rollout_id = 'r1' ORDER BY step_index")] == _rollout()["steps"]
+        assert sorted(r["problem_id"] for r in store.rows("SELECT problem_id FROM problems")) == ["p", "p0"]
+
+
+def test_an_identical_repeat_is_stored_once_and_counted(tmp_path, db):
+    path = _write(tmp_path / "r.jsonl", [_rollout(), _rows(1)[0], _rollout()])
+    first = import_rollouts.fn(db, str(path), "run-1")
+    assert (first["rollouts"], first["identical_repeats"], first["quarantined"], first["rows_read"]) == (2, 1, 0, 3)
+    again = import_rollouts.fn(db, str(path), "run-2")
+    assert (again["rollouts"], again["identical_repeats"], again["quarantined"], again["rows_read"]) == (0, 3, 0, 3)
+    with Store(db) as store:
+        assert store.count("rollouts") == 2 and not _quarantined(db)
+
+
+def test_a_different_rollout_under_a_stored_id_is_quarantined(tmp_path, db):
+    import_rollouts.fn(db, str(_write(tmp_path / "a.jsonl", [_rollout()])), "run-1")
+    clash = _rollout(problem_id="q", question="What is 5 + 2?", response="5 + 2 = 7.", steps=None)
+    summary = import_rollouts.fn(db, str(_write(tmp_path / "b.jsonl", [_rows(1)[0], clash])), "run-2")
+    assert (summary["rollouts"], summary["problems"], summary["quarantined"]) == (1, 1, 1)
+    assert _quarantined(db) == [{"record_ref": "file:b.jsonl#2", "field": "rollout_id",
+                                 "reason": "rollout_id: 'r1' is stored with a different response"}]
+    with Store(db) as store:  # nothing of the refused record: not its response, not its new problem
+        assert store.rows("SELECT response FROM rollouts WHERE rollout_id = 'r1'")[0]["response"] == \
+            _rollout()["response"]
+        assert store.rows("SELECT count(*) AS n FROM problems WHERE problem_id = 'q'")[0]["n"] == 0
+
+
+def test_a_repeated_rollout_id_in_a_later_chunk_is_compared_with_the_stored_one(tmp_path, db, monkeypatch):
+    from tasks import rollouts
+
+    monkeypatch.setattr(rollouts, "IMPORT_CHUNK_ROWS", 2)
+    rows = [_rollout(), _rows(1)[0], _rollout(model="another-model"), _rows(1)[0]]
+    summary = import_rollouts.fn(db, str(_write(tmp_path / "r.jsonl", rows)), "run")
+    assert (summary["rollouts"], summary["identical_repeats"], summary["quarantined"], summary["rows_read"]) == (
+        2, 1, 1, 4)
+    assert _quarantined(db) == [{"record_ref": "file:r.jsonl#3", "field": "rollout_id",
+                                 "reason": "rollout_id: 'r1' is stored with a different model"}]
