@@ -67,6 +67,11 @@ class ProblemSourceConfig(Config):
     count: int = Field(default=8, ge=1, le=1_000_000)
     min_steps: int = Field(default=1, ge=1, le=12)
     max_steps: int = Field(default=2, ge=1, le=12)
+    operations: list[Literal["+", "-", "*", "/"]] = Field(
+        default_factory=lambda: ["+", "-", "*", "/"], min_length=1,
+        description="arithmetic: the operations problems may use (a price step needs `*`).")
+    max_number: int = Field(
+        default=60, ge=3, le=1_000_000, description="arithmetic: largest starting number and added number.")
     seed: int | Literal["scheduled"] = Field(
         default=0, description='"scheduled": from the flow run\'s scheduled start time (new problems each run)')
     path: str | None = Field(default=None, description="JSONL/Parquet file, or HF dataset path/id")

@@ -18,7 +18,8 @@ def load_problems(config: ProblemSourceConfig, run_id: str) -> ImportResult:
     """Problems for a run, from the configured source."""
     if config.kind == "arithmetic":
         return ImportResult(
-            problems=generate_arithmetic_problems(config.count, config.seed, config.min_steps, config.max_steps)
+            problems=generate_arithmetic_problems(
+                config.count, config.seed, config.min_steps, config.max_steps, config.operations, config.max_number)
         )
     if config.kind == "logic":
         from problems.logic import generate_logic_problems

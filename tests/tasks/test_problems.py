@@ -137,3 +137,19 @@ def test_a_gold_answers_file_with_a_byte_order_mark_or_a_non_finite_gold(tmp_pat
     gold.write_text('{"a": "7", "b": NaN}', encoding="utf-8")
     with pytest.raises(InputFileError, match="b: NaN is not a finite number"):
         read_gold_answers(gold)
+
+
+def test_operations_and_max_number_bound_the_problems():
+    problems = generate_arithmetic_problems(12, seed=1, min_steps=1, max_steps=1, operations=["+"], max_number=9)
+    for problem in problems:
+        (step,) = problem.reference_steps  # no price step without `*`
+        left, right = step.split(" = ")[0].split(" + ")
+        assert 2 <= int(left) <= 9 and 2 <= int(right) <= 9, step
+        assert "Then" in problem.question and "gets" in problem.question
+
+
+def test_settings_with_too_few_distinct_problems_are_refused():
+    with pytest.raises(ValueError, match="distinct problems"):
+        generate_arithmetic_problems(500, seed=0, min_steps=1, max_steps=1, operations=["+"], max_number=3)
+    with pytest.raises(ValueError, match="name none"):
+        generate_arithmetic_problems(1, operations=["^"])
