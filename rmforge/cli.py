@@ -34,7 +34,9 @@ import typer
 import yaml
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from rmforge.console import RmforgeGroup, Settings, UserError, configure_logging, version_callback
 from schemas.config import ComputeConfig, GeneratorConfig, PipelineConfig, ProblemSourceConfig
@@ -73,8 +75,9 @@ DbOption = typer.Option(None, "--db", envvar="RMFORGE_DB",
                         help="DuckDB file (default data/rmforge.duckdb) or ducklake:CATALOG;data=FOLDER.")
 ConfigOption = typer.Option(None, "--config", help="YAML/JSON PipelineConfig (see data/configs/).")
 JsonOption = typer.Option(False, "--json", help="Print the summary as JSON on stdout (nothing else).")
+# Help text is Rich markup: `[scale]` would be read as a style tag and vanish.
 TaskRunnerOption = typer.Option(None, "--task-runner", help="Where annotation batches run (dask/ray: pip install "
-                                "'rmforge[scale]').")
+                                + escape("'rmforge[scale]')."))
 WorkersOption = typer.Option(None, "--workers", min=1, help="Batches labelled at once: threads, or worker "
                              "processes of a local Dask/Ray cluster.")
 ClusterAddressOption = typer.Option(None, "--cluster-address", help="Use a running cluster: Dask scheduler "
@@ -544,9 +547,12 @@ def sql(
         writer.writerows([_cell(row[c]) for c in result.column_names] for row in rows)
         sys.stdout.write(buffer.getvalue())
     else:
-        table = Table(*result.column_names, caption=f"{len(rows)} rows")
+        # Cells are Text, never Rich markup: `[true, false]` or LaTeX `\[x\]` must show as they are.
+        table = Table(caption=f"{len(rows)} rows")
+        for name in result.column_names:
+            table.add_column(Text(name))
         for row in rows:
-            table.add_row(*[_cell(row[c])[:max_width] for c in result.column_names])
+            table.add_row(*[Text(_cell(row[c])[:max_width]) for c in result.column_names])
         console.print(table)
 
 
@@ -863,9 +869,9 @@ def run_report(
             continue
         table = Table(title=titles[name], caption=captions.get(name))
         for i, header in enumerate(rows[0]):
-            table.add_column(header, no_wrap=i == 0)
+            table.add_column(Text(header), no_wrap=i == 0)
         for row in rows:
-            table.add_row(*(str(value) for value in row.values()))
+            table.add_row(*(Text(str(value)) for value in row.values()))
         console.print(table)
     if any(row["refute_only"] for row in numbers["balance"]):
         say(f"{REFUTE_ONLY_NOTE}.")

@@ -174,6 +174,18 @@ def test_sql_still_reads_the_store(store_db):
     assert json.loads(result.stdout) == [{"problem_id": make_problem().problem_id, "gold_answer": "7"}]
 
 
+def test_sql_table_shows_brackets_as_they_are(store_db):
+    # Rich reads `[...]` as markup: PRM label lists and LaTeX `\\[ x \\]` used to vanish from the table.
+    result = invoke("sql", "SELECT [true,false] AS l, '[abc] x' AS t, '\\[ x \\]' AS latex", "--db", store_db)
+    assert result.exit_code == 0, result.output
+    assert "[true, false]" in result.stdout and "[abc] x" in result.stdout and "\\[ x \\]" in result.stdout
+
+
+def test_help_shows_the_extra_to_install():
+    result = CliRunner().invoke(app, ["run", "-h"], terminal_width=200)
+    assert "'rmforge[scale]'" in result.stdout
+
+
 def test_version_and_short_help():
     result = invoke("--version")
     assert result.exit_code == 0 and result.stdout.strip() == f"rmforge {__version__}"
