@@ -318,7 +318,8 @@ _DISPLAY_MATH_RE = re.compile(r"\\\[.*?\\\]|\$\$.*?\$\$", re.DOTALL)
 _SENTENCE_BREAK_RE = re.compile(r"(?<=[.!?])\s+|(?<=\\\])\s+|\n")
 # Openers that carry no claim of their own: "So, ...", "**Answer:** ...".
 _CONCLUSION_OPENER_RE = re.compile(
-    r"^(?:(?:so|thus|therefore|hence|finally|overall|altogether|in\s+total|in\s+conclusion|answer)\b[ \t]*[,:]?[ \t]*)+",
+    r"^(?:(?:so|thus|therefore|hence|finally|overall|altogether|in\s+total|in\s+conclusion|answer)"
+    r"\b[ \t]*[,:]?[ \t]*)+",
     re.IGNORECASE,
 )
 # A sentence that opens like these announces, supposes or asks; it claims no result
@@ -326,7 +327,8 @@ _CONCLUSION_OPENER_RE = re.compile(
 _NO_CLAIM_RE = re.compile(
     r"^(?:let|let's|lets|now|next|first|to|check|verify|recheck|compute|calculate|find|determine"
     r"|consider|suppose|assume|if|when|wait|hmm|but|note|how|what|why|is|are|do|does|can)\b"
-    r"|^(?:we|i|you)(?:'ll|'d|\s+(?:need|will|would|can|could|should|must|have\s+to|want|shall|may|am|are\s+going))\b",
+    r"|^(?:we|i|you)(?:'ll|'d|\s+(?:need|will|would|can|could|should|must|have\s+to|want|shall|may"
+    r"|am|are\s+going))\b",
     re.IGNORECASE,
 )
 # A word of prose, not a LaTeX command name.
