@@ -43,18 +43,36 @@ def _response(record: dict) -> str:
     return "\n\n".join(record["steps"])  # as `rmforge import processbench` joins them
 
 
-def test_answer_verdicts_agree_with_the_humans_on_processbench_gsm8k() -> None:
-    records, golds = _records()
+def _outcomes(records: list[dict], golds: dict[str, str], missing_answer: str) -> Counter[tuple[str, str]]:
+    """(checker verdict, human verdict) counts over the split."""
     outcomes: Counter[tuple[str, str]] = Counter()
     for record in records:
-        result = grade_response(_response(record), golds[record["id"]], question=record["problem"])
+        result = grade_response(
+            _response(record), golds[record["id"]], question=record["problem"], missing_answer=missing_answer
+        )
         outcomes[result.verdict, "correct" if record["final_answer_correct"] else "incorrect"] += 1
-    agree = outcomes["correct", "correct"] + outcomes["incorrect", "incorrect"]
+    return outcomes
+
+
+def _agree(outcomes: Counter[tuple[str, str]]) -> int:
+    return outcomes["correct", "correct"] + outcomes["incorrect", "incorrect"]
+
+
+def test_answer_verdicts_agree_with_the_humans_on_processbench_gsm8k() -> None:
+    outcomes = _outcomes(*_records(), missing_answer="unknown")
     wrong_claims = outcomes["correct", "incorrect"] + outcomes["incorrect", "correct"]
-    print(f"answer on ProcessBench GSM8K: {agree} agree, {wrong_claims} disagree, "
-          f"{outcomes['unknown', 'correct'] + outcomes['unknown', 'incorrect']} unknown ({dict(outcomes)})")
+    unknown = outcomes["unknown", "correct"] + outcomes["unknown", "incorrect"]
+    print(f"answer on ProcessBench GSM8K: {_agree(outcomes)} agree, {wrong_claims} disagree, {unknown} unknown")
     assert wrong_claims <= MAX_WRONG_CLAIMS
-    assert agree + wrong_claims >= MIN_DECIDED
+    assert _agree(outcomes) + wrong_claims >= MIN_DECIDED
+
+
+def test_answerless_solutions_are_the_wrong_ones_on_processbench_gsm8k() -> None:
+    # Every solution the checker finds no answer in is one the humans mark wrong, so
+    # counting a missing answer as incorrect (a prompt demanding a format) agrees.
+    outcomes = _outcomes(*_records(), missing_answer="incorrect")
+    print(f"answer (missing_answer=incorrect) on ProcessBench GSM8K: {_agree(outcomes)} of 400 agree")
+    assert _agree(outcomes) >= 400 - MAX_WRONG_CLAIMS
 
 
 def test_no_gold_answer_means_no_claim() -> None:
