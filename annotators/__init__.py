@@ -20,6 +20,7 @@ REGISTRY: dict[str, str] = {
     "z3_logic": "annotators.z3_logic:Z3LogicAnnotator",
     "lean": "annotators.lean:LeanAnnotator",
     "judge": "annotators.judge:JudgeAnnotator",
+    "majority": "annotators.majority:MajorityAnnotator",
     "human": "annotators.human:HumanAnnotator",
 }
 

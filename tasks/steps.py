@@ -1,10 +1,16 @@
 """Split responses into steps.
 
-Modes: `numbered` splits at step markers ("Step 3:", "3.", "3)") at line starts;
-`paragraphs` at blank lines; `lines` at newlines; `auto` picks numbered when the
-response has at least two markers, else paragraphs when it has several, else
-lines. Text before the first marker (a preamble) is kept as its own step so the
-steps always join back to the whole response.
+Modes: `numbered` splits at step markers at line starts; `paragraphs` at blank
+lines; `lines` at newlines; `auto` picks numbered when the response has at least two
+markers, else paragraphs when it has several, else lines.
+
+Step markers are explicit headings ("Step 3:") or, in a response without any heading,
+numbered list items ("3.", "3)"). Where a response has headings, a numbered list
+inside a step is part of that step, not a step of its own.
+
+Text before the first marker (a preamble) is kept as its own step. Steps keep the
+response's text in order: only the whitespace around them is stripped, and a fragment
+shorter than `min_chars` joins the previous step after a newline.
 """
 
 from __future__ import annotations
@@ -18,9 +24,8 @@ from schemas.config import StepSplitConfig
 from schemas.records import Rollout, Step
 from tasks.store import Store
 
-_STEP_MARKER = re.compile(
-    r"^[ \t]*(?:[*#]+[ \t]*)?(?:step[ \t]*\d+[ \t]*[:.)\-]|\d{1,2}[.)][ \t]+(?=\S))", re.I | re.M
-)
+_STEP_HEADING = re.compile(r"^[ \t]*(?:[*#]+[ \t]*)?step[ \t]*\d+[ \t]*[:.)\-]", re.I | re.M)
+_LIST_ITEM = re.compile(r"^[ \t]*(?:[*#]+[ \t]*)?\d{1,2}[.)][ \t]+(?=\S)", re.M)
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n+")
 
 
@@ -37,8 +42,13 @@ def _clean(parts: list[str], min_chars: int) -> list[str]:
     return ["\n".join(pieces) for pieces in merged]
 
 
+def _step_markers(text: str) -> re.Pattern[str]:
+    """Headings where the author wrote any, else numbered list items."""
+    return _STEP_HEADING if _STEP_HEADING.search(text) else _LIST_ITEM
+
+
 def split_numbered(text: str) -> list[str]:
-    starts = [m.start() for m in _STEP_MARKER.finditer(text)]
+    starts = [m.start() for m in _step_markers(text).finditer(text)]
     if not starts:
         return [text]
     bounds = ([0] if starts[0] > 0 else []) + starts + [len(text)]
@@ -50,7 +60,7 @@ def split_steps(text: str, config: StepSplitConfig | None = None) -> list[str]:
     mode = config.mode
     if mode == "auto":
         paragraphs = _PARAGRAPH_BREAK.split(text.strip())
-        if len(_STEP_MARKER.findall(text)) >= 2:
+        if len(_step_markers(text).findall(text)) >= 2:
             mode = "numbered"
         elif len(paragraphs) > 1:
             mode = "paragraphs"

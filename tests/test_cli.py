@@ -233,6 +233,8 @@ def test_annotators_lists_what_each_labels_needs_and_its_options(monkeypatch):
     assert "a model" in lines["judge"] and "gold answer" not in lines["judge"]
     assert "unavailable here" in lines["lean"] and "lean" in lines["lean"]
     assert "    k = " in result.stdout  # MC options with their defaults
+    assert "outcomes" in lines["majority"] and "vote_share" in lines["majority"]
+    assert "gold answer" not in lines["majority"] and "    min_share = 0.5" in result.stdout
 
 
 def test_import_summaries_say_what_became_of_every_row_one_line_each():

@@ -6,15 +6,23 @@ Logic problems (gold True / False / Uncertain) and word answers ("Sunday") compa
 case-insensitively after normalisation instead, because sympy would read a word as a
 product of symbols ("True" -> E*r*t*u).
 
-Verdict standards (shared by every annotator that grades answers):
+Verdict standards (shared by every annotator that grades answers). A verdict is a
+claim about the response, so the checker claims only what it saw:
 
+* "unknown" whenever there is no gold answer, whatever the response (even truncated):
+  without a gold nothing about correctness is decided.
 * "incorrect": a truncated response (finish_reason == "length"), even with a boxed
-  answer; a response with no final answer; an answer math-verify cannot parse; an
-  answer not equivalent to the gold. These are decidable without the gold, so they
-  are checked first.
-* "unknown" only when the checker cannot decide: no gold, a gold that cannot be
-  parsed, a timeout / memory / exception inside math-verify, or an input past one of
-  the bounds below.
+  answer; an empty response; an answer math-verify cannot parse; an answer not
+  equivalent to the gold.
+* A finished response with no answer marker is read the way a human grader reads it:
+  when the gold is a number, the number its last sentence asserts as the result
+  ("So, it took James 2 hours.") is graded (`prose_answer`). When there is none (the
+  last sentence announces, asks, hedges or names several numbers), the answer is
+  missing: "unknown" ("no final answer found"), or "incorrect" for callers whose
+  prompt demanded a marked answer (`missing_answer="incorrect"`).
+* "unknown" also when the checker cannot decide: a gold that cannot be parsed, a
+  timeout / memory / exception inside math-verify, or an input past one of the bounds
+  below.
 
 Bounds (every call is bounded in time and memory, whatever the text):
 
@@ -38,16 +46,19 @@ sign as decoration, so both sides are compared with the percent sign stripped, a
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
+from typing import Literal
 
 from schemas.records import Verdict
 from verifiers.bounded import BoundedPool, CheckFailed, CheckTimeout
 
 MAX_SCAN_CHARS = 262_144
+UNPARSEABLE_ANSWER = "unparseable answer"
 MAX_ANSWER_CHARS = 1_000
 WORKER_MEMORY_MB = 2_048
 # Beyond this, a wrapping layer ($..$, **..**) is not peeled: real answers have two or three.
@@ -234,6 +245,7 @@ _THOUSANDS_RE = re.compile(
 _LATEX_THIN_SPACE_RE = re.compile(r"(?<=\d)(?:\{,\}|\\[,!;]|\\ )(?=\d{3}\b)")
 # What the in-process fast path decides: math-verify rounds to 6 decimals, so exact
 # comparison agrees with it only up to 6 decimals.
+_STRAY_DIGIT_ESCAPE_RE = re.compile(r"(?<!\\)\\(?=\d)")
 _PLAIN_NUMBER_RE = re.compile(r"[-+]?\d+(?:\.\d{1,6})?")
 # A long answer may still be a plain number (a 100,000-digit `\boxed{}`): cheap wrapping only.
 _LONG_NUMBER_RE = re.compile(r"[$\s]*(?P<num>[-+]?\d+(?:\.\d{1,6})?)[$.\s]*")
@@ -249,6 +261,8 @@ def _normalise_math(answer: str) -> tuple[str, bool]:
     text = ascii_digits(_strip_wrapping(_unwrap_boxed(_strip_wrapping(answer))))
     # Currency: `\$18`, `$18` (math delimiters were stripped above, so any dollar left is a sign).
     text = text.replace("\\$", "").replace("$", "").strip()
+    # No LaTeX command starts with a digit: `\15` is a stray escape of 15 (a mangled `\$15`).
+    text = _STRAY_DIGIT_ESCAPE_RE.sub("", text)
     text, percent = _split_percent(text)
     text = _DEGREE_RE.sub("", text).strip()
     for _ in range(2):  # "5\,\text{cm}^2", then a possible second unit text
@@ -291,6 +305,96 @@ def _word_answer(answer: str) -> str | None:
         return None
     text = _normalise_text(answer)
     return text if _WORD_ANSWER_RE.match(text) else None
+
+
+# ------------------------------------------------------------------- prose fallback
+
+# The prose fallback reads only the response's last sentence, so only its tail is scanned.
+_PROSE_TAIL_CHARS = 2_000
+# A sentence ends at ".", "!" or "?" before whitespace (not a decimal point), after display
+# math or at a line break; display math (`\[...\]`, `$$...$$`) is one piece, line breaks and
+# all, and a piece ending in ":" runs on into the next ("Its volume is:" + `\[ ... = 40 \]`).
+_DISPLAY_MATH_RE = re.compile(r"\\\[.*?\\\]|\$\$.*?\$\$", re.DOTALL)
+_SENTENCE_BREAK_RE = re.compile(r"(?<=[.!?])\s+|(?<=\\\])\s+|\n")
+# Openers that carry no claim of their own: "So, ...", "**Answer:** ...".
+_CONCLUSION_OPENER_RE = re.compile(
+    r"^(?:(?:so|thus|therefore|hence|finally|overall|altogether|in\s+total|in\s+conclusion|answer)"
+    r"\b[ \t]*[,:]?[ \t]*)+",
+    re.IGNORECASE,
+)
+# A sentence that opens like these announces, supposes or asks; it claims no result
+# ("Let me check 3 + 4.", "If she sells 3 more, she has 12.", "We need to find 5 + 2.").
+_NO_CLAIM_RE = re.compile(
+    r"^(?:let|let's|lets|now|next|first|to|check|verify|recheck|compute|calculate|find|determine"
+    r"|consider|suppose|assume|if|when|wait|hmm|but|note|how|what|why|is|are|do|does|can)\b"
+    r"|^(?:we|i|you)(?:'ll|'d|\s+(?:need|will|would|can|could|should|must|have\s+to|want|shall|may"
+    r"|am|are\s+going))\b",
+    re.IGNORECASE,
+)
+# A word of prose, not a LaTeX command name.
+_WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
+# A hedge makes a sentence no claim at all ("The answer might be 7.").
+_HEDGE_RE = re.compile(r"\b(?:maybe|might|perhaps|possibly|probably|guess|not\s+sure)\b", re.IGNORECASE)
+# The numbers a sentence states: a digit fraction in LaTeX, or a decimal number (thousands
+# separators allowed, optional fraction bar and percent sign). `\15`-style escapes and
+# currency signs are not part of the number.
+_STATED_NUMBER_RE = re.compile(
+    r"\\d?frac\{\s*-?\d+\s*\}\{\s*\d+\s*\}"
+    r"|(?<![\w.^_])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?(?:\s*\\?%)?(?![\w])"
+)
+# Gold answers the fallback may be compared against: a plain number or a digit fraction.
+_NUMERIC_GOLD_RE = re.compile(r"[-+]?(?:\d+(?:\.\d+)?(?:/\d+)?|\\d?frac\{\d+\}\{\d+\})")
+
+
+def _last_sentence(response: str) -> str:
+    tail = response[-_PROSE_TAIL_CHARS:]
+    tail = _DISPLAY_MATH_RE.sub(lambda math: math.group().replace("\n", " "), tail)
+    sentences: list[str] = []
+    for piece in _SENTENCE_BREAK_RE.split(tail):
+        piece = piece.strip()
+        if sentences and sentences[-1].endswith(":"):
+            sentences[-1] += " " + piece
+        elif piece:
+            sentences.append(piece)
+    return sentences[-1] if sentences else ""
+
+
+def _number_value(number: str) -> str:
+    """A stated number as a comparable key: `1,000` and `1000.0` are one number."""
+    plain = number.replace(",", "").replace(" ", "")
+    try:
+        return str(Decimal(plain).normalize())
+    except ArithmeticError:  # a fraction or LaTeX: compared as written
+        return plain
+
+
+def prose_answer(response: str, question: str | None = None) -> str | None:
+    """The number a response's last sentence asserts as its result, or None.
+
+    For responses that state their answer in words ("So, it took James 2 hours."),
+    read the way a human grader reads them: the last sentence must assert something
+    (not announce, suppose, ask or hedge: "Let me check 3 + 4." claims nothing);
+    in an equation the result is its right-hand side ("69 + 3 = 72 inches"); numbers
+    the question gives are restatements, not results ("34 hours in 4 weeks"). The
+    sentence must then name exactly one number; several leave the claim ambiguous.
+    """
+    sentence = _last_sentence(response).strip("*# \t")
+    if not sentence or sentence.endswith(("?", ":")) or _HEDGE_RE.search(sentence):
+        return None
+    claim = _CONCLUSION_OPENER_RE.sub("", sentence.replace("*", "")).strip()
+    if claim.startswith(("\\[", "$$")) or not _WORD_RE.search(claim) or _NO_CLAIM_RE.match(claim):
+        return None  # a bare display equation is working shown, not a sentence
+    result_side = claim.rsplit("=", 1)[-1]
+    stated = {_number_value(m.group()): m.group() for m in _STATED_NUMBER_RE.finditer(result_side)}
+    if len(stated) > 1 and question:
+        given = {_number_value(m.group()) for m in _STATED_NUMBER_RE.finditer(question)}
+        stated = {value: text for value, text in stated.items() if value not in given}
+    return next(iter(stated.values())) if len(stated) == 1 else None
+
+
+def _is_numeric_gold(gold: str) -> bool:
+    normalised = _prepare_math(gold)
+    return normalised is not None and _NUMERIC_GOLD_RE.fullmatch(normalised[0].replace(" ", "")) is not None
 
 
 # ------------------------------------------------------------------------- math-verify
@@ -360,7 +464,7 @@ def compare_with_math_verify(
             return "unknown", "unparseable gold answer"
         pred_parsed = _parse(pred_text) if pred_text else ()
         if not _parsed(pred_parsed):
-            return "incorrect", "unparseable answer"
+            return "incorrect", UNPARSEABLE_ANSWER
         if _equivalent(gold_parsed, pred_parsed):
             return "correct", "equivalent to gold"
         if gold_pct or pred_pct:
@@ -397,16 +501,18 @@ def _gold_answer(gold: str) -> str:
     return gold
 
 
+def _logic_label(answer: str) -> str:
+    # Judge the leading label, not an explanation after it ("True, since ...").
+    return re.split(r"[,;:(]|\s-\s|\.\s", _normalise_text(answer), maxsplit=1)[0].strip()
+
+
 def _grade_text(gold: str, predicted: str) -> GradeResult:
     if len(predicted) > MAX_ANSWER_CHARS:
         return GradeResult("unknown", predicted, f"answer too long to check ({len(predicted)} chars)")
     gold_text = _normalise_text(gold)
     if not gold_text:
         return GradeResult("unknown", predicted, "unparseable gold answer")
-    pred_text = _normalise_text(predicted)
-    # Logic labels: judge the leading label, not an explanation after it ("True, since ...").
-    pred_text = re.split(r"[,;:(]|\s-\s|\.\s", pred_text, maxsplit=1)[0].strip()
-    if pred_text == gold_text:
+    if _logic_label(predicted) == gold_text:
         return GradeResult("correct", predicted, "matches gold")
     return GradeResult("incorrect", predicted, "does not match gold")
 
@@ -442,6 +548,9 @@ def _grade_math(gold: str, predicted: str, timeout_s: float) -> GradeResult:
     return GradeResult(verdict, predicted, reason)  # type: ignore[arg-type]
 
 
+MissingAnswer = Literal["unknown", "incorrect"]
+
+
 def grade_response(
     response: str,
     gold: str | None,
@@ -449,20 +558,70 @@ def grade_response(
     finish_reason: str | None = None,
     domain: str = "math",
     timeout_s: float = 5.0,
+    question: str | None = None,
+    missing_answer: MissingAnswer = "unknown",
 ) -> GradeResult:
-    """Grade a response's final answer against the gold (see the module docstring)."""
+    """Grade a response's final answer against the gold (see the module docstring).
+
+    `question` lets the prose fallback tell the numbers a problem gives from the one a
+    response concludes; `missing_answer` is the verdict for a finished response with no
+    answer found ("incorrect" where the prompt demanded a marked answer).
+    """
     predicted = extract_final_answer(response)
+    if gold is None or not gold.strip():
+        return GradeResult("unknown", predicted, "no gold answer")
     if finish_reason == "length":
         return GradeResult("incorrect", predicted, "truncated")
+    if not response.strip():
+        return GradeResult("incorrect", None, "empty response")
+    gold_answer = _gold_answer(gold)
     if predicted is None:
         if len(response) > MAX_SCAN_CHARS:
             return GradeResult(
                 "unknown", None, f"no final answer in the last {MAX_SCAN_CHARS} of {len(response)} chars"
             )
-        return GradeResult("incorrect", None, "no final answer")
-    if gold is None or not gold.strip():
-        return GradeResult("unknown", predicted, "no gold answer")
-    gold_answer = _gold_answer(gold)
+        stated = prose_answer(response, question) if domain != "logic" and _is_numeric_gold(gold_answer) else None
+        if stated is None:
+            return GradeResult(missing_answer, None, "no final answer found")
+        result = _grade_math(gold_answer, stated, timeout_s)
+        return dataclasses.replace(result, reason=f"{result.reason} (answer read from the last sentence)")
     if domain == "logic":
         return _grade_text(gold_answer, predicted)
     return _grade_math(gold_answer, predicted, timeout_s)
+
+
+# ----------------------------------------------------------- answers to one another
+
+
+def normalised_answer(answer: str, domain: str = "math") -> str:
+    """A key under which equal-looking answers coincide (`\\$1,000.` and `1000`, `**True**` and `true`).
+
+    Equal keys mean equivalent answers; different keys may still be equivalent
+    (`1/2` and `0.5`): `answers_equivalent` decides those.
+    """
+    if domain == "logic":
+        return _logic_label(answer)
+    word = _word_answer(answer)
+    if word is not None:
+        return word
+    prepared = _prepare_math(answer)
+    if prepared is None:
+        return answer.strip()
+    text, percent = prepared
+    return text + "%" if percent else text
+
+
+def answers_equivalent(first: str, second: str, *, domain: str = "math", timeout_s: float = 5.0) -> bool | None:
+    """Whether two final answers are equivalent, by the comparison grading uses; None if undecidable.
+
+    Logic answers compare by their leading label. Otherwise the first answer takes the
+    gold's place in the comparison, and either answer failing to parse (or a timeout, or
+    an answer past the bounds) leaves it undecided.
+    """
+    if domain == "logic":
+        labels = _logic_label(first), _logic_label(second)
+        return labels[0] == labels[1] if all(labels) else None
+    result = _grade_math(first, second, timeout_s)
+    if result.verdict == "unknown" or result.reason == UNPARSEABLE_ANSWER:
+        return None
+    return result.verdict == "correct"

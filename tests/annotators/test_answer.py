@@ -37,7 +37,7 @@ def test_annotator_labels_each_item_with_provenance() -> None:
     assert labels[3].reason == "truncated"
     for label in labels:
         assert label.annotator == "answer"
-        assert label.annotator_version == "1"
+        assert label.annotator_version == AnswerAnnotator.version
         assert label.config_hash == annotator.config_hash
         assert label.run_id == "run-42"
         assert label.model is None
@@ -54,3 +54,19 @@ def test_annotator_config_changes_the_hash() -> None:
 def test_annotator_empty_batch() -> None:
     output = AnswerAnnotator().annotate([], run_id="run-0")
     assert output.outcome_labels == []
+
+
+def test_missing_answer_switch_decides_an_answerless_response() -> None:
+    items = [make_item(["3 + 4 = 7", "Let me check that again."], gold_answer="7")]
+    default = AnswerAnnotator().annotate(items, run_id="run-1").outcome_labels[0]
+    demanded = AnswerAnnotator({"missing_answer": "incorrect"}).annotate(items, run_id="run-1").outcome_labels[0]
+    assert (default.verdict, default.reason) == ("unknown", "no final answer found")
+    assert (demanded.verdict, demanded.reason) == ("incorrect", "no final answer found")
+    assert demanded.config_hash != default.config_hash
+
+
+def test_annotator_passes_the_question_to_the_prose_reading() -> None:
+    # "3 days" is given by the question, so "12 miles" is the sentence's result.
+    item = make_item(["So, she walks 12 miles in 3 days."], question="She walks for 3 days. How far?", gold_answer="12")
+    label = AnswerAnnotator().annotate([item], run_id="run-1").outcome_labels[0]
+    assert (label.verdict, label.predicted_answer) == ("correct", "12")

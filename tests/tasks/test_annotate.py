@@ -138,3 +138,33 @@ def test_siblings_are_the_other_rollouts_of_the_same_problem(tmp_path, db) -> No
     assert [item.siblings for item in plain] == [[], []]
     assert {item.rollout.rollout_id: [s.rollout_id for s in item.siblings] for item in items} == {
         "a-0": ["a-1", "a-2"], "b-2": ["b-0", "b-1"]}
+
+
+def test_majority_labels_a_problem_without_gold_through_the_annotate_task(tmp_path, db) -> None:
+    # Five rollouts of a problem with no gold (three agree), one of a problem with a gold.
+    answers = ["42", "42", r"\frac{84}{2}", "41", None]
+    rows = [
+        {"problem_id": "open", "question": "What is 6 * 7?", "response": f"6 * 7 = 42\nThe answer is \\boxed{{{a}}}"
+         if a else "I am not sure.", "model": "m", "rollout_id": f"open-{k}"}
+        for k, a in enumerate(answers)
+    ] + [{"problem_id": "graded", "question": "What is 1 + 1?", "gold_answer": "2",
+          "response": "The answer is \\boxed{2}", "model": "m", "rollout_id": "graded-0"}]
+    source = tmp_path / "rollouts.jsonl"
+    source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    import_rollouts.fn(db, str(source), "import")
+    majority = make_annotator("majority", {"min_samples": 4}, GeneratorConfig())
+    annotate_all(db, majority)
+    with Store(db) as store:
+        labels = {
+            row["rollout_id"]: (row["verdict"], row["score"], row["reason"])
+            for row in store.rows("SELECT rollout_id, verdict, score, reason FROM outcome_labels WHERE annotator = 'majority'")
+        }
+    assert labels == {
+        "open-0": ("correct", 0.6, "3 of 5 rollouts answer 42"),
+        "open-1": ("correct", 0.6, "3 of 5 rollouts answer 42"),
+        "open-2": ("correct", 0.6, "3 of 5 rollouts answer 42"),
+        "open-3": ("incorrect", 0.2, "answers 41; 3 of 5 rollouts answer 42"),
+        "open-4": ("unknown", None, "no final answer: no vote cast"),
+        "graded-0": ("unknown", None, "gold answer present: the `answer` verifier decides"),
+    }
+    assert pending_rollout_ids.fn(db, majority) == []

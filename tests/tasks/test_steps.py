@@ -45,3 +45,46 @@ def test_short_fragments_merge_into_previous_step():
 
 def test_empty_response_has_no_steps():
     assert split_steps("   \n") == []
+
+
+# A model-written solution with explicit step headings whose steps hold numbered lists
+# and LaTeX: the lists and the equations belong to their step.
+HEADED_WITH_LISTS = r"""We need the number of ways to seat the guests.
+
+Step 1: Count the arrangements without restrictions. There are two cases:
+1. The host sits at the head: $7! = 5040$ arrangements.
+2. The host sits elsewhere: $6 \cdot 7! = 30240$ arrangements.
+
+Step 2: Remove the arrangements where the twins sit together.
+1) Treat the twins as one block: $\binom{7}{1} \cdot 6! \cdot 2 = 10080$.
+2) Subtract: $35280 - 10080 = 25200$.
+3) Check the block count:
+   1. blocks of size 2: $7$
+   2. orders inside a block: $2$
+
+Step 3: Therefore the answer is $\boxed{25200}$."""
+
+
+def test_step_headings_are_the_only_markers_when_present():
+    steps = split_steps(HEADED_WITH_LISTS)
+    assert [step.split("\n")[0] for step in steps] == [
+        "We need the number of ways to seat the guests.",
+        "Step 1: Count the arrangements without restrictions. There are two cases:",
+        "Step 2: Remove the arrangements where the twins sit together.",
+        r"Step 3: Therefore the answer is $\boxed{25200}$.",
+    ]
+    assert "2. The host sits elsewhere: $6 \\cdot 7! = 30240$ arrangements." in steps[1]
+    assert steps[2].endswith("2. orders inside a block: $2$")
+    assert split_steps(HEADED_WITH_LISTS, StepSplitConfig(mode="numbered")) == steps
+
+
+def test_steps_keep_the_text_and_drop_only_whitespace():
+    for text in (HEADED_WITH_LISTS, "1. a = 1\n\n2. b = 2\nso 3", "x\n\n\ny\n  z  \n"):
+        for mode in ("auto", "lines", "paragraphs", "numbered"):
+            steps = split_steps(text, StepSplitConfig(mode=mode))
+            assert "".join("".join(steps).split()) == "".join(text.split()), mode
+
+
+def test_one_heading_does_not_turn_list_items_into_steps():
+    text = "Step 1: list the cases\n1. a = 1\n2. b = 2\n\nSo a + b = 3."
+    assert split_steps(text) == ["Step 1: list the cases\n1. a = 1\n2. b = 2", "So a + b = 3."]

@@ -172,7 +172,8 @@ LOGIC_CASES = [
     (r"\boxed{\text{True}}", "Uncertain", "incorrect"),
     ("Answer: Uncertain", "False", "incorrect"),
     ("Answer: Not true", "True", "incorrect"),
-    ("It is true that cats are mammals.", "True", "incorrect"),  # no final answer
+    # No final answer, and the prose fallback reads numbers only: the checker cannot tell.
+    ("It is true that cats are mammals.", "True", "unknown"),
 ]
 
 
@@ -192,9 +193,27 @@ def test_truncated_response_is_incorrect_even_with_a_right_boxed_answer() -> Non
     assert finished.verdict == "correct"
 
 
-def test_no_final_answer_is_incorrect_not_unknown() -> None:
-    result = grade_response("Let me think... 72 maybe", "72")
-    assert result == GradeResult("incorrect", None, "no final answer")
+def test_finished_response_with_no_answer_is_unknown_unless_the_format_was_demanded() -> None:
+    response = "Let me think... 72 maybe"
+    assert grade_response(response, "72") == GradeResult("unknown", None, "no final answer found")
+    demanded = grade_response(response, "72", missing_answer="incorrect")
+    assert demanded == GradeResult("incorrect", None, "no final answer found")
+
+
+@pytest.mark.parametrize("response", ["", "  \n\n "])
+def test_empty_response_is_incorrect(response: str) -> None:
+    assert grade_response(response, "72") == GradeResult("incorrect", None, "empty response")
+
+
+@pytest.mark.parametrize(
+    ("response", "finish_reason"),
+    [(r"\boxed{72}", "stop"), (r"\boxed{72}", "length"), ("", "stop"), ("So she has 8 left.", "stop"), ("Let me", "length")],
+)
+def test_without_gold_every_response_is_unknown(response: str, finish_reason: str) -> None:
+    for gold in (None, ""):
+        result = grade_response(response, gold, finish_reason=finish_reason, missing_answer="incorrect")
+        assert result.verdict == "unknown"
+        assert result.reason == "no gold answer"
 
 
 @pytest.mark.parametrize("gold", [None, "", "   "])
@@ -261,6 +280,142 @@ def test_grade_result_is_immutable() -> None:
         result.verdict = "incorrect"  # type: ignore[misc]
 
 
+# --------------------------------------------------------------- answers stated in prose
+
+# Last sentences of real solutions from ProcessBench's GSM8K split that the human
+# annotators mark as right, with their gold answers; (question, last sentence, gold).
+PROSE_ANSWERS_OF_RIGHT_SOLUTIONS = [
+    ("How long did it take James to walk to the store?", "So, it took James 2 hours to walk to the store.", "2"),
+    ("How much money does Raymond have left?", "So, after all his transactions, Raymond has $8 left.", "8"),
+    ("How many legs do the tables have?", "Therefore, the restaurant's tables have a total of 310 legs.", "310"),
+    ("How far east is Elvis?", "Elvis is 54 miles east of his house after completing his journey.", "54"),
+    ("What will it cost?", r"Therefore, the total cost for Angela's installations will be \$324.", "324"),
+    ("How many tomatoes?", "Therefore, Freda used **12 tomatoes** to make her batch of tomato sauce.", "12"),
+    ("How much will he make?", r"Thus, Charlie will make a total of \(\$440\) for the day.", "440"),
+    ("How tall is the fourth child?", r"The fourth child is \(69 + 3 = 72\) inches tall.", "72"),
+    (
+        "What is the volume of Timothy's locker?",
+        "Therefore, Timothy's locker is:\n"
+        r"\[ \text{Volume of Timothy's locker} = 20 \times 2 = 40 \text{ cubic inches} \]",
+        "40",
+    ),
+    (
+        "Charisma meditates and does yoga every day for 4 weeks. How many hours in total?",
+        r"\[14 \text{ hours (meditation)} + 20 \text{ hours (yoga)} = 34 \text{ hours}\] "
+        "So, Charisma spends a total of 34 hours on meditation and yoga practice in 4 weeks.",
+        "34",
+    ),
+    (
+        "How much change did Verna receive?",
+        "Therefore, Verna received $7.00 in change. **Answer:** Verna received $7.00 in change.",
+        "7",
+    ),
+]
+
+
+@pytest.mark.parametrize(("question", "last_sentence", "gold"), PROSE_ANSWERS_OF_RIGHT_SOLUTIONS)
+def test_answer_stated_in_prose_is_read(question: str, last_sentence: str, gold: str) -> None:
+    response = "Step 1: 3 + 4 = 7\n\n" + last_sentence
+    right = grade_response(response, gold, question=question)
+    assert right.verdict == "correct", right
+    assert right.reason == "equivalent to gold (answer read from the last sentence)"
+    # The same sentence against another gold is a decided wrong answer, not a lucky match.
+    wrong = grade_response(response, str(int(gold) + 1), question=question)
+    assert wrong.verdict == "incorrect", wrong
+
+
+def test_escaped_boxed_number_is_read() -> None:
+    # ProcessBench GSM8K: "The final answer is: \boxed{\15}" for a gold 15 (a mangled `\$15`).
+    response = r"Therefore, Annika has $15 left. The final answer is: \boxed{\15}"
+    assert grade_response(response, "15").verdict == "correct"
+    assert grade_response(response, "16").verdict == "incorrect"
+
+
+@pytest.mark.parametrize(
+    "last_sentence",
+    [
+        "Let me check 3 + 4.",  # announces work, claims nothing
+        "So, let's compute 5 + 2.",
+        "We need to find 5 + 2.",
+        "If she sells 3 more, she has 12.",  # a supposition
+        "The answer might be 7.",  # a hedge
+        "Is the total 7?",  # a question
+        "The total number of apples is:",  # the result never came
+        "So she has 7 apples on Monday and 8 on Tuesday.",  # two results: ambiguous
+        r"\[ 3 + 4 = 7 \]",  # working shown, not a sentence
+        "That is how we solve it.",  # no number at all
+    ],
+)
+def test_prose_without_an_asserted_result_is_no_answer(last_sentence: str) -> None:
+    response = "Tom has 3 apples and buys 4 more.\n\n" + last_sentence
+    result = grade_response(response, "7", question="Tom has 3 apples and buys 4 more. How many?")
+    assert result == GradeResult("unknown", None, "no final answer found")
+
+
+def test_numbers_given_by_the_question_are_not_the_result() -> None:
+    response = "So, she walks 12 miles in 3 days."
+    assert grade_response(response, "12", question="She walks for 3 days. How far?").verdict == "correct"
+    # Without the question, 12 and 3 are two candidates: no claim to grade.
+    assert grade_response(response, "12").verdict == "unknown"
+
+
+def test_prose_is_read_only_against_a_numeric_gold() -> None:
+    # "length 2" is no claim about an interval; a careful grader would not read one.
+    result = grade_response("So the interval has length 2.", "(1,3]")
+    assert result == GradeResult("unknown", None, "no final answer found")
+    assert grade_response("So the probability is 1/2.", r"\frac{1}{2}").verdict == "correct"
+
+
+def test_marked_answer_wins_over_prose() -> None:
+    response = "So she has 8 apples left.\nThe answer is 9."
+    assert grade_response(response, "8").verdict == "incorrect"
+
+
+@pytest.mark.parametrize(
+    ("last_sentence", "expected"),
+    [
+        ("So, it took James 2 hours.", "2"),
+        ("Therefore she has $15 left.", "15"),
+        ("The total is 42.", "42"),
+        ("The total is 1,250 dollars.", "1,250"),
+        ("So the answer is about 12.5% of the total.", "12.5%"),
+        ("Let me check 3 + 4.", None),
+        ("", None),
+    ],
+)
+def test_prose_answer(last_sentence: str, expected: str | None) -> None:
+    assert answers.prose_answer("Some working.\n" + last_sentence) == expected
+
+
+# ----------------------------------------------------------- answers to one another
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "domain", "expected"),
+    [
+        ("1/2", "0.5", "math", True),
+        (r"\frac{1}{2}", "0.5", "math", True),
+        ("0.5", r"\frac{1}{2}", "math", True),
+        (r"\$1,000", "1000", "math", True),
+        (r"\frac{1}{2}", "0.6", "math", False),
+        ("Sunday", r"\text{sunday}", "math", True),
+        ("Sunday", "Monday", "math", False),
+        ("True, since every cat is a mammal", "true", "logic", True),
+        ("True", "False", "logic", False),
+        ("???", "7", "math", None),
+        ("7", "???", "math", None),
+    ],
+)
+def test_answers_equivalent(first: str, second: str, domain: str, expected: bool | None) -> None:
+    assert answers.answers_equivalent(first, second, domain=domain) is expected
+
+
+def test_normalised_answer_merges_only_what_looks_alike() -> None:
+    assert answers.normalised_answer(r"\$1,000.") == answers.normalised_answer("1000")
+    assert answers.normalised_answer("**True**", "logic") == answers.normalised_answer("true", "logic")
+    # Equivalent but written differently: the key differs, math-verify decides.
+    assert answers.normalised_answer("1/2") != answers.normalised_answer("0.5")
+    assert answers.normalised_answer("25%") != answers.normalised_answer("25")
 
 
 # -------------------------------------------------------------------------- bounds
