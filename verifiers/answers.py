@@ -12,17 +12,18 @@ claim about the response, so the checker claims only what it saw:
 * "unknown" whenever there is no gold answer, whatever the response (even truncated):
   without a gold nothing about correctness is decided.
 * "incorrect": a truncated response (finish_reason == "length"), even with a boxed
-  answer; an empty response; an answer math-verify cannot parse; an answer not
-  equivalent to the gold.
+  answer; an empty response; an answer not equivalent to the gold.
 * A finished response with no answer marker is read the way a human grader reads it:
   when the gold is a number, the number its last sentence asserts as the result
   ("So, it took James 2 hours.") is graded (`prose_answer`). When there is none (the
   last sentence announces, asks, hedges or names several numbers), the answer is
   missing: "unknown" ("no final answer found"), or "incorrect" for callers whose
   prompt demanded a marked answer (`missing_answer="incorrect"`).
-* "unknown" also when the checker cannot decide: a gold that cannot be parsed, a
-  timeout / memory / exception inside math-verify, or an input past one of the bounds
-  below.
+* "unknown" also when the checker cannot decide: a gold or an answer that cannot be
+  parsed (prose math-verify cannot read is no wrong answer), an answer in words that
+  names several numbers, none of them the one-number gold ("4 blue and 6 red boxes" for
+  10: whether their sum answers is a judgement, not a check), a timeout / memory / exception
+  inside math-verify, or an input past one of the bounds below.
 
 Bounds (every call is bounded in time and memory, whatever the text):
 
@@ -392,6 +393,20 @@ def prose_answer(response: str, question: str | None = None) -> str | None:
     return next(iter(stated.values())) if len(stated) == 1 else None
 
 
+_MIXED_NUMBER_RE = re.compile(r"\d+\s*(?:\\text\s*\{\s*and\s*\}|and)\s*(?:\d+\s*/\s*\d+|\\d?frac\{\d+\}\{\d+\})")
+
+
+def _names_several_numbers(answer: str, besides: str) -> bool:
+    """Words naming more than one number ("4 blue and 6 red shoe boxes"), none of them `besides`.
+
+    Whether such a list answers a one-number question (its sum? one of them?) is a judgement,
+    not a check. A list that includes the gold is graded as usual: it hedges ("3 and 4" for 3).
+    """
+    answer = _MIXED_NUMBER_RE.sub("mixed", answer)  # "1 and 1/3" is one number
+    numbers = {_number_value(m.group()) for m in _STATED_NUMBER_RE.finditer(answer)}
+    return len(numbers) > 1 and _number_value(besides) not in numbers and _WORD_RE.search(answer) is not None
+
+
 def _is_numeric_gold(gold: str) -> bool:
     normalised = _prepare_math(gold)
     return normalised is not None and _NUMERIC_GOLD_RE.fullmatch(normalised[0].replace(" ", "")) is not None
@@ -464,7 +479,7 @@ def compare_with_math_verify(
             return "unknown", "unparseable gold answer"
         pred_parsed = _parse(pred_text) if pred_text else ()
         if not _parsed(pred_parsed):
-            return "incorrect", UNPARSEABLE_ANSWER
+            return "unknown", UNPARSEABLE_ANSWER
         if _equivalent(gold_parsed, pred_parsed):
             return "correct", "equivalent to gold"
         if gold_pct or pred_pct:
@@ -535,6 +550,8 @@ def _grade_math(gold: str, predicted: str, timeout_s: float) -> GradeResult:
         if same:
             return GradeResult("correct", predicted, "equivalent to gold")
         return GradeResult("incorrect", predicted, "not equivalent to gold")
+    if _is_numeric_gold(gold) and _names_several_numbers(predicted, besides=gold_norm[0]):
+        return GradeResult("unknown", predicted, "the answer names several numbers, none of them the gold")
     if max(len(gold_norm[0]), len(pred_norm[0])) > MAX_ANSWER_CHARS:
         return GradeResult("unknown", predicted, "answer too long to check")
     try:
@@ -622,6 +639,4 @@ def answers_equivalent(first: str, second: str, *, domain: str = "math", timeout
         labels = _logic_label(first), _logic_label(second)
         return labels[0] == labels[1] if all(labels) else None
     result = _grade_math(first, second, timeout_s)
-    if result.verdict == "unknown" or result.reason == UNPARSEABLE_ANSWER:
-        return None
-    return result.verdict == "correct"
+    return None if result.verdict == "unknown" else result.verdict == "correct"

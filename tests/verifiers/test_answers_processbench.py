@@ -14,12 +14,12 @@ import pytest
 
 from verifiers.answers import grade_response
 
-# Measured when these floors were set: 387 of 390 decided verdicts agree, 10 unknown.
-# The 3 disagreements: two solutions whose answer equals the gold but that the humans
-# mark wrong (gsm8k-70, gsm8k-74), and one boxing "4 blue and 6 red shoe boxes" for a
-# gold total of 10 (gsm8k-319).
-MAX_WRONG_CLAIMS = 3
-MIN_DECIDED = 385
+# Measured when these floors were set: 387 of 389 decided verdicts agree, 11 unknown (10 the
+# humans mark wrong; gsm8k-319, boxing "4 blue and 6 red shoe boxes" for a gold total of 10,
+# which they accept). The 2 disagreements are solutions whose boxed answer equals the GSM8K
+# gold but that ProcessBench marks wrong (gsm8k-70, gsm8k-74).
+MAX_WRONG_CLAIMS = 2
+MIN_DECIDED = 387
 
 
 def _processbench() -> Path | None:
@@ -72,7 +72,7 @@ def test_answerless_solutions_are_the_wrong_ones_on_processbench_gsm8k() -> None
     # counting a missing answer as incorrect (a prompt demanding a format) agrees.
     outcomes = _outcomes(*_records(), missing_answer="incorrect")
     print(f"answer (missing_answer=incorrect) on ProcessBench GSM8K: {_agree(outcomes)} of 400 agree")
-    assert _agree(outcomes) >= 400 - MAX_WRONG_CLAIMS
+    assert _agree(outcomes) >= 400 - MAX_WRONG_CLAIMS - 1  # gsm8k-319 stays unknown
 
 
 def test_no_gold_answer_means_no_claim() -> None:
