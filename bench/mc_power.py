@@ -50,6 +50,20 @@ SIGNIFICANCE = 0.05
 BASELINE_K = 4
 REAL_K = 4
 REAL_MAX_TOKENS = 256
+FINDINGS = """## Reading
+
+- The power test trades recall for precision where the completer is weak or k small: a completer
+  that rarely solves the problem cannot tell a bad prefix from bad luck, so its zero-success
+  `incorrect` labels (old rule) are mostly wrong, and the new rule leaves them `unknown`.
+- Where k failures are already unlikely for a good prefix (strong completer, large k) both rules
+  give the same labels: the test costs nothing there.
+- With k = 1 a step is refuted only when the measured p >= 0.95; a 4-sample probe that happens to
+  succeed 4/4 is taken at face value (p is a point estimate), which explains the few wrong
+  `incorrect` labels left at low p_good.
+- The probe adds at most `baseline_k` completions per problem with a candidate `incorrect`.
+- On GSM8K few solutions reach the right answer through a wrong step, so outcome-implied `correct`
+  labels are precise here; the gap is larger on MATH / OlympiadBench / Omni-MATH (issue 16).
+"""
 REPORT = Path(__file__).parent / "reports" / "mc_power.md"
 CHART = REPORT.with_suffix(".png")
 
@@ -226,7 +240,7 @@ def report(rows: list[dict], items, labels, real: dict | None, seconds: float, c
             f"{r['incorrect_labels']} | {_cell(r['incorrect_recall'])} | {_cell(r['correct_precision'])} | "
             f"{_cell(r['correct_precision_direct'])} | {r['outcome_implied_correct']} | {_cell(r['coverage'])} | "
             f"{_cell(r['f1'])} | {r['completions'] / len(items):.1f} |")
-    lines += ["", "![chart](mc_power.png)", ""]
+    lines += ["", "![chart](mc_power.png)", "", FINDINGS]
     if real is not None:
         lines += [
             f"## The packaged model (`{DEFAULT_MODEL}`), one point",
