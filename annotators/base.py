@@ -157,9 +157,11 @@ class Annotator(ABC):
         *,
         score: float | None = None,
         reason: str | None = None,
+        outcome_implied: bool = False,
     ) -> StepLabel:
         return StepLabel(
-            **self._provenance(item, run_id), step_index=step_index, verdict=verdict, score=score, reason=reason
+            **self._provenance(item, run_id), step_index=step_index, verdict=verdict, score=score, reason=reason,
+            outcome_implied=outcome_implied,
         )
 
     def outcome_label(

@@ -6,11 +6,22 @@ k sampled continuations reach the gold answer? Continuations that cannot be grad
 estimate, and an estimate with none graded is unknown, never a failure. Every query of a batch goes to
 the engine in one call, so vLLM schedules them together and its prefix cache
 shares the common prompt and steps.
+
+A prefix none of whose k graded continuations succeeds is only a candidate `incorrect`
+(`judge_failed_prefixes`): zero successes is evidence against a step only when the completer
+can reach the gold answer on the problem at all, and when k failures are unlikely for a
+good prefix. The completer's success rate p on the problem is measured from the empty
+prefix: its own stored rollouts of the problem (same model) plus, where that could change a
+verdict, one probe of `baseline_k` completions of the bare question per problem. With no
+success anywhere (no earlier prefix, no rollout, no probe) the verdict is `unknown`: no
+evidence against any step. Else `incorrect` only if (1 - p)^k_graded <= `significance`,
+else `unknown` with the numbers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections import defaultdict
 from typing import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +31,7 @@ from annotators.base import AnnotationInput
 from generators.base import PROMPT_TOO_LONG, Completion, Generator
 from generators.prompts import solution_request
 from schemas.config import GeneratorConfig, SamplingConfig
+from schemas.records import Rollout, Verdict
 
 
 class CompletionOptions(BaseModel):
@@ -34,6 +46,18 @@ class CompletionOptions(BaseModel):
     temperature: float = Field(default=0.8, ge=0.0, le=5.0)
     max_tokens: int = Field(default=256, ge=1, le=32768)
     seed: int = 0
+    baseline_k: int = Field(
+        default=4, ge=0, le=256,
+        description="Completions of the bare question (the empty prefix), sampled once per problem that has a "
+        "candidate `incorrect` and only where they could change its verdict, to measure the completer's "
+        "success rate p on the problem (with its stored rollouts of the problem); 0: rollouts only.",
+    )
+    significance: float = Field(
+        default=0.05, gt=0.0, le=1.0,
+        description="A prefix none of whose k graded completions reaches the gold answer is `incorrect` only "
+        "when that is this unlikely for a good prefix: (1 - p)^k <= significance, p the completer's measured "
+        "success rate on the problem; else `unknown` (the completer is too weak to tell).",
+    )
 
     def sampling(self, n: int | None = None, round_index: int = 0) -> SamplingConfig:
         """Sampling for one round; a later round (a retry) draws with a new seed, so on a
@@ -133,11 +157,104 @@ def estimate_prefixes(
     ]
 
 
-def outcome_of(item: AnnotationInput) -> GradeResult:
-    """The rollout's own graded outcome: the free sample from its last prefix."""
+def outcome_of(item: AnnotationInput, rollout: Rollout | None = None) -> GradeResult:
+    """A rollout's graded outcome (default: the item's own, the free sample from its last prefix)."""
+    rollout = rollout or item.rollout
     return grade_response(
-        item.rollout.response,
+        rollout.response,
         item.problem.gold_answer,
-        finish_reason=item.rollout.finish_reason,
+        finish_reason=rollout.finish_reason,
         domain=item.problem.domain,
     )
+
+
+# ------------------------------------------------------------ is a failed prefix evidence?
+
+PROBE_ROUND = 2  # rounds 0 and 1 are the prefix samples and mc_binary's rest of k
+NEVER_REACHED = "the completer never reached the gold answer on this problem: no evidence against any step"
+
+
+@dataclass(frozen=True)
+class FailedPrefix:
+    """A prefix none of whose graded continuations reached the gold answer: a candidate `incorrect`."""
+
+    item: AnnotationInput
+    step_index: int
+    found: Estimate
+    reached_before: bool  # an earlier prefix of the same rollout did reach the gold answer
+
+
+def failed_prefix_verdict(failed: FailedPrefix, rate: Estimate, significance: float) -> tuple[Verdict, str]:
+    """`incorrect` when the completer can reach the gold on the problem and failing every graded
+    continuation is unlikely (<= significance) for a prefix as good as the empty one, else `unknown`."""
+    if not (failed.reached_before or rate.successes):
+        return "unknown", NEVER_REACHED
+    p = rate.value or 0.0
+    chance = (1 - p) ** failed.found.graded
+    numbers = (
+        f"0/{failed.found.graded} graded completions reach the gold answer; the completer reaches it from the "
+        f"question in {rate.successes}/{rate.graded} (p = {p:.2f}), so a good prefix fails all "
+        f"{failed.found.graded} with probability {chance:.3f}"
+    )
+    if chance <= significance:
+        return "incorrect", numbers
+    return "unknown", f"{numbers} > {significance}: too weak a completer to tell"
+
+
+def same_model_rate(failed: Sequence[FailedPrefix], model: str | None) -> Estimate:
+    """How often the completer's own stored rollouts of the problem (item and siblings) reach the gold."""
+    rollouts = {r.rollout_id: r for f in failed for r in (f.item.rollout, *f.item.siblings) if r.model == model}
+    grades = [outcome_of(failed[0].item, r).verdict for r in rollouts.values()]
+    graded = [g for g in grades if g != "unknown"]
+    return Estimate(graded.count("correct"), len(graded), 0)
+
+
+def _probe_can_change_a_verdict(failed: Sequence[FailedPrefix], rate: Estimate, options: CompletionOptions) -> bool:
+    """Whether `baseline_k` more samples of the question, all failing or all succeeding, give different verdicts."""
+    worst = rate.plus(Estimate(0, options.baseline_k, 0))
+    best = rate.plus(Estimate(options.baseline_k, options.baseline_k, 0))
+    return any(
+        failed_prefix_verdict(f, worst, options.significance)[0] != failed_prefix_verdict(f, best, options.significance)[0]
+        for f in failed
+    )
+
+
+@dataclass
+class FailedPrefixVerdicts:
+    verdicts: dict[tuple[str, int], tuple[Verdict, str]]  # (rollout_id, step_index) -> verdict, reason
+    spent: dict[str, int]  # probe completions, charged to the first rollout of each probed problem
+
+
+def judge_failed_prefixes(
+    generator: Generator,
+    failed: Sequence[FailedPrefix],
+    options: CompletionOptions,
+    model: str | None,
+    sampled: dict[str, Estimate] | None = None,
+) -> FailedPrefixVerdicts:
+    """Verdicts on candidate `incorrect` prefixes, with one empty-prefix probe per problem where it
+    could change one (all probes in one engine call). `sampled`: empty-prefix estimates per problem
+    already made by the caller (pav values the empty prefix), pooled into the measured rate."""
+    by_problem: dict[str, list[FailedPrefix]] = defaultdict(list)
+    for f in failed:
+        by_problem[f.item.problem.problem_id].append(f)
+    rates = {
+        pid: same_model_rate(group, model).plus((sampled or {}).get(pid, Estimate(0, 0, 0)))
+        for pid, group in by_problem.items()
+    }
+    probed = sorted(
+        pid for pid, group in by_problem.items()
+        if options.baseline_k and _probe_can_change_a_verdict(group, rates[pid], options)
+    )
+    queries = [PrefixQuery(by_problem[pid][0].item, -1) for pid in probed]
+    # A round of its own: a seeded backend must not replay pav's own samples of the empty prefix.
+    probes = estimate_prefixes(generator, queries, options, n=options.baseline_k, round_index=PROBE_ROUND)
+    spent: dict[str, int] = defaultdict(int)
+    for query, probe in zip(queries, probes, strict=True):
+        rates[query.item.problem.problem_id] = rates[query.item.problem.problem_id].plus(probe)
+        spent[query.item.rollout.rollout_id] += probe.sampled
+    verdicts = {
+        (f.item.rollout.rollout_id, f.step_index): failed_prefix_verdict(f, rates[pid], options.significance)
+        for pid, group in by_problem.items() for f in group
+    }
+    return FailedPrefixVerdicts(verdicts, dict(spent))

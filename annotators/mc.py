@@ -1,11 +1,20 @@
-"""Monte Carlo step estimation (Math-Shepherd).
+"""Monte Carlo step estimation (Math-Shepherd), with a power test on its refutations.
 
 For every step prefix, sample k continuations with the completer and grade them
 against the gold answer. The soft label is the fraction of graded continuations
 that reach it; the hard label is correct when any does. The last prefix is the
-whole rollout, so its value is the rollout's own outcome and costs no sampling.
-A prefix none of whose continuations could be graded (undecidable answers, a
-prefix too long for the completer's context) is `unknown`, never a failure.
+whole rollout, so its value is the rollout's own outcome and costs no sampling; when
+that outcome is correct the last step's `correct` rests only on it ("it reaches the
+gold", Math-Shepherd's good prefix, not evidence that the step is right) and is marked
+`outcome_implied`.
+
+A prefix none of whose graded continuations succeeds is `incorrect` only when that is
+evidence (annotators/completions.py, `judge_failed_prefixes`): the completer reached the
+gold on this problem somewhere (an earlier prefix, its own rollouts of the problem, an
+empty-prefix probe), and (1 - p)^k <= `significance` for its measured rate p from the
+question; otherwise `unknown` with the reason. A prefix none of whose continuations
+could be graded (undecidable answers, a prefix too long for the completer's context) is
+`unknown`, never a failure.
 """
 
 from __future__ import annotations
@@ -13,14 +22,24 @@ from __future__ import annotations
 from typing import ClassVar, Sequence
 
 from annotators.base import AnnotationInput, AnnotationOutput, Evidence, LLMAnnotator
-from annotators.completions import CompletionOptions, Estimate, PrefixQuery, estimate_prefixes, outcome_of
+from annotators.completions import (
+    CompletionOptions,
+    Estimate,
+    FailedPrefix,
+    PrefixQuery,
+    estimate_prefixes,
+    judge_failed_prefixes,
+    outcome_of,
+)
+from schemas.records import StepLabel
 
 
 class MonteCarloAnnotator(LLMAnnotator):
     name: ClassVar[str] = "mc"
-    version: ClassVar[str] = "2"
+    version: ClassVar[str] = "3"
     evidence: ClassVar[Evidence] = Evidence(confirms_steps=True, refutes_steps=True, score="probability")
     Config: ClassVar[type[CompletionOptions]] = CompletionOptions
+    reads_siblings: ClassVar[bool] = True  # the completer's own rollouts of a problem measure its success rate
 
     def estimates(self, items: Sequence[AnnotationInput]) -> dict[tuple[str, int], Estimate]:
         """An estimate for every non-final step prefix of every gradable item, in one engine call."""
@@ -29,8 +48,22 @@ class MonteCarloAnnotator(LLMAnnotator):
         found = estimate_prefixes(self.load_generator(), queries, self.config) if queries else []
         return {(q.item.rollout.rollout_id, q.step_index): e for q, e in zip(queries, found, strict=True)}
 
+    def failed_prefixes(self, items: Sequence[AnnotationInput], estimates: dict[tuple[str, int], Estimate]):
+        """Every estimated prefix with graded continuations and no success, in step order."""
+        for item in items:
+            reached = False
+            for i in range(len(item.steps) - 1):
+                found = estimates.get((item.rollout.rollout_id, i))
+                if found is None or found.value is None:
+                    continue
+                if found.successes == 0:
+                    yield FailedPrefix(item, i, found, reached_before=reached)
+                reached = reached or found.successes > 0
+
     def annotate(self, items: Sequence[AnnotationInput], run_id: str) -> AnnotationOutput:
         estimates = self.estimates(items)
+        failed = list(self.failed_prefixes(items, estimates))
+        judged = judge_failed_prefixes(self.load_generator(), failed, self.config, self.model) if failed else None
         output = AnnotationOutput()
         for item in items:
             rid = item.rollout.rollout_id
@@ -44,24 +77,27 @@ class MonteCarloAnnotator(LLMAnnotator):
                 found = estimates[(rid, i)]
                 if found.value is None:
                     output.step_labels.append(self.step_label(item, i, "unknown", run_id, reason=found.reason))
-                    continue
-                output.step_labels.append(
-                    self.step_label(
-                        item, i, "correct" if found.successes else "incorrect", run_id, score=found.value,
-                        reason=f"{found.successes}/{found.graded} graded completions reach the gold answer",
-                    )
-                )
+                elif found.successes:
+                    output.step_labels.append(self.step_label(
+                        item, i, "correct", run_id, score=found.value,
+                        reason=f"{found.successes}/{found.graded} graded completions reach the gold answer"))
+                else:
+                    verdict, reason = judged.verdicts[(rid, i)]
+                    output.step_labels.append(self.step_label(item, i, verdict, run_id, score=found.value, reason=reason))
             if item.steps:
                 output.step_labels.append(self.final_step_label(item, run_id))
             spent = sum(estimates[(rid, i)].sampled for i in range(len(item.steps) - 1))
-            output.costs.append(self.cost(item, spent, run_id))
+            probes = judged.spent.get(rid, 0) if judged else 0
+            output.costs.append(self.cost(item, spent + probes, run_id))
         return output
 
-    def final_step_label(self, item: AnnotationInput, run_id: str):
+    def final_step_label(self, item: AnnotationInput, run_id: str) -> StepLabel:
         grade = outcome_of(item)
         last = len(item.steps) - 1
         if grade.verdict == "unknown":
             return self.step_label(item, last, "unknown", run_id, reason=f"final step: outcome unknown ({grade.reason})")
-        value = 1.0 if grade.verdict == "correct" else 0.0
-        return self.step_label(item, last, grade.verdict, run_id, score=value,
-                               reason=f"final step: the rollout's own outcome ({grade.reason})")
+        if grade.verdict == "correct":
+            return self.step_label(item, last, "correct", run_id, score=1.0, outcome_implied=True,
+                                   reason=f"final step: only the rollout's own outcome reaches the gold ({grade.reason})")
+        return self.step_label(item, last, "incorrect", run_id, score=0.0,
+                               reason=f"final step: the rollout's own outcome is wrong ({grade.reason})")

@@ -2,7 +2,9 @@
 
 A prefix is good when any of k continuations reaches the gold answer. A rollout
 whose own answer is correct has only good prefixes (it is itself a successful
-continuation of each) and costs nothing. For a wrong rollout the last prefix is
+continuation of each) and costs nothing; those `correct` labels rest only on the
+rollout's own outcome (Math-Shepherd's good prefix: a solution can reach the right
+answer through a wrong step) and are marked `outcome_implied`. For a wrong rollout the last prefix is
 bad, so a binary search over prefixes finds the first bad one in about
 log2(steps) queries instead of one per step. All rollouts of a batch advance one
 search round at a time, each round a single engine call.
@@ -10,6 +12,14 @@ search round at a time, each round a single engine call.
 A prefix is good as soon as one continuation succeeds, so each query first
 samples `first_wave` continuations and only samples the rest of the k (with a
 new seed) when none of those succeeded: good prefixes usually cost 1, bad ones k.
+
+The search navigates on zero-success probes, but its final claim is tested
+(annotators/completions.py, `judge_failed_prefixes`): the step found is `incorrect`
+only when the completer reached the gold on this problem somewhere (an earlier
+probe, its own rollouts of the problem, an empty-prefix probe) and (1 - p)^k <=
+`significance` for its measured rate p from the question. Otherwise the steps from
+that one on are `unknown` with the reason. When the search ends on the last step
+(every earlier probe it made succeeded), the rollout's own wrong outcome refutes it.
 
 Labels: steps before the first error are correct, the first error is incorrect,
 later steps get no label (as in OmegaPRM). A rollout whose outcome is unknown
@@ -25,7 +35,16 @@ from typing import ClassVar, Sequence
 from pydantic import Field
 
 from annotators.base import AnnotationInput, AnnotationOutput, Evidence, LLMAnnotator
-from annotators.completions import CompletionOptions, Estimate, PrefixQuery, estimate_prefixes, outcome_of
+from annotators.completions import (
+    CompletionOptions,
+    Estimate,
+    FailedPrefix,
+    FailedPrefixVerdicts,
+    PrefixQuery,
+    estimate_prefixes,
+    judge_failed_prefixes,
+    outcome_of,
+)
 
 
 class BinarySearchOptions(CompletionOptions):
@@ -38,7 +57,7 @@ class _Search:
     def __init__(self, item: AnnotationInput) -> None:
         self.item = item
         self.lo, self.hi = 0, len(item.steps) - 1
-        self.values: dict[int, float] = {self.hi: 0.0}
+        self.estimates: dict[int, Estimate] = {}
         self.spent = 0
         self.stuck: str | None = None  # why the search stopped before finding the error
 
@@ -49,12 +68,25 @@ class _Search:
     def probe(self) -> PrefixQuery:
         return PrefixQuery(self.item, (self.lo + self.hi) // 2)
 
+    @property
+    def candidate(self) -> FailedPrefix | None:
+        """The first error found by a failed probe (None: stuck, or it is the last step itself)."""
+        if self.stuck is not None or self.lo not in self.estimates:
+            return None
+        # lo > 0 only after a probe before it succeeded
+        return FailedPrefix(self.item, self.lo, self.estimates[self.lo], reached_before=self.lo > 0)
+
+    def score(self, step_index: int) -> float | None:
+        if step_index in self.estimates:
+            return self.estimates[step_index].value
+        return 0.0 if step_index == len(self.item.steps) - 1 else None  # the wrong rollout itself
+
     def record(self, step_index: int, found: Estimate) -> None:
         self.spent += found.sampled
         if found.value is None:
             self.stuck = f"prefix through step {step_index}: {found.reason}"
             return
-        self.values[step_index] = found.value
+        self.estimates[step_index] = found
         if found.successes:
             self.lo = step_index + 1
         else:
@@ -63,9 +95,10 @@ class _Search:
 
 class BinarySearchMCAnnotator(LLMAnnotator):
     name: ClassVar[str] = "mc_binary"
-    version: ClassVar[str] = "2"
+    version: ClassVar[str] = "3"
     evidence: ClassVar[Evidence] = Evidence(confirms_steps=True, refutes_steps=True, score="probability")
     Config: ClassVar[type[BinarySearchOptions]] = BinarySearchOptions
+    reads_siblings: ClassVar[bool] = True  # the completer's own rollouts of a problem measure its success rate
 
     def search(self, items: Sequence[AnnotationInput]) -> dict[str, _Search]:
         """Binary searches of every wrong rollout, advanced together one round at a time."""
@@ -102,25 +135,42 @@ class BinarySearchMCAnnotator(LLMAnnotator):
                 continue
             output.costs.append(self.cost(item, 0, run_id))
             if grade.verdict == "correct":
-                reason, verdict = "the rollout itself reaches the gold answer", "correct"
+                output.step_labels.extend(
+                    self.step_label(item, i, "correct", run_id, score=1.0, outcome_implied=True,
+                                    reason="only the rollout's own outcome: it reaches the gold answer")
+                    for i in range(len(item.steps))
+                )
             else:
-                reason, verdict = f"outcome unknown: {grade.reason}", "unknown"
-            output.step_labels.extend(
-                self.step_label(item, i, verdict, run_id, score=1.0 if verdict == "correct" else None, reason=reason)
-                for i in range(len(item.steps))
-            )
-        for rid, search in self.search(wrong).items():
-            output.costs.append(self.cost(search.item, search.spent, run_id))
-            output.step_labels.extend(self.search_labels(search, run_id))
+                output.step_labels.extend(
+                    self.step_label(item, i, "unknown", run_id, reason=f"outcome unknown: {grade.reason}")
+                    for i in range(len(item.steps))
+                )
+        searches = self.search(wrong)
+        failed = [c for s in searches.values() if (c := s.candidate) is not None]
+        judged = judge_failed_prefixes(self.load_generator(), failed, self.config, self.model) if failed else None
+        for rid, search in searches.items():
+            output.costs.append(self.cost(search.item, search.spent + (judged.spent.get(rid, 0) if judged else 0), run_id))
+            output.step_labels.extend(self.search_labels(search, judged, run_id))
         return output
 
-    def search_labels(self, search: _Search, run_id: str):
-        item, values = search.item, search.values
-        for i in range(search.lo):
-            yield self.step_label(item, i, "correct", run_id, score=values.get(i), reason="before the first error")
-        if search.stuck is None:
-            yield self.step_label(item, search.lo, "incorrect", run_id, score=values.get(search.lo),
-                                  reason="first step after which no completion reaches the gold answer")
+    def search_labels(self, search: _Search, judged: FailedPrefixVerdicts | None, run_id: str):
+        item, lo = search.item, search.lo
+        for i in range(lo):
+            yield self.step_label(item, i, "correct", run_id, score=search.score(i), reason="before the first error")
+        if search.stuck is not None:
+            for i in range(lo, search.hi + 1):
+                yield self.step_label(item, i, "unknown", run_id, reason=f"search stopped: {search.stuck}")
             return
-        for i in range(search.lo, search.hi + 1):
-            yield self.step_label(item, i, "unknown", run_id, reason=f"search stopped: {search.stuck}")
+        if search.candidate is None:  # the search ended on the last step: the rollout's own answer is wrong
+            yield self.step_label(item, lo, "incorrect", run_id, score=search.score(lo),
+                                  reason="last step: the rollout's own outcome is wrong"
+                                  + (", after a prefix that reaches the gold answer" if lo else ""))
+            return
+        verdict, why = judged.verdicts[(item.rollout.rollout_id, lo)]
+        if verdict == "incorrect":
+            yield self.step_label(item, lo, "incorrect", run_id, score=search.score(lo),
+                                  reason=f"first step after which no completion reaches the gold answer: {why}")
+            return
+        for i in range(lo, len(item.steps)):
+            yield self.step_label(item, i, "unknown", run_id, score=search.score(i),
+                                  reason=f"no completion from step {lo} on reaches the gold answer, not evidence: {why}")

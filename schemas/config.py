@@ -103,6 +103,13 @@ class CurationConfig(Config):
         description="Annotators whose evidence must support a step's verdict (e.g. [mc, judge] "
         "keeps a label only when both agree, as in Qwen's consensus filtering).",
     )
+    direct_step_evidence: bool = Field(
+        default=False,
+        description="Labels that rest only on a rollout's own correct outcome (`outcome_implied`: "
+        "\"it reaches the gold answer, so every step is right\", Math-Shepherd's good prefix) abstain, "
+        "so a step is confirmed only by evidence about the step itself; solutions can reach the right "
+        "answer through a wrong step.",
+    )
     exact_dedupe: bool = True
     near_dedupe: bool = True
     near_duplicate_threshold: float = Field(default=0.95, gt=0.0, le=1.0)

@@ -82,6 +82,9 @@ class StepLabel(Record):
     verdict: Verdict
     score: float | None = None
     reason: str | None = None
+    # The verdict rests only on the rollout's own correct final answer ("it reaches the gold,
+    # so every step is right": Math-Shepherd's good prefix), not on evidence about the step.
+    outcome_implied: bool = False
     run_id: str
     labeled_at: datetime = Field(default_factory=utc_now)
 
@@ -129,7 +132,8 @@ class AnnotatorCost(Record):
 class StepConsensus(Record):
     """The curated verdict on one step. `annotators` voted; `supporters` gave evidence for
     the verdict (see annotators.base.Evidence); `overruled` gave evidence against it and
-    were outranked (a formal refutation over a model's vote, a human over everyone)."""
+    were outranked (a formal refutation over a model's vote, a human over everyone).
+    `outcome_implied`: every supporter's label rests only on the rollout's own correct outcome."""
 
     rollout_id: str
     step_index: int
@@ -140,6 +144,7 @@ class StepConsensus(Record):
     supporters: list[str] = Field(default_factory=list)
     overruled: list[str] = Field(default_factory=list)
     votes: str = "{}"
+    outcome_implied: bool = False
     run_id: str
 
 
@@ -183,6 +188,8 @@ class ProcessExample(Record):
     soft_labels: list[float]
     annotators: list[str]
     label_supporters: list[list[str]] = Field(default_factory=list)
+    # Per label: it rests only on the rollout's own correct outcome (see StepLabel).
+    outcome_implied: list[bool] = Field(default_factory=list)
     run_id: str
 
 

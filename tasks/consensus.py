@@ -14,6 +14,9 @@ Rules (each has known-answer tests in tests/tasks/test_consensus.py):
    step, with the authority of the outcome's supporters: as in Math-Shepherd, a solution
    ending in a wrong answer ends in a wrong step unless an earlier step already is.
 4. Every verdict names the voters that support it and those it overruled.
+5. A label that rests only on the rollout's own correct outcome (`outcome_implied`) is marked
+   in `votes`; the verdict is `outcome_implied` when every supporter's vote is. With
+   `direct_step_evidence` such votes abstain.
 
 The outcome consensus (is the final answer right?) follows rule 2 under `ranked`.
 """
@@ -47,6 +50,12 @@ class Vote:
     counts: bool  # evidence, not an abstention
     score: float | None = None
     probability: bool = False  # the score is an estimated probability (a soft label)
+    outcome_implied: bool = False  # rests only on the rollout's own correct outcome
+
+    @property
+    def marked(self) -> str:
+        """The verdict as `votes` records it."""
+        return f"{self.verdict} (outcome-implied)" if self.outcome_implied else self.verdict
 
 
 @dataclass(frozen=True)
@@ -70,15 +79,18 @@ def voter_name(annotator: str, evidence: Evidence, model: str | None) -> str:
     return f"{annotator}:{model}" if evidence.authority == "human" and model else annotator
 
 
-def step_vote(row: dict[str, Any], evidence: Evidence) -> Vote:
+def step_vote(row: dict[str, Any], evidence: Evidence, direct_step_evidence: bool = False) -> Vote:
+    """A step label as a vote; `direct_step_evidence`: one resting only on the outcome abstains."""
+    outcome_implied = bool(row.get("outcome_implied"))  # NULL in rows stored before the column
     return Vote(
         voter=voter_name(row["annotator"], evidence, row.get("model")),
         annotator=row["annotator"],
         verdict=row["verdict"],
         rank=AUTHORITY_RANK[evidence.authority],
-        counts=evidence.counts(row["verdict"]),
+        counts=evidence.counts(row["verdict"]) and not (direct_step_evidence and outcome_implied),
         score=row.get("score"),
         probability=evidence.score == "probability",
+        outcome_implied=outcome_implied,
     )
 
 
@@ -128,12 +140,18 @@ def final_answer_votes(outcome: Decision, outcome_votes: Sequence[Vote]) -> list
     ]
 
 
+def rests_on_outcome(decision: Decision, votes: Sequence[Vote]) -> bool:
+    """Whether every vote supporting the decided verdict rests only on the rollout's own outcome."""
+    supporting = [v for v in votes if v.counts and v.voter in decision.supporters]
+    return decision.agreed and bool(supporting) and all(v.outcome_implied for v in supporting)
+
+
 def soft_label(decision: Decision, votes: Sequence[Vote]) -> float | None:
     """An agreeing probability estimate (MC value), else the hard label as 1.0 / 0.0."""
     if not decision.agreed:
         return None
     for vote in votes:
-        if vote.probability and vote.score is not None and vote.verdict == decision.verdict:
+        if vote.counts and vote.probability and vote.score is not None and vote.verdict == decision.verdict:
             return float(vote.score)
     return 1.0 if decision.verdict == "correct" else 0.0
 
@@ -152,7 +170,8 @@ def rollout_consensus(
     outcome = decide(outcome_votes) if outcome_votes else None
     votes_by_step: dict[int, list[Vote]] = defaultdict(list)
     for row in step_rows:
-        votes_by_step[row["step_index"]].append(step_vote(row, evidence[row["annotator"]]))
+        votes_by_step[row["step_index"]].append(
+            step_vote(row, evidence[row["annotator"]], config.direct_step_evidence))
     if outcome is not None and last_step is not None:
         for vote in final_answer_votes(outcome, outcome_votes):
             votes_by_step[last_step].append(vote)
@@ -169,7 +188,8 @@ def rollout_consensus(
                 annotators=sorted({v.voter for v in votes}),
                 supporters=list(decision.supporters),
                 overruled=list(decision.overruled),
-                votes=canonical_json({v.voter: v.verdict for v in votes}),
+                votes=canonical_json({v.voter: v.marked for v in votes}),
+                outcome_implied=rests_on_outcome(decision, votes),
                 run_id=run_id,
             )
         )

@@ -64,12 +64,13 @@ def process_example(
 ) -> ProcessExample | str:
     """The TRL stepwise example of one rollout, or the reason there is none.
 
-    steps: ordered rows with text, verdict, agreed, score, supporters (None if unlabelled).
+    steps: ordered rows with text, verdict, agreed, score, supporters, outcome_implied (None if
+    unlabelled).
     Steps are taken while their consensus is agreed, up to the first incorrect one. A
     rollout whose final answer is incorrect must end in a refuted step (never all-correct
     labels); one whose outcome is unknown (or unlabelled) needs every step decided.
     """
-    completions, labels, soft, supporters = [], [], [], []
+    completions, labels, soft, supporters, outcome_implied = [], [], [], [], []
     complete = True
     for step in steps:
         if not step.get("agreed"):
@@ -80,6 +81,7 @@ def process_example(
         labels.append(correct)
         soft.append(float(step["score"]) if step["score"] is not None else float(correct))
         supporters.append(sorted(step["supporters"] or []))
+        outcome_implied.append(bool(step.get("outcome_implied")))
         if not correct:
             break
     if not completions:
@@ -98,6 +100,7 @@ def process_example(
         soft_labels=soft,
         annotators=sorted({name for names in supporters for name in names}),
         label_supporters=supporters,
+        outcome_implied=outcome_implied,
         run_id=run_id,
     )
 
@@ -127,7 +130,7 @@ def build_datasets(db: str, max_pairs_per_problem: int, run_id: str) -> dict[str
             f"""
             WITH kept AS ({_KEPT_ROLLOUTS})
             SELECT kept.rollout_id, kept.problem_id, kept.question, s.step_index, s.text,
-                   c.verdict, c.agreed, c.score, c.supporters, o.verdict AS outcome
+                   c.verdict, c.agreed, c.score, c.supporters, c.outcome_implied, o.verdict AS outcome
             FROM kept JOIN steps s USING (rollout_id)
             LEFT JOIN step_consensus c USING (rollout_id, step_index)
             LEFT JOIN outcome_consensus o USING (rollout_id)

@@ -11,6 +11,9 @@ with the human-labelled earliest wrong step:
   or on a fully correct solution; an emitted `correct` is right before the labelled step
   (or anywhere on a correct solution), wrong on it. Verdicts after the labelled step are
   undetermined (the human label says nothing there) and left out.
+  `correct` precision is also given without the labels that rest only on the rollout's own
+  correct outcome (`outcome_implied`: a solution can reach the right answer through a wrong
+  step), so the precision of direct step evidence shows.
 * Recall: share of erroneous solutions whose labelled step is judged incorrect.
 * Coverage: share of all steps given a decided verdict.
 """
@@ -51,6 +54,8 @@ class Scores:
     incorrect_precision: float | None = None
     correct_labels: int = 0
     correct_precision: float | None = None
+    outcome_implied_correct: int = 0  # `correct` labels resting only on the rollout's own outcome
+    correct_precision_direct: float | None = None  # without them
     incorrect_recall: float = 0.0
     coverage: float = 0.0
     completions: int | None = None
@@ -84,11 +89,14 @@ def score_verdicts(
     verdicts: dict[str, dict[int, str]],
     step_counts: dict[str, int],
     labels: dict[str, int],
+    outcome_implied: frozenset[tuple[str, int]] = frozenset(),
 ) -> Scores:
-    """Scores of decided step verdicts {rollout: {step: verdict}} against human first errors."""
+    """Scores of decided step verdicts {rollout: {step: verdict}} against human first errors;
+    `outcome_implied`: the (rollout, step) verdicts that rest only on the rollout's own outcome."""
     s = Scores(name=name, kind=kind, solutions=len(labels))
     right_err = right_ok = decided = total_steps = 0
-    judged = {"incorrect_right": 0, "incorrect_wrong": 0, "correct_right": 0, "correct_wrong": 0}
+    judged = {"incorrect_right": 0, "incorrect_wrong": 0, "correct_right": 0, "correct_wrong": 0,
+              "outcome_implied_correct_right": 0, "outcome_implied_correct_wrong": 0}
     for rollout_id, label in labels.items():
         steps = verdicts.get(rollout_id, {})
         total_steps += step_counts[rollout_id]
@@ -106,6 +114,8 @@ def score_verdicts(
                 continue  # undetermined after the first error
             right = (index == label) if verdict == "incorrect" else (label == -1 or index < label)
             judged[f"{verdict}_{'right' if right else 'wrong'}"] += 1
+            if (rollout_id, index) in outcome_implied:
+                judged[f"outcome_implied_{verdict}_{'right' if right else 'wrong'}"] += 1
     correct_solutions = s.solutions - s.erroneous
     s.acc_erroneous = _ratio(right_err, s.erroneous)
     s.acc_correct = _ratio(right_ok, correct_solutions)
@@ -114,6 +124,10 @@ def score_verdicts(
     s.correct_labels = judged["correct_right"] + judged["correct_wrong"]
     s.incorrect_precision = _ratio(judged["incorrect_right"], s.incorrect_labels) if s.incorrect_labels else None
     s.correct_precision = _ratio(judged["correct_right"], s.correct_labels) if s.correct_labels else None
+    s.outcome_implied_correct = judged["outcome_implied_correct_right"] + judged["outcome_implied_correct_wrong"]
+    direct_right = judged["correct_right"] - judged["outcome_implied_correct_right"]
+    direct = s.correct_labels - s.outcome_implied_correct
+    s.correct_precision_direct = _ratio(direct_right, direct) if direct else None
     s.incorrect_recall = _ratio(int(s.incorrect_recall), s.erroneous)
     s.coverage = _ratio(decided, total_steps)
     s.judged = judged
@@ -130,14 +144,15 @@ def _harmonic(a: float, b: float) -> float:
 
 def decided_verdicts(
     store: Store, annotators: Sequence[str], policy: str, rollout_ids: Sequence[str]
-) -> dict[str, dict[int, str]]:
-    """Agreed step verdicts, built as curation builds them, from the given annotators only."""
+) -> tuple[dict[str, dict[int, str]], frozenset[tuple[str, int]]]:
+    """Agreed step verdicts, built as curation builds them, from the given annotators only, and
+    the (rollout, step) of those resting only on the rollout's own outcome."""
     steps, _ = consensus_rows(store, list(annotators), CurationConfig(consensus=policy), "eval", rollout_ids)
     out: dict[str, dict[int, str]] = {}
     for row in steps:
         if row.agreed:
             out.setdefault(row.rollout_id, {})[row.step_index] = row.verdict
-    return out
+    return out, frozenset((row.rollout_id, row.step_index) for row in steps if row.outcome_implied)
 
 
 @task(name="score-labels", cache_policy=NO_CACHE)
@@ -165,15 +180,17 @@ def score_labels(
         }
         results = []
         for name in annotators:
-            scores = score_verdicts(name, "annotator", decided_verdicts(store, [name], "ranked", ids), step_counts, labels)
+            verdicts, implied = decided_verdicts(store, [name], "ranked", ids)
+            scores = score_verdicts(name, "annotator", verdicts, step_counts, labels, implied)
             # Only model-backed annotators spend completions.
             scores.completions = int(costs.get(name) or 0) if issubclass(annotator_class(name), LLMAnnotator) else None
             scores.seconds = seconds.get(name)
             results.append(scores)
         if len(annotators) > 1:
             for policy in policies:
-                verdicts = decided_verdicts(store, annotators, policy, ids)
-                scores = score_verdicts(f"{policy}({','.join(annotators)})", "policy", verdicts, step_counts, labels)
+                verdicts, implied = decided_verdicts(store, annotators, policy, ids)
+                scores = score_verdicts(f"{policy}({','.join(annotators)})", "policy", verdicts, step_counts, labels,
+                                        implied)
                 scores.seconds = round(sum(seconds.get(n, 0.0) for n in annotators), 2)
                 results.append(scores)
     return [asdict(s) for s in results]
@@ -185,6 +202,7 @@ _COLUMNS = [
     ("name", "labels from"), ("f1", "F1"), ("acc_erroneous", "acc. erroneous"), ("acc_correct", "acc. correct"),
     ("incorrect_precision", "`incorrect` precision"), ("incorrect_labels", "# incorrect"),
     ("incorrect_recall", "recall"), ("correct_precision", "`correct` precision"), ("correct_labels", "# correct"),
+    ("correct_precision_direct", "`correct` precision, direct"), ("outcome_implied_correct", "# outcome-implied"),
     ("coverage", "coverage"), ("completions", "completions"), ("seconds", "seconds"),
 ]
 
@@ -219,6 +237,9 @@ def report_markdown(source: str, results: Sequence[dict[str, Any]], solutions: i
         "- precision: share of emitted labels that agree with the human label, counting only steps up to "
         "the labelled one (later steps are undetermined); recall: share of erroneous solutions whose "
         "labelled step is judged incorrect; coverage: share of steps given a decided verdict.\n"
+        "- `correct` precision, direct: without the `correct` labels that rest only on the rollout's own "
+        "correct final answer (# outcome-implied: Math-Shepherd's \"it reaches the gold, so every step is "
+        "right\"; on ProcessBench many solutions reach the right answer through a wrong step).\n"
         "- A refute-only annotator (e.g. `z3_arith`) emits no `correct` labels: finding nothing wrong is "
         "no evidence that a step is right.\n\n"
         "## Published reference points (ProcessBench F1, in %)\n\n"

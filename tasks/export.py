@@ -91,10 +91,12 @@ EXPORTS: dict[str, ExportSpec] = {
             ]
             + _strings("rollout_id", "problem_id")
             + [pa.field("annotators", pa.list_(pa.string())),
-               pa.field("label_supporters", pa.list_(pa.list_(pa.string())))]
+               pa.field("label_supporters", pa.list_(pa.list_(pa.string()))),
+               pa.field("outcome_implied", pa.list_(pa.bool_()))]
         ),
         """
-        SELECT prompt, completions, labels, soft_labels, rollout_id, problem_id, annotators, label_supporters
+        SELECT prompt, completions, labels, soft_labels, rollout_id, problem_id, annotators, label_supporters,
+               outcome_implied
         FROM process_examples ORDER BY example_id""",
     ),
     "preference": ExportSpec(
@@ -184,6 +186,7 @@ def dataset_stats(name: str, table: pa.Table) -> dict[str, object]:
         # Only a probability estimate lies strictly between the hard labels 0.0 and 1.0.
         soft = pc.list_flatten(table.column("soft_labels"))
         stats["fractional_soft_labels"] = pc.sum(pc.and_(pc.greater(soft, 0.0), pc.less(soft, 1.0))).as_py() or 0
+        stats["outcome_implied_labels"] = pc.sum(pc.list_flatten(table.column("outcome_implied"))).as_py() or 0
     if name == "preference":
         stats["mean_pairs_per_problem"] = round(table.num_rows / stats["problems"], 2)
     if name == "kto":
@@ -260,7 +263,11 @@ _LABEL_MEANING = {
         "false step; a step without agreement ends the example before it. `soft_labels[i]` is the "
         "Monte Carlo estimate that a correct answer is reachable from step *i* where a "
         "probability-scoring annotator valued the step, else the hard label as 1.0 / 0.0 "
-        "(`fractional_soft_labels` counts the values strictly between 0 and 1)."
+        "(`fractional_soft_labels` counts the values strictly between 0 and 1). "
+        "`outcome_implied[i]` is true when label *i* rests only on the rollout's own correct final "
+        "answer (\"it reaches the gold, so every step is right\", Math-Shepherd's good prefix), not on "
+        "evidence about the step: solutions can reach the right answer through a wrong step "
+        "(`outcome_implied_labels` counts them; curation with `direct_step_evidence` drops them)."
     ),
     "preference": (
         "`chosen` is a response whose final answer was verified correct, `rejected` one verified "
@@ -333,6 +340,11 @@ def dataset_card(stats: dict[str, dict[str, object]], provenance: dict[str, Any]
             "Voting annotators of the latest curation: "
             + ", ".join(f"`{a}`" for a in curation.get("annotators", [])) + ".",
             f"Consensus rule: `{settings['consensus']}` ({consensus_help}); required annotators: {required}.",
+            (
+                "Labels resting only on a rollout's own correct outcome "
+                + ("abstained (`direct_step_evidence`)." if settings["direct_step_evidence"]
+                   else "voted (`direct_step_evidence` off); `outcome_implied` marks them.")
+            ),
             (
                 f"Deduplication: exact {'on' if settings['exact_dedupe'] else 'off'}, near-duplicate {near}; "
                 f"at most {settings['max_pairs_per_problem']} preference pairs per problem."

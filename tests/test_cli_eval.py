@@ -28,6 +28,7 @@ def test_eval_prints_scores_and_writes_the_report(prefect_harness, tmp_path):
     assert z3["correct_labels"] == 0  # refute-only: it never claims a step is right
     assert z3["incorrect_precision"] in (None, 1.0)
     assert (out / "report.md").read_text().count("Qwen2.5-Math-PRM-7B") == 1
+    assert "`correct` precision, direct" in (out / "report.md").read_text()
     assert (out / "report.png").stat().st_size > 10_000
     assert json.loads((out / "metrics.json").read_text()) == scores
 

@@ -9,7 +9,8 @@ import pytest
 from annotators.mc import MonteCarloAnnotator
 from annotators.mc_binary import BinarySearchMCAnnotator
 from annotators.pav import ProgressAnnotator
-from tests.builders import make_item
+from annotators.completions import NEVER_REACHED
+from tests.builders import make_item, make_rollout
 from generators.base import PROMPT_TOO_LONG
 from tests.fakes import ScriptedGenerator
 
@@ -42,14 +43,16 @@ def labels_of(output, item):
 def test_per_step_mc_soft_and_hard_labels():
     item = make_item(wrong_at(3, n=6), index=1)
     gen = ScriptedGenerator(half_completer)
-    out = MonteCarloAnnotator({"k": 4}, generator=gen).annotate([item], "run")
+    out = MonteCarloAnnotator({"k": 8}, generator=gen).annotate([item], "run")
     labels = labels_of(out, item)
+    # p = 2/4 from the question: a good prefix fails 8 of 8 with probability 0.004
     assert [labels[i].verdict for i in range(6)] == ["correct"] * 3 + ["incorrect"] * 3
     assert [labels[i].score for i in range(3)] == [0.5, 0.5, 0.5]
+    assert "2/4 (p = 0.50)" in labels[3].reason and "0.004" in labels[3].reason
     assert labels[5].score == 0.0 and "outcome" in labels[5].reason
-    # the last prefix is the rollout itself: no sampling for it
-    assert gen.samples == 4 * 5
-    assert out.costs[0].completions == 20
+    # the last prefix is the rollout itself: no sampling for it; one probe of the question (baseline_k=4)
+    assert gen.samples == 8 * 5 + 4
+    assert out.costs[0].completions == 44
     assert labels[0].annotator == "mc" and labels[0].model is not None
 
 
@@ -58,7 +61,8 @@ def test_mc_sends_one_batch_with_the_prefix_as_assistant_text():
     gen = ScriptedGenerator(completer)
     MonteCarloAnnotator({"k": 2}, generator=gen).annotate(items, "run")
     prefixes = [r.assistant_prefix for r in gen.requests]
-    assert len(prefixes) == 6
+    assert len(prefixes) == 7 and [s.n for s in gen.samplings] == [2, 4]  # the prefixes, then one probe
+    assert prefixes[-1] == ""  # the probe: the bare question
     assert prefixes[0] == "Step 1: 3 + 4 = 7\n"
     assert prefixes[1] == "Step 1: 3 + 4 = 7\nStep 2: so 7 apples\n"
     assert gen.requests[0].messages[-1].content == items[0].problem.question
@@ -81,7 +85,8 @@ def test_binary_search_finds_first_error_with_log_cost(error_index):
     assert sorted(labels) == list(range(error_index + 1))  # later steps unlabeled
     assert labels[error_index].verdict == "incorrect"
     assert all(labels[i].verdict == "correct" for i in range(error_index))
-    assert out.costs[0].completions == gen.samples <= 4 * 3  # ceil(log2(8)) rounds of at most k
+    # ceil(log2(8)) rounds of at most k, plus one probe of the question (baseline_k) to test the refutation
+    assert out.costs[0].completions == gen.samples <= 4 * 3 + 4
 
 
 def test_binary_search_samples_the_rest_of_k_only_after_a_failed_first_wave():
@@ -106,7 +111,7 @@ def test_binary_search_agrees_with_per_step_estimation():
         first_binary = [l.step_index for l in binary.step_labels
                         if l.rollout_id == item.rollout.rollout_id and l.verdict == "incorrect"]
         assert first_binary == [first_per_step]
-    assert per_step_gen.samples == 6 * 3 * 6  # k * (n - 1) per rollout
+    assert per_step_gen.samples == 6 * 3 * 6 + 4  # k * (n - 1) per rollout, one probe for their one problem
     assert binary_gen.samples * 2 <= per_step_gen.samples
 
 
@@ -133,8 +138,9 @@ def test_progress_advantages():
     labels = labels_of(out, item)
     assert [labels[i].score for i in range(5)] == [0.0, 0.0, -1.0, 0.0, 0.0]
     assert [labels[i].verdict for i in range(5)] == ["correct", "correct", "incorrect", "unknown", "unknown"]
-    assert gen.samples == 2 * 5  # empty prefix + 4 inner prefixes
-    assert gen.requests[0].assistant_prefix == ""
+    # empty prefix + 4 inner prefixes, then a probe: 2/2 from the question alone cannot show 0/2 is unlikely
+    assert gen.samples == 2 * 5 + 4
+    assert gen.requests[0].assistant_prefix == gen.requests[-1].assistant_prefix == ""
 
 
 def test_progress_records_the_prover_model():
@@ -201,3 +207,105 @@ def test_binary_search_stops_honestly_when_a_probe_cannot_be_graded():
     assert {labels[i].verdict for i in labels} == {"unknown"}
     assert all("search stopped" in labels[i].reason for i in labels)
     assert max(labels) == 5  # up to the known-bad last step, nothing invented after it
+
+
+# ---------------------------------------------------------------- statistical power of a refutation
+
+def never_solves(req, i):
+    return "The answer is \\boxed{9}"
+
+
+def one_in_four(req, i):
+    """A weak completer: a good prefix (or the bare question) reaches the answer in 1 of 4 samples."""
+    return "The answer is \\boxed{9}" if "BAD" in req.assistant_prefix or i % 4 else "The answer is \\boxed{7}"
+
+
+def with_siblings(item, answers, model="scripted"):
+    """The item, with other rollouts of its problem by `model` ending in the given answers."""
+    siblings = [
+        make_rollout(item.problem, f"The answer is \\boxed{{{a}}}", index=100 + n).model_copy(update={"model": model})
+        for n, a in enumerate(answers)
+    ]
+    return item.model_copy(update={"siblings": siblings})
+
+
+@pytest.mark.parametrize("annotator", [MonteCarloAnnotator, BinarySearchMCAnnotator, ProgressAnnotator])
+def test_a_problem_the_completer_never_solves_gets_no_incorrect_step(annotator):
+    item = make_item(wrong_at(2, n=5))
+    gen = ScriptedGenerator(never_solves)
+    labels = labels_of(annotator({"k": 4}, generator=gen).annotate([item], "run"), item)
+    # the last step states the wrong answer the rollout ends in: that is no sampling claim
+    assert [labels[i].verdict for i in sorted(labels)][:-1] == ["unknown"] * (len(labels) - 1)
+    if annotator is not ProgressAnnotator:  # pav: no prefix solvable, nothing to refute at all
+        assert all(labels[i].reason.endswith(NEVER_REACHED) for i in sorted(labels)[:-1])
+        assert "" in [r.assistant_prefix for r in gen.requests]  # the question was probed before giving up
+
+
+@pytest.mark.parametrize("annotator", [MonteCarloAnnotator, BinarySearchMCAnnotator])
+def test_a_success_by_the_completers_own_rollout_allows_a_significant_incorrect(annotator):
+    item = make_item(wrong_at(0, n=4))
+    options = {"k": 4, "baseline_k": 0}  # no probe: only the stored rollouts measure the completer
+    alone = labels_of(annotator(options, generator=ScriptedGenerator(completer)).annotate([item], "run"), item)
+    assert alone[0].verdict == "unknown" and alone[0].reason.endswith(NEVER_REACHED)
+    other_model = with_siblings(item, ["7", "7", "7"], model="another-policy")
+    other = labels_of(annotator(options, generator=ScriptedGenerator(completer)).annotate([other_model], "run"), item)
+    assert other[0].verdict == "unknown"  # another model's success says nothing about this completer
+    solved = with_siblings(item, ["7", "7", "7", "9"])
+    labels = labels_of(annotator(options, generator=ScriptedGenerator(completer)).annotate([solved], "run"), item)
+    assert labels[0].verdict == "incorrect" and labels[0].score == 0.0
+    assert "3/4 (p = 0.75)" in labels[0].reason and "0.004" in labels[0].reason  # 0.25 ** 4
+
+
+@pytest.mark.parametrize(("k", "verdict"), [(4, "unknown"), (16, "incorrect")])
+def test_a_weak_completer_refutes_only_with_enough_samples(k, verdict):
+    item = make_item(wrong_at(2, n=4))
+    gen = ScriptedGenerator(one_in_four)
+    labels = labels_of(MonteCarloAnnotator({"k": k, "baseline_k": 16}, generator=gen).annotate([item], "run"), item)
+    assert [labels[i].verdict for i in (0, 1)] == ["correct", "correct"]
+    # p = 4/16 from the question: 0/k on a good prefix has probability 0.75^k (0.316 for 4, 0.010 for 16)
+    assert labels[2].verdict == verdict and labels[2].score == 0.0
+    assert "4/16 (p = 0.25)" in labels[2].reason
+    assert ("too weak" in labels[2].reason) == (verdict == "unknown")
+
+
+def test_weak_binary_search_leaves_the_steps_from_its_candidate_unknown():
+    item = make_item(wrong_at(2, n=6))
+    out = BinarySearchMCAnnotator({"k": 4, "first_wave": 4}, generator=ScriptedGenerator(one_in_four)).annotate([item], "run")
+    labels = labels_of(out, item)
+    assert [labels[i].verdict for i in range(6)] == ["correct", "correct"] + ["unknown"] * 4
+    assert all("not evidence" in labels[i].reason for i in range(2, 6))
+
+
+def test_no_probe_when_the_stored_rollouts_already_decide():
+    item = with_siblings(make_item(wrong_at(1, n=4)), ["7"] * 8)
+    gen = ScriptedGenerator(completer)
+    labels = labels_of(MonteCarloAnnotator({"k": 4}, generator=gen).annotate([item], "run"), item)
+    assert labels[1].verdict == "incorrect"
+    assert "" not in [r.assistant_prefix for r in gen.requests]  # 8/8: even 4 failed probes keep 0/4 unlikely
+
+
+def test_one_probe_per_problem_is_shared_by_its_rollouts():
+    items = [make_item(wrong_at(1, n=4), index=i) for i in range(3)]
+    gen = ScriptedGenerator(completer)
+    out = MonteCarloAnnotator({"k": 2, "baseline_k": 4}, generator=gen).annotate(items, "run")
+    assert [r.assistant_prefix for r in gen.requests].count("") == 1
+    assert sum(c.completions for c in out.costs) == gen.samples == 3 * 3 * 2 + 4
+
+
+# ---------------------------------------------------------------- labels that rest on the outcome
+
+@pytest.mark.parametrize(("annotator", "steps", "implied"), [
+    (MonteCarloAnnotator, GOOD, [False, False, False, True]),
+    (MonteCarloAnnotator, wrong_at(3, n=4), [False] * 4),
+    (BinarySearchMCAnnotator, GOOD, [True] * 4),
+    (BinarySearchMCAnnotator, wrong_at(1, n=4), [False] * 2),
+    (ProgressAnnotator, GOOD, [False, False, False, True]),
+    (ProgressAnnotator, wrong_at(2, n=4), [False] * 4),
+])
+def test_outcome_implied_marks_exactly_the_labels_taken_from_a_correct_outcome(annotator, steps, implied):
+    item = make_item(steps)
+    labels = labels_of(annotator({"k": 2}, generator=ScriptedGenerator(completer)).annotate([item], "run"), item)
+    assert [labels[i].outcome_implied for i in sorted(labels)] == implied
+    for i in sorted(labels):
+        assert ("own outcome" in labels[i].reason) >= labels[i].outcome_implied
+        assert labels[i].verdict == "correct" or not labels[i].outcome_implied

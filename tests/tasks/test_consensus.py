@@ -1,5 +1,7 @@
 """Known-answer tests for every consensus rule (tasks/consensus.py) and process examples."""
 
+import json
+
 import pytest
 
 from schemas.config import CurationConfig
@@ -176,3 +178,44 @@ def test_process_example_with_unknown_outcome_needs_every_step_decided():
 def test_soft_labels_are_never_null():
     example = process_example(ROLLOUT, [_step("a", "correct", score=None)], "correct", "run")
     assert example.soft_labels == [1.0]
+
+
+# ---------------------------------------------------------------- labels resting only on the outcome
+
+def _implied(rollout, step, annotator, verdict, outcome_implied, score=None):
+    return {"rollout_id": rollout, "step_index": step, "annotator": annotator, "verdict": verdict, "model": None,
+            "score": score, "outcome_implied": outcome_implied}
+
+
+# step 0: mc_binary from the outcome alone; step 1: mc_binary from the outcome and judge directly;
+# step 2: a label stored before the column existed (NULL) is direct evidence
+IMPLIED_ROWS = [
+    _implied("r", 0, "mc_binary", "correct", True, score=1.0),
+    _implied("r", 1, "mc_binary", "correct", True, score=0.9),
+    _implied("r", 1, "judge", "correct", False),
+    _implied("r", 2, "mc_binary", "correct", None, score=0.5),
+]
+
+
+def test_a_verdict_resting_only_on_the_outcome_is_marked():
+    rows, _ = rollout_consensus("r", IMPLIED_ROWS, [], 2, EVIDENCE, CurationConfig(), "run")
+    assert [(r.verdict, r.agreed, r.outcome_implied) for r in rows] == [
+        ("correct", True, True), ("correct", True, False), ("correct", True, False)]
+    assert json.loads(rows[0].votes) == {"mc_binary": "correct (outcome-implied)"}
+    assert rows[1].supporters == ["judge", "mc_binary"] and rows[1].score == 0.9
+
+
+def test_direct_step_evidence_makes_outcome_implied_votes_abstain():
+    config = CurationConfig(direct_step_evidence=True)
+    rows, _ = rollout_consensus("r", IMPLIED_ROWS, [], 2, EVIDENCE, config, "run")
+    assert [(r.verdict, r.agreed, r.outcome_implied) for r in rows] == [
+        ("unknown", False, False), ("correct", True, False), ("correct", True, False)]
+    assert rows[1].supporters == ["judge"]
+    assert rows[1].score == 1.0  # the hard label: the abstaining vote's score is no soft label
+    assert rows[2].score == 0.5
+
+
+def test_process_example_carries_outcome_implied_flags():
+    steps = [{**_step("a", "correct"), "outcome_implied": False}, {**_step("b", "correct"), "outcome_implied": True}]
+    assert process_example(ROLLOUT, steps, "correct", "run").outcome_implied == [False, True]
+    assert process_example(ROLLOUT, [_step("a", "correct")], "correct", "run").outcome_implied == [False]

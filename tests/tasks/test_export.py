@@ -59,11 +59,13 @@ def build_store(db: str, n_problems: int = 3, *, tag: str = "a", padding: int = 
         outcomes += [outcome(right, "answer", "correct"), outcome(wrong, "answer", "incorrect")]
         decided += [OutcomeConsensus(rollout_id=r.rollout_id, verdict=v, supporters=["answer"], run_id="test-run")
                     for r, v in ((right, "correct"), (wrong, "incorrect"))]
-        for rollout, labels, soft in ((right, [True, True], [0.75, 1.0]), (wrong, [False], [0.0])):
+        # the right rollout's last label rests only on its own outcome (mc's final step)
+        for rollout, labels, soft, implied in ((right, [True, True], [0.75, 1.0], [False, True]),
+                                               (wrong, [False], [0.0], [False])):
             examples.append(ProcessExample(
                 example_id=f"ex-{rollout.rollout_id}", rollout_id=rollout.rollout_id, problem_id=problem.problem_id,
                 prompt=problem.question, completions=rollout.response.split("\n")[: len(labels)], labels=labels,
-                soft_labels=soft, annotators=["mc", "z3_arith"], run_id="test-run"))
+                soft_labels=soft, annotators=["mc", "z3_arith"], outcome_implied=implied, run_id="test-run"))
         pairs.append(PreferencePair(
             pair_id=f"pair-{i}", problem_id=problem.problem_id, prompt=problem.question, chosen=right.response,
             rejected=wrong.response, chosen_rollout_id=right.rollout_id, rejected_rollout_id=wrong.rollout_id,
@@ -223,8 +225,10 @@ def test_card_states_provenance_rule_meaning_and_counts_without_paths(tmp_path, 
     assert f"- **process**: {json.dumps(stats['process'])}" in card
     assert stats["process"] == {
         "rows": 6, "problems": 3, "steps": 9, "positive_step_fraction": 0.6667, "mean_steps_per_example": 1.5,
-        "examples_ending_in_error": 3, "fractional_soft_labels": 3,
+        "examples_ending_in_error": 3, "fractional_soft_labels": 3, "outcome_implied_labels": 3,
     }
+    assert "`outcome_implied[i]` is true when label *i* rests only on the rollout's own correct" in card
+    assert "Labels resting only on a rollout's own correct outcome voted (`direct_step_evidence` off)" in card
     assert stats["kto"]["desirable_fraction"] == 0.5
     assert stats["critiques"]["verdicts"] == {"incorrect": 3}
 
