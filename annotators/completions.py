@@ -14,14 +14,16 @@ good prefix. The completer's success rate p on the problem is measured from the 
 prefix: its own stored rollouts of the problem (same model) plus, where that could change a
 verdict, one probe of `baseline_k` completions of the bare question per problem. With no
 success anywhere (no earlier prefix, no rollout, no probe) the verdict is `unknown`: no
-evidence against any step. Else `incorrect` only if (1 - p)^k_graded <= `significance`,
-else `unknown` with the numbers.
+evidence against any step. Else `incorrect` only if the chance that a prefix as good as the
+empty one fails all k graded continuations, E[(1 - p)^k] over the rate's uncertainty
+(`chance_all_fail`), is at most `significance`; else `unknown` with the numbers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -55,8 +57,8 @@ class CompletionOptions(BaseModel):
     significance: float = Field(
         default=0.05, gt=0.0, le=1.0,
         description="A prefix none of whose k graded completions reaches the gold answer is `incorrect` only "
-        "when that is this unlikely for a good prefix: (1 - p)^k <= significance, p the completer's measured "
-        "success rate on the problem; else `unknown` (the completer is too weak to tell).",
+        "when that is this unlikely for a good prefix: E[(1 - p)^k] <= significance, p the completer's "
+        "success rate on the problem as measured (uniform prior); else `unknown` (too weak a completer to tell).",
     )
 
     def sampling(self, n: int | None = None, round_index: int = 0) -> SamplingConfig:
@@ -125,6 +127,7 @@ def estimate(query: PrefixQuery, prefix: str, completions: Sequence[Completion])
             query.item.problem.gold_answer,
             finish_reason=completion.finish_reason,
             domain=query.item.problem.domain,
+            question=query.item.problem.question,
         )
         if grade.verdict == "unknown":
             why.add(f"continuation not gradable: {grade.reason}")
@@ -165,6 +168,7 @@ def outcome_of(item: AnnotationInput, rollout: Rollout | None = None) -> GradeRe
         item.problem.gold_answer,
         finish_reason=rollout.finish_reason,
         domain=item.problem.domain,
+        question=item.problem.question,  # read as `answer` reads it
     )
 
 
@@ -184,17 +188,25 @@ class FailedPrefix:
     reached_before: bool  # an earlier prefix of the same rollout did reach the gold answer
 
 
+def chance_all_fail(rate: Estimate, n: int) -> float:
+    """Probability that n continuations of a prefix as good as the empty one all fail, given the
+    measured rate: the posterior predictive under a uniform prior on p, E[(1 - p)^n] with
+    p ~ Beta(successes + 1, failures + 1). A lucky 2/2 is not read as p = 1: it leaves
+    room for a low rate, so few measurements never make a failure look significant."""
+    s, f = rate.successes, rate.graded - rate.successes
+    return math.exp(math.lgamma(f + 1 + n) + math.lgamma(s + f + 2) - math.lgamma(s + f + 2 + n) - math.lgamma(f + 1))
+
+
 def failed_prefix_verdict(failed: FailedPrefix, rate: Estimate, significance: float) -> tuple[Verdict, str]:
     """`incorrect` when the completer can reach the gold on the problem and failing every graded
     continuation is unlikely (<= significance) for a prefix as good as the empty one, else `unknown`."""
     if not (failed.reached_before or rate.successes):
         return "unknown", NEVER_REACHED
-    p = rate.value or 0.0
-    chance = (1 - p) ** failed.found.graded
+    chance = chance_all_fail(rate, failed.found.graded)
     numbers = (
         f"0/{failed.found.graded} graded completions reach the gold answer; the completer reaches it from the "
-        f"question in {rate.successes}/{rate.graded} (p = {p:.2f}), so a good prefix fails all "
-        f"{failed.found.graded} with probability {chance:.3f}"
+        f"question in {rate.successes}/{rate.graded}, so a good prefix fails all {failed.found.graded} "
+        f"with probability {chance:.3f}"
     )
     if chance <= significance:
         return "incorrect", numbers

@@ -16,7 +16,7 @@ new seed) when none of those succeeded: good prefixes usually cost 1, bad ones k
 The search navigates on zero-success probes, but its final claim is tested
 (annotators/completions.py, `judge_failed_prefixes`): the step found is `incorrect`
 only when the completer reached the gold on this problem somewhere (an earlier
-probe, its own rollouts of the problem, an empty-prefix probe) and (1 - p)^k <=
+probe, its own rollouts of the problem, an empty-prefix probe) and E[(1 - p)^k] <=
 `significance` for its measured rate p from the question. Otherwise the steps from
 that one on are `unknown` with the reason. When the search ends on the last step
 (every earlier probe it made succeeded), the rollout's own wrong outcome refutes it.

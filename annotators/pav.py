@@ -17,7 +17,7 @@ The last step's value is the rollout's own outcome: its `correct` (a rollout tha
 reaches the gold) rests only on that outcome and is marked `outcome_implied`. An
 inner step whose prefix was solvable but none of whose k graded continuations
 succeeds is `incorrect` only when k failures are unlikely for a good prefix
-(annotators/completions.py, `judge_failed_prefixes`): (1 - p)^k <= `significance`,
+(annotators/completions.py, `judge_failed_prefixes`): E[(1 - p)^k] <= `significance`,
 p the prover's measured rate from the question (its values of the empty prefix over
 the batch's rollouts of the problem, its own stored rollouts of it, and a probe where
 that could change the verdict); else `unknown` with the numbers.
