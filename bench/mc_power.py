@@ -10,7 +10,8 @@ are scored on the same samples:
 - old: `incorrect` whenever no graded completion of a prefix succeeds (read back from the
   kept scores: mc's value 0.0; mc_binary's search candidate, the first step scored 0.0);
 - new: the power test of annotators/completions.py (the completer must reach the gold on the
-  problem, and (1 - p)^k <= significance, p measured from the question), else `unknown`.
+  problem, and a good prefix fails all k with chance E[(1 - p)^k] <= significance, p measured from
+  the question with its uncertainty), else `unknown`.
 
 Scores as `rmforge eval` does (tasks/evaluate.py): precision of emitted `incorrect` and
 `correct` labels up to the labelled step, recall of the labelled error, coverage. `--real N`
@@ -41,7 +42,8 @@ from schemas.config import DEFAULT_MODEL, GeneratorConfig, SamplingConfig  # noq
 from schemas.records import Problem, Rollout, StepLabel  # noqa: E402
 from tasks.evaluate import Scores, score_verdicts  # noqa: E402
 
-DATA = Path("/work/shared/data/processbench/gsm8k.json")
+# The shared material sits beside the checkout (../shared); the bench needs it, the README commands do not.
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "processbench" / "gsm8k.json"
 GOLD = DATA.with_name("gsm8k_gold_answers.json")
 KS = (1, 2, 4, 8, 16)
 P_GOOD = (0.05, 0.2, 0.5, 0.8)
@@ -57,9 +59,9 @@ FINDINGS = """## Reading
   `incorrect` labels (old rule) are mostly wrong, and the new rule leaves them `unknown`.
 - Where k failures are already unlikely for a good prefix (strong completer, large k) both rules
   give the same labels: the test costs nothing there.
-- With k = 1 a step is refuted only when the measured p >= 0.95; a 4-sample probe that happens to
-  succeed 4/4 is taken at face value (p is a point estimate), which explains the few wrong
-  `incorrect` labels left at low p_good.
+- The chance is the posterior predictive under a uniform prior on p, so a few lucky successes are
+  not read as p = 1: with k = 1 a refutation needs 19 successes from the question without a failure,
+  with k = 4 at least 2 of 2 (a point estimate would accept 1 of 1 for any k).
 - The probe adds at most `baseline_k` completions per problem with a candidate `incorrect`.
 - On GSM8K few solutions reach the right answer through a wrong step, so outcome-implied `correct`
   labels are precise here; the gap is larger on MATH / OlympiadBench / Omni-MATH (issue 16).
@@ -224,7 +226,7 @@ def report(rows: list[dict], items, labels, real: dict | None, seconds: float, c
         f"before the labelled error it reaches the gold answer with probability p_good, from one at or after it "
         f"with p_bad = {P_BAD}. Old rule: `incorrect` whenever no completion of a prefix succeeds. New rule "
         f"(annotators/completions.py): `incorrect` only when the completer reached the gold on the problem and "
-        f"(1 - p)^k <= {SIGNIFICANCE}, p its rate from the question (baseline_k = {BASELINE_K} probe per "
+        f"E[(1 - p)^k] <= {SIGNIFICANCE}, p its rate from the question (uniform prior) (baseline_k = {BASELINE_K} probe per "
         "problem), else `unknown`. Both rules are scored on the same samples, as `rmforge eval` scores "
         "(precision up to the labelled step; recall = share of erroneous solutions whose labelled step is "
         "flagged; coverage = share of steps decided). `correct` direct: precision without the labels that "
