@@ -12,7 +12,9 @@ A prefix none of whose graded continuations succeeds is `incorrect` only when th
 evidence (annotators/completions.py, `judge_failed_prefixes`): the completer reached the
 gold on this problem somewhere (an earlier prefix, its own rollouts of the problem, an
 empty-prefix probe), and E[(1 - p)^k] <= `significance` for its measured rate p from the
-question; otherwise `unknown` with the reason. A prefix none of whose continuations
+question; otherwise `unknown` with the reason. A prefix that a later prefix of the same rollout
+is seen to continue to the gold (a continuation of the later one, or the rollout itself,
+reaches it) leads there too: it is never refuted, whatever its own samples. A prefix none of whose continuations
 could be graded (undecidable answers, a prefix too long for the completer's context) is
 `unknown`, never a failure.
 """
