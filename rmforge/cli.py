@@ -676,6 +676,15 @@ def evaluate(
                       f"{_score(row['correct_precision'])} ({row['correct_labels']})", _score(row["coverage"]),
                       _score(row["completions"]), _score(row["seconds"]))
     console.print(table)
+    outcome_rows = [row for row in result["scores"] if row["outcomes_decided"] is not None]
+    if outcome_rows:
+        answers = Table("labels from", "agreement (decided)", "decided", "incorrect prec",
+                        title="final answers vs human final_answer_correct")
+        for row in outcome_rows:
+            answers.add_row(row["name"], _score(row["outcome_agreement"]),
+                            f"{row['outcomes_decided']} ({_score(row['outcome_coverage'])})",
+                            _score(row["outcome_incorrect_precision"]))
+        console.print(answers)
     say(f"Report: {result['files']['report']} (chart {result['files']['chart']}, metrics {result['files']['metrics']})")
 
 

@@ -16,6 +16,10 @@ with the human-labelled earliest wrong step:
   step), so the precision of direct step evidence shows.
 * Recall: share of erroneous solutions whose labelled step is judged incorrect.
 * Coverage: share of all steps given a decided verdict.
+* Final answers (annotators that label outcomes, and each policy's outcome consensus):
+  decided verdicts compared with the human `final_answer_correct`: agreement among the
+  decided ones, precision of `incorrect`, and the share decided. An `unknown` is no claim,
+  so it lowers the share decided, never the agreement.
 """
 
 from __future__ import annotations
@@ -58,6 +62,11 @@ class Scores:
     correct_precision_direct: float | None = None  # without them
     incorrect_recall: float = 0.0
     coverage: float = 0.0
+    # Final answers against the human `final_answer_correct` (None: no outcome verdicts).
+    outcomes_decided: int | None = None
+    outcome_agreement: float | None = None
+    outcome_incorrect_precision: float | None = None
+    outcome_coverage: float | None = None
     completions: int | None = None
     seconds: float | None = None
     judged: dict[str, int] = field(default_factory=dict)
@@ -142,6 +151,28 @@ def _harmonic(a: float, b: float) -> float:
     return round(2 * a * b / (a + b), 4) if a + b else 0.0
 
 
+def human_outcomes(store: Store, rollout_ids: Sequence[str]) -> dict[str, str]:
+    """The human verdict on each rollout's final answer, where there is one."""
+    rows = store.rows(
+        "SELECT rollout_id, verdict FROM outcome_labels WHERE annotator = 'human' AND rollout_id IN (SELECT UNNEST(?))",
+        [list(rollout_ids)],
+    )
+    return {r["rollout_id"]: r["verdict"] for r in rows if r["verdict"] in ("correct", "incorrect")}
+
+
+def score_outcomes(scores: Scores, verdicts: dict[str, str], human: dict[str, str]) -> None:
+    """Fill `scores`' final-answer fields from decided outcome verdicts {rollout: verdict}."""
+    if not human or not verdicts:
+        return  # no human outcomes, or an annotator that gives no outcome verdicts
+    decided = {rid: v for rid, v in verdicts.items() if rid in human and v in ("correct", "incorrect")}
+    flagged = [rid for rid, v in decided.items() if v == "incorrect"]
+    scores.outcomes_decided = len(decided)
+    scores.outcome_agreement = _ratio(sum(v == human[rid] for rid, v in decided.items()), len(decided)) if decided else None
+    scores.outcome_incorrect_precision = (
+        _ratio(sum(human[rid] == "incorrect" for rid in flagged), len(flagged)) if flagged else None)
+    scores.outcome_coverage = _ratio(len(decided), len(human))
+
+
 def decided_verdicts(
     store: Store, annotators: Sequence[str], policy: str, rollout_ids: Sequence[str]
 ) -> tuple[dict[str, dict[int, str]], frozenset[tuple[str, int]]]:
@@ -153,6 +184,12 @@ def decided_verdicts(
         if row.agreed:
             out.setdefault(row.rollout_id, {})[row.step_index] = row.verdict
     return out, frozenset((row.rollout_id, row.step_index) for row in steps if row.outcome_implied)
+
+
+def decided_outcomes(store: Store, annotators: Sequence[str], policy: str, rollout_ids: Sequence[str]) -> dict[str, str]:
+    """The outcome consensus of the given annotators only {rollout: verdict}, as curation builds it."""
+    _, outcomes = consensus_rows(store, list(annotators), CurationConfig(consensus=policy), "eval", rollout_ids)
+    return {row.rollout_id: row.verdict for row in outcomes}
 
 
 @task(name="score-labels", cache_policy=NO_CACHE)
@@ -178,10 +215,12 @@ def score_labels(
                 "SELECT annotator, sum(completions) AS completions FROM annotator_costs "
                 "WHERE rollout_id IN (SELECT UNNEST(?)) GROUP BY 1", [ids])
         }
+        human = human_outcomes(store, ids)
         results = []
         for name in annotators:
             verdicts, implied = decided_verdicts(store, [name], "ranked", ids)
             scores = score_verdicts(name, "annotator", verdicts, step_counts, labels, implied)
+            score_outcomes(scores, decided_outcomes(store, [name], "ranked", ids), human)
             # Only model-backed annotators spend completions.
             scores.completions = int(costs.get(name) or 0) if issubclass(annotator_class(name), LLMAnnotator) else None
             scores.seconds = seconds.get(name)
@@ -191,6 +230,7 @@ def score_labels(
                 verdicts, implied = decided_verdicts(store, annotators, policy, ids)
                 scores = score_verdicts(f"{policy}({','.join(annotators)})", "policy", verdicts, step_counts, labels,
                                         implied)
+                score_outcomes(scores, decided_outcomes(store, annotators, policy, ids), human)
                 scores.seconds = round(sum(seconds.get(n, 0.0) for n in annotators), 2)
                 results.append(scores)
     return [asdict(s) for s in results]
@@ -215,11 +255,30 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def markdown_table(results: Sequence[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(title for _, title in _COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
+_OUTCOME_COLUMNS = [
+    ("name", "labels from"), ("outcome_agreement", "agreement (decided)"), ("outcomes_decided", "# decided"),
+    ("outcome_coverage", "share decided"), ("outcome_incorrect_precision", "`incorrect` precision"),
+]
+
+
+def markdown_table(results: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]] = _COLUMNS) -> str:
+    lines = ["| " + " | ".join(title for _, title in columns) + " |", "|" + "---|" * len(columns)]
     for row in results:
-        lines.append("| " + " | ".join(_cell(row[key]) for key, _ in _COLUMNS) + " |")
+        lines.append("| " + " | ".join(_cell(row[key]) for key, _ in columns) + " |")
     return "\n".join(lines) + "\n"
+
+
+def outcome_section(results: Sequence[dict[str, Any]]) -> str:
+    """The final-answer table, for the rows that gave outcome verdicts."""
+    rows = [r for r in results if r.get("outcomes_decided") is not None]
+    if not rows:
+        return ""
+    return (
+        "## Final answers against the human `final_answer_correct`\n\n"
+        f"{markdown_table(rows, _OUTCOME_COLUMNS)}\n"
+        "- agreement: share of decided verdicts (`correct` / `incorrect`) that match the human one; an "
+        "`unknown` (no gold, no answer found, undecidable) is no claim and only lowers the share decided.\n\n"
+    )
 
 
 def report_markdown(source: str, results: Sequence[dict[str, Any]], solutions: int, erroneous: int) -> str:
@@ -242,6 +301,7 @@ def report_markdown(source: str, results: Sequence[dict[str, Any]], solutions: i
         "right\"; on ProcessBench many solutions reach the right answer through a wrong step).\n"
         "- A refute-only annotator (e.g. `z3_arith`) emits no `correct` labels: finding nothing wrong is "
         "no evidence that a step is right.\n\n"
+        f"{outcome_section(results)}"
         "## Published reference points (ProcessBench F1, in %)\n\n"
         "| model | GSM8K | average of 4 splits |\n|---|---|---|\n"
         f"{references}\n"

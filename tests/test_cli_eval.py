@@ -5,6 +5,7 @@ import json
 from typer.testing import CliRunner
 
 from rmforge.cli import app
+from verifiers.answers import grade_response
 from tests.tasks.test_labelled_import import PROCESSBENCH, needs_processbench
 
 
@@ -31,6 +32,15 @@ def test_eval_prints_scores_and_writes_the_report(prefect_harness, tmp_path):
     assert "`correct` precision, direct" in (out / "report.md").read_text()
     assert (out / "report.png").stat().st_size > 10_000
     assert json.loads((out / "metrics.json").read_text()) == scores
+    # Final answers: the outcome verdicts of `answer` against the humans' final_answer_correct.
+    answer = scores[0]
+    verdicts = [(grade_response("\n\n".join(r["steps"]), gold[r["id"]], question=r["problem"]).verdict,
+                 "correct" if r["final_answer_correct"] else "incorrect") for r in records]
+    decided = [(ours, theirs) for ours, theirs in verdicts if ours != "unknown"]
+    assert answer["outcomes_decided"] == len(decided) and answer["outcome_coverage"] == round(len(decided) / 40, 4)
+    assert answer["outcome_agreement"] == round(sum(ours == theirs for ours, theirs in decided) / len(decided), 4)
+    assert z3["outcomes_decided"] is None  # it labels no outcomes
+    assert "## Final answers" in (out / "report.md").read_text()
 
 
 def test_eval_rejects_an_unknown_policy_before_any_work(tmp_path):
@@ -39,3 +49,16 @@ def test_eval_rejects_an_unknown_policy_before_any_work(tmp_path):
     result = CliRunner().invoke(app, ["eval", str(sample), "--annotators", "answer", "--policies", "ranked,bogus"])
     assert result.exit_code == 1 and "--policies: unknown 'bogus'" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_outcome_scores_count_only_decided_verdicts():
+    from tasks.evaluate import Scores, score_outcomes
+
+    human = {"a": "correct", "b": "incorrect", "c": "incorrect", "d": "correct"}
+    scores = Scores(name="x", kind="annotator")
+    score_outcomes(scores, {"a": "correct", "b": "incorrect", "c": "unknown", "d": "incorrect"}, human)
+    assert (scores.outcomes_decided, scores.outcome_agreement, scores.outcome_coverage) == (3, round(2 / 3, 4), 0.75)
+    assert scores.outcome_incorrect_precision == 0.5  # b right, d wrong; c's unknown is no claim
+    silent = Scores(name="z3", kind="annotator")
+    score_outcomes(silent, {}, human)
+    assert silent.outcomes_decided is None
