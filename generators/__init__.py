@@ -29,9 +29,9 @@ def load_generator(config: GeneratorConfig) -> Generator:
             except BackendUnavailable:
                 raise
             except Exception as error:  # noqa: BLE001  # whatever the engine raised, it did not start
-                raise BackendUnavailable(
-                    f"the {config.backend} backend for {config.model} did not start: {type(error).__name__}: {error}"
-                ) from error
+                # Cut: vLLM's errors can list every architecture it supports; the cause is chained.
+                raise BackendUnavailable(f"the {config.backend} backend for {config.model} did not start: "
+                                         f"{type(error).__name__}: {str(error)[:300]}") from error
         return _LOADED[key]
 
 
