@@ -22,6 +22,7 @@ from flows.task_runners import task_runner
 from schemas.config import ComputeConfig, GeneratorConfig
 from tasks.annotate import (
     check_annotator,
+    forget_annotator_errors,
     label_batch,
     load_batch,
     make_annotator,
@@ -39,7 +40,11 @@ def annotate(
     default_generator: GeneratorConfig | None = None,
     batch_size: int = 256,
     compute: ComputeConfig | None = None,
+    retry_errors: bool = False,
 ) -> dict:
+    """`retry_errors`: first make the rollouts labelled `unknown` for an annotator error
+    pending again. A batch that fails (see `tasks.annotate`) stops the run with its error;
+    the batches written before it stay, the rest stay pending for the next run."""
     logger = get_run_logger()
     for name in annotators:  # an unknown name fails the run before any annotator works
         annotator_class(name)
@@ -55,15 +60,28 @@ def annotate(
                 logger.warning("annotator %s is unavailable here: %s", name, unavailable)
                 run.summary[name] = {"status": "unavailable", "reason": unavailable}
                 continue
+            errors_retried = forget_annotator_errors(db, annotator) if retry_errors else 0
             pending = pending_rollout_ids(db, annotator)
             written: dict[str, int] = {"rollouts": len(pending)}
+            if errors_retried:
+                written["errored_rollouts_retried"] = errors_retried
             labelled = 0
             with Progress(f"annotating with {name}", len(pending)) as progress, progress.track_generation():
-                for output in label_batches(runner, compute, db, annotator, chunks(pending, batch_size), run.run_id):
-                    for table, rows in write_labels(db, annotator, output).items():
-                        written[table] = written.get(table, 0) + rows
-                    labelled += len(output.costs)
-                    progress.finish_batch(labelled)
+                try:
+                    for output in label_batches(runner, compute, db, annotator, chunks(pending, batch_size),
+                                                run.run_id):
+                        for table, rows in write_labels(db, annotator, output).items():
+                            written[table] = written.get(table, 0) + rows
+                        labelled += len(output.costs)
+                        progress.finish_batch(labelled)
+                except Exception as error:
+                    # The run's record keeps how far this annotator got; the error ends the run.
+                    run.summary[name] = {"status": "failed", **written, "rollouts": labelled,
+                                         "still_pending": len(pending) - labelled}
+                    logger.error("%s stopped after labelling %d of %d rollouts; the other %d stay pending "
+                                 "for the next run: %s: %s", name, labelled, len(pending), len(pending) - labelled,
+                                 type(error).__name__, error)
+                    raise
             logger.info("%s: %s", name, written)
             run.summary[name] = {"status": "done", **written}
     return run.summary

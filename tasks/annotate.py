@@ -8,8 +8,12 @@ an interrupted import had split its steps).
 
 One rollout that makes an annotator raise does not stop the batch: the batch is
 retried item by item and the failing item gets `unknown` labels naming the error.
-A failure of an external service (`GenerationError`: the LLM server is down) is not
-the item's fault and still fails the batch, so the rollouts stay pending.
+An error that is not the item's own fails the batch instead, writing nothing, so its
+rollouts stay pending and the next run labels them: a failure of an external service
+(`GenerationError`: the LLM server is down, the engine did not start or died), a missing
+tool (`AnnotatorUnavailable`), a dead worker process, no memory left, or the same error
+for every item of a batch of several. `forget_annotator_errors` makes the rollouts
+already labelled `unknown` for an error pending again (`rmforge annotate --retry-errors`).
 """
 
 from __future__ import annotations
@@ -17,17 +21,28 @@ from __future__ import annotations
 import multiprocessing
 import threading
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from annotators import build_annotator
-from annotators.base import AnnotationInput, AnnotationOutput, Annotator
+from annotators.base import AnnotationInput, AnnotationOutput, Annotator, AnnotatorUnavailable
 from generators.base import GenerationError
 from schemas.config import GeneratorConfig
 from schemas.records import Problem, Rollout
 from tasks.store import Store
+
+# Errors that say nothing about the rollout being labelled: they fail the whole batch.
+NOT_THE_ROLLOUTS_FAULT = (GenerationError, AnnotatorUnavailable, BrokenProcessPool, MemoryError)
+# The reason of an `unknown` label that stands for an error rather than a verdict.
+ANNOTATOR_ERROR = "annotator error:"
+
+
+class SharedBatchError(RuntimeError):
+    """Every rollout of a batch of several failed with the same error: the annotator or its
+    surroundings are broken, not the rollouts."""
 
 
 def make_annotator(name: str, options: dict[str, Any] | None, default_generator: GeneratorConfig) -> Annotator:
@@ -58,6 +73,25 @@ def pending_rollout_ids(db: str, annotator: Annotator, limit_to: list[str] | Non
         params.append(limit_to)
     with Store(db) as store:  # a column, not a dict per row: at a million rollouts that is ~200 MiB less
         return store.arrow(sql + " ORDER BY r.rollout_id", params).column("rollout_id").to_pylist()
+
+
+@task(name="forget-annotator-errors", cache_policy=NO_CACHE)
+def forget_annotator_errors(db: str, annotator: Annotator) -> int:
+    """Make the rollouts whose labels for this configuration record an annotator error
+    pending again: their labels and done markers go, in one transaction. How many rollouts."""
+    scope = "annotator = ? AND config_hash = ?"
+    key = [annotator.name, annotator.config_hash]
+    with Store(db) as store:
+        store.begin()
+        errored = store.arrow(
+            f"SELECT rollout_id FROM step_labels WHERE {scope} AND starts_with(reason, ?) "
+            f"UNION SELECT rollout_id FROM outcome_labels WHERE {scope} AND starts_with(reason, ?)",
+            [*key, ANNOTATOR_ERROR, *key, ANNOTATOR_ERROR],
+        ).column("rollout_id").to_pylist()
+        for table in ("step_labels", "outcome_labels", "annotator_costs"):
+            store.execute(f"DELETE FROM {table} WHERE {scope} AND rollout_id IN (SELECT UNNEST(?))", [*key, errored])
+        store.commit()
+    return len(errored)
 
 
 def load_inputs(store: Store, rollout_ids: list[str], with_siblings: bool = False) -> list[AnnotationInput]:
@@ -97,7 +131,7 @@ def load_inputs(store: Store, rollout_ids: list[str], with_siblings: bool = Fals
 
 def failed_item_output(annotator: Annotator, item: AnnotationInput, error: Exception, run_id: str) -> AnnotationOutput:
     """`unknown` labels, with the error as their reason, wherever the annotator would label."""
-    reason = f"annotator error: {type(error).__name__}: {str(error)[:300]}"
+    reason = f"{ANNOTATOR_ERROR} {type(error).__name__}: {str(error)[:300]}"
     output = AnnotationOutput()
     if annotator.evidence.confirms_steps or annotator.evidence.refutes_steps:
         output.step_labels = [
@@ -109,25 +143,40 @@ def failed_item_output(annotator: Annotator, item: AnnotationInput, error: Excep
 
 
 def annotate_items(annotator: Annotator, items: list[AnnotationInput], run_id: str) -> AnnotationOutput:
-    """The whole batch at once; after a failure, item by item so one bad rollout costs only itself."""
+    """The whole batch at once; after a failure, item by item so one bad rollout costs only itself.
+
+    Raises what is not the rollouts' fault (`NOT_THE_ROLLOUTS_FAULT`, `SharedBatchError`).
+    """
     try:
         return annotator.annotate(items, run_id)
-    except GenerationError:
+    except NOT_THE_ROLLOUTS_FAULT:
         raise
-    except Exception:  # noqa: BLE001  # narrowed to the failing item below
-        output = AnnotationOutput()
-        for item in items:
-            output.extend(annotate_one(annotator, item, run_id))
-        return output
+    except Exception:  # noqa: BLE001  # narrowed to the failing items below
+        results = [annotate_one(annotator, item, run_id) for item in items]
+    errors = [result for result in results if isinstance(result, Exception)]
+    if len(items) > 1 and len(errors) == len(items) and len({error_text(error) for error in errors}) == 1:
+        raise SharedBatchError(
+            f"{annotator.name} failed on all {len(items)} rollouts of a batch with the same error: "
+            f"{error_text(errors[0])}"
+        ) from errors[0]
+    output = AnnotationOutput()
+    for item, result in zip(items, results):
+        output.extend(failed_item_output(annotator, item, result, run_id) if isinstance(result, Exception) else result)
+    return output
 
 
-def annotate_one(annotator: Annotator, item: AnnotationInput, run_id: str) -> AnnotationOutput:
+def annotate_one(annotator: Annotator, item: AnnotationInput, run_id: str) -> AnnotationOutput | Exception:
+    """The item's labels, or the error it alone raised."""
     try:
         return annotator.annotate([item], run_id)
-    except GenerationError:
+    except NOT_THE_ROLLOUTS_FAULT:
         raise
-    except Exception as error:  # noqa: BLE001  # this rollout's labels become unknown
-        return failed_item_output(annotator, item, error, run_id)
+    except Exception as error:  # noqa: BLE001  # judged by `annotate_items`: this item's, or the batch's
+        return error
+
+
+def error_text(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 def label_items(annotator: Annotator, items: list[AnnotationInput], run_id: str) -> AnnotationOutput:
@@ -165,7 +214,15 @@ def label_batch(
     `processes` > 0: label it in that many shared worker processes (see `label_processes`).
     """
     if processes:
-        return label_processes(processes).submit(label_items, annotator, items, run_id).result()
+        pool = label_processes(processes)
+        try:
+            return pool.submit(label_items, annotator, items, run_id).result()
+        except BrokenProcessPool:
+            # A pool whose worker died takes no more work: later batches get a fresh one.
+            with _label_processes_lock:
+                if _label_processes.get(processes) is pool:
+                    del _label_processes[processes]
+            raise
     return label_items(annotator, items, run_id)
 
 

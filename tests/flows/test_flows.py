@@ -11,6 +11,7 @@ from flows.export import export
 from flows.import_rollouts import import_rollouts
 from rmforge.cli import app
 from tasks.store import Store
+from tests.tasks.test_annotate import unstartable_vllm_engine
 
 ANNOTATORS = ["answer", "z3_arith"]
 
@@ -151,3 +152,64 @@ def test_cli_import_and_annotate(prefect_harness, tmp_path, db):
     assert json.loads(result.output) == [{"annotator": "z3_arith", "n": 12}]  # 6 rollouts x 2 steps
     result = runner.invoke(app, ["annotate", "--annotator", "nonexistent", "--db", db])
     assert result.exit_code != 0
+
+
+def label_rows(db):
+    with Store(db) as store:
+        return {
+            (row["annotator"], row["rollout_id"], row["step_index"]): (row["verdict"], row["reason"], row["run_id"])
+            for row in store.rows(
+                "SELECT annotator, rollout_id, step_index, verdict, reason, run_id FROM step_labels UNION ALL "
+                "SELECT annotator, rollout_id, NULL, verdict, reason, run_id FROM outcome_labels")
+        }
+
+
+def test_cli_annotate_retry_errors_relabels_exactly_the_errored_rollouts(prefect_harness, tmp_path, db):
+    write_rollouts(tmp_path / "r.jsonl", n_problems=2)
+    runner = CliRunner()
+    assert runner.invoke(app, ["import", "rollouts", str(tmp_path / "r.jsonl"), "--db", db]).exit_code == 0
+    assert runner.invoke(app, ["annotate", "--annotator", "answer,z3_arith", "--db", db]).exit_code == 0
+    labelled = label_rows(db)
+    first, second, third = sorted({rollout for _, rollout, _ in labelled})[:3]
+    # As an earlier run left them when every rollout's labelling raised (an engine that did not start).
+    with Store(db) as store:
+        store.execute("UPDATE step_labels SET verdict = 'unknown', reason = 'annotator error: RuntimeError: boom' "
+                      "WHERE annotator = 'z3_arith' AND rollout_id IN (?, ?)", [first, second])
+        store.execute("UPDATE outcome_labels SET verdict = 'unknown', reason = 'annotator error: RuntimeError: boom' "
+                      "WHERE annotator = 'answer' AND rollout_id = ?", [third])
+    errored = label_rows(db)
+
+    plain = runner.invoke(app, ["annotate", "--annotator", "z3_arith", "--db", db])
+    assert plain.exit_code == 0 and "z3_arith: 0 rollouts labelled" in plain.stdout, plain.output
+    assert label_rows(db) == errored
+
+    result = runner.invoke(app, ["annotate", "--annotator", "z3_arith", "--retry-errors", "--db", db])
+    assert result.exit_code == 0, result.output
+    assert "z3_arith: 2 rollouts labelled (2 errored rollouts retried, 4 step labels)" in result.stdout
+    relabelled = label_rows(db)
+    retried = {key for key in labelled if key[0] == "z3_arith" and key[1] in (first, second)}
+    assert len(retried) == 4
+    assert {key: relabelled[key][:2] for key in retried} == {key: labelled[key][:2] for key in retried}
+    assert all(relabelled[key][2] != errored[key][2] for key in retried)  # written by the new run
+    assert {key: row for key, row in relabelled.items() if key not in retried} == {
+        key: row for key, row in errored.items() if key not in retried}  # the answer label keeps its error
+
+
+def test_cli_annotate_with_an_engine_that_does_not_start_fails_in_one_line(prefect_harness, tmp_path, db,
+                                                                           monkeypatch):
+    write_rollouts(tmp_path / "r.jsonl", n_problems=1)
+    runner = CliRunner()
+    assert runner.invoke(app, ["import", "rollouts", str(tmp_path / "r.jsonl"), "--db", db]).exit_code == 0
+    engine = unstartable_vllm_engine(tmp_path, monkeypatch)
+    config = tmp_path / "config.yaml"
+    config.write_text(f"generator:\n  backend: vllm\n  model: {engine.model}\n")
+    result = runner.invoke(app, ["annotate", "--annotator", "judge", "--config", str(config), "--db", db])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"error: BackendUnavailable: the vllm backend for {engine.model} did not start")
+    assert result.stderr.count("\n") == 1 and len(result.stderr) < 600, result.stderr
+    assert result.stdout == ""
+    with Store(db) as store:
+        assert store.count("step_labels") + store.count("outcome_labels") + store.count("annotator_costs") == 0
+        run = store.rows("SELECT status, summary FROM runs WHERE flow = 'annotate'")[0]
+    assert run["status"] == "failed"
+    assert json.loads(run["summary"])["judge"] == {"status": "failed", "rollouts": 0, "still_pending": 3}

@@ -1,18 +1,24 @@
-"""Annotation tasks: done markers that know their input, and one bad rollout costing only itself."""
+"""Annotation tasks: done markers that know their input, one bad rollout costing only itself, and
+errors that are not a rollout's own (an engine that does not start, a dead worker) labelling nothing."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
-from annotators.base import AnnotationInput, AnnotationOutput, Annotator, Evidence
-from generators.base import GenerationError
+from annotators.base import AnnotationInput, AnnotationOutput, Annotator, AnnotatorUnavailable, Evidence
+from annotators.judge import JudgeAnnotator
+from generators.base import BackendUnavailable, GenerationError
 from schemas.config import GeneratorConfig, StepSplitConfig
 from tasks.annotate import (
+    SharedBatchError,
     annotate_batch,
     annotate_items,
+    label_batch,
     load_inputs,
     make_annotator,
     pending_rollout_ids,
@@ -21,6 +27,7 @@ from tasks.rollouts import import_rollouts
 from tasks.steps import split_rollout_steps
 from tasks.store import Store
 from tests.builders import make_item
+from tests.fakes import ScriptedGenerator
 
 
 def write_rollouts(path, n=6):
@@ -117,10 +124,98 @@ def test_one_failing_rollout_becomes_unknown_and_the_batch_goes_on() -> None:
     assert len(output.step_labels) == 6
 
 
-def test_a_server_failure_fails_the_batch_instead_of_labelling_unknown() -> None:
+def test_rollouts_that_fail_differently_or_alone_are_each_unknown_with_their_error() -> None:
+    # Two of three rollouts fail the same way, but the third labels: the error is theirs.
+    items = [make_item(["poison"], index=0), make_item(["poison"], index=1), make_item(["a"], index=2)]
+    output = annotate_items(FailsOn(ValueError("bad claim")), items, "run")
+    assert [label.verdict for label in output.outcome_labels] == ["unknown", "unknown", "correct"]
+    # A batch of one cannot tell its error from the annotator's.
+    alone = annotate_items(FailsOn(ValueError("bad claim")), items[:1], "run")
+    assert [label.reason for label in alone.outcome_labels] == ["annotator error: ValueError: bad claim"]
+
+
+@pytest.mark.parametrize("error", [
+    GenerationError("http://x: no answer after 3 tries"),
+    BackendUnavailable("the vllm backend for m did not start: RuntimeError: Engine core initialization failed"),
+    AnnotatorUnavailable("lean binary not found"),
+    BrokenProcessPool("A process in the process pool was terminated abruptly"),
+    MemoryError(),
+], ids=lambda error: type(error).__name__)
+def test_an_error_that_is_not_the_rollouts_fails_the_batch_instead_of_labelling_unknown(error) -> None:
     items = [make_item(["a"], index=0), make_item(["poison"], index=1)]
-    with pytest.raises(GenerationError, match="no answer"):
-        annotate_items(FailsOn(GenerationError("http://x: no answer after 3 tries")), items, "run")
+    with pytest.raises(type(error)):
+        annotate_items(FailsOn(error), items, "run")
+
+
+def write_poisoned_rollouts(path, n=3):
+    rows = [{"problem_id": f"p{i}", "question": f"What is {i} + 3?", "gold_answer": str(i + 3),
+             "response": f"Step 1: poison {i}\nThe answer is \\boxed{{{i + 3}}}", "model": "m"} for i in range(n)]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+
+
+def stored_labels(db: str) -> dict[str, int]:
+    with Store(db) as store:
+        return {table: store.count(table) for table in ("step_labels", "outcome_labels", "annotator_costs")}
+
+
+def test_the_same_error_on_every_rollout_of_a_batch_fails_it_and_writes_nothing(tmp_path, db) -> None:
+    write_poisoned_rollouts(tmp_path / "rollouts.jsonl")
+    import_rollouts.fn(db, str(tmp_path / "rollouts.jsonl"), "import")
+    annotator = FailsOn(RuntimeError("Engine core initialization failed"))
+    pending = pending_rollout_ids.fn(db, annotator)
+    with pytest.raises(SharedBatchError, match="all 3 rollouts .* RuntimeError: Engine core initialization failed"):
+        annotate_batch.fn(db, annotator, pending, "run")
+    assert stored_labels(db) == {"step_labels": 0, "outcome_labels": 0, "annotator_costs": 0}
+    assert pending_rollout_ids.fn(db, annotator) == pending
+
+
+def unstartable_vllm_engine(tmp_path, monkeypatch) -> GeneratorConfig:
+    """A vLLM backend whose engine fails to start: its model is of an architecture vLLM does not
+    know (without the vLLM extra installed, the start fails for that instead)."""
+    monkeypatch.setenv("RMFORGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("VLLM_CACHE_ROOT", str(tmp_path / "cache" / "vllm"))
+    model = tmp_path / "unknown-model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"architectures": ["NoSuchForCausalLM"], "model_type": "llama"}))
+    return GeneratorConfig(backend="vllm", model=str(model))
+
+
+def test_an_engine_that_does_not_start_labels_nothing_and_a_rerun_labels_the_batch(tmp_path, db, monkeypatch) -> None:
+    source = tmp_path / "rollouts.jsonl"
+    write_rollouts(source, n=3)
+    import_rollouts.fn(db, str(source), "import")
+    split_rollout_steps.fn(db, StepSplitConfig())
+    judge = make_annotator("judge", {"votes": 1}, unstartable_vllm_engine(tmp_path, monkeypatch))
+    pending = pending_rollout_ids.fn(db, judge)
+    with pytest.raises(BackendUnavailable, match="did not start"):
+        annotate_batch.fn(db, judge, pending, "run")
+    assert stored_labels(db) == {"step_labels": 0, "outcome_labels": 0, "annotator_costs": 0}
+    assert pending_rollout_ids.fn(db, judge) == pending and len(pending) == 3
+
+    working = JudgeAnnotator({"votes": 1}, generator=ScriptedGenerator(lambda request, index: "VERDICT: -1"))
+    assert working.config_hash == judge.config_hash
+    annotate_batch.fn(db, working, pending, "rerun")
+    assert pending_rollout_ids.fn(db, judge) == []
+    with Store(db) as store:
+        assert store.rows("SELECT DISTINCT verdict FROM outcome_labels") == [{"verdict": "correct"}]
+
+
+class DiesIn(Annotator):
+    """Kills the worker process labelling it, as the kernel's OOM killer would."""
+
+    name = "dies_in"
+    evidence = Evidence(labels_outcomes=True)
+
+    def annotate(self, items: Sequence[AnnotationInput], run_id: str) -> AnnotationOutput:
+        os._exit(1)
+
+
+def test_a_dead_worker_fails_its_batch_and_later_batches_get_fresh_workers() -> None:
+    items = [make_item(["a"], index=0), make_item(["b"], index=1)]
+    with pytest.raises(BrokenProcessPool):
+        label_batch.fn(DiesIn(), items, "run", processes=1)
+    output = label_batch.fn(FailsOn(ValueError("unused")), items, "run", processes=1)
+    assert [label.verdict for label in output.outcome_labels] == ["correct", "correct"]
 
 
 def test_siblings_are_the_other_rollouts_of_the_same_problem(tmp_path, db) -> None:
