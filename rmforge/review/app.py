@@ -31,7 +31,7 @@ from tasks.store import Store
 HERE = Path(__file__).resolve().parent
 PAGE_SIZE = 50
 # Page and step numbers past this are typos or probes: refused (422) before DuckDB sees them.
-LARGEST_NUMBER = 2**31 - 1
+MAX_PAGE_OR_STEP = 2**31 - 1
 # Seconds a request in flight may finish in after SIGTERM; uvicorn would otherwise wait for it.
 SHUTDOWN_GRACE_S = 2
 VERDICT_CHOICES = (("correct", "c", "correct"), ("incorrect", "i", "incorrect"), ("unknown", "u", "unsure"))
@@ -179,7 +179,7 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
     def queue_page(
         request: Request,
         filters: Annotated[review.QueueFilters, Depends(queue_filters)],
-        page: Annotated[int, Query(ge=1, le=LARGEST_NUMBER)] = 1,
+        page: Annotated[int, Query(ge=1, le=MAX_PAGE_OR_STEP)] = 1,
         done: bool = False,
     ) -> Response:
         with store() as s:
@@ -203,7 +203,7 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
         request: Request,
         id: str,
         filters: Annotated[review.QueueFilters, Depends(queue_filters)],
-        step_offset: Annotated[int, Query(ge=0, le=LARGEST_NUMBER)] = 0,
+        step_offset: Annotated[int, Query(ge=0, le=MAX_PAGE_OR_STEP)] = 0,
     ) -> Response:
         with store() as s:
             view = review.rollout_review(s, id, reviewer, first_step=step_offset)
@@ -235,7 +235,7 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
         rollout_id: Annotated[str, Form()],
         target: Annotated[review.ReviewTarget, Form()],
         verdict: Annotated[Verdict, Form()],
-        step: Annotated[int | None, Form(ge=0, le=LARGEST_NUMBER)] = None,
+        step: Annotated[int | None, Form(ge=0, le=MAX_PAGE_OR_STEP)] = None,
     ) -> Response:
         with store(write=True) as s:
             review.save_verdict(s, rollout_id, target, verdict, reviewer, run_id, step_index=step)
