@@ -516,6 +516,9 @@ def _read_only_store(db: Optional[str]) -> Any:
     store = Store(db if _db(db).startswith("ducklake:") else _existing_db(db), read_only=True)
     if store.is_lake and store.lake_data_path:  # the lake's own Parquet folder stays readable, nothing else
         store.execute("SET allowed_directories = [?]", [store.lake_data_path])
+    # DuckDB keeps its spill folder (`<db>.tmp/`) open to queries even with external access
+    # off, so COPY TO and read_csv could use it; without spilling there is no such folder.
+    store.execute("SET temp_directory = ''")
     store.execute("SET enable_external_access = false")
     store.execute("SET lock_configuration = true")
     return store

@@ -8,6 +8,7 @@ here are `human` step and outcome labels.
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Literal
@@ -21,6 +22,8 @@ from tasks.store import Store
 # Why a rollout is in the queue, in review order.
 PRIORITIES: tuple[str, ...] = ("disagreement", "refute_flag", "spot_check")
 UNSURE_REASON = "reviewer unsure"
+# Steps on one review page: a rollout of 100,000 steps must not cost a page 100,000 steps.
+STEPS_PER_PAGE = 200
 ReviewTarget = Literal["step", "outcome"]
 
 
@@ -173,22 +176,31 @@ def _human_agreement(humans: list[dict[str, Any]]) -> bool | None:
     return len(decisive) == 1
 
 
-def rollout_review(store: Store, rollout_id: str, reviewer: str) -> dict[str, Any]:
-    """Everything the review page shows for one rollout."""
+def rollout_review(
+    store: Store, rollout_id: str, reviewer: str, *, first_step: int = 0, step_count: int = STEPS_PER_PAGE
+) -> dict[str, Any]:
+    """What the review page shows for one rollout: its steps `first_step` to
+    `first_step + step_count - 1` with their labels, the final answer, the critiques, and
+    how many steps it has (a page of a long rollout costs what its shown steps cost)."""
     found = store.rows(
-        "SELECT r.*, p.question, p.gold_answer, p.source FROM rollouts r JOIN problems p USING (problem_id)"
-        " WHERE r.rollout_id = ?",
+        "SELECT r.*, p.question, p.gold_answer, p.source,"
+        " (SELECT count(*) FROM steps s WHERE s.rollout_id = r.rollout_id) AS step_total"
+        " FROM rollouts r JOIN problems p USING (problem_id) WHERE r.rollout_id = ?",
         [rollout_id],
     )
     if not found:
         raise ReviewError(f"rollout {rollout_id!r} is not in the store")
     me = reviewer_annotator(reviewer).config_hash
-    steps = store.rows("SELECT step_index, text FROM steps WHERE rollout_id = ? ORDER BY step_index", [rollout_id])
-    labels = store.rows(
-        "SELECT * FROM step_labels WHERE rollout_id = ? ORDER BY annotator, model, config_hash", [rollout_id])
+    shown = "rollout_id = ? AND step_index >= ? AND step_index < ?"
+    window = [rollout_id, first_step, first_step + step_count]
+    steps = store.rows(f"SELECT step_index, text FROM steps WHERE {shown} ORDER BY step_index", window)
+    labels_by_step: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for label in store.rows(f"SELECT * FROM step_labels WHERE {shown} ORDER BY annotator, model, config_hash",
+                            window):
+        labels_by_step[label["step_index"]].append(label)
     consensus = {
         row["step_index"]: {**row, "votes": _votes(row["votes"])}
-        for row in store.rows("SELECT * FROM step_consensus WHERE rollout_id = ?", [rollout_id])
+        for row in store.rows(f"SELECT * FROM step_consensus WHERE {shown}", window)
     }
     curated = store.rows(
         "SELECT max(coalesce(finished_at, started_at)) AS at FROM runs"
@@ -217,7 +229,7 @@ def rollout_review(store: Store, rollout_id: str, reviewer: str) -> dict[str, An
                 "index": step["step_index"],
                 "text": step["text"],
                 "consensus": consensus.get(step["step_index"]),
-                **split([label for label in labels if label["step_index"] == step["step_index"]]),
+                **split(labels_by_step[step["step_index"]]),
             }
             for step in steps
         ],

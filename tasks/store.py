@@ -315,6 +315,14 @@ class Store:
             self.con.close()
         self._release_write_turn()
 
+    def interrupt(self) -> None:
+        """Stop the statement this store is running in another thread (it raises there);
+        a store closed meanwhile has nothing to stop."""
+        try:
+            self.con.interrupt()
+        except duckdb.ConnectionException:
+            pass
+
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         """Run a statement and drain its result (DuckDB keeps a connection busy until then)."""
         return self._journaled(lambda: self.con.execute(sql, params or []).fetchall())

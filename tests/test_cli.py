@@ -168,6 +168,21 @@ def test_sql_is_read_only_and_sandboxed(store_db, tmp_path, statement, fragment)
         assert store.count("problems") == 1
 
 
+@pytest.mark.parametrize("statement", [
+    "COPY (SELECT * FROM problems) TO '{spill}/x.csv'",
+    "SELECT * FROM read_csv('{spill}/planted.csv')",
+    "SELECT * FROM read_text('{spill}/planted.csv')",
+])
+def test_sql_cannot_use_the_spill_folder(store_db, statement):
+    # DuckDB allows its own temp folder (`<db>.tmp/`) even with external access off.
+    spill = Path(f"{store_db}.tmp")
+    spill.mkdir()
+    (spill / "planted.csv").write_text("secret\n1\n")
+    result = invoke("sql", statement.format(spill=spill), "--db", store_db)
+    assert_one_line_error(result, "disabled by configuration")
+    assert sorted(p.name for p in spill.iterdir()) == ["planted.csv"]
+
+
 def test_sql_still_reads_the_store(store_db):
     result = invoke("sql", "SELECT problem_id, gold_answer FROM problems", "--db", store_db, "--format", "json")
     assert result.exit_code == 0, result.output

@@ -8,10 +8,11 @@ clicks. It writes nothing but the reviewer's `human` labels.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,6 +30,10 @@ from tasks.store import Store
 
 HERE = Path(__file__).resolve().parent
 PAGE_SIZE = 50
+# Page and step numbers past this are typos or probes: refused (422) before DuckDB sees them.
+MAX_PAGE_OR_STEP = 2**31 - 1
+# Seconds a request in flight may finish in after SIGTERM; uvicorn would otherwise wait for it.
+SHUTDOWN_GRACE_S = 2
 VERDICT_CHOICES = (("correct", "c", "correct"), ("incorrect", "i", "incorrect"), ("unknown", "u", "unsure"))
 # Only our own files run: data on the page can never bring a script, a style or an image.
 SECURITY_HEADERS = {
@@ -41,6 +46,39 @@ SECURITY_HEADERS = {
 
 class StoreBusy(RuntimeError):
     pass
+
+
+class ReadersOrWriter:
+    """Any number of readers at once, or one writer alone."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._readers = 0
+        self._writing = False
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._writing)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._readers -= 1
+                self._changed.notify_all()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._writing and not self._readers)
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._writing = False
+                self._changed.notify_all()
 
 
 def _when(value: datetime | None) -> str:
@@ -74,7 +112,19 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
         Store(db).close()  # creates the tables and views an older store may lack
     except Exception as exc:  # another process (e.g. `rmforge curate`) holds the file
         raise StoreBusy(f"cannot open {db}: {exc}") from exc
-    app = FastAPI(title="rmforge review", docs_url=None, redoc_url=None, openapi_url=None)
+    in_use: set[Store] = set()  # stores requests have open now
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # uvicorn gives up on requests after SHUTDOWN_GRACE_S, but Python still waits for
+        # their threads before it exits: stop their statements so SIGTERM ends the process.
+        while in_use:
+            for opened in list(in_use):
+                opened.interrupt()
+            await asyncio.sleep(0.05)
+
+    app = FastAPI(title="rmforge review", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     templates = Jinja2Templates(directory=HERE / "templates")  # autoescape is on for .html
     templates.env.filters.update(when=_when, number=_number)
     templates.env.globals.update(reviewer=reviewer, db=str(db), verdict_choices=VERDICT_CHOICES)
@@ -103,19 +153,23 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
     async def busy(request: Request, exc: StoreBusy) -> Response:
         return Response(str(exc), status_code=503, media_type="text/plain")
 
-    # One request at a time: DuckDB refuses a read-only and a read-write connection to one
-    # file side by side in a process, and a single reviewer's clicks never need more.
-    one_at_a_time = threading.Lock()
+    # DuckDB refuses a read-only and a read-write connection to one file side by side in a
+    # process; read-only ones share it, so a slow page holds up saving a label but no page.
+    access = ReadersOrWriter()
 
     @contextmanager
     def store(*, write: bool = False) -> Iterator[Store]:
-        with one_at_a_time:
+        with access.writing() if write else access.reading():
             try:
                 opened = Store(db, read_only=not write)
             except Exception as exc:  # another process (e.g. `rmforge curate`) holds the file
                 raise StoreBusy(f"cannot open {db}: {exc}; try again in a moment") from exc
             with opened:
-                yield opened
+                in_use.add(opened)
+                try:
+                    yield opened
+                finally:
+                    in_use.discard(opened)
 
     def link(path: str, filters: review.QueueFilters, **extra: Any) -> str:
         query = {**filters.query(), **{k: v for k, v in extra.items() if v is not None}}
@@ -125,7 +179,7 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
     def queue_page(
         request: Request,
         filters: Annotated[review.QueueFilters, Depends(queue_filters)],
-        page: Annotated[int, Query(ge=1)] = 1,
+        page: Annotated[int, Query(ge=1, le=MAX_PAGE_OR_STEP)] = 1,
         done: bool = False,
     ) -> Response:
         with store() as s:
@@ -149,11 +203,18 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
         request: Request,
         id: str,
         filters: Annotated[review.QueueFilters, Depends(queue_filters)],
+        step_offset: Annotated[int, Query(ge=0, le=MAX_PAGE_OR_STEP)] = 0,
     ) -> Response:
         with store() as s:
-            view = review.rollout_review(s, id, reviewer)
+            view = review.rollout_review(s, id, reviewer, first_step=step_offset)
+        step_total = view["rollout"]["step_total"]
+        later = step_offset + review.STEPS_PER_PAGE
+        earlier = max(0, step_offset - review.STEPS_PER_PAGE) or None  # the first page's link has no offset
         return templates.TemplateResponse(request, "rollout.html", {
             "view": view, "r": view["rollout"],
+            "first_shown": step_offset + 1, "last_shown": min(later, step_total), "step_total": step_total,
+            "earlier_steps_url": link("/rollout", filters, id=id, step_offset=earlier) if step_offset else None,
+            "later_steps_url": link("/rollout", filters, id=id, step_offset=later) if later < step_total else None,
             "queue_url": link("/", filters),
             "next_url": link("/next", filters, id=id),
         })
@@ -174,12 +235,14 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
         rollout_id: Annotated[str, Form()],
         target: Annotated[review.ReviewTarget, Form()],
         verdict: Annotated[Verdict, Form()],
-        step: Annotated[int | None, Form()] = None,
+        step: Annotated[int | None, Form(ge=0, le=MAX_PAGE_OR_STEP)] = None,
     ) -> Response:
         with store(write=True) as s:
             review.save_verdict(s, rollout_id, target, verdict, reviewer, run_id, step_index=step)
-            view = review.rollout_review(s, rollout_id, reviewer)
-        item = next(s for s in view["steps"] if s["index"] == step) if target == "step" else view["outcome"]
+            # Only the labelled item goes back: read that step alone, or no step.
+            view = review.rollout_review(s, rollout_id, reviewer, first_step=step or 0,
+                                         step_count=1 if target == "step" else 0)
+        item = view["steps"][0] if target == "step" else view["outcome"]
         return templates.TemplateResponse(request, "_item.html", {
             "r": view["rollout"], "item": item, "target": target,
         })
@@ -196,4 +259,4 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
 def serve(app: FastAPI, *, host: str = "127.0.0.1", port: int = 8765) -> None:
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_GRACE_S)

@@ -52,13 +52,13 @@ def review_store(tmp_path_factory):
     return db, build_review_store(db)
 
 
-@pytest.fixture(scope="module")
-def review_server(review_store):
-    """`rmforge review` as a user starts it; yields its base URL."""
-    db, _ = review_store
+def start_review(db: str, *python_args: str) -> tuple[subprocess.Popen, str]:
+    """`rmforge review --reviewer alice` on a free port, run as `python *python_args` (the CLI
+    module unless told); returns the process and its base URL once it answers."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "rmforge.cli", "review", "--db", db, "--port", str(port), "--reviewer", "alice"],
+        [sys.executable, *(python_args or ("-m", "rmforge.cli")),
+         "review", "--db", db, "--port", str(port), "--reviewer", "alice"],
         cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -66,12 +66,19 @@ def review_server(review_store):
     while True:
         try:
             httpx.get(url + "/static/review.css", timeout=1)
-            break
+            return process, url
         except httpx.TransportError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
                 pytest.fail(f"rmforge review did not start: {process.stdout.read()}")
             time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def review_server(review_store):
+    """`rmforge review` as a user starts it; yields its base URL."""
+    db, _ = review_store
+    process, url = start_review(db)
     yield url
     process.terminate()
     process.wait(timeout=10)

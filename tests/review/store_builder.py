@@ -115,3 +115,22 @@ def build_review_store(db: str) -> dict[str, str]:
         store.write("runs", [RunRecord(run_id=CURATE_RUN, flow="curate", config="{}", status="completed",
                                        finished_at=datetime(2026, 11, 28, 17, 30, tzinfo=timezone.utc))])
     return ids
+
+
+def build_long_rollout(db: str, steps: int, *, index: int = 100) -> str:
+    """Add one rollout of `steps` steps, each labelled by two annotators and curated;
+    returns its id. `index` tells rollouts of one store apart."""
+    problem = make_problem(f"Count to {steps}.", str(steps))
+    parts = [f"{i} + 1 = {i + 1}." for i in range(steps)]
+    rollout = make_rollout(problem, "\n".join(parts), index=index)
+    rollout_id = rollout.rollout_id
+    labels = [step_label(rollout_id, i, annotator, "correct", reason="fine")
+              for i in range(steps) for annotator in ("mc", "z3_arith")]
+    votes = {"mc": "correct", "z3_arith": "correct"}
+    with Store(db) as store:
+        store.write("problems", [problem])
+        store.write("rollouts", [rollout])
+        store.write("steps", [Step(rollout_id=rollout_id, step_index=i, text=t) for i, t in enumerate(parts)])
+        store.write("step_labels", labels)
+        store.write("step_consensus", [consensus(rollout_id, i, "correct", True, votes) for i in range(steps)])
+    return rollout_id
