@@ -161,17 +161,21 @@ class ComputeConfig(Config):
 
 
 class PipelineConfig(Config):
-    problems: ProblemSourceConfig = Field(default_factory=ProblemSourceConfig)
-    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     # The defaults are the demo, sized to finish in under 5 minutes on 2 CPU cores (README,
-    # bench/reports/demo_cost.md). Several samples per problem: the default model is weak, and
-    # preference pairs need a right and a wrong answer to the same problem.
-    sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(n=4, max_tokens=128))
+    # bench/reports/demo_cost.md) with labels that hold: the packaged model solves one-step
+    # additions of numbers up to 9 about a fifth of the time at temperature 0.5 and longer
+    # problems almost never, and a Monte Carlo refutation needs a completer that reaches the
+    # gold on the problem (annotators/completions.py). Several samples per problem: preference
+    # pairs need a right and a wrong answer to the same problem.
+    problems: ProblemSourceConfig = Field(default_factory=lambda: ProblemSourceConfig(
+        min_steps=1, max_steps=1, operations=["+"], max_number=9))
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(n=4, max_tokens=96, temperature=0.5))
     steps: StepSplitConfig = Field(default_factory=StepSplitConfig)
     # mc_binary confirms and refutes steps (process examples) at about a third of mc's completions.
     annotators: list[str] = Field(default_factory=lambda: ["answer", "z3_arith", "mc_binary"])
     annotator_options: dict[str, dict[str, Any]] = Field(
-        default_factory=lambda: {"mc_binary": {"k": 1, "max_tokens": 96}},
+        default_factory=lambda: {"mc_binary": {"k": 4, "max_tokens": 64}},
         description="Per-annotator config, keyed by annotator name.",
     )
     curation: CurationConfig = Field(default_factory=CurationConfig)

@@ -9,7 +9,7 @@ import importlib.util
 import pytest
 
 from generators.base import PROMPT_TOO_LONG
-from schemas.config import CurationConfig, PipelineConfig, ProblemSourceConfig, SamplingConfig
+from schemas.config import CurationConfig, PipelineConfig, SamplingConfig
 from tasks.store import Store
 
 pytestmark = [
@@ -21,11 +21,12 @@ pytestmark = [
 def test_pipeline_with_the_real_model(prefect_harness, db):
     from flows.pipeline import pipeline
 
+    demo = PipelineConfig()  # the demo's problems, sampling and mc_binary options, smaller
     config = PipelineConfig(
-        problems=ProblemSourceConfig(count=2, min_steps=1, max_steps=2, seed=1),
-        sampling=SamplingConfig(n=2, max_tokens=96),
-        annotators=["answer", "z3_arith", "mc"],
-        annotator_options={"mc": {"k": 1, "max_tokens": 48}},
+        problems=demo.problems.model_copy(update={"count": 2, "seed": 1}),
+        sampling=demo.sampling.model_copy(update={"n": 2}),
+        annotators=["answer", "z3_arith", "mc", "mc_binary"],
+        annotator_options={"mc": {"k": 1, "max_tokens": 48}, **demo.annotator_options},
         curation=CurationConfig(near_dedupe=False),
     )
     summary = pipeline(config, db)
@@ -40,6 +41,12 @@ def test_pipeline_with_the_real_model(prefect_harness, db):
         mc = store.rows("SELECT score FROM step_labels WHERE annotator = 'mc'")
         assert mc and all(0.0 <= r["score"] <= 1.0 for r in mc)
         assert store.rows("SELECT sum(completions) AS n FROM annotator_costs WHERE annotator = 'mc'")[0]["n"] > 0
+        # a Monte Carlo refutation names its evidence: the completer's measured success on the
+        # problem, or the rollout's own wrong answer; never "no completion succeeded" alone
+        refutations = store.rows(
+            "SELECT reason FROM step_labels WHERE annotator IN ('mc', 'mc_binary') AND verdict = 'incorrect'")
+        assert all("reaches it from the question in" in r["reason"] or "outcome is wrong" in r["reason"]
+                   for r in refutations), refutations
 
     # the same run again generates and labels nothing new
     again = pipeline(config, db)
