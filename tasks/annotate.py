@@ -214,16 +214,22 @@ def label_batch(
     `processes` > 0: label it in that many shared worker processes (see `label_processes`).
     """
     if processes:
-        pool = label_processes(processes)
-        try:
-            return pool.submit(label_items, annotator, items, run_id).result()
-        except BrokenProcessPool:
-            # A pool whose worker died takes no more work: later batches get a fresh one.
-            with _label_processes_lock:
-                if _label_processes.get(processes) is pool:
-                    del _label_processes[processes]
-            raise
+        return label_in_processes(processes, annotator, items, run_id)
     return label_items(annotator, items, run_id)
+
+
+def label_in_processes(processes: int, annotator: Annotator, items: list[AnnotationInput], run_id: str) -> AnnotationOutput:
+    """`label_items` in the shared pool of that size. Kept out of `label_batch`, which Dask and Ray
+    pickle by value: the pool's lock cannot travel."""
+    pool = label_processes(processes)
+    try:
+        return pool.submit(label_items, annotator, items, run_id).result()
+    except BrokenProcessPool:
+        # A pool whose worker died takes no more work: later batches get a fresh one.
+        with _label_processes_lock:
+            if _label_processes.get(processes) is pool:
+                del _label_processes[processes]
+        raise
 
 
 def write_labels(db: str, annotator: Annotator, output: AnnotationOutput) -> dict[str, int]:

@@ -179,15 +179,24 @@ def test_a_curate_run_writes_the_chart_and_artifacts(prefect_harness, tmp_path, 
 
 def test_a_pipeline_run_reports_every_stage_and_the_completions(prefect_harness, db):
     from flows.pipeline import pipeline
-    from schemas.config import PipelineConfig
-    from tests.flows.test_progress import respond
+    from problems.arithmetic import generate_arithmetic_problems
+    from schemas.config import PipelineConfig, ProblemSourceConfig
     from tests.servers import ChatServer
 
-    server = ChatServer(respond)
+    source = ProblemSourceConfig(count=2)
+    golds = {p.question: p.gold_answer for p in generate_arithmetic_problems(2, 0, source.min_steps, source.max_steps)}
+
+    def solves_the_first_sample(body, index):
+        # A completer that can reach the gold: MC then has evidence both ways (never reaching it
+        # would leave every MC verdict unknown, and nothing to agree or disagree with).
+        question = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
+        return f"The answer is \\boxed{{{golds[question]}}}" if index == 0 else "Step 1: 2 + 2 = 4\nThe answer is \\boxed{4}"
+
+    server = ChatServer(solves_the_first_sample)
     try:
         config = PipelineConfig.model_validate({
             "generator": {"backend": "openai", "model": "served", "base_url": server.url, "max_retries": 0},
-            "problems": {"count": 2}, "sampling": {"n": 2, "max_tokens": 32},
+            "problems": source.model_dump(), "sampling": {"n": 2, "max_tokens": 32},
             "annotators": ["answer", "mc", "z3_arith"], "annotator_options": {"mc": {"k": 2}},
             "curation": {"near_dedupe": False},
         })
