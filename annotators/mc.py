@@ -12,11 +12,11 @@ A prefix none of whose graded continuations succeeds is `incorrect` only when th
 evidence (annotators/completions.py, `judge_failed_prefixes`): the completer reached the
 gold on this problem somewhere (an earlier prefix, its own rollouts of the problem, an
 empty-prefix probe), and E[(1 - p)^k] <= `significance` for its measured rate p from the
-question; otherwise `unknown` with the reason. A failed prefix followed by one that reaches the
-gold is still refuted when the test passes: completers recover from wrong steps, and a human
-judges the step, not whether some path through it ends right (bench/reports/mc_power.md). A
-prefix none of whose continuations could be graded (undecidable answers, a prefix too long for
-the completer's context) is `unknown`, never a failure.
+question; otherwise `unknown` with the reason. A prefix that a later prefix of the same rollout
+is seen to continue to the gold (a continuation of the later one, or the rollout itself,
+reaches it) leads there too: it is never refuted, whatever its own samples. A prefix none of whose continuations
+could be graded (undecidable answers, a prefix too long for the completer's context) is
+`unknown`, never a failure.
 """
 
 from __future__ import annotations
@@ -50,21 +50,31 @@ class MonteCarloAnnotator(LLMAnnotator):
         found = estimate_prefixes(self.load_generator(), queries, self.config) if queries else []
         return {(q.item.rollout.rollout_id, q.step_index): e for q, e in zip(queries, found, strict=True)}
 
+    @staticmethod
+    def last_reaching_prefix(item: AnnotationInput, estimates: dict[tuple[str, int], Estimate]) -> int:
+        """The last step whose prefix is seen to reach the gold (-1: none): a continuation of it
+        did, or the rollout itself does (its last prefix)."""
+        if outcome_of(item).verdict == "correct":
+            return len(item.steps) - 1
+        reached = [i for i in range(len(item.steps) - 1) if estimates[(item.rollout.rollout_id, i)].successes]
+        return max(reached, default=-1)
+
     def failed_prefixes(self, items: Sequence[AnnotationInput], estimates: dict[tuple[str, int], Estimate]):
-        """Every estimated prefix with graded continuations and no success, in step order."""
+        """Every estimated prefix with graded continuations and no success, in step order, except
+        those a later prefix of the same rollout shows to lead to the gold (they are not refuted)."""
         for item in items:
-            reached = False
-            for i in range(len(item.steps) - 1):
-                found = estimates.get((item.rollout.rollout_id, i))
-                if found is None or found.value is None:
-                    continue
-                if found.successes == 0:
-                    yield FailedPrefix(item, i, found, reached_before=reached)
-                reached = reached or found.successes > 0
+            if (item.rollout.rollout_id, 0) not in estimates:
+                continue  # no gold, or a single step: nothing was estimated
+            last_reaching = self.last_reaching_prefix(item, estimates)
+            for i in range(last_reaching + 1, len(item.steps) - 1):
+                found = estimates[(item.rollout.rollout_id, i)]
+                if found.value is not None and found.successes == 0:
+                    yield FailedPrefix(item, i, found, reached_before=last_reaching >= 0)
 
     def annotate(self, items: Sequence[AnnotationInput], run_id: str) -> AnnotationOutput:
         estimates = self.estimates(items)
         failed = list(self.failed_prefixes(items, estimates))
+        failed_keys = {(f.item.rollout.rollout_id, f.step_index) for f in failed}
         judged = judge_failed_prefixes(self.load_generator(), failed, self.config, self.model) if failed else None
         output = AnnotationOutput()
         for item in items:
@@ -83,9 +93,14 @@ class MonteCarloAnnotator(LLMAnnotator):
                     output.step_labels.append(self.step_label(
                         item, i, "correct", run_id, score=found.value,
                         reason=f"{found.successes}/{found.graded} graded completions reach the gold answer"))
-                else:
+                elif (rid, i) in failed_keys:
                     verdict, reason = judged.verdicts[(rid, i)]
                     output.step_labels.append(self.step_label(item, i, verdict, run_id, score=found.value, reason=reason))
+                else:
+                    output.step_labels.append(self.step_label(
+                        item, i, "unknown", run_id, score=found.value,
+                        reason=f"0/{found.graded} graded completions reach the gold answer, but a later prefix of "
+                        "this rollout does: the step is not refuted"))
             if item.steps:
                 output.step_labels.append(self.final_step_label(item, run_id))
             spent = sum(estimates[(rid, i)].sampled for i in range(len(item.steps) - 1))

@@ -322,3 +322,17 @@ def test_a_few_lucky_measurements_do_not_make_a_failure_significant():
     # More evidence for the same rate narrows the chance towards (1 - p)^k.
     assert chance_all_fail(Estimate(50, 100, 100), 4) < chance_all_fail(Estimate(2, 4, 4), 4)
     assert abs(chance_all_fail(Estimate(5000, 10000, 10000), 4) - 0.5 ** 4) < 0.001
+
+
+def test_mc_does_not_refute_a_prefix_that_a_later_prefix_continues_to_the_gold():
+    # Prefix 1 fails its 4 samples by chance, prefix 2 reaches the gold: prefix 1 leads there too.
+    item = make_item(["Step 1: a", "Step 2: b", "Step 3: c", "The answer is \\boxed{9}"])
+
+    def completer(request, i: int) -> str:
+        prefix = request.assistant_prefix
+        return "The answer is \\boxed{7}" if "Step 3" in prefix or "Step 2" not in prefix else "The answer is \\boxed{9}"
+
+    out = MonteCarloAnnotator({"k": 4}, generator=ScriptedGenerator(completer)).annotate([item], "run")
+    labels = labels_of(out, item)
+    assert [labels[i].verdict for i in range(4)] == ["correct", "unknown", "correct", "incorrect"]
+    assert "a later prefix of this rollout does" in labels[1].reason
