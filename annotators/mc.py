@@ -14,9 +14,10 @@ gold on this problem somewhere (an earlier prefix, its own rollouts of the probl
 empty-prefix probe), and E[(1 - p)^k] <= `significance` for its measured rate p from the
 question; otherwise `unknown` with the reason. A prefix that a later prefix of the same rollout
 is seen to continue to the gold (a continuation of the later one, or the rollout itself,
-reaches it) leads there too: it is never refuted, whatever its own samples. A prefix none of whose continuations
-could be graded (undecidable answers, a prefix too long for the completer's context) is
-`unknown`, never a failure.
+reaches it) leads there too: it is never refuted, whatever its own samples. This trades
+recall for precision where a completer recovers from wrong steps (bench/reports/mc_power.md).
+A prefix none of whose continuations could be graded (undecidable answers, a prefix too long
+for the completer's context) is `unknown`, never a failure.
 """
 
 from __future__ import annotations

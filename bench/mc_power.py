@@ -62,6 +62,10 @@ FINDINGS = """## Reading
 - The chance is the posterior predictive under a uniform prior on p, so a few lucky successes are
   not read as p = 1: with k = 1 a refutation needs 19 successes from the question without a failure,
   with k = 4 at least 2 of 2 (a point estimate would accept 1 of 1 for any k).
+- `mc` does not refute a prefix that a later prefix of the same rollout continues to the gold (MC's
+  own evidence that the gold is reachable through it). Measured with and without that rule at
+  k = 4: `incorrect` precision 0.857 vs 0.522 at p_good 0.2 and 0.963 vs 0.852 at 0.5; it costs
+  recall where the completer recovers from a wrong step (0.68 vs 0.80 at p_good 0.8).
 - The probe adds at most `baseline_k` completions per problem with a candidate `incorrect`.
 - On GSM8K few solutions reach the right answer through a wrong step, so outcome-implied `correct`
   labels are precise here; the gap is larger on MATH / OlympiadBench / Omni-MATH (issue 16).
