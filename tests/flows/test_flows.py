@@ -99,14 +99,15 @@ def test_annotate_leaves_a_live_runs_claims_and_takes_over_a_crashed_runs(prefec
     import_rollouts(str(tmp_path / "r.jsonl"), db)
     z3 = make_annotator("z3_arith", None, GeneratorConfig())
     pending = pending_rollout_ids.fn(db, z3)
-    start_runs(db, {"crashed": 60, "alive": 0})
+    start_runs(db, {"crashed": 0, "alive": 0})
     claim_batch(db, z3, "crashed", pending, 5)
-    claim_batch(db, z3, "alive", pending, 3)
+    alive = claim_batch(db, z3, "alive", pending, 3)
+    start_runs(db, {"crashed": 600})  # its heartbeat stopped ten minutes ago
 
     summary = annotate(db, ["z3_arith"], batch_size=2)["z3_arith"]
     assert summary["rollouts"] == 12 - 3 and summary["left_to_other_runs"] == 3
-    assert claimants(db) == {rollout_id: "alive" for rollout_id in pending[5:8]}
-    assert pending_rollout_ids.fn(db, z3) == pending[5:8]
+    assert claimants(db) == {rollout_id: "alive" for rollout_id in alive}
+    assert pending_rollout_ids.fn(db, z3) == alive == pending[5:8]
 
 
 def test_cli_sql_formats(tmp_path, db):

@@ -100,12 +100,13 @@ def test_marker_for_fewer_steps_drops_stale_labels(tmp_path, db) -> None:
 
 
 def start_runs(db: str, heartbeat_ago_s: dict[str, float]) -> None:
-    """`running` runs that beat that many seconds ago, every 1 s: over 3 s ago reads as crashed."""
+    """`running` runs that last beat that many seconds ago, beating every 30 s: a run whose last
+    beat is over 90 s old reads as crashed."""
     with Store(db) as store:
         store.write("runs", [
-            RunRecord(run_id=run_id, flow="annotate", config="{}", status="running", heartbeat_s=1.0,
+            RunRecord(run_id=run_id, flow="annotate", config="{}", status="running", heartbeat_s=30.0,
                       heartbeat_at=utc_now() - timedelta(seconds=ago))
-            for run_id, ago in heartbeat_ago_s.items()])
+            for run_id, ago in heartbeat_ago_s.items()], on_conflict="replace")
 
 
 def claimants(db: str) -> dict[str, str]:
@@ -136,7 +137,7 @@ def test_runs_claim_disjoint_batches_and_writing_a_batch_releases_its_claims(tmp
 def test_the_claims_of_a_run_whose_heartbeat_stopped_are_taken_over(tmp_path, db) -> None:
     write_rollouts(tmp_path / "rollouts.jsonl")
     import_rollouts.fn(db, str(tmp_path / "rollouts.jsonl"), "import")
-    start_runs(db, {"crashed": 60, "alive": 0})
+    start_runs(db, {"crashed": 600, "alive": 0})
     z3 = make_annotator("z3_arith", None, GeneratorConfig())
     pending = pending_rollout_ids.fn(db, z3)
     assert claim_batch(db, z3, "crashed", pending, 3) == pending[:3]
