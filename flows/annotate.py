@@ -21,7 +21,6 @@ from prefect import flow, get_run_logger
 
 from annotators import annotator_class
 from annotators.base import AnnotationOutput, Annotator
-from flows import chunks
 from flows.task_runners import task_runner
 from schemas.config import ComputeConfig, GeneratorConfig
 from tasks.annotate import (
