@@ -6,6 +6,10 @@ Workers only compute, so they need no access to the store: a single-file DuckDB 
 which takes one writing process at a time, works with workers in other processes or on
 other machines, and each batch's labels and done markers are still one transaction here.
 Reading and writing a batch costs milliseconds against the seconds of labelling it.
+
+Runs that share a store split the pending rollouts: each batch is claimed just before it is
+labelled, and a run ends when what is still pending is claimed by other live runs (see
+`tasks.annotate`).
 """
 
 from __future__ import annotations
@@ -17,16 +21,17 @@ from prefect import flow, get_run_logger
 
 from annotators import annotator_class
 from annotators.base import AnnotationOutput, Annotator
-from flows import chunks
 from flows.task_runners import task_runner
 from schemas.config import ComputeConfig, GeneratorConfig
 from tasks.annotate import (
     check_annotator,
+    claimed_batches,
     forget_annotator_errors,
     label_batch,
     load_batch,
     make_annotator,
     pending_rollout_ids,
+    release_claims,
     write_labels,
 )
 from tasks.runs import Progress, tracked_run
@@ -62,26 +67,37 @@ def annotate(
                 continue
             errors_retried = forget_annotator_errors(db, annotator) if retry_errors else 0
             pending = pending_rollout_ids(db, annotator)
-            written: dict[str, int] = {"rollouts": len(pending)}
+            first_pending = len(pending)
+            written: dict[str, int] = {"rollouts": 0}
             if errors_retried:
                 written["errored_rollouts_retried"] = errors_retried
             labelled = 0
-            with Progress(f"annotating with {name}", len(pending)) as progress, progress.track_generation():
+            with Progress(f"annotating with {name}", first_pending) as progress, progress.track_generation():
                 try:
-                    for output in label_batches(runner, compute, db, annotator, chunks(pending, batch_size),
-                                                run.run_id):
-                        for table, rows in write_labels(db, annotator, output).items():
-                            written[table] = written.get(table, 0) + rows
-                        labelled += len(output.costs)
-                        progress.finish_batch(labelled)
+                    while pending:
+                        labelled_before = labelled
+                        batches = claimed_batches(db, annotator, run.run_id, pending, batch_size)
+                        for output in label_batches(runner, compute, db, annotator, batches, run.run_id):
+                            for table, rows in write_labels(db, annotator, output).items():
+                                written[table] = written.get(table, 0) + rows
+                            labelled += len(output.costs)
+                            progress.finish_batch(labelled)
+                        if labelled == labelled_before:  # every pending rollout is another live run's
+                            written["left_to_other_runs"] = len(pending)
+                            break
+                        # Again for rollouts freed meanwhile: claims of runs that failed or died.
+                        pending = pending_rollout_ids(db, annotator)
                 except Exception as error:
+                    release_claims(db, annotator, run.run_id)  # other runs may take the rest now
                     # The run's record keeps how far this annotator got; the error ends the run.
+                    still_pending = max(first_pending - labelled, 0)
                     run.summary[name] = {"status": "failed", **written, "rollouts": labelled,
-                                         "still_pending": len(pending) - labelled}
+                                         "still_pending": still_pending}
                     logger.error("%s stopped after labelling %d of %d rollouts; the other %d stay pending "
-                                 "for the next run: %s: %s", name, labelled, len(pending), len(pending) - labelled,
+                                 "for the next run: %s: %s", name, labelled, first_pending, still_pending,
                                  type(error).__name__, error)
                     raise
+            written["rollouts"] = labelled
             logger.info("%s: %s", name, written)
             run.summary[name] = {"status": "done", **written}
     return run.summary

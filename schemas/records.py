@@ -129,6 +129,20 @@ class AnnotatorCost(Record):
     steps: int | None = None
 
 
+class BatchClaim(Record):
+    """A rollout taken by one annotate run for one annotator configuration, so that runs sharing
+    a store label each rollout once. The claim holds while its run is alive (view `runs_health`
+    says `running`: the run's heartbeat is its lease) and is deleted with the rollout's labels
+    written, or when the run fails."""
+
+    rollout_id: str
+    annotator: str
+    config_hash: str
+    run_id: str  # the claimant
+    batch_id: str  # the claims taken in one transaction: a run may have several batches in flight
+    claimed_at: datetime = Field(default_factory=utc_now)
+
+
 class StepConsensus(Record):
     """The curated verdict on one step. `annotators` voted; `supporters` gave evidence for
     the verdict (see annotators.base.Evidence); `overruled` gave evidence against it and

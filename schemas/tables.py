@@ -56,6 +56,12 @@ TABLES: dict[str, TableSpec] = {
             "Completions each annotator spent per rollout.",
         ),
         TableSpec(
+            "batch_claims",
+            r.BatchClaim,
+            ("rollout_id", "annotator", "config_hash"),
+            "Rollouts an annotate run is labelling now, so that other runs leave them.",
+        ),
+        TableSpec(
             "step_consensus",
             r.StepConsensus,
             ("rollout_id", "step_index"),

@@ -14,15 +14,21 @@ rollouts stay pending and the next run labels them: a failure of an external ser
 tool (`AnnotatorUnavailable`), a dead worker process, no memory left, or the same error
 for every item of a batch of several. `forget_annotator_errors` makes the rollouts
 already labelled `unknown` for an error pending again (`rmforge annotate --retry-errors`).
+
+Runs that share a store split the work: a run claims each batch (`claim_batch`) just before
+labelling it, in one short transaction that takes only rollouts still pending and claimed by no
+live run, and the claims go with the batch's labels. A claim lasts as long as its run's
+heartbeat, so the rollouts of a run that died are taken over by the next claim.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import threading
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, Iterator
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -31,7 +37,7 @@ from annotators import build_annotator
 from annotators.base import AnnotationInput, AnnotationOutput, Annotator, AnnotatorUnavailable
 from generators.base import GenerationError
 from schemas.config import GeneratorConfig
-from schemas.records import Problem, Rollout
+from schemas.records import Problem, Rollout, utc_now
 from tasks.store import Store
 
 # Errors that say nothing about the rollout being labelled: they fail the whole batch.
@@ -55,24 +61,91 @@ def check_annotator(annotator: Annotator) -> str | None:
     return annotator.availability()
 
 
-@task(name="find-pending-rollouts", cache_policy=NO_CACHE)
-def pending_rollout_ids(db: str, annotator: Annotator, limit_to: list[str] | None = None) -> list[str]:
-    """Rollouts without a current done marker for this configuration, in a stable order.
-
-    A marker is current when it was made from as many steps as the rollout has now.
-    """
+def pending_sql(limited: bool) -> str:
+    """The query for the rollouts without a current done marker for a configuration; a marker is
+    current when it was made from as many steps as the rollout has now. Parameters: `limited`:
+    the rollout ids to look at, then annotator and config hash, then the ids again."""
+    within = " WHERE rollout_id IN (SELECT UNNEST(?))" if limited else ""
     sql = (
-        "WITH step_counts AS (SELECT rollout_id, count(*) AS n FROM steps GROUP BY rollout_id) "
+        f"WITH step_counts AS (SELECT rollout_id, count(*) AS n FROM steps{within} GROUP BY rollout_id) "
         "SELECT r.rollout_id FROM rollouts r LEFT JOIN step_counts s USING (rollout_id) "
         "LEFT JOIN annotator_costs c ON c.rollout_id = r.rollout_id AND c.annotator = ? AND c.config_hash = ? "
         "WHERE (c.rollout_id IS NULL OR c.steps IS DISTINCT FROM coalesce(s.n, 0))"
     )
-    params: list[Any] = [annotator.name, annotator.config_hash]
-    if limit_to is not None:
-        sql += " AND r.rollout_id IN (SELECT UNNEST(?))"
-        params.append(limit_to)
+    return sql + (" AND r.rollout_id IN (SELECT UNNEST(?))" if limited else "")
+
+
+def pending_params(annotator: Annotator, limit_to: list[str] | None) -> list[Any]:
+    key = [annotator.name, annotator.config_hash]
+    return key if limit_to is None else [limit_to, *key, limit_to]
+
+
+@task(name="find-pending-rollouts", cache_policy=NO_CACHE)
+def pending_rollout_ids(db: str, annotator: Annotator, limit_to: list[str] | None = None) -> list[str]:
+    """Rollouts without a current done marker for this configuration (see `pending_sql`), in a
+    stable order, claimed or not."""
     with Store(db) as store:  # a column, not a dict per row: at a million rollouts that is ~200 MiB less
-        return store.arrow(sql + " ORDER BY r.rollout_id", params).column("rollout_id").to_pylist()
+        return store.arrow(pending_sql(limit_to is not None) + " ORDER BY r.rollout_id",
+                           pending_params(annotator, limit_to)).column("rollout_id").to_pylist()
+
+
+# How far past its last claim a run looks for unclaimed rollouts, in batches: far enough to step
+# over the batches other runs hold, and one claim reads no more of the pending list than this.
+CLAIM_WINDOW_BATCHES = 8
+
+
+def claim_batch(db: str, annotator: Annotator, run_id: str, candidates: list[str], batch_size: int) -> list[str]:
+    """Claim for `run_id` the first `batch_size` of `candidates` that are still pending and
+    claimed by no live run; the claimed ids, sorted.
+
+    One transaction: the claims of runs that are not `running` any more (view `runs_health`:
+    finished, failed, or crashed with a stopped heartbeat) go, then the pending check and the
+    new claims are one statement, which a DuckLake commit that lost to another writer replays on
+    the newer snapshot, so two runs never hold the same rollout.
+    """
+    key = [annotator.name, annotator.config_hash]
+    batch_id = uuid.uuid4().hex
+    with Store(db) as store:
+        store.begin()
+        try:
+            store.execute(
+                "DELETE FROM batch_claims WHERE annotator = ? AND config_hash = ? "
+                "AND run_id NOT IN (SELECT run_id FROM runs_health WHERE status = 'running')", key)
+            store.execute(
+                "INSERT INTO batch_claims (rollout_id, annotator, config_hash, run_id, batch_id, claimed_at) "
+                f"SELECT rollout_id, ?, ?, ?, ?, ? FROM ({pending_sql(limited=True)}) "
+                "WHERE rollout_id NOT IN (SELECT rollout_id FROM batch_claims WHERE annotator = ? AND config_hash = ?) "
+                "ORDER BY rollout_id LIMIT ?",
+                [*key, run_id, batch_id, utc_now(), *pending_params(annotator, candidates), *key, batch_size])
+        except BaseException:
+            store.rollback()
+            raise
+        store.commit()
+        return store.arrow("SELECT rollout_id FROM batch_claims WHERE batch_id = ? ORDER BY rollout_id",
+                           [batch_id]).column("rollout_id").to_pylist()
+
+
+def claimed_batches(
+    db: str, annotator: Annotator, run_id: str, candidates: list[str], batch_size: int
+) -> Iterator[list[str]]:
+    """Batches of `candidates` (sorted, as `pending_rollout_ids` gives them), each claimed when
+    the caller asks for it, so that runs working side by side interleave; candidates labelled or
+    claimed by other runs meanwhile are skipped."""
+    start = 0
+    while start < len(candidates):
+        window = candidates[start:start + CLAIM_WINDOW_BATCHES * batch_size]
+        claimed = claim_batch(db, annotator, run_id, window, batch_size)
+        # A full batch ends at its last claim; a short one means the whole window was looked at.
+        start += window.index(claimed[-1]) + 1 if len(claimed) == batch_size else len(window)
+        if claimed:
+            yield claimed
+
+
+def release_claims(db: str, annotator: Annotator, run_id: str) -> int:
+    """Give up the run's claims for this configuration (its batches failed); how many."""
+    with Store(db) as store:
+        return store.execute("DELETE FROM batch_claims WHERE run_id = ? AND annotator = ? AND config_hash = ?",
+                             [run_id, annotator.name, annotator.config_hash])[0][0]
 
 
 @task(name="forget-annotator-errors", cache_policy=NO_CACHE)
@@ -233,14 +306,16 @@ def label_in_processes(processes: int, annotator: Annotator, items: list[Annotat
 
 
 def write_labels(db: str, annotator: Annotator, output: AnnotationOutput) -> dict[str, int]:
-    """A batch's labels and done markers in one transaction; how many rows of each kind."""
+    """A batch's labels and done markers in one transaction, which also ends the rollouts'
+    claims (whichever run holds them: they are done); how many rows of each kind."""
     with Store(db) as store:
         store.begin()
+        batch = [annotator.name, annotator.config_hash, [cost.rollout_id for cost in output.costs]]
         # A redone rollout may have fewer steps than when it was last labelled.
         store.execute(
-            "DELETE FROM step_labels WHERE annotator = ? AND config_hash = ? AND rollout_id IN (SELECT UNNEST(?))",
-            [annotator.name, annotator.config_hash, [cost.rollout_id for cost in output.costs]],
-        )
+            "DELETE FROM step_labels WHERE annotator = ? AND config_hash = ? AND rollout_id IN (SELECT UNNEST(?))", batch)
+        store.execute(
+            "DELETE FROM batch_claims WHERE annotator = ? AND config_hash = ? AND rollout_id IN (SELECT UNNEST(?))", batch)
         written = {
             "step_labels": store.write("step_labels", output.step_labels, on_conflict="replace"),
             "outcome_labels": store.write("outcome_labels", output.outcome_labels, on_conflict="replace"),

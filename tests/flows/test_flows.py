@@ -10,8 +10,10 @@ from flows.curate import curate
 from flows.export import export
 from flows.import_rollouts import import_rollouts
 from rmforge.cli import app
+from schemas.config import GeneratorConfig
+from tasks.annotate import claim_batch, make_annotator, pending_rollout_ids
 from tasks.store import Store
-from tests.tasks.test_annotate import unstartable_vllm_engine
+from tests.tasks.test_annotate import claimants, start_runs, unstartable_vllm_engine
 
 ANNOTATORS = ["answer", "z3_arith"]
 
@@ -90,6 +92,22 @@ def test_unavailable_annotator_is_reported_not_faked(prefect_harness, tmp_path, 
     assert summary["lean"]["status"] == "unavailable" and "lean" in summary["lean"]["reason"]
     with Store(db) as store:
         assert store.count("step_labels") == 0
+
+
+def test_annotate_leaves_a_live_runs_claims_and_takes_over_a_crashed_runs(prefect_harness, tmp_path, db):
+    write_rollouts(tmp_path / "r.jsonl")
+    import_rollouts(str(tmp_path / "r.jsonl"), db)
+    z3 = make_annotator("z3_arith", None, GeneratorConfig())
+    pending = pending_rollout_ids.fn(db, z3)
+    start_runs(db, {"crashed": 0, "alive": 0})
+    claim_batch(db, z3, "crashed", pending, 5)
+    alive = claim_batch(db, z3, "alive", pending, 3)
+    start_runs(db, {"crashed": 600})  # its heartbeat stopped ten minutes ago
+
+    summary = annotate(db, ["z3_arith"], batch_size=2)["z3_arith"]
+    assert summary["rollouts"] == 12 - 3 and summary["left_to_other_runs"] == 3
+    assert claimants(db) == {rollout_id: "alive" for rollout_id in alive}
+    assert pending_rollout_ids.fn(db, z3) == alive == pending[5:8]
 
 
 def test_cli_sql_formats(tmp_path, db):
@@ -210,6 +228,7 @@ def test_cli_annotate_with_an_engine_that_does_not_start_fails_in_one_line(prefe
     assert result.stdout == ""
     with Store(db) as store:
         assert store.count("step_labels") + store.count("outcome_labels") + store.count("annotator_costs") == 0
+        assert store.count("batch_claims") == 0  # the failed batch's rollouts are free for the next run
         run = store.rows("SELECT status, summary FROM runs WHERE flow = 'annotate'")[0]
     assert run["status"] == "failed"
     assert json.loads(run["summary"])["judge"] == {"status": "failed", "rollouts": 0, "still_pending": 3}

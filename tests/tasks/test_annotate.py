@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from datetime import timedelta
 from concurrent.futures.process import BrokenProcessPool
 
 import pytest
@@ -14,14 +15,20 @@ from annotators.base import AnnotationInput, AnnotationOutput, Annotator, Annota
 from annotators.judge import JudgeAnnotator
 from generators.base import BackendUnavailable, GenerationError
 from schemas.config import GeneratorConfig, StepSplitConfig
+from schemas.records import RunRecord, utc_now
 from tasks.annotate import (
     SharedBatchError,
     annotate_batch,
     annotate_items,
+    claim_batch,
     label_batch,
+    label_items,
+    load_batch,
     load_inputs,
     make_annotator,
     pending_rollout_ids,
+    release_claims,
+    write_labels,
 )
 from tasks.rollouts import import_rollouts
 from tasks.steps import split_rollout_steps
@@ -90,6 +97,56 @@ def test_marker_for_fewer_steps_drops_stale_labels(tmp_path, db) -> None:
     annotate_all(db, z3)
     with Store(db) as store:
         assert store.rows("SELECT max(step_index) AS m FROM step_labels") == [{"m": 0}]
+
+
+def start_runs(db: str, heartbeat_ago_s: dict[str, float]) -> None:
+    """`running` runs that last beat that many seconds ago, beating every 30 s: a run whose last
+    beat is over 90 s old reads as crashed."""
+    with Store(db) as store:
+        store.write("runs", [
+            RunRecord(run_id=run_id, flow="annotate", config="{}", status="running", heartbeat_s=30.0,
+                      heartbeat_at=utc_now() - timedelta(seconds=ago))
+            for run_id, ago in heartbeat_ago_s.items()], on_conflict="replace")
+
+
+def claimants(db: str) -> dict[str, str]:
+    with Store(db) as store:
+        return dict(store.execute("SELECT rollout_id, run_id FROM batch_claims"))
+
+
+def test_runs_claim_disjoint_batches_and_writing_a_batch_releases_its_claims(tmp_path, db) -> None:
+    write_rollouts(tmp_path / "rollouts.jsonl")
+    import_rollouts.fn(db, str(tmp_path / "rollouts.jsonl"), "import")
+    start_runs(db, {"run-a": 0, "run-b": 0})
+    z3 = make_annotator("z3_arith", None, GeneratorConfig())
+    pending = pending_rollout_ids.fn(db, z3)
+
+    first = claim_batch(db, z3, "run-a", pending, 2)
+    second = claim_batch(db, z3, "run-b", pending, 2)
+    assert first == pending[:2] and second == pending[2:4]
+
+    write_labels(db, z3, label_items(z3, load_batch(db, first), "run-a"))
+    assert claimants(db) == {rollout_id: "run-b" for rollout_id in second}
+    assert pending_rollout_ids.fn(db, z3) == pending[2:]
+    # The rest of the list skips run-b's live claims.
+    assert claim_batch(db, z3, "run-a", pending, 10) == pending[4:]
+    assert release_claims(db, z3, "run-a") == 2
+    assert claimants(db) == {rollout_id: "run-b" for rollout_id in second}
+
+
+def test_the_claims_of_a_run_whose_heartbeat_stopped_are_taken_over(tmp_path, db) -> None:
+    write_rollouts(tmp_path / "rollouts.jsonl")
+    import_rollouts.fn(db, str(tmp_path / "rollouts.jsonl"), "import")
+    start_runs(db, {"crashed": 600, "alive": 0})
+    z3 = make_annotator("z3_arith", None, GeneratorConfig())
+    pending = pending_rollout_ids.fn(db, z3)
+    assert claim_batch(db, z3, "crashed", pending, 3) == pending[:3]
+    with Store(db) as store:  # a claim whose run never wrote a `runs` row is dead too
+        store.execute("INSERT INTO batch_claims VALUES (?, ?, ?, 'never-started', 'b', now())",
+                      [pending[3], z3.name, z3.config_hash])
+
+    assert claim_batch(db, z3, "alive", pending, 10) == pending
+    assert claimants(db) == {rollout_id: "alive" for rollout_id in pending}
 
 
 class FailsOn(Annotator):

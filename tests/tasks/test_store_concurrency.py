@@ -1,7 +1,8 @@
-"""Two rmforge commands on one DuckDB file at once: both succeed and the tables equal a sequential run's.
+"""Two rmforge commands on one DuckDB file at once: both succeed and the tables equal a sequential run's;
+two annotates share the work instead of both doing all of it.
 
 Real processes through the CLI, on imported rollouts with the `answer` and `z3_arith` annotators
-(no LLM), in batches of 3 so that every command opens and closes the store many times.
+(no LLM), in small batches so that every command opens and closes the store many times.
 """
 
 import json
@@ -96,6 +97,13 @@ def runs(db, flow):
         return store.rows("SELECT status, started_at, finished_at FROM runs WHERE flow = ? ORDER BY started_at", [flow])
 
 
+def labelled_by_each_run(db, annotator):
+    """The rollouts each annotate run labelled, as its summary reports them, oldest run first."""
+    with Store(db, read_only=True) as store:
+        return [json.loads(row["summary"])[annotator]["rollouts"] for row in store.rows(
+            "SELECT summary FROM runs WHERE flow = 'annotate' ORDER BY started_at")]
+
+
 def overlapped(first, second):
     assert first["status"] == second["status"] == "completed"
     return second["started_at"] < first["finished_at"]
@@ -147,3 +155,37 @@ def test_sql_in_a_loop_during_annotate(cli_env, work, imported, reference):
     total = len(reference["step_labels"]) + len(reference["outcome_labels"])
     assert seen == sorted(seen) and all(0 <= n <= total for n in seen)
     assert any(0 < n < total for n in seen), f"no read landed while annotate was writing: {seen}"
+
+
+SHARED = ["annotate", "--annotator", "z3_arith", "--batch-size", "50"]
+
+
+@pytest.fixture(scope="module")
+def imported_many(cli_env, work):
+    """About 2,000 rollouts: enough labelling that two commands started together overlap for a while."""
+    write_rollouts(work / "many.jsonl", n_problems=667)
+    db = work / "imported-many.duckdb"
+    run(cli_env, ["import", "rollouts", str(work / "many.jsonl")], db, work / "import-many.log")
+    return db
+
+
+def test_two_annotates_share_the_work(cli_env, work, imported_many):
+    alone = work / "shared-alone.duckdb"
+    shutil.copy(imported_many, alone)
+    run(cli_env, SHARED, alone, work / "shared-alone.log")
+    (work_alone,) = labelled_by_each_run(alone, "z3_arith")
+    assert work_alone == 2001
+    for attempt in range(3):
+        db = work / f"shared-{attempt}.duckdb"
+        shutil.copy(imported_many, db)
+        logs = [work / f"shared-a-{attempt}.log", work / f"shared-b-{attempt}.log"]
+        processes = [start(cli_env, SHARED, db, log) for log in logs]
+        for process, log in zip(processes, logs):
+            finish(process, log)
+        if overlapped(*runs(db, "annotate")):
+            break
+    else:
+        pytest.fail("the two commands never ran at the same time in 3 attempts")
+    work_shared = labelled_by_each_run(db, "z3_arith")
+    assert sum(work_shared) <= 1.1 * work_alone, work_shared
+    assert content(db) == content(alone)

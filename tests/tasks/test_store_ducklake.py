@@ -22,6 +22,7 @@ from tasks.rollouts import import_rollouts
 from tasks.steps import split_rollout_steps
 from tasks.store import Store, resolve_db_path
 from tests.builders import make_problem, make_rollout
+from tests.tasks.test_annotate import start_runs
 from tests.tasks.test_store_concurrency import VOLATILE, write_rollouts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -267,6 +268,40 @@ def test_three_workers_annotate_disjoint_batches_while_a_reader_sees_whole_batch
         assert all(count == batch_sizes[i] for i, count in marked.items()), "a half-written batch was visible"
         partial += 0 < len(snapshot) < len(batch_of)
     assert partial > 0, f"the reader saw no snapshot while the workers wrote ({len(snapshots)} reads, {workers_s:.0f} s)"
+
+
+# argv[1]: lake URL, argv[2]: this worker's run id. Labels what it claims, batch by batch, and
+# prints the rollout ids it claimed.
+CLAIMING_WORKER = """
+import json, sys
+from schemas.config import GeneratorConfig
+from tasks.annotate import claimed_batches, label_items, load_batch, make_annotator, pending_rollout_ids, write_labels
+db, run_id = sys.argv[1], sys.argv[2]
+annotator = make_annotator("z3_arith", None, GeneratorConfig())
+claimed = []
+for batch in claimed_batches(db, annotator, run_id, pending_rollout_ids.fn(db, annotator), 3):
+    claimed += batch
+    write_labels(db, annotator, label_items(annotator, load_batch(db, batch), run_id))
+print(json.dumps(claimed))
+"""
+
+
+def test_workers_claiming_from_one_lake_label_each_rollout_once(lake, tmp_path):
+    write_rollouts(tmp_path / "rollouts.jsonl", n_problems=10)
+    rollout_ids = load(lake, tmp_path / "rollouts.jsonl")
+    runs = ["worker-a", "worker-b", "worker-c"]
+    start_runs(lake, dict.fromkeys(runs, 0))
+    workers = [subprocess.Popen([sys.executable, "-c", CLAIMING_WORKER, lake, run_id], env=env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for run_id in runs]
+    claimed = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=900)
+        assert worker.returncode == 0, err
+        claimed += json.loads(out)
+    assert sorted(claimed) == rollout_ids  # every rollout claimed, none twice
+    with Store(lake, read_only=True) as store:
+        assert store.count("batch_claims") == 0
+        assert store.execute("SELECT count(*) FROM annotator_costs WHERE annotator = 'z3_arith'") == [(len(rollout_ids),)]
 
 
 def test_cli_imports_and_annotates_into_a_lake(prefect_harness, lake, tmp_path):
