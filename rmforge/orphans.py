@@ -15,7 +15,8 @@ workers are started from short-lived task threads). So instead a command:
 The marker is read from /proc/PID/environ, the environment a program was started with, so
 it is seen on every process started by exec: subprocess, and multiprocessing's spawn and
 forkserver, which is how rmforge and vLLM (see generators/vllm_engine.py) start theirs. A
-process forked without exec from the command itself would not show it. A child meant to
+process forked without exec from the command itself would not show it, nor one that rewrites
+that memory to retitle itself (setproctitle does unless SPT_NOENV is set, as it is here). A child meant to
 outlive the command (the background Prefect server of `rmforge server start`) is started
 without the marker. Linux only; elsewhere no watchdog is started.
 """
@@ -48,6 +49,9 @@ def bind_children_to_this_process() -> None:
         return
     marker = f"{os.getpid()}-{secrets.token_hex(8)}"
     os.environ[MARKER_VARIABLE] = marker
+    # setproctitle (vLLM names its processes VLLM::EngineCore, VLLM::Worker) otherwise writes
+    # a long title over the memory /proc/PID/environ shows, hiding the marker.
+    os.environ["SPT_NOENV"] = "1"
     _watchdog = subprocess.Popen(
         [sys.executable, "-m", "rmforge.orphans", str(os.getpid()), marker],
         env=environment_for_a_lasting_child(), start_new_session=True,

@@ -50,12 +50,12 @@ def still_running(processes):
     return alive
 
 
-def sigkill_when(command, tmp_path, ready, timeout_s=240):
-    """Start `rmforge COMMAND`, SIGKILL it (it alone) once `ready(its descendants)` holds; return
-    the descendants recorded just before the kill."""
+def sigkill_when(arguments, tmp_path, ready, timeout_s=240):
+    """Start `python ARGUMENTS`, SIGKILL it (it alone) once `ready(its descendants)` holds;
+    return the descendants recorded just before the kill."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "RMFORGE_STATE_DIR": str(tmp_path / "state")}
     env.pop("PREFECT_API_URL", None)
-    process = subprocess.Popen([sys.executable, "-m", "rmforge.cli", *command], env=env, cwd=tmp_path,
+    process = subprocess.Popen([sys.executable, *arguments], env=env, cwd=tmp_path,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     recorded = {}
     try:
@@ -110,7 +110,7 @@ def test_sigkill_during_annotation_takes_the_label_workers_and_resource_tracker(
                 and any("resource_tracker" in line for line in lines))
 
     command = ["annotate", "--annotator", "z3_arith", "--workers", "2", "--batch-size", "50", "--db", db]
-    recorded = sigkill_when(command, tmp_path, labelling)
+    recorded = sigkill_when(["-m", "rmforge.cli", *command], tmp_path, labelling)
     assert_none_outlived(recorded)
 
 
@@ -124,7 +124,38 @@ def test_sigkill_during_generation_takes_the_vllm_engine_processes(tmp_path):
         return any("EngineCore" in line for line in processes.values()) and any(
             "VLLM::Worker" in command_line(p) or "VLLM::Worker" in p.name() for p in processes)
 
-    recorded = sigkill_when(command, tmp_path, engine_workers_started)
+    recorded = sigkill_when(["-m", "rmforge.cli", *command], tmp_path, engine_workers_started)
+    assert_none_outlived(recorded)
+
+
+# A command that binds its children, then starts a grandchild (through a child) that gives
+# itself a title longer than its command line, as vLLM's engine processes do.
+RETITLING_COMMAND = """
+import multiprocessing, subprocess, sys, time
+from rmforge.orphans import bind_children_to_this_process
+
+def retitle_and_wait():
+    import setproctitle
+    setproctitle.setproctitle("RETITLED::" + "x" * 300)
+    time.sleep(120)
+
+if __name__ == "__main__":
+    bind_children_to_this_process()
+    child = multiprocessing.get_context("spawn").Process(target=retitle_and_wait)
+    child.start()
+    time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("setproctitle") is None, reason="setproctitle is not installed")
+def test_sigkill_takes_a_retitled_process_with_it(tmp_path):
+    script = tmp_path / "command.py"
+    script.write_text(RETITLING_COMMAND)
+
+    def retitled(processes):
+        return any(line.startswith("RETITLED::") for line in processes.values())
+
+    recorded = sigkill_when([str(script)], tmp_path, retitled, timeout_s=60)
     assert_none_outlived(recorded)
 
 
