@@ -39,6 +39,7 @@ GRACE_S = 5.0
 # Past this, give up on processes that even SIGKILL did not end (stuck in the kernel).
 GIVE_UP_S = GRACE_S + 10.0
 
+# Held, not just started: once per process, and a collected Popen warns that its process runs on.
 _watchdog: subprocess.Popen | None = None
 
 
