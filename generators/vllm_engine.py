@@ -59,6 +59,19 @@ def engine_arguments(
     return engine_args
 
 
+def engine_environment(config: GeneratorConfig, on_cpu: bool) -> dict[str, str]:
+    """Environment defaults vLLM reads when the engine starts."""
+    environment = {
+        "VLLM_CACHE_ROOT": str(cache_dir() / "vllm"),
+        # Started by exec, not forked (vLLM's default on GPU), the engine's processes show the
+        # marker that ends them with the command however it ends (see rmforge.orphans).
+        "VLLM_WORKER_MULTIPROC_METHOD": "spawn",
+    }
+    if on_cpu:
+        environment["VLLM_CPU_KVCACHE_SPACE"] = str(config.cpu_kv_cache_gib)
+    return environment
+
+
 class VLLMEngineGenerator(Generator):
     backend = "vllm"
 
@@ -72,9 +85,8 @@ class VLLMEngineGenerator(Generator):
             ) from exc
         self.config = config
         self.on_cpu = on_cpu = _on_cpu()
-        if on_cpu:
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(config.cpu_kv_cache_gib))
-        os.environ.setdefault("VLLM_CACHE_ROOT", str(cache_dir() / "vllm"))
+        for name, value in engine_environment(config, on_cpu).items():
+            os.environ.setdefault(name, value)  # a value the user set wins
         self._model_path = resolve_model(config.model)
         engine_args = engine_arguments(config, self._model_path, on_cpu)
         self.dtype = engine_args["dtype"]

@@ -14,6 +14,8 @@ from typing import Any, Iterator, Sequence
 import typer
 from typer.core import TyperGroup
 
+from rmforge.orphans import bind_children_to_this_process
+
 try:  # typer >= 0.2x carries its own copy of click
     from typer._click import exceptions as click_exceptions
 except ImportError:  # pragma: no cover - older typer on plain click
@@ -109,11 +111,13 @@ def interruptible() -> Iterator[None]:
 
 class RmforgeGroup(TyperGroup):
     """Runs a command and turns every way it can end into an exit code and, for errors,
-    one line on stderr (the traceback only with --debug)."""
+    one line on stderr (the traceback only with --debug). The processes it starts end with
+    it, even when it is killed (see `rmforge.orphans`)."""
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,  # type: ignore[override]
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
         Settings.signal_received = None
+        bind_children_to_this_process()
         code = 0
         try:
             with interruptible():

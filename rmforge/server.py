@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rmforge.console import UserError
+from rmforge.orphans import environment_for_a_lasting_child
 
 DEFAULT_PORT = 4200
 START_TIMEOUT_S = 120.0
@@ -110,7 +111,8 @@ def start(port: int = DEFAULT_PORT) -> ServerState:
     folder.mkdir(parents=True, exist_ok=True)
     port = _free_port(port)
     log = folder / "rmforge-server.log"
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+    # Without the marker that ends this command's children with it: the server outlives it.
+    env = {**environment_for_a_lasting_child(), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
     env.pop("PREFECT_API_URL", None)
     with log.open("ab") as log_file:
         process = subprocess.Popen(

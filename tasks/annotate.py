@@ -266,7 +266,9 @@ def label_items(annotator: Annotator, items: list[AnnotationInput], run_id: str)
 # Worker processes for CPU-bound annotators whose batches run side by side in threads: Python
 # work holds the GIL and a Z3 context must not be shared by two threads, so each batch is
 # labelled in a process of its own. Spawned (forking a process with Prefect's threads is unsafe)
-# once per process and size, reused by every later batch.
+# once per process and size, reused by every later batch. The workers end with the command
+# through rmforge.orphans, not a parent-death signal: that fires when the task thread that
+# happened to start a worker exits, while the pool lives on.
 _label_processes: dict[int, ProcessPoolExecutor] = {}
 _label_processes_lock = threading.Lock()
 

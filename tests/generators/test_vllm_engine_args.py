@@ -5,7 +5,7 @@ from typing import get_args
 import pytest
 
 from generators.hardware import DTYPES
-from generators.vllm_engine import engine_arguments
+from generators.vllm_engine import engine_arguments, engine_environment
 from schemas.config import GeneratorConfig
 from tests.generators.cpuinfo import EPYC_AVX2, SAPPHIRE_RAPIDS
 
@@ -34,3 +34,9 @@ def test_config_accepts_exactly_the_dtypes_the_resolver_knows():
     assert get_args(GeneratorConfig.model_fields["dtype"].annotation) == DTYPES
     with pytest.raises(ValueError, match="dtype"):
         GeneratorConfig(dtype="fp8")
+
+
+@pytest.mark.parametrize("on_cpu", [True, False])
+def test_engine_processes_are_spawned_so_they_carry_the_command_marker(on_cpu):
+    # A forked engine would not show the marker rmforge.orphans looks for after a SIGKILL.
+    assert engine_environment(GeneratorConfig(), on_cpu)["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn"
