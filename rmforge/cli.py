@@ -696,7 +696,8 @@ def evaluate(
 @app.command()
 def review(
     db: Optional[str] = DbOption,
-    host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback unless you say otherwise)."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback unless you say otherwise; "
+                                               "off loopback the page needs the printed link's token)."),
     port: int = typer.Option(8765, help="Port to listen on."),
     reviewer: Optional[str] = typer.Option(None, help="Your name on the labels (default: $USER)."),
 ) -> None:
@@ -721,7 +722,13 @@ def review(
     except StoreBusy as exc:
         typer.echo(str(exc).splitlines()[0], err=True)
         raise typer.Exit(code=1)
-    console.print(f"Reviewing {path} as [bold]{name}[/bold]: http://{host}:{port}/  (Ctrl+C to stop)")
+    console.print(f"Reviewing {path} as [bold]{name}[/bold] (Ctrl+C to stop):")
+    token = review_app.state.access_token
+    if token:
+        typer.echo(f"warning: on {host} the page is reachable from other machines; "
+                   "anyone with the link below can label as you", err=True)
+    # typer.echo, not rich: a link rich wrapped at the terminal's width would not open.
+    typer.echo(f"http://{host}:{port}/" + (f"?token={token}" if token else ""))
     serve(review_app, host=host, port=port)
 @app.command()
 def status(db: Optional[str] = DbOption, runs: int = typer.Option(8, min=1, help="How many recent runs.")) -> None:

@@ -1,6 +1,11 @@
 """Prefect servers for the CLI: a local one in the background (`rmforge server start`), so
 commands skip starting their own, and the temporary one a command starts when none runs.
 
+Both answer their own pages only. Prefect's defaults let any site in (`Access-Control-Allow-
+Origin: *`, any Host): a page open in the user's browser could read flow runs, create
+variables and, with `rmforge serve`, start deployment runs. So rmforge sets Prefect's CORS
+origins to the server's own and starts its app behind `OwnOriginOnly`.
+
 State (pid, URL) and the server's log live in the state folder: $RMFORGE_STATE_DIR,
 else $PREFECT_HOME, else ~/.rmforge.
 """
@@ -15,16 +20,66 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from rmforge.console import UserError
 from rmforge.orphans import environment_for_a_lasting_child
 
 DEFAULT_PORT = 4200
 START_TIMEOUT_S = 120.0
+# Both servers listen on 127.0.0.1 only; these are the names a page of its own can use.
+LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+PREFECT_APP_FACTORY = "prefect.server.api.server:create_app"
+GUARDED_APP_FACTORY = "rmforge.server:create_guarded_prefect_app"
+
+
+def own_origins(port: int) -> list[str]:
+    return [f"http://{name}:{port}" for name in LOOPBACK_NAMES]
+
+
+def own_origin_settings(port: int) -> dict[str, str]:
+    """Environment for a Prefect server on 127.0.0.1:`port` that lets only its own pages in."""
+    return {"PREFECT_SERVER_CORS_ALLOWED_ORIGINS": ",".join(own_origins(port))}
+
+
+class OwnOriginOnly:
+    """ASGI guard in front of the Prefect app. A foreign Host header is a page that reached
+    127.0.0.1 through a rebound DNS name (400). A foreign Origin is another site's page: CORS
+    only keeps it from reading answers, while its simple POSTs and websockets would still
+    act, so it gets 403. Clients that send no Origin (Prefect's own, curl) pass."""
+
+    def __init__(self, app: Any, origins: list[str]) -> None:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        self.app = TrustedHostMiddleware(app, allowed_hosts=list(LOOPBACK_NAMES))
+        self.origins = set(origins)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        from starlette.datastructures import Headers
+        from starlette.responses import PlainTextResponse
+
+        if scope["type"] in ("http", "websocket"):
+            origin = Headers(scope=scope).get("origin")
+            if origin is not None and origin not in self.origins:
+                await PlainTextResponse("requests from other sites are refused", status_code=403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_guarded_prefect_app() -> OwnOriginOnly:
+    """uvicorn's factory for rmforge's Prefect servers: Prefect's app behind `OwnOriginOnly`,
+    which lets in the origins Prefect's CORS setting names (see `own_origin_settings`)."""
+    from prefect.server.api.server import create_app
+    from prefect.settings import get_current_settings
+
+    origins = get_current_settings().server.api.cors_allowed_origins.split(",")
+    if "*" in origins:  # started without own_origin_settings: refuse to run wide open
+        raise RuntimeError("PREFECT_SERVER_CORS_ALLOWED_ORIGINS must name the server's own origins")
+    return OwnOriginOnly(create_app(), origins)
 
 
 def state_dir() -> Path:
@@ -111,12 +166,18 @@ def start(port: int = DEFAULT_PORT) -> ServerState:
     folder.mkdir(parents=True, exist_ok=True)
     port = _free_port(port)
     log = folder / "rmforge-server.log"
-    # Without the marker that ends this command's children with it: the server outlives it.
-    env = {**environment_for_a_lasting_child(), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+    # What `prefect server start --background` runs, with rmforge's factory in place of
+    # Prefect's (that command has no way to put a guard in front of the app). Without the
+    # marker that ends this command's children with it: the server outlives it.
+    env = {**environment_for_a_lasting_child(), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+           "PREFECT__SERVER_FINAL": "1", **own_origin_settings(port),
+           # the UI's pages call the API at this address
+           "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port)}
     env.pop("PREFECT_API_URL", None)
     with log.open("ab") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "uvicorn", "--factory", GUARDED_APP_FACTORY, "--host", "127.0.0.1",
+             "--port", str(port), "--log-level", "warning"],
             stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
         )
     state = ServerState(pid=process.pid, api_url=f"http://127.0.0.1:{port}/api", log=str(log))
@@ -154,27 +215,36 @@ def _die_with_parent() -> None:
 
 def bind_temporary_server_to_this_process() -> None:
     """Make the temporary server Prefect starts for this command (when none is running)
-    die with it. Prefect's own is left running by a SIGKILLed command: register, before
-    Prefect needs one, a server that differs only in being started with `_die_with_parent`
-    (the same way prefect_test_harness registers its server)."""
+    die with it and answer its own origin only. Prefect's own is left running by a
+    SIGKILLed command and lets any site in: register, before Prefect needs one, a server
+    started with `_die_with_parent` and rmforge's guarded app (the same way
+    prefect_test_harness registers its server)."""
     from prefect.server.api.server import SubprocessASGIServer
 
-    class DiesWithParent(SubprocessASGIServer):
+    class GuardedDiesWithParent(SubprocessASGIServer):
         def _run_uvicorn_command(self) -> subprocess.Popen:
-            with patched_popen(preexec_fn=_die_with_parent):
+            def guarded(options: dict[str, Any]) -> dict[str, Any]:
+                if PREFECT_APP_FACTORY not in options["args"]:  # a newer Prefect: fail, not run unguarded
+                    raise RuntimeError(f"Prefect no longer starts {PREFECT_APP_FACTORY}: update rmforge.server")
+                args = [GUARDED_APP_FACTORY if arg == PREFECT_APP_FACTORY else arg for arg in options["args"]]
+                return {**options, "args": args, "env": {**options["env"], **own_origin_settings(self.port)},
+                        "preexec_fn": _die_with_parent}
+
+            with patched_popen(guarded):
                 return super()._run_uvicorn_command()
 
     if SubprocessASGIServer._instances.get(None) is None:
-        DiesWithParent()
+        GuardedDiesWithParent()
 
 
 @contextmanager
-def patched_popen(**options) -> Iterator[None]:
-    """subprocess.Popen with extra options, for the one call made inside this block."""
+def patched_popen(adjust: Callable[[dict[str, Any]], dict[str, Any]]) -> Iterator[None]:
+    """subprocess.Popen with its keyword arguments passed through `adjust`, for the one call
+    made inside this block."""
     original = subprocess.Popen
 
     def popen(*args, **kwargs):
-        return original(*args, **{**kwargs, **options})
+        return original(*args, **adjust(kwargs))
 
     subprocess.Popen = popen  # type: ignore[misc]
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import secrets
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -40,8 +41,12 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';"
     " connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: under it a browser sends `Origin: null` with the page's own POSTs,
+    # and the origin check below could not tell them from a sandboxed foreign page's.
+    "Referrer-Policy": "same-origin",
 }
+# Off loopback, the browser holds the access token in this cookie once the printed link was opened.
+ACCESS_COOKIE = "rmforge_review_access"
 
 
 class StoreBusy(RuntimeError):
@@ -98,6 +103,32 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def is_own_origin(request: Request) -> bool:
+    """No Origin header (not a browser, or a plain navigation) or this very server's."""
+    origin = request.headers.get("origin")
+    return origin is None or origin == f"{request.url.scheme}://{request.headers.get('host')}"
+
+
+def _is_token(candidate: str | None, token: str) -> bool:
+    return candidate is not None and secrets.compare_digest(candidate.encode(), token.encode())
+
+
+def check_access(request: Request, token: str) -> Response | None:
+    """None when the request may go on: it carries the access cookie. The printed link's
+    `?token=` is exchanged for that cookie and taken out of the address bar (and history);
+    anything else is 401."""
+    if _is_token(request.cookies.get(ACCESS_COOKIE), token):
+        return None
+    if not _is_token(request.query_params.get("token"), token):
+        return Response("open the link `rmforge review` printed (it carries the access token)",
+                        status_code=401, media_type="text/plain")
+    url = request.url.remove_query_params("token")
+    entered = RedirectResponse(url.path + (f"?{url.query}" if url.query else ""), status_code=303)
+    # Strict: no other site's page can make the browser send it.
+    entered.set_cookie(ACCESS_COOKIE, token, httponly=True, samesite="strict", path="/")
+    return entered
+
+
 def queue_filters(
     problem: str = "", model: str = "", annotator: str = "", verdict: str = "", pending: bool = False
 ) -> review.QueueFilters:
@@ -106,7 +137,9 @@ def queue_filters(
 
 
 def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> FastAPI:
-    """The review app over the store at `db`, labelling as `reviewer`."""
+    """The review app over the store at `db`, labelling as `reviewer`. Listening off
+    loopback, other machines can reach it: every request then needs `app.state.access_token`
+    (a link with `?token=`, then a cookie)."""
     review.reviewer_annotator(reviewer)  # a name the human annotator rejects fails here, not on a click
     try:
         Store(db).close()  # creates the tables and views an older store may lack
@@ -131,17 +164,27 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
     # One run id per app start: labels saved in one review session share it.
     run_id = "review-" + stable_hash("review", reviewer, utc_now().isoformat(), length=12)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    access_token = None if is_loopback(host) else secrets.token_urlsafe(32)
+    app.state.access_token = access_token
     if is_loopback(host):
-        # A page on another site cannot reach this app through a rebound DNS name.
+        # A page on another site cannot reach this app through a rebound DNS name. (Off
+        # loopback the names are unknown; the token, bound to the name used, does this.)
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", host])
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Response:
+    def refusal(request: Request) -> Response | None:
+        if access_token is not None and (entry := check_access(request, access_token)) is not None:
+            return entry
+        if not is_own_origin(request):
+            return Response("requests come from the review page only", status_code=403)
         # htmx sends HX-Request; a cross-site form cannot send a custom header without a
         # CORS preflight, which this app never answers.
         if request.method == "POST" and request.headers.get("hx-request") != "true":
             return Response("writes come from the review page only", status_code=403)
-        response = await call_next(request)
+        return None
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Response:
+        response = refusal(request) or await call_next(request)
         response.headers.update(SECURITY_HEADERS)
         return response
 

@@ -52,13 +52,14 @@ def review_store(tmp_path_factory):
     return db, build_review_store(db)
 
 
-def start_review(db: str, *python_args: str) -> tuple[subprocess.Popen, str]:
-    """`rmforge review --reviewer alice` on a free port, run as `python *python_args` (the CLI
-    module unless told); returns the process and its base URL once it answers."""
+def start_review(db: str, *python_args: str, review_args: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
+    """`rmforge review --reviewer alice *review_args` on a free port, run as `python
+    *python_args` (the CLI module unless told); returns the process and its base URL (on
+    127.0.0.1) once it answers."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, *(python_args or ("-m", "rmforge.cli")),
-         "review", "--db", db, "--port", str(port), "--reviewer", "alice"],
+         "review", "--db", db, "--port", str(port), "--reviewer", "alice", *review_args],
         cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     url = f"http://127.0.0.1:{port}"
