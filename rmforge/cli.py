@@ -722,17 +722,16 @@ def review(
 
     path = resolve_db_path(db)
     if not path.exists():
-        typer.echo(f"no rmforge database at {path} (run `rmforge run` or `rmforge import` first)", err=True)
-        raise typer.Exit(code=1)
+        raise UserError(f"no rmforge database at {path} (run `rmforge run` or `rmforge import` first)")
     name = reviewer or os.environ.get("USER") or getpass.getuser()
     try:
         review_app = create_app(path, name, host=host)
     except ValidationError as exc:  # the human annotator's config rejects the name
-        typer.echo(f"--reviewer {name!r}: {exc.errors()[0]['msg']}", err=True)
-        raise typer.Exit(code=1)
+        raise UserError(f"--reviewer {name!r}: {exc.errors()[0]['msg']}") from None
     except StoreBusy as exc:
-        typer.echo(str(exc).splitlines()[0], err=True)
-        raise typer.Exit(code=1)
+        if getattr(exc.__cause__, "user_facing", False):  # a held file: its message, and exit 75
+            raise exc.__cause__ from None
+        raise UserError(str(exc)) from None
     console.print(f"Reviewing {path} as [bold]{name}[/bold]: http://{host}:{port}/  (Ctrl+C to stop)")
     serve(review_app, host=host, port=port)
 @app.command()

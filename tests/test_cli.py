@@ -2,6 +2,7 @@
 exit, no traceback, and is caught before any work starts; `sql` cannot touch files."""
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 
 from rmforge import __version__
 from rmforge.cli import app
+from rmforge.console import shown_without_verbose
 from schemas.records import RunRecord
 from tasks.store import Store
 from tests.builders import make_problem
@@ -297,3 +299,20 @@ def test_sigterm_stops_review_with_one_line_that_names_no_run(store_db, tmp_path
             process.wait()
     assert process.returncode == 128 + signal.SIGTERM, err
     assert err == "stopped by SIGTERM\n"
+
+
+@pytest.mark.parametrize("logger, level, shown", [
+    ("prefect.flow_runs", logging.WARNING, True),  # a flow's own warning, e.g. rows quarantined
+    ("prefect.task_runs", logging.WARNING, True),
+    ("prefect.flow_runs", logging.ERROR, False),  # the run failed: the command's error line says why
+    ("prefect.task_runs", logging.ERROR, False),
+    ("prefect.engine", logging.ERROR, False),
+    ("prefect.events.clients", logging.WARNING, False),  # Prefect's bookkeeping
+    ("prefect._internal.concurrency", logging.ERROR, False),
+    ("prefect", logging.WARNING, False),
+    ("prefecture", logging.WARNING, True),
+    ("vllm", logging.ERROR, True),
+])
+def test_prefect_records_shown_without_verbose(logger, level, shown):
+    record = logging.LogRecord(logger, level, __file__, 1, "message", None, None)
+    assert shown_without_verbose(record) is shown
