@@ -19,6 +19,10 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Prefect's 20 s default for its temporary server is too short on a busy 2-core machine.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+# Each call to a Prefect server that stopped answering retries after 2 s and 4 s, not 5 times
+# over a minute: a run failing on a lost server makes two such calls, so the command gives up
+# in about 15 s instead of 2.5 minutes. Work already done stays stored and a rerun resumes.
+os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "2")
 
 import csv
 import io
@@ -38,7 +42,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from rmforge.console import RmforgeGroup, Settings, UserError, configure_logging, version_callback
+from rmforge.console import (RmforgeGroup, Settings, UserError, configure_logging, hide_prefect_noise,
+                             version_callback)
 from schemas.config import ComputeConfig, GeneratorConfig, PipelineConfig, ProblemSourceConfig
 
 app = typer.Typer(
@@ -93,7 +98,7 @@ def main(
 ) -> None:
     """Synthesize, label and curate data for reward models."""
     Settings.debug, Settings.verbose = debug, verbose
-    configure_logging(verbose)
+    configure_logging(verbose, debug)
 
 
 # ------------------------------------------------------------------ checks
@@ -238,12 +243,15 @@ def compute_options(config: PipelineConfig, task_runner: Optional[Any], workers:
 @contextmanager
 def running_flows() -> Iterator[None]:
     """Around flow calls: use a running Prefect server if there is one, show live
-    progress on a terminal, and stop engines however the command ends."""
+    progress on a terminal, stop engines however the command ends, and name a Prefect
+    server that stopped answering as the cause of the error it brought."""
     from rmforge.progress import TerminalProgress
-    from rmforge.server import bind_temporary_server_to_this_process, use_running_server
+    from rmforge.server import bind_temporary_server_to_this_process, raise_if_server_lost, use_running_server
 
     if use_running_server() is None:
         bind_temporary_server_to_this_process()
+    hide_prefect_noise()
+    Settings.runs_flows = True
     from generators import close_generators
     from tasks.runs import set_progress_display
 
@@ -251,6 +259,10 @@ def running_flows() -> Iterator[None]:
     set_progress_display(display)
     try:
         yield
+    except Exception as error:
+        if not getattr(error, "user_facing", False):  # those name their cause already
+            raise_if_server_lost(error)
+        raise
     finally:
         set_progress_display(None)
         if display is not None:
@@ -711,17 +723,16 @@ def review(
 
     path = resolve_db_path(db)
     if not path.exists():
-        typer.echo(f"no rmforge database at {path} (run `rmforge run` or `rmforge import` first)", err=True)
-        raise typer.Exit(code=1)
+        raise UserError(f"no rmforge database at {path} (run `rmforge run` or `rmforge import` first)")
     name = reviewer or os.environ.get("USER") or getpass.getuser()
     try:
         review_app = create_app(path, name, host=host)
     except ValidationError as exc:  # the human annotator's config rejects the name
-        typer.echo(f"--reviewer {name!r}: {exc.errors()[0]['msg']}", err=True)
-        raise typer.Exit(code=1)
+        raise UserError(f"--reviewer {name!r}: {exc.errors()[0]['msg']}") from None
     except StoreBusy as exc:
-        typer.echo(str(exc).splitlines()[0], err=True)
-        raise typer.Exit(code=1)
+        if getattr(exc.__cause__, "user_facing", False):  # a held file: its message, and exit 75
+            raise exc.__cause__ from None
+        raise UserError(str(exc)) from None
     console.print(f"Reviewing {path} as [bold]{name}[/bold] (Ctrl+C to stop):")
     token = review_app.state.access_token
     if token:
@@ -730,6 +741,8 @@ def review(
     # typer.echo, not rich: a link rich wrapped at the terminal's width would not open.
     typer.echo(f"http://{host}:{port}/" + (f"?token={token}" if token else ""))
     serve(review_app, host=host, port=port)
+
+
 @app.command()
 def status(db: Optional[str] = DbOption, runs: int = typer.Option(8, min=1, help="How many recent runs.")) -> None:
     """Rows per table and the last runs with their state."""

@@ -27,14 +27,20 @@ NOISY_LOGGERS = ("prefect", "vllm", "httpx", "httpcore", "transformers", "datase
                  "distributed", "ray")  # the dask and ray task runners
 
 
-# Prefect's run loggers report a signal that stops a run as a crash, twice per run; the
-# command itself says in one line that it was cancelled (see `interruptible`).
+# The loggers of flow and task runs: their warnings are the flows' own (rows quarantined, an
+# annotator unavailable); their errors are a run failing, crashing or being stopped.
 RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
-SIGNAL_CRASH_MESSAGES = ("aborted by a termination signal", "aborted by an interrupt signal")
 
 
-def not_a_signal_crash(record: logging.LogRecord) -> bool:
-    return not any(text in record.getMessage() for text in SIGNAL_CRASH_MESSAGES)
+def shown_without_verbose(record: logging.LogRecord) -> bool:
+    """Of Prefect's records, only the run loggers' warnings reach the console.
+
+    A run's error ends the command, whose one `error:` line names the cause (the tracebacks
+    stay in the run's logs on the server); a stop the user asked for is no crash. Prefect's
+    other records are its own bookkeeping (events, logs sent to the server, client retries)."""
+    if record.name != "prefect" and not record.name.startswith("prefect."):
+        return True
+    return record.name.startswith(RUN_LOGGERS) and record.levelno < logging.ERROR
 
 
 class UserError(Exception):
@@ -46,11 +52,14 @@ class Settings:
 
     debug = bool(os.environ.get("RMFORGE_DEBUG"))
     verbose = False
+    quiet_prefect = True
     signal_received: int | None = None
+    runs_flows = False  # set by the command once it starts flows, which record their runs
 
 
-def configure_logging(verbose: bool) -> None:
-    """Warnings and errors always; INFO from the libraries only with --verbose.
+def configure_logging(verbose: bool, debug: bool = False) -> None:
+    """Warnings and errors always (of Prefect's, see `shown_without_verbose`); INFO from the
+    libraries only with --verbose; all of Prefect's errors with --verbose or --debug.
 
     Environment variables reach libraries not imported yet (Prefect reads its level at
     import, vLLM's engine runs in a child process); logger levels cover the rest. A level
@@ -68,9 +77,30 @@ def configure_logging(verbose: bool) -> None:
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(level)
-    if not verbose:
-        for name in RUN_LOGGERS:
-            logging.getLogger(name).addFilter(not_a_signal_crash)
+    Settings.quiet_prefect = not (verbose or debug)
+
+
+def hide_prefect_noise() -> None:
+    """Filter Prefect's console output (see `shown_without_verbose`) unless --verbose or --debug.
+
+    On Prefect's console handlers, not on its loggers: the server keeps every run's logs.
+    Call before flows run: the handlers exist once Prefect has set up its logging, which
+    this does if need be."""
+    from prefect.logging.configuration import ensure_logging_setup
+
+    ensure_logging_setup()
+    # Prefect's internal logger writes through a handler of its own and does not propagate.
+    handlers = logging.getLogger().handlers + logging.getLogger("prefect._internal").handlers
+    for handler in handlers:
+        if type(handler).__module__ != "prefect.logging.handlers":  # e.g. pytest's capture
+            continue
+        if Settings.quiet_prefect:
+            handler.addFilter(shown_without_verbose)
+        else:
+            handler.removeFilter(shown_without_verbose)
+    # Prefect's log shipping writes a server it cannot reach straight to stderr, unless
+    # logging is told not to report handler errors.
+    logging.raiseExceptions = not Settings.quiet_prefect
 
 
 def one_line(message: str) -> str:
@@ -118,6 +148,7 @@ class RmforgeGroup(TyperGroup):
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
         Settings.signal_received = None
         bind_children_to_this_process()
+        Settings.runs_flows = False
         code = 0
         try:
             with interruptible():
@@ -149,7 +180,10 @@ class RmforgeGroup(TyperGroup):
                 code = 1
         if Settings.signal_received is not None:
             name = signal.Signals(Settings.signal_received).name
-            typer.echo(f"cancelled by {name}; the run is marked cancelled in `runs`", err=True)
+            if Settings.runs_flows:
+                typer.echo(f"cancelled by {name}; the run is marked cancelled in `runs`", err=True)
+            else:
+                typer.echo(f"stopped by {name}", err=True)
             code = 128 + Settings.signal_received
         if standalone_mode:
             sys.exit(code)

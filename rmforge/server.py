@@ -253,6 +253,27 @@ def patched_popen(adjust: Callable[[dict[str, Any]], dict[str, Any]]) -> Iterato
         subprocess.Popen = original  # type: ignore[misc]
 
 
+def api_url_in_use() -> str | None:
+    """The Prefect API this process talks to: the configured or running server, else the
+    temporary one Prefect started for this command; None before any."""
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    from prefect.server.api.server import SubprocessASGIServer
+
+    temporary = SubprocessASGIServer._instances.get(None)
+    return temporary.api_url if temporary is not None and temporary.server_process is not None else None
+
+
+def raise_if_server_lost(error: Exception) -> None:
+    """A UserError in place of `error` when the Prefect server no longer answers: then the
+    server is the cause, whatever call `error` came from. Store writes are transactions, and
+    the run is marked failed in the store, not on the server."""
+    api_url = api_url_in_use()
+    if api_url is not None and not healthy(api_url):
+        raise UserError(f"the Prefect server at {api_url} stopped answering ({type(error).__name__}: {error}); "
+                        "the store is consistent and a rerun resumes where this run stopped") from error
+
+
 def use_running_server() -> str | None:
     """Point this process at a configured or running server; the URL, or None when
     Prefect will start a temporary one. Call before Prefect is imported."""

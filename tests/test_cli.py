@@ -2,16 +2,27 @@
 exit, no traceback, and is caught before any work starts; `sql` cannot touch files."""
 
 import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 from rmforge import __version__
 from rmforge.cli import app
+from rmforge.console import shown_without_verbose
 from schemas.records import RunRecord
 from tasks.store import Store
 from tests.builders import make_problem
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def invoke(*args):
@@ -261,3 +272,47 @@ def test_import_summaries_say_what_became_of_every_row_one_line_each():
         assert lines[0].startswith("Imported 1 new rollouts") and f"from 4 {rows}" in lines[0]
         assert lines[1] == f"2 {rows} repeat a rollout already read or stored (identical, not imported again)"
         assert lines[2].startswith(f"1 {rows} quarantined: ")
+
+
+def test_sigterm_stops_review_with_one_line_that_names_no_run(store_db, tmp_path):
+    """`review` runs no flow: nothing is marked cancelled in `runs`, so the line must not say so."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-m", "rmforge.cli", "review", "--db", store_db, "--port", str(port)],
+                               env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert process.poll() is None, process.communicate()
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert err == "stopped by SIGTERM\n"
+
+
+@pytest.mark.parametrize("logger, level, shown", [
+    ("prefect.flow_runs", logging.WARNING, True),  # a flow's own warning, e.g. rows quarantined
+    ("prefect.task_runs", logging.WARNING, True),
+    ("prefect.flow_runs", logging.ERROR, False),  # the run failed: the command's error line says why
+    ("prefect.task_runs", logging.ERROR, False),
+    ("prefect.engine", logging.ERROR, False),
+    ("prefect.events.clients", logging.WARNING, False),  # Prefect's bookkeeping
+    ("prefect._internal.concurrency", logging.ERROR, False),
+    ("prefect", logging.WARNING, False),
+    ("prefecture", logging.WARNING, True),
+    ("vllm", logging.ERROR, True),
+])
+def test_prefect_records_shown_without_verbose(logger, level, shown):
+    record = logging.LogRecord(logger, level, __file__, 1, "message", None, None)
+    assert shown_without_verbose(record) is shown

@@ -3,10 +3,12 @@ and that answers its own UI only (no other site, no rebound DNS name)."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -17,8 +19,17 @@ import pytest
 from tests.cross_origin import FOREIGN_HOST_HEADERS, FOREIGN_ORIGIN_HEADERS, fetch_from, foreign_site
 from tests.review.conftest import browser  # noqa: F401 (a fixture)
 
+from schemas.config import StepSplitConfig
+from tasks.rollouts import import_rollouts
+from tasks.steps import split_rollout_steps
+from tasks.store import Store
+from tests.servers import ChatServer
+
 REPO = Path(__file__).resolve().parent.parent
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra").expect
+# Seconds a command may take to give up once its Prefect server is gone (Prefect's default
+# client retries alone waited over two minutes).
+LOST_SERVER_BOUND_S = 30
 
 
 def free_port():
@@ -159,6 +170,58 @@ def test_the_temporary_server_answers_its_own_origin_only(tmp_path):
     finally:
         process.stdin.close()  # the script ends; its server dies with it
         process.wait(timeout=60)
+
+
+def test_a_server_lost_mid_run_fails_fast_with_one_line(tmp_path):
+    """The background server is killed while `annotate` waits for the model: the command
+    stops within LOST_SERVER_BOUND_S with one line naming the server, the run is `failed`."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RMFORGE_STATE_DIR": str(tmp_path / "state"),
+           "PREFECT_HOME": str(tmp_path / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    db = str(tmp_path / "s.duckdb")
+    rows = tmp_path / "r.jsonl"
+    rows.write_text(json.dumps({"problem_id": "p", "question": "What is 2 + 3 + 4?", "gold_answer": "9",
+                                "response": "2 + 3 = 5.\n\n5 + 4 = 10.\n\nThe answer is 10."}) + "\n")
+    import_rollouts.fn(db, str(rows), "import")
+    split_rollout_steps.fn(db, StepSplitConfig())
+    asked, answer = threading.Event(), threading.Event()
+
+    def respond(body, index):
+        asked.set()
+        answer.wait(60)  # the model is still thinking when the server dies
+        return "The answer is 9."
+
+    model = ChatServer(respond)
+    config = tmp_path / "served.yaml"
+    config.write_text(f"generator:\n  backend: openai\n  model: served\n  base_url: {model.url}\n")
+    started = subprocess.run([sys.executable, "-m", "rmforge.cli", "server", "start", "--port", str(free_port())],
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert started.returncode == 0, started.stderr
+    state = json.loads((tmp_path / "state" / "rmforge-server.json").read_text())
+    command = subprocess.Popen([sys.executable, "-m", "rmforge.cli", "annotate", "--annotator", "mc", "--config",
+                                str(config), "--db", db], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert asked.wait(120), command.communicate()
+        os.killpg(state["pid"], signal.SIGKILL)
+        killed = time.monotonic()
+        answer.set()
+        _, err = command.communicate(timeout=300)
+        waited = time.monotonic() - killed
+    finally:
+        answer.set()
+        model.close()
+        if command.poll() is None:
+            command.kill()
+            command.wait()
+        subprocess.run([sys.executable, "-m", "rmforge.cli", "server", "stop"], env=env, timeout=60)
+    assert command.returncode == 1, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and state["api_url"] in lines[0], lines
+    assert "store is consistent" in lines[0] and "rerun" in lines[0], lines
+    assert waited < LOST_SERVER_BOUND_S, (waited, lines)
+    with Store(db, read_only=True) as store:
+        assert [r["status"] for r in store.rows("SELECT status FROM runs WHERE flow = 'annotate'")] == ["failed"]
 
 
 def test_stop_ends_the_server(rmforge, prefect_server):

@@ -7,7 +7,12 @@ or an `unknown` label with the reason, never a silent wrong label.
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +27,7 @@ from tasks.store import Store
 from tests.builders import make_problem
 from tests.servers import FAULTS, ChatServer
 
+REPO = Path(__file__).resolve().parent.parent
 QUESTION = "Ava has 10 cards and gets 5 more, then gives away 3. How many cards?"
 RIGHT = "Step 1: 10 + 5 = 15\nStep 2: 15 - 3 = 12\nThe answer is \\boxed{12}"
 WRONG = "Step 1: 10 + 5 = 15\nStep 2: 15 - 3 = 11\nThe answer is \\boxed{11}"
@@ -167,3 +173,29 @@ def test_generation_through_a_faulty_server_stores_no_rollouts(server, db) -> No
         assert store.count("rollouts") == 0
     server.misbehave_next = []
     assert generate_rollouts.fn(db, problems, generator, SamplingConfig(n=1), "run")["rollouts"] == 1
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_failing_flow_is_one_line_unless_verbose(tmp_path, store_with_rollouts, verbose) -> None:
+    """Prefect logs the failed task and flow runs with tracebacks; without --verbose the user
+    sees only rmforge's line naming the cause."""
+    with socket.socket() as sock:  # a port nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        closed_url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    config = tmp_path / "closed.yaml"
+    config.write_text(f"generator:\n  backend: openai\n  model: served\n  base_url: {closed_url}\n  max_retries: 0\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RMFORGE_STATE_DIR": str(tmp_path / "state")}
+    env.pop("PREFECT_API_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "rmforge.cli", *(["--verbose"] if verbose else []), "annotate", "--annotator", "mc",
+         "--config", str(config), "--db", store_with_rollouts],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: GenerationError: ") and closed_url in errors[0], lines
+    if verbose:
+        assert "Traceback" in result.stderr  # Prefect's run logs stay for whoever asks for them
+    else:
+        assert lines == errors
