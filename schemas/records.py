@@ -141,6 +141,11 @@ class BatchClaim(Record):
     run_id: str  # the claimant
     batch_id: str  # the claims taken in one transaction: a run may have several batches in flight
     claimed_at: datetime = Field(default_factory=utc_now)
+    # The claimant's process: on its own machine a claim whose process is gone (SIGKILL) is dead
+    # at once, not only once the run's heartbeat has gone stale.
+    host: str | None = None
+    pid: int | None = None
+    process_started: str | None = None  # from /proc: a reused pid is another process
 
 
 class StepConsensus(Record):

@@ -24,10 +24,13 @@ heartbeat, so the rollouts of a run that died are taken over by the next claim.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import socket
 import threading
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any, Iterator
 
 from prefect import task
@@ -94,29 +97,55 @@ def pending_rollout_ids(db: str, annotator: Annotator, limit_to: list[str] | Non
 CLAIM_WINDOW_BATCHES = 8
 
 
+def process_start_time(pid: int) -> str | None:
+    """When a process started (clock ticks since boot, from /proc), None without /proc or process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def process_alive(pid: int, started: str | None) -> bool:
+    """Whether the process that made a claim on this machine still runs (True when /proc cannot tell)."""
+    if not Path("/proc/self/stat").exists() or started is None:
+        return True
+    return process_start_time(pid) == started
+
+
 def claim_batch(db: str, annotator: Annotator, run_id: str, candidates: list[str], batch_size: int) -> list[str]:
     """Claim for `run_id` the first `batch_size` of `candidates` that are still pending and
     claimed by no live run; the claimed ids, sorted.
 
     One transaction: the claims of runs that are not `running` any more (view `runs_health`:
-    finished, failed, or crashed with a stopped heartbeat) go, then the pending check and the
+    finished, failed, or crashed with a stopped heartbeat) go, and those made by a process on this
+    machine that is gone (killed: its heartbeat has not gone stale yet, a rerun must not wait), then the pending check and the
     new claims are one statement, which a DuckLake commit that lost to another writer replays on
     the newer snapshot, so two runs never hold the same rollout.
     """
     key = [annotator.name, annotator.config_hash]
     batch_id = uuid.uuid4().hex
+    host, pid = socket.gethostname(), os.getpid()
     with Store(db) as store:
         store.begin()
         try:
             store.execute(
                 "DELETE FROM batch_claims WHERE annotator = ? AND config_hash = ? "
                 "AND run_id NOT IN (SELECT run_id FROM runs_health WHERE status = 'running')", key)
+            gone = [row["run_id"] for row in store.rows(
+                "SELECT DISTINCT run_id, pid, process_started FROM batch_claims "
+                "WHERE annotator = ? AND config_hash = ? AND host = ? AND pid IS NOT NULL", [*key, host])
+                if not process_alive(row["pid"], row["process_started"])]
+            if gone:
+                store.execute("DELETE FROM batch_claims WHERE annotator = ? AND config_hash = ? "
+                              "AND run_id IN (SELECT UNNEST(?))", [*key, gone])
             store.execute(
-                "INSERT INTO batch_claims (rollout_id, annotator, config_hash, run_id, batch_id, claimed_at) "
-                f"SELECT rollout_id, ?, ?, ?, ?, ? FROM ({pending_sql(limited=True)}) "
+                "INSERT INTO batch_claims (rollout_id, annotator, config_hash, run_id, batch_id, claimed_at, host, pid, "
+                "process_started) "
+                f"SELECT rollout_id, ?, ?, ?, ?, ?, ?, ?, ? FROM ({pending_sql(limited=True)}) "
                 "WHERE rollout_id NOT IN (SELECT rollout_id FROM batch_claims WHERE annotator = ? AND config_hash = ?) "
                 "ORDER BY rollout_id LIMIT ?",
-                [*key, run_id, batch_id, utc_now(), *pending_params(annotator, candidates), *key, batch_size])
+                [*key, run_id, batch_id, utc_now(), host, pid, process_start_time(pid),
+                 *pending_params(annotator, candidates), *key, batch_size])
         except BaseException:
             store.rollback()
             raise

@@ -110,7 +110,8 @@ def test_sigkill_takes_the_temporary_prefect_server_with_it(slow_server, tmp_pat
     code, _, children, _ = terminate_during_generation(
         command, tmp_path, lambda _: slow_server.request_arrived.is_set(), sig=signal.SIGKILL)
     assert code == -signal.SIGKILL
-    servers = [p for p, line in children.items() if "prefect.server.api.server:create_app" in line]
+    # Prefect's app behind rmforge's guard (rmforge.server), as the temporary server runs it
+    servers = [p for p, line in children.items() if "create_guarded_prefect_app" in line]
     assert servers, children
     _, alive = psutil.wait_procs(servers, timeout=30)
     assert not alive, "the temporary Prefect server outlived the killed command"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from datetime import timedelta
 from concurrent.futures.process import BrokenProcessPool
@@ -142,11 +144,38 @@ def test_the_claims_of_a_run_whose_heartbeat_stopped_are_taken_over(tmp_path, db
     pending = pending_rollout_ids.fn(db, z3)
     assert claim_batch(db, z3, "crashed", pending, 3) == pending[:3]
     with Store(db) as store:  # a claim whose run never wrote a `runs` row is dead too
-        store.execute("INSERT INTO batch_claims VALUES (?, ?, ?, 'never-started', 'b', now())",
-                      [pending[3], z3.name, z3.config_hash])
+        store.execute("INSERT INTO batch_claims (rollout_id, annotator, config_hash, run_id, batch_id, claimed_at) "
+                      "VALUES (?, ?, ?, 'never-started', 'b', now())", [pending[3], z3.name, z3.config_hash])
 
     assert claim_batch(db, z3, "alive", pending, 10) == pending
     assert claimants(db) == {rollout_id: "alive" for rollout_id in pending}
+
+
+def test_the_claims_of_a_killed_process_on_this_machine_are_taken_over_at_once(tmp_path, db) -> None:
+    # Its run still looks alive (the heartbeat is fresh), but its process is gone: a rerun right
+    # after a SIGKILL must not leave the killed run's batch unlabelled.
+    write_rollouts(tmp_path / "rollouts.jsonl")
+    import_rollouts.fn(db, str(tmp_path / "rollouts.jsonl"), "import")
+    start_runs(db, {"killed": 0, "alive": 0})
+    z3 = make_annotator("z3_arith", None, GeneratorConfig())
+    pending = pending_rollout_ids.fn(db, z3)
+    assert claim_batch(db, z3, "killed", pending, 3) == pending[:3]
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with Store(db) as store:  # as if a process that has exited since had made them
+        store.execute("UPDATE batch_claims SET pid = ?, process_started = '1' WHERE run_id = 'killed'",
+                      [int(gone.stdout)])
+    assert claim_batch(db, z3, "alive", pending, 10) == pending
+    assert claimants(db) == {rollout_id: "alive" for rollout_id in pending}
+
+
+def test_live_claims_of_this_process_are_kept(tmp_path, db) -> None:
+    write_rollouts(tmp_path / "rollouts.jsonl")
+    import_rollouts.fn(db, str(tmp_path / "rollouts.jsonl"), "import")
+    start_runs(db, {"first": 0, "second": 0})
+    z3 = make_annotator("z3_arith", None, GeneratorConfig())
+    pending = pending_rollout_ids.fn(db, z3)
+    assert claim_batch(db, z3, "first", pending, 3) == pending[:3]
+    assert claim_batch(db, z3, "second", pending, 10) == pending[3:]  # this process is alive
 
 
 class FailsOn(Annotator):
