@@ -61,7 +61,7 @@ COMMAND_TIMEOUT_S = 420
 # VLLM::Worker process runs. `fork`: killed on a copy of the second store taken before the
 # command (import and annotate add only what is missing, so a kill needs work left to do).
 KILL_POINTS = [
-    {"stage": "import", "when": ("flow", 0.70), "fork": False},    # 1 early
+    {"stage": "import", "when": ("flow", 0.70), "fork": False},    # 1 mid-way
     {"stage": "import", "when": ("flow", 0.90), "fork": True},     # 2 late
     {"stage": "annotate", "when": ("flow", 0.35), "fork": False},  # 3
     {"stage": "annotate", "when": ("flow", 0.60), "fork": True},   # 4
@@ -667,7 +667,7 @@ def render(results: dict, options: argparse.Namespace) -> str:
         lines += ["", f"Variables planted through the refused requests: {co['planted_variables'] or 'none'}; "
                       f"human labels saved by the refused review requests: {co['human_labels']}."]
     lines += ["", "## Reproduce", "", "```",
-              f"cd {ROOT} && PYTHONPATH=. .venv/bin/python bench/adversarial.py --rollouts {results['n']}",
+              f"cd {ROOT} && PYTHONPATH={ROOT} {sys.executable} bench/adversarial.py --rollouts {results['n']}",
               "```", ""]
     return "\n".join(lines)
 
