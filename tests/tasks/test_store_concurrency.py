@@ -109,20 +109,25 @@ def overlapped(first, second):
     return second["started_at"] < first["finished_at"]
 
 
-def test_two_annotates_at_once(cli_env, work, imported, reference):
-    # Two commands started together usually overlap; on a loaded machine one may start only
-    # after the other ended, which tests nothing: then they are run again on a fresh copy.
+def two_annotates_at_once(cli_env, command, source, work, name):
+    """A copy of `source` that two `command`s labelled side by side; its path.
+
+    Two commands started together usually overlap; on a loaded machine one may start only
+    after the other ended, which tests nothing: then they are run again on a fresh copy."""
     for attempt in range(3):
-        db = work / f"annotate-twice-{attempt}.duckdb"
-        shutil.copy(imported, db)
-        logs = [work / f"annotate-a-{attempt}.log", work / f"annotate-b-{attempt}.log"]
-        processes = [start(cli_env, ANNOTATE, db, log) for log in logs]
+        db = work / f"{name}-{attempt}.duckdb"
+        shutil.copy(source, db)
+        logs = [work / f"{name}-a-{attempt}.log", work / f"{name}-b-{attempt}.log"]
+        processes = [start(cli_env, command, db, log) for log in logs]
         for process, log in zip(processes, logs):
             finish(process, log)
         if overlapped(*runs(db, "annotate")):
-            break
-    else:
-        pytest.fail("the two commands never ran at the same time in 3 attempts")
+            return db
+    pytest.fail("the two commands never ran at the same time in 3 attempts")
+
+
+def test_two_annotates_at_once(cli_env, work, imported, reference):
+    db = two_annotates_at_once(cli_env, ANNOTATE, imported, work, "annotate-twice")
     assert content(db) == reference
     assert len(reference["step_labels"]) > 0 and len(reference["outcome_labels"]) > 0
 
@@ -175,17 +180,7 @@ def test_two_annotates_share_the_work(cli_env, work, imported_many):
     run(cli_env, SHARED, alone, work / "shared-alone.log")
     (work_alone,) = labelled_by_each_run(alone, "z3_arith")
     assert work_alone == 2001
-    for attempt in range(3):
-        db = work / f"shared-{attempt}.duckdb"
-        shutil.copy(imported_many, db)
-        logs = [work / f"shared-a-{attempt}.log", work / f"shared-b-{attempt}.log"]
-        processes = [start(cli_env, SHARED, db, log) for log in logs]
-        for process, log in zip(processes, logs):
-            finish(process, log)
-        if overlapped(*runs(db, "annotate")):
-            break
-    else:
-        pytest.fail("the two commands never ran at the same time in 3 attempts")
+    db = two_annotates_at_once(cli_env, SHARED, imported_many, work, "shared")
     work_shared = labelled_by_each_run(db, "z3_arith")
     assert sum(work_shared) <= 1.1 * work_alone, work_shared
     assert content(db) == content(alone)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
+from tests.tasks.test_labelled_import import PROCESSBENCH
 from verifiers.answers import grade_response
 
 # Measured when these floors were set: 387 of 389 decided verdicts agree, 11 unknown (10 the
@@ -22,17 +22,8 @@ MAX_WRONG_CLAIMS = 2
 MIN_DECIDED = 387
 
 
-def _processbench() -> Path | None:
-    # `shared/` sits beside the main checkout, so above a worktree's root.
-    for folder in Path(__file__).resolve().parents[2].parents:
-        path = folder / "shared" / "data" / "processbench" / "gsm8k.json"
-        if path.is_file():
-            return path
-    return None
-
-
 def _records() -> tuple[list[dict], dict[str, str]]:
-    path = _processbench()
+    path = PROCESSBENCH
     if path is None:
         pytest.skip("ProcessBench GSM8K (shared/data/processbench/gsm8k.json) is not on this machine")
     golds = json.loads((path.parent / "gsm8k_gold_answers.json").read_text())

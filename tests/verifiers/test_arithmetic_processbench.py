@@ -8,27 +8,18 @@ Recall is the share of erroneous solutions whose earliest wrong step is flagged.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
+from tests.tasks.test_labelled_import import PROCESSBENCH
 from verifiers.arithmetic import label_step
 
 MIN_PRECISION = 0.95
 MIN_RECALL = 0.09  # measured 21 of 207 (0.101) when this floor was set
 
 
-def _processbench() -> Path | None:
-    # `shared/` sits beside the main checkout, so above a worktree's root.
-    for folder in Path(__file__).resolve().parents[2].parents:
-        path = folder / "shared" / "data" / "processbench" / "gsm8k.json"
-        if path.is_file():
-            return path
-    return None
-
-
 def test_incorrect_flags_are_precise_on_processbench_gsm8k() -> None:
-    path = _processbench()
+    path = PROCESSBENCH
     if path is None:
         pytest.skip("ProcessBench GSM8K (shared/data/processbench/gsm8k.json) is not on this machine")
     records = json.loads(path.read_text())
