@@ -111,12 +111,13 @@ def _db(db: Optional[str]) -> str:
 
 
 def _existing_db(db: Optional[str]) -> str:
-    path = _db(db)
-    if path.startswith("ducklake:"):  # a lake is checked when it is attached
-        return path
-    if not Path(path).is_file():
-        raise UserError(f"no rmforge database at {path} (create one with `rmforge run` or `rmforge import rollouts`)")
-    return path
+    from tasks.store import resolve_store
+
+    location = resolve_store(db)
+    if not location.exists():
+        raise UserError(f"no rmforge database at {location} "
+                        "(create one with `rmforge run` or `rmforge import rollouts`)")
+    return location.url
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -525,7 +526,7 @@ def _read_only_store(db: Optional[str]) -> Any:
     read the store's tables and nothing else (no COPY TO, read_csv, ATTACH, INSTALL)."""
     from tasks.store import Store
 
-    store = Store(db if _db(db).startswith("ducklake:") else _existing_db(db), read_only=True)
+    store = Store(_existing_db(db), read_only=True)
     if store.location.lake_data_path:  # the lake's own Parquet folder stays readable, nothing else
         store.execute("SET allowed_directories = [?]", [store.location.lake_data_path])
     # DuckDB keeps its spill folder (`<db>.tmp/`) open to queries even with external access
