@@ -12,13 +12,13 @@ from flows.export import export
 from flows.generate import generate, resolve_seed
 from schemas.config import PipelineConfig
 from tasks.runs import GPU_LIMIT, exclusive, tracked_run
-from tasks.store import resolve_db_path
+from tasks.store import resolve_store
 
 
 @flow(name="pipeline", log_prints=True)
 def pipeline(config: PipelineConfig | None = None, db: str | None = None, export_dir: str | None = None) -> dict:
     config = config or PipelineConfig()
-    db = str(resolve_db_path(db))
+    db = resolve_store(db).url
     # The seed comes from the pipeline's schedule, not the generate subflow's own start.
     config, seed_origin = resolve_seed(config)
     # One vLLM engine stage at a time on the machine's GPU (deployment runs, see tasks.runs.exclusive).

@@ -105,18 +105,19 @@ def main(
 
 
 def _db(db: Optional[str]) -> str:
-    from tasks.store import resolve_db_path
+    from tasks.store import resolve_store
 
-    return str(resolve_db_path(db))
+    return resolve_store(db).url
 
 
 def _existing_db(db: Optional[str]) -> str:
-    path = _db(db)
-    if path.startswith("ducklake:"):  # a lake is checked when it is attached
-        return path
-    if not Path(path).is_file():
-        raise UserError(f"no rmforge database at {path} (create one with `rmforge run` or `rmforge import rollouts`)")
-    return path
+    from tasks.store import resolve_store
+
+    location = resolve_store(db)
+    if not location.exists():
+        raise UserError(f"no rmforge database at {location} "
+                        "(create one with `rmforge run` or `rmforge import rollouts`)")
+    return location.url
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -525,9 +526,9 @@ def _read_only_store(db: Optional[str]) -> Any:
     read the store's tables and nothing else (no COPY TO, read_csv, ATTACH, INSTALL)."""
     from tasks.store import Store
 
-    store = Store(db if _db(db).startswith("ducklake:") else _existing_db(db), read_only=True)
-    if store.is_lake and store.lake_data_path:  # the lake's own Parquet folder stays readable, nothing else
-        store.execute("SET allowed_directories = [?]", [store.lake_data_path])
+    store = Store(_existing_db(db), read_only=True)
+    if store.location.lake_data_path:  # the lake's own Parquet folder stays readable, nothing else
+        store.execute("SET allowed_directories = [?]", [store.location.lake_data_path])
     # DuckDB keeps its spill folder (`<db>.tmp/`) open to queries even with external access
     # off, so COPY TO and read_csv could use it; without spilling there is no such folder.
     store.execute("SET temp_directory = ''")
@@ -719,21 +720,21 @@ def review(
     from pydantic import ValidationError
 
     from rmforge.review.app import StoreBusy, create_app, serve
-    from tasks.store import resolve_db_path
+    from tasks.store import resolve_store
 
-    path = resolve_db_path(db)
-    if not path.exists():
-        raise UserError(f"no rmforge database at {path} (run `rmforge run` or `rmforge import` first)")
+    location = resolve_store(db)
+    if not location.exists():
+        raise UserError(f"no rmforge database at {location} (run `rmforge run` or `rmforge import` first)")
     name = reviewer or os.environ.get("USER") or getpass.getuser()
     try:
-        review_app = create_app(path, name, host=host)
+        review_app = create_app(location.url, name, host=host)
     except ValidationError as exc:  # the human annotator's config rejects the name
         raise UserError(f"--reviewer {name!r}: {exc.errors()[0]['msg']}") from None
     except StoreBusy as exc:
         if getattr(exc.__cause__, "user_facing", False):  # a held file: its message, and exit 75
             raise exc.__cause__ from None
         raise UserError(str(exc)) from None
-    console.print(f"Reviewing {path} as [bold]{name}[/bold] (Ctrl+C to stop):")
+    console.print(f"Reviewing {location} as [bold]{name}[/bold] (Ctrl+C to stop):")
     token = review_app.state.access_token
     if token:
         typer.echo(f"warning: on {host} the page is reachable from other machines; "
@@ -756,7 +757,7 @@ def status(db: Optional[str] = DbOption, runs: int = typer.Option(8, min=1, help
         recent = store.rows(
             f"SELECT run_id, flow, status, started_at, finished_at, summary FROM {'runs_health' if has_health else 'runs'} "
             "ORDER BY started_at DESC LIMIT ?", [runs])
-    tables = Table("table", "rows", title=f"Store {store.path}")
+    tables = Table("table", "rows", title=f"Store {store.location}")
     for name, rows in counts.items():
         tables.add_row(name, str(rows))
     console.print(tables)
@@ -882,7 +883,7 @@ def run_report(
             runs = store.rows("SELECT run_id, flow, summary FROM runs WHERE starts_with(run_id, ?) LIMIT 2", [run_id])
     if not runs:
         raise UserError(f"no {'completed curate or pipeline ' if run_id == 'last' else ''}run "
-                        f"{'' if run_id == 'last' else repr(run_id) + ' '}in {store.path} (see `rmforge status`)")
+                        f"{'' if run_id == 'last' else repr(run_id) + ' '}in {store.location} (see `rmforge status`)")
     if len(runs) > 1:
         raise UserError(f"run prefix {run_id!r} is ambiguous ({runs[0]['run_id']}, {runs[1]['run_id']}, ...)")
     run = runs[0]

@@ -48,7 +48,7 @@ from annotators import REGISTRY, annotator_class
 from annotators.base import AUTHORITY_RANK
 from schemas.config import CurationConfig
 from schemas.records import utc_now
-from tasks.store import Store, resolve_db_path
+from tasks.store import Store, StoreLocation, resolve_store
 
 MANIFEST = "rmforge-export.json"
 CARD = "README.md"
@@ -58,14 +58,14 @@ _LEGACY_CARD_TITLE = "# rmforge export"
 
 
 class ExportError(RuntimeError):
-    """An export that cannot be made, naming the path at fault when there is one."""
+    """An export that cannot be made, naming the folder or store at fault when there is one."""
 
     user_facing = True  # the CLI prints the message as one line
 
-    def __init__(self, reason: str, path: str | os.PathLike | None = None) -> None:
-        self.path = Path(path) if path is not None else None
+    def __init__(self, reason: str, where: Path | StoreLocation | None = None) -> None:
+        self.where = where
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}" if self.path else reason)
+        super().__init__(f"{where}: {reason}" if where is not None else reason)
 
 
 @dataclass(frozen=True)
@@ -216,7 +216,7 @@ def export_provenance(store: Store) -> dict[str, Any]:
         "SELECT annotator, model, count(*) AS critiques FROM critiques GROUP BY ALL ORDER BY annotator, model"
     )
     return {
-        "database": store.path.name,
+        "database": store.location.name,
         "curation": curation_settings(store),
         "step_annotators": step_annotators,
         "outcome_annotators": list(outcome_annotators(store)),
@@ -409,9 +409,9 @@ def check_export(db: str | os.PathLike | None, out_dir: str | os.PathLike, names
     unknown = [n for n in names if n not in EXPORTS]
     if unknown:
         raise ExportError(f"unknown dataset {unknown[0]!r}; known: {', '.join(EXPORTS)}")
-    db_path = resolve_db_path(db)
-    if not db_path.is_file():
-        raise ExportError("no rmforge database here (run `rmforge run` or `rmforge import` first)", db_path)
+    location = resolve_store(db)
+    if not location.exists():
+        raise ExportError("no rmforge database here (run `rmforge run` or `rmforge import` first)", location)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ExportError("is a file; --out must be a folder", out)

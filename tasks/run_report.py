@@ -20,7 +20,7 @@ from prefect.runtime import flow_run
 
 from annotators import REGISTRY, annotator_class
 from schemas.records import utc_now
-from tasks.store import Store
+from tasks.store import Store, resolve_store
 
 # The newest label of each annotator on each step or rollout: an annotator relabelled under
 # another config counts once, with its latest word.
@@ -36,7 +36,8 @@ REFUTE_ONLY_NOTE = "refute-only: its `correct` means no false claim found, not a
 
 
 def report_dir(db: str) -> Path:
-    return Path(os.environ.get("RMFORGE_REPORT_DIR") or Path(db).resolve().parent / "reports")
+    """$RMFORGE_REPORT_DIR, else `reports/` beside the store (see StoreLocation.local_folder)."""
+    return Path(os.environ.get("RMFORGE_REPORT_DIR") or resolve_store(db).local_folder / "reports")
 
 
 def cohen_kappa(both_correct: int, both_incorrect: int, a_correct_b_incorrect: int,

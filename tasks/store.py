@@ -34,6 +34,7 @@ import re
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Sequence, TypeVar
 
@@ -76,12 +77,104 @@ class StoreBusy(StoreError):
     exit_code = 75  # EX_TEMPFAIL: try again later
 
 
-def resolve_db_path(db: str | os.PathLike | None = None) -> Path | str:
-    """--db, else $RMFORGE_DB, else data/rmforge.duckdb in the checkout; a `ducklake:` URL stays a string."""
-    db = db or os.environ.get("RMFORGE_DB") or DEFAULT_DB
-    if isinstance(db, str) and db.startswith(LAKE_PREFIX):
-        return db
-    return Path(db)
+# Catalogs DuckLake keeps in a database server; every other catalog is a local file
+# (`ducklake:FILE`, `ducklake:duckdb:FILE`, `ducklake:sqlite:FILE`).
+_SERVER_CATALOGS = ("postgres:", "mysql:")
+_FILE_CATALOG_SCHEMES = ("duckdb:", "sqlite:")
+# A catalog's connection string may hold a password: messages show it masked.
+_PASSWORDS = [(re.compile(r"(password=)\S+"), r"\1***"), (re.compile(r"(://[^:/@\s]+:)[^@\s]+@"), r"\1***@")]
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    """Where a store lives: a DuckDB file, or a DuckLake `ducklake:<catalog>[;data=<folder>]`.
+
+    One type for both, so that no caller takes a lake's URL for a file path."""
+
+    url: str  # as Store, --db and $RMFORGE_DB take it: the file's path or the lake's URL
+
+    @property
+    def is_lake(self) -> bool:
+        return self.url.startswith(LAKE_PREFIX)
+
+    @property
+    def path(self) -> Path | None:
+        """The DuckDB file; None for a lake."""
+        return None if self.is_lake else Path(self.url)
+
+    @property
+    def lake_catalog(self) -> str | None:
+        """What DuckLake attaches as the catalog (`postgres:dbname=...`, a file); None for a file store."""
+        return self.url[len(LAKE_PREFIX):].partition(";data=")[0] if self.is_lake else None
+
+    @property
+    def lake_data_path(self) -> str | None:
+        """The lake's `data=` folder as given (a local folder or an object store URL); None when not given."""
+        if not self.is_lake:
+            return None
+        return self.url.partition(";data=")[2] or None
+
+    @property
+    def lake_catalog_file(self) -> Path | None:
+        """A lake's catalog when it is a local file; None for a catalog in a server, or a file store."""
+        catalog = self.lake_catalog
+        if catalog is None or catalog.startswith(_SERVER_CATALOGS):
+            return None
+        for scheme in _FILE_CATALOG_SCHEMES:
+            catalog = catalog.removeprefix(scheme)
+        return Path(catalog)
+
+    def exists(self) -> bool:
+        """Whether there is a store to read: the file, or a lake's local catalog file. A catalog in
+        a server is only known when attached, so that lake counts as there."""
+        if not self.is_lake:
+            return self.path.is_file()
+        catalog_file = self.lake_catalog_file
+        return catalog_file is None or catalog_file.is_file()
+
+    @property
+    def label(self) -> str:
+        """The location for messages: the path, or the lake's URL with any password masked."""
+        label = self.url
+        for password, masked in _PASSWORDS:
+            label = password.sub(masked, label)
+        return label
+
+    @property
+    def name(self) -> str:
+        """A short name without paths or hosts, for what leaves the machine (a dataset card):
+        the file's name, `ducklake:<catalog file name>` or `ducklake:postgres:dbname=<name>`."""
+        if not self.is_lake:
+            return self.path.name
+        catalog_file = self.lake_catalog_file
+        if catalog_file is not None:
+            return LAKE_PREFIX + catalog_file.name
+        scheme = self.lake_catalog.partition(":")[0]
+        database = re.search(r"\bdbname=(\S+)", self.lake_catalog)
+        return f"{LAKE_PREFIX}{scheme}" + (f":dbname={database[1]}" if database else "")
+
+    @property
+    def local_folder(self) -> Path:
+        """The local folder the store's files sit in, where rmforge writes files about the store
+        (run report charts): the file's folder, a lake's catalog file's folder, or the folder
+        holding a server-catalog lake's local data folder (beside it, not in it: DuckLake treats
+        files it does not know there as orphans to delete). A lake with nothing local: the
+        current folder."""
+        local_file = self.path or self.lake_catalog_file
+        if local_file is not None:
+            return local_file.resolve().parent
+        data = self.lake_data_path
+        if data is not None and "://" not in data:
+            return Path(data).resolve().parent
+        return Path.cwd()
+
+    def __str__(self) -> str:
+        return self.label
+
+
+def resolve_store(db: str | os.PathLike | None = None) -> StoreLocation:
+    """--db, else $RMFORGE_DB, else data/rmforge.duckdb in the checkout."""
+    return StoreLocation(os.fspath(db or os.environ.get("RMFORGE_DB") or DEFAULT_DB))
 
 
 def lock_timeout() -> float:
@@ -201,7 +294,8 @@ def _sql_str(value: str) -> str:
 
 def _attach_lake(url: str, read_only: bool) -> duckdb.DuckDBPyConnection:
     """Load the extensions, attach the lake as `lake` and, for writing, create what is missing."""
-    catalog, _, data_path = url[len(LAKE_PREFIX):].partition(";data=")
+    lake = StoreLocation(url)
+    catalog, data_path = lake.lake_catalog, lake.lake_data_path
     con = duckdb.connect()
     con.execute(f"LOAD {_sql_str(_extension_path('ducklake'))}")
     if catalog.startswith("postgres:"):
@@ -214,14 +308,14 @@ def _attach_lake(url: str, read_only: bool) -> duckdb.DuckDBPyConnection:
         con.execute(f"ATTACH {_sql_str(LAKE_PREFIX + catalog)} AS lake{suffix}")
     except duckdb.Error as exc:
         con.close()
-        raise StoreError(f"cannot open the lake {url}: {str(exc).splitlines()[0]}") from None
+        raise StoreError(f"cannot open the lake {lake}: {str(exc).splitlines()[0]}") from None
     con.execute("USE lake")
     if not read_only:
-        _create_lake_tables(con, url)
+        _create_lake_tables(con, lake)
     return con
 
 
-def _create_lake_tables(con: duckdb.DuckDBPyConnection, url: str) -> None:
+def _create_lake_tables(con: duckdb.DuckDBPyConnection, lake: StoreLocation) -> None:
     """Several workers may create the tables at once: the losers' commits conflict and retry."""
     statements = schema_sql() + [
         f"CREATE TABLE IF NOT EXISTS {_WRITE_TURN_TABLE} (commits BIGINT NOT NULL)",
@@ -235,13 +329,17 @@ def _create_lake_tables(con: duckdb.DuckDBPyConnection, url: str) -> None:
         con.execute("COMMIT")  # a conflict ends the transaction here; the retry starts a new one
 
     _retry_while_busy(attempt, _is_lake_conflict,
-                      lambda exc, timeout: f"{url}: could not create the tables in {timeout:g} s: {exc}")
+                      lambda exc, timeout: f"{lake}: could not create the tables in {timeout:g} s: {exc}")
 
 
 def _lake_cursor(url: str, read_only: bool) -> duckdb.DuckDBPyConnection:
     key = (url, read_only, os.getpid())  # a forked child must not reuse its parent's connection
+    writable = (url, False, os.getpid())
     with _lakes_lock:
-        if key not in _lakes:
+        if read_only and writable in _lakes and StoreLocation(url).lake_catalog_file is not None:
+            # DuckDB opens a file once per process: a catalog file attached for writing serves reads too.
+            key = writable
+        elif key not in _lakes:
             _lakes[key] = _attach_lake(url, read_only)
         cursor = _lakes[key].cursor()
     cursor.execute("USE lake")
@@ -261,22 +359,22 @@ def _key_match(key: Sequence[str], left: str, right: str) -> str:
 
 class Store:
     def __init__(self, db: str | os.PathLike | None = None, *, read_only: bool = False) -> None:
-        self.path = resolve_db_path(db)
-        self.is_lake = isinstance(self.path, str)
+        self.location = resolve_store(db)
+        self.is_lake = self.location.is_lake
         # Inside a lake transaction: what to replay if the commit loses to another writer.
         self._journal: list[Callable[[], Any]] | None = None
         self._write_lock: threading.RLock | None = None  # held from begin() to commit()/rollback()/close()
-        if self.is_lake:
-            self.con = _lake_cursor(self.path, read_only)
-            self.lake_data_path = self.path.partition(";data=")[2] or None
+        path = self.location.path
+        if path is None:
+            self.con = _lake_cursor(self.location.url, read_only)
         elif read_only:
-            if not self.path.exists():
-                raise FileNotFoundError(f"no rmforge database at {self.path} (run `rmforge run` first)")
-            self.con = _connect_file(self.path, read_only=True)
+            if not path.exists():
+                raise FileNotFoundError(f"no rmforge database at {path} (run `rmforge run` first)")
+            self.con = _connect_file(path, read_only=True)
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             with _OPEN_CLOSE_LOCK:
-                self.con = _connect_file(self.path, read_only=False)
+                self.con = _connect_file(path, read_only=False)
                 self._create_missing_schema()
 
     def _create_missing_schema(self) -> None:
@@ -343,7 +441,7 @@ class Store:
             self._journal = []
             self._take_write_turn()
             return
-        lock = _file_write_locks.setdefault(str(Path(self.path).resolve()), threading.RLock())
+        lock = _file_write_locks.setdefault(str(self.location.path.resolve()), threading.RLock())
         lock.acquire()
         self._write_lock = lock
         try:
@@ -392,7 +490,7 @@ class Store:
             attempt,
             _is_lake_conflict,
             lambda exc, timeout: (
-                f"{self.path}: commits kept conflicting with other writers for {timeout:g} s "
+                f"{self.location}: commits kept conflicting with other writers for {timeout:g} s "
                 f"(set {LOCK_TIMEOUT_ENV} to wait longer): {str(exc).splitlines()[-1]}"
             ),
         )

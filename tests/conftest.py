@@ -22,6 +22,12 @@ def db(tmp_path):
     return str(tmp_path / "test.duckdb")
 
 
+@pytest.fixture()
+def lake_db(tmp_path):
+    """A DuckLake store with its catalog in a local DuckDB file: a lake without a PostgreSQL server."""
+    return f"ducklake:{tmp_path / 'catalog.ducklake'};data={tmp_path / 'lake'}/"
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     from prefect.testing.utilities import prefect_test_harness

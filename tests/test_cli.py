@@ -150,6 +150,13 @@ def test_export_checks(store_db, tmp_path):
     assert runs_in(store_db) == 0
 
 
+@pytest.mark.parametrize("command", [["export"], ["sql", "SELECT 1"], ["annotate", "--annotator", "answer"]])
+def test_a_lake_without_its_catalog_file_is_refused_not_created(lake_db, tmp_path, command):
+    result = invoke(*command, "--db", lake_db)
+    assert_one_line_error(result, "no rmforge database")
+    assert not (tmp_path / "catalog.ducklake").exists()
+
+
 def test_sql_errors_go_to_stderr_only(store_db, tmp_path):
     assert_one_line_error(invoke("sql", "", "--db", store_db), "empty query")
     assert_one_line_error(invoke("sql", "   ", "--db", store_db), "empty query")

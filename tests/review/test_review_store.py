@@ -185,6 +185,22 @@ def test_app_guards_its_writes_and_its_host(db):
     assert client.get("/rollout", params={"id": "missing"}).status_code == 404
 
 
+def test_cli_reviews_a_lake(lake_db, monkeypatch):
+    from typer.testing import CliRunner
+
+    from rmforge.cli import app
+
+    ids = build_review_store(lake_db)
+    served = []
+    monkeypatch.setattr("rmforge.review.app.serve", lambda review_app, **where: served.append(review_app))
+
+    result = CliRunner().invoke(app, ["review", "--db", lake_db, "--reviewer", "alice"])
+
+    assert result.exit_code == 0, result.output
+    queue = TestClient(served[0], base_url="http://127.0.0.1:8765").get("/")
+    assert queue.status_code == 200 and ids["disagree"] in queue.text
+
+
 def test_cli_errors_are_one_line(tmp_path, db):
     missing = rmforge("review", "--db", str(tmp_path / "none.duckdb"))
     assert missing.returncode == 1 and missing.stderr.strip().count("\n") == 0

@@ -137,6 +137,17 @@ def test_every_file_has_the_export_schema_and_the_rows(tmp_path, db):
     assert sorted(r["label"] for r in kto) == [False] * 3 + [True] * 3
 
 
+def test_a_lake_exports_like_a_file(tmp_path, lake_db):
+    expected = build_store(lake_db)
+    out = tmp_path / "out"
+
+    stats = export_datasets.fn(lake_db, str(out))
+
+    assert {name: s["rows"] for name, s in stats.items()} == expected
+    card = (out / CARD).read_text()
+    assert "database `ducklake:catalog.ducklake`" in card and str(tmp_path) not in card  # a name, no paths
+
+
 def test_empty_datasets_export_as_empty_loadable_datasets(tmp_path, db):
     empty_store(db)
     out = tmp_path / "out"

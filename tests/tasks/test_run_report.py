@@ -2,6 +2,7 @@
 
 import re
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -13,6 +14,7 @@ from tasks.run_report import (
     draw_report,
     label_balance,
     pairwise_agreement,
+    report_dir,
     stage_costs,
 )
 from tasks.store import Store
@@ -214,3 +216,21 @@ def test_a_pipeline_run_reports_every_stage_and_the_completions(prefect_harness,
     assert {c["annotator"]: c["completions"] for c in report["completions"]} == spent
     assert [(p["a"], p["b"]) for p in report["agreement"]] == [("mc", "z3_arith")]
     assert Image.open(report["chart"]).format == "PNG"
+
+
+@pytest.mark.parametrize("store, reports", [
+    ("{tmp}/data/rmforge.duckdb", "{tmp}/data/reports"),
+    ("ducklake:{tmp}/lakes/catalog.ducklake;data={tmp}/lakes/data/", "{tmp}/lakes/reports"),
+    ("ducklake:{tmp}/lakes/catalog.ducklake", "{tmp}/lakes/reports"),
+    # A catalog in PostgreSQL: beside the lake's data folder, never inside it (DuckLake owns its files).
+    ("ducklake:postgres:dbname=lake host=/run/pg user=rm;data={tmp}/shared/lake/", "{tmp}/shared/reports"),
+    # Nothing local to go beside: the current folder.
+    ("ducklake:postgres:dbname=lake host=db.example;data=s3://bucket/lake/", "{cwd}/reports"),
+])
+def test_the_chart_folder_is_beside_the_store(tmp_path, monkeypatch, store, reports):
+    monkeypatch.delenv("RMFORGE_REPORT_DIR", raising=False)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+
+    assert report_dir(store.format(tmp=tmp_path)) == Path(reports.format(tmp=tmp_path, cwd=cwd))

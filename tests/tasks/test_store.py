@@ -6,7 +6,7 @@ import pytest
 
 from schemas.records import Problem, Rollout
 from schemas.tables import TABLES, arrow_schema, create_table_sql
-from tasks.store import Store, resolve_db_path
+from tasks.store import Store, resolve_store
 from tests.builders import make_problem, make_rollout
 
 
@@ -102,10 +102,10 @@ def test_read_only_store_rejects_writes_and_missing_files(db, tmp_path):
 
 def test_db_path_resolution(monkeypatch, tmp_path):
     monkeypatch.setenv("RMFORGE_DB", str(tmp_path / "env.duckdb"))
-    assert resolve_db_path(None) == tmp_path / "env.duckdb"
-    assert resolve_db_path(str(tmp_path / "x.duckdb")) == tmp_path / "x.duckdb"
+    assert resolve_store(None).path == tmp_path / "env.duckdb"
+    assert resolve_store(str(tmp_path / "x.duckdb")).path == tmp_path / "x.duckdb"
     monkeypatch.delenv("RMFORGE_DB")
-    assert resolve_db_path(None).name == "rmforge.duckdb"
+    assert resolve_store(None).path.name == "rmforge.duckdb"
 
 
 def test_problem_ids_are_content_hashes():

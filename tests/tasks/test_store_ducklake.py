@@ -20,7 +20,7 @@ from schemas.tables import TABLES
 from tasks.annotate import annotate_batch, make_annotator
 from tasks.rollouts import import_rollouts
 from tasks.steps import split_rollout_steps
-from tasks.store import Store, resolve_db_path
+from tasks.store import Store, resolve_store
 from tests.builders import make_problem, make_rollout
 from tests.tasks.test_annotate import start_runs
 from tests.tasks.test_store_concurrency import VOLATILE, write_rollouts
@@ -100,9 +100,22 @@ def env():
 
 def test_a_lake_url_is_kept_as_given(monkeypatch):
     url = "ducklake:postgres:dbname=x host=/tmp//pg;data=s3://bucket/lake/"
-    assert resolve_db_path(url) == url
+    assert resolve_store(url).url == url
     monkeypatch.setenv("RMFORGE_DB", url)
-    assert resolve_db_path(None) == url
+    assert resolve_store(None).url == url
+
+
+def test_a_lake_location_is_named_without_secrets_or_paths(lake_db):
+    server = resolve_store("ducklake:postgres:dbname=lake host=db.example password=hunter2;data=s3://bucket/lake/")
+    assert server.is_lake and server.path is None
+    assert server.exists()  # a catalog in a server is checked when attached
+    assert "hunter2" not in server.label and "hunter2" not in str(server)
+    assert server.name == "ducklake:postgres:dbname=lake"
+    local = resolve_store(lake_db)
+    assert local.lake_data_path.endswith("/lake/") and local.name == "ducklake:catalog.ducklake"
+    assert not local.exists()
+    Store(lake_db).close()
+    assert local.exists()
 
 
 def test_lake_writes_are_idempotent_on_the_key_and_transactions_all_or_nothing(lake):
