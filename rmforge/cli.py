@@ -43,7 +43,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rmforge.console import (RmforgeGroup, Settings, UserError, configure_logging, hide_prefect_noise,
-                             version_callback)
+                             print_error, version_callback)
 from schemas.config import ComputeConfig, GeneratorConfig, PipelineConfig, ProblemSourceConfig
 
 app = typer.Typer(
@@ -220,6 +220,14 @@ def check_annotators(names: list[str], options: dict[str, dict[str, Any]] | None
     return names
 
 
+def _unavailable_annotators(names: list[str], options: dict[str, dict[str, Any]] | None) -> dict[str, str]:
+    """{name: why} for the named annotators that cannot run here (a missing tool, e.g. `lean`)."""
+    from annotators import annotator_class
+
+    reasons = {name: annotator_class(name)((options or {}).get(name)).availability() for name in names}
+    return {name: reason for name, reason in reasons.items() if reason}
+
+
 def compute_options(config: PipelineConfig, task_runner: Optional[Any], workers: Optional[int],
                     address: Optional[str]) -> ComputeConfig:
     """The config's `compute` with the command line's choices; a runner whose package is
@@ -285,8 +293,48 @@ def report(summary: dict[str, Any], json_output: bool, lines: list[str]) -> None
         say(line)
 
 
+def counted(n: int, noun: str, plural: Optional[str] = None) -> str:
+    """`1 row`, `2 rows`: a count with its noun, singular or plural (default: noun + "s")."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+# Summary keys whose plural noun is not the last word.
+_SINGULAR_KEYS = {"outcomes_decided": "outcome decided"}
+
+
+def _counted_key(n: Any, key: str) -> str:
+    """A summary count under its key: `step_labels` 1 -> `1 step label`; keys that are no
+    plural noun (`agreed`, `excluded`) stay as they are."""
+    words = key.replace("_", " ")
+    if n == 1:
+        if key in _SINGULAR_KEYS:
+            return f"{n} {_SINGULAR_KEYS[key]}"
+        if words.endswith("s") and not words.endswith("ss"):
+            return f"{n} {words[:-1]}"
+    return f"{n} {words}"
+
+
 def _counts(values: dict[str, Any]) -> str:
-    return ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in values.items() if not isinstance(v, dict))
+    return ", ".join(_counted_key(v, k) for k, v in values.items() if not isinstance(v, dict))
+
+
+def _given_db(db: Optional[str]) -> Optional[str]:
+    """The --db the user typed, None when it was left out (or came from $RMFORGE_DB, which the
+    next command reads too)."""
+    import click
+
+    context = click.get_current_context(silent=True)
+    if db is None or context is None:
+        return db
+    source = context.get_parameter_source("db")
+    return db if source in (None, click.core.ParameterSource.COMMANDLINE) else None
+
+
+def _next_command(command: str, db: Optional[str]) -> str:
+    """A command to run next, with the --db the user gave (and only then)."""
+    import shlex
+
+    return f"{command} --db {shlex.quote(db)}" if db else command
 
 
 def _per_stage(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -306,13 +354,20 @@ def _annotate_lines(summary: dict[str, Any]) -> list[str]:
         else:
             written = {k: v for k, v in result.items() if k not in ("status", "rollouts", "annotator_costs") and v}
             details = f" ({_counts(written)})" if written else ""
-            lines.append(f"  {name}: {result['rollouts']} rollouts labelled{details}")
+            lines.append(f"  {name}: {counted(result['rollouts'], 'rollout')} labelled{details}")
     return lines
 
 
 def _curate_lines(summary: dict[str, Any]) -> list[str]:
     lines = _resumed_lines(summary)
-    lines += [f"  {stage}: {_counts(values)}" for stage, values in _per_stage(summary).items() if stage != "report"]
+    for stage, values in _per_stage(summary).items():
+        if stage == "report":
+            continue
+        lines.append(f"  {stage}: {_counts(values)}")
+        # Why rollouts gave no process example (tasks/datasets.py), one reason a line: the README
+        # sends users here to read them.
+        lines += [f"    no process example: {n} {reason}"
+                  for reason, n in (values.get("no_process_example") or {}).items()]
     if "report" in summary:
         lines.append(f"  report: {summary['report']['chart']} (rmforge report {summary['report']['run_id'][:8]})")
     return lines
@@ -380,14 +435,15 @@ def run(
         summary = pipeline(config, path, str(export_dir) if export_dir else None)
     generated = summary["generate"]
     lines = [
-        f"Generated {generated['new_rollouts']} rollouts for {generated['problems']} problems "
-        f"({generated['new_steps']} steps).",
+        f"Generated {counted(generated['new_rollouts'], 'rollout')} for {counted(generated['problems'], 'problem')} "
+        f"({counted(generated['new_steps'], 'step')}).",
         "Labelled:", *_annotate_lines(summary["annotate"]),
         "Curated:", *_curate_lines(summary["curate"]),
         f"Data: {path}",
     ]
-    lines.append(f"Exported to {export_dir}/" if export_dir else "Next: rmforge export --out data/exports")
-    lines.append('Query: rmforge sql "SELECT * FROM process_examples LIMIT 5"')
+    lines.append(f"Exported to {export_dir}/" if export_dir else
+                 "Next: " + _next_command("rmforge export --out data/exports", _given_db(db)))
+    lines.append("Query: " + _next_command('rmforge sql "SELECT * FROM process_examples LIMIT 5"', _given_db(db)))
     report(summary, json_output, lines)
 
 
@@ -404,25 +460,26 @@ def import_rollouts(
         from flows.import_rollouts import import_rollouts as import_flow
 
         summary = import_flow(source, path)
-    report(summary, json_output, _rollout_import_lines(summary, path))
+    report(summary, json_output, _rollout_import_lines(summary, path, _given_db(db)))
 
 
-def _rollout_import_lines(summary: dict[str, Any], path: str) -> list[str]:
-    return [f"Imported {summary['rollouts']} new rollouts and {summary['problems']} new problems "
-            f"({summary['new_steps']} steps) from {summary['rows_read']} rows into {path}.",
-            *_repeat_and_quarantine_lines(summary, "rows"),
-            "Next: rmforge annotate --annotator answer,z3_arith"]
+def _rollout_import_lines(summary: dict[str, Any], path: str, db: Optional[str] = None) -> list[str]:
+    return [f"Imported {counted(summary['rollouts'], 'new rollout')} and {counted(summary['problems'], 'new problem')} "
+            f"({counted(summary['new_steps'], 'step')}) from {counted(summary['rows_read'], 'row')} into {path}.",
+            *_repeat_and_quarantine_lines(summary, "row"),
+            "Next: " + _next_command("rmforge annotate --annotator answer,z3_arith", db)]
 
 
-def _repeat_and_quarantine_lines(summary: dict[str, Any], rows: str) -> list[str]:
+def _repeat_and_quarantine_lines(summary: dict[str, Any], row: str) -> list[str]:
     """The rows of an import that added nothing, one line per kind: the new rows alone do not add
     up to the rows read."""
     lines = []
     if summary["identical_repeats"]:
-        lines.append(f"{summary['identical_repeats']} {rows} repeat a rollout already read or stored (identical, "
-                     "not imported again)")
+        repeats = summary["identical_repeats"]
+        lines.append(f"{counted(repeats, row)} {'repeats' if repeats == 1 else 'repeat'} a rollout already read "
+                     "or stored (identical, not imported again)")
     if summary["quarantined"]:
-        lines.append(f"{summary['quarantined']} {rows} quarantined: "
+        lines.append(f"{counted(summary['quarantined'], row)} quarantined: "
                      'rmforge sql "SELECT record_ref, field, reason FROM quarantine"')
     return lines
 
@@ -446,13 +503,18 @@ def annotate(
     compute = compute_options(config, task_runner, workers, cluster_address)
     names = check_annotators(_split(annotator), config.annotator_options, config_file=config_file)
     path = _existing_db(db)
+    unavailable = _unavailable_annotators(names, config.annotator_options)
+    if len(unavailable) == len(names):  # nothing could label: say so before Prefect starts (seconds)
+        print_error("; ".join(f"{name}: unavailable here ({reason})" for name, reason in unavailable.items()))
+        raise typer.Exit(code=2)
     with running_flows():
         from flows.annotate import annotate as annotate_flow
 
         summary = annotate_flow(path, names, config.annotator_options, config.generator,
                                 batch_size or config.batch_size, compute, retry_errors)
     report(summary, json_output, ["Labelled:", *_annotate_lines(summary), f"Data: {path}",
-                                  f"Next: rmforge curate --annotators {','.join(names)}"])
+                                  "Next: " + _next_command(f"rmforge curate --annotators {','.join(names)}",
+                                                           _given_db(db))])
     if all(s.get("status") == "unavailable" for s in _per_stage(summary).values()):
         raise typer.Exit(code=2)
 
@@ -482,7 +544,7 @@ def curate(
 
         summary = curate_flow(path, names, curation)
     report(summary, json_output, ["Curated:", *_curate_lines(summary), f"Data: {path}",
-                                  "Next: rmforge export --out data/exports"])
+                                  "Next: " + _next_command("rmforge export --out data/exports", _given_db(db))])
 
 
 @app.command()
@@ -566,7 +628,7 @@ def sql(
         sys.stdout.write(buffer.getvalue())
     else:
         # Cells are Text, never Rich markup: `[true, false]` or LaTeX `\[x\]` must show as they are.
-        table = Table(caption=f"{len(rows)} rows")
+        table = Table(caption=counted(len(rows), "row"))
         for name in result.column_names:
             table.add_column(Text(name))
         for row in rows:
@@ -594,12 +656,14 @@ def _records_file(file: Path, what: str = "a JSON, JSONL or Parquet file") -> st
     return source
 
 
-def _labelled_lines(summary: dict[str, Any], path: str) -> list[str]:
-    lines = [f"Imported {summary['rollouts']} new rollouts ({summary['new_steps']} steps) with "
-             f"{summary['human_step_labels']} human step labels and {summary['human_outcome_labels']} human "
-             f"final-answer labels from {summary['rows_read']} records into {path}.",
-             *_repeat_and_quarantine_lines(summary, "records")]
-    lines.append("Next: rmforge annotate --annotator answer,z3_arith, then rmforge curate")
+def _labelled_lines(summary: dict[str, Any], path: str, db: Optional[str] = None) -> list[str]:
+    lines = [f"Imported {counted(summary['rollouts'], 'new rollout')} ({counted(summary['new_steps'], 'step')}) "
+             f"with {counted(summary['human_step_labels'], 'human step label')} and "
+             f"{counted(summary['human_outcome_labels'], 'human final-answer label')} "
+             f"from {counted(summary['rows_read'], 'record')} into {path}.",
+             *_repeat_and_quarantine_lines(summary, "record")]
+    lines.append(f"Next: {_next_command('rmforge annotate --annotator answer,z3_arith', db)}, "
+                 f"then {_next_command('rmforge curate', db)}")
     return lines
 
 
@@ -618,7 +682,7 @@ def import_processbench(
         from flows.import_labelled import import_labelled
 
         summary = import_labelled(source, path, "processbench", gold_path)
-    report(summary, json_output, _labelled_lines(summary, path))
+    report(summary, json_output, _labelled_lines(summary, path, _given_db(db)))
 
 
 class NeutralRating(str, Enum):
@@ -641,7 +705,7 @@ def import_prm800k(
         from flows.import_labelled import import_labelled
 
         summary = import_labelled(source, path, "prm800k", None, neutral.value)
-    report(summary, json_output, _labelled_lines(summary, path))
+    report(summary, json_output, _labelled_lines(summary, path, _given_db(db)))
 
 
 def _score(value: Any) -> str:

@@ -14,9 +14,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 from annotators import annotator_class
-from annotators.base import AnnotationInput
+from annotators.base import AnnotationInput, Evidence
 from annotators.human import HumanAnnotator
 from schemas.records import Problem, Rollout, Verdict
+from schemas.tables import VIEWS
 from tasks.store import Store
 
 # Why a rollout is in the queue, in review order.
@@ -53,27 +54,47 @@ def reviewer_annotator(reviewer: str) -> HumanAnnotator:
     return HumanAnnotator({"reviewer": reviewer})
 
 
-def refute_only_annotators(store: Store) -> list[str]:
-    """Annotators in the store whose `incorrect` is evidence but whose `correct` is not."""
-    names = [row["annotator"] for row in store.rows("SELECT DISTINCT annotator FROM step_labels")]
-    refute_only = []
-    for name in names:
+def _step_evidence(store: Store) -> dict[str, Evidence]:
+    """The evidence of each annotator with step labels in the store that this checkout can load."""
+    evidence = {}
+    for row in store.rows("SELECT DISTINCT annotator FROM step_labels"):
         try:
-            evidence = annotator_class(name).evidence
+            evidence[row["annotator"]] = annotator_class(row["annotator"]).evidence
         except (ValueError, ImportError):  # labels from an annotator this checkout cannot load
             continue
-        if evidence.refutes_steps and not evidence.confirms_steps:
-            refute_only.append(name)
-    return sorted(refute_only)
+    return evidence
+
+
+def refute_only_annotators(store: Store) -> list[str]:
+    """Annotators in the store whose `incorrect` is evidence but whose `correct` is not."""
+    return sorted(name for name, e in _step_evidence(store).items() if e.refutes_steps and not e.confirms_steps)
+
+
+def evidence_annotators(store: Store) -> tuple[list[str], list[str]]:
+    """(annotators whose step `correct` is evidence, those whose `incorrect` is), by
+    `Evidence.counts`: any other verdict of theirs is an abstention."""
+    evidence = _step_evidence(store)
+    return (sorted(n for n, e in evidence.items() if e.counts("correct")),
+            sorted(n for n, e in evidence.items() if e.counts("incorrect")))
 
 
 def _queue_cte(store: Store, reviewer: str) -> tuple[str, list[Any]]:
     """`WITH ... queue AS (...)`: every rollout with its review priority (an index into
     PRIORITIES), a stable pseudo-random order key, and whether this reviewer labelled it."""
     refute_only = refute_only_annotators(store)
+    confirming, refuting = evidence_annotators(store)
+    # A disagreement: consensus failed on a step where two of its voters gave verdicts that are
+    # evidence and differ. A voter that abstained (`unknown`, or a refute-only checker's
+    # `correct`) fails consensus without anyone disagreeing.
     sql = """
 WITH disagreements AS (
-    SELECT DISTINCT rollout_id FROM step_consensus WHERE NOT agreed
+    SELECT DISTINCT c.rollout_id
+    FROM step_consensus c
+    JOIN step_labels yes ON yes.rollout_id = c.rollout_id AND yes.step_index = c.step_index
+    JOIN step_labels no ON no.rollout_id = c.rollout_id AND no.step_index = c.step_index
+    WHERE NOT c.agreed
+      AND list_contains(c.annotators, yes.annotator) AND list_contains(?, yes.annotator) AND yes.verdict = 'correct'
+      AND list_contains(c.annotators, no.annotator) AND list_contains(?, no.annotator) AND no.verdict = 'incorrect'
 ), refute_flags AS (
     SELECT DISTINCT flag.rollout_id
     FROM step_labels flag JOIN step_labels other
@@ -93,7 +114,7 @@ WITH disagreements AS (
     LEFT JOIN refute_flags f USING (rollout_id)
     LEFT JOIN mine m USING (rollout_id)
 )"""
-    return sql, [refute_only, refute_only, reviewer_annotator(reviewer).config_hash]
+    return sql, [confirming, refuting, refute_only, refute_only, reviewer_annotator(reviewer).config_hash]
 
 
 def _filter_sql(filters: QueueFilters) -> tuple[str, list[Any]]:
@@ -281,7 +302,10 @@ def save_verdict(
 
 
 def agreement_figures(store: Store) -> dict[str, Any]:
-    """The `annotator_agreement` view, plus how much has been reviewed and by whom."""
+    """The `annotator_agreement` view, plus how much has been reviewed and by whom. A verdict
+    that is no evidence (`Evidence.counts`: a refute-only checker's `correct`) counts as an
+    abstention, as `rmforge eval` counts it: the view's own query over the step labels with
+    those verdicts read as `unknown`."""
     reviewed = store.rows(
         """SELECT count(*) AS labels, count(DISTINCT (rollout_id, step_index)) AS steps,
                   count(DISTINCT rollout_id) AS rollouts, count(DISTINCT model) AS reviewers
@@ -292,7 +316,17 @@ def agreement_figures(store: Store) -> dict[str, Any]:
                WHERE annotator = 'human' AND verdict <> 'unknown'
                GROUP BY rollout_id, step_index HAVING count(*) > 1)""")[0]
     return {
-        "rows": store.rows("SELECT * FROM annotator_agreement"),
+        "rows": store.rows(_AGREEMENT_WITH_ABSTENTIONS, [refute_only_annotators(store)]),
         "reviewed": reviewed,
         "reviewer_overlap": overlap,
     }
+
+
+# The `annotator_agreement` view over step labels whose refute-only `correct` reads `unknown`
+# (a CTE named like the table stands in for it in the view's query).
+_AGREEMENT_WITH_ABSTENTIONS = """
+WITH step_labels AS (
+    SELECT * REPLACE (CASE WHEN verdict = 'correct' AND list_contains(?, annotator) THEN 'unknown'
+                           ELSE verdict END AS verdict)
+    FROM step_labels
+), """ + VIEWS["annotator_agreement"].strip().removeprefix("WITH")

@@ -276,9 +276,9 @@ def test_import_summaries_say_what_became_of_every_row_one_line_each():
     summary = {"rollouts": 1, "problems": 1, "new_steps": 3, "rows_read": 4, "identical_repeats": 2,
                "quarantined": 1, "human_step_labels": 3, "human_outcome_labels": 1}
     for lines, rows in [(_rollout_import_lines(summary, "db"), "rows"), (_labelled_lines(summary, "db"), "records")]:
-        assert lines[0].startswith("Imported 1 new rollouts") and f"from 4 {rows}" in lines[0]
+        assert lines[0].startswith("Imported 1 new rollout ") and f"from 4 {rows}" in lines[0]
         assert lines[1] == f"2 {rows} repeat a rollout already read or stored (identical, not imported again)"
-        assert lines[2].startswith(f"1 {rows} quarantined: ")
+        assert lines[2].startswith(f"1 {rows[:-1]} quarantined: ")
 
 
 def test_sigterm_stops_review_with_one_line_that_names_no_run(store_db, tmp_path):
@@ -323,3 +323,72 @@ def test_sigterm_stops_review_with_one_line_that_names_no_run(store_db, tmp_path
 def test_prefect_records_shown_without_verbose(logger, level, shown):
     record = logging.LogRecord(logger, level, __file__, 1, "message", None, None)
     assert shown_without_verbose(record) is shown
+
+
+def test_counts_are_said_in_the_singular_for_one():
+    from rmforge.cli import _counts, _curate_lines, counted
+
+    assert counted(1, "problem") == "1 problem" and counted(2, "problem") == "2 problems"
+    assert counted(0, "row") == "0 rows" and counted(1, "process example") == "1 process example"
+    assert _counts({"step_labels": 1, "outcomes_decided": 1, "agreed": 1}) == "1 step label, 1 outcome decided, 1 agreed"
+    assert _counts({"step_labels": 2, "outcomes_decided": 3}) == "2 step labels, 3 outcomes decided"
+    lines = _curate_lines({"datasets": {"preference_pairs": 1, "process_examples": 2, "no_process_example": {}}})
+    assert lines == ["  datasets: 1 preference pair, 2 process examples"]
+
+
+def test_import_summaries_of_one_row_say_one_row():
+    from rmforge.cli import _labelled_lines, _rollout_import_lines
+
+    summary = {"rollouts": 1, "problems": 1, "new_steps": 1, "rows_read": 1, "identical_repeats": 1,
+               "quarantined": 1, "human_step_labels": 1, "human_outcome_labels": 1}
+    rollouts = _rollout_import_lines(summary, "db")
+    assert rollouts[0] == "Imported 1 new rollout and 1 new problem (1 step) from 1 row into db."
+    assert rollouts[1].startswith("1 row repeats a rollout") and rollouts[2].startswith("1 row quarantined")
+    labelled = _labelled_lines(summary, "db")
+    assert labelled[0] == ("Imported 1 new rollout (1 step) with 1 human step label and 1 human final-answer "
+                           "label from 1 record into db.")
+    assert labelled[1].startswith("1 record repeats a rollout")
+
+
+def test_sql_caption_counts_rows_in_the_singular(store_db):
+    result = invoke("sql", "SELECT 1 AS x", "--db", store_db)
+    assert result.exit_code == 0 and "1 row" in result.stdout and "1 rows" not in result.stdout
+
+
+def test_curate_summary_shows_why_rollouts_have_no_process_example():
+    from rmforge.cli import _curate_lines
+
+    reasons = {"final answer incorrect but no step refuted": 3, "a step left undecided": 1}
+    lines = _curate_lines({"datasets": {"preference_pairs": 2, "process_examples": 5, "no_process_example": reasons}})
+    assert lines[0] == "  datasets: 2 preference pairs, 5 process examples"
+    assert lines[1:] == ["    no process example: 3 final answer incorrect but no step refuted",
+                         "    no process example: 1 a step left undecided"]
+
+
+@pytest.mark.parametrize("given, hinted", [
+    (None, "Next: rmforge annotate --annotator answer,z3_arith"),
+    ("my store.duckdb", "Next: rmforge annotate --annotator answer,z3_arith --db 'my store.duckdb'"),
+])
+def test_next_hints_carry_the_db_only_when_given(given, hinted):
+    from rmforge.cli import _labelled_lines, _rollout_import_lines
+
+    summary = {"rollouts": 2, "problems": 2, "new_steps": 3, "rows_read": 2, "identical_repeats": 0,
+               "quarantined": 0, "human_step_labels": 3, "human_outcome_labels": 2}
+    assert _rollout_import_lines(summary, "db", given)[-1] == hinted
+    assert _labelled_lines(summary, "db", given)[-1].startswith(hinted + ", then rmforge curate")
+    assert _labelled_lines(summary, "db", given)[-1].endswith("rmforge curate" + (" --db 'my store.duckdb'" if given else ""))
+
+
+def test_annotate_with_only_unavailable_annotators_says_so_before_any_flow(store_db, monkeypatch):
+    import rmforge.cli
+
+    def no_flows():
+        raise AssertionError("a flow started")
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(rmforge.cli, "running_flows", no_flows)
+    started = time.monotonic()
+    result = invoke("annotate", "--annotator", "lean", "--db", store_db)
+    assert_one_line_error(result, "lean: unavailable here", code=2)
+    assert time.monotonic() - started < 10
+    assert runs_in(store_db) == 0

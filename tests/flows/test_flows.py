@@ -163,8 +163,14 @@ def test_cli_import_and_annotate(prefect_harness, tmp_path, db):
     runner = CliRunner()
     result = runner.invoke(app, ["import", "rollouts", str(tmp_path / "r.jsonl"), "--db", db])
     assert result.exit_code == 0, result.output
+    assert f"Next: rmforge annotate --annotator answer,z3_arith --db {db}" in result.output
     result = runner.invoke(app, ["annotate", "--annotator", "answer,z3_arith", "--db", db])
     assert result.exit_code == 0, result.output
+    assert f"Next: rmforge curate --annotators answer,z3_arith --db {db}" in result.output
+    result = runner.invoke(app, ["curate", "--annotators", "answer,z3_arith", "--db", db])
+    assert result.exit_code == 0, result.output
+    assert f"Next: rmforge export --out data/exports --db {db}" in result.output
+    assert "    no process example: " in result.output  # its reasons, as the README says
     result = runner.invoke(app, ["sql", "SELECT annotator, count(*) AS n FROM step_labels GROUP BY 1", "--db", db,
                                  "--format", "json"])
     assert json.loads(result.output) == [{"annotator": "z3_arith", "n": 12}]  # 6 rollouts x 2 steps

@@ -221,3 +221,34 @@ def test_listens_on_loopback_only_by_default(review_server):
         if state == "0A" and int(local_port, 16) == port:  # 0A = LISTEN
             listening.append(address)
     assert listening == ["0100007F"]  # 127.0.0.1, little-endian hex
+
+
+def test_a_step_with_an_abstaining_voter_is_no_disagreement(built):
+    """Consensus failed on a plain step because one voter abstained (mc `unknown`) or gave a
+    verdict that is no evidence (refute-only z3_arith's `correct`): no two voters disagree."""
+    store, ids = built
+    store.execute("UPDATE step_consensus SET agreed = false, verdict = 'unknown' "
+                  "WHERE rollout_id IN (?, ?) AND step_index = 0", [ids["plain-0"], ids["plain-1"]])
+    store.execute("UPDATE step_labels SET verdict = 'unknown' WHERE rollout_id = ? AND step_index = 0 "
+                  "AND annotator = 'mc'", [ids["plain-0"]])
+    rows, _ = review_queue(store, QueueFilters(), "alice")
+    priority = {row["rollout_id"]: row["priority"] for row in rows}
+    assert priority[ids["disagree"]] == "disagreement"
+    assert priority[ids["plain-0"]] == "spot_check" and priority[ids["plain-1"]] == "spot_check"
+
+
+def test_figures_count_a_refute_only_checkers_correct_as_an_abstention(db):
+    """z3_arith is refute-only: its `correct` is no evidence, as `rmforge eval` counts it."""
+    human = ["correct", "correct", "incorrect", "incorrect"]
+    z3 = ["correct", "incorrect", "incorrect", "correct"]
+    labels = []
+    for i, (h, z) in enumerate(zip(human, z3)):
+        labels += [step_label("r", i, "human", h, model="alice"), step_label("r", i, "z3_arith", z),
+                   step_label("r", i, "mc", z)]
+    with Store(db) as store:
+        store.write("step_labels", labels)
+        rows = {row["annotator"]: row for row in agreement_figures(store)["rows"]}
+    z3_row, mc_row = rows["z3_arith"], rows["mc"]
+    assert (z3_row["n"], z3_row["unknown"]) == (2, 2)
+    assert z3_row["accuracy"] == pytest.approx(0.5) and z3_row["precision_incorrect"] == pytest.approx(0.5)
+    assert (mc_row["n"], mc_row["unknown"], mc_row["accuracy"]) == (4, 0, pytest.approx(0.5))
