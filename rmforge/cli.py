@@ -105,18 +105,21 @@ def main(
 
 
 def _db(db: Optional[str]) -> str:
-    from tasks.store import resolve_store
+    from tasks.store import check_store_file, resolve_store
 
-    return resolve_store(db).url
+    location = resolve_store(db)
+    check_store_file(location)
+    return location.url
 
 
 def _existing_db(db: Optional[str]) -> str:
-    from tasks.store import resolve_store
+    from tasks.store import check_store_file, resolve_store
 
     location = resolve_store(db)
     if not location.exists():
         raise UserError(f"no rmforge database at {location} "
                         "(create one with `rmforge run` or `rmforge import rollouts`)")
+    check_store_file(location)
     return location.url
 
 
@@ -493,7 +496,7 @@ def export(
     json_output: bool = JsonOption,
 ) -> None:
     """Export curated datasets (Parquet, JSONL, HF datasets) with a dataset card."""
-    from tasks.export import EXPORTS
+    from tasks.export import EXPORTS, check_export
 
     names = _split(datasets) if datasets is not None else None
     if names is not None:
@@ -504,6 +507,7 @@ def export(
     if out.exists() and not out.is_dir():
         raise UserError(f"--out: {out} is a file, expected a folder")
     path = _existing_db(db)
+    check_export(path, out, names)  # the flow checks again; here it fails in a second, not after Prefect starts
     with running_flows():
         from flows.export import export as export_flow
 
@@ -675,6 +679,8 @@ def evaluate(
     out_dir = out or Path("data") / "eval" / file.stem
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out: {out_dir} is a file, expected a folder")
+    if db is not None:
+        db = _db(db)
     if db is None and (out_dir / "eval.duckdb").exists():
         (out_dir / "eval.duckdb").unlink()  # a fresh store: the report is about this file only
     with running_flows():
