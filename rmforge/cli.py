@@ -407,7 +407,19 @@ def import_rollouts(
         from flows.import_rollouts import import_rollouts as import_flow
 
         summary = import_flow(source, path)
+    _refuse_if_nothing_imported(summary, file, "rows")
     report(summary, json_output, _rollout_import_lines(summary, path))
+
+
+def _refuse_if_nothing_imported(summary: dict[str, Any], file: Path, rows: str) -> None:
+    """A file of another format (rollouts given as ProcessBench, unrelated JSON) has every row
+    quarantined: an error, not a summary of zeros followed by the next step."""
+    from tasks.rollouts import imported_nothing
+
+    if imported_nothing(summary):
+        raise UserError(f"{file}: all {summary['rows_read']} {rows} quarantined, nothing was imported "
+                        f"(most common reason: {summary.get('top_quarantine_reason')}); is it the right format? "
+                        'See: rmforge sql "SELECT record_ref, field, reason FROM quarantine"')
 
 
 def _rollout_import_lines(summary: dict[str, Any], path: str) -> list[str]:
@@ -622,6 +634,7 @@ def import_processbench(
         from flows.import_labelled import import_labelled
 
         summary = import_labelled(source, path, "processbench", gold_path)
+    _refuse_if_nothing_imported(summary, file, "records")
     report(summary, json_output, _labelled_lines(summary, path))
 
 
@@ -645,6 +658,7 @@ def import_prm800k(
         from flows.import_labelled import import_labelled
 
         summary = import_labelled(source, path, "prm800k", None, neutral.value)
+    _refuse_if_nothing_imported(summary, file, "records")
     report(summary, json_output, _labelled_lines(summary, path))
 
 
@@ -688,6 +702,7 @@ def evaluate(
 
         result = evaluate_flow(source, names, str(out_dir), db, chosen, gold_path, config.annotator_options,
                                config.generator, config.batch_size)
+    _refuse_if_nothing_imported(result["imported"], file, "records")
     if json_output:
         report({"scores": result["scores"], "files": result["files"]}, True, [])
         return
