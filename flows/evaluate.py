@@ -19,6 +19,7 @@ from flows.annotate import annotate
 from flows.import_labelled import import_labelled
 from schemas.config import CONSENSUS_POLICIES, GeneratorConfig
 from tasks.evaluate import labelled_rollout_ids, score_labels, write_eval_report
+from tasks.rollouts import imported_nothing
 
 
 @flow(name="evaluate", log_prints=True)
@@ -35,6 +36,8 @@ def evaluate(
 ) -> dict[str, Any]:
     db = db or str(Path(out_dir) / "eval.duckdb")
     imported = import_labelled(path, db, "processbench", gold_path)
+    if imported_nothing(imported):  # a file of another format: nothing to label or score, no report
+        return {"imported": imported, "scores": [], "files": {}, "db": db}
     rollout_ids = labelled_rollout_ids(path)
     seconds: dict[str, float] = {}
     for name in annotators:

@@ -105,18 +105,21 @@ def main(
 
 
 def _db(db: Optional[str]) -> str:
-    from tasks.store import resolve_store
+    from tasks.store import check_store_file, resolve_store
 
-    return resolve_store(db).url
+    location = resolve_store(db)
+    check_store_file(location)
+    return location.url
 
 
 def _existing_db(db: Optional[str]) -> str:
-    from tasks.store import resolve_store
+    from tasks.store import check_store_file, resolve_store
 
     location = resolve_store(db)
     if not location.exists():
         raise UserError(f"no rmforge database at {location} "
                         "(create one with `rmforge run` or `rmforge import rollouts`)")
+    check_store_file(location)
     return location.url
 
 
@@ -460,7 +463,19 @@ def import_rollouts(
         from flows.import_rollouts import import_rollouts as import_flow
 
         summary = import_flow(source, path)
+    _refuse_if_nothing_imported(summary, file, "rows")
     report(summary, json_output, _rollout_import_lines(summary, path, _given_db(db)))
+
+
+def _refuse_if_nothing_imported(summary: dict[str, Any], file: Path, rows: str) -> None:
+    """A file of another format (rollouts given as ProcessBench, unrelated JSON) has every row
+    quarantined: an error, not a summary of zeros followed by the next step."""
+    from tasks.rollouts import imported_nothing
+
+    if imported_nothing(summary):
+        raise UserError(f"{file}: all {summary['rows_read']} {rows} quarantined, nothing was imported "
+                        f"(most common reason: {summary.get('top_quarantine_reason')}); is it the right format? "
+                        'See: rmforge sql "SELECT record_ref, field, reason FROM quarantine"')
 
 
 def _rollout_import_lines(summary: dict[str, Any], path: str, db: Optional[str] = None) -> list[str]:
@@ -555,7 +570,7 @@ def export(
     json_output: bool = JsonOption,
 ) -> None:
     """Export curated datasets (Parquet, JSONL, HF datasets) with a dataset card."""
-    from tasks.export import EXPORTS
+    from tasks.export import EXPORTS, check_export
 
     names = _split(datasets) if datasets is not None else None
     if names is not None:
@@ -566,6 +581,7 @@ def export(
     if out.exists() and not out.is_dir():
         raise UserError(f"--out: {out} is a file, expected a folder")
     path = _existing_db(db)
+    check_export(path, out, names)  # the flow checks again; here it fails in a second, not after Prefect starts
     with running_flows():
         from flows.export import export as export_flow
 
@@ -682,6 +698,7 @@ def import_processbench(
         from flows.import_labelled import import_labelled
 
         summary = import_labelled(source, path, "processbench", gold_path)
+    _refuse_if_nothing_imported(summary, file, "records")
     report(summary, json_output, _labelled_lines(summary, path, _given_db(db)))
 
 
@@ -705,6 +722,7 @@ def import_prm800k(
         from flows.import_labelled import import_labelled
 
         summary = import_labelled(source, path, "prm800k", None, neutral.value)
+    _refuse_if_nothing_imported(summary, file, "records")
     report(summary, json_output, _labelled_lines(summary, path, _given_db(db)))
 
 
@@ -739,6 +757,8 @@ def evaluate(
     out_dir = out or Path("data") / "eval" / file.stem
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out: {out_dir} is a file, expected a folder")
+    if db is not None:
+        db = _db(db)
     if db is None and (out_dir / "eval.duckdb").exists():
         (out_dir / "eval.duckdb").unlink()  # a fresh store: the report is about this file only
     with running_flows():
@@ -746,6 +766,7 @@ def evaluate(
 
         result = evaluate_flow(source, names, str(out_dir), db, chosen, gold_path, config.annotator_options,
                                config.generator, config.batch_size)
+    _refuse_if_nothing_imported(result["imported"], file, "records")
     if json_output:
         report({"scores": result["scores"], "files": result["files"]}, True, [])
         return

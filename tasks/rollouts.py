@@ -206,6 +206,18 @@ def import_outcomes(parsed: RolloutImport, new_rollouts: int) -> dict[str, int]:
     }
 
 
+def imported_nothing(summary: dict) -> bool:
+    """Whether an import read rows and quarantined every one (a file of another format): none was
+    stored and none repeats a stored rollout. Counts the rows refused this time, including those
+    quarantined by an earlier import of the same file."""
+    refused = summary["rows_read"] - summary["identical_repeats"] - summary["rollouts"]
+    return summary["rows_read"] > 0 and refused == summary["rows_read"]
+
+
+def most_common_reason(reasons: Counter[str]) -> str | None:
+    return reasons.most_common(1)[0][0] if reasons else None
+
+
 def store_rollouts(store: Store, rollouts: list[Rollout], given_steps: list[Step], config: StepSplitConfig) -> dict[str, int]:
     """Rollouts and their steps in one transaction: a stored rollout always has its steps.
 
@@ -249,6 +261,7 @@ def import_rollouts(
     """Read a JSONL/JSON/Parquet file of rollouts into the store (idempotent), in chunks."""
     file = Path(path)
     source = f"file:{file.name}"
+    reasons: Counter[str] = Counter()  # why rows were quarantined, for a file none of whose rows fit
 
     def import_chunk(rows: list[NumberedRow]) -> dict[str, int]:
         parsed = parse_rollout_rows(rows, source, run_id)
@@ -258,6 +271,7 @@ def import_rollouts(
             problems = store.write("problems", parsed.problems)
             written = store_rollouts(store, parsed.rollouts, parsed.steps, steps or StepSplitConfig())
             quarantined = store.write("quarantine", parsed.quarantine)
+        reasons.update(q.reason for q in parsed.quarantine)
         return {
             "problems": problems,
             "rollouts": written["rollouts"],
@@ -266,7 +280,9 @@ def import_rollouts(
             **import_outcomes(parsed, written["rollouts"]),
         }
 
-    return import_in_chunks(file, import_chunk, on_rows)
+    written: dict = import_in_chunks(file, import_chunk, on_rows)
+    written["top_quarantine_reason"] = most_common_reason(reasons)
+    return written
 
 
 def human_labels(parsed: LabelledImport, run_id: str) -> tuple[list[StepLabel], list[OutcomeLabel]]:
@@ -303,6 +319,7 @@ def import_labelled(
     gold = read_gold_answers(gold_file) if gold_file else None
     source = f"{fmt}:{file.name}"
     with_gold: set[str] = set()  # problems with a gold answer, counted once however many chunks name them
+    reasons: Counter[str] = Counter()  # why rows were quarantined, for a file none of whose rows fit
 
     def import_chunk(rows: list[NumberedRow]) -> dict[str, int]:
         parsed = parse_labelled_rows(rows, source, run_id, fmt, gold=gold, neutral=neutral)
@@ -321,9 +338,11 @@ def import_labelled(
             }
             store.commit()
         with_gold.update(p.problem_id for p in parsed.problems if p.gold_answer is not None)
+        reasons.update(q.reason for q in parsed.quarantine)
         written.update(import_outcomes(parsed, written["rollouts"]))
         return written
 
     written = import_in_chunks(file, import_chunk, on_rows)
     written["gold_answers"] = len(with_gold)
+    written["top_quarantine_reason"] = most_common_reason(reasons)
     return written

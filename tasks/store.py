@@ -71,6 +71,29 @@ class StoreError(RuntimeError):
     exit_code = 1
 
 
+class NotAStore(StoreError):
+    """The store's path holds a file that is not a DuckDB database (a text file, a CSV)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} is not an rmforge store: not a DuckDB database file "
+                         "(give --db a .duckdb file made by rmforge, or a new path)")
+
+
+# A DuckDB file's main header: an 8-byte checksum, then these magic bytes.
+_DUCKDB_MAGIC = b"DUCK"
+
+
+def check_store_file(location: "StoreLocation") -> None:
+    """Refuse, before any work, a file store whose path holds something other than a DuckDB file."""
+    path = location.path
+    if path is None or not path.is_file():
+        return
+    with path.open("rb") as file:
+        header = file.read(8 + len(_DUCKDB_MAGIC))
+    if header[8:] != _DUCKDB_MAGIC:
+        raise NotAStore(path)
+
+
 class StoreBusy(StoreError):
     """Another process kept the store (file lock, or conflicting lake commits) past the wait limit."""
 
@@ -252,6 +275,7 @@ def _lock_holder(message: str) -> str:
 
 
 def _connect_file(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    check_store_file(StoreLocation(str(path)))  # DuckDB's own error names no store and no fix
     return _retry_while_busy(
         lambda: duckdb.connect(str(path), read_only=read_only),
         _is_file_locked,

@@ -392,3 +392,85 @@ def test_annotate_with_only_unavailable_annotators_says_so_before_any_flow(store
     assert_one_line_error(result, "lean: unavailable here", code=2)
     assert time.monotonic() - started < 10
     assert runs_in(store_db) == 0
+
+
+# ------------------------------------------------------------------ errors that used to escape (issue 18)
+
+
+def run_cli(*args, cwd, prefect_api=None, timeout=300):
+    """The CLI in a subprocess: Prefect's console handlers write stderr there, not into CliRunner."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("RMFORGE_DB", None)
+    if prefect_api:
+        env["PREFECT_API_URL"] = prefect_api
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "rmforge.cli", *map(str, args)], env=env, cwd=cwd,
+                            capture_output=True, text=True, timeout=timeout)
+    return result, time.monotonic() - started
+
+
+def assert_subprocess_one_line_error(result, *fragments):
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, (fragment, result.stderr)
+
+
+def test_export_into_a_foreign_folder_is_refused_before_any_flow_starts(store_db, tmp_path):
+    out = tmp_path / "notes"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    result, seconds = run_cli("export", "--db", store_db, "--out", out, cwd=tmp_path)
+    assert_subprocess_one_line_error(result, str(out), "holds no rmforge export")
+    assert seconds < 5, seconds  # no Prefect start-up
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    assert runs_in(store_db) == 0
+
+
+@pytest.mark.parametrize("command", [["sql", "SELECT 1"], ["status"], ["export"], ["import", "rollouts", "ROWS"]])
+def test_a_db_that_is_not_a_duckdb_file_is_one_line(tmp_path, command):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database\n")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"problem_id": "p", "question": "1+1?", "gold_answer": "2", "response": "2"}) + "\n")
+    result, _ = run_cli(*[str(rows) if a == "ROWS" else a for a in command], "--db", text, cwd=tmp_path)
+    assert_subprocess_one_line_error(result, str(text), "not an rmforge store")
+    assert "IO Error" not in result.stderr
+    assert text.read_text() == "not a database\n"
+
+
+@pytest.fixture()
+def prefect_api(prefect_harness):
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
+
+
+ROLLOUT_ROWS = [{"problem_id": f"p{i}", "question": f"{i}+1?", "gold_answer": str(i + 1), "response": f"{i + 1}"}
+                for i in range(3)]
+
+
+@pytest.mark.parametrize("command, rows, fragment", [
+    # a rollouts JSONL given where ProcessBench is expected
+    (["import", "processbench", "FILE"], ROLLOUT_ROWS, "3 records"),
+    (["eval", "FILE", "--annotators", "answer"], ROLLOUT_ROWS, "3 records"),
+    # a JSON of unrelated objects
+    (["eval", "FILE", "--annotators", "answer"], [{"name": "a", "size": 1}, {"name": "b", "size": 2}], "2 records"),
+    # rollouts whose every row is malformed
+    (["import", "rollouts", "FILE"], [{"problem_id": "p", "answer": 1}, {"text": "x"}, {"id": 3}], "3 rows"),
+])
+def test_a_file_whose_every_row_is_quarantined_fails_saying_nothing_was_imported(
+        prefect_api, tmp_path, command, rows, fragment):
+    path = tmp_path / ("rows.json" if "name" in rows[0] else "rows.jsonl")
+    path.write_text(json.dumps(rows) if path.suffix == ".json" else "\n".join(json.dumps(r) for r in rows) + "\n")
+    db = tmp_path / "store.duckdb"
+    args = [str(path) if a == "FILE" else a for a in command]
+    args += ["--out", tmp_path / "eval"] if command[0] == "eval" else ["--db", db]
+    result, _ = run_cli(*args, cwd=tmp_path, prefect_api=prefect_api)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and fragment in last and "quarantined" in last, last
+    assert "nothing was imported" in last and "most common reason: " in last, last
+    assert "Next:" not in result.stdout and "0.000" not in result.stdout, result.stdout
