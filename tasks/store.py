@@ -251,7 +251,9 @@ def view_version(name: str) -> str:
 
 # --- the DuckDB file ---------------------------------------------------------------------------
 
-_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
+# DuckDB names the holder ("... held in /usr/bin/python3 (PID 123)"), or only a PID, 0 when it
+# could not tell (a lock taken while the holder was still opening the file).
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?:(?P<program>.*?) \(PID (?P<pid>\d+)\)|PID (?P<bare_pid>\d+))")
 
 
 def _is_file_locked(exc: duckdb.Error) -> bool:
@@ -261,9 +263,9 @@ def _is_file_locked(exc: duckdb.Error) -> bool:
 def _lock_holder(message: str) -> str:
     """'PID 123 (rmforge annotate ...)' from DuckDB's lock error and the holder's /proc entry."""
     match = _LOCK_HOLDER.search(message)
-    if match is None:
+    if match is None or match["bare_pid"] == "0":
         return "another process"
-    pid, command = match["pid"], match["program"]
+    pid, command = match["pid"] or match["bare_pid"], match["program"] or "unknown program"
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
         command = " ".join(" ".join(argv).split()) or command  # one line, even for `python -c` scripts

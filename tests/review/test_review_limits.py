@@ -49,7 +49,9 @@ def test_labels_are_grouped_by_step_in_linear_time(db):
         long_time = fastest(lambda: rollout_review(store, long, "alice", step_count=8000))
         view = rollout_review(store, long, "alice", step_count=8000)
     assert [len(step["labels"]) for step in view["steps"]] == [2] * 8000
-    assert long_time < 16 * short_time, (short_time, long_time)  # 8x the steps; quadratic was 64x
+    # 8x the steps: linear work takes ~8-16x (the longer page's memory costs show on a busy
+    # machine); the quadratic grouping took 64x
+    assert long_time < 32 * short_time, (short_time, long_time)
 
 
 def test_a_long_rollout_page_shows_one_page_of_steps(db):

@@ -143,3 +143,19 @@ def test_lock_timeout_setting(monkeypatch):
         monkeypatch.setenv(LOCK_TIMEOUT_ENV, bad)
         with pytest.raises(ValueError, match=LOCK_TIMEOUT_ENV):
             lock_timeout()
+
+
+@pytest.mark.parametrize("message, holder", [
+    ('IO Error: Could not set lock on file "s.duckdb": Conflicting lock is held in /usr/bin/python3.11 (PID 4242) '
+     "by user root.", "PID 4242"),
+    # DuckDB could not tell who holds it (seen while two annotates opened one store): still a lock to wait for
+    ('IO Error: Could not set lock on file "s.duckdb": Conflicting lock is held in PID 0. However, you would be '
+     "able to open this database in read-only mode", "another process"),
+])
+def test_both_forms_of_duckdbs_lock_error_are_a_busy_store(message, holder):
+    import duckdb
+
+    from tasks.store import _is_file_locked, _lock_holder
+
+    assert _is_file_locked(duckdb.IOException(message))
+    assert _lock_holder(message).startswith(holder)
