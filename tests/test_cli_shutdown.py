@@ -43,7 +43,7 @@ def slow_server():
 def command_line(process):
     try:
         return " ".join(process.cmdline())
-    except psutil.NoSuchProcess:  # short-lived helpers come and go
+    except psutil.Error:  # short-lived helpers come and go
         return ""
 
 

@@ -22,16 +22,10 @@ from rmforge.orphans import MARKER_VARIABLE, marked_processes
 from schemas.config import StepSplitConfig
 from tasks.rollouts import import_rollouts
 from tasks.steps import split_rollout_steps
+from tests.test_cli_shutdown import command_line
 
 REPO = Path(__file__).resolve().parent.parent
 ORPHAN_DEADLINE_S = 10
-
-
-def command_line(process):
-    try:
-        return " ".join(process.cmdline())
-    except psutil.Error:  # short-lived helpers come and go
-        return ""
 
 
 def descendants(pid):

@@ -116,12 +116,17 @@ def claimants(db: str) -> dict[str, str]:
         return dict(store.execute("SELECT rollout_id, run_id FROM batch_claims"))
 
 
-def test_runs_claim_disjoint_batches_and_writing_a_batch_releases_its_claims(tmp_path, db) -> None:
+def imported_for_runs(tmp_path, db, runs: dict[str, float]):
+    """A store of rollouts, `runs` started (heartbeats that many seconds old), z3_arith and its pending list."""
     write_rollouts(tmp_path / "rollouts.jsonl")
     import_rollouts.fn(db, str(tmp_path / "rollouts.jsonl"), "import")
-    start_runs(db, {"run-a": 0, "run-b": 0})
+    start_runs(db, runs)
     z3 = make_annotator("z3_arith", None, GeneratorConfig())
-    pending = pending_rollout_ids.fn(db, z3)
+    return z3, pending_rollout_ids.fn(db, z3)
+
+
+def test_runs_claim_disjoint_batches_and_writing_a_batch_releases_its_claims(tmp_path, db) -> None:
+    z3, pending = imported_for_runs(tmp_path, db, {"run-a": 0, "run-b": 0})
 
     first = claim_batch(db, z3, "run-a", pending, 2)
     second = claim_batch(db, z3, "run-b", pending, 2)
@@ -137,11 +142,7 @@ def test_runs_claim_disjoint_batches_and_writing_a_batch_releases_its_claims(tmp
 
 
 def test_the_claims_of_a_run_whose_heartbeat_stopped_are_taken_over(tmp_path, db) -> None:
-    write_rollouts(tmp_path / "rollouts.jsonl")
-    import_rollouts.fn(db, str(tmp_path / "rollouts.jsonl"), "import")
-    start_runs(db, {"crashed": 600, "alive": 0})
-    z3 = make_annotator("z3_arith", None, GeneratorConfig())
-    pending = pending_rollout_ids.fn(db, z3)
+    z3, pending = imported_for_runs(tmp_path, db, {"crashed": 600, "alive": 0})
     assert claim_batch(db, z3, "crashed", pending, 3) == pending[:3]
     with Store(db) as store:  # a claim whose run never wrote a `runs` row is dead too
         store.execute("INSERT INTO batch_claims (rollout_id, annotator, config_hash, run_id, batch_id, claimed_at) "
@@ -154,11 +155,7 @@ def test_the_claims_of_a_run_whose_heartbeat_stopped_are_taken_over(tmp_path, db
 def test_the_claims_of_a_killed_process_on_this_machine_are_taken_over_at_once(tmp_path, db) -> None:
     # Its run still looks alive (the heartbeat is fresh), but its process is gone: a rerun right
     # after a SIGKILL must not leave the killed run's batch unlabelled.
-    write_rollouts(tmp_path / "rollouts.jsonl")
-    import_rollouts.fn(db, str(tmp_path / "rollouts.jsonl"), "import")
-    start_runs(db, {"killed": 0, "alive": 0})
-    z3 = make_annotator("z3_arith", None, GeneratorConfig())
-    pending = pending_rollout_ids.fn(db, z3)
+    z3, pending = imported_for_runs(tmp_path, db, {"killed": 0, "alive": 0})
     assert claim_batch(db, z3, "killed", pending, 3) == pending[:3]
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     with Store(db) as store:  # as if a process that has exited since had made them
@@ -169,11 +166,7 @@ def test_the_claims_of_a_killed_process_on_this_machine_are_taken_over_at_once(t
 
 
 def test_live_claims_of_this_process_are_kept(tmp_path, db) -> None:
-    write_rollouts(tmp_path / "rollouts.jsonl")
-    import_rollouts.fn(db, str(tmp_path / "rollouts.jsonl"), "import")
-    start_runs(db, {"first": 0, "second": 0})
-    z3 = make_annotator("z3_arith", None, GeneratorConfig())
-    pending = pending_rollout_ids.fn(db, z3)
+    z3, pending = imported_for_runs(tmp_path, db, {"first": 0, "second": 0})
     assert claim_batch(db, z3, "first", pending, 3) == pending[:3]
     assert claim_batch(db, z3, "second", pending, 10) == pending[3:]  # this process is alive
 

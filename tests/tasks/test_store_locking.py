@@ -102,36 +102,28 @@ def test_cli_prints_a_busy_store_as_one_line(created):
     assert len(lines) == 1 and f"PID {holder.pid} " in lines[0] and "store-holder-marker" in lines[0], lines
 
 
+def assert_busy_in_one_line(created, arguments, **settings):
+    """`rmforge ARGUMENTS` on a store another process holds: exit 75 and one line naming the holder."""
+    holder = hold(created, "rw", 120)
+    try:
+        result = subprocess.run([sys.executable, "-m", "rmforge.cli", *arguments], capture_output=True, text=True,
+                                timeout=300, env=env(**{LOCK_TIMEOUT_ENV: "1", **settings}))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 75, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and f"PID {holder.pid} " in lines[0], lines
+
+
 def test_a_flow_command_prints_a_busy_store_as_one_line(created, tmp_path):
     """Prefect logs the flow run's failure with its traceback; the user sees only rmforge's line."""
-    holder = hold(created, "rw", 120)
-    try:
-        result = subprocess.run(
-            [sys.executable, "-m", "rmforge.cli", "annotate", "--annotator", "answer", "--db", created],
-            capture_output=True, text=True, timeout=300,
-            env=env(**{LOCK_TIMEOUT_ENV: "1", "RMFORGE_STATE_DIR": str(tmp_path / "state")}),
-        )
-    finally:
-        holder.kill()
-        holder.wait()
-    assert result.returncode == 75, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and f"PID {holder.pid} " in lines[0], lines
+    assert_busy_in_one_line(created, ["annotate", "--annotator", "answer", "--db", created],
+                            RMFORGE_STATE_DIR=str(tmp_path / "state"))
 
 
-def test_review_prints_a_busy_store_as_one_line(created, tmp_path):
-    holder = hold(created, "rw", 120)
-    try:
-        result = subprocess.run(
-            [sys.executable, "-m", "rmforge.cli", "review", "--db", created, "--port", "1"],
-            capture_output=True, text=True, timeout=120, env=env(**{LOCK_TIMEOUT_ENV: "1"}),
-        )
-    finally:
-        holder.kill()
-        holder.wait()
-    assert result.returncode == 75, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and f"PID {holder.pid} " in lines[0], lines
+def test_review_prints_a_busy_store_as_one_line(created):
+    assert_busy_in_one_line(created, ["review", "--db", created, "--port", "1"])
 
 
 def test_lock_timeout_setting(monkeypatch):
