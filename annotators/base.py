@@ -14,9 +14,9 @@ from typing import ClassVar, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from generators.base import Generator
-from schemas.config import GeneratorConfig
-from schemas.records import (
+from rmforge.generators.base import Generator
+from rmforge.schemas.config import GeneratorConfig
+from rmforge.schemas.records import (
     AnnotatorCost,
     Critique,
     OutcomeLabel,
@@ -210,7 +210,7 @@ class LLMAnnotator(Annotator):
     def load_generator(self) -> Generator:
         """The injected backend, else the process-wide engine for `generator_config`."""
         if self._generator is None:
-            from generators import load_generator
+            from rmforge.generators import load_generator
 
             self._generator = load_generator(self.generator_config)
         return self._generator

@@ -28,12 +28,12 @@ from typing import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from verifiers.answers import GradeResult, grade_response
-from annotators.base import AnnotationInput
-from generators.base import PROMPT_TOO_LONG, Completion, Generator
-from generators.prompts import solution_request
-from schemas.config import GeneratorConfig, SamplingConfig
-from schemas.records import Rollout, Verdict
+from rmforge.verifiers.answers import GradeResult, grade_response
+from rmforge.annotators.base import AnnotationInput
+from rmforge.generators.base import PROMPT_TOO_LONG, Completion, Generator
+from rmforge.generators.prompts import solution_request
+from rmforge.schemas.config import GeneratorConfig, SamplingConfig
+from rmforge.schemas.records import Rollout, Verdict
 
 
 class CompletionOptions(BaseModel):

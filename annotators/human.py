@@ -13,9 +13,9 @@ from typing import ClassVar, Sequence
 
 from pydantic import Field
 
-from annotators.base import AnnotationInput, AnnotationOutput, Annotator, Evidence
-from schemas.config import Config as StrictConfig
-from schemas.records import OutcomeLabel, StepLabel
+from rmforge.annotators.base import AnnotationInput, AnnotationOutput, Annotator, Evidence
+from rmforge.schemas.config import Config as StrictConfig
+from rmforge.schemas.records import OutcomeLabel, StepLabel
 
 
 class HumanAnnotator(Annotator):

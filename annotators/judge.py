@@ -31,11 +31,11 @@ from typing import Iterable, Sequence
 
 from pydantic import Field
 
-from annotators.base import AnnotationInput, AnnotationOutput, Evidence, LLMAnnotator
-from generators.base import ChatMessage, Completion, GenerationRequest
-from schemas.config import Config as StrictConfig
-from schemas.config import GeneratorConfig, SamplingConfig
-from schemas.records import Critique, Verdict, stable_hash
+from rmforge.annotators.base import AnnotationInput, AnnotationOutput, Evidence, LLMAnnotator
+from rmforge.generators.base import ChatMessage, Completion, GenerationRequest
+from rmforge.schemas.config import Config as StrictConfig
+from rmforge.schemas.config import GeneratorConfig, SamplingConfig
+from rmforge.schemas.records import Critique, Verdict, stable_hash
 
 SYSTEM_PROMPT = (
     "You are a meticulous grader of step-by-step solutions. The problem and the "

@@ -51,9 +51,9 @@ from typing import Any, Sequence
 
 from pydantic import Field
 
-from annotators.base import AnnotationInput, AnnotationOutput, Annotator, AnnotatorUnavailable, Evidence
-from schemas.config import Config as StrictConfig
-from schemas.records import StepLabel, Verdict
+from rmforge.annotators.base import AnnotationInput, AnnotationOutput, Annotator, AnnotatorUnavailable, Evidence
+from rmforge.schemas.config import Config as StrictConfig
+from rmforge.schemas.records import StepLabel, Verdict
 
 NOT_FOUND = (
     "lean binary not found on PATH; install elan "

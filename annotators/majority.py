@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 
 from pydantic import Field
 
-from annotators.base import AnnotationInput, AnnotationOutput, Annotator, Evidence
-from schemas.config import Config as StrictConfig
-from schemas.records import Rollout, Verdict
-from verifiers.answers import answers_equivalent, extract_final_answer, normalised_answer
+from rmforge.annotators.base import AnnotationInput, AnnotationOutput, Annotator, Evidence
+from rmforge.schemas.config import Config as StrictConfig
+from rmforge.schemas.records import Rollout, Verdict
+from rmforge.verifiers.answers import answers_equivalent, extract_final_answer, normalised_answer
 
 GOLD_PRESENT = "gold answer present: the `answer` verifier decides"
 # Answers are quoted in reasons up to this length.

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from typing import ClassVar, Sequence
 
-from annotators.base import AnnotationInput, AnnotationOutput, Evidence, LLMAnnotator
-from annotators.completions import (
+from rmforge.annotators.base import AnnotationInput, AnnotationOutput, Evidence, LLMAnnotator
+from rmforge.annotators.completions import (
     CompletionOptions,
     Estimate,
     FailedPrefix,
@@ -34,7 +34,7 @@ from annotators.completions import (
     judge_failed_prefixes,
     outcome_of,
 )
-from schemas.records import StepLabel
+from rmforge.schemas.records import StepLabel
 
 
 class MonteCarloAnnotator(LLMAnnotator):

@@ -34,8 +34,8 @@ from typing import ClassVar, Sequence
 
 from pydantic import Field
 
-from annotators.base import AnnotationInput, AnnotationOutput, Evidence, LLMAnnotator
-from annotators.completions import (
+from rmforge.annotators.base import AnnotationInput, AnnotationOutput, Evidence, LLMAnnotator
+from rmforge.annotators.completions import (
     CompletionOptions,
     Estimate,
     FailedPrefix,

@@ -30,8 +30,8 @@ from typing import ClassVar, Sequence
 
 from pydantic import Field
 
-from annotators.base import AnnotationInput, AnnotationOutput, Evidence, LLMAnnotator
-from annotators.completions import (
+from rmforge.annotators.base import AnnotationInput, AnnotationOutput, Evidence, LLMAnnotator
+from rmforge.annotators.completions import (
     CompletionOptions,
     Estimate,
     FailedPrefix,
@@ -41,7 +41,7 @@ from annotators.completions import (
     judge_failed_prefixes,
     outcome_of,
 )
-from schemas.config import GeneratorConfig
+from rmforge.schemas.config import GeneratorConfig
 
 
 class ProgressOptions(CompletionOptions):

@@ -13,10 +13,10 @@ from typing import Sequence
 
 from pydantic import Field
 
-from annotators.base import AnnotationInput, AnnotationOutput, Annotator, Evidence
-from schemas.config import Config as StrictConfig
-from schemas.records import Verdict
-from verifiers.arithmetic import DEFAULT_TIMEOUT_MS, label_step
+from rmforge.annotators.base import AnnotationInput, AnnotationOutput, Annotator, Evidence
+from rmforge.schemas.config import Config as StrictConfig
+from rmforge.schemas.records import Verdict
+from rmforge.verifiers.arithmetic import DEFAULT_TIMEOUT_MS, label_step
 
 _SCORES: dict[str, float] = {"correct": 1.0, "incorrect": 0.0}
 

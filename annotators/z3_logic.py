@@ -19,8 +19,8 @@ from typing import Sequence
 import z3
 from pydantic import Field
 
-from annotators.base import AnnotationInput, AnnotationOutput, Annotator, Evidence
-from verifiers.logic.fol import (
+from rmforge.annotators.base import AnnotationInput, AnnotationOutput, Annotator, Evidence
+from rmforge.verifiers.logic.fol import (
     Atom,
     Binary,
     Const,
@@ -38,9 +38,9 @@ from verifiers.logic.fol import (
     signatures,
     tokenize,
 )
-from schemas.config import Config as StrictConfig
-from schemas.records import Problem, StepLabel, Verdict
-from verifiers.logic.entailment import EntailmentResult, Label, PremiseChecker, PremiseError, normalize_label
+from rmforge.schemas.config import Config as StrictConfig
+from rmforge.schemas.records import Problem, StepLabel, Verdict
+from rmforge.verifiers.logic.entailment import EntailmentResult, Label, PremiseChecker, PremiseError, normalize_label
 
 # --------------------------------------------------------------------------- step text
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from generators.hardware import cpu_model  # noqa: E402
+from rmforge.generators.hardware import cpu_model  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
 DATASETS = sys.argv[2].split(",") if len(sys.argv) > 2 else ["realistic", "uniform"]
@@ -53,8 +53,8 @@ REPORT = Path(__file__).parent / "reports" / ("ann.md" if "realistic" in DATASET
 def real_embeddings():
     """MiniLM vectors of ProcessBench GSM8K's distinct problems and steps (cached on disk)."""
     import numpy as np
-    from schemas.config import CurationConfig
-    from tasks.dedupe import embed
+    from rmforge.schemas.config import CurationConfig
+    from rmforge.tasks.dedupe import embed
 
     rows = json.loads(DATA.read_text(encoding="utf-8"))
     texts = list(dict.fromkeys([r["problem"] for r in rows] + [s for r in rows for s in r["steps"]]))
@@ -84,7 +84,7 @@ def measure(name: str, rng) -> list[str]:
     import numpy as np
     from usearch.index import Index
 
-    from tasks import dedupe
+    from rmforge.tasks import dedupe
 
     vectors = dataset(name, rng)
     sample = rng.choice(N, QUERIES, replace=False)
@@ -133,7 +133,7 @@ def pair_recall(vectors, sample, index) -> list[str]:
     """Of the pairs (query, other row) with cosine >= THRESHOLD, how many tasks.dedupe sees."""
     import numpy as np
 
-    from tasks import dedupe
+    from rmforge.tasks import dedupe
 
     index.expansion_search = dedupe.HNSW["expansion_search"]
     wall, cpu, (keys, _) = timed(dedupe.search_index, index, vectors[sample], dedupe.NEIGHBOURS + 1)
@@ -161,7 +161,7 @@ def timed(fn, *args, **kwargs):
 def main() -> None:
     import numpy as np
 
-    from tasks import dedupe
+    from rmforge.tasks import dedupe
 
     load_before = os.getloadavg()[0]
     sections = [line for name in DATASETS for line in measure(name, np.random.default_rng(0))]

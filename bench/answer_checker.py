@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.soak import cpu_flags, cpu_name
-from verifiers import answers
+from rmforge.verifiers import answers
 
 N = 300
 REPORT = Path(__file__).parent / "reports" / "answer_checker.md"

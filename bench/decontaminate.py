@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from generators.hardware import cpu_model  # noqa: E402
+from rmforge.generators.hardware import cpu_model  # noqa: E402
 
 EVAL_SET = Path(os.environ.get("PROCESSBENCH", Path(__file__).resolve().parents[2] / "shared/data/processbench/gsm8k.json"))
 REPORT = Path(__file__).parent / "reports" / "decontaminate.md"
@@ -60,11 +60,11 @@ PROBLEMS = [
 
 
 def main() -> None:
-    from schemas.config import CurationConfig
-    from schemas.records import Problem
-    from tasks.decontaminate import decontaminate_problems, load_eval_items
-    from tasks.dedupe import cached_embeddings, deduplicate_problems, nearest
-    from tasks.store import Store
+    from rmforge.schemas.config import CurationConfig
+    from rmforge.schemas.records import Problem
+    from rmforge.tasks.decontaminate import decontaminate_problems, load_eval_items
+    from rmforge.tasks.dedupe import cached_embeddings, deduplicate_problems, nearest
+    from rmforge.tasks.store import Store
 
     eval_items = {item.item_id: item for item in load_eval_items(str(EVAL_SET))}
     problems, label_of = [], {}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from generators.hardware import cpu_model  # noqa: E402
+from rmforge.generators.hardware import cpu_model  # noqa: E402
 
 N_TEXTS = int(sys.argv[1]) if len(sys.argv) > 1 else 128
 BATCH_SIZE = 64
@@ -30,8 +30,8 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from generators.hardware import NATIVE_BF16_FLAGS, cpu_flags, native_bf16, resolve_dtype
-    from tasks.dedupe import load_embedder
+    from rmforge.generators.hardware import NATIVE_BF16_FLAGS, cpu_flags, native_bf16, resolve_dtype
+    from rmforge.tasks.dedupe import load_embedder
 
     records = json.loads(DATA.read_text(encoding="utf-8"))
     corpora = {

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from problems.arithmetic import generate_arithmetic_problems  # noqa: E402
+from rmforge.problems.arithmetic import generate_arithmetic_problems  # noqa: E402
 
 N_ROLLOUTS = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 ANNOTATORS = ["answer", "z3_arith"]
@@ -47,12 +47,12 @@ def synthetic_rollouts(n: int, seed: int = 0) -> list[dict]:
 
 
 def main() -> None:
-    from flows.annotate import annotate
-    from flows.import_rollouts import import_rollouts as import_flow
-    from schemas.config import GeneratorConfig, StepSplitConfig
-    from tasks.annotate import annotate_batch, make_annotator, pending_rollout_ids
-    from tasks.rollouts import import_rollouts
-    from tasks.steps import split_rollout_steps
+    from rmforge.flows.annotate import annotate
+    from rmforge.flows.import_rollouts import import_rollouts as import_flow
+    from rmforge.schemas.config import GeneratorConfig, StepSplitConfig
+    from rmforge.tasks.annotate import annotate_batch, make_annotator, pending_rollout_ids
+    from rmforge.tasks.rollouts import import_rollouts
+    from rmforge.tasks.steps import split_rollout_steps
 
     workdir = Path(tempfile.mkdtemp())
     source = workdir / "rollouts.jsonl"

@@ -43,12 +43,12 @@ def solution(problem, rng: random.Random, inject: bool) -> tuple[list[str], int 
 
 
 def main() -> None:
-    from annotators.base import AnnotationInput
-    from annotators.mc import MonteCarloAnnotator
-    from annotators.mc_binary import BinarySearchMCAnnotator
-    from schemas.config import DEFAULT_MODEL, GeneratorConfig
-    from schemas.records import Rollout, stable_hash
-    from problems.arithmetic import generate_arithmetic_problems
+    from rmforge.annotators.base import AnnotationInput
+    from rmforge.annotators.mc import MonteCarloAnnotator
+    from rmforge.annotators.mc_binary import BinarySearchMCAnnotator
+    from rmforge.schemas.config import DEFAULT_MODEL, GeneratorConfig
+    from rmforge.schemas.records import Rollout, stable_hash
+    from rmforge.problems.arithmetic import generate_arithmetic_problems
 
     rng = random.Random(0)
     problems = generate_arithmetic_problems(N_SOLUTIONS, seed=11, min_steps=2, max_steps=3)

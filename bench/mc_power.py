@@ -33,14 +33,14 @@ from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from annotators.base import AnnotationInput  # noqa: E402
-from annotators.completions import prefix_text  # noqa: E402
-from annotators.mc import MonteCarloAnnotator  # noqa: E402
-from annotators.mc_binary import BinarySearchMCAnnotator  # noqa: E402
-from generators.base import Completion, GenerationRequest, Generator  # noqa: E402
-from schemas.config import DEFAULT_MODEL, GeneratorConfig, SamplingConfig  # noqa: E402
-from schemas.records import Problem, Rollout, StepLabel  # noqa: E402
-from tasks.evaluate import Scores, score_verdicts  # noqa: E402
+from rmforge.annotators.base import AnnotationInput  # noqa: E402
+from rmforge.annotators.completions import prefix_text  # noqa: E402
+from rmforge.annotators.mc import MonteCarloAnnotator  # noqa: E402
+from rmforge.annotators.mc_binary import BinarySearchMCAnnotator  # noqa: E402
+from rmforge.generators.base import Completion, GenerationRequest, Generator  # noqa: E402
+from rmforge.schemas.config import DEFAULT_MODEL, GeneratorConfig, SamplingConfig  # noqa: E402
+from rmforge.schemas.records import Problem, Rollout, StepLabel  # noqa: E402
+from rmforge.tasks.evaluate import Scores, score_verdicts  # noqa: E402
 
 # The shared material sits beside the checkout (../shared); the bench needs it, the README commands do not.
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "processbench" / "gsm8k.json"

@@ -53,9 +53,9 @@ def busy_note(before: str, after: str) -> str:
 
 def make_template(workdir: Path, n: int, name: str) -> str:
     from bench.soak import synthetic_rows
-    from schemas.config import StepSplitConfig
-    from tasks.rollouts import import_rollouts
-    from tasks.steps import split_rollout_steps
+    from rmforge.schemas.config import StepSplitConfig
+    from rmforge.tasks.rollouts import import_rollouts
+    from rmforge.tasks.steps import split_rollout_steps
 
     db = str(workdir / f"{name}.duckdb")
     source = workdir / f"{name}.jsonl"
@@ -66,7 +66,7 @@ def make_template(workdir: Path, n: int, name: str) -> str:
 
 
 def labels(db: str) -> list[tuple]:
-    from tasks.store import Store
+    from rmforge.tasks.store import Store
 
     with Store(db, read_only=True) as store:
         return store.execute(
@@ -77,7 +77,7 @@ def labels(db: str) -> list[tuple]:
 def label_copy(templates: tuple[str, str], workdir: Path, name: str, compute) -> dict[str, float]:
     """Seconds per annotator for labelling a fresh copy of the template, after a warm-up run on
     the small one (worker processes import Prefect and the annotators once: seconds here)."""
-    from flows.annotate import annotate
+    from rmforge.flows.annotate import annotate
 
     warm_up, template = templates
     shutil.copy(warm_up, workdir / f"{name}-warm-up.duckdb")
@@ -95,8 +95,8 @@ def label_copy(templates: tuple[str, str], workdir: Path, name: str, compute) ->
 
 
 def main() -> None:
-    from generators.hardware import cpu_model
-    from schemas.config import ComputeConfig
+    from rmforge.generators.hardware import cpu_model
+    from rmforge.schemas.config import ComputeConfig
 
     load_before = uptime()
     workdir = Path(tempfile.mkdtemp(prefix="scale-out-"))

@@ -138,8 +138,8 @@ class RssSampler(threading.Thread):
 
 
 def consistency(db: str, annotators: list, sampled: dict[str, int]) -> dict[str, int]:
-    from schemas.tables import TABLES
-    from tasks.store import Store
+    from rmforge.schemas.tables import TABLES
+    from rmforge.tasks.store import Store
 
     with Store(db) as store:
         checks = {
@@ -239,8 +239,8 @@ def spread(batches: int, keep: int | None) -> list[int]:
 
 def import_files(db: str, n: int, workdir: Path, sampler: RssSampler) -> list[float]:
     """Write and import N rollouts in files of IMPORT_FILE_ROWS; the seconds each file took."""
-    from schemas.config import StepSplitConfig
-    from tasks.rollouts import import_rollouts
+    from rmforge.schemas.config import StepSplitConfig
+    from rmforge.tasks.rollouts import import_rollouts
 
     file_times = []
     for start in range(0, n, IMPORT_FILE_ROWS):
@@ -258,8 +258,8 @@ def import_files(db: str, n: int, workdir: Path, sampler: RssSampler) -> list[fl
 
 def run(n: int, db: str, report: Path | None, sample: dict[str, int] | None = None,
         annotator_names: list[str] = ANNOTATORS, existing: bool = False) -> dict:
-    from schemas.config import GeneratorConfig
-    from tasks.annotate import annotate_batch, make_annotator, pending_rollout_ids
+    from rmforge.schemas.config import GeneratorConfig
+    from rmforge.tasks.annotate import annotate_batch, make_annotator, pending_rollout_ids
 
     workdir = Path(tempfile.mkdtemp(prefix="soak-"))
     sampler = RssSampler()
@@ -421,7 +421,7 @@ def main() -> None:
         parser.error("--existing needs --db naming a store an earlier soak left")
     n = args.n
     if args.existing:
-        from tasks.store import Store
+        from rmforge.tasks.store import Store
 
         with Store(args.db) as store:
             n = store.count("rollouts")

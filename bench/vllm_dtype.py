@@ -50,10 +50,10 @@ def measure(dtype: str) -> dict:
     """Generate the demo's rollouts with one engine in `dtype` (run in its own process)."""
     import psutil
 
-    from generators import close_generators, load_generator
-    from generators.prompts import solution_request
-    from problems.arithmetic import generate_arithmetic_problems
-    from schemas.config import PipelineConfig
+    from rmforge.generators import close_generators, load_generator
+    from rmforge.generators.prompts import solution_request
+    from rmforge.problems.arithmetic import generate_arithmetic_problems
+    from rmforge.schemas.config import PipelineConfig
 
     config = PipelineConfig()
     source, sampling = config.problems, config.sampling

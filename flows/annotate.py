@@ -19,11 +19,11 @@ from typing import Any, Iterator
 
 from prefect import flow, get_run_logger
 
-from annotators import annotator_class
-from annotators.base import AnnotationOutput, Annotator
-from flows.task_runners import task_runner
-from schemas.config import ComputeConfig, GeneratorConfig
-from tasks.annotate import (
+from rmforge.annotators import annotator_class
+from rmforge.annotators.base import AnnotationOutput, Annotator
+from rmforge.flows.task_runners import task_runner
+from rmforge.schemas.config import ComputeConfig, GeneratorConfig
+from rmforge.tasks.annotate import (
     check_annotator,
     claimed_batches,
     forget_annotator_errors,
@@ -34,7 +34,7 @@ from tasks.annotate import (
     release_claims,
     write_labels,
 )
-from tasks.runs import Progress, tracked_run
+from rmforge.tasks.runs import Progress, tracked_run
 
 
 @flow(name="annotate", log_prints=True)

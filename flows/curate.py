@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from prefect import flow
 
-from schemas.config import CurationConfig
-from tasks.consensus import compute_consensus
-from tasks.datasets import build_datasets
-from tasks.decontaminate import decontaminate_problems
-from tasks.dedupe import deduplicate_problems, deduplicate_rollouts
-from tasks.run_report import write_run_report
-from tasks.runs import Progress, tracked_run
+from rmforge.schemas.config import CurationConfig
+from rmforge.tasks.consensus import compute_consensus
+from rmforge.tasks.datasets import build_datasets
+from rmforge.tasks.decontaminate import decontaminate_problems
+from rmforge.tasks.dedupe import deduplicate_problems, deduplicate_rollouts
+from rmforge.tasks.run_report import write_run_report
+from rmforge.tasks.runs import Progress, tracked_run
 
 
 @flow(name="curate", log_prints=True)

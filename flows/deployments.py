@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +12,15 @@ from prefect import Flow
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron, Interval
 
-PREFECT_YAML = Path(__file__).resolve().parent.parent / "prefect.yaml"
+# The repository's top-level prefect.yaml, shipped inside the package (flows/prefect.yaml links to it)
+# so that an installed rmforge serves the same deployments as a checkout.
+PREFECT_YAML = Path(str(resources.files("rmforge.flows") / "prefect.yaml"))
 
 
 def load_flow(entrypoint: str) -> Flow:
-    """`flows/pipeline.py:pipeline` -> the flow object (imported as a module of this checkout)."""
-    path, _, name = entrypoint.partition(":")
-    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-    return getattr(module, name)
+    """`rmforge.flows.pipeline.pipeline` -> the flow object (a module path: it works without a checkout)."""
+    module_name, _, name = entrypoint.rpartition(".")
+    return getattr(importlib.import_module(module_name), name)
 
 
 def _schedule(entry: dict[str, Any]) -> Any:

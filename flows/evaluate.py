@@ -15,11 +15,11 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from flows.annotate import annotate
-from flows.import_labelled import import_labelled
-from schemas.config import CONSENSUS_POLICIES, GeneratorConfig
-from tasks.evaluate import labelled_rollout_ids, score_labels, write_eval_report
-from tasks.rollouts import imported_nothing
+from rmforge.flows.annotate import annotate
+from rmforge.flows.import_labelled import import_labelled
+from rmforge.schemas.config import CONSENSUS_POLICIES, GeneratorConfig
+from rmforge.tasks.evaluate import labelled_rollout_ids, score_labels, write_eval_report
+from rmforge.tasks.rollouts import imported_nothing
 
 
 @flow(name="evaluate", log_prints=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prefect import flow
 
-from tasks.export import check_export, export_datasets
-from tasks.runs import Progress, tracked_run
+from rmforge.tasks.export import check_export, export_datasets
+from rmforge.tasks.runs import Progress, tracked_run
 
 
 @flow(name="export", log_prints=True)

@@ -7,11 +7,11 @@ from datetime import timezone
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from flows import chunks
-from schemas.config import PipelineConfig
-from tasks.problems import load_problems
-from tasks.rollouts import generate_rollouts
-from tasks.runs import Progress, store_problems, tracked_run
+from rmforge.flows import chunks
+from rmforge.schemas.config import PipelineConfig
+from rmforge.tasks.problems import load_problems
+from rmforge.tasks.rollouts import generate_rollouts
+from rmforge.tasks.runs import Progress, store_problems, tracked_run
 
 
 def resolve_seed(config: PipelineConfig) -> tuple[PipelineConfig, str]:

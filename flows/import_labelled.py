@@ -6,9 +6,9 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from problems.importers import count_records
-from tasks.rollouts import import_labelled as import_labelled_file
-from tasks.runs import Progress, tracked_run
+from rmforge.problems.importers import count_records
+from rmforge.tasks.rollouts import import_labelled as import_labelled_file
+from rmforge.tasks.runs import Progress, tracked_run
 
 
 @flow(name="import-labelled", log_prints=True)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from problems.importers import count_records
-from schemas.config import StepSplitConfig
-from tasks.rollouts import import_rollouts as import_rollout_file
-from tasks.runs import Progress, tracked_run
+from rmforge.problems.importers import count_records
+from rmforge.schemas.config import StepSplitConfig
+from rmforge.tasks.rollouts import import_rollouts as import_rollout_file
+from rmforge.tasks.runs import Progress, tracked_run
 
 
 @flow(name="import-rollouts", log_prints=True)

@@ -6,13 +6,13 @@ from contextlib import nullcontext
 
 from prefect import flow
 
-from flows.annotate import annotate
-from flows.curate import curate
-from flows.export import export
-from flows.generate import generate, resolve_seed
-from schemas.config import PipelineConfig
-from tasks.runs import GPU_LIMIT, exclusive, tracked_run
-from tasks.store import resolve_store
+from rmforge.flows.annotate import annotate
+from rmforge.flows.curate import curate
+from rmforge.flows.export import export
+from rmforge.flows.generate import generate, resolve_seed
+from rmforge.schemas.config import PipelineConfig
+from rmforge.tasks.runs import GPU_LIMIT, exclusive, tracked_run
+from rmforge.tasks.store import resolve_store
 
 
 @flow(name="pipeline", log_prints=True)

@@ -13,7 +13,7 @@ import importlib.util
 import logging
 from typing import Any
 
-from schemas.config import TASK_RUNNER_PACKAGES, ComputeConfig
+from rmforge.schemas.config import TASK_RUNNER_PACKAGES, ComputeConfig
 
 
 def missing_package(kind: str) -> str | None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from generators.base import BackendUnavailable, Generator
-from schemas.config import GeneratorConfig
+from rmforge.generators.base import BackendUnavailable, Generator
+from rmforge.schemas.config import GeneratorConfig
 
 _LOADED: dict[str, Generator] = {}
 _LOCK = threading.Lock()
@@ -37,10 +37,10 @@ def load_generator(config: GeneratorConfig) -> Generator:
 
 def _start_backend(config: GeneratorConfig) -> Generator:
     if config.backend == "vllm":
-        from generators.vllm_engine import VLLMEngineGenerator
+        from rmforge.generators.vllm_engine import VLLMEngineGenerator
 
         return VLLMEngineGenerator(config)
-    from generators.openai_server import OpenAIServerGenerator
+    from rmforge.generators.openai_server import OpenAIServerGenerator
 
     return OpenAIServerGenerator(config)
 

@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Literal, Sequence
 
 from pydantic import BaseModel
 
-from schemas.config import SamplingConfig
+from rmforge.schemas.config import SamplingConfig
 
 
 class ChatMessage(BaseModel):

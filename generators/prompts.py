@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from generators.base import ChatMessage, GenerationRequest
+from rmforge.generators.base import ChatMessage, GenerationRequest
 
 MATH_SYSTEM = (
     "You are a careful math tutor. Solve the problem step by step. "

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from generators.base import (
+from rmforge.generators.base import (
     PROMPT_TOO_LONG,
     BackendUnavailable,
     Completion,
@@ -26,9 +26,9 @@ from generators.base import (
     ProgressCallback,
     progress_callback,
 )
-from generators.hardware import CPUINFO, resolve_dtype
-from generators.local_models import cache_dir, resolve_model
-from schemas.config import GeneratorConfig, SamplingConfig
+from rmforge.generators.hardware import CPUINFO, resolve_dtype
+from rmforge.generators.local_models import cache_dir, resolve_model
+from rmforge.schemas.config import GeneratorConfig, SamplingConfig
 
 
 logger = logging.getLogger(__name__)

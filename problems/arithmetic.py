@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 
-from schemas.records import Problem
+from rmforge.schemas.records import Problem
 
 
 NAMES = ["Mia", "Liam", "Ava", "Noah", "Zara", "Omar", "Lena", "Ravi", "Sofia", "Kenji", "Amara", "Diego"]

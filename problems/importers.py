@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from pydantic import ValidationError
 
-from schemas.records import Problem, QuarantineRecord, Rollout, Step, stable_hash
+from rmforge.schemas.records import Problem, QuarantineRecord, Rollout, Step, stable_hash
 
 T = TypeVar("T")
 
@@ -114,7 +114,7 @@ class InputFileError(ValueError):
 
 
 def folio_problem(record: dict[str, Any], source: str) -> Problem:
-    from problems.logic import logic_problem_from_record
+    from rmforge.problems.logic import logic_problem_from_record
 
     premises = record.get("premises-FOL")
     conclusion = text_field(record, "conclusion-FOL", required=True)

@@ -22,8 +22,8 @@ import random
 from dataclasses import dataclass
 from typing import Sequence
 
-from verifiers.logic.entailment import LABELS, PremiseChecker, normalize_label
-from schemas.records import Problem
+from rmforge.verifiers.logic.entailment import LABELS, PremiseChecker, normalize_label
+from rmforge.schemas.records import Problem
 
 GOLD = {"true": "True", "false": "False", "uncertain": "Uncertain"}
 MAX_DEPTH = 8  # bounded by the property pool (each link uses up to three properties)

@@ -44,7 +44,7 @@ from rich.text import Text
 
 from rmforge.console import (RmforgeGroup, Settings, UserError, configure_logging, hide_prefect_noise,
                              print_error, version_callback)
-from schemas.config import ComputeConfig, GeneratorConfig, PipelineConfig, ProblemSourceConfig
+from rmforge.schemas.config import ComputeConfig, GeneratorConfig, PipelineConfig, ProblemSourceConfig
 
 app = typer.Typer(
     cls=RmforgeGroup,
@@ -105,7 +105,7 @@ def main(
 
 
 def _db(db: Optional[str]) -> str:
-    from tasks.store import check_store_file, resolve_store
+    from rmforge.tasks.store import check_store_file, resolve_store
 
     location = resolve_store(db)
     check_store_file(location)
@@ -113,7 +113,7 @@ def _db(db: Optional[str]) -> str:
 
 
 def _existing_db(db: Optional[str]) -> str:
-    from tasks.store import check_store_file, resolve_store
+    from rmforge.tasks.store import check_store_file, resolve_store
 
     location = resolve_store(db)
     if not location.exists():
@@ -205,7 +205,7 @@ def check_annotators(names: list[str], options: dict[str, dict[str, Any]] | None
                      option: str = "--annotator", config_file: Optional[Path] = None) -> list[str]:
     """Every name known and every option set valid, before any work starts."""
     where = f"{config_file}: " if config_file else ""
-    from annotators import REGISTRY, annotator_class
+    from rmforge.annotators import REGISTRY, annotator_class
 
     if not names:
         raise UserError(f"{option}: no annotator named (known: {', '.join(REGISTRY)})")
@@ -225,7 +225,7 @@ def check_annotators(names: list[str], options: dict[str, dict[str, Any]] | None
 
 def _unavailable_annotators(names: list[str], options: dict[str, dict[str, Any]] | None) -> dict[str, str]:
     """{name: why} for the named annotators that cannot run here (a missing tool, e.g. `lean`)."""
-    from annotators import annotator_class
+    from rmforge.annotators import annotator_class
 
     reasons = {name: annotator_class(name)((options or {}).get(name)).availability() for name in names}
     return {name: reason for name, reason in reasons.items() if reason}
@@ -235,7 +235,7 @@ def compute_options(config: PipelineConfig, task_runner: Optional[Any], workers:
                     address: Optional[str]) -> ComputeConfig:
     """The config's `compute` with the command line's choices; a runner whose package is
     missing here, or an address without a cluster runner, is a usage error (exit 2)."""
-    from flows.task_runners import missing_package
+    from rmforge.flows.task_runners import missing_package
 
     updates = {k: v for k, v in {"task_runner": task_runner.value if task_runner else None, "workers": workers,
                                  "address": address}.items() if v is not None}
@@ -264,8 +264,8 @@ def running_flows() -> Iterator[None]:
         bind_temporary_server_to_this_process()
     hide_prefect_noise()
     Settings.runs_flows = True
-    from generators import close_generators
-    from tasks.runs import set_progress_display
+    from rmforge.generators import close_generators
+    from rmforge.tasks.runs import set_progress_display
 
     display = TerminalProgress.for_terminal()
     set_progress_display(display)
@@ -433,7 +433,7 @@ def run(
 
     path = _db(db)
     with running_flows():
-        from flows.pipeline import pipeline
+        from rmforge.flows.pipeline import pipeline
 
         summary = pipeline(config, path, str(export_dir) if export_dir else None)
     generated = summary["generate"]
@@ -460,7 +460,7 @@ def import_rollouts(
     source = _records_file(file, "a JSONL or Parquet file")
     path = _db(db)
     with running_flows():
-        from flows.import_rollouts import import_rollouts as import_flow
+        from rmforge.flows.import_rollouts import import_rollouts as import_flow
 
         summary = import_flow(source, path)
     _refuse_if_nothing_imported(summary, file, "rows")
@@ -470,7 +470,7 @@ def import_rollouts(
 def _refuse_if_nothing_imported(summary: dict[str, Any], file: Path, rows: str) -> None:
     """A file of another format (rollouts given as ProcessBench, unrelated JSON) has every row
     quarantined: an error, not a summary of zeros followed by the next step."""
-    from tasks.rollouts import imported_nothing
+    from rmforge.tasks.rollouts import imported_nothing
 
     if imported_nothing(summary):
         raise UserError(f"{file}: all {summary['rows_read']} {rows} quarantined, nothing was imported "
@@ -523,7 +523,7 @@ def annotate(
         print_error("; ".join(f"{name}: unavailable here ({reason})" for name, reason in unavailable.items()))
         raise typer.Exit(code=2)
     with running_flows():
-        from flows.annotate import annotate as annotate_flow
+        from rmforge.flows.annotate import annotate as annotate_flow
 
         summary = annotate_flow(path, names, config.annotator_options, config.generator,
                                 batch_size or config.batch_size, compute, retry_errors)
@@ -555,7 +555,7 @@ def curate(
         update={"decontaminate": config.curation.decontaminate + list(decontaminate or [])})
     path = _existing_db(db)
     with running_flows():
-        from flows.curate import curate as curate_flow
+        from rmforge.flows.curate import curate as curate_flow
 
         summary = curate_flow(path, names, curation)
     report(summary, json_output, ["Curated:", *_curate_lines(summary), f"Data: {path}",
@@ -570,7 +570,7 @@ def export(
     json_output: bool = JsonOption,
 ) -> None:
     """Export curated datasets (Parquet, JSONL, HF datasets) with a dataset card."""
-    from tasks.export import EXPORTS, check_export
+    from rmforge.tasks.export import EXPORTS, check_export
 
     names = _split(datasets) if datasets is not None else None
     if names is not None:
@@ -583,7 +583,7 @@ def export(
     path = _existing_db(db)
     check_export(path, out, names)  # the flow checks again; here it fails in a second, not after Prefect starts
     with running_flows():
-        from flows.export import export as export_flow
+        from rmforge.flows.export import export as export_flow
 
         summary = export_flow(path, str(out), names)
     exported = [f"  {name}: {_counts(stats)}" for name, stats in summary.items() if isinstance(stats, dict)]
@@ -602,7 +602,7 @@ def _cell(value: Any) -> str:
 def _read_only_store(db: Optional[str]) -> Any:
     """The store opened read-only, with DuckDB's file access switched off: a query can
     read the store's tables and nothing else (no COPY TO, read_csv, ATTACH, INSTALL)."""
-    from tasks.store import Store
+    from rmforge.tasks.store import Store
 
     store = Store(_existing_db(db), read_only=True)
     if store.location.lake_data_path:  # the lake's own Parquet folder stays readable, nothing else
@@ -662,7 +662,7 @@ def _input_file(file: Path, what: str = "a JSON, JSONL or Parquet file") -> str:
 
 def _records_file(file: Path, what: str = "a JSON, JSONL or Parquet file") -> str:
     """An input of records, checked as a whole before any work (empty, unreadable Parquet)."""
-    from problems.importers import InputFileError, check_records_file
+    from rmforge.problems.importers import InputFileError, check_records_file
 
     source = _input_file(file, what)
     try:
@@ -695,7 +695,7 @@ def import_processbench(
     gold_path = _input_file(gold, "a JSON object of gold answers") if gold else None
     path = _db(db)
     with running_flows():
-        from flows.import_labelled import import_labelled
+        from rmforge.flows.import_labelled import import_labelled
 
         summary = import_labelled(source, path, "processbench", gold_path)
     _refuse_if_nothing_imported(summary, file, "records")
@@ -719,7 +719,7 @@ def import_prm800k(
     source = _records_file(file)
     path = _db(db)
     with running_flows():
-        from flows.import_labelled import import_labelled
+        from rmforge.flows.import_labelled import import_labelled
 
         summary = import_labelled(source, path, "prm800k", None, neutral.value)
     _refuse_if_nothing_imported(summary, file, "records")
@@ -742,7 +742,7 @@ def evaluate(
     json_output: bool = typer.Option(False, "--json", help="Print the scores as JSON on stdout (nothing else)."),
 ) -> None:
     """Score annotators and consensus policies against human labels (ProcessBench format)."""
-    from schemas.config import CONSENSUS_POLICIES
+    from rmforge.schemas.config import CONSENSUS_POLICIES
 
     source = _records_file(file)
     gold_path = _input_file(gold, "a JSON object of gold answers") if gold else None
@@ -762,7 +762,7 @@ def evaluate(
     if db is None and (out_dir / "eval.duckdb").exists():
         (out_dir / "eval.duckdb").unlink()  # a fresh store: the report is about this file only
     with running_flows():
-        from flows.evaluate import evaluate as evaluate_flow
+        from rmforge.flows.evaluate import evaluate as evaluate_flow
 
         result = evaluate_flow(source, names, str(out_dir), db, chosen, gold_path, config.annotator_options,
                                config.generator, config.batch_size)
@@ -805,7 +805,7 @@ def review(
     from pydantic import ValidationError
 
     from rmforge.review.app import StoreBusy, create_app, serve
-    from tasks.store import resolve_store
+    from rmforge.tasks.store import resolve_store
 
     location = resolve_store(db)
     if not location.exists():
@@ -870,7 +870,7 @@ def serve(limit: int = typer.Option(1, min=1, help="How many flow runs at once."
         raise UserError("rmforge serve needs a Prefect server that outlives it, for the schedules: "
                         "run `rmforge server start` first (or set PREFECT_API_URL)")
     import prefect
-    from flows.deployments import served_deployments
+    from rmforge.flows.deployments import served_deployments
 
     deployments = served_deployments()
     say(f"Serving {', '.join(d.name for d in deployments)} (Ctrl+C to stop; the schedules pause).")
@@ -880,8 +880,8 @@ def serve(limit: int = typer.Option(1, min=1, help="How many flow runs at once."
 @app.command("annotators")
 def list_annotators() -> None:
     """Every annotator: what it labels, what it needs, and its options."""
-    from annotators import REGISTRY, annotator_class
-    from annotators.base import LLMAnnotator
+    from rmforge.annotators import REGISTRY, annotator_class
+    from rmforge.annotators.base import LLMAnnotator
 
     for name in REGISTRY:
         cls = annotator_class(name)
@@ -958,7 +958,7 @@ def run_report(
     json_output: bool = typer.Option(False, "--json", help="Print the report's numbers as JSON (nothing else)."),
 ) -> None:
     """A curate or pipeline run's report: annotator agreement, label balance, cost per stage, and its chart."""
-    from tasks.run_report import AGREEMENT_KEY, REFUTE_ONLY_NOTE, draw_report, report_tables
+    from rmforge.tasks.run_report import AGREEMENT_KEY, REFUTE_ONLY_NOTE, draw_report, report_tables
 
     with _read_only_store(db) as store:
         if run_id == "last":

@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args, get_origin
 import pyarrow as pa
 from pydantic import BaseModel
 
-from schemas import records as r
+from rmforge.schemas import records as r
 
 
 @dataclass(frozen=True)

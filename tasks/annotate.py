@@ -36,12 +36,12 @@ from typing import Any, Iterator
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from annotators import build_annotator
-from annotators.base import AnnotationInput, AnnotationOutput, Annotator, AnnotatorUnavailable
-from generators.base import GenerationError
-from schemas.config import GeneratorConfig
-from schemas.records import Problem, Rollout, utc_now
-from tasks.store import Store
+from rmforge.annotators import build_annotator
+from rmforge.annotators.base import AnnotationInput, AnnotationOutput, Annotator, AnnotatorUnavailable
+from rmforge.generators.base import GenerationError
+from rmforge.schemas.config import GeneratorConfig
+from rmforge.schemas.records import Problem, Rollout, utc_now
+from rmforge.tasks.store import Store
 
 # Errors that say nothing about the rollout being labelled: they fail the whole batch.
 NOT_THE_ROLLOUTS_FAULT = (GenerationError, AnnotatorUnavailable, BrokenProcessPool, MemoryError)

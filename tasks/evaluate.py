@@ -32,11 +32,11 @@ from typing import Any, Sequence
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from annotators import annotator_class
-from annotators.base import LLMAnnotator
-from schemas.config import CurationConfig
-from tasks.consensus import consensus_rows
-from tasks.store import Store
+from rmforge.annotators import annotator_class
+from rmforge.annotators.base import LLMAnnotator
+from rmforge.schemas.config import CurationConfig
+from rmforge.tasks.consensus import consensus_rows
+from rmforge.tasks.store import Store
 
 # Published ProcessBench F1 on its GSM8K split (and the average over its four splits).
 REFERENCE_POINTS = [
@@ -74,7 +74,7 @@ class Scores:
 
 def labelled_rollout_ids(path: str) -> list[str]:
     """The ids of the solutions in a ProcessBench-format file (they are their rollout ids)."""
-    from problems.importers import read_records
+    from rmforge.problems.importers import read_records
 
     return [str(row["id"]) for _, row in read_records(Path(path)) if isinstance(row, dict) and row.get("id")]
 

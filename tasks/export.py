@@ -44,11 +44,11 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from annotators import REGISTRY, annotator_class
-from annotators.base import AUTHORITY_RANK
-from schemas.config import CurationConfig
-from schemas.records import utc_now
-from tasks.store import Store, StoreLocation, resolve_store
+from rmforge.annotators import REGISTRY, annotator_class
+from rmforge.annotators.base import AUTHORITY_RANK
+from rmforge.schemas.config import CurationConfig
+from rmforge.schemas.records import utc_now
+from rmforge.tasks.store import Store, StoreLocation, resolve_store
 
 MANIFEST = "rmforge-export.json"
 CARD = "README.md"

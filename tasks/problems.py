@@ -8,9 +8,9 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from problems.arithmetic import generate_arithmetic_problems
-from problems.importers import ImportResult, import_problem_rows, load_hf_rows, read_records
-from schemas.config import ProblemSourceConfig
+from rmforge.problems.arithmetic import generate_arithmetic_problems
+from rmforge.problems.importers import ImportResult, import_problem_rows, load_hf_rows, read_records
+from rmforge.schemas.config import ProblemSourceConfig
 
 
 @task(name="load-problems", cache_policy=NO_CACHE)
@@ -22,7 +22,7 @@ def load_problems(config: ProblemSourceConfig, run_id: str) -> ImportResult:
                 config.count, config.seed, config.min_steps, config.max_steps, config.operations, config.max_number)
         )
     if config.kind == "logic":
-        from problems.logic import generate_logic_problems
+        from rmforge.problems.logic import generate_logic_problems
 
         return ImportResult(
             problems=generate_logic_problems(config.count, config.seed, config.min_steps, config.max_steps)

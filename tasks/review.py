@@ -13,12 +13,12 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Literal
 
-from annotators import annotator_class
-from annotators.base import AnnotationInput, Evidence
-from annotators.human import HumanAnnotator
-from schemas.records import Problem, Rollout, Verdict
-from schemas.tables import VIEWS
-from tasks.store import Store
+from rmforge.annotators import annotator_class
+from rmforge.annotators.base import AnnotationInput, Evidence
+from rmforge.annotators.human import HumanAnnotator
+from rmforge.schemas.records import Problem, Rollout, Verdict
+from rmforge.schemas.tables import VIEWS
+from rmforge.tasks.store import Store
 
 # Why a rollout is in the queue, in review order.
 PRIORITIES: tuple[str, ...] = ("disagreement", "refute_flag", "spot_check")

@@ -14,14 +14,14 @@ from typing import Callable, Sequence
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from generators import load_generator
-from generators.base import PROMPT_TOO_LONG
-from generators.prompts import solution_request
-from schemas.config import GeneratorConfig, SamplingConfig, StepSplitConfig
-from schemas.records import OutcomeLabel, Problem, Rollout, Step, StepLabel, stable_hash
-from annotators.base import AnnotationInput
-from annotators.human import HumanAnnotator
-from problems.importers import (
+from rmforge.generators import load_generator
+from rmforge.generators.base import PROMPT_TOO_LONG
+from rmforge.generators.prompts import solution_request
+from rmforge.schemas.config import GeneratorConfig, SamplingConfig, StepSplitConfig
+from rmforge.schemas.records import OutcomeLabel, Problem, Rollout, Step, StepLabel, stable_hash
+from rmforge.annotators.base import AnnotationInput
+from rmforge.annotators.human import HumanAnnotator
+from rmforge.problems.importers import (
     LabelledImport,
     NumberedRow,
     RolloutImport,
@@ -35,8 +35,8 @@ from problems.importers import (
     sibling_gold_answers,
     step_texts_by_rollout,
 )
-from tasks.steps import steps_for
-from tasks.store import Store
+from rmforge.tasks.steps import steps_for
+from rmforge.tasks.store import Store
 
 
 def rollout_id(problem_id: str, generator: GeneratorConfig, sampling: SamplingConfig, index: int) -> str:

@@ -18,9 +18,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from annotators import REGISTRY, annotator_class
-from schemas.records import utc_now
-from tasks.store import Store, resolve_store
+from rmforge.annotators import REGISTRY, annotator_class
+from rmforge.schemas.records import utc_now
+from rmforge.tasks.store import Store, resolve_store
 
 # The newest label of each annotator on each step or rollout: an annotator relabelled under
 # another config counts once, with its latest word.

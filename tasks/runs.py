@@ -30,11 +30,11 @@ from prefect.exceptions import MissingContextError, ObjectAlreadyExists, ObjectN
 from prefect.logging import get_run_logger
 from prefect.runtime import deployment, flow_run
 
-from generators.base import generation_progress
-from schemas.records import RunRecord, canonical_json, utc_now
-from schemas.tables import DEFAULT_HEARTBEAT_S
-from problems.importers import ImportResult
-from tasks.store import Store
+from rmforge.generators.base import generation_progress
+from rmforge.schemas.records import RunRecord, canonical_json, utc_now
+from rmforge.schemas.tables import DEFAULT_HEARTBEAT_S
+from rmforge.problems.importers import ImportResult
+from rmforge.tasks.store import Store
 
 
 def current_run_id() -> str:

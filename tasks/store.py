@@ -43,10 +43,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel
 
-from schemas.records import stable_hash
-from schemas.tables import TABLES, VIEWS, create_table_sql, missing_column_sql, to_arrow
+from rmforge.schemas.records import stable_hash
+from rmforge.schemas.tables import TABLES, VIEWS, create_table_sql, missing_column_sql, to_arrow
 
-DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "rmforge.duckdb"
+# Relative to the working directory (a project folder, as for --export data/exports), not to the
+# installed package: site-packages is no place for data.
+DEFAULT_DB = Path("data") / "rmforge.duckdb"
 # Threads of one process share one DuckDB instance per file: two opening (DDL) or one opening
 # while another closes the last connection fail with catalog or file-handle conflicts.
 _OPEN_CLOSE_LOCK = threading.RLock()
@@ -196,7 +198,7 @@ class StoreLocation:
 
 
 def resolve_store(db: str | os.PathLike | None = None) -> StoreLocation:
-    """--db, else $RMFORGE_DB, else data/rmforge.duckdb in the checkout."""
+    """--db, else $RMFORGE_DB, else data/rmforge.duckdb under the working directory."""
     return StoreLocation(os.fspath(db or os.environ.get("RMFORGE_DB") or DEFAULT_DB))
 
 

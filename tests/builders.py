@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from annotators.base import AnnotationInput
-from schemas.records import Problem, Rollout, stable_hash
+from rmforge.annotators.base import AnnotationInput
+from rmforge.schemas.records import Problem, Rollout, stable_hash
 
 
 def make_problem(

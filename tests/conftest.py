@@ -40,6 +40,6 @@ def prefect_harness():
 def _shut_down_engines():
     """Stop any vLLM engine child processes before the interpreter exits."""
     yield
-    from generators import close_generators
+    from rmforge.generators import close_generators
 
     close_generators()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from generators.base import Completion, GenerationRequest, Generator
-from schemas.config import SamplingConfig
+from rmforge.generators.base import Completion, GenerationRequest, Generator
+from rmforge.schemas.config import SamplingConfig
 
 
 class ScriptedGenerator(Generator):

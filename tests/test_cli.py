@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from rmforge import __version__
 from rmforge.cli import app
 from rmforge.console import shown_without_verbose
-from schemas.records import RunRecord
-from tasks.store import Store
+from rmforge.schemas.records import RunRecord
+from rmforge.tasks.store import Store
 from tests.builders import make_problem
 
 REPO = Path(__file__).resolve().parent.parent
@@ -253,7 +253,7 @@ def test_status_shows_counts_and_runs_with_their_state(store_db):
 
 
 def test_annotators_lists_what_each_labels_needs_and_its_options(monkeypatch):
-    from annotators import REGISTRY
+    from rmforge.annotators import REGISTRY
 
     monkeypatch.setenv("PATH", "/nonexistent")  # no lean binary here
     result = invoke("annotators")

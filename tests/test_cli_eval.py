@@ -5,7 +5,7 @@ import json
 from typer.testing import CliRunner
 
 from rmforge.cli import app
-from verifiers.answers import grade_response
+from rmforge.verifiers.answers import grade_response
 from tests.tasks.test_labelled_import import PROCESSBENCH, needs_processbench
 
 
@@ -52,7 +52,7 @@ def test_eval_rejects_an_unknown_policy_before_any_work(tmp_path):
 
 
 def test_outcome_scores_count_only_decided_verdicts():
-    from tasks.evaluate import Scores, score_outcomes
+    from rmforge.tasks.evaluate import Scores, score_outcomes
 
     human = {"a": "correct", "b": "incorrect", "c": "incorrect", "d": "correct"}
     scores = Scores(name="x", kind="annotator")

@@ -19,10 +19,10 @@ import pytest
 from tests.cross_origin import FOREIGN_HOST_HEADERS, FOREIGN_ORIGIN_HEADERS, fetch_from, foreign_site
 from tests.review.conftest import browser  # noqa: F401 (a fixture)
 
-from schemas.config import StepSplitConfig
-from tasks.rollouts import import_rollouts
-from tasks.steps import split_rollout_steps
-from tasks.store import Store
+from rmforge.schemas.config import StepSplitConfig
+from rmforge.tasks.rollouts import import_rollouts
+from rmforge.tasks.steps import split_rollout_steps
+from rmforge.tasks.store import Store
 from tests.servers import ChatServer
 
 REPO = Path(__file__).resolve().parent.parent

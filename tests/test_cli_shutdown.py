@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tasks.store import Store
+from rmforge.tasks.store import Store
 from tests.servers import ChatServer
 
 REPO = Path(__file__).resolve().parent.parent

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from annotators import REGISTRY
+from rmforge.annotators import REGISTRY
 from rmforge.cli import load_config
-from problems.importers import import_problem_rows, read_records
+from rmforge.problems.importers import import_problem_rows, read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,13 +40,13 @@ def test_prefect_deployments_point_at_flows_with_valid_parameters():
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     assert spec["deployments"]
     for deployment in spec["deployments"]:
-        module_path, name = deployment["entrypoint"].split(":")
-        flow = getattr(importlib.import_module(module_path.removesuffix(".py").replace("/", ".")), name)
+        module_path, name = deployment["entrypoint"].rsplit(".", 1)
+        flow = getattr(importlib.import_module(module_path), name)
         assert flow.name == name, deployment["name"]
         params = set(inspect.signature(flow.fn).parameters)
         assert set(deployment.get("parameters", {})) <= params, deployment["name"]
         if "config" in deployment.get("parameters", {}):
-            from schemas.config import PipelineConfig
+            from rmforge.schemas.config import PipelineConfig
 
             PipelineConfig.model_validate(deployment["parameters"]["config"])
 
@@ -54,8 +54,8 @@ def test_prefect_deployments_point_at_flows_with_valid_parameters():
 def test_demo_defaults_can_label_steps_both_ways():
     """Process examples need an annotator that can confirm a step, and one that can refute it;
     options must name annotators the demo runs (a typo would silently use the defaults)."""
-    from annotators import annotator_class
-    from schemas.config import PipelineConfig
+    from rmforge.annotators import annotator_class
+    from rmforge.schemas.config import PipelineConfig
 
     config = PipelineConfig()
     evidence = [annotator_class(name).evidence for name in config.annotators]

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from schemas.config import CurationConfig, GeneratorConfig, StepSplitConfig
-from schemas.tables import TABLES
-from tasks.annotate import annotate_batch, make_annotator, pending_rollout_ids
-from tasks.consensus import compute_consensus
-from tasks.dedupe import deduplicate_rollouts
-from tasks.datasets import build_datasets
-from tasks.rollouts import import_rollouts
-from tasks.steps import split_rollout_steps
-from tasks.store import Store
+from rmforge.schemas.config import CurationConfig, GeneratorConfig, StepSplitConfig
+from rmforge.schemas.tables import TABLES
+from rmforge.tasks.annotate import annotate_batch, make_annotator, pending_rollout_ids
+from rmforge.tasks.consensus import compute_consensus
+from rmforge.tasks.dedupe import deduplicate_rollouts
+from rmforge.tasks.datasets import build_datasets
+from rmforge.tasks.rollouts import import_rollouts
+from rmforge.tasks.steps import split_rollout_steps
+from rmforge.tasks.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 # Provenance that differs between any two runs by design.

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from schemas.records import RunRecord, utc_now
-from schemas.tables import TABLES
-from tasks.runs import Heartbeat, tracked_run
-from tasks.store import Store
+from rmforge.schemas.records import RunRecord, utc_now
+from rmforge.schemas.tables import TABLES
+from rmforge.tasks.runs import Heartbeat, tracked_run
+from rmforge.tasks.store import Store
 from tests.servers import ChatServer
 from tests.test_cli import invoke
 

@@ -10,12 +10,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
-from flows.deployments import served_deployments
-from flows.generate import resolve_seed
-from schemas.config import PipelineConfig, StepSplitConfig
-from tasks.rollouts import store_rollouts
-from tasks.runs import store_limit_name
-from tasks.store import Store
+from rmforge.flows.deployments import served_deployments
+from rmforge.flows.generate import resolve_seed
+from rmforge.schemas.config import PipelineConfig, StepSplitConfig
+from rmforge.tasks.rollouts import store_rollouts
+from rmforge.tasks.runs import store_limit_name
+from rmforge.tasks.store import Store
 from tests.builders import make_problem, make_rollout
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,14 +71,14 @@ def test_a_deployment_run_by_a_process_worker_labels_the_store(prefect_harness, 
 
 
 def test_a_scheduled_seed_comes_from_the_flow_runs_scheduled_time(monkeypatch):
-    import flows.generate
+    import rmforge.flows.generate as generate_flow
 
     config = PipelineConfig.model_validate({"problems": {"seed": "scheduled"}})
     seeds = []
     for night in (datetime(2026, 11, 29, 2, 0, tzinfo=timezone.utc), datetime(2026, 11, 30, 2, 0, tzinfo=timezone.utc)):
         # Prefect's runtime cannot be faked through its environment variables for datetimes;
         # its documentation says to monkeypatch the attribute.
-        monkeypatch.setattr(flows.generate, "flow_run", SimpleNamespace(scheduled_start_time=night))
+        monkeypatch.setattr(generate_flow, "flow_run", SimpleNamespace(scheduled_start_time=night))
         resolved, origin = resolve_seed(config)
         seeds.append(resolved.problems.seed)
         assert origin == f"seed {resolved.problems.seed} from the scheduled time {night.isoformat()}"

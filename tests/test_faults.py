@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from generators.base import GenerationError
-from generators.openai_server import OpenAIServerGenerator
-from generators.prompts import solution_request
-from schemas.config import GeneratorConfig, SamplingConfig, StepSplitConfig
-from tasks.annotate import annotate_batch, make_annotator, pending_rollout_ids
-from tasks.rollouts import generate_rollouts, import_rollouts
-from tasks.steps import split_rollout_steps
-from tasks.store import Store
+from rmforge.generators.base import GenerationError
+from rmforge.generators.openai_server import OpenAIServerGenerator
+from rmforge.generators.prompts import solution_request
+from rmforge.schemas.config import GeneratorConfig, SamplingConfig, StepSplitConfig
+from rmforge.tasks.annotate import annotate_batch, make_annotator, pending_rollout_ids
+from rmforge.tasks.rollouts import generate_rollouts, import_rollouts
+from rmforge.tasks.steps import split_rollout_steps
+from rmforge.tasks.store import Store
 from tests.builders import make_problem
 from tests.servers import FAULTS, ChatServer
 

@@ -8,9 +8,9 @@ import importlib.util
 
 import pytest
 
-from generators.base import PROMPT_TOO_LONG
-from schemas.config import CurationConfig, PipelineConfig, SamplingConfig
-from tasks.store import Store
+from rmforge.generators.base import PROMPT_TOO_LONG
+from rmforge.schemas.config import CurationConfig, PipelineConfig, SamplingConfig
+from rmforge.tasks.store import Store
 
 pytestmark = [
     pytest.mark.integration,
@@ -19,7 +19,7 @@ pytestmark = [
 
 
 def test_pipeline_with_the_real_model(prefect_harness, db):
-    from flows.pipeline import pipeline
+    from rmforge.flows.pipeline import pipeline
 
     demo = PipelineConfig()  # the demo's problems, sampling and mc_binary options, smaller
     config = PipelineConfig(
@@ -55,9 +55,9 @@ def test_pipeline_with_the_real_model(prefect_harness, db):
 
 
 def test_engine_adapter_batches_samples_and_continues_prefixes():
-    from generators import load_generator
-    from generators.prompts import solution_request
-    from schemas.config import GeneratorConfig
+    from rmforge.generators import load_generator
+    from rmforge.generators.prompts import solution_request
+    from rmforge.schemas.config import GeneratorConfig
 
     engine = load_generator(GeneratorConfig())  # shared with the pipeline test: one engine start
     fresh = solution_request("Sam has 3 pens and buys 4 more. How many pens does Sam have?")

@@ -19,9 +19,9 @@ import psutil
 import pytest
 
 from rmforge.orphans import MARKER_VARIABLE, marked_processes
-from schemas.config import StepSplitConfig
-from tasks.rollouts import import_rollouts
-from tasks.steps import split_rollout_steps
+from rmforge.schemas.config import StepSplitConfig
+from rmforge.tasks.rollouts import import_rollouts
+from rmforge.tasks.steps import split_rollout_steps
 from tests.test_cli_shutdown import command_line
 
 REPO = Path(__file__).resolve().parent.parent

@@ -15,19 +15,19 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from annotators.judge import parse_verdict
-from problems.importers import (
+from rmforge.annotators.judge import parse_verdict
+from rmforge.problems.importers import (
     InputFileError,
     import_problem_rows,
     parse_rollout_rows,
     read_records,
 )
-from schemas.config import StepSplitConfig
-from schemas.records import VERDICTS
-from tasks.rollouts import import_rollouts
-from tasks.steps import split_steps
-from tasks.store import Store
-from verifiers.answers import grade_response
+from rmforge.schemas.config import StepSplitConfig
+from rmforge.schemas.records import VERDICTS
+from rmforge.tasks.rollouts import import_rollouts
+from rmforge.tasks.steps import split_steps
+from rmforge.tasks.store import Store
+from rmforge.verifiers.answers import grade_response
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 IMPORT_SETTINGS = settings(SETTINGS, max_examples=50)

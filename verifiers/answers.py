@@ -55,8 +55,8 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Literal
 
-from schemas.records import Verdict
-from verifiers.bounded import BoundedPool, CheckFailed, CheckTimeout
+from rmforge.schemas.records import Verdict
+from rmforge.verifiers.bounded import BoundedPool, CheckFailed, CheckTimeout
 
 MAX_SCAN_CHARS = 262_144
 UNPARSEABLE_ANSWER = "unparseable answer"
@@ -494,7 +494,7 @@ def compare_with_math_verify(
 
 
 _MATH_VERIFY = BoundedPool(
-    "verifiers.answers:compare_with_math_verify",
+    "rmforge.verifiers.answers:compare_with_math_verify",
     memory_mb=WORKER_MEMORY_MB,
     warm_up=("\\frac{1}{2}", False, "0.5", True),  # imports sympy and the LaTeX parser
 )

@@ -3,7 +3,7 @@
 Library checkers (math-verify's sympy, big-integer arithmetic) can run for ever or
 eat all memory on inputs built to be expensive (`9^{9^{9^9}}`, `100000!`), and
 `signal.alarm` timeouts only work in the main thread and cannot interrupt C code.
-So the call runs in a long-lived worker subprocess (`python -m verifiers.bounded
+So the call runs in a long-lived worker subprocess (`python -m rmforge.verifiers.bounded
 MODULE:FUNCTION`) that is killed when the wall-clock deadline passes and replaced on
 the next call. Inside the worker the kernel enforces the rest: an address-space
 limit (MemoryError instead of swapping) and a CPU-time limit per call (so a worker
@@ -42,7 +42,7 @@ class _Worker:
     def __init__(self, target: str, memory_mb: int, warm_up: list[Any]) -> None:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "verifiers.bounded", target, str(memory_mb), json.dumps(warm_up)],
+            [sys.executable, "-m", "rmforge.verifiers.bounded", target, str(memory_mb), json.dumps(warm_up)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

@@ -15,6 +15,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -25,11 +26,12 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from schemas.records import Verdict, stable_hash, utc_now
-from tasks import review
-from tasks.store import Store
+from rmforge.schemas.records import Verdict, stable_hash, utc_now
+from rmforge.tasks import review
+from rmforge.tasks.store import Store
 
-HERE = Path(__file__).resolve().parent
+# Templates and static files are package data: found through the package, installed or not.
+ASSETS = Path(str(resources.files("rmforge.review")))
 PAGE_SIZE = 50
 # Page and step numbers past this are typos or probes: refused (422) before DuckDB sees them.
 MAX_PAGE_OR_STEP = 2**31 - 1
@@ -158,12 +160,12 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
             await asyncio.sleep(0.05)
 
     app = FastAPI(title="rmforge review", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    templates = Jinja2Templates(directory=HERE / "templates")  # autoescape is on for .html
+    templates = Jinja2Templates(directory=ASSETS / "templates")  # autoescape is on for .html
     templates.env.filters.update(when=_when, number=_number)
     templates.env.globals.update(reviewer=reviewer, db=str(db), verdict_choices=VERDICT_CHOICES)
     # One run id per app start: labels saved in one review session share it.
     run_id = "review-" + stable_hash("review", reviewer, utc_now().isoformat(), length=12)
-    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.mount("/static", StaticFiles(directory=ASSETS / "static"), name="static")
     access_token = None if is_loopback(host) else secrets.token_urlsafe(32)
     app.state.access_token = access_token
     if is_loopback(host):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from annotators.answer import AnswerAnnotator
+from rmforge.annotators.answer import AnswerAnnotator
 from tests.builders import make_item
 
 # ---------------------------------------------------------------------- annotator

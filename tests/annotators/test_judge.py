@@ -11,16 +11,16 @@ from typing import Callable, Sequence
 
 import pytest
 
-import generators
-from annotators.judge import (
+from rmforge import generators
+from rmforge.annotators.judge import (
     JudgeAnnotator,
     aggregate_votes,
     build_judge_request,
     parse_verdict,
 )
-from generators.base import Completion, GenerationRequest, Generator
-from schemas.config import GeneratorConfig, SamplingConfig
-from schemas.records import stable_hash
+from rmforge.generators.base import Completion, GenerationRequest, Generator
+from rmforge.schemas.config import GeneratorConfig, SamplingConfig
+from rmforge.schemas.records import stable_hash
 from tests.builders import make_item
 
 Reply = str | tuple[str, str]  # text, or (text, finish_reason)

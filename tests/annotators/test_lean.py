@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from annotators.base import AnnotatorUnavailable
-from annotators.lean import (
+from rmforge.annotators.base import AnnotatorUnavailable
+from rmforge.annotators.lean import (
     LeanAnnotator,
     LeanRun,
     LeanSource,

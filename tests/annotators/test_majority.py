@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from annotators import REGISTRY, build_annotator
-from annotators.base import AnnotationInput
-from annotators.majority import GOLD_PRESENT, MajorityAnnotator
+from rmforge.annotators import REGISTRY, build_annotator
+from rmforge.annotators.base import AnnotationInput
+from rmforge.annotators.majority import GOLD_PRESENT, MajorityAnnotator
 from tests.builders import make_problem, make_rollout
 
 
@@ -110,7 +110,7 @@ def test_logic_answers_vote_by_their_label() -> None:
 
 
 def test_registered_and_declared_as_model_outcome_votes() -> None:
-    assert REGISTRY["majority"] == "annotators.majority:MajorityAnnotator"
+    assert REGISTRY["majority"] == "rmforge.annotators.majority:MajorityAnnotator"
     annotator = build_annotator("majority")
     assert annotator.reads_siblings
     assert annotator.evidence.labels_outcomes and annotator.evidence.authority == "model"

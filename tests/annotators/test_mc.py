@@ -6,12 +6,12 @@ contains a step marked BAD, in which case every continuation ends at 9.
 
 import pytest
 
-from annotators.mc import MonteCarloAnnotator
-from annotators.mc_binary import BinarySearchMCAnnotator
-from annotators.pav import ProgressAnnotator
-from annotators.completions import NEVER_REACHED
+from rmforge.annotators.mc import MonteCarloAnnotator
+from rmforge.annotators.mc_binary import BinarySearchMCAnnotator
+from rmforge.annotators.pav import ProgressAnnotator
+from rmforge.annotators.completions import NEVER_REACHED
 from tests.builders import make_item, make_rollout
-from generators.base import PROMPT_TOO_LONG
+from rmforge.generators.base import PROMPT_TOO_LONG
 from tests.fakes import ScriptedGenerator
 
 
@@ -144,7 +144,7 @@ def test_progress_advantages():
 
 
 def test_progress_records_the_prover_model():
-    from schemas.config import GeneratorConfig
+    from rmforge.schemas.config import GeneratorConfig
 
     annotator = ProgressAnnotator({"prover": GeneratorConfig(backend="openai", model="big", base_url="http://x")})
     assert annotator.model == "big"
@@ -314,7 +314,7 @@ def test_outcome_implied_marks_exactly_the_labels_taken_from_a_correct_outcome(a
 
 
 def test_a_few_lucky_measurements_do_not_make_a_failure_significant():
-    from annotators.completions import Estimate, chance_all_fail
+    from rmforge.annotators.completions import Estimate, chance_all_fail
 
     # One success in one try is no proof the completer always succeeds: 4 failures stay plausible.
     assert chance_all_fail(Estimate(1, 1, 1), 4) > 0.05

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from annotators import build_annotator
-from annotators.z3_arith import Z3ArithmeticAnnotator
+from rmforge.annotators import build_annotator
+from rmforge.annotators.z3_arith import Z3ArithmeticAnnotator
 from tests.builders import make_item
 
 
@@ -69,7 +69,7 @@ def test_expensive_steps_are_unknown_and_the_batch_goes_on() -> None:
 
 def test_a_checker_error_on_one_step_is_unknown_with_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
     # Fault injection: whatever the checker raises on one step, the other steps are labelled.
-    import annotators.z3_arith as z3_arith
+    import rmforge.annotators.z3_arith as z3_arith
 
     checker = z3_arith.label_step
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import z3
 
-from annotators import build_annotator
-from verifiers.logic.fol import (
+from rmforge.annotators import build_annotator
+from rmforge.verifiers.logic.fol import (
     Atom,
     Binary,
     Const,
@@ -20,8 +20,8 @@ from verifiers.logic.fol import (
     parse_ast,
     parse_formula,
 )
-from annotators.z3_logic import AnswerLine, Claim, NoClaim, Z3LogicAnnotator, extract_claim
-from verifiers.logic.entailment import entailment, entailment_with_reason
+from rmforge.annotators.z3_logic import AnswerLine, Claim, NoClaim, Z3LogicAnnotator, extract_claim
+from rmforge.verifiers.logic.entailment import entailment, entailment_with_reason
 from tests.builders import make_item
 
 P, Q, R, S = (Atom(n) for n in "PQRS")

@@ -1,9 +1,9 @@
 """Several OpenAI-compatible servers of one model at once: the generate flow spreads its
 requests over them and stores what one server alone would give."""
 
-from flows.generate import generate
-from schemas.config import PipelineConfig
-from tasks.store import Store
+from rmforge.flows.generate import generate
+from rmforge.schemas.config import PipelineConfig
+from rmforge.tasks.store import Store
 from tests.servers import ChatServer
 
 VOLATILE = {"run_id", "created_at"}

@@ -5,14 +5,14 @@ import json
 import polars as pl
 from typer.testing import CliRunner
 
-from flows.annotate import annotate
-from flows.curate import curate
-from flows.export import export
-from flows.import_rollouts import import_rollouts
+from rmforge.flows.annotate import annotate
+from rmforge.flows.curate import curate
+from rmforge.flows.export import export
+from rmforge.flows.import_rollouts import import_rollouts
 from rmforge.cli import app
-from schemas.config import GeneratorConfig
-from tasks.annotate import claim_batch, make_annotator, pending_rollout_ids
-from tasks.store import Store
+from rmforge.schemas.config import GeneratorConfig
+from rmforge.tasks.annotate import claim_batch, make_annotator, pending_rollout_ids
+from rmforge.tasks.store import Store
 from tests.tasks.test_annotate import claimants, start_runs, unstartable_vllm_engine
 
 ANNOTATORS = ["answer", "z3_arith"]
@@ -130,7 +130,7 @@ def test_cli_sql_formats(tmp_path, db):
 
 def test_logic_problems_through_the_flows(prefect_harness, tmp_path, db):
     """FoVer-style data end to end: formula steps checked by Z3, answers by the verifier."""
-    from problems.logic import generate_logic_problems
+    from rmforge.problems.logic import generate_logic_problems
 
     problems = generate_logic_problems(6, seed=2)
     rows = []

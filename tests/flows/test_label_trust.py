@@ -7,15 +7,15 @@ claim" was read as "the step is right" and the wrong outcome counted against no 
 
 from pathlib import Path
 
-from annotators import annotator_class
-from annotators.base import AnnotationInput
-from annotators.human import HumanAnnotator
-from flows.annotate import annotate
-from flows.curate import curate
-from flows.import_rollouts import import_rollouts
-from schemas.records import Problem, Rollout
-from tasks.datasets import WRONG_ANSWER_ALL_CORRECT
-from tasks.store import Store
+from rmforge.annotators import annotator_class
+from rmforge.annotators.base import AnnotationInput
+from rmforge.annotators.human import HumanAnnotator
+from rmforge.flows.annotate import annotate
+from rmforge.flows.curate import curate
+from rmforge.flows.import_rollouts import import_rollouts
+from rmforge.schemas.records import Problem, Rollout
+from rmforge.tasks.datasets import WRONG_ANSWER_ALL_CORRECT
+from rmforge.tasks.store import Store
 
 ROLLOUTS = Path(__file__).resolve().parent.parent / "data" / "handwritten_rollouts.jsonl"
 ANNOTATORS = ["answer", "z3_arith"]

@@ -6,13 +6,13 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from flows.curate import curate
-from flows.annotate import annotate
-from generators.base import GenerationError
-from flows.import_rollouts import import_rollouts
+from rmforge.flows.curate import curate
+from rmforge.flows.annotate import annotate
+from rmforge.generators.base import GenerationError
+from rmforge.flows.import_rollouts import import_rollouts
 from rmforge.cli import app
-from schemas.config import GeneratorConfig
-from tasks.store import Store
+from rmforge.schemas.config import GeneratorConfig
+from rmforge.tasks.store import Store
 from tests.servers import ChatServer
 
 QUESTION = "Ava has 10 cards and gets 5 more, then gives away 3. How many cards?"

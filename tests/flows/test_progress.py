@@ -5,11 +5,11 @@ import json
 
 from typer.testing import CliRunner
 
-from flows.pipeline import pipeline
+from rmforge.flows.pipeline import pipeline
 from rmforge.cli import app
-from schemas.config import PipelineConfig
-from tasks.runs import set_progress_display
-from tasks.store import Store
+from rmforge.schemas.config import PipelineConfig
+from rmforge.tasks.runs import set_progress_display
+from rmforge.tasks.store import Store
 from tests.servers import ChatServer
 from tests.tasks.test_runs import RecordingDisplay
 

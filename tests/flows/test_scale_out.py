@@ -9,11 +9,11 @@ import importlib.util
 
 import pytest
 
-from flows.annotate import annotate
-from flows.import_rollouts import import_rollouts
-from schemas.config import ComputeConfig
-from tasks import annotate as annotate_tasks
-from tasks.store import Store
+from rmforge.flows.annotate import annotate
+from rmforge.flows.import_rollouts import import_rollouts
+from rmforge.schemas.config import ComputeConfig
+from rmforge.tasks import annotate as annotate_tasks
+from rmforge.tasks.store import Store
 from tests.flows.test_flows import write_rollouts
 
 ANNOTATORS = ["answer", "z3_arith"]

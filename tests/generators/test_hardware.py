@@ -1,6 +1,6 @@
 import pytest
 
-from generators.hardware import cpu_flags, native_bf16, resolve_dtype
+from rmforge.generators.hardware import cpu_flags, native_bf16, resolve_dtype
 from tests.generators.cpuinfo import EPYC_AVX2, GRAVITON3, SAPPHIRE_RAPIDS
 
 

@@ -3,10 +3,10 @@
 
 import pytest
 
-from generators.base import GenerationError
-from generators.openai_server import OpenAIServerGenerator
-from generators.prompts import solution_request
-from schemas.config import GeneratorConfig, SamplingConfig
+from rmforge.generators.base import GenerationError
+from rmforge.generators.openai_server import OpenAIServerGenerator
+from rmforge.generators.prompts import solution_request
+from rmforge.schemas.config import GeneratorConfig, SamplingConfig
 from tests.servers import ChatServer
 
 
@@ -76,9 +76,9 @@ def test_prompt_longer_than_the_context_is_reported_not_raised():
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from generators.base import PROMPT_TOO_LONG, ChatMessage, GenerationRequest
-    from generators.openai_server import OpenAIServerGenerator
-    from schemas.config import GeneratorConfig, SamplingConfig
+    from rmforge.generators.base import PROMPT_TOO_LONG, ChatMessage, GenerationRequest
+    from rmforge.generators.openai_server import OpenAIServerGenerator
+    from rmforge.schemas.config import GeneratorConfig, SamplingConfig
 
     class Overflow(BaseHTTPRequestHandler):
         def log_message(self, *args):

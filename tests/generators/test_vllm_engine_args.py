@@ -4,9 +4,9 @@ from typing import get_args
 
 import pytest
 
-from generators.hardware import DTYPES
-from generators.vllm_engine import engine_arguments, engine_environment
-from schemas.config import GeneratorConfig
+from rmforge.generators.hardware import DTYPES
+from rmforge.generators.vllm_engine import engine_arguments, engine_environment
+from rmforge.schemas.config import GeneratorConfig
 from tests.generators.cpuinfo import EPYC_AVX2, SAPPHIRE_RAPIDS
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from schemas.records import (
+from rmforge.schemas.records import (
     Critique,
     OutcomeLabel,
     RunRecord,
@@ -20,7 +20,7 @@ from schemas.records import (
     StepLabel,
     canonical_json,
 )
-from tasks.store import Store
+from rmforge.tasks.store import Store
 from tests.builders import make_problem, make_rollout
 
 RUN = "test-run"

@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rmforge.review.app import create_app
-from tasks import review
-from tasks.review import STEPS_PER_PAGE, rollout_review
-from tasks.store import Store
+from rmforge.tasks import review
+from rmforge.tasks.review import STEPS_PER_PAGE, rollout_review
+from rmforge.tasks.store import Store
 from tests.review.conftest import start_review
 from tests.review.store_builder import build_long_rollout, build_review_store
 

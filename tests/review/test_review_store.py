@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rmforge.review.app import create_app
-from tasks.review import (
+from rmforge.tasks.review import (
     QueueFilters,
     ReviewError,
     agreement_figures,
@@ -18,7 +18,7 @@ from tasks.review import (
     rollout_review,
     save_verdict,
 )
-from tasks.store import Store
+from rmforge.tasks.store import Store
 from tests.review.conftest import rmforge
 from tests.review.store_builder import build_review_store, outcome_label, step_label
 

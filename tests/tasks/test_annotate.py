@@ -13,12 +13,12 @@ from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
-from annotators.base import AnnotationInput, AnnotationOutput, Annotator, AnnotatorUnavailable, Evidence
-from annotators.judge import JudgeAnnotator
-from generators.base import BackendUnavailable, GenerationError
-from schemas.config import GeneratorConfig, StepSplitConfig
-from schemas.records import RunRecord, utc_now
-from tasks.annotate import (
+from rmforge.annotators.base import AnnotationInput, AnnotationOutput, Annotator, AnnotatorUnavailable, Evidence
+from rmforge.annotators.judge import JudgeAnnotator
+from rmforge.generators.base import BackendUnavailable, GenerationError
+from rmforge.schemas.config import GeneratorConfig, StepSplitConfig
+from rmforge.schemas.records import RunRecord, utc_now
+from rmforge.tasks.annotate import (
     SharedBatchError,
     annotate_batch,
     annotate_items,
@@ -32,9 +32,9 @@ from tasks.annotate import (
     release_claims,
     write_labels,
 )
-from tasks.rollouts import import_rollouts
-from tasks.steps import split_rollout_steps
-from tasks.store import Store
+from rmforge.tasks.rollouts import import_rollouts
+from rmforge.tasks.steps import split_rollout_steps
+from rmforge.tasks.store import Store
 from tests.builders import make_item
 from tests.fakes import ScriptedGenerator
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from schemas.config import CurationConfig
-from tasks.consensus import Vote, decide, evidence_of, outcome_vote, rollout_consensus, step_vote
-from tasks.datasets import (
+from rmforge.schemas.config import CurationConfig
+from rmforge.tasks.consensus import Vote, decide, evidence_of, outcome_vote, rollout_consensus, step_vote
+from rmforge.tasks.datasets import (
     NO_DECIDED_STEP,
     OUTCOME_UNKNOWN_INCOMPLETE,
     WRONG_ANSWER_ALL_CORRECT,

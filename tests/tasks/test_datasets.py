@@ -1,4 +1,4 @@
-from tasks.datasets import pair_rollouts
+from rmforge.tasks.datasets import pair_rollouts
 
 
 def test_preference_pairs_only_pair_verified_outcomes():

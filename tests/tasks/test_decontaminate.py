@@ -4,13 +4,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from schemas.config import CurationConfig
-from schemas.records import OutcomeLabel
-from tasks.consensus import compute_consensus
-from tasks.datasets import build_datasets
-from tasks.decontaminate import NgramIndex, decontaminate_problems, find_contamination, load_eval_items, words
-from tasks.dedupe import deduplicate_problems, deduplicate_rollouts, embed
-from tasks.store import Store
+from rmforge.schemas.config import CurationConfig
+from rmforge.schemas.records import OutcomeLabel
+from rmforge.tasks.consensus import compute_consensus
+from rmforge.tasks.datasets import build_datasets
+from rmforge.tasks.decontaminate import NgramIndex, decontaminate_problems, find_contamination, load_eval_items, words
+from rmforge.tasks.dedupe import deduplicate_problems, deduplicate_rollouts, embed
+from rmforge.tasks.store import Store
 from tests.builders import make_problem, make_rollout
 
 FLAMINGOS = ("Sue lives in a fun neighborhood. One weekend, the neighbors decided to play a prank on Sue. "
@@ -82,7 +82,7 @@ def test_ngram_overlap_scores_copies_and_ignores_unrelated_text():
 
 
 def load_items():
-    from tasks.decontaminate import EvalItem
+    from rmforge.tasks.decontaminate import EvalItem
 
     return [EvalItem(r["id"], r["problem"]) for r in eval_rows()]
 

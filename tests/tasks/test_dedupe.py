@@ -1,9 +1,9 @@
 import numpy as np
 
-from schemas.config import CurationConfig
-from schemas.records import OutcomeLabel
-from tasks import dedupe
-from tasks.dedupe import (
+from rmforge.schemas.config import CurationConfig
+from rmforge.schemas.records import OutcomeLabel
+from rmforge.tasks import dedupe
+from rmforge.tasks.dedupe import (
     cached_embeddings,
     deduplicate_problems,
     deduplicate_rollouts,
@@ -12,7 +12,7 @@ from tasks.dedupe import (
     first_kept,
     nearest,
 )
-from tasks.store import Store
+from rmforge.tasks.store import Store
 from tests.builders import make_problem, make_rollout
 
 

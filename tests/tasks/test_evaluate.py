@@ -1,6 +1,6 @@
 """Scoring labels against human first errors (tasks/evaluate.py), known answers."""
 
-from tasks.evaluate import score_verdicts
+from rmforge.tasks.evaluate import score_verdicts
 
 
 def test_scores_against_a_hand_computed_example():
@@ -44,9 +44,9 @@ def test_correct_precision_with_and_without_outcome_implied_labels():
 
 def test_score_labels_counts_outcome_implied_labels_from_the_store(db):
     """mc_binary calls every step of a right-answer rollout correct; the human found step 1 wrong."""
-    from schemas.records import Step, StepLabel
-    from tasks.evaluate import score_labels
-    from tasks.store import Store
+    from rmforge.schemas.records import Step, StepLabel
+    from rmforge.tasks.evaluate import score_labels
+    from rmforge.tasks.store import Store
 
     def label(annotator, step, verdict, implied=False, model=None):
         return StepLabel(rollout_id="r", step_index=step, annotator=annotator, annotator_version="1",

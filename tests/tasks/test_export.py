@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from schemas.records import (
+from rmforge.schemas.records import (
     OutcomeConsensus,
     Critique,
     OutcomeLabel,
@@ -23,10 +23,10 @@ from schemas.records import (
     canonical_json,
     utc_now,
 )
-from schemas.config import CurationConfig
-from tasks.consensus import compute_consensus
-from tasks.export import CARD, EXPORTS, MANIFEST, ExportError, export_datasets
-from tasks.store import Store
+from rmforge.schemas.config import CurationConfig
+from rmforge.tasks.consensus import compute_consensus
+from rmforge.tasks.export import CARD, EXPORTS, MANIFEST, ExportError, export_datasets
+from rmforge.tasks.store import Store
 from tests.builders import make_problem, make_rollout
 
 CURATION = {

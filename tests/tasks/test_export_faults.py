@@ -15,7 +15,7 @@ import datasets
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.export import CARD, EXPORTS, MANIFEST, STAGING_PREFIX, ExportError, export_datasets
+from rmforge.tasks.export import CARD, EXPORTS, MANIFEST, STAGING_PREFIX, ExportError, export_datasets
 from tests.tasks.test_export import assert_folder_is_this_export, build_store, folder_files
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +31,7 @@ KILL_STEPS = [0, 2, 4, 5, 6, 7, 13, 16, 17, 18]
 DRIVER = r"""
 import json, os, shutil, signal, sys, time
 import datasets, polars  # imported once here, not in every child
-import tasks.export as export
+import rmforge.tasks.export as export
 
 args = json.loads(sys.argv[1])
 

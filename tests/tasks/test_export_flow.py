@@ -7,13 +7,13 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from flows.annotate import annotate
-from flows.curate import curate
-from flows.export import export
-from flows.import_rollouts import import_rollouts
-from schemas.config import CurationConfig
-from tasks.export import CARD, ExportError
-from tasks.store import Store
+from rmforge.flows.annotate import annotate
+from rmforge.flows.curate import curate
+from rmforge.flows.export import export
+from rmforge.flows.import_rollouts import import_rollouts
+from rmforge.schemas.config import CurationConfig
+from rmforge.tasks.export import CARD, ExportError
+from rmforge.tasks.store import Store
 from tests.flows.test_flows import write_rollouts
 
 

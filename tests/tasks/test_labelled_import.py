@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from problems.importers import first_error_verdicts, parse_labelled_rows, read_records
-from tasks.rollouts import import_labelled, import_rollouts
-from tasks.store import Store
+from rmforge.problems.importers import first_error_verdicts, parse_labelled_rows, read_records
+from rmforge.tasks.rollouts import import_labelled, import_rollouts
+from rmforge.tasks.store import Store
 
 PROCESSBENCH = next(
     (p / "shared" / "data" / "processbench" / "gsm8k.json"

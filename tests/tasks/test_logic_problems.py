@@ -8,13 +8,13 @@ from collections import Counter
 
 import pytest
 
-import problems.logic as lp
-from annotators.base import AnnotationInput
-from annotators.z3_logic import Z3LogicAnnotator
-from verifiers.logic.entailment import entailment
-from verifiers.logic.fol import parse_ast
-from schemas.records import Problem
-from problems.logic import generate_logic_problems, logic_problem_from_record
+import rmforge.problems.logic as lp
+from rmforge.annotators.base import AnnotationInput
+from rmforge.annotators.z3_logic import Z3LogicAnnotator
+from rmforge.verifiers.logic.entailment import entailment
+from rmforge.verifiers.logic.fol import parse_ast
+from rmforge.schemas.records import Problem
+from rmforge.problems.logic import generate_logic_problems, logic_problem_from_record
 from tests.builders import make_rollout
 
 GOLD = {"true": "True", "false": "False", "uncertain": "Uncertain"}

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from problems.arithmetic import generate_arithmetic_problems
-from problems.importers import import_problem_rows, read_records, split_gsm8k_answer
-from annotators.z3_arith import label_step
+from rmforge.problems.arithmetic import generate_arithmetic_problems
+from rmforge.problems.importers import import_problem_rows, read_records, split_gsm8k_answer
+from rmforge.annotators.z3_arith import label_step
 
 
 def test_generator_is_deterministic_and_ids_are_unique():
@@ -59,8 +59,8 @@ def test_import_quarantines_bad_rows_naming_the_field(tmp_path):
 def test_hugging_face_sources_saved_folder_and_data_folder(tmp_path):
     import datasets
 
-    from schemas.config import ProblemSourceConfig
-    from tasks.problems import load_problems
+    from rmforge.schemas.config import ProblemSourceConfig
+    from rmforge.tasks.problems import load_problems
 
     rows = [{"question": f"What is {i} + {i}?", "answer": f"#### {2 * i}"} for i in range(5)]
     datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "saved"))
@@ -74,8 +74,8 @@ def test_hugging_face_sources_saved_folder_and_data_folder(tmp_path):
 
 
 def test_file_source_requires_a_path():
-    from schemas.config import ProblemSourceConfig
-    from tasks.problems import load_problems
+    from rmforge.schemas.config import ProblemSourceConfig
+    from rmforge.tasks.problems import load_problems
 
     with pytest.raises(ValueError, match="problems.path"):
         load_problems.fn(ProblemSourceConfig(kind="file"), "run")
@@ -84,7 +84,7 @@ def test_file_source_requires_a_path():
 def test_folio_records_keep_their_formulas():
     import json as _json
 
-    from problems.importers import problem_from_record
+    from rmforge.problems.importers import problem_from_record
 
     record = {
         "story_id": 7, "example_id": 3,
@@ -129,7 +129,7 @@ def test_a_non_finite_number_as_gold_is_quarantined(tmp_path, constant):
 
 
 def test_a_gold_answers_file_with_a_byte_order_mark_or_a_non_finite_gold(tmp_path):
-    from problems.importers import InputFileError, read_gold_answers
+    from rmforge.problems.importers import InputFileError, read_gold_answers
 
     gold = tmp_path / "gold.json"
     gold.write_text(BOM + '{"a": "7", "b": 3}', encoding="utf-8")

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from problems.importers import parse_rollout_rows
-from tasks.rollouts import import_rollouts
-from tasks.store import Store
+from rmforge.problems.importers import parse_rollout_rows
+from rmforge.tasks.rollouts import import_rollouts
+from rmforge.tasks.store import Store
 
 
 def _rows(n):
@@ -79,7 +79,7 @@ def test_a_json_array_file_is_read_as_one(tmp_path, db):
 
 
 def test_empty_file_and_folder_say_so(tmp_path, db):
-    from problems.importers import InputFileError
+    from rmforge.problems.importers import InputFileError
 
     (tmp_path / "empty.jsonl").write_text("\n\n")
     with pytest.raises(InputFileError, match="holds no records"):
@@ -117,7 +117,7 @@ def test_a_stored_problem_id_with_another_question_or_gold_is_quarantined(tmp_pa
 def test_a_file_larger_than_a_chunk_is_streamed_chunk_by_chunk(tmp_path, db, monkeypatch):
     """Memory follows the chunk, not the file: rows are parsed and stored a chunk at a time,
     line numbers run on across chunks, and a conflict across chunks is still caught."""
-    from tasks import rollouts
+    from rmforge.tasks import rollouts
 
     monkeypatch.setattr(rollouts, "IMPORT_CHUNK_ROWS", 4)
     rows = _rows(10)
@@ -147,7 +147,7 @@ def test_a_parquet_file_is_read_in_row_batches_with_running_numbers(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from problems.importers import count_records, iter_record_chunks
+    from rmforge.problems.importers import count_records, iter_record_chunks
 
     path = tmp_path / "r.parquet"
     pq.write_table(pa.Table.from_pylist(_rows(7)), path, row_group_size=3)
@@ -235,7 +235,7 @@ def test_a_different_rollout_under_a_stored_id_is_quarantined(tmp_path, db):
 
 
 def test_a_repeated_rollout_id_in_a_later_chunk_is_compared_with_the_stored_one(tmp_path, db, monkeypatch):
-    from tasks import rollouts
+    from rmforge.tasks import rollouts
 
     monkeypatch.setattr(rollouts, "IMPORT_CHUNK_ROWS", 2)
     rows = [_rollout(), _rows(1)[0], _rollout(model="another-model"), _rows(1)[0]]

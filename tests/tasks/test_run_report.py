@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from schemas.records import AnnotatorCost, RunRecord, StepConsensus, StepLabel
-from tasks.run_report import (
+from rmforge.schemas.records import AnnotatorCost, RunRecord, StepConsensus, StepLabel
+from rmforge.tasks.run_report import (
     cohen_kappa,
     compute_report,
     draw_report,
@@ -17,7 +17,7 @@ from tasks.run_report import (
     report_dir,
     stage_costs,
 )
-from tasks.store import Store
+from rmforge.tasks.store import Store
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -145,9 +145,9 @@ def test_a_curate_run_writes_the_chart_and_artifacts(prefect_harness, tmp_path, 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from flows.annotate import annotate
-    from flows.curate import curate
-    from flows.import_rollouts import import_rollouts
+    from rmforge.flows.annotate import annotate
+    from rmforge.flows.curate import curate
+    from rmforge.flows.import_rollouts import import_rollouts
     from tests.flows.test_flows import write_rollouts
 
     monkeypatch.setenv("RMFORGE_REPORT_DIR", str(tmp_path / "charts"))
@@ -180,9 +180,9 @@ def test_a_curate_run_writes_the_chart_and_artifacts(prefect_harness, tmp_path, 
 
 
 def test_a_pipeline_run_reports_every_stage_and_the_completions(prefect_harness, db):
-    from flows.pipeline import pipeline
-    from problems.arithmetic import generate_arithmetic_problems
-    from schemas.config import PipelineConfig, ProblemSourceConfig
+    from rmforge.flows.pipeline import pipeline
+    from rmforge.problems.arithmetic import generate_arithmetic_problems
+    from rmforge.schemas.config import PipelineConfig, ProblemSourceConfig
     from tests.servers import ChatServer
 
     source = ProblemSourceConfig(count=2)

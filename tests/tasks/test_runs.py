@@ -4,13 +4,13 @@ import json
 
 import pytest
 
-from generators.base import generation_progress
-from generators.openai_server import OpenAIServerGenerator
-from generators.prompts import solution_request
-from generators.vllm_engine import _ProgressBar
-from schemas.config import GeneratorConfig, SamplingConfig
-from tasks.runs import Progress, set_progress_display, tracked_run
-from tasks.store import Store
+from rmforge.generators.base import generation_progress
+from rmforge.generators.openai_server import OpenAIServerGenerator
+from rmforge.generators.prompts import solution_request
+from rmforge.generators.vllm_engine import _ProgressBar
+from rmforge.schemas.config import GeneratorConfig, SamplingConfig
+from rmforge.tasks.runs import Progress, set_progress_display, tracked_run
+from rmforge.tasks.store import Store
 from tests.servers import ChatServer
 
 

@@ -1,7 +1,7 @@
 import pytest
 
-from schemas.config import StepSplitConfig
-from tasks.steps import split_steps
+from rmforge.schemas.config import StepSplitConfig
+from rmforge.tasks.steps import split_steps
 
 
 def test_numbered_steps_with_preamble_and_final_line():

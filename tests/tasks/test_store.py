@@ -4,9 +4,9 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from schemas.records import Problem, Rollout
-from schemas.tables import TABLES, arrow_schema, create_table_sql
-from tasks.store import Store, resolve_store
+from rmforge.schemas.records import Problem, Rollout
+from rmforge.schemas.tables import TABLES, arrow_schema, create_table_sql
+from rmforge.tasks.store import Store, resolve_store
 from tests.builders import make_problem, make_rollout
 
 
@@ -133,7 +133,7 @@ def test_a_store_from_an_earlier_version_gains_new_columns(db):
 
 
 def test_children_are_key_checked_only_where_their_parent_was_stored(db):
-    from schemas.records import Step
+    from rmforge.schemas.records import Step
 
     problem = make_problem()
     stored, new = make_rollout(problem, "3 + 4 = 7", index=0), make_rollout(problem, "3 + 4 = 8", index=1)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from schemas.tables import TABLES
-from tasks.store import Store
+from rmforge.schemas.tables import TABLES
+from rmforge.tasks.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 ANNOTATE = ["annotate", "--annotator", "answer,z3_arith", "--batch-size", "3"]

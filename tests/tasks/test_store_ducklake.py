@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from flows import chunks
-from schemas.config import GeneratorConfig, StepSplitConfig
-from schemas.records import Rollout
-from schemas.tables import TABLES
-from tasks.annotate import annotate_batch, make_annotator
-from tasks.rollouts import import_rollouts
-from tasks.steps import split_rollout_steps
-from tasks.store import Store, resolve_store
+from rmforge.flows import chunks
+from rmforge.schemas.config import GeneratorConfig, StepSplitConfig
+from rmforge.schemas.records import Rollout
+from rmforge.schemas.tables import TABLES
+from rmforge.tasks.annotate import annotate_batch, make_annotator
+from rmforge.tasks.rollouts import import_rollouts
+from rmforge.tasks.steps import split_rollout_steps
+from rmforge.tasks.store import Store, resolve_store
 from tests.builders import make_problem, make_rollout
 from tests.tasks.test_annotate import start_runs
 from tests.tasks.test_store_concurrency import VOLATILE, write_rollouts
@@ -141,7 +141,7 @@ def test_lake_writes_are_idempotent_on_the_key_and_transactions_all_or_nothing(l
 # argv[1]: lake URL, argv[2]: worker number. Every worker writes the same keys, half of them as replace.
 OVERLAPPING_WRITER = """
 import sys
-from tasks.store import Store
+from rmforge.tasks.store import Store
 from tests.builders import make_problem, make_rollout
 problem = make_problem()
 rollouts = [make_rollout(problem, f"answer {i}", index=i) for i in range(60)]
@@ -182,8 +182,8 @@ def test_cli_sql_reads_a_lake(lake):
 # argv[1]: lake URL, argv[2]: JSON list of [annotator, rollout ids] batches for this worker.
 WORKER = """
 import json, sys
-from schemas.config import GeneratorConfig
-from tasks.annotate import annotate_batch, make_annotator
+from rmforge.schemas.config import GeneratorConfig
+from rmforge.tasks.annotate import annotate_batch, make_annotator
 for annotator, rollout_ids in json.loads(sys.argv[2]):
     annotate_batch.fn(sys.argv[1], make_annotator(annotator, None, GeneratorConfig()), rollout_ids, "worker")
 """
@@ -192,7 +192,7 @@ for annotator, rollout_ids in json.loads(sys.argv[2]):
 # snapshot: [annotator, rollout_id, labels] per done-marker, labels -1 for labels without one.
 READER = """
 import json, os, sys
-from tasks.store import Store
+from rmforge.tasks.store import Store
 LABELS = "(SELECT rollout_id, annotator, config_hash FROM step_labels UNION ALL " \\
          "SELECT rollout_id, annotator, config_hash FROM outcome_labels)"
 QUERY = f'''
@@ -287,8 +287,8 @@ def test_three_workers_annotate_disjoint_batches_while_a_reader_sees_whole_batch
 # prints the rollout ids it claimed.
 CLAIMING_WORKER = """
 import json, sys
-from schemas.config import GeneratorConfig
-from tasks.annotate import claimed_batches, label_items, load_batch, make_annotator, pending_rollout_ids, write_labels
+from rmforge.schemas.config import GeneratorConfig
+from rmforge.tasks.annotate import claimed_batches, label_items, load_batch, make_annotator, pending_rollout_ids, write_labels
 db, run_id = sys.argv[1], sys.argv[2]
 annotator = make_annotator("z3_arith", None, GeneratorConfig())
 claimed = []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.store import LOCK_TIMEOUT_ENV, Store, StoreBusy, lock_timeout
+from rmforge.tasks.store import LOCK_TIMEOUT_ENV, Store, StoreBusy, lock_timeout
 from tests.builders import make_problem
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,7 +147,7 @@ def test_lock_timeout_setting(monkeypatch):
 def test_both_forms_of_duckdbs_lock_error_are_a_busy_store(message, holder):
     import duckdb
 
-    from tasks.store import _is_file_locked, _lock_holder
+    from rmforge.tasks.store import _is_file_locked, _lock_holder
 
     assert _is_file_locked(duckdb.IOException(message))
     assert _lock_holder(message).startswith(holder)

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from verifiers import answers
-from verifiers.answers import GradeResult, extract_final_answer, grade_response
-from verifiers.bounded import BoundedPool, CheckFailed, CheckTimeout
+from rmforge.verifiers import answers
+from rmforge.verifiers.answers import GradeResult, extract_final_answer, grade_response
+from rmforge.verifiers.bounded import BoundedPool, CheckFailed, CheckTimeout
 
 # ------------------------------------------------------------------------- extraction
 

@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from verifiers.arithmetic import BinOp, Claim, Num, check_claim, find_claims, label_step
+from rmforge.verifiers.arithmetic import BinOp, Claim, Num, check_claim, find_claims, label_step
 
 # ------------------------------------------------------------------------- correct claims
 

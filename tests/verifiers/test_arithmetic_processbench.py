@@ -12,7 +12,7 @@ import json
 import pytest
 
 from tests.tasks.test_labelled_import import PROCESSBENCH
-from verifiers.arithmetic import label_step
+from rmforge.verifiers.arithmetic import label_step
 
 MIN_PRECISION = 0.95
 MIN_RECALL = 0.09  # measured 21 of 207 (0.101) when this floor was set

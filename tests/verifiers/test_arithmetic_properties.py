@@ -14,8 +14,8 @@ from fractions import Fraction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from verifiers.arithmetic import label_step
-from verifiers.arithmetic.limits import STEP_BUDGET_MS
+from rmforge.verifiers.arithmetic import label_step
+from rmforge.verifiers.arithmetic.limits import STEP_BUDGET_MS
 
 # Each example is bounded by the step budget; the slack covers a loaded machine.
 BOUNDED = settings(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from verifiers.arithmetic import label_step
+from rmforge.verifiers.arithmetic import label_step
 
 MUST_NOT_FLAG = [
     # MATH-style LaTeX

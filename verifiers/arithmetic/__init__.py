@@ -84,10 +84,10 @@ adversarial input of `tests/verifiers` (2,000-deep `\\frac`, a 100,000-digit `\\
 step of claims only Z3 could settle stops at its budget (5 s).
 """
 
-from verifiers.arithmetic.check import check_claim, label_step
-from verifiers.arithmetic.claims import find_claims
-from verifiers.arithmetic.expr import BinOp, Claim, ClaimResult, Expr, Neg, Num, Root, Verdict
-from verifiers.arithmetic.limits import DEFAULT_TIMEOUT_MS
+from rmforge.verifiers.arithmetic.check import check_claim, label_step
+from rmforge.verifiers.arithmetic.claims import find_claims
+from rmforge.verifiers.arithmetic.expr import BinOp, Claim, ClaimResult, Expr, Neg, Num, Root, Verdict
+from rmforge.verifiers.arithmetic.limits import DEFAULT_TIMEOUT_MS
 
 __all__ = [
     "DEFAULT_TIMEOUT_MS",

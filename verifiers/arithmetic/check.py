@@ -6,9 +6,9 @@ import math
 import time
 from fractions import Fraction
 
-from verifiers.arithmetic.bounds import Loose, compare_bounds, has_rounded_operand, may_be_rounding
-from verifiers.arithmetic.claims import read_claims
-from verifiers.arithmetic.evaluate import (
+from rmforge.verifiers.arithmetic.bounds import Loose, compare_bounds, has_rounded_operand, may_be_rounding
+from rmforge.verifiers.arithmetic.claims import read_claims
+from rmforge.verifiers.arithmetic.evaluate import (
     approx,
     exact_value,
     fmt,
@@ -17,7 +17,7 @@ from verifiers.arithmetic.evaluate import (
     show,
     tolerance,
 )
-from verifiers.arithmetic.expr import (
+from rmforge.verifiers.arithmetic.expr import (
     BinOp,
     Claim,
     ClaimResult,
@@ -31,8 +31,8 @@ from verifiers.arithmetic.expr import (
     is_literal,
     leading_number,
 )
-from verifiers.arithmetic.limits import DEFAULT_TIMEOUT_MS, MAX_LISTED, STEP_BUDGET_MS
-from verifiers.arithmetic.solver import compare_z3
+from rmforge.verifiers.arithmetic.limits import DEFAULT_TIMEOUT_MS, MAX_LISTED, STEP_BUDGET_MS
+from rmforge.verifiers.arithmetic.solver import compare_z3
 
 # An approximate claim ("about 1,400") this close to the exact value is not called false.
 _APPROXIMATE_SHARE = 0.1

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Iterator
 
-from verifiers.arithmetic.expr import (
+from rmforge.verifiers.arithmetic.expr import (
     BinOp,
     Claim,
     ClaimSource,
@@ -21,10 +21,10 @@ from verifiers.arithmetic.expr import (
     is_literal,
     leading_number,
 )
-from verifiers.arithmetic.limits import MAX_CLAUSE_TOKENS, MAX_SIDE_TOKENS, unread_reason
-from verifiers.arithmetic.normalize import GSM8K_RE, normalize
-from verifiers.arithmetic.parser import Parser
-from verifiers.arithmetic.tokens import (
+from rmforge.verifiers.arithmetic.limits import MAX_CLAUSE_TOKENS, MAX_SIDE_TOKENS, unread_reason
+from rmforge.verifiers.arithmetic.normalize import GSM8K_RE, normalize
+from rmforge.verifiers.arithmetic.parser import Parser
+from rmforge.verifiers.arithmetic.tokens import (
     EQ,
     LP,
     NUM,

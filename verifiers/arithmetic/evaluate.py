@@ -7,8 +7,8 @@ import operator
 from dataclasses import replace
 from fractions import Fraction
 
-from verifiers.arithmetic.expr import BinOp, Expr, Irrational, Neg, Num, Root, Undecidable
-from verifiers.arithmetic.limits import MAX_EXPONENT, MAX_RESULT_BITS, MAX_ROOT_INDEX
+from rmforge.verifiers.arithmetic.expr import BinOp, Expr, Irrational, Neg, Num, Root, Undecidable
+from rmforge.verifiers.arithmetic.limits import MAX_EXPONENT, MAX_RESULT_BITS, MAX_ROOT_INDEX
 
 
 def iroot_floor(n: int, k: int) -> int:

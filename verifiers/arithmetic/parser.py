@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from verifiers.arithmetic.expr import BinOp, Expr, Neg, NoParse, Num, Root
-from verifiers.arithmetic.limits import MAX_DEPTH
-from verifiers.arithmetic.tokens import (
+from rmforge.verifiers.arithmetic.expr import BinOp, Expr, Neg, NoParse, Num, Root
+from rmforge.verifiers.arithmetic.limits import MAX_DEPTH
+from rmforge.verifiers.arithmetic.tokens import (
     BY_WORDS,
     LP,
     NUM,

@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
-from verifiers.arithmetic.expr import Num
-from verifiers.arithmetic.limits import MAX_NUMBER_CHARS
+from rmforge.verifiers.arithmetic.expr import Num
+from rmforge.verifiers.arithmetic.limits import MAX_NUMBER_CHARS
 
 
 NUM, OP, EQ, LP, RP, ROOT, WORD, VAR, TAINT, BREAK, ELLIPSIS = (

@@ -21,7 +21,7 @@ from typing import Literal, Sequence
 
 import z3
 
-from verifiers.logic.fol import FOLParseError, SymbolTable, parse_ast
+from rmforge.verifiers.logic.fol import FOLParseError, SymbolTable, parse_ast
 
 Label = Literal["true", "false", "uncertain", "unknown"]
 LABELS: tuple[str, ...] = ("true", "false", "uncertain")
