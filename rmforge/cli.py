@@ -197,6 +197,19 @@ def load_config(path: Optional[Path]) -> PipelineConfig:
         raise UserError(f"{path}: {_validation_message(exc)}") from None
 
 
+def effective_config(config: PipelineConfig) -> dict[str, Any]:
+    """`config` with every default filled in, each annotator's options included: what a run uses."""
+    from rmforge.tasks.annotate import make_annotator
+
+    options = {}
+    for name in config.annotators:
+        annotator = make_annotator(name, config.annotator_options.get(name), config.generator)
+        options[name] = annotator.config.model_dump(mode="json")
+        if "generator" in options[name]:  # None means the pipeline's generator: show the one it will use
+            options[name]["generator"] = annotator.generator_config.model_dump(mode="json")
+    return {**config.model_dump(mode="json", exclude={"annotator_options"}), "annotator_options": options}
+
+
 def _split(names: str) -> list[str]:
     return [n.strip() for n in names.split(",") if n.strip()]
 
@@ -400,6 +413,8 @@ def run(
     workers: Optional[int] = WorkersOption,
     cluster_address: Optional[str] = ClusterAddressOption,
     json_output: bool = JsonOption,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the effective configuration (YAML: the config "
+                                 "file, the flags and every default) and exit without running."),
 ) -> None:
     """Run the whole pipeline: problems -> rollouts -> labels -> curated datasets."""
     config = load_config(config_file)
@@ -430,6 +445,13 @@ def run(
     check_annotators(config.annotators, config.annotator_options, option="--annotators", config_file=config_file)
     if export_dir is not None and export_dir.exists() and not export_dir.is_dir():
         raise UserError(f"--export: {export_dir} is a file, expected a folder")
+    if dry_run:
+        from rmforge.tasks.store import resolve_store
+
+        effective = {"store": str(resolve_store(db)), "export": str(export_dir) if export_dir else None,
+                     **effective_config(config)}
+        sys.stdout.write(yaml.safe_dump(effective, sort_keys=False, allow_unicode=True))
+        return
 
     path = _db(db)
     with running_flows():
@@ -770,10 +792,12 @@ def evaluate(
     if json_output:
         report({"scores": result["scores"], "files": result["files"]}, True, [])
         return
-    table = Table("labels from", "F1", "err acc", "ok acc", "incorrect prec (n)", "recall", "correct prec (n)",
+    from rmforge.tasks.evaluate import percent
+
+    table = Table("labels from", "F1 %", "err acc", "ok acc", "incorrect prec (n)", "recall", "correct prec (n)",
                   "coverage", "completions", "s", title=f"{file.name} vs human labels")
     for row in result["scores"]:
-        table.add_row(row["name"], _score(row["f1"]), _score(row["acc_erroneous"]), _score(row["acc_correct"]),
+        table.add_row(row["name"], percent(row["f1"]), _score(row["acc_erroneous"]), _score(row["acc_correct"]),
                       f"{_score(row['incorrect_precision'])} ({row['incorrect_labels']})",
                       _score(row["incorrect_recall"]),
                       f"{_score(row['correct_precision'])} ({row['correct_labels']})", _score(row["coverage"]),

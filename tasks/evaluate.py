@@ -239,7 +239,7 @@ def score_labels(
 # ------------------------------------------------------------------ report
 
 _COLUMNS = [
-    ("name", "labels from"), ("f1", "F1"), ("acc_erroneous", "acc. erroneous"), ("acc_correct", "acc. correct"),
+    ("name", "labels from"), ("f1", "F1 (%)"), ("acc_erroneous", "acc. erroneous"), ("acc_correct", "acc. correct"),
     ("incorrect_precision", "`incorrect` precision"), ("incorrect_labels", "# incorrect"),
     ("incorrect_recall", "recall"), ("correct_precision", "`correct` precision"), ("correct_labels", "# correct"),
     ("correct_precision_direct", "`correct` precision, direct"), ("outcome_implied_correct", "# outcome-implied"),
@@ -247,7 +247,14 @@ _COLUMNS = [
 ]
 
 
-def _cell(value: Any) -> str:
+def percent(value: float | None) -> str:
+    """F1 as ProcessBench and its references print it (82.4), not as a fraction beside them."""
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _cell(value: Any, key: str = "") -> str:
+    if key == "f1":
+        return percent(value)
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -264,7 +271,7 @@ _OUTCOME_COLUMNS = [
 def markdown_table(results: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]] = _COLUMNS) -> str:
     lines = ["| " + " | ".join(title for _, title in columns) + " |", "|" + "---|" * len(columns)]
     for row in results:
-        lines.append("| " + " | ".join(_cell(row[key]) for key, _ in columns) + " |")
+        lines.append("| " + " | ".join(_cell(row[key], key) for key, _ in columns) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -291,7 +298,7 @@ def report_markdown(source: str, results: Sequence[dict[str, Any]], solutions: i
         "as curation does (only evidence counts; see README \"What a label means\") and compares them with "
         "the human-labelled earliest wrong step.\n\n"
         f"{markdown_table(results)}\n"
-        "- F1: ProcessBench's harmonic mean of accuracy on erroneous solutions (first step judged "
+        "- F1 (in %, as the references below): ProcessBench's harmonic mean of accuracy on erroneous solutions (first step judged "
         "incorrect = the labelled one) and on correct ones (no step judged incorrect).\n"
         "- precision: share of emitted labels that agree with the human label, counting only steps up to "
         "the labelled one (later steps are undetermined); recall: share of erroneous solutions whose "

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from rmforge import __version__
@@ -474,3 +475,21 @@ def test_a_file_whose_every_row_is_quarantined_fails_saying_nothing_was_imported
     assert last.startswith("error: ") and fragment in last and "quarantined" in last, last
     assert "nothing was imported" in last and "most common reason: " in last, last
     assert "Next:" not in result.stdout and "0.000" not in result.stdout, result.stdout
+
+
+def test_dry_run_prints_the_effective_configuration_and_runs_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "c.yaml"
+    config.write_text("annotator_options: {mc: {k: 2}}\n")
+    result = invoke("run", "--dry-run", "--config", config, "--samples", "3", "--annotators", "answer,mc,z3_arith",
+                    "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "served")
+    assert result.exit_code == 0, result.output
+    shown = yaml.safe_load(result.stdout)
+    assert shown["store"] == os.path.join("data", "rmforge.duckdb") and shown["export"] is None
+    assert shown["sampling"]["n"] == 3 and shown["sampling"]["temperature"] == 0.5  # flag, then the default
+    assert shown["annotators"] == ["answer", "mc", "z3_arith"]
+    mc = shown["annotator_options"]["mc"]
+    assert mc["k"] == 2 and "significance" in mc  # the file's value beside every default it did not set
+    assert mc["generator"]["base_url"] == "http://127.0.0.1:9/v1"  # unset: the pipeline's generator
+    assert shown["annotator_options"]["answer"]["missing_answer"] == "unknown"
+    assert not (tmp_path / "data").exists()

@@ -41,6 +41,9 @@ def test_eval_prints_scores_and_writes_the_report(prefect_harness, tmp_path):
     assert answer["outcome_agreement"] == round(sum(ours == theirs for ours, theirs in decided) / len(decided), 4)
     assert z3["outcomes_decided"] is None  # it labels no outcomes
     assert "## Final answers" in (out / "report.md").read_text()
+    # F1 in percent, as the published references beside it (82.4), not as a fraction.
+    row = next(line for line in (out / "report.md").read_text().splitlines() if line.startswith("| answer |"))
+    assert row.split(" | ")[1] == f"{100 * answer['f1']:.1f}"
 
 
 def test_eval_rejects_an_unknown_policy_before_any_work(tmp_path):
