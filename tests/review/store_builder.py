@@ -134,3 +134,48 @@ def build_long_rollout(db: str, steps: int, *, index: int = 100) -> str:
         store.write("step_labels", labels)
         store.write("step_consensus", [consensus(rollout_id, i, "correct", True, votes) for i in range(steps)])
     return rollout_id
+
+
+# Steps of the `math` rollout, by what each one checks.
+MATH_STEPS = {
+    "inline": "Half of the 120 pens is \\( \\frac{120}{2} = 60 \\).",
+    "display": "So \\[ \\sqrt{x^2} = |x| \\] and $$\\sum_{i=1}^{n} i = \\frac{n(n+1)}{2}$$ with $x + 1 = 2$.",
+    "bad": "Then \\( 2 \\times \\frac{1} \\) pens, which is wrong.",
+    "hostile": ("\\(\\href{javascript:alert(1)}{click}\\) \\(\\url{javascript:alert(2)}\\) "
+                f"\\(\\htmlClass{{x}}{{y}}\\) $<script>alert(3)</script>$ {PLANTED}"),
+    "boxed": "The answer is \\(\\boxed{40}\\), or \\boxed{40} for short.",
+}
+# GSM8K-style prose: every `$` here is money, none of it may become math.
+PROSE_STEPS = [
+    "Natalia sold clips for $2 each and $3 for a pack of two.",
+    "Weng earns 12/60 = $<<12/60=0.2>>0.2 per minute.\nWorking 50 minutes, she earned 0.2 x 50 = $<<0.2*50=10>>10.",
+    "She bought 3 shirts at $12 each and 2 pants at $20 each, so she spent 3*$12 + 2*$20 = $76.",
+    "James pays $100/month and Mary pays $50/month, so together they pay $150/month.",
+    "The prices were ($2)($3), i.e. $2,$3 or US$5 in all; a \\$4 fee is extra.",
+]
+# Money and math in one step: the money stays text, the formulas after it still render.
+MIXED_STEP = "So $2 + $3 = $5, that is $a + b = 5$ with $a = 2$."
+MATH_QUESTION = "Sam buys pens at $2 each and $3 a box. What is \\( \\frac{120}{2} \\)?"
+MATH_CRITIQUE = "Step 1 is right: \\(\\frac{120}{2} = 60\\)."
+MATH_REASON = "checks $x + 1 = 2$"
+
+
+def build_math_store(db: str) -> dict[str, str]:
+    """Two rollouts: `math` with formulas (and bad and hostile LaTeX) in its question, steps,
+    a judge's reason and a critique; `prose` with dollar amounts, then `MIXED_STEP`.
+    Returns {name: rollout_id}."""
+    problems = {"math": make_problem(MATH_QUESTION, "60"), "prose": make_problem("How much did they spend?", "76")}
+    texts = {"math": list(MATH_STEPS.values()), "prose": [*PROSE_STEPS, MIXED_STEP]}
+    rollouts = {name: make_rollout(problems[name], "\n".join(parts)) for name, parts in texts.items()}
+    steps = [Step(rollout_id=rollouts[name].rollout_id, step_index=i, text=t)
+             for name, parts in texts.items() for i, t in enumerate(parts)]
+    math_id = rollouts["math"].rollout_id
+    with Store(db) as store:
+        store.write("problems", list(problems.values()))
+        store.write("rollouts", list(rollouts.values()))
+        store.write("steps", steps)
+        store.write("step_labels", [step_label(math_id, 0, "judge", "correct", reason=MATH_REASON, model="judge-model")])
+        store.write("critiques", [Critique(critique_id="crit-math", rollout_id=math_id, annotator="judge",
+                                           model="judge-model", sample_index=0, first_error_step=-1,
+                                           verdict="correct", text=MATH_CRITIQUE, run_id=RUN)])
+    return {name: r.rollout_id for name, r in rollouts.items()}

@@ -108,7 +108,7 @@ def test_planted_html_is_shown_as_text_and_never_runs(review_store, review_serve
 
     assert page.evaluate("window.__pwned") is None
     assert page.locator("img").count() == 0
-    assert page.locator("script").count() == 2  # htmx and review.js, from /static
+    assert page.locator("script").count() == 4  # htmx, KaTeX, math.js and review.js, from /static
     assert dialogs == []
 
 

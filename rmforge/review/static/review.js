@@ -1,5 +1,6 @@
 // Keyboard-first labelling: j/k move, c/i/u mark correct/incorrect/unsure (and move on),
-// n opens the next rollout. Marking clicks the item's button, which htmx posts.
+// n opens the next rollout, s shows formulas as source or rendered (math.js). Marking clicks
+// the item's button, which htmx posts.
 (() => {
   "use strict";
   let current = 0;
@@ -33,6 +34,7 @@
     i: () => mark("incorrect"),
     u: () => mark("unknown"),
     n: next,
+    s: () => rmforgeMath.toggleSource(),
   };
 
   function onKey(event) {
@@ -50,8 +52,11 @@
     if (item) show(items().indexOf(item), false);
   });
 
-  // A saved label comes back as the re-rendered item: keep the cursor where it is.
-  document.addEventListener("htmx:afterSwap", () => show(current, false));
+  // A saved label comes back as the re-rendered item: typeset it, keep the cursor where it is.
+  document.addEventListener("htmx:afterSwap", () => {
+    rmforgeMath.render();
+    show(current, false);
+  });
   document.addEventListener("htmx:responseError", (event) => {
     const status = document.getElementById("status");
     status.textContent = `not saved: ${event.detail.xhr.status} ${event.detail.xhr.responseText}`;
@@ -68,6 +73,8 @@
   // do keys work, and the cursor appears.
   document.addEventListener("DOMContentLoaded", () => {
     document.addEventListener("keydown", onKey);
+    rmforgeMath.restoreSource();
+    rmforgeMath.render();
     show(0, false);
   });
 })();
