@@ -64,6 +64,30 @@ def test_label_a_disagreement_with_the_keyboard(review_store, review_server, pag
     expect(page).to_have_url(re.compile(f"id={ids['flagged']}"))
 
 
+def test_the_cursor_stays_where_the_keys_moved_it_while_a_label_is_saved(review_store, review_server, page):
+    """A reviewer is faster than the server: `k` pressed before the saved item comes back. htmx
+    settles the re-rendered item's classes after the swap, which must not take the cursor away."""
+    import time
+
+    db, ids = review_store
+
+    def slow_save(route):
+        time.sleep(0.5)
+        route.continue_()
+
+    page.route("**/label", slow_save)
+    page.goto(f"{review_server}/rollout?id={ids['disagree']}")
+    step0, step1 = page.locator("#step-0"), page.locator("#step-1")
+    expect(step0).to_have_class(re.compile("current"))
+    page.keyboard.press("i")  # step 1 incorrect: saved slowly, the cursor moves to step 2
+    page.keyboard.press("k")  # back to step 1 before the server answers
+    expect(step0.locator("button.mark-incorrect")).to_have_class(re.compile("chosen"))
+    expect(step0.locator(".humans")).to_contain_text("alice: incorrect")  # the saved item is back
+    page.wait_for_timeout(200)  # past htmx's settle delay (20 ms)
+    expect(step0).to_have_class(re.compile("current"))
+    expect(step1).not_to_have_class(re.compile("current"))
+
+
 def test_final_answer_unsure_and_two_reviewers(review_store, review_server, page):
     db, ids = review_store
     page.goto(f"{review_server}/rollout?id={ids['flagged']}")

@@ -60,7 +60,8 @@ def test_a_long_rollout_page_shows_one_page_of_steps(db):
     short_time = fastest(lambda: client.get("/rollout", params={"id": short}))
     long_time = fastest(lambda: client.get("/rollout", params={"id": long}))
     assert shown_steps(client.get("/rollout", params={"id": long})) == list(range(STEPS_PER_PAGE))
-    assert long_time < 2 * short_time, (short_time, long_time)  # 4x the steps, the same page
+    # 4x the steps, the same page: rendering every step took 4x and more; 3x leaves room for a busy machine
+    assert long_time < 3 * short_time, (short_time, long_time)
 
 
 def test_paging_through_a_long_rollout(db):

@@ -52,11 +52,10 @@
     if (item) show(items().indexOf(item), false);
   });
 
-  // A saved label comes back as the re-rendered item: typeset it, keep the cursor where it is.
-  document.addEventListener("htmx:afterSwap", () => {
-    rmforgeMath.render();
-    show(current, false);
-  });
+  // A saved label comes back as the re-rendered item: typeset it, and keep the cursor where it is
+  // once htmx has settled the item's classes (it restores the server's class list after the swap).
+  document.addEventListener("htmx:afterSwap", () => rmforgeMath.render());
+  document.addEventListener("htmx:afterSettle", () => show(current, false));
   document.addEventListener("htmx:responseError", (event) => {
     const status = document.getElementById("status");
     status.textContent = `not saved: ${event.detail.xhr.status} ${event.detail.xhr.responseText}`;
