@@ -8,13 +8,16 @@ Formats (columns as the trainers expect them):
 - `kto`: TRL unpaired preference (`prompt`, `completion`, `label`) from verified
   outcomes of kept rollouts.
 - `critiques`: judge critiques (`prompt`, `response`, `critique`, `first_error_step`).
-Each is written as Parquet, JSONL and a Hugging Face `datasets` folder
-(save_to_disk); the card (README.md) lists one `load_dataset` config per
-non-empty dataset.
+In the standard format prompts and completions are text (each prompt ends with a blank
+line); in the conversational format they are TRL's chat messages (`process` stays text:
+PRMTrainer reads text only). Each is written as Parquet, JSONL and a Hugging Face
+`datasets` folder (save_to_disk); the card (README.md, a Hub dataset card) lists one
+`load_dataset` config per non-empty dataset, and `rmforge_config.yaml` holds the settings
+of the export and of the runs behind the data.
 
 The export owns its folder. It writes only `README.md`, `rmforge-export.json`
-(the manifest: what this export wrote, with sizes and sha256), `<name>.parquet`,
-`<name>.jsonl` and `hf/<name>/`. A folder holding anything else, or a non-empty
+(the manifest: what this export wrote, with sizes and sha256), `rmforge_config.yaml`,
+`<name>.parquet`, `<name>.jsonl` and `hf/<name>/`. A folder holding anything else, or a non-empty
 folder no rmforge export made, is refused. After an export the folder holds this
 export's files and nothing else: datasets not exported this time are removed.
 Every file is written under a temporary folder inside the output folder, then
