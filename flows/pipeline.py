@@ -31,7 +31,7 @@ def pipeline(config: PipelineConfig | None = None, db: str | None = None, export
                                                config.batch_size, config.compute)
         run.summary["curate"] = curate(db, config.annotators, config.curation)
         if export_dir:
-            run.summary["export"] = export(db, export_dir)
+            run.summary["export"] = export(db, export_dir, settings=config.export)
     return run.summary
 
 

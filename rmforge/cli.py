@@ -44,7 +44,8 @@ from rich.text import Text
 
 from rmforge.console import (RmforgeGroup, Settings, UserError, configure_logging, hide_prefect_noise,
                              print_error, version_callback)
-from rmforge.schemas.config import ComputeConfig, GeneratorConfig, PipelineConfig, ProblemSourceConfig
+from rmforge.schemas.config import (ComputeConfig, ExportConfig, GeneratorConfig, PipelineConfig,
+                                    ProblemSourceConfig)
 
 app = typer.Typer(
     cls=RmforgeGroup,
@@ -68,6 +69,7 @@ def _choices(name: str, field: Any) -> Any:
 Source = _choices("Source", ProblemSourceConfig.model_fields["kind"])
 Backend = _choices("Backend", GeneratorConfig.model_fields["backend"])
 TaskRunner = _choices("TaskRunner", ComputeConfig.model_fields["task_runner"])
+DatasetFormat = _choices("DatasetFormat", ExportConfig.model_fields["format"])
 
 
 class OutputFormat(str, Enum):
@@ -589,10 +591,19 @@ def export(
     db: Optional[str] = DbOption,
     out: Path = typer.Option(Path("data/exports"), help="Output folder."),
     datasets: Optional[str] = typer.Option(None, help="Comma-separated subset (default all)."),
+    dataset_format: Optional[DatasetFormat] = typer.Option(  # type: ignore[valid-type]
+        None, "--format", help="standard: text prompts and completions (default); conversational: TRL's chat "
+        "messages, with the generator's system prompt."),
+    push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", metavar="REPO",
+                                              help="Also push to this Hub dataset repo (user/name)."),
+    private: bool = typer.Option(False, "--private", help="Create the Hub repo private."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="YAML/JSON PipelineConfig whose `export` "
+                                               "section holds the card's license, language and name."),
     json_output: bool = JsonOption,
 ) -> None:
-    """Export curated datasets (Parquet, JSONL, HF datasets) with a dataset card."""
+    """Export curated datasets (Parquet, JSONL, HF datasets) with a dataset card; optionally push them."""
     from rmforge.tasks.export import EXPORTS, check_export
+    from rmforge.tasks.hub import check_push
 
     names = _split(datasets) if datasets is not None else None
     if names is not None:
@@ -602,16 +613,27 @@ def export(
                             f"(known: {', '.join(EXPORTS)})")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out: {out} is a file, expected a folder")
+    settings = load_config(config_file).export
+    updates = {"format": dataset_format.value if dataset_format else None, "push_to_hub": push_to_hub,
+               "private": private or None}
+    settings = settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
+    if private and not settings.push_to_hub:
+        raise UserError("--private: only with --push-to-hub (or export.push_to_hub in the config)")
     path = _existing_db(db)
-    check_export(path, out, names)  # the flow checks again; here it fails in a second, not after Prefect starts
+    # The flow checks again; here they fail in a second, not after Prefect starts.
+    check_export(path, out, names)
+    if settings.push_to_hub:
+        check_push(settings.push_to_hub)
     with running_flows():
         from rmforge.flows.export import export as export_flow
 
-        summary = export_flow(path, str(out), names)
+        summary = export_flow(path, str(out), names, settings)
     exported = [f"  {name}: {_counts(stats)}" for name, stats in summary.items() if isinstance(stats, dict)]
     lines = ["Exported:", *exported,
              f"Files: {out}/ (dataset card: {out}/README.md)",
              f"Load: datasets.load_from_disk('{out}/hf/process') or the Parquet/JSONL files"]
+    if "hub_commit" in summary:
+        lines.append(f"Pushed to the Hub: {settings.push_to_hub} ({summary['hub_commit']})")
     report(summary, json_output, lines)
 
 

@@ -143,6 +143,29 @@ class CurationConfig(Config):
     )
 
 
+ExportFormat = Literal["standard", "conversational"]
+
+
+class ExportConfig(Config):
+    """How `rmforge export` writes the datasets and their card, and where it pushes them."""
+
+    format: ExportFormat = Field(
+        default="standard",
+        description="standard: text prompts and completions (each prompt ends with a blank line, so "
+        "TRL's prompt + completion reads as two paragraphs); conversational: TRL's chat messages "
+        "(prompt with the generator's system prompt, completions as assistant messages).",
+    )
+    # Nobody but the user knows the terms of the problems' sources and of the models' outputs.
+    license: str = Field(default="other", description="The card's license (a Hub license id, e.g. cc-by-4.0).")
+    language: list[str] = Field(default_factory=lambda: ["en"], description="ISO 639 codes for the card.")
+    pretty_name: str | None = Field(default=None, description="The card's title (default: rmforge export).")
+    push_to_hub: str | None = Field(default=None, description="Hub dataset repo (user/name) to push the export to.")
+    private: bool = Field(default=False, description="Create the Hub repo private (an existing repo keeps its "
+                          "visibility).")
+    hub_timeout_s: float = Field(default=60.0, gt=0, le=3600,
+                                 description="Seconds each request to the Hub may wait to connect, send or read.")
+
+
 TaskRunnerKind = Literal["threads", "dask", "ray"]
 # The package each task runner needs (the `scale` extra), checked before any work starts.
 TASK_RUNNER_PACKAGES: dict[str, str] = {"dask": "prefect-dask", "ray": "prefect-ray"}
@@ -179,5 +202,6 @@ class PipelineConfig(Config):
         description="Per-annotator config, keyed by annotator name.",
     )
     curation: CurationConfig = Field(default_factory=CurationConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
     batch_size: int = Field(default=256, ge=1, le=100_000)
     compute: ComputeConfig = Field(default_factory=ComputeConfig)

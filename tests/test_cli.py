@@ -398,9 +398,9 @@ def test_annotate_with_only_unavailable_annotators_says_so_before_any_flow(store
 # ------------------------------------------------------------------ errors that used to escape (issue 18)
 
 
-def run_cli(*args, cwd, prefect_api=None, timeout=300):
+def run_cli(*args, cwd, prefect_api=None, timeout=300, env_vars=None):
     """The CLI in a subprocess: Prefect's console handlers write stderr there, not into CliRunner."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env_vars or {})}
     env.pop("RMFORGE_DB", None)
     if prefect_api:
         env["PREFECT_API_URL"] = prefect_api

@@ -25,7 +25,7 @@ from rmforge.schemas.records import (
 )
 from rmforge.schemas.config import CurationConfig
 from rmforge.tasks.consensus import compute_consensus
-from rmforge.tasks.export import CARD, EXPORTS, MANIFEST, ExportError, export_datasets
+from rmforge.tasks.export import CARD, CONFIG_FILE, EXPORTS, MANIFEST, ExportError, export_datasets
 from rmforge.tasks.store import Store
 from tests.builders import make_problem, make_rollout
 
@@ -161,7 +161,7 @@ def test_empty_datasets_export_as_empty_loadable_datasets(tmp_path, db):
         saved = datasets.load_from_disk(str(out / "hf" / name))
         assert saved.num_rows == 0 and saved.column_names == spec.schema.names
     card = (out / CARD).read_text()
-    assert front_matter(card) == {}  # datasets cannot load a split with no rows: no config offers one
+    assert "configs" not in front_matter(card)  # datasets cannot load a split with no rows: no config offers one
     assert "Empty: process, preference, kto, critiques." in card
 
 
@@ -291,7 +291,8 @@ def test_subset_reexport_removes_the_other_datasets(tmp_path, db):
 
     manifest = assert_folder_is_this_export(out)
     assert list(manifest["datasets"]) == ["process"]
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "hf", "process.jsonl", "process.parquet", MANIFEST]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "hf", "process.jsonl", "process.parquet",
+                                                     MANIFEST, CONFIG_FILE]
     assert [p.name for p in (out / "hf").iterdir()] == ["process"]
     assert [c["config_name"] for c in front_matter((out / CARD).read_text())["configs"]] == ["process"]
 

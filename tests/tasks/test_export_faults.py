@@ -15,7 +15,8 @@ import datasets
 import pyarrow.parquet as pq
 import pytest
 
-from rmforge.tasks.export import CARD, EXPORTS, MANIFEST, STAGING_PREFIX, ExportError, export_datasets
+from rmforge.tasks.export import (CARD, CONFIG_FILE, EXPORTS, MANIFEST, STAGING_PREFIX, ExportError,
+                                  export_datasets)
 from tests.tasks.test_export import assert_folder_is_this_export, build_store, folder_files
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,11 +24,12 @@ ROOT = Path(__file__).resolve().parents[2]
 # Runs in a fresh interpreter that imports the exporter once, then forks one child per
 # kill point: the child counts the export's steps (each dataset written, each rename into
 # the output folder) and SIGKILLs itself before step `k`, or is killed after a delay.
-# An export of all four datasets has 19 steps: 4 datasets staged, the manifest marked
-# "writing", 3 renames per dataset (Parquet, JSONL, hf folder), the card, the manifest.
-STEPS = 4 + 1 + 3 * 4 + 2
-# Before any write, mid-staging, each kind of rename, the card, the final manifest.
-KILL_STEPS = [0, 2, 4, 5, 6, 7, 13, 16, 17, 18]
+# An export of all four datasets has 20 steps: 4 datasets staged, the manifest marked
+# "writing", 3 renames per dataset (Parquet, JSONL, hf folder), the config file, the card,
+# the manifest.
+STEPS = 4 + 1 + 3 * 4 + 3
+# Before any write, mid-staging, each kind of rename, the config, the card, the final manifest.
+KILL_STEPS = [0, 2, 4, 5, 6, 7, 13, 16, 17, 18, 19]
 DRIVER = r"""
 import json, os, shutil, signal, sys, time
 import datasets, polars  # imported once here, not in every child
@@ -116,6 +118,8 @@ def assert_every_file_is_old_or_new(out: Path, old: Path, new: Path) -> None:
                 [json.loads(line) for line in path.read_text().splitlines()]
         elif name == CARD:
             assert card_body(path) in {card_body(old / CARD), card_body(new / CARD)}
+        elif name == CONFIG_FILE:
+            assert path.read_text() in {(old / CONFIG_FILE).read_text(), (new / CONFIG_FILE).read_text()}
         elif name == MANIFEST:
             assert json.loads(path.read_text())["status"] in ("writing", "complete")
     for dataset in EXPORTS:

@@ -11,7 +11,7 @@ from rmforge.flows.annotate import annotate
 from rmforge.flows.curate import curate
 from rmforge.flows.export import export
 from rmforge.flows.import_rollouts import import_rollouts
-from rmforge.schemas.config import CurationConfig
+from rmforge.schemas.config import CurationConfig, ExportConfig
 from rmforge.tasks.export import CARD, ExportError
 from rmforge.tasks.store import Store
 from tests.flows.test_flows import write_rollouts
@@ -24,12 +24,14 @@ def test_export_flow_records_its_run_and_describes_the_curation(prefect_harness,
     curate(db, ["answer", "z3_arith"], CurationConfig(near_dedupe=False))
     out = tmp_path / "exports"
 
-    stats = export(db, str(out), ["process", "kto"])
+    settings = ExportConfig(format="conversational", license="cc-by-4.0")
+    stats = export(db, str(out), ["process", "kto"], settings)
 
     with Store(db, read_only=True) as store:
         run = store.rows("SELECT * FROM runs WHERE flow = 'export'")
     assert len(run) == 1 and run[0]["status"] == "completed" and run[0]["finished_at"] is not None
-    assert json.loads(run[0]["config"]) == {"out_dir": str(out), "datasets": ["process", "kto"]}
+    assert json.loads(run[0]["config"]) == {"out_dir": str(out), "datasets": ["process", "kto"],
+                                            "settings": settings.model_dump()}
     assert json.loads(run[0]["summary"]) == stats
     # kto: the 4 verified outcomes left after exact dedupe of the copies; process: only the wrong
     # rollouts, whose first step z3_arith refutes (nothing confirms the right ones' steps)
@@ -41,6 +43,8 @@ def test_export_flow_records_its_run_and_describes_the_curation(prefect_harness,
     assert "Outcome verdicts for `kto` come from: `answer`." in card
     kto = pq.read_table(out / "kto.parquet").to_pylist()
     assert sorted(r["label"] for r in kto) == [False, False, True, True]
+    assert [message["role"] for message in kto[0]["prompt"]] == ["user"]  # imported rollouts: the question only
+    assert "license: cc-by-4.0" in card
 
 
 def test_export_flow_from_a_missing_database_fails_before_any_work(prefect_harness, tmp_path):
