@@ -164,7 +164,7 @@ def fetch_dataset(store: Store, name: str) -> pa.Table:
     if "{outcome}" in sql:
         outcome_sql, params = outcome_verdict_sql(store)
         sql = sql.replace("{outcome}", outcome_sql)
-    return store.arrow(sql, params).cast(spec.schema)
+    return store.sql(sql, params).cast(spec.schema)
 
 
 def dataset_stats(name: str, table: pa.Table) -> dict[str, object]:
