@@ -380,13 +380,13 @@ def test_next_hints_carry_the_db_only_when_given(given, hinted):
 
 
 def test_annotate_with_only_unavailable_annotators_says_so_before_any_flow(store_db, monkeypatch):
-    import rmforge.cli
+    import rmforge.api
 
     def no_flows():
         raise AssertionError("a flow started")
 
     monkeypatch.setenv("PATH", "/nonexistent")
-    monkeypatch.setattr(rmforge.cli, "running_flows", no_flows)
+    monkeypatch.setattr(rmforge.api, "running_flows", no_flows)
     started = time.monotonic()
     result = invoke("annotate", "--annotator", "lean", "--db", store_db)
     assert_one_line_error(result, "lean: unavailable here", code=2)
