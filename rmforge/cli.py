@@ -1,12 +1,12 @@
-"""The `rmforge` command line: checks arguments, calls flows, says what happened.
+"""The `rmforge` command line: checks arguments, runs the stages, says what happened.
 
 Adding a command: write a function decorated with `@app.command()` (or
 `@import_app.command("name")` for `rmforge import name`) below. Raise
 `UserError("...")` for anything the user must fix: it is shown as one line on stderr
-with exit code 1. Commands that run flows do so inside `with running_flows():`
-(live progress, engines and servers stopped on exit or interruption) and end with
-`report(summary, json_output, lines)`. Check everything you can before the first
-flow starts: Prefect takes seconds to start.
+with exit code 1. Commands that run a stage call its function in `rmforge.api` (the
+Python API: the same checks, the flow inside `running_flows()`), check their own flags
+first so that messages name them, and end with `report(summary, json_output, lines)`.
+Check everything you can before the first flow starts: Prefect takes seconds to start.
 """
 
 from __future__ import annotations
@@ -28,11 +28,9 @@ import csv
 import io
 import json
 import sys
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from collections.abc import Hashable
-from typing import Any, Iterator, Optional, get_args
+from typing import Any, Optional, get_args
 
 import typer
 import yaml
@@ -42,8 +40,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from rmforge.console import (RmforgeGroup, Settings, UserError, configure_logging, hide_prefect_noise,
-                             print_error, version_callback)
+from rmforge.console import (RmforgeGroup, Settings, UserError, configure_logging, version_callback)
 from rmforge.schemas.config import (ComputeConfig, ExportConfig, GeneratorConfig, PipelineConfig,
                                     ProblemSourceConfig)
 
@@ -106,195 +103,23 @@ def main(
 # ------------------------------------------------------------------ checks
 
 
-def _db(db: Optional[str]) -> str:
-    from rmforge.tasks.store import check_store_file, resolve_store
-
-    location = resolve_store(db)
-    check_store_file(location)
-    return location.url
-
-
-def _existing_db(db: Optional[str]) -> str:
-    from rmforge.tasks.store import check_store_file, resolve_store
-
-    location = resolve_store(db)
-    if not location.exists():
-        raise UserError(f"no rmforge database at {location} "
-                        "(create one with `rmforge run` or `rmforge import rollouts`)")
-    check_store_file(location)
-    return location.url
-
-
-def _validation_message(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'top level'}: {e['msg']}" for e in exc.errors())
-
-
-class _UniqueKeyYamlLoader(yaml.SafeLoader):
-    """A YAML loader that refuses a mapping repeating a key (PyYAML keeps the last one silently)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        first_lines: dict[Any, int] = {}
-        for key_node, _ in node.value:  # the keys as written: a `<<` merge may override on purpose
-            key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, Hashable):
-                continue  # SafeLoader reports an unhashable key itself
-            if key in first_lines:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first at line {first_lines[key]})", key_node.start_mark)
-            first_lines[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep)
-
-
-def _object_without_repeated_keys(s_and_end: tuple[str, int], strict: bool, scan_once: Any, object_hook: Any,
-                                  object_pairs_hook: Any, memo: dict) -> tuple[dict[str, Any], int]:
-    """json's object parser, refusing a repeated key (json keeps the last one silently) at the
-    line of its value: the positions come from the values' scans, the only ones json exposes."""
-    text = s_and_end[0]
-    value_starts: list[int] = []
-
-    def scan_value(string: str, index: int) -> tuple[Any, int]:
-        value_starts.append(index)
-        return scan_once(string, index)
-
-    pairs, end = json.decoder.JSONObject(s_and_end, strict, scan_value, None, list, memo)
-    first_lines: dict[str, int] = {}
-    for (key, _), start in zip(pairs, value_starts):
-        line = text.count("\n", 0, start) + 1
-        if key in first_lines:
-            raise json.JSONDecodeError(f"duplicate key {key!r} (first at line {first_lines[key]})", text, start)
-        first_lines[key] = line
-    return dict(pairs), end
-
-
-class _UniqueKeyJsonDecoder(json.JSONDecoder):
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.parse_object = _object_without_repeated_keys
-        # The C scanner ignores parse_object; configs are small, the Python one is fast enough.
-        self.scan_once = json.scanner.py_make_scanner(self)
-
-
-def load_config(path: Optional[Path]) -> PipelineConfig:
-    if path is None:
-        return PipelineConfig()
-    if not path.is_file():
-        raise UserError(f"config file {path} {'is a folder' if path.is_dir() else 'does not exist'}")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix == ".json":
-            data = json.loads(text, cls=_UniqueKeyJsonDecoder)
-        else:
-            data = yaml.load(text, Loader=_UniqueKeyYamlLoader)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
-    if data is not None and not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping of PipelineConfig fields, got {type(data).__name__}")
-    try:
-        return PipelineConfig.model_validate(data or {})
-    except ValidationError as exc:
-        raise UserError(f"{path}: {_validation_message(exc)}") from None
-
-
-def effective_config(config: PipelineConfig) -> dict[str, Any]:
-    """`config` with every default filled in, each annotator's options included: what a run uses."""
-    from rmforge.tasks.annotate import make_annotator
-
-    options = {}
-    for name in config.annotators:
-        annotator = make_annotator(name, config.annotator_options.get(name), config.generator)
-        options[name] = annotator.config.model_dump(mode="json")
-        if "generator" in options[name]:  # None means the pipeline's generator: show the one it will use
-            options[name]["generator"] = annotator.generator_config.model_dump(mode="json")
-    return {**config.model_dump(mode="json", exclude={"annotator_options"}), "annotator_options": options}
-
-
-def _split(names: str) -> list[str]:
-    return [n.strip() for n in names.split(",") if n.strip()]
-
-
-def check_annotators(names: list[str], options: dict[str, dict[str, Any]] | None = None, *,
-                     option: str = "--annotator", config_file: Optional[Path] = None) -> list[str]:
-    """Every name known and every option set valid, before any work starts."""
-    where = f"{config_file}: " if config_file else ""
-    from rmforge.annotators import REGISTRY, annotator_class
-
-    if not names:
-        raise UserError(f"{option}: no annotator named (known: {', '.join(REGISTRY)})")
-    unknown = [n for n in names if n not in REGISTRY]
-    if unknown:
-        raise UserError(f"{option}: unknown annotator {', '.join(map(repr, unknown))} (known: {', '.join(REGISTRY)})")
-    for name, values in (options or {}).items():
-        if name not in REGISTRY:
-            raise UserError(f"{where}annotator_options: unknown annotator {name!r} (known: {', '.join(REGISTRY)})")
-        if name in names:
-            try:
-                annotator_class(name).Config.model_validate(values or {})
-            except ValidationError as exc:
-                raise UserError(f"{where}annotator_options.{name}: {_validation_message(exc)}") from None
-    return names
-
-
-def _unavailable_annotators(names: list[str], options: dict[str, dict[str, Any]] | None) -> dict[str, str]:
-    """{name: why} for the named annotators that cannot run here (a missing tool, e.g. `lean`)."""
-    from rmforge.annotators import annotator_class
-
-    reasons = {name: annotator_class(name)((options or {}).get(name)).availability() for name in names}
-    return {name: reason for name, reason in reasons.items() if reason}
-
-
 def compute_options(config: PipelineConfig, task_runner: Optional[Any], workers: Optional[int],
                     address: Optional[str]) -> ComputeConfig:
     """The config's `compute` with the command line's choices; a runner whose package is
     missing here, or an address without a cluster runner, is a usage error (exit 2)."""
-    from rmforge.flows.task_runners import missing_package
+    from rmforge.api import compute_problem
 
     updates = {k: v for k, v in {"task_runner": task_runner.value if task_runner else None, "workers": workers,
                                  "address": address}.items() if v is not None}
     compute = config.compute.model_copy(update=updates)
-    if compute.address and compute.task_runner == "threads":
-        raise typer.BadParameter("needs --task-runner dask or ray", param_hint="'--cluster-address'")
-    package = missing_package(compute.task_runner)
-    if package:
-        raise typer.BadParameter(f"{compute.task_runner} needs {package}: pip install 'rmforge[scale]'",
-                                 param_hint="'--task-runner'")
+    problem = compute_problem(compute, task_runner="--task-runner", address="--cluster-address")
+    if problem:
+        option, why = problem
+        raise typer.BadParameter(why, param_hint=f"'{option}'")
     return compute
 
 
-# ------------------------------------------------------------------ running flows
-
-
-@contextmanager
-def running_flows() -> Iterator[None]:
-    """Around flow calls: use a running Prefect server if there is one, show live
-    progress on a terminal, stop engines however the command ends, and name a Prefect
-    server that stopped answering as the cause of the error it brought."""
-    from rmforge.progress import TerminalProgress
-    from rmforge.server import bind_temporary_server_to_this_process, raise_if_server_lost, use_running_server
-
-    if use_running_server() is None:
-        bind_temporary_server_to_this_process()
-    hide_prefect_noise()
-    Settings.runs_flows = True
-    from rmforge.generators import close_generators
-    from rmforge.tasks.runs import set_progress_display
-
-    display = TerminalProgress.for_terminal()
-    set_progress_display(display)
-    try:
-        yield
-    except Exception as error:
-        if not getattr(error, "user_facing", False):  # those name their cause already
-            raise_if_server_lost(error)
-        raise
-    finally:
-        set_progress_display(None)
-        if display is not None:
-            display.stop()
-        close_generators()
+# ------------------------------------------------------------------ output
 
 
 def say(text: str) -> None:
@@ -419,7 +244,9 @@ def run(
                                  "file, the flags and every default) and exit without running."),
 ) -> None:
     """Run the whole pipeline: problems -> rollouts -> labels -> curated datasets."""
-    config = load_config(config_file)
+    from rmforge import api
+
+    config = api.load_config(config_file)
     config = config.model_copy(update={"compute": compute_options(config, task_runner, workers, cluster_address)})
     updates: dict[str, Any] = {}
     problem_updates = {k: v for k, v in {"count": problems, "kind": source.value if source else None,
@@ -429,7 +256,7 @@ def run(
     sampling_updates = {k: v for k, v in {"n": samples, "max_tokens": max_tokens}.items() if v is not None}
     if sampling_updates:
         updates["sampling"] = config.sampling.model_copy(update=sampling_updates)
-    servers = _split(base_url) if base_url else []  # several: data-parallel (generator.base_urls)
+    servers = api.as_list(base_url) if base_url else []  # several: data-parallel (generator.base_urls)
     generator_updates = {k: v for k, v in {"backend": backend.value if backend else None, "model": model,
                                            "base_url": servers[0] if len(servers) == 1 else None,
                                            "base_urls": servers if len(servers) > 1 else None}.items()
@@ -437,29 +264,26 @@ def run(
     if generator_updates:
         updates["generator"] = config.generator.model_copy(update=generator_updates)
     if annotators is not None:
-        updates["annotators"] = _split(annotators)
+        updates["annotators"] = api.as_list(annotators)
     if batch_size is not None:
         updates["batch_size"] = batch_size
     try:
         config = PipelineConfig.model_validate(config.model_copy(update=updates).model_dump())
     except ValidationError as exc:
-        raise UserError(_validation_message(exc)) from None
-    check_annotators(config.annotators, config.annotator_options, option="--annotators", config_file=config_file)
-    if export_dir is not None and export_dir.exists() and not export_dir.is_dir():
-        raise UserError(f"--export: {export_dir} is a file, expected a folder")
+        raise UserError(api.validation_message(exc)) from None
+    api.check_annotators(config.annotators, config.annotator_options, option="--annotators", config_file=config_file)
+    if export_dir is not None:
+        api.check_folder(export_dir, "--export")
     if dry_run:
         from rmforge.tasks.store import resolve_store
 
-        effective = {"store": str(resolve_store(db)), "export": str(export_dir) if export_dir else None,
-                     **effective_config(config)}
+        effective = {"store": str(resolve_store(db)), "export_dir": str(export_dir) if export_dir else None,
+                     **api.effective_config(config)}
         sys.stdout.write(yaml.safe_dump(effective, sort_keys=False, allow_unicode=True))
         return
 
-    path = _db(db)
-    with running_flows():
-        from rmforge.flows.pipeline import pipeline
-
-        summary = pipeline(config, path, str(export_dir) if export_dir else None)
+    result = api.run(config, db=db, export=export_dir)
+    summary, path = result.summary, result.db
     generated = summary["generate"]
     lines = [
         f"Generated {counted(generated['new_rollouts'], 'rollout')} for {counted(generated['problems'], 'problem')} "
@@ -481,25 +305,10 @@ def import_rollouts(
     json_output: bool = JsonOption,
 ) -> None:
     """Import rollouts from JSONL/Parquet and split them into steps."""
-    source = _records_file(file, "a JSONL or Parquet file")
-    path = _db(db)
-    with running_flows():
-        from rmforge.flows.import_rollouts import import_rollouts as import_flow
+    from rmforge import api
 
-        summary = import_flow(source, path)
-    _refuse_if_nothing_imported(summary, file, "rows")
-    report(summary, json_output, _rollout_import_lines(summary, path, _given_db(db)))
-
-
-def _refuse_if_nothing_imported(summary: dict[str, Any], file: Path, rows: str) -> None:
-    """A file of another format (rollouts given as ProcessBench, unrelated JSON) has every row
-    quarantined: an error, not a summary of zeros followed by the next step."""
-    from rmforge.tasks.rollouts import imported_nothing
-
-    if imported_nothing(summary):
-        raise UserError(f"{file}: all {summary['rows_read']} {rows} quarantined, nothing was imported "
-                        f"(most common reason: {summary.get('top_quarantine_reason')}); is it the right format? "
-                        'See: rmforge sql "SELECT record_ref, field, reason FROM quarantine"')
+    result = api.import_rollouts(file, db=db)
+    report(result.summary, json_output, _rollout_import_lines(result.summary, result.db, _given_db(db)))
 
 
 def _rollout_import_lines(summary: dict[str, Any], path: str, db: Optional[str] = None) -> list[str]:
@@ -538,19 +347,15 @@ def annotate(
     json_output: bool = JsonOption,
 ) -> None:
     """Label the stored rollouts with the named annotators (only what is not labelled yet)."""
-    config = load_config(config_file)
-    compute = compute_options(config, task_runner, workers, cluster_address)
-    names = check_annotators(_split(annotator), config.annotator_options, config_file=config_file)
-    path = _existing_db(db)
-    unavailable = _unavailable_annotators(names, config.annotator_options)
-    if len(unavailable) == len(names):  # nothing could label: say so before Prefect starts (seconds)
-        print_error("; ".join(f"{name}: unavailable here ({reason})" for name, reason in unavailable.items()))
-        raise typer.Exit(code=2)
-    with running_flows():
-        from rmforge.flows.annotate import annotate as annotate_flow
+    from rmforge import api
 
-        summary = annotate_flow(path, names, config.annotator_options, config.generator,
-                                batch_size or config.batch_size, compute, retry_errors)
+    config = api.load_config(config_file)
+    compute = compute_options(config, task_runner, workers, cluster_address)
+    names = api.check_annotators(api.as_list(annotator), config.annotator_options, option="--annotator",
+                                 config_file=config_file)
+    config = config.model_copy(update={"compute": compute, "batch_size": batch_size or config.batch_size})
+    result = api.annotate(names, db=db, config=config, retry_errors=retry_errors)
+    summary, path = result.summary, result.db
     report(summary, json_output, ["Labelled:", *_annotate_lines(summary), f"Data: {path}",
                                   "Next: " + _next_command(f"rmforge curate --annotators {','.join(names)}",
                                                            _given_db(db))])
@@ -569,19 +374,14 @@ def curate(
     json_output: bool = JsonOption,
 ) -> None:
     """Rebuild consensus, decontamination, deduplication and the curated datasets."""
-    config = load_config(config_file)
-    names = check_annotators(_split(annotators) if annotators is not None else config.annotators,
-                             option="--annotators")
-    for source in decontaminate or []:
-        if not Path(source).exists() and not source.count("/") == 1:
-            raise UserError(f"--decontaminate: {source} is neither a file or folder nor a dataset id")
-    curation = config.curation.model_copy(
-        update={"decontaminate": config.curation.decontaminate + list(decontaminate or [])})
-    path = _existing_db(db)
-    with running_flows():
-        from rmforge.flows.curate import curate as curate_flow
+    from rmforge import api
 
-        summary = curate_flow(path, names, curation)
+    config = api.load_config(config_file)
+    names = api.check_annotators(api.as_list(annotators) if annotators is not None else config.annotators,
+                                 option="--annotators")
+    eval_sets = api.check_eval_sets(decontaminate or [], option="--decontaminate")
+    result = api.curate(names, db=db, config=config, decontaminate=eval_sets)
+    summary, path = result.summary, result.db
     report(summary, json_output, ["Curated:", *_curate_lines(summary), f"Data: {path}",
                                   "Next: " + _next_command("rmforge export --out data/exports", _given_db(db))])
 
@@ -602,32 +402,16 @@ def export(
     json_output: bool = JsonOption,
 ) -> None:
     """Export curated datasets (Parquet, JSONL, HF datasets) with a dataset card; optionally push them."""
-    from rmforge.tasks.export import EXPORTS, check_export
-    from rmforge.tasks.hub import check_push
+    from rmforge import api
 
-    names = _split(datasets) if datasets is not None else None
-    if names is not None:
-        unknown = [n for n in names if n not in EXPORTS]
-        if unknown or not names:
-            raise UserError(f"--datasets: unknown dataset {', '.join(map(repr, unknown)) or '(none named)'} "
-                            f"(known: {', '.join(EXPORTS)})")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out: {out} is a file, expected a folder")
-    settings = load_config(config_file).export
-    updates = {"format": dataset_format.value if dataset_format else None, "push_to_hub": push_to_hub,
-               "private": private or None}
-    settings = settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
-    if private and not settings.push_to_hub:
+    names = api.check_datasets(api.as_list(datasets) if datasets is not None else None, option="--datasets")
+    api.check_folder(out, "--out")
+    settings = api.export_settings(config_file, format=dataset_format.value if dataset_format else None,
+                                   push_to_hub=push_to_hub, private=private)
+    if settings.private and not settings.push_to_hub:
         raise UserError("--private: only with --push-to-hub (or export.push_to_hub in the config)")
-    path = _existing_db(db)
-    # The flow checks again; here they fail in a second, not after Prefect starts.
-    check_export(path, out, names)
-    if settings.push_to_hub:
-        check_push(settings.push_to_hub)
-    with running_flows():
-        from rmforge.flows.export import export as export_flow
-
-        summary = export_flow(path, str(out), names, settings)
+    summary = api.export(db=db, out=out, datasets=names, config=config_file, format=settings.format,
+                         push_to_hub=settings.push_to_hub, private=settings.private).summary
     exported = [f"  {name}: {_counts(stats)}" for name, stats in summary.items() if isinstance(stats, dict)]
     lines = ["Exported:", *exported,
              f"Files: {out}/ (dataset card: {out}/README.md)",
@@ -646,9 +430,10 @@ def _cell(value: Any) -> str:
 def _read_only_store(db: Optional[str]) -> Any:
     """The store opened read-only, with DuckDB's file access switched off: a query can
     read the store's tables and nothing else (no COPY TO, read_csv, ATTACH, INSTALL)."""
+    from rmforge.api import existing_store
     from rmforge.tasks.store import Store
 
-    store = Store(_existing_db(db), read_only=True)
+    store = Store(existing_store(db), read_only=True)
     if store.location.lake_data_path:  # the lake's own Parquet folder stays readable, nothing else
         store.execute("SET allowed_directories = [?]", [store.location.lake_data_path])
     # DuckDB keeps its spill folder (`<db>.tmp/`) open to queries even with external access
@@ -696,26 +481,6 @@ def sql(
         console.print(table)
 
 
-def _input_file(file: Path, what: str = "a JSON, JSONL or Parquet file") -> str:
-    if file.is_dir():
-        raise UserError(f"{file} is a folder; give {what}")
-    if not file.exists():
-        raise UserError(f"{file} does not exist")
-    return str(file)
-
-
-def _records_file(file: Path, what: str = "a JSON, JSONL or Parquet file") -> str:
-    """An input of records, checked as a whole before any work (empty, unreadable Parquet)."""
-    from rmforge.problems.importers import InputFileError, check_records_file
-
-    source = _input_file(file, what)
-    try:
-        check_records_file(file)
-    except InputFileError as exc:
-        raise UserError(str(exc)) from None
-    return source
-
-
 def _labelled_lines(summary: dict[str, Any], path: str, db: Optional[str] = None) -> list[str]:
     lines = [f"Imported {counted(summary['rollouts'], 'new rollout')} ({counted(summary['new_steps'], 'step')}) "
              f"with {counted(summary['human_step_labels'], 'human step label')} and "
@@ -735,14 +500,16 @@ def import_processbench(
     json_output: bool = JsonOption,
 ) -> None:
     """Import ProcessBench solutions: exact steps, and the human first-error label as annotator `human`."""
-    source = _records_file(file)
-    gold_path = _input_file(gold, "a JSON object of gold answers") if gold else None
-    path = _db(db)
+    from rmforge.api import input_file, records_file, refuse_if_nothing_imported, running_flows, writable_store
+
+    source = records_file(file)
+    gold_path = input_file(gold, "a JSON object of gold answers") if gold else None
+    path = writable_store(db)
     with running_flows():
         from rmforge.flows.import_labelled import import_labelled
 
         summary = import_labelled(source, path, "processbench", gold_path)
-    _refuse_if_nothing_imported(summary, file, "records")
+    refuse_if_nothing_imported(summary, file, "records")
     report(summary, json_output, _labelled_lines(summary, path, _given_db(db)))
 
 
@@ -760,13 +527,15 @@ def import_prm800k(
     json_output: bool = JsonOption,
 ) -> None:
     """Import PRM800K-style rated solutions: the chosen step per turn, ratings as annotator `human`."""
-    source = _records_file(file)
-    path = _db(db)
+    from rmforge.api import records_file, refuse_if_nothing_imported, running_flows, writable_store
+
+    source = records_file(file)
+    path = writable_store(db)
     with running_flows():
         from rmforge.flows.import_labelled import import_labelled
 
         summary = import_labelled(source, path, "prm800k", None, neutral.value)
-    _refuse_if_nothing_imported(summary, file, "records")
+    refuse_if_nothing_imported(summary, file, "records")
     report(summary, json_output, _labelled_lines(summary, path, _given_db(db)))
 
 
@@ -786,33 +555,18 @@ def evaluate(
     json_output: bool = typer.Option(False, "--json", help="Print the scores as JSON on stdout (nothing else)."),
 ) -> None:
     """Score annotators and consensus policies against human labels (ProcessBench format)."""
-    from rmforge.schemas.config import CONSENSUS_POLICIES
+    from rmforge import api
 
-    source = _records_file(file)
-    gold_path = _input_file(gold, "a JSON object of gold answers") if gold else None
-    config = load_config(config_file)
-    names = check_annotators(_split(annotators), config.annotator_options, option="--annotators",
-                             config_file=config_file)
-    chosen = _split(policies) if policies else list(CONSENSUS_POLICIES)
-    unknown = [p for p in chosen if p not in CONSENSUS_POLICIES]
-    if unknown or not chosen:
-        raise UserError(f"--policies: unknown {', '.join(map(repr, unknown)) or 'none given'} "
-                        f"(known: {', '.join(CONSENSUS_POLICIES)})")
-    out_dir = out or Path("data") / "eval" / file.stem
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out: {out_dir} is a file, expected a folder")
-    if db is not None:
-        db = _db(db)
-    if db is None and (out_dir / "eval.duckdb").exists():
-        (out_dir / "eval.duckdb").unlink()  # a fresh store: the report is about this file only
-    with running_flows():
-        from rmforge.flows.evaluate import evaluate as evaluate_flow
-
-        result = evaluate_flow(source, names, str(out_dir), db, chosen, gold_path, config.annotator_options,
-                               config.generator, config.batch_size)
-    _refuse_if_nothing_imported(result["imported"], file, "records")
+    config = api.load_config(config_file)
+    names = api.check_annotators(api.as_list(annotators), config.annotator_options, option="--annotators",
+                                 config_file=config_file)
+    chosen = api.check_policies(api.as_list(policies) if policies else None, option="--policies")
+    if out is not None:
+        api.check_folder(out, "--out")
+    evaluation = api.evaluate(file, names, policies=chosen, out=out, gold=gold, config=config, db=db)
+    result = {"scores": evaluation.scores, "files": evaluation.files}
     if json_output:
-        report({"scores": result["scores"], "files": result["files"]}, True, [])
+        report(result, True, [])
         return
     from rmforge.tasks.evaluate import percent
 

@@ -14,6 +14,7 @@ from typing import Any, Iterator, Sequence
 import typer
 from typer.core import TyperGroup
 
+from rmforge.errors import UserError
 from rmforge.orphans import bind_children_to_this_process
 
 try:  # typer >= 0.2x carries its own copy of click
@@ -41,10 +42,6 @@ def shown_without_verbose(record: logging.LogRecord) -> bool:
     if record.name != "prefect" and not record.name.startswith("prefect."):
         return True
     return record.name.startswith(RUN_LOGGERS) and record.levelno < logging.ERROR
-
-
-class UserError(Exception):
-    """A problem with what the user asked for: shown as one line, no traceback."""
 
 
 class Settings:
@@ -165,7 +162,7 @@ class RmforgeGroup(TyperGroup):
             code = 130
         except UserError as exc:
             print_error(str(exc))
-            code = 1
+            code = exc.exit_code
         except Exception as exc:
             if Settings.debug:
                 raise

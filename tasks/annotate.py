@@ -88,7 +88,7 @@ def pending_rollout_ids(db: str, annotator: Annotator, limit_to: list[str] | Non
     """Rollouts without a current done marker for this configuration (see `pending_sql`), in a
     stable order, claimed or not."""
     with Store(db) as store:  # a column, not a dict per row: at a million rollouts that is ~200 MiB less
-        return store.arrow(pending_sql(limit_to is not None) + " ORDER BY r.rollout_id",
+        return store.sql(pending_sql(limit_to is not None) + " ORDER BY r.rollout_id",
                            pending_params(annotator, limit_to)).column("rollout_id").to_pylist()
 
 
@@ -150,7 +150,7 @@ def claim_batch(db: str, annotator: Annotator, run_id: str, candidates: list[str
             store.rollback()
             raise
         store.commit()
-        return store.arrow("SELECT rollout_id FROM batch_claims WHERE batch_id = ? ORDER BY rollout_id",
+        return store.sql("SELECT rollout_id FROM batch_claims WHERE batch_id = ? ORDER BY rollout_id",
                            [batch_id]).column("rollout_id").to_pylist()
 
 
@@ -185,7 +185,7 @@ def forget_annotator_errors(db: str, annotator: Annotator) -> int:
     key = [annotator.name, annotator.config_hash]
     with Store(db) as store:
         store.begin()
-        errored = store.arrow(
+        errored = store.sql(
             f"SELECT rollout_id FROM step_labels WHERE {scope} AND starts_with(reason, ?) "
             f"UNION SELECT rollout_id FROM outcome_labels WHERE {scope} AND starts_with(reason, ?)",
             [*key, ANNOTATOR_ERROR, *key, ANNOTATOR_ERROR],

@@ -123,7 +123,7 @@ def cached_embeddings(db: str, texts: Sequence[str], config: CurationConfig) -> 
     hashes = [text_hash(t) for t in texts]
     text_of = dict(zip(hashes, texts))
     with Store(db) as store:
-        found = store.arrow(
+        found = store.sql(
             "SELECT text_hash, vector FROM text_embeddings WHERE model = ? AND dtype = ? "
             "AND text_hash IN (SELECT UNNEST(?))",
             [model, dtype, list(text_of)],

@@ -36,7 +36,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Sequence, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -45,6 +45,9 @@ from pydantic import BaseModel
 
 from rmforge.schemas.records import stable_hash
 from rmforge.schemas.tables import TABLES, VIEWS, create_table_sql, missing_column_sql, to_arrow
+
+if TYPE_CHECKING:
+    import polars as pl
 
 # Relative to the working directory (a project folder, as for --export data/exports), not to the
 # installed package: site-packages is no place for data.
@@ -618,11 +621,25 @@ class Store:
     def count(self, table: str) -> int:
         return self.execute(f"SELECT count(*) FROM {table}")[0][0]
 
-    def arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
-        return self.con.sql(sql, params=params or None).to_arrow_table()
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> pa.Table:
+        """The query's result as an Arrow table."""
+        return self.con.sql(query, params=params or None).to_arrow_table()
+
+    def polars(self, query: str, params: Sequence[Any] | None = None) -> "pl.DataFrame":
+        """The query's result as a Polars DataFrame."""
+        import polars as pl  # only for those who ask: the flows read Arrow
+
+        return pl.from_arrow(self.sql(query, params))
+
+    def table(self, name: str) -> "pl.DataFrame":
+        """A whole table or view of the store (`schemas.tables`) as a Polars DataFrame."""
+        if name not in TABLES and name not in VIEWS:
+            raise ValueError(f"no table or view {name!r} in an rmforge store "
+                             f"(tables: {', '.join(TABLES)}; views: {', '.join(VIEWS)})")
+        return self.polars(f'SELECT * FROM "{name}"')
 
     def rows(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
-        return self.arrow(sql, params).to_pylist()
+        return self.sql(sql, params).to_pylist()
 
     def records(self, record: type[BaseModel], sql: str, params: Sequence[Any] | None = None) -> list:
         return [record.model_validate(row) for row in self.rows(sql, params)]

@@ -381,13 +381,13 @@ def test_next_hints_carry_the_db_only_when_given(given, hinted):
 
 
 def test_annotate_with_only_unavailable_annotators_says_so_before_any_flow(store_db, monkeypatch):
-    import rmforge.cli
+    import rmforge.api
 
     def no_flows():
         raise AssertionError("a flow started")
 
     monkeypatch.setenv("PATH", "/nonexistent")
-    monkeypatch.setattr(rmforge.cli, "running_flows", no_flows)
+    monkeypatch.setattr(rmforge.api, "running_flows", no_flows)
     started = time.monotonic()
     result = invoke("annotate", "--annotator", "lean", "--db", store_db)
     assert_one_line_error(result, "lean: unavailable here", code=2)
@@ -485,7 +485,8 @@ def test_dry_run_prints_the_effective_configuration_and_runs_nothing(tmp_path, m
                     "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "served")
     assert result.exit_code == 0, result.output
     shown = yaml.safe_load(result.stdout)
-    assert shown["store"] == os.path.join("data", "rmforge.duckdb") and shown["export"] is None
+    assert shown["store"] == os.path.join("data", "rmforge.duckdb") and shown["export_dir"] is None
+    assert shown["export"]["format"] == "standard"  # the config's export section
     assert shown["sampling"]["n"] == 3 and shown["sampling"]["temperature"] == 0.5  # flag, then the default
     assert shown["annotators"] == ["answer", "mc", "z3_arith"]
     mc = shown["annotator_options"]["mc"]

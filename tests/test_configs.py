@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from rmforge.annotators import REGISTRY
-from rmforge.cli import load_config
+from rmforge.api import load_config
 from rmforge.problems.importers import import_problem_rows, read_records
 
 ROOT = Path(__file__).resolve().parent.parent
