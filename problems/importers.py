@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from pydantic import ValidationError
 
+from rmforge.schemas.errors import UserError
 from rmforge.schemas.records import Problem, QuarantineRecord, Rollout, Step, stable_hash
 
 T = TypeVar("T")
@@ -107,10 +108,8 @@ class Unreadable:
 NumberedRow = tuple[int, Any]
 
 
-class InputFileError(ValueError):
+class InputFileError(UserError, ValueError):
     """The input file as a whole cannot be imported (a folder, empty, unreadable)."""
-
-    user_facing = True  # the CLI prints the message as one line
 
 
 def folio_problem(record: dict[str, Any], source: str) -> Problem:

@@ -23,7 +23,7 @@ from typing import Any, Union
 import yaml
 from pydantic import ValidationError
 
-from rmforge.errors import AnnotatorsUnavailable, ConfigError, UserError
+from rmforge.errors import AnnotatorsUnavailable, ConfigError, UserError, is_user_error
 from rmforge.schemas.config import CONSENSUS_POLICIES, ComputeConfig, ExportConfig, PipelineConfig
 from rmforge.tasks import store as _store
 
@@ -331,13 +331,10 @@ def input_file(file: str | os.PathLike, what: str = "a JSON, JSONL or Parquet fi
 
 def records_file(file: str | os.PathLike, what: str = "a JSON, JSONL or Parquet file") -> str:
     """An input of records, checked as a whole before any work (empty, unreadable Parquet)."""
-    from rmforge.problems.importers import InputFileError, check_records_file
+    from rmforge.problems.importers import check_records_file
 
     source = input_file(file, what)
-    try:
-        check_records_file(Path(source))
-    except InputFileError as exc:
-        raise UserError(str(exc)) from None
+    check_records_file(Path(source))  # InputFileError, a UserError, when it cannot be imported
     return source
 
 
@@ -387,7 +384,7 @@ def running_flows() -> Iterator[None]:
     try:
         yield
     except Exception as error:
-        if not getattr(error, "user_facing", False):  # those name their cause already
+        if not is_user_error(error):  # those name their cause already
             raise_if_server_lost(error)
         raise
     finally:

@@ -40,7 +40,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from rmforge.console import (RmforgeGroup, Settings, UserError, configure_logging, version_callback)
+from rmforge.console import RmforgeGroup, Settings, configure_logging, version_callback
+from rmforge.errors import UserError, is_user_error
 from rmforge.schemas.config import (ComputeConfig, ExportConfig, GeneratorConfig, PipelineConfig,
                                     ProblemSourceConfig)
 
@@ -616,7 +617,7 @@ def review(
     except ValidationError as exc:  # the human annotator's config rejects the name
         raise UserError(f"--reviewer {name!r}: {exc.errors()[0]['msg']}") from None
     except StoreBusy as exc:
-        if getattr(exc.__cause__, "user_facing", False):  # a held file: its message, and exit 75
+        if exc.__cause__ is not None and is_user_error(exc.__cause__):  # a held file: its message, and exit 75
             raise exc.__cause__ from None
         raise UserError(str(exc)) from None
     console.print(f"Reviewing {location} as [bold]{name}[/bold] (Ctrl+C to stop):")

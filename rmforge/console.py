@@ -1,5 +1,10 @@
 """How the command line behaves around its commands: one-line errors, quiet logs,
 clean interruption. Commands themselves live in `rmforge.cli`.
+
+A command reports what the user must fix one way: it raises a `UserError` (`rmforge.errors`;
+raised below the CLI too: a busy store, an input file that cannot be imported, an export
+folder that cannot be written). `RmforgeGroup` prints its message as one `error:` line on
+stderr and exits with its `exit_code`.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any, Iterator, Sequence
 import typer
 from typer.core import TyperGroup
 
-from rmforge.errors import UserError
+from rmforge.errors import is_user_error
 from rmforge.orphans import bind_children_to_this_process
 
 try:  # typer >= 0.2x carries its own copy of click
@@ -160,18 +165,14 @@ class RmforgeGroup(TyperGroup):
             code = exc.exit_code
         except typer.Abort:
             code = 130
-        except UserError as exc:
-            print_error(str(exc))
-            code = exc.exit_code
         except Exception as exc:
-            if Settings.debug:
-                raise
-            # Errors raised below the CLI that speak to the user (a busy store, an input file
-            # that cannot be imported, an export folder that cannot be written) say so with
-            # `user_facing = True` and may carry their own exit code (75: busy, retry later).
-            if getattr(exc, "user_facing", False):
+            # A user error, wherever it was raised, is its message (even with --debug) and its
+            # exit code (75 for a busy store: retry later); anything else is a bug to report.
+            if is_user_error(exc):
                 print_error(str(exc))
                 code = getattr(exc, "exit_code", 1)
+            elif Settings.debug:
+                raise
             else:
                 print_error(f"{type(exc).__name__}: {exc} (rerun with `rmforge --debug ...` for the traceback)")
                 code = 1

@@ -1,20 +1,16 @@
-"""Errors that speak to the user, raised by the Python API and the command line alike.
+"""Errors that speak to the user, raised by the Python API and the command line alike: the
+public names (`rmforge.UserError`, ...).
 
-No imports: `rmforge.api` and `rmforge.console` both use these without pulling in each other.
+`UserError` and `ConfigError` live in the bottom layer (`rmforge.schemas.errors`), where every
+package can raise them; the subclasses only the API raises live here. No imports beyond that
+module: `rmforge.api` and `rmforge.console` both use these without pulling in each other.
 """
 
 from __future__ import annotations
 
+from rmforge.schemas.errors import ConfigError, UserError, is_user_error
 
-class UserError(Exception):
-    """A problem with what the user asked for; the message says what to fix in one line (the
-    command line shows it without a traceback and exits with `exit_code`)."""
-
-    exit_code = 1
-
-
-class ConfigError(UserError, ValueError):
-    """A config or argument that is not valid; the message names the field or argument."""
+__all__ = ["UserError", "ConfigError", "AnnotatorsUnavailable", "is_user_error"]
 
 
 class AnnotatorsUnavailable(UserError):

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rmforge.console import UserError
+from rmforge.errors import UserError
 from rmforge.orphans import environment_for_a_lasting_child
 
 DEFAULT_PORT = 4200

@@ -55,6 +55,7 @@ from rmforge.annotators.base import AUTHORITY_RANK
 from rmforge.annotators.judge import build_judge_request
 from rmforge.generators.prompts import SYSTEM_PROMPTS
 from rmforge.schemas.config import CurationConfig, ExportConfig, ExportFormat, GeneratorConfig
+from rmforge.schemas.errors import UserError
 from rmforge.schemas.records import utc_now
 from rmforge.tasks.store import Store, StoreLocation, resolve_store
 
@@ -67,10 +68,8 @@ STAGING_PREFIX = ".rmforge-tmp-"
 _LEGACY_CARD_TITLE = "# rmforge export"
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError, RuntimeError):
     """An export that cannot be made, naming the folder or store at fault when there is one."""
-
-    user_facing = True  # the CLI prints the message as one line
 
     def __init__(self, reason: str, where: Path | StoreLocation | None = None) -> None:
         self.where = where

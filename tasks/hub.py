@@ -13,15 +13,14 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from rmforge.schemas.errors import UserError
 from rmforge.tasks.export import CARD, CONFIG_FILE
 
 PUSHED_FILES = [CARD, CONFIG_FILE, "*.parquet"]
 
 
-class HubError(RuntimeError):
+class HubError(UserError, RuntimeError):
     """A push that cannot be made or failed, said in one line."""
-
-    user_facing = True  # the CLI prints the message as one line
 
 
 def hub_token() -> str:

@@ -118,6 +118,26 @@ def test_annotators_that_cannot_run_here_are_refused_before_any_flow(db, monkeyp
         assert store.count("runs") == 0
 
 
+def test_errors_raised_below_the_api_for_the_user_are_user_errors(tmp_path):
+    """One type for what the user must fix, from the bottom layer up: the command line catches it
+    and prints its message as one line."""
+    from rmforge.problems.importers import InputFileError
+    from rmforge.schemas.errors import UserError
+    from rmforge.tasks.export import ExportError
+    from rmforge.tasks.hub import HubError
+
+    assert rmforge.UserError is UserError
+    for error in (rmforge.ConfigError, rmforge.AnnotatorsUnavailable, InputFileError, ExportError, HubError):
+        assert issubclass(error, rmforge.UserError), error
+        assert "user_facing" not in vars(error), error
+    assert issubclass(rmforge.ConfigError, ValueError) and issubclass(InputFileError, ValueError)
+    empty = tmp_path / "rows.jsonl"
+    empty.write_text("")
+    with pytest.raises(rmforge.UserError, match="holds no records") as raised:
+        rmforge.import_rollouts(empty, db=tmp_path / "store.duckdb")
+    assert isinstance(raised.value, InputFileError)
+
+
 def test_store_opens_read_only_and_answers_in_arrow_and_polars(db, tmp_path):
     problem = make_problem()
     with WritableStore(db) as store:

@@ -441,6 +441,18 @@ def test_a_db_that_is_not_a_duckdb_file_is_one_line(tmp_path, command):
     assert text.read_text() == "not a database\n"
 
 
+def test_user_errors_from_below_the_cli_stay_one_line_with_debug(tmp_path):
+    """--debug shows the traceback of a bug, not of a user error (here the store's, and an input
+    file's raised below the API)."""
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database\n")
+    assert_one_line_error(invoke("--debug", "sql", "SELECT 1", "--db", text), "not an rmforge store")
+    empty = tmp_path / "rows.jsonl"
+    empty.write_text("")
+    assert_one_line_error(invoke("--debug", "import", "rollouts", empty, "--db", tmp_path / "store.duckdb"),
+                          "holds no records")
+
+
 @pytest.fixture()
 def prefect_api(prefect_harness):
     from prefect.settings import PREFECT_API_URL
