@@ -23,20 +23,21 @@ if (_checkout / "pyproject.toml").is_file() and (_checkout / "tasks" / "__init__
 # Written out, not computed, so that type checkers and linters see what `rmforge` exports.
 __all__ = [
     "__version__",
-    # the stages (rmforge/api.py)
+    # the stages (rmforge/api.py) and the config loader (rmforge/config_files.py)
     "run", "generate", "import_rollouts", "annotate", "curate", "export", "eval", "load_config",
     "Store", "StageResult", "CurateResult", "ExportResult", "PipelineResult", "EvalResult",
     # what a config holds (schemas/config.py)
     "PipelineConfig", "ProblemSourceConfig", "GeneratorConfig", "SamplingConfig", "StepSplitConfig",
     "CurationConfig", "ComputeConfig",
-    # what the stages raise (rmforge/errors.py)
+    # what the stages raise (rmforge/errors.py; UserError and ConfigError from schemas/errors.py)
     "UserError", "ConfigError", "AnnotatorsUnavailable",
 ]
 
 if TYPE_CHECKING:
     from rmforge.api import (CurateResult, EvalResult, ExportResult, PipelineResult, StageResult, Store, annotate,
-                             curate, export, generate, import_rollouts, load_config, run)
+                             curate, export, generate, import_rollouts, run)
     from rmforge.api import evaluate as eval
+    from rmforge.config_files import load_config
     from rmforge.errors import AnnotatorsUnavailable, ConfigError, UserError
     from rmforge.schemas.config import (ComputeConfig, CurationConfig, GeneratorConfig, PipelineConfig,
                                         ProblemSourceConfig, SamplingConfig, StepSplitConfig)
@@ -47,6 +48,7 @@ _HOMES = {
     **dict.fromkeys(["PipelineConfig", "ProblemSourceConfig", "GeneratorConfig", "SamplingConfig", "StepSplitConfig",
                      "CurationConfig", "ComputeConfig"], "rmforge.schemas.config"),
     **dict.fromkeys(["UserError", "ConfigError", "AnnotatorsUnavailable"], "rmforge.errors"),
+    "load_config": "rmforge.config_files",
 }
 _RENAMED = {"eval": "evaluate"}
 

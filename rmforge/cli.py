@@ -108,7 +108,7 @@ def compute_options(config: PipelineConfig, task_runner: Optional[Any], workers:
                     address: Optional[str]) -> ComputeConfig:
     """The config's `compute` with the command line's choices; a runner whose package is
     missing here, or an address without a cluster runner, is a usage error (exit 2)."""
-    from rmforge.api import compute_problem
+    from rmforge.checks import compute_problem
 
     updates = {k: v for k, v in {"task_runner": task_runner.value if task_runner else None, "workers": workers,
                                  "address": address}.items() if v is not None}
@@ -245,9 +245,9 @@ def run(
                                  "file, the flags and every default) and exit without running."),
 ) -> None:
     """Run the whole pipeline: problems -> rollouts -> labels -> curated datasets."""
-    from rmforge import api
+    from rmforge import api, checks, config_files
 
-    config = api.load_config(config_file)
+    config = config_files.load_config(config_file)
     config = config.model_copy(update={"compute": compute_options(config, task_runner, workers, cluster_address)})
     updates: dict[str, Any] = {}
     problem_updates = {k: v for k, v in {"count": problems, "kind": source.value if source else None,
@@ -257,7 +257,7 @@ def run(
     sampling_updates = {k: v for k, v in {"n": samples, "max_tokens": max_tokens}.items() if v is not None}
     if sampling_updates:
         updates["sampling"] = config.sampling.model_copy(update=sampling_updates)
-    servers = api.as_list(base_url) if base_url else []  # several: data-parallel (generator.base_urls)
+    servers = checks.as_list(base_url) if base_url else []  # several: data-parallel (generator.base_urls)
     generator_updates = {k: v for k, v in {"backend": backend.value if backend else None, "model": model,
                                            "base_url": servers[0] if len(servers) == 1 else None,
                                            "base_urls": servers if len(servers) > 1 else None}.items()
@@ -265,21 +265,21 @@ def run(
     if generator_updates:
         updates["generator"] = config.generator.model_copy(update=generator_updates)
     if annotators is not None:
-        updates["annotators"] = api.as_list(annotators)
+        updates["annotators"] = checks.as_list(annotators)
     if batch_size is not None:
         updates["batch_size"] = batch_size
     try:
         config = PipelineConfig.model_validate(config.model_copy(update=updates).model_dump())
     except ValidationError as exc:
-        raise UserError(api.validation_message(exc)) from None
-    api.check_annotators(config.annotators, config.annotator_options, option="--annotators", config_file=config_file)
+        raise UserError(config_files.validation_message(exc)) from None
+    checks.check_annotators(config.annotators, config.annotator_options, option="--annotators", config_file=config_file)
     if export_dir is not None:
-        api.check_folder(export_dir, "--export")
+        checks.check_folder(export_dir, "--export")
     if dry_run:
         from rmforge.tasks.store import resolve_store
 
         effective = {"store": str(resolve_store(db)), "export_dir": str(export_dir) if export_dir else None,
-                     **api.effective_config(config)}
+                     **config_files.effective_config(config)}
         sys.stdout.write(yaml.safe_dump(effective, sort_keys=False, allow_unicode=True))
         return
 
@@ -348,11 +348,11 @@ def annotate(
     json_output: bool = JsonOption,
 ) -> None:
     """Label the stored rollouts with the named annotators (only what is not labelled yet)."""
-    from rmforge import api
+    from rmforge import api, checks, config_files
 
-    config = api.load_config(config_file)
+    config = config_files.load_config(config_file)
     compute = compute_options(config, task_runner, workers, cluster_address)
-    names = api.check_annotators(api.as_list(annotator), config.annotator_options, option="--annotator",
+    names = checks.check_annotators(checks.as_list(annotator), config.annotator_options, option="--annotator",
                                  config_file=config_file)
     config = config.model_copy(update={"compute": compute, "batch_size": batch_size or config.batch_size})
     result = api.annotate(names, db=db, config=config, retry_errors=retry_errors)
@@ -375,12 +375,12 @@ def curate(
     json_output: bool = JsonOption,
 ) -> None:
     """Rebuild consensus, decontamination, deduplication and the curated datasets."""
-    from rmforge import api
+    from rmforge import api, checks, config_files
 
-    config = api.load_config(config_file)
-    names = api.check_annotators(api.as_list(annotators) if annotators is not None else config.annotators,
+    config = config_files.load_config(config_file)
+    names = checks.check_annotators(checks.as_list(annotators) if annotators is not None else config.annotators,
                                  option="--annotators")
-    eval_sets = api.check_eval_sets(decontaminate or [], option="--decontaminate")
+    eval_sets = checks.check_eval_sets(decontaminate or [], option="--decontaminate")
     result = api.curate(names, db=db, config=config, decontaminate=eval_sets)
     summary, path = result.summary, result.db
     report(summary, json_output, ["Curated:", *_curate_lines(summary), f"Data: {path}",
@@ -403,11 +403,11 @@ def export(
     json_output: bool = JsonOption,
 ) -> None:
     """Export curated datasets (Parquet, JSONL, HF datasets) with a dataset card; optionally push them."""
-    from rmforge import api
+    from rmforge import api, checks, config_files
 
-    names = api.check_datasets(api.as_list(datasets) if datasets is not None else None, option="--datasets")
-    api.check_folder(out, "--out")
-    settings = api.export_settings(config_file, format=dataset_format.value if dataset_format else None,
+    names = checks.check_datasets(checks.as_list(datasets) if datasets is not None else None, option="--datasets")
+    checks.check_folder(out, "--out")
+    settings = config_files.export_settings(config_file, format=dataset_format.value if dataset_format else None,
                                    push_to_hub=push_to_hub, private=private)
     if settings.private and not settings.push_to_hub:
         raise UserError("--private: only with --push-to-hub (or export.push_to_hub in the config)")
@@ -431,7 +431,7 @@ def _cell(value: Any) -> str:
 def _read_only_store(db: Optional[str]) -> Any:
     """The store opened read-only, with DuckDB's file access switched off: a query can
     read the store's tables and nothing else (no COPY TO, read_csv, ATTACH, INSTALL)."""
-    from rmforge.api import existing_store
+    from rmforge.checks import existing_store
     from rmforge.tasks.store import Store
 
     store = Store(existing_store(db), read_only=True)
@@ -501,7 +501,8 @@ def import_processbench(
     json_output: bool = JsonOption,
 ) -> None:
     """Import ProcessBench solutions: exact steps, and the human first-error label as annotator `human`."""
-    from rmforge.api import input_file, records_file, refuse_if_nothing_imported, running_flows, writable_store
+    from rmforge.api import running_flows
+    from rmforge.checks import input_file, records_file, refuse_if_nothing_imported, writable_store
 
     source = records_file(file)
     gold_path = input_file(gold, "a JSON object of gold answers") if gold else None
@@ -528,7 +529,8 @@ def import_prm800k(
     json_output: bool = JsonOption,
 ) -> None:
     """Import PRM800K-style rated solutions: the chosen step per turn, ratings as annotator `human`."""
-    from rmforge.api import records_file, refuse_if_nothing_imported, running_flows, writable_store
+    from rmforge.api import running_flows
+    from rmforge.checks import records_file, refuse_if_nothing_imported, writable_store
 
     source = records_file(file)
     path = writable_store(db)
@@ -556,14 +558,14 @@ def evaluate(
     json_output: bool = typer.Option(False, "--json", help="Print the scores as JSON on stdout (nothing else)."),
 ) -> None:
     """Score annotators and consensus policies against human labels (ProcessBench format)."""
-    from rmforge import api
+    from rmforge import api, checks, config_files
 
-    config = api.load_config(config_file)
-    names = api.check_annotators(api.as_list(annotators), config.annotator_options, option="--annotators",
+    config = config_files.load_config(config_file)
+    names = checks.check_annotators(checks.as_list(annotators), config.annotator_options, option="--annotators",
                                  config_file=config_file)
-    chosen = api.check_policies(api.as_list(policies) if policies else None, option="--policies")
+    chosen = checks.check_policies(checks.as_list(policies) if policies else None, option="--policies")
     if out is not None:
-        api.check_folder(out, "--out")
+        checks.check_folder(out, "--out")
     evaluation = api.evaluate(file, names, policies=chosen, out=out, gold=gold, config=config, db=db)
     result = {"scores": evaluation.scores, "files": evaluation.files}
     if json_output:
