@@ -428,23 +428,6 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _read_only_store(db: Optional[str]) -> Any:
-    """The store opened read-only, with DuckDB's file access switched off: a query can
-    read the store's tables and nothing else (no COPY TO, read_csv, ATTACH, INSTALL)."""
-    from rmforge.checks import existing_store
-    from rmforge.tasks.store import Store
-
-    store = Store(existing_store(db), read_only=True)
-    if store.location.lake_data_path:  # the lake's own Parquet folder stays readable, nothing else
-        store.execute("SET allowed_directories = [?]", [store.location.lake_data_path])
-    # DuckDB keeps its spill folder (`<db>.tmp/`) open to queries even with external access
-    # off, so COPY TO and read_csv could use it; without spilling there is no such folder.
-    store.execute("SET temp_directory = ''")
-    store.execute("SET enable_external_access = false")
-    store.execute("SET lock_configuration = true")
-    return store
-
-
 @app.command()
 def sql(
     query: str = typer.Argument(..., help="One SQL statement; the store is opened read-only."),
@@ -453,16 +436,11 @@ def sql(
     max_width: int = typer.Option(60, min=1, help="Truncate table cells to this many characters."),
 ) -> None:
     """Run a read-only SQL query against the store and print the result."""
-    if not query.strip():
-        raise UserError("empty query")
-    with _read_only_store(db) as store:
-        try:
-            relation = store.con.sql(query)
-            result = relation.to_arrow_table() if relation is not None else None
-        except Exception as exc:  # duckdb's errors carry the useful message; its types live in tasks.store
-            raise UserError(str(exc)) from None
-    if result is None:
-        raise UserError("the statement returned no rows; `rmforge sql` is for queries")
+    from rmforge import sql_sandbox
+
+    sql_sandbox.check_statement(query)
+    with sql_sandbox.sandboxed_store(db) as store:
+        result = sql_sandbox.query(store, query)
     rows = result.to_pylist()
     if format is OutputFormat.json:
         sys.stdout.write(json.dumps(rows, default=str, ensure_ascii=False, indent=2) + "\n")
@@ -636,8 +614,9 @@ def review(
 def status(db: Optional[str] = DbOption, runs: int = typer.Option(8, min=1, help="How many recent runs.")) -> None:
     """Rows per table and the last runs with their state."""
     from rmforge.server import read_state
+    from rmforge.sql_sandbox import sandboxed_store
 
-    with _read_only_store(db) as store:
+    with sandboxed_store(db) as store:
         counts = store.counts()
         # runs_health shows a run whose heartbeat stopped as `crashed`; a store no writer of
         # this version has opened yet lacks the view.
@@ -761,9 +740,10 @@ def run_report(
     json_output: bool = typer.Option(False, "--json", help="Print the report's numbers as JSON (nothing else)."),
 ) -> None:
     """A curate or pipeline run's report: annotator agreement, label balance, cost per stage, and its chart."""
+    from rmforge.sql_sandbox import sandboxed_store
     from rmforge.tasks.run_report import AGREEMENT_KEY, REFUTE_ONLY_NOTE, draw_report, report_tables
 
-    with _read_only_store(db) as store:
+    with sandboxed_store(db) as store:
         if run_id == "last":
             runs = store.rows("SELECT run_id, flow, summary FROM runs WHERE flow IN ('curate', 'pipeline') "
                               "AND status = 'completed' ORDER BY finished_at DESC LIMIT 1")
