@@ -272,7 +272,7 @@ def test_annotators_lists_what_each_labels_needs_and_its_options(monkeypatch):
 
 
 def test_import_summaries_say_what_became_of_every_row_one_line_each():
-    from rmforge.cli import _labelled_lines, _rollout_import_lines
+    from rmforge.cli.imports import _labelled_lines, _rollout_import_lines
 
     summary = {"rollouts": 1, "problems": 1, "new_steps": 3, "rows_read": 4, "identical_repeats": 2,
                "quarantined": 1, "human_step_labels": 3, "human_outcome_labels": 1}
@@ -327,18 +327,19 @@ def test_prefect_records_shown_without_verbose(logger, level, shown):
 
 
 def test_counts_are_said_in_the_singular_for_one():
-    from rmforge.cli import _counts, _curate_lines, counted
+    from rmforge.cli.output import counted, counted_keys
+    from rmforge.cli.pipeline import _curate_lines
 
     assert counted(1, "problem") == "1 problem" and counted(2, "problem") == "2 problems"
     assert counted(0, "row") == "0 rows" and counted(1, "process example") == "1 process example"
-    assert _counts({"step_labels": 1, "outcomes_decided": 1, "agreed": 1}) == "1 step label, 1 outcome decided, 1 agreed"
-    assert _counts({"step_labels": 2, "outcomes_decided": 3}) == "2 step labels, 3 outcomes decided"
+    assert counted_keys({"step_labels": 1, "outcomes_decided": 1, "agreed": 1}) == "1 step label, 1 outcome decided, 1 agreed"
+    assert counted_keys({"step_labels": 2, "outcomes_decided": 3}) == "2 step labels, 3 outcomes decided"
     lines = _curate_lines({"datasets": {"preference_pairs": 1, "process_examples": 2, "no_process_example": {}}})
     assert lines == ["  datasets: 1 preference pair, 2 process examples"]
 
 
 def test_import_summaries_of_one_row_say_one_row():
-    from rmforge.cli import _labelled_lines, _rollout_import_lines
+    from rmforge.cli.imports import _labelled_lines, _rollout_import_lines
 
     summary = {"rollouts": 1, "problems": 1, "new_steps": 1, "rows_read": 1, "identical_repeats": 1,
                "quarantined": 1, "human_step_labels": 1, "human_outcome_labels": 1}
@@ -357,7 +358,7 @@ def test_sql_caption_counts_rows_in_the_singular(store_db):
 
 
 def test_curate_summary_shows_why_rollouts_have_no_process_example():
-    from rmforge.cli import _curate_lines
+    from rmforge.cli.pipeline import _curate_lines
 
     reasons = {"final answer incorrect but no step refuted": 3, "a step left undecided": 1}
     lines = _curate_lines({"datasets": {"preference_pairs": 2, "process_examples": 5, "no_process_example": reasons}})
@@ -371,7 +372,7 @@ def test_curate_summary_shows_why_rollouts_have_no_process_example():
     ("my store.duckdb", "Next: rmforge annotate --annotator answer,z3_arith --db 'my store.duckdb'"),
 ])
 def test_next_hints_carry_the_db_only_when_given(given, hinted):
-    from rmforge.cli import _labelled_lines, _rollout_import_lines
+    from rmforge.cli.imports import _labelled_lines, _rollout_import_lines
 
     summary = {"rollouts": 2, "problems": 2, "new_steps": 3, "rows_read": 2, "identical_repeats": 0,
                "quarantined": 0, "human_step_labels": 3, "human_outcome_labels": 2}
