@@ -12,7 +12,7 @@ from rmforge.flows.export import export
 from rmforge.flows.generate import generate, resolve_seed
 from rmforge.schemas.config import PipelineConfig
 from rmforge.tasks.runs import GPU_LIMIT, exclusive, tracked_run
-from rmforge.tasks.store import resolve_store
+from rmforge.store import resolve_store
 
 
 @flow(name="pipeline", log_prints=True)

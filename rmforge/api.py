@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from rmforge.errors import AnnotatorsUnavailable, ConfigError, UserError
 from rmforge.schemas.config import CONSENSUS_POLICIES, ComputeConfig, ExportConfig, PipelineConfig
-from rmforge.tasks import store as _store
+from rmforge import store as _store
 
 # What a function takes as its config: the object, a dict of its fields, a YAML/JSON file, or
 # None for the defaults (the embedded demo).

@@ -275,7 +275,7 @@ def run(
     if export_dir is not None:
         api.check_folder(export_dir, "--export")
     if dry_run:
-        from rmforge.tasks.store import resolve_store
+        from rmforge.store import resolve_store
 
         effective = {"store": str(resolve_store(db)), "export_dir": str(export_dir) if export_dir else None,
                      **api.effective_config(config)}
@@ -431,7 +431,7 @@ def _read_only_store(db: Optional[str]) -> Any:
     """The store opened read-only, with DuckDB's file access switched off: a query can
     read the store's tables and nothing else (no COPY TO, read_csv, ATTACH, INSTALL)."""
     from rmforge.api import existing_store
-    from rmforge.tasks.store import Store
+    from rmforge.store import Store
 
     store = Store(existing_store(db), read_only=True)
     if store.location.lake_data_path:  # the lake's own Parquet folder stays readable, nothing else
@@ -458,7 +458,7 @@ def sql(
         try:
             relation = store.con.sql(query)
             result = relation.to_arrow_table() if relation is not None else None
-        except Exception as exc:  # duckdb's errors carry the useful message; its types live in tasks.store
+        except Exception as exc:  # duckdb's errors carry the useful message; its types live in rmforge.store
             raise UserError(str(exc)) from None
     if result is None:
         raise UserError("the statement returned no rows; `rmforge sql` is for queries")
@@ -605,7 +605,7 @@ def review(
     from pydantic import ValidationError
 
     from rmforge.review.app import StoreBusy, create_app, serve
-    from rmforge.tasks.store import resolve_store
+    from rmforge.store import resolve_store
 
     location = resolve_store(db)
     if not location.exists():

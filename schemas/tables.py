@@ -174,7 +174,7 @@ def missing_column_sql(existing: set[tuple[str, str]]) -> list[str]:
 
 def create_table_sql(spec: TableSpec) -> str:
     """CREATE TABLE for one spec. The key columns are NOT NULL but carry no PRIMARY KEY constraint:
-    the store's writes keep keys unique (tasks/store.py says why and how)."""
+    the store's writes keep keys unique (store/store.py says why and how)."""
     cols = []
     for name, sql_type in column_sql(spec):
         not_null = " NOT NULL" if name in spec.primary_key else ""

@@ -41,7 +41,7 @@ from rmforge.annotators.base import AnnotationInput, AnnotationOutput, Annotator
 from rmforge.generators.base import GenerationError
 from rmforge.schemas.config import GeneratorConfig
 from rmforge.schemas.records import Problem, Rollout, utc_now
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 # Errors that say nothing about the rollout being labelled: they fail the whole batch.
 NOT_THE_ROLLOUTS_FAULT = (GenerationError, AnnotatorUnavailable, BrokenProcessPool, MemoryError)

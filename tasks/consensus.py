@@ -34,7 +34,7 @@ from rmforge.annotators import REGISTRY, annotator_class
 from rmforge.annotators.base import AUTHORITY_RANK, Evidence
 from rmforge.schemas.config import CurationConfig
 from rmforge.schemas.records import OutcomeConsensus, StepConsensus, Verdict, canonical_json
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 HUMAN_RANK = AUTHORITY_RANK["human"]
 FINAL_ANSWER = "final answer"  # suffix of the last-step vote cast by an incorrect outcome

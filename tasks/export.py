@@ -56,7 +56,7 @@ from rmforge.annotators.judge import build_judge_request
 from rmforge.generators.prompts import SYSTEM_PROMPTS
 from rmforge.schemas.config import CurationConfig, ExportConfig, ExportFormat, GeneratorConfig
 from rmforge.schemas.records import utc_now
-from rmforge.tasks.store import Store, StoreLocation, resolve_store
+from rmforge.store import Store, StoreLocation, resolve_store
 
 MANIFEST = "rmforge-export.json"
 CARD = "README.md"

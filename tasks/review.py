@@ -18,7 +18,7 @@ from rmforge.annotators.base import AnnotationInput, Evidence
 from rmforge.annotators.human import HumanAnnotator
 from rmforge.schemas.records import Problem, Rollout, Verdict
 from rmforge.schemas.tables import VIEWS
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 # Why a rollout is in the queue, in review order.
 PRIORITIES: tuple[str, ...] = ("disagreement", "refute_flag", "spot_check")

@@ -36,7 +36,7 @@ from rmforge.problems.importers import (
     step_texts_by_rollout,
 )
 from rmforge.tasks.steps import steps_for
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 
 def rollout_id(problem_id: str, generator: GeneratorConfig, sampling: SamplingConfig, index: int) -> str:

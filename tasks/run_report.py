@@ -20,7 +20,7 @@ from prefect.runtime import flow_run
 
 from rmforge.annotators import REGISTRY, annotator_class
 from rmforge.schemas.records import utc_now
-from rmforge.tasks.store import Store, resolve_store
+from rmforge.store import Store, resolve_store
 
 # The newest label of each annotator on each step or rollout: an annotator relabelled under
 # another config counts once, with its latest word.

@@ -34,7 +34,7 @@ from rmforge.generators.base import generation_progress
 from rmforge.schemas.records import RunRecord, canonical_json, utc_now
 from rmforge.schemas.tables import DEFAULT_HEARTBEAT_S
 from rmforge.problems.importers import ImportResult
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 
 def current_run_id() -> str:

@@ -22,7 +22,7 @@ import pytest
 from rmforge.schemas.records import RunRecord, utc_now
 from rmforge.schemas.tables import TABLES
 from rmforge.tasks.runs import Heartbeat, tracked_run
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 from tests.servers import ChatServer
 from tests.test_cli import invoke
 

@@ -28,7 +28,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from rmforge.schemas.records import Verdict, stable_hash, utc_now
 from rmforge.tasks import review
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 # Templates and static files are package data: found through the package, installed or not.
 ASSETS = Path(str(resources.files("rmforge.review")))

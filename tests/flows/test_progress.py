@@ -9,7 +9,7 @@ from rmforge.flows.pipeline import pipeline
 from rmforge.cli import app
 from rmforge.schemas.config import PipelineConfig
 from rmforge.tasks.runs import set_progress_display
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 from tests.servers import ChatServer
 from tests.tasks.test_runs import RecordingDisplay
 

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from rmforge.review.app import create_app
 from rmforge.tasks import review
 from rmforge.tasks.review import STEPS_PER_PAGE, rollout_review
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 from tests.review.conftest import start_review
 from tests.review.store_builder import build_long_rollout, build_review_store
 

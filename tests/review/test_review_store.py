@@ -18,7 +18,7 @@ from rmforge.tasks.review import (
     rollout_review,
     save_verdict,
 )
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 from tests.review.conftest import rmforge
 from tests.review.store_builder import build_review_store, outcome_label, step_label
 

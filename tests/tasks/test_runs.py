@@ -10,7 +10,7 @@ from rmforge.generators.prompts import solution_request
 from rmforge.generators.vllm_engine import _ProgressBar
 from rmforge.schemas.config import GeneratorConfig, SamplingConfig
 from rmforge.tasks.runs import Progress, set_progress_display, tracked_run
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 from tests.servers import ChatServer
 
 

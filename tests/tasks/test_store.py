@@ -6,7 +6,7 @@ import pytest
 
 from rmforge.schemas.records import Problem, Rollout
 from rmforge.schemas.tables import TABLES, arrow_schema, create_table_sql
-from rmforge.tasks.store import Store, resolve_store
+from rmforge.store import Store, resolve_store
 from tests.builders import make_problem, make_rollout
 
 
