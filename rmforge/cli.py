@@ -604,8 +604,8 @@ def review(
 
     from pydantic import ValidationError
 
-    from rmforge.review.app import StoreBusy, create_app, serve
-    from rmforge.store import resolve_store
+    from rmforge.review.app import create_app, serve
+    from rmforge.store import StoreBusy, resolve_store
 
     location = resolve_store(db)
     if not location.exists():
