@@ -272,17 +272,16 @@ def compute_consensus(db: str, annotators: list[str], config: CurationConfig, ru
     with Store(db) as store:
         voters = voting_annotators(store, annotators)
         rollout_ids = [r["rollout_id"] for r in store.rows("SELECT rollout_id FROM rollouts ORDER BY rollout_id")]
-        store.begin()
-        store.execute("DELETE FROM step_consensus")
-        store.execute("DELETE FROM outcome_consensus")
-        for chunk in _chunks(rollout_ids, CHUNK_ROLLOUTS):
-            steps, outcomes = consensus_rows(store, voters, config, run_id, chunk)
-            store.write("step_consensus", steps)
-            store.write("outcome_consensus", outcomes)
-            counts["steps"] += len(steps)
-            counts["agreed"] += sum(s.agreed for s in steps)
-            counts["outcomes"] += len(outcomes)
-            counts["outcomes_decided"] += sum(o.verdict != "unknown" for o in outcomes)
-        store.commit()
+        with store.transaction():
+            store.execute("DELETE FROM step_consensus")
+            store.execute("DELETE FROM outcome_consensus")
+            for chunk in _chunks(rollout_ids, CHUNK_ROLLOUTS):
+                steps, outcomes = consensus_rows(store, voters, config, run_id, chunk)
+                store.write("step_consensus", steps)
+                store.write("outcome_consensus", outcomes)
+                counts["steps"] += len(steps)
+                counts["agreed"] += sum(s.agreed for s in steps)
+                counts["outcomes"] += len(outcomes)
+                counts["outcomes_decided"] += sum(o.verdict != "unknown" for o in outcomes)
     counts["excluded"] = counts["steps"] - counts["agreed"]
     return counts

@@ -295,9 +295,8 @@ def save_verdict(
     else:
         label = human.outcome_label(item, verdict, run_id, reason=reason)
         table = "outcome_labels"
-    store.begin()
-    store.write(table, [label], on_conflict="replace")
-    store.commit()
+    with store.transaction():
+        store.write(table, [label], on_conflict="replace")
     return label.labeled_at
 
 

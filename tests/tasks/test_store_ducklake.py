@@ -147,11 +147,10 @@ problem = make_problem()
 rollouts = [make_rollout(problem, f"answer {i}", index=i) for i in range(60)]
 with Store(sys.argv[1]) as store:
     for start in range(0, 60, 6):
-        store.begin()
-        store.write("rollouts", rollouts[start:start + 6],
-                    on_conflict="replace" if (start // 6 + int(sys.argv[2])) % 2 else "ignore")
-        store.write("problems", [problem])
-        store.commit()
+        with store.transaction():
+            store.write("rollouts", rollouts[start:start + 6],
+                        on_conflict="replace" if (start // 6 + int(sys.argv[2])) % 2 else "ignore")
+            store.write("problems", [problem])
 """
 
 
