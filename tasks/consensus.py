@@ -215,6 +215,9 @@ def voting_annotators(store: Store, annotators: Sequence[str]) -> list[str]:
     return requested + [n for n in humans if n not in requested]
 
 
+# The newest label of each voter; not the `newest_*_labels` views: here every human reviewer keeps
+# a vote of their own (per model), and the chunk's rollouts are picked before the ranking, which
+# would otherwise rank every label in the store once per chunk.
 _LATEST = """
     SELECT * FROM {table}
     WHERE annotator IN (SELECT UNNEST(?)) AND rollout_id IN (SELECT UNNEST(?))

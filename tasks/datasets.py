@@ -107,9 +107,7 @@ def process_example(
 
 _KEPT_ROLLOUTS = """
     SELECT r.rollout_id, r.problem_id, r.response, p.question
-    FROM rollouts r JOIN problems p USING (problem_id)
-    LEFT JOIN rollout_curation c USING (rollout_id)
-    WHERE coalesce(c.status, 'kept') = 'kept'
+    FROM kept_rollouts r JOIN problems p USING (problem_id)
 """
 
 

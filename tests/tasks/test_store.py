@@ -5,7 +5,7 @@ import pyarrow as pa
 import pytest
 
 from rmforge.schemas.records import Problem, Rollout
-from rmforge.schemas.tables import TABLES, arrow_schema, create_table_sql
+from rmforge.schemas.tables import TABLES, VIEWS, arrow_schema, create_table_sql
 from rmforge.store import Store, resolve_store
 from tests.builders import make_problem, make_rollout
 
@@ -143,6 +143,25 @@ def test_a_store_from_an_earlier_version_gains_new_columns(db):
         assert store.write("annotator_costs", pa.Table.from_pylist([row]), on_conflict="replace") == 1
         assert store.write("annotator_costs", pa.Table.from_pylist([row])) == 0
         assert store.rows("SELECT completions, steps FROM annotator_costs") == [{"completions": 5, "steps": 2}]
+
+
+def test_a_store_from_an_earlier_version_gains_the_views(db):
+    problem = make_problem()
+    kept, dropped = make_rollout(problem, "3 + 4 = 7", index=0), make_rollout(problem, "3 + 4 = 7", index=1)
+    with Store(db) as store:
+        store.write("problems", [problem])
+        store.write("rollouts", [kept, dropped])
+        store.execute("INSERT INTO rollout_curation (rollout_id, problem_id, status, run_id) "
+                      "VALUES (?, ?, 'exact_duplicate', 'r')", [dropped.rollout_id, problem.problem_id])
+        for name in VIEWS:  # as an earlier version left it: no views yet
+            store.execute(f"DROP VIEW {name}")
+    stored_views = "SELECT view_name FROM duckdb_views() WHERE database_name = current_database() ORDER BY 1"
+    with Store(db, read_only=True) as store:  # read-only: this connection's own, temporary views
+        assert store.rows("SELECT rollout_id FROM kept_rollouts") == [{"rollout_id": kept.rollout_id}]
+        assert store.execute(stored_views) == []
+    with Store(db) as store:  # for writing: the store's for good
+        assert store.execute(stored_views) == [(name,) for name in sorted(VIEWS)]
+        assert store.rows("SELECT rollout_id FROM kept_rollouts") == [{"rollout_id": kept.rollout_id}]
 
 
 def test_children_are_key_checked_only_where_their_parent_was_stored(db):
