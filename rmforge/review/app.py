@@ -27,7 +27,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from rmforge.schemas.records import Verdict, stable_hash, utc_now
-from rmforge.tasks import review
+from rmforge.review import queries as review
 from rmforge.store import Store, StoreBusy
 
 # Templates and static files are package data: found through the package, installed or not.

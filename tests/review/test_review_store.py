@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rmforge.review.app import create_app
-from rmforge.tasks.review import (
+from rmforge.review.queries import (
     QueueFilters,
     ReviewError,
     agreement_figures,
