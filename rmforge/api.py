@@ -380,7 +380,7 @@ def running_flows() -> Iterator[None]:
     Settings.runs_flows = True
     from rmforge.generators import close_generators
     from rmforge.progress import TerminalProgress
-    from rmforge.tasks.runs import set_progress_display
+    from rmforge.flows.progress import set_progress_display
 
     display = TerminalProgress.for_terminal()
     set_progress_display(display)
