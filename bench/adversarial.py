@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.soak import synthetic_rows  # noqa: E402  (GSM8K-style rollouts, a quarter with a slip)
 from rmforge.schemas.tables import TABLES  # noqa: E402
-from rmforge.tasks.store import Store  # noqa: E402
+from rmforge.store import Store  # noqa: E402
 
 N_ROLLOUTS = 3_000  # rows of the imported JSONL (four samples per problem)
 ANNOTATORS = "answer,z3_arith"

@@ -46,7 +46,7 @@ def rmforge(env: dict[str, str], *args: str) -> float:
 
 def recorded_seconds(db: Path, flow: str) -> float:
     sys.path.insert(0, str(REPO))
-    from rmforge.tasks.store import Store
+    from rmforge.store import Store
 
     with Store(db, read_only=True) as store:
         row = store.rows("SELECT epoch(finished_at) - epoch(started_at) AS s FROM runs WHERE flow = ?", [flow])

@@ -64,7 +64,7 @@ def main() -> None:
     from rmforge.schemas.records import Problem
     from rmforge.tasks.decontaminate import decontaminate_problems, load_eval_items
     from rmforge.tasks.dedupe import cached_embeddings, deduplicate_problems, nearest
-    from rmforge.tasks.store import Store
+    from rmforge.store import Store
 
     eval_items = {item.item_id: item for item in load_eval_items(str(EVAL_SET))}
     problems, label_of = [], {}

@@ -86,7 +86,7 @@ def cpu_at(series: list[tuple[float, float]], when: float) -> float:
 
 def stage_bounds(db: Path) -> list[tuple[str, float, float]]:
     """(stage, start, end) in unix time, from the runs table and label timestamps."""
-    from rmforge.tasks.store import Store
+    from rmforge.store import Store
 
     def unix(value: datetime) -> float:
         return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
@@ -111,7 +111,7 @@ def stage_bounds(db: Path) -> list[tuple[str, float, float]]:
 def pipeline_config(db: Path):
     """The configuration the measured run used, as the store recorded it."""
     from rmforge.schemas.config import PipelineConfig
-    from rmforge.tasks.store import Store
+    from rmforge.store import Store
 
     with Store(str(db)) as store:
         row = store.rows("SELECT config FROM runs WHERE flow = 'pipeline'")[0]
@@ -119,7 +119,7 @@ def pipeline_config(db: Path):
 
 
 def counts(db: Path) -> dict[str, int]:
-    from rmforge.tasks.store import Store
+    from rmforge.store import Store
 
     with Store(str(db)) as store:
         return {t: store.count(t) for t in ("rollouts", "steps", "step_labels", "outcome_labels",

@@ -66,7 +66,7 @@ def make_template(workdir: Path, n: int, name: str) -> str:
 
 
 def labels(db: str) -> list[tuple]:
-    from rmforge.tasks.store import Store
+    from rmforge.store import Store
 
     with Store(db, read_only=True) as store:
         return store.execute(

@@ -139,7 +139,7 @@ class RssSampler(threading.Thread):
 
 def consistency(db: str, annotators: list, sampled: dict[str, int]) -> dict[str, int]:
     from rmforge.schemas.tables import TABLES
-    from rmforge.tasks.store import Store
+    from rmforge.store import Store
 
     with Store(db) as store:
         checks = {
@@ -421,7 +421,7 @@ def main() -> None:
         parser.error("--existing needs --db naming a store an earlier soak left")
     n = args.n
     if args.existing:
-        from rmforge.tasks.store import Store
+        from rmforge.store import Store
 
         with Store(args.db) as store:
             n = store.count("rollouts")

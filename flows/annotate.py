@@ -34,7 +34,8 @@ from rmforge.tasks.annotate import (
     release_claims,
     write_labels,
 )
-from rmforge.tasks.runs import Progress, tracked_run
+from rmforge.flows.progress import Progress
+from rmforge.flows.runs import tracked_run
 
 
 @flow(name="annotate", log_prints=True)

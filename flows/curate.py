@@ -10,7 +10,8 @@ from rmforge.tasks.datasets import build_datasets
 from rmforge.tasks.decontaminate import decontaminate_problems
 from rmforge.tasks.dedupe import deduplicate_problems, deduplicate_rollouts
 from rmforge.tasks.run_report import write_run_report
-from rmforge.tasks.runs import Progress, tracked_run
+from rmforge.flows.progress import Progress
+from rmforge.flows.runs import tracked_run
 
 
 @flow(name="curate", log_prints=True)

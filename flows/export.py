@@ -7,7 +7,8 @@ from prefect import flow
 from rmforge.schemas.config import ExportConfig
 from rmforge.tasks.export import check_export, export_datasets
 from rmforge.tasks.hub import check_push, push_export
-from rmforge.tasks.runs import Progress, tracked_run
+from rmforge.flows.progress import Progress
+from rmforge.flows.runs import tracked_run
 
 
 @flow(name="export", log_prints=True)

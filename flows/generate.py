@@ -9,9 +9,10 @@ from prefect.runtime import flow_run
 
 from rmforge.flows import chunks
 from rmforge.schemas.config import PipelineConfig
-from rmforge.tasks.problems import load_problems
+from rmforge.flows.progress import Progress
+from rmforge.flows.runs import tracked_run
+from rmforge.tasks.problems import load_problems, store_problems
 from rmforge.tasks.rollouts import generate_rollouts
-from rmforge.tasks.runs import Progress, store_problems, tracked_run
 
 
 def resolve_seed(config: PipelineConfig) -> tuple[PipelineConfig, str]:

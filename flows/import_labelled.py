@@ -8,7 +8,8 @@ from prefect import flow, get_run_logger
 
 from rmforge.problems.importers import count_records
 from rmforge.tasks.rollouts import import_labelled as import_labelled_file
-from rmforge.tasks.runs import Progress, tracked_run
+from rmforge.flows.progress import Progress
+from rmforge.flows.runs import tracked_run
 
 
 @flow(name="import-labelled", log_prints=True)

@@ -9,7 +9,8 @@ from prefect import flow, get_run_logger
 from rmforge.problems.importers import count_records
 from rmforge.schemas.config import StepSplitConfig
 from rmforge.tasks.rollouts import import_rollouts as import_rollout_file
-from rmforge.tasks.runs import Progress, tracked_run
+from rmforge.flows.progress import Progress
+from rmforge.flows.runs import tracked_run
 
 
 @flow(name="import-rollouts", log_prints=True)

@@ -11,8 +11,9 @@ from rmforge.flows.curate import curate
 from rmforge.flows.export import export
 from rmforge.flows.generate import generate, resolve_seed
 from rmforge.schemas.config import PipelineConfig
-from rmforge.tasks.runs import GPU_LIMIT, exclusive, tracked_run
-from rmforge.tasks.store import resolve_store
+from rmforge.flows.concurrency import GPU_LIMIT, exclusive
+from rmforge.flows.runs import tracked_run
+from rmforge.store import resolve_store
 
 
 @flow(name="pipeline", log_prints=True)
@@ -21,7 +22,7 @@ def pipeline(config: PipelineConfig | None = None, db: str | None = None, export
     db = resolve_store(db).url
     # The seed comes from the pipeline's schedule, not the generate subflow's own start.
     config, seed_origin = resolve_seed(config)
-    # One vLLM engine stage at a time on the machine's GPU (deployment runs, see tasks.runs.exclusive).
+    # One vLLM engine stage at a time on the machine's GPU (deployment runs, see flows.concurrency.exclusive).
     gpu = exclusive(GPU_LIMIT) if config.generator.backend == "vllm" else nullcontext()
     with tracked_run(db, "pipeline", config) as run:
         run.summary["seed"] = seed_origin

@@ -23,8 +23,8 @@ from rmforge.checks import (StorePath, as_list, check_annotators, check_compute,
                             check_folder, check_policies, existing_store, input_file, records_file,
                             refuse_if_nothing_imported, refuse_unavailable_annotators, writable_store)
 from rmforge.config_files import ConfigSource, config_file, export_settings, load_config
-from rmforge.errors import ConfigError, is_user_error
-from rmforge.tasks import store as _store
+from rmforge.errors import ConfigError, UserError
+from rmforge import store as _store
 
 DEFAULT_EXPORT_DIR = Path("data") / "exports"
 
@@ -124,14 +124,14 @@ def running_flows() -> Iterator[None]:
     Settings.runs_flows = True
     from rmforge.generators import close_generators
     from rmforge.progress import TerminalProgress
-    from rmforge.tasks.runs import set_progress_display
+    from rmforge.flows.progress import set_progress_display
 
     display = TerminalProgress.for_terminal()
     set_progress_display(display)
     try:
         yield
     except Exception as error:
-        if not is_user_error(error):  # those name their cause already
+        if not isinstance(error, UserError):  # those name their cause already
             raise_if_server_lost(error)
         raise
     finally:

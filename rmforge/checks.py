@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from rmforge.config_files import validation_message
 from rmforge.errors import AnnotatorsUnavailable, ConfigError, UserError
 from rmforge.schemas.config import CONSENSUS_POLICIES, ComputeConfig
-from rmforge.tasks import store as _store
+from rmforge import store as _store
 
 # A store: a DuckDB file or `ducklake:CATALOG;data=FOLDER`; None: $RMFORGE_DB, else data/rmforge.duckdb.
 StorePath = Union[str, os.PathLike, None]

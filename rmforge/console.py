@@ -19,7 +19,7 @@ from typing import Any, Iterator, Sequence
 import typer
 from typer.core import TyperGroup
 
-from rmforge.errors import is_user_error
+from rmforge.errors import UserError
 from rmforge.orphans import bind_children_to_this_process
 
 try:  # typer >= 0.2x carries its own copy of click
@@ -168,7 +168,7 @@ class RmforgeGroup(TyperGroup):
         except Exception as exc:
             # A user error, wherever it was raised, is its message (even with --debug) and its
             # exit code (75 for a busy store: retry later); anything else is a bug to report.
-            if is_user_error(exc):
+            if isinstance(exc, UserError):
                 print_error(str(exc))
                 code = getattr(exc, "exit_code", 1)
             elif Settings.debug:

@@ -8,9 +8,9 @@ module: `rmforge.api` and `rmforge.console` both use these without pulling in ea
 
 from __future__ import annotations
 
-from rmforge.schemas.errors import ConfigError, UserError, is_user_error
+from rmforge.schemas.errors import ConfigError, UserError
 
-__all__ = ["UserError", "ConfigError", "AnnotatorsUnavailable", "is_user_error"]
+__all__ = ["UserError", "ConfigError", "AnnotatorsUnavailable"]
 
 
 class AnnotatorsUnavailable(UserError):

@@ -1,4 +1,4 @@
-"""Live progress in the terminal (rich), fed by the flows' `tasks.runs.Progress`.
+"""Live progress in the terminal (rich), fed by the flows' `flows.progress.Progress`.
 
 Drawn on stderr and only on a terminal: piped or CI output stays free of bars, and
 stdout stays clean for `--json`.

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from rmforge.checks import StorePath, existing_store
 from rmforge.errors import UserError
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -45,7 +45,7 @@ def query(store: Store, statement: str) -> pa.Table:
     try:
         relation = store.con.sql(statement)
         result = relation.to_arrow_table() if relation is not None else None
-    except Exception as exc:  # duckdb's errors carry the useful message; its types live in tasks.store
+    except Exception as exc:  # duckdb's errors carry the useful message; its types live in duckdb
         raise UserError(str(exc)) from None
     if result is None:
         raise UserError("the statement returned no rows; `rmforge sql` is for queries")

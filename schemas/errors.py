@@ -20,12 +20,3 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """A config or argument that is not valid; the message names the field or argument."""
-
-
-def is_user_error(error: BaseException) -> bool:
-    """Whether `error` speaks to the user: a UserError, or an error that still marks itself
-    with `user_facing = True`.
-
-    The attribute is the old mark, left on tasks/store.py's StoreError while the store moves
-    to its own folder (issue 19); once StoreError subclasses UserError this is `isinstance`."""
-    return isinstance(error, UserError) or getattr(error, "user_facing", False) is True

@@ -174,7 +174,7 @@ def missing_column_sql(existing: set[tuple[str, str]]) -> list[str]:
 
 def create_table_sql(spec: TableSpec) -> str:
     """CREATE TABLE for one spec. The key columns are NOT NULL but carry no PRIMARY KEY constraint:
-    the store's writes keep keys unique (tasks/store.py says why and how)."""
+    the store's writes keep keys unique (store/store.py says why and how)."""
     cols = []
     for name, sql_type in column_sql(spec):
         not_null = " NOT NULL" if name in spec.primary_key else ""
@@ -191,7 +191,8 @@ def to_arrow(spec: TableSpec, rows: list[BaseModel]) -> pa.Table:
 DEFAULT_HEARTBEAT_S = 30.0
 STALE_BEATS = 3
 
-# Views over the tables, (re)created whenever the store is opened for writing.
+# Views over the tables, (re)created whenever the store is opened for writing (a store opened
+# read-only that lacks one, made by an earlier version, gets it as a temporary view: rmforge.store.schema).
 VIEWS: dict[str, str] = {
     # Per annotator (and config), agreement with human verdicts on what people reviewed:
     # the human reference of a step/outcome is the decisive verdict its reviewers share
@@ -249,5 +250,21 @@ SELECT * REPLACE (
                   < now() - to_seconds({STALE_BEATS} * coalesce(heartbeat_s, {DEFAULT_HEARTBEAT_S}))
          THEN 'crashed' ELSE status END AS status)
 FROM runs
+""",
+    # The rollouts the curated datasets and exports are made of: all but those deduplication or
+    # decontamination dropped (`rollout_curation.status`); a rollout not curated yet counts as kept.
+    "kept_rollouts": """
+SELECT r.* FROM rollouts r LEFT JOIN rollout_curation c USING (rollout_id)
+WHERE coalesce(c.status, 'kept') = 'kept'
+""",
+    # The newest label of each annotator on each step (rollout): an annotator that labelled it
+    # again, under another config or model, counts once, with its latest word.
+    "newest_step_labels": """
+SELECT * FROM step_labels
+QUALIFY row_number() OVER (PARTITION BY rollout_id, step_index, annotator ORDER BY labeled_at DESC) = 1
+""",
+    "newest_outcome_labels": """
+SELECT * FROM outcome_labels
+QUALIFY row_number() OVER (PARTITION BY rollout_id, annotator ORDER BY labeled_at DESC) = 1
 """,
 }

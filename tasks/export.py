@@ -57,7 +57,7 @@ from rmforge.generators.prompts import SYSTEM_PROMPTS
 from rmforge.schemas.config import CurationConfig, ExportConfig, ExportFormat, GeneratorConfig
 from rmforge.schemas.errors import UserError
 from rmforge.schemas.records import utc_now
-from rmforge.tasks.store import Store, StoreLocation, resolve_store
+from rmforge.store import Store, StoreLocation, resolve_store
 
 MANIFEST = "rmforge-export.json"
 CARD = "README.md"
@@ -192,9 +192,7 @@ EXPORTS: dict[str, ExportSpec] = {
         WITH outcome AS ({outcome})
         SELECT p.question AS prompt, r.response AS completion, o.verdict = 'correct' AS label,
                r.rollout_id, r.problem_id, p.domain, [r.generator] AS prompt_generators
-        FROM rollouts r JOIN problems p USING (problem_id) JOIN outcome o USING (rollout_id)
-        LEFT JOIN rollout_curation c USING (rollout_id)
-        WHERE coalesce(c.status, 'kept') = 'kept'
+        FROM kept_rollouts r JOIN problems p USING (problem_id) JOIN outcome o USING (rollout_id)
         ORDER BY r.rollout_id""",
         chat_schema=pa.schema(_messages("prompt", "completion") + _KTO_REST),
         chat_row=_chat_kto_row,
@@ -206,9 +204,8 @@ EXPORTS: dict[str, ExportSpec] = {
         SELECT p.question AS prompt, r.response, c.text AS critique, c.first_error_step,
                c.verdict, c.model, c.rollout_id,
                (SELECT list(s.text ORDER BY s.step_index) FROM steps s WHERE s.rollout_id = c.rollout_id) AS steps
-        FROM critiques c JOIN rollouts r USING (rollout_id) JOIN problems p USING (problem_id)
-        LEFT JOIN rollout_curation k USING (rollout_id)
-        WHERE coalesce(k.status, 'kept') = 'kept'  -- no critiques of contaminated or duplicate rollouts
+        FROM critiques c JOIN kept_rollouts r USING (rollout_id)  -- none of contaminated or duplicate rollouts
+        JOIN problems p USING (problem_id)
         ORDER BY c.critique_id""",
         chat_schema=pa.schema(_messages("prompt", "completion") + _strings("response") + _CRITIQUE_REST),
         chat_row=_chat_critique_row,
@@ -310,13 +307,8 @@ def curation_settings(store: Store) -> dict[str, Any] | None:
     return json.loads(rows[0][0]) if rows else None
 
 
-_KEPT_ROLLOUTS = """
-    SELECT r.* FROM rollouts r LEFT JOIN rollout_curation c USING (rollout_id)
-    WHERE coalesce(c.status, 'kept') = 'kept'"""
-
-
 def _labels_of_kept(table: str) -> str:
-    return f"SELECT * FROM {table} WHERE rollout_id IN (SELECT rollout_id FROM kept)"
+    return f"SELECT * FROM {table} WHERE rollout_id IN (SELECT rollout_id FROM kept_rollouts)"
 
 
 def export_provenance(store: Store) -> dict[str, Any]:
@@ -327,16 +319,14 @@ def export_provenance(store: Store) -> dict[str, Any]:
     critics = store.rows(
         "SELECT annotator, model, count(*) AS critiques FROM critiques GROUP BY ALL ORDER BY annotator, model"
     )
-    generation = store.rows(f"""
-        WITH kept AS ({_KEPT_ROLLOUTS})
+    generation = store.rows("""
         SELECT model, generator, sampling, count(*) AS rollouts, list(DISTINCT run_id ORDER BY run_id) AS runs
-        FROM kept GROUP BY ALL ORDER BY rollouts DESC, model, generator, sampling""")
-    sources = store.rows(f"""
-        WITH kept AS ({_KEPT_ROLLOUTS})
-        SELECT p.source, count(DISTINCT p.problem_id) AS problems FROM kept JOIN problems p USING (problem_id)
+        FROM kept_rollouts GROUP BY ALL ORDER BY rollouts DESC, model, generator, sampling""")
+    sources = store.rows("""
+        SELECT p.source, count(DISTINCT p.problem_id) AS problems FROM kept_rollouts JOIN problems p USING (problem_id)
         GROUP BY ALL ORDER BY problems DESC, source""")
     annotators = store.rows(f"""
-        WITH kept AS ({_KEPT_ROLLOUTS}), labels AS (
+        WITH labels AS (
             SELECT annotator, annotator_version, config_hash, model, run_id, 'step' AS kind
             FROM ({_labels_of_kept("step_labels")})
             UNION ALL
@@ -348,8 +338,8 @@ def export_provenance(store: Store) -> dict[str, Any]:
                list(DISTINCT run_id ORDER BY run_id) AS runs
         FROM labels GROUP BY ALL ORDER BY annotator, version, config_hash""")
     runs = store.rows(f"""
-        WITH kept AS ({_KEPT_ROLLOUTS}), ids AS (
-            SELECT run_id FROM kept
+        WITH ids AS (
+            SELECT run_id FROM kept_rollouts
             UNION SELECT run_id FROM ({_labels_of_kept("step_labels")})
             UNION SELECT run_id FROM ({_labels_of_kept("outcome_labels")})
             UNION SELECT run_id FROM ({_labels_of_kept("critiques")})

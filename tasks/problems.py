@@ -1,4 +1,4 @@
-"""Load the problems of a run from its configured source (generated or imported)."""
+"""Load the problems of a run from its configured source (generated or imported), and store them."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from rmforge.problems.arithmetic import generate_arithmetic_problems
 from rmforge.problems.importers import ImportResult, import_problem_rows, load_hf_rows, read_records
 from rmforge.schemas.config import ProblemSourceConfig
+from rmforge.store import Store
 
 
 @task(name="load-problems", cache_policy=NO_CACHE)
@@ -38,3 +39,12 @@ def load_problems(config: ProblemSourceConfig, run_id: str) -> ImportResult:
     result = import_problem_rows(rows, source, run_id, config.question_field, config.answer_field)
     result.problems = result.problems[: config.count]
     return result
+
+
+@task(name="store-problems", cache_policy=NO_CACHE)
+def store_problems(db: str, result: ImportResult) -> dict[str, int]:
+    with Store(db) as store:
+        return {
+            "problems": store.write("problems", result.problems),
+            "quarantined": store.write("quarantine", result.quarantine),
+        }

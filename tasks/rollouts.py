@@ -36,7 +36,7 @@ from rmforge.problems.importers import (
     step_texts_by_rollout,
 )
 from rmforge.tasks.steps import steps_for
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 
 def rollout_id(problem_id: str, generator: GeneratorConfig, sampling: SamplingConfig, index: int) -> str:
@@ -225,11 +225,9 @@ def store_rollouts(store: Store, rollouts: list[Rollout], given_steps: list[Step
     """
     have_steps = {s.rollout_id for s in given_steps}
     steps = given_steps + steps_for([r for r in rollouts if r.rollout_id not in have_steps], config)
-    store.begin()
-    written = {"steps": store.write_children("steps", steps, parent="rollouts"),
-               "rollouts": store.write("rollouts", rollouts)}
-    store.commit()
-    return written
+    with store.transaction():
+        return {"steps": store.write_children("steps", steps, parent="rollouts"),
+                "rollouts": store.write("rollouts", rollouts)}
 
 
 # Rows parsed and written per transaction: memory follows this, not the file's size, and a
@@ -327,16 +325,15 @@ def import_labelled(
             refuse_stored_conflicts(store, parsed, source, run_id)
             refuse_stored_mismatches(store, parsed, source, run_id)
             step_labels, outcome_labels = human_labels(parsed, run_id)
-            store.begin()
-            written = {
-                "problems": store.write("problems", parsed.problems),
-                "new_steps": store.write_children("steps", parsed.steps, parent="rollouts"),
-                "rollouts": store.write("rollouts", parsed.rollouts),
-                "human_step_labels": store.write("step_labels", step_labels),
-                "human_outcome_labels": store.write("outcome_labels", outcome_labels),
-                "quarantined": store.write("quarantine", parsed.quarantine),
-            }
-            store.commit()
+            with store.transaction():
+                written = {
+                    "problems": store.write("problems", parsed.problems),
+                    "new_steps": store.write_children("steps", parsed.steps, parent="rollouts"),
+                    "rollouts": store.write("rollouts", parsed.rollouts),
+                    "human_step_labels": store.write("step_labels", step_labels),
+                    "human_outcome_labels": store.write("outcome_labels", outcome_labels),
+                    "quarantined": store.write("quarantine", parsed.quarantine),
+                }
         with_gold.update(p.problem_id for p in parsed.problems if p.gold_answer is not None)
         reasons.update(q.reason for q in parsed.quarantine)
         written.update(import_outcomes(parsed, written["rollouts"]))

@@ -20,18 +20,8 @@ from prefect.runtime import flow_run
 
 from rmforge.annotators import REGISTRY, annotator_class
 from rmforge.schemas.records import utc_now
-from rmforge.tasks.store import Store, resolve_store
+from rmforge.store import Store, resolve_store
 
-# The newest label of each annotator on each step or rollout: an annotator relabelled under
-# another config counts once, with its latest word.
-_NEWEST_STEP_LABELS = """
-SELECT rollout_id, step_index, annotator, verdict FROM step_labels
-QUALIFY row_number() OVER (PARTITION BY rollout_id, step_index, annotator ORDER BY labeled_at DESC) = 1
-"""
-_NEWEST_OUTCOME_LABELS = """
-SELECT rollout_id, annotator, verdict FROM outcome_labels
-QUALIFY row_number() OVER (PARTITION BY rollout_id, annotator ORDER BY labeled_at DESC) = 1
-"""
 REFUTE_ONLY_NOTE = "refute-only: its `correct` means no false claim found, not a confirmed step"
 
 
@@ -64,8 +54,9 @@ def refute_only(annotator: str) -> bool:
 
 def pairwise_agreement(store: Store) -> list[dict[str, Any]]:
     """Every pair of annotators over the steps both decided (newest labels; `unknown` is no decision)."""
-    rows = store.rows(f"""
-        WITH decided AS (SELECT * FROM ({_NEWEST_STEP_LABELS}) WHERE verdict <> 'unknown')
+    rows = store.rows("""
+        WITH decided AS (SELECT rollout_id, step_index, annotator, verdict FROM newest_step_labels
+                         WHERE verdict <> 'unknown')
         SELECT a.annotator AS a, b.annotator AS b,
                count(*) FILTER (a.verdict = 'correct' AND b.verdict = 'correct') AS both_correct,
                count(*) FILTER (a.verdict = 'incorrect' AND b.verdict = 'incorrect') AS both_incorrect,
@@ -93,8 +84,8 @@ def label_balance(store: Store) -> list[dict[str, Any]]:
     """Verdict counts per annotator (step labels, then outcome labels) and of the curated
     consensus; `agreed` counts the consensus steps decided (kept for datasets)."""
     rows = []
-    for level, labels in (("step", _NEWEST_STEP_LABELS), ("outcome", _NEWEST_OUTCOME_LABELS)):
-        for row in store.rows(f"SELECT annotator, {_COUNTS} FROM ({labels}) GROUP BY annotator ORDER BY annotator"):
+    for level, labels in (("step", "newest_step_labels"), ("outcome", "newest_outcome_labels")):
+        for row in store.rows(f"SELECT annotator, {_COUNTS} FROM {labels} GROUP BY annotator ORDER BY annotator"):
             name = row.pop("annotator")
             rows.append({"labels": f"{level}: {name}", **row, "agreed": None,
                          "refute_only": level == "step" and refute_only(name)})

@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 
 from rmforge.schemas.config import StepSplitConfig
 from rmforge.schemas.records import Rollout, Step
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 _STEP_HEADING = re.compile(r"^[ \t]*(?:[*#]+[ \t]*)?step[ \t]*\d+[ \t]*[:.)\-]", re.I | re.M)
 _LIST_ITEM = re.compile(r"^[ \t]*(?:[*#]+[ \t]*)?\d{1,2}[.)][ \t]+(?=\S)", re.M)

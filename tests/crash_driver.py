@@ -16,7 +16,7 @@ import signal
 import sys
 
 from rmforge.cli import app
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 STAGES = {
     "import": lambda db, rollouts, config: ["import", "rollouts", rollouts, "--db", db],

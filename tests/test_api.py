@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 import rmforge
-from rmforge.tasks.store import Store as WritableStore
+from rmforge.store import Store as WritableStore
 from tests.builders import make_problem
 from tests.servers import ChatServer
 

@@ -20,7 +20,7 @@ from rmforge import __version__
 from rmforge.cli import app
 from rmforge.console import shown_without_verbose
 from rmforge.schemas.records import RunRecord
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 from tests.builders import make_problem
 
 REPO = Path(__file__).resolve().parent.parent

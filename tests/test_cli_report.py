@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rmforge.cli import app
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 from tests.flows.test_flows import write_rollouts
 from tests.tasks.test_run_report import human_labels_on_first_steps
 

@@ -22,7 +22,7 @@ from tests.review.conftest import browser  # noqa: F401 (a fixture)
 from rmforge.schemas.config import StepSplitConfig
 from rmforge.tasks.rollouts import import_rollouts
 from rmforge.tasks.steps import split_rollout_steps
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 from tests.servers import ChatServer
 
 REPO = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 from tests.servers import ChatServer
 
 REPO = Path(__file__).resolve().parent.parent

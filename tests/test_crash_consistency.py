@@ -22,7 +22,7 @@ from rmforge.tasks.dedupe import deduplicate_rollouts
 from rmforge.tasks.datasets import build_datasets
 from rmforge.tasks.rollouts import import_rollouts
 from rmforge.tasks.steps import split_rollout_steps
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 # Provenance that differs between any two runs by design.

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from rmforge.flows.runs import tracked_run
 from rmforge.schemas.records import RunRecord, utc_now
 from rmforge.schemas.tables import TABLES
-from rmforge.tasks.runs import Heartbeat, tracked_run
-from rmforge.tasks.store import Store
+from rmforge.store import Store
+from rmforge.store.runs import Heartbeat
 from tests.servers import ChatServer
 from tests.test_cli import invoke
 

@@ -14,8 +14,8 @@ from rmforge.flows.deployments import served_deployments
 from rmforge.flows.generate import resolve_seed
 from rmforge.schemas.config import PipelineConfig, StepSplitConfig
 from rmforge.tasks.rollouts import store_rollouts
-from rmforge.tasks.runs import store_limit_name
-from rmforge.tasks.store import Store
+from rmforge.flows.concurrency import store_limit_name
+from rmforge.store import Store
 from tests.builders import make_problem, make_rollout
 
 REPO = Path(__file__).resolve().parent.parent

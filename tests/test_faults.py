@@ -23,7 +23,7 @@ from rmforge.schemas.config import GeneratorConfig, SamplingConfig, StepSplitCon
 from rmforge.tasks.annotate import annotate_batch, make_annotator, pending_rollout_ids
 from rmforge.tasks.rollouts import generate_rollouts, import_rollouts
 from rmforge.tasks.steps import split_rollout_steps
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 from tests.builders import make_problem
 from tests.servers import FAULTS, ChatServer
 

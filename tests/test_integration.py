@@ -10,7 +10,7 @@ import pytest
 
 from rmforge.generators.base import PROMPT_TOO_LONG
 from rmforge.schemas.config import CurationConfig, PipelineConfig, SamplingConfig
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 pytestmark = [
     pytest.mark.integration,

@@ -26,7 +26,7 @@ from rmforge.schemas.config import StepSplitConfig
 from rmforge.schemas.records import VERDICTS
 from rmforge.tasks.rollouts import import_rollouts
 from rmforge.tasks.steps import split_steps
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 from rmforge.verifiers.answers import grade_response
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -114,7 +114,7 @@ def run(
     if export_dir is not None:
         check_folder(export_dir, "--export")
     if dry_run:
-        from rmforge.tasks.store import resolve_store
+        from rmforge.store import resolve_store
 
         effective = {"store": str(resolve_store(db)), "export_dir": str(export_dir) if export_dir else None,
                      **effective_config(config)}

@@ -10,7 +10,7 @@ import typer
 
 from rmforge.cli.options import DbOption
 from rmforge.cli.output import console, say
-from rmforge.errors import UserError, is_user_error
+from rmforge.errors import UserError
 
 server_app = typer.Typer(help="A local Prefect server in the background (faster commands, a UI).",
                          no_args_is_help=True)
@@ -28,8 +28,8 @@ def review(
 
     from pydantic import ValidationError
 
-    from rmforge.review.app import StoreBusy, create_app, serve
-    from rmforge.tasks.store import resolve_store
+    from rmforge.review.app import create_app, serve
+    from rmforge.store import StoreBusy, resolve_store
 
     location = resolve_store(db)
     if not location.exists():
@@ -40,7 +40,7 @@ def review(
     except ValidationError as exc:  # the human annotator's config rejects the name
         raise UserError(f"--reviewer {name!r}: {exc.errors()[0]['msg']}") from None
     except StoreBusy as exc:
-        if exc.__cause__ is not None and is_user_error(exc.__cause__):  # a held file: its message, and exit 75
+        if isinstance(exc.__cause__, UserError):  # a held file: its message, and exit 75
             raise exc.__cause__ from None
         raise UserError(str(exc)) from None
     console.print(f"Reviewing {location} as [bold]{name}[/bold] (Ctrl+C to stop):")

@@ -27,8 +27,8 @@ from fastapi.templating import Jinja2Templates
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from rmforge.schemas.records import Verdict, stable_hash, utc_now
-from rmforge.tasks import review
-from rmforge.tasks.store import Store
+from rmforge.review import queries as review
+from rmforge.store import Store, StoreBusy
 
 # Templates and static files are package data: found through the package, installed or not.
 ASSETS = Path(str(resources.files("rmforge.review")))
@@ -53,10 +53,6 @@ SECURITY_HEADERS = {
 }
 # Off loopback, the browser holds the access token in this cookie once the printed link was opened.
 ACCESS_COOKIE = "rmforge_review_access"
-
-
-class StoreBusy(RuntimeError):
-    pass
 
 
 class ReadersOrWriter:

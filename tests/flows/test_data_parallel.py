@@ -3,7 +3,7 @@ requests over them and stores what one server alone would give."""
 
 from rmforge.flows.generate import generate
 from rmforge.schemas.config import PipelineConfig
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 from tests.servers import ChatServer
 
 VOLATILE = {"run_id", "created_at"}

@@ -12,7 +12,7 @@ from rmforge.flows.import_rollouts import import_rollouts
 from rmforge.cli import app
 from rmforge.schemas.config import GeneratorConfig
 from rmforge.tasks.annotate import claim_batch, make_annotator, pending_rollout_ids
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 from tests.tasks.test_annotate import claimants, start_runs, unstartable_vllm_engine
 
 ANNOTATORS = ["answer", "z3_arith"]

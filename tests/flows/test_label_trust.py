@@ -15,7 +15,7 @@ from rmforge.flows.curate import curate
 from rmforge.flows.import_rollouts import import_rollouts
 from rmforge.schemas.records import Problem, Rollout
 from rmforge.tasks.datasets import WRONG_ANSWER_ALL_CORRECT
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 ROLLOUTS = Path(__file__).resolve().parent.parent / "data" / "handwritten_rollouts.jsonl"
 ANNOTATORS = ["answer", "z3_arith"]

@@ -12,7 +12,7 @@ from rmforge.generators.base import GenerationError
 from rmforge.flows.import_rollouts import import_rollouts
 from rmforge.cli import app
 from rmforge.schemas.config import GeneratorConfig
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 from tests.servers import ChatServer
 
 QUESTION = "Ava has 10 cards and gets 5 more, then gives away 3. How many cards?"

@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 from rmforge.flows.pipeline import pipeline
 from rmforge.cli import app
 from rmforge.schemas.config import PipelineConfig
-from rmforge.tasks.runs import set_progress_display
-from rmforge.tasks.store import Store
+from rmforge.flows.progress import set_progress_display
+from rmforge.store import Store
 from tests.servers import ChatServer
 from tests.tasks.test_runs import RecordingDisplay
 

@@ -13,7 +13,7 @@ from rmforge.flows.annotate import annotate
 from rmforge.flows.import_rollouts import import_rollouts
 from rmforge.schemas.config import ComputeConfig
 from rmforge.tasks import annotate as annotate_tasks
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 from tests.flows.test_flows import write_rollouts
 
 ANNOTATORS = ["answer", "z3_arith"]

@@ -20,7 +20,7 @@ from rmforge.schemas.records import (
     StepLabel,
     canonical_json,
 )
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 from tests.builders import make_problem, make_rollout
 
 RUN = "test-run"

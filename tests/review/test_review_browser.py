@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from rmforge.tasks.review import save_verdict
-from rmforge.tasks.store import Store
+from rmforge.review.queries import save_verdict
+from rmforge.store import Store
 from tests.review.conftest import ROOT, sql_json
 from tests.review.store_builder import PLANTED
 

@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rmforge.review.app import create_app
-from rmforge.tasks import review
-from rmforge.tasks.review import STEPS_PER_PAGE, rollout_review
-from rmforge.tasks.store import Store
+from rmforge.review import queries as review
+from rmforge.review.queries import STEPS_PER_PAGE, rollout_review
+from rmforge.store import Store
 from tests.review.conftest import start_review
 from tests.review.store_builder import build_long_rollout, build_review_store
 
@@ -137,7 +137,7 @@ def test_a_slow_page_does_not_hold_up_the_others(db, monkeypatch):
 def test_sigterm_stops_the_server_while_a_slow_page_is_in_flight(db):
     build_review_store(db)
     # The figures page of this server runs a query of hours; everything else is the real CLI.
-    slow_cli = ("from tasks import review; review.agreement_figures = lambda store:"
+    slow_cli = ("from rmforge.review import queries; queries.agreement_figures = lambda store:"
                 " store.execute('SELECT sum(hash(i)) FROM range(10000000000000) t(i)');"
                 " from rmforge.cli import app; app()")
     process, url = start_review(db, "-c", slow_cli)

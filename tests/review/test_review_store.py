@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rmforge.review.app import create_app
-from rmforge.tasks.review import (
+from rmforge.review.queries import (
     QueueFilters,
     ReviewError,
     agreement_figures,
@@ -18,7 +18,7 @@ from rmforge.tasks.review import (
     rollout_review,
     save_verdict,
 )
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 from tests.review.conftest import rmforge
 from tests.review.store_builder import build_review_store, outcome_label, step_label
 

@@ -34,7 +34,7 @@ from rmforge.tasks.annotate import (
 )
 from rmforge.tasks.rollouts import import_rollouts
 from rmforge.tasks.steps import split_rollout_steps
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 from tests.builders import make_item
 from tests.fakes import ScriptedGenerator
 

@@ -10,7 +10,7 @@ from rmforge.tasks.consensus import compute_consensus
 from rmforge.tasks.datasets import build_datasets
 from rmforge.tasks.decontaminate import NgramIndex, decontaminate_problems, find_contamination, load_eval_items, words
 from rmforge.tasks.dedupe import deduplicate_problems, deduplicate_rollouts, embed
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 from tests.builders import make_problem, make_rollout
 
 FLAMINGOS = ("Sue lives in a fun neighborhood. One weekend, the neighbors decided to play a prank on Sue. "

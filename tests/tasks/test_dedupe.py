@@ -12,7 +12,7 @@ from rmforge.tasks.dedupe import (
     first_kept,
     nearest,
 )
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 from tests.builders import make_problem, make_rollout
 
 

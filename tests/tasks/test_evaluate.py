@@ -46,7 +46,7 @@ def test_score_labels_counts_outcome_implied_labels_from_the_store(db):
     """mc_binary calls every step of a right-answer rollout correct; the human found step 1 wrong."""
     from rmforge.schemas.records import Step, StepLabel
     from rmforge.tasks.evaluate import score_labels
-    from rmforge.tasks.store import Store
+    from rmforge.store import Store
 
     def label(annotator, step, verdict, implied=False, model=None):
         return StepLabel(rollout_id="r", step_index=step, annotator=annotator, annotator_version="1",

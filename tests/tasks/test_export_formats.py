@@ -29,7 +29,7 @@ from rmforge.schemas.records import (
     stable_hash,
 )
 from rmforge.tasks.export import CARD, CONFIG_FILE, MANIFEST, export_datasets, export_schema, size_category
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 APRIL = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
          "How many clips did Natalia sell altogether in April and May?")

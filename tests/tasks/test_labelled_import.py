@@ -7,7 +7,7 @@ import pytest
 
 from rmforge.problems.importers import first_error_verdicts, parse_labelled_rows, read_records
 from rmforge.tasks.rollouts import import_labelled, import_rollouts
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 PROCESSBENCH = next(
     (p / "shared" / "data" / "processbench" / "gsm8k.json"

@@ -4,7 +4,7 @@ import pytest
 
 from rmforge.problems.importers import parse_rollout_rows
 from rmforge.tasks.rollouts import import_rollouts
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 
 def _rows(n):

@@ -17,7 +17,7 @@ from rmforge.tasks.run_report import (
     report_dir,
     stage_costs,
 )
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

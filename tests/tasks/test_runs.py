@@ -9,8 +9,9 @@ from rmforge.generators.openai_server import OpenAIServerGenerator
 from rmforge.generators.prompts import solution_request
 from rmforge.generators.vllm_engine import _ProgressBar
 from rmforge.schemas.config import GeneratorConfig, SamplingConfig
-from rmforge.tasks.runs import Progress, set_progress_display, tracked_run
-from rmforge.tasks.store import Store
+from rmforge.flows.progress import Progress, set_progress_display
+from rmforge.flows.runs import tracked_run
+from rmforge.store import Store
 from tests.servers import ChatServer
 
 

@@ -5,8 +5,8 @@ import pyarrow as pa
 import pytest
 
 from rmforge.schemas.records import Problem, Rollout
-from rmforge.schemas.tables import TABLES, arrow_schema, create_table_sql
-from rmforge.tasks.store import Store, resolve_store
+from rmforge.schemas.tables import TABLES, VIEWS, arrow_schema, create_table_sql
+from rmforge.store import Store, resolve_store
 from tests.builders import make_problem, make_rollout
 
 
@@ -28,12 +28,10 @@ def test_threads_writing_overlapping_keys_never_duplicate_one(db):
 
     def writer(offset: int) -> None:
         for start in range(0, 40, 5):
-            with Store(db) as store:
-                store.begin()
+            with Store(db) as store, store.transaction():
                 store.write("rollouts", rollouts[start:start + 5],
                             on_conflict="replace" if (start // 5 + offset) % 2 else "ignore")
                 store.write("problems", [problem])
-                store.commit()
 
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
     for thread in threads:
@@ -76,6 +74,21 @@ def test_replace_overwrites_and_batch_duplicates_keep_the_last(db):
         store.write("rollouts", [first, second], on_conflict="replace")
         rows = store.records(Rollout, "SELECT * FROM rollouts")
     assert len(rows) == 1 and rows[0].model == "other"
+
+
+def test_a_transaction_commits_its_block_or_rolls_it_back(db):
+    problem = make_problem()
+    with Store(db) as store:
+        with pytest.raises(ValueError, match="stop"):
+            with store.transaction():
+                store.write("problems", [problem])
+                raise ValueError("stop")
+        assert not store.in_transaction and store.count("problems") == 0
+        with store.transaction():  # the failed one gave back this file's write turn
+            store.write("problems", [problem])
+        assert not store.in_transaction
+    with Store(db) as store:
+        assert store.count("problems") == 1
 
 
 def test_failed_transaction_leaves_nothing(db):
@@ -132,6 +145,25 @@ def test_a_store_from_an_earlier_version_gains_new_columns(db):
         assert store.rows("SELECT completions, steps FROM annotator_costs") == [{"completions": 5, "steps": 2}]
 
 
+def test_a_store_from_an_earlier_version_gains_the_views(db):
+    problem = make_problem()
+    kept, dropped = make_rollout(problem, "3 + 4 = 7", index=0), make_rollout(problem, "3 + 4 = 7", index=1)
+    with Store(db) as store:
+        store.write("problems", [problem])
+        store.write("rollouts", [kept, dropped])
+        store.execute("INSERT INTO rollout_curation (rollout_id, problem_id, status, run_id) "
+                      "VALUES (?, ?, 'exact_duplicate', 'r')", [dropped.rollout_id, problem.problem_id])
+        for name in VIEWS:  # as an earlier version left it: no views yet
+            store.execute(f"DROP VIEW {name}")
+    stored_views = "SELECT view_name FROM duckdb_views() WHERE database_name = current_database() ORDER BY 1"
+    with Store(db, read_only=True) as store:  # read-only: this connection's own, temporary views
+        assert store.rows("SELECT rollout_id FROM kept_rollouts") == [{"rollout_id": kept.rollout_id}]
+        assert store.execute(stored_views) == []
+    with Store(db) as store:  # for writing: the store's for good
+        assert store.execute(stored_views) == [(name,) for name in sorted(VIEWS)]
+        assert store.rows("SELECT rollout_id FROM kept_rollouts") == [{"rollout_id": kept.rollout_id}]
+
+
 def test_children_are_key_checked_only_where_their_parent_was_stored(db):
     from rmforge.schemas.records import Step
 
@@ -143,17 +175,15 @@ def test_children_are_key_checked_only_where_their_parent_was_stored(db):
 
     with Store(db) as store:
         store.write("problems", [problem])
-        store.begin()
-        assert store.write_children("steps", steps(stored, 2), parent="rollouts") == 2
-        store.write("rollouts", [stored])
-        store.commit()
+        with store.transaction():
+            assert store.write_children("steps", steps(stored, 2), parent="rollouts") == 2
+            store.write("rollouts", [stored])
         with pytest.raises(RuntimeError, match="inside the transaction"):
             store.write_children("steps", steps(new, 1), parent="rollouts")
-        store.begin()
-        # the stored rollout's two steps come again with a third; the new rollout brings two
-        written = store.write_children("steps", steps(stored, 3) + steps(new, 2), parent="rollouts")
-        store.write("rollouts", [stored, new])
-        store.commit()
+        with store.transaction():
+            # the stored rollout's two steps come again with a third; the new rollout brings two
+            written = store.write_children("steps", steps(stored, 3) + steps(new, 2), parent="rollouts")
+            store.write("rollouts", [stored, new])
         assert written == 3
         assert store.execute("SELECT rollout_id, count(*), count(DISTINCT step_index) FROM steps GROUP BY 1 "
                              "ORDER BY 2") == [(new.rollout_id, 2, 2), (stored.rollout_id, 3, 3)]

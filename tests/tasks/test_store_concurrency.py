@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from rmforge.schemas.tables import TABLES
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 ANNOTATE = ["annotate", "--annotator", "answer,z3_arith", "--batch-size", "3"]

@@ -20,7 +20,7 @@ from rmforge.schemas.tables import TABLES
 from rmforge.tasks.annotate import annotate_batch, make_annotator
 from rmforge.tasks.rollouts import import_rollouts
 from rmforge.tasks.steps import split_rollout_steps
-from rmforge.tasks.store import Store, resolve_store
+from rmforge.store import Store, resolve_store
 from tests.builders import make_problem, make_rollout
 from tests.tasks.test_annotate import start_runs
 from tests.tasks.test_store_concurrency import VOLATILE, write_rollouts
@@ -141,17 +141,16 @@ def test_lake_writes_are_idempotent_on_the_key_and_transactions_all_or_nothing(l
 # argv[1]: lake URL, argv[2]: worker number. Every worker writes the same keys, half of them as replace.
 OVERLAPPING_WRITER = """
 import sys
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 from tests.builders import make_problem, make_rollout
 problem = make_problem()
 rollouts = [make_rollout(problem, f"answer {i}", index=i) for i in range(60)]
 with Store(sys.argv[1]) as store:
     for start in range(0, 60, 6):
-        store.begin()
-        store.write("rollouts", rollouts[start:start + 6],
-                    on_conflict="replace" if (start // 6 + int(sys.argv[2])) % 2 else "ignore")
-        store.write("problems", [problem])
-        store.commit()
+        with store.transaction():
+            store.write("rollouts", rollouts[start:start + 6],
+                        on_conflict="replace" if (start // 6 + int(sys.argv[2])) % 2 else "ignore")
+            store.write("problems", [problem])
 """
 
 
@@ -192,7 +191,7 @@ for annotator, rollout_ids in json.loads(sys.argv[2]):
 # snapshot: [annotator, rollout_id, labels] per done-marker, labels -1 for labels without one.
 READER = """
 import json, os, sys
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 LABELS = "(SELECT rollout_id, annotator, config_hash FROM step_labels UNION ALL " \\
          "SELECT rollout_id, annotator, config_hash FROM outcome_labels)"
 QUERY = f'''

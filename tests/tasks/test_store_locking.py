@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rmforge.tasks.store import LOCK_TIMEOUT_ENV, Store, StoreBusy, lock_timeout
+from rmforge.store import LOCK_TIMEOUT_ENV, Store, StoreBusy, lock_timeout
 from tests.builders import make_problem
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HOLDER = (
     "# store-holder-marker\n"
     "import sys, time\n"
-    "from tasks.store import Store\n"
+    "from rmforge.store import Store\n"
     "store = Store(sys.argv[1], read_only=sys.argv[2] == 'ro')\n"
     "print('held', flush=True)\n"
     "time.sleep(float(sys.argv[3]))\n"
@@ -147,7 +147,7 @@ def test_lock_timeout_setting(monkeypatch):
 def test_both_forms_of_duckdbs_lock_error_are_a_busy_store(message, holder):
     import duckdb
 
-    from rmforge.tasks.store import _is_file_locked, _lock_holder
+    from rmforge.store.locking import _is_file_locked, _lock_holder
 
     assert _is_file_locked(duckdb.IOException(message))
     assert _lock_holder(message).startswith(holder)

@@ -18,7 +18,7 @@ from rmforge.annotators.base import AnnotationInput, Evidence
 from rmforge.annotators.human import HumanAnnotator
 from rmforge.schemas.records import Problem, Rollout, Verdict
 from rmforge.schemas.tables import VIEWS
-from rmforge.tasks.store import Store
+from rmforge.store import Store
 
 # Why a rollout is in the queue, in review order.
 PRIORITIES: tuple[str, ...] = ("disagreement", "refute_flag", "spot_check")
@@ -295,9 +295,8 @@ def save_verdict(
     else:
         label = human.outcome_label(item, verdict, run_id, reason=reason)
         table = "outcome_labels"
-    store.begin()
-    store.write(table, [label], on_conflict="replace")
-    store.commit()
+    with store.transaction():
+        store.write(table, [label], on_conflict="replace")
     return label.labeled_at
 
 
