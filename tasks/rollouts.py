@@ -257,7 +257,7 @@ def import_in_chunks(
 def import_rollouts(
     db: str, path: str, run_id: str, steps: StepSplitConfig | None = None,
     on_rows: Callable[[int], None] | None = None,
-) -> dict[str, int]:
+) -> dict[str, int | str | None]:
     """Read a JSONL/JSON/Parquet file of rollouts into the store (idempotent), in chunks."""
     file = Path(path)
     source = f"file:{file.name}"
@@ -280,9 +280,8 @@ def import_rollouts(
             **import_outcomes(parsed, written["rollouts"]),
         }
 
-    written: dict = import_in_chunks(file, import_chunk, on_rows)
-    written["top_quarantine_reason"] = most_common_reason(reasons)
-    return written
+    counts = import_in_chunks(file, import_chunk, on_rows)
+    return {**counts, "top_quarantine_reason": most_common_reason(reasons)}
 
 
 def human_labels(parsed: LabelledImport, run_id: str) -> tuple[list[StepLabel], list[OutcomeLabel]]:
@@ -312,7 +311,7 @@ def human_labels(parsed: LabelledImport, run_id: str) -> tuple[list[StepLabel], 
 def import_labelled(
     db: str, path: str, fmt: str, run_id: str, gold_path: str | None = None, neutral: str = "correct",
     on_rows: Callable[[int], None] | None = None,
-) -> dict[str, int]:
+) -> dict[str, int | str | None]:
     """Human-labelled solutions (ProcessBench / PRM800K) into the store, labels as annotator `human`."""
     file = Path(path)
     gold_file = Path(gold_path) if gold_path else sibling_gold_answers(file)
@@ -342,7 +341,5 @@ def import_labelled(
         written.update(import_outcomes(parsed, written["rollouts"]))
         return written
 
-    written = import_in_chunks(file, import_chunk, on_rows)
-    written["gold_answers"] = len(with_gold)
-    written["top_quarantine_reason"] = most_common_reason(reasons)
-    return written
+    counts = import_in_chunks(file, import_chunk, on_rows)
+    return {**counts, "gold_answers": len(with_gold), "top_quarantine_reason": most_common_reason(reasons)}

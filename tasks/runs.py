@@ -31,7 +31,7 @@ from prefect.logging import get_run_logger
 from prefect.runtime import deployment, flow_run
 
 from rmforge.generators.base import generation_progress
-from rmforge.schemas.records import RunRecord, canonical_json, utc_now
+from rmforge.schemas.records import RunRecord, RunStatus, canonical_json, utc_now
 from rmforge.schemas.tables import DEFAULT_HEARTBEAT_S
 from rmforge.problems.importers import ImportResult
 from rmforge.tasks.store import Store
@@ -127,7 +127,7 @@ class Heartbeat:
             logger.warning("run %s: heartbeat skipped (%s: %s)", self.run_id, type(exc).__name__, exc)
 
 
-def record_run_end(db: str, run_id: str, flow: str, status: str, summary: dict[str, Any]) -> None:
+def record_run_end(db: str, run_id: str, flow: str, status: RunStatus, summary: dict[str, Any]) -> None:
     with Store(db) as store:
         row = store.rows("SELECT * FROM runs WHERE run_id = ?", [run_id])
         record = (RunRecord.model_validate(row[0]) if row
@@ -174,22 +174,23 @@ def exclusive(name: str | None) -> Iterator[None]:
     command run by hand has no shared server to coordinate with and relies on the store's
     own wait for its file lock. Re-entrant within a process.
     """
+    taken: str | None = None  # the limit this block takes, if any
     with _held_lock:
-        nothing_to_take = name is None or name in _held_limits or deployment.id is None
-        if not nothing_to_take:
-            _held_limits.add(name)
-    if nothing_to_take or name is None:  # (name None: for the type checker)
+        if name is not None and name not in _held_limits and deployment.id is not None:
+            taken = name
+            _held_limits.add(taken)
+    if taken is None:
         yield
         return
     try:
-        _ensure_limit(name)
-        _run_logger().info("waiting for concurrency slot %s", name)
+        _ensure_limit(taken)
+        _run_logger().info("waiting for concurrency slot %s", taken)
         # Leases are renewed while the block runs; a killed run's lease lapses after a minute.
-        with concurrency(name, occupy=1, lease_duration=60, strict=True):
+        with concurrency(taken, occupy=1, lease_duration=60, strict=True):
             yield
     finally:
         with _held_lock:
-            _held_limits.discard(name)
+            _held_limits.discard(taken)
 
 
 @dataclass
@@ -293,9 +294,10 @@ class Progress:
         Progress._next_key += 1
         self.key = Progress._next_key
         # Outside a flow run (plain function calls in tests) there is no artifact to attach to.
-        self.artifact_id: UUID | None = (
-            create_progress_artifact(progress=0.0, description=description) if flow_run.id else None
-        )
+        artifact_id = create_progress_artifact(progress=0.0, description=description) if flow_run.id else None
+        # Called outside an event loop, Prefect's dispatcher runs the sync version: an id, not a coroutine.
+        assert artifact_id is None or isinstance(artifact_id, UUID)
+        self.artifact_id = artifact_id
         if _display is not None:
             _display.start(self.key, description, total, unit)
 
