@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Sequence
+from typing import ClassVar, Literal, Sequence, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -95,6 +95,17 @@ class AnnotatorUnavailable(RuntimeError):
     """The annotator's external tool is missing here (e.g. no `lean` binary)."""
 
 
+class Provenance(TypedDict):
+    """What every label records about who made it."""
+
+    rollout_id: str
+    annotator: str
+    annotator_version: str
+    config_hash: str
+    model: str | None
+    run_id: str
+
+
 class Annotator(ABC):
     name: ClassVar[str]
     version: ClassVar[str] = "1"
@@ -138,7 +149,7 @@ class Annotator(ABC):
     def annotate(self, items: Sequence[AnnotationInput], run_id: str) -> AnnotationOutput: ...
 
     # Builders that stamp provenance on every label.
-    def _provenance(self, item: AnnotationInput, run_id: str) -> dict[str, str | None]:
+    def _provenance(self, item: AnnotationInput, run_id: str) -> Provenance:
         return {
             "rollout_id": item.rollout.rollout_id,
             "annotator": self.name,

@@ -38,6 +38,8 @@ class Z3ArithmeticAnnotator(Annotator):
             default=True, description="Accept `10 / 3 = 3.33`: half a unit in the last place."
         )
 
+    config: Config
+
     def annotate(self, items: Sequence[AnnotationInput], run_id: str) -> AnnotationOutput:
         out = AnnotationOutput()
         # Rollouts of one problem share steps (Monte Carlo prefixes): label each text once.

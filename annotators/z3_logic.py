@@ -342,6 +342,8 @@ class Z3LogicAnnotator(Annotator):
     class Config(StrictConfig):
         timeout_ms: int = Field(default=5000, ge=1, description="Z3 timeout per check.")
 
+    config: Config
+
     def annotate(self, items: Sequence[AnnotationInput], run_id: str) -> AnnotationOutput:
         out = AnnotationOutput()
         for item in items:
