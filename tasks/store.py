@@ -152,8 +152,9 @@ class StoreLocation:
     def exists(self) -> bool:
         """Whether there is a store to read: the file, or a lake's local catalog file. A catalog in
         a server is only known when attached, so that lake counts as there."""
-        if not self.is_lake:
-            return self.path.is_file()
+        path = self.path
+        if path is not None:
+            return path.is_file()
         catalog_file = self.lake_catalog_file
         return catalog_file is None or catalog_file.is_file()
 
@@ -169,13 +170,14 @@ class StoreLocation:
     def name(self) -> str:
         """A short name without paths or hosts, for what leaves the machine (a dataset card):
         the file's name, `ducklake:<catalog file name>` or `ducklake:postgres:dbname=<name>`."""
-        if not self.is_lake:
-            return self.path.name
+        catalog = self.lake_catalog
+        if catalog is None:  # a file store
+            return Path(self.url).name
         catalog_file = self.lake_catalog_file
         if catalog_file is not None:
             return LAKE_PREFIX + catalog_file.name
-        scheme = self.lake_catalog.partition(":")[0]
-        database = re.search(r"\bdbname=(\S+)", self.lake_catalog)
+        scheme = catalog.partition(":")[0]
+        database = re.search(r"\bdbname=(\S+)", catalog)
         return f"{LAKE_PREFIX}{scheme}" + (f":dbname={database[1]}" if database else "")
 
     @property
@@ -324,6 +326,8 @@ def _attach_lake(url: str, read_only: bool) -> duckdb.DuckDBPyConnection:
     """Load the extensions, attach the lake as `lake` and, for writing, create what is missing."""
     lake = StoreLocation(url)
     catalog, data_path = lake.lake_catalog, lake.lake_data_path
+    if catalog is None:
+        raise ValueError(f"{lake} is no ducklake store")
     con = duckdb.connect()
     con.execute(f"LOAD {_sql_str(_extension_path('ducklake'))}")
     if catalog.startswith("postgres:"):
@@ -464,12 +468,13 @@ class Store:
 
     def begin(self) -> None:
         """Start a write transaction; in a file, after any other thread's write transaction on it ends."""
-        if self.is_lake:
+        path = self.location.path
+        if path is None:  # a lake
             self.con.execute("BEGIN TRANSACTION")
             self._journal = []
             self._take_write_turn()
             return
-        lock = _file_write_locks.setdefault(str(self.location.path.resolve()), threading.RLock())
+        lock = _file_write_locks.setdefault(str(path.resolve()), threading.RLock())
         lock.acquire()
         self._write_lock = lock
         try:
