@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Sequence, TypedDict
+from typing import ClassVar, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,7 +49,7 @@ class AnnotationOutput(BaseModel):
     critiques: list[Critique] = Field(default_factory=list)
     costs: list[AnnotatorCost] = Field(default_factory=list)
 
-    def extend(self, other: "AnnotationOutput") -> None:
+    def extend(self, other: AnnotationOutput) -> None:
         self.step_labels.extend(other.step_labels)
         self.outcome_labels.extend(other.outcome_labels)
         self.critiques.extend(other.critiques)

@@ -22,7 +22,8 @@ for the completer's context) is `unknown`, never a failure.
 
 from __future__ import annotations
 
-from typing import ClassVar, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import ClassVar
 
 from rmforge.annotators.base import AnnotationInput, AnnotationOutput, Evidence, LLMAnnotator
 from rmforge.annotators.completions import (

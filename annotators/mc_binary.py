@@ -30,7 +30,8 @@ known-bad step are `unknown` with the reason.
 
 from __future__ import annotations
 
-from typing import ClassVar, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import ClassVar
 
 from pydantic import Field
 

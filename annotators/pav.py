@@ -26,7 +26,8 @@ that could change the verdict); else `unknown` with the numbers.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 from pydantic import Field
 

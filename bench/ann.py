@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rmforge.generators.hardware import cpu_model  # noqa: E402
+from rmforge.generators.hardware import cpu_model
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
 DATASETS = sys.argv[2].split(",") if len(sys.argv) > 2 else ["realistic", "uniform"]
@@ -53,6 +53,7 @@ REPORT = Path(__file__).parent / "reports" / ("ann.md" if "realistic" in DATASET
 def real_embeddings():
     """MiniLM vectors of ProcessBench GSM8K's distinct problems and steps (cached on disk)."""
     import numpy as np
+
     from rmforge.schemas.config import CurationConfig
     from rmforge.tasks.dedupe import embed
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rmforge.generators.hardware import cpu_model  # noqa: E402
+from rmforge.generators.hardware import cpu_model
 
 EVAL_SET = Path(os.environ.get("PROCESSBENCH", Path(__file__).resolve().parents[2] / "shared/data/processbench/gsm8k.json"))
 REPORT = Path(__file__).parent / "reports" / "decontaminate.md"

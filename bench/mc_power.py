@@ -28,19 +28,19 @@ import os
 import random
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rmforge.annotators.base import AnnotationInput  # noqa: E402
-from rmforge.annotators.completions import prefix_text  # noqa: E402
-from rmforge.annotators.mc import MonteCarloAnnotator  # noqa: E402
-from rmforge.annotators.mc_binary import BinarySearchMCAnnotator  # noqa: E402
-from rmforge.generators.base import Completion, GenerationRequest, Generator  # noqa: E402
-from rmforge.schemas.config import DEFAULT_MODEL, GeneratorConfig, SamplingConfig  # noqa: E402
-from rmforge.schemas.records import Problem, Rollout, StepLabel  # noqa: E402
-from rmforge.tasks.evaluate import Scores, score_verdicts  # noqa: E402
+from rmforge.annotators.base import AnnotationInput
+from rmforge.annotators.completions import prefix_text
+from rmforge.annotators.mc import MonteCarloAnnotator
+from rmforge.annotators.mc_binary import BinarySearchMCAnnotator
+from rmforge.generators.base import Completion, GenerationRequest, Generator
+from rmforge.schemas.config import DEFAULT_MODEL, GeneratorConfig, SamplingConfig
+from rmforge.schemas.records import Problem, Rollout, StepLabel
+from rmforge.tasks.evaluate import Scores, score_verdicts
 
 # The shared material sits beside the checkout (../shared); the bench needs it, the README commands do not.
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "processbench" / "gsm8k.json"

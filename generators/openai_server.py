@@ -12,8 +12,9 @@ import itertools
 import os
 import re
 import time
+from collections.abc import Sequence
 from multiprocessing.pool import ThreadPool
-from typing import Any, Sequence
+from typing import Any
 
 import httpx
 

@@ -11,10 +11,11 @@ import codecs
 import json
 import math
 import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from itertools import islice
-from typing import Any, Callable, Iterator, Literal, Sequence, TypeVar, overload
+from pathlib import Path
+from typing import Any, Literal, TypeVar, overload
 
 from pydantic import ValidationError
 
@@ -137,7 +138,7 @@ def folio_problem(record: dict[str, Any], source: str) -> Problem:
         )
     except ValueError as exc:
         raise ValueError(f"label: {exc}" if label is not None and "label" in str(exc) else f"premises-FOL: {exc}") from None
-    given_id = record.get("problem_id") or record.get("story_id") and f"folio-{record.get('story_id')}-{record.get('example_id')}"
+    given_id = record.get("problem_id") or (record.get("story_id") and f"folio-{record.get('story_id')}-{record.get('example_id')}")
     return problem.model_copy(update={"problem_id": str(given_id)}) if given_id else problem
 
 
@@ -196,7 +197,7 @@ def count_records(path: Path) -> int:
     """How many records `iter_record_chunks` numbers up to (lines of a JSONL file, rows of a
     Parquet file), read without parsing: a progress bar's total. 0 when it cannot tell
     cheaply (a JSON array, a path that is no file: the reader reports that)."""
-    if not path.is_file() or path.suffix != ".parquet" and _first_byte(path) == b"[":
+    if not path.is_file() or (path.suffix != ".parquet" and _first_byte(path) == b"["):
         return 0
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -607,7 +608,7 @@ def prm800k_record(
         rating = pick.get("rating")
         verdict = neutral if rating == 0 else PRM800K_RATINGS.get(rating)
         texts.append(pick["text"])
-        if verdict is None or verdicts and verdicts[-1] == "incorrect":
+        if verdict is None or (verdicts and verdicts[-1] == "incorrect"):
             break  # an unrated step, or steps after the first wrong one, stay unlabelled
         verdicts.append(verdict)
     if not texts:

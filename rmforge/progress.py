@@ -38,7 +38,7 @@ class TerminalProgress:
         self._tasks: dict[int, tuple[TaskID, float]] = {}
 
     @classmethod
-    def for_terminal(cls) -> "TerminalProgress | None":
+    def for_terminal(cls) -> TerminalProgress | None:
         console = Console(stderr=True)
         return cls(console) if console.is_terminal else None
 

@@ -24,8 +24,9 @@ The outcome consensus (is the final answer right?) follows rule 2 under `ranked`
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE

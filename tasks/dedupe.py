@@ -16,19 +16,20 @@ import hashlib
 import os
 import re
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any, Callable, Collection, Sequence, TypedDict
+from collections.abc import Callable, Collection, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from rmforge.verifiers.answers import extract_final_answer
 from rmforge.generators.hardware import cuda_available, resolve_dtype
 from rmforge.schemas.config import CurationConfig
 from rmforge.schemas.records import ProblemCuration, RolloutCuration, stable_hash, utc_now
 from rmforge.schemas.tables import TABLES, arrow_schema
 from rmforge.tasks.store import Store
+from rmforge.verifiers.answers import extract_final_answer
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

@@ -25,9 +25,10 @@ with the human-labelled earliest wrong step:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, TypedDict
+from typing import Any, TypedDict
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -37,6 +38,7 @@ from rmforge.annotators.base import LLMAnnotator
 from rmforge.schemas.config import CurationConfig
 from rmforge.tasks.consensus import consensus_rows
 from rmforge.tasks.store import Store
+
 
 class ReferencePoint(TypedDict):
     name: str

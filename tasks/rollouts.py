@@ -8,19 +8,17 @@ first problem that lacks its samples.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from rmforge.annotators.base import AnnotationInput
+from rmforge.annotators.human import HumanAnnotator
 from rmforge.generators import load_generator
 from rmforge.generators.base import PROMPT_TOO_LONG
 from rmforge.generators.prompts import solution_request
-from rmforge.schemas.config import GeneratorConfig, SamplingConfig, StepSplitConfig
-from rmforge.schemas.records import OutcomeLabel, Problem, Rollout, Step, StepLabel, stable_hash
-from rmforge.annotators.base import AnnotationInput
-from rmforge.annotators.human import HumanAnnotator
 from rmforge.problems.importers import (
     LabelledImport,
     NumberedRow,
@@ -35,6 +33,8 @@ from rmforge.problems.importers import (
     sibling_gold_answers,
     step_texts_by_rollout,
 )
+from rmforge.schemas.config import GeneratorConfig, SamplingConfig, StepSplitConfig
+from rmforge.schemas.records import OutcomeLabel, Problem, Rollout, Step, StepLabel, stable_hash
 from rmforge.tasks.steps import steps_for
 from rmforge.tasks.store import Store
 

@@ -9,10 +9,11 @@ import os
 import re
 import threading
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from prefect import task
@@ -31,9 +32,9 @@ from prefect.logging import get_run_logger
 from prefect.runtime import deployment, flow_run
 
 from rmforge.generators.base import generation_progress
+from rmforge.problems.importers import ImportResult
 from rmforge.schemas.records import RunRecord, RunStatus, canonical_json, utc_now
 from rmforge.schemas.tables import DEFAULT_HEARTBEAT_S
-from rmforge.problems.importers import ImportResult
 from rmforge.tasks.store import Store
 
 
@@ -106,7 +107,7 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._beat_until_stopped, name=f"heartbeat-{run_id[:8]}",
                                         daemon=True)
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         self._thread.start()
         return self
 
@@ -333,7 +334,7 @@ class Progress:
         if _display is not None:
             _display.finish(self.key)
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -33,10 +33,11 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Sequence, TypeVar
+from typing import Any, Literal, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -85,7 +86,7 @@ class NotAStore(StoreError):
 _DUCKDB_MAGIC = b"DUCK"
 
 
-def check_store_file(location: "StoreLocation") -> None:
+def check_store_file(location: StoreLocation) -> None:
     """Refuse, before any work, a file store whose path holds something other than a DuckDB file."""
     path = location.path
     if path is None or not path.is_file():
@@ -432,7 +433,7 @@ class Store:
         for statement in statements:
             self.execute(statement)
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: Any) -> None:

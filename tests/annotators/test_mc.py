@@ -6,12 +6,12 @@ contains a step marked BAD, in which case every continuation ends at 9.
 
 import pytest
 
+from rmforge.annotators.completions import NEVER_REACHED
 from rmforge.annotators.mc import MonteCarloAnnotator
 from rmforge.annotators.mc_binary import BinarySearchMCAnnotator
 from rmforge.annotators.pav import ProgressAnnotator
-from rmforge.annotators.completions import NEVER_REACHED
-from tests.builders import make_item, make_rollout
 from rmforge.generators.base import PROMPT_TOO_LONG
+from tests.builders import make_item, make_rollout
 from tests.fakes import ScriptedGenerator
 
 

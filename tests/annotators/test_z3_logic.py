@@ -6,6 +6,8 @@ import pytest
 import z3
 
 from rmforge.annotators import build_annotator
+from rmforge.annotators.z3_logic import AnswerLine, Claim, NoClaim, Z3LogicAnnotator, extract_claim
+from rmforge.verifiers.logic.entailment import entailment, entailment_with_reason
 from rmforge.verifiers.logic.fol import (
     Atom,
     Binary,
@@ -20,8 +22,6 @@ from rmforge.verifiers.logic.fol import (
     parse_ast,
     parse_formula,
 )
-from rmforge.annotators.z3_logic import AnswerLine, Claim, NoClaim, Z3LogicAnnotator, extract_claim
-from rmforge.verifiers.logic.entailment import entailment, entailment_with_reason
 from tests.builders import make_item
 
 P, Q, R, S = (Atom(n) for n in "PQRS")

@@ -8,8 +8,8 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
 from concurrent.futures.process import BrokenProcessPool
+from datetime import timedelta
 
 import pytest
 

@@ -11,10 +11,10 @@ import pytest
 import rmforge.problems.logic as lp
 from rmforge.annotators.base import AnnotationInput
 from rmforge.annotators.z3_logic import Z3LogicAnnotator
+from rmforge.problems.logic import generate_logic_problems, logic_problem_from_record
+from rmforge.schemas.records import Problem
 from rmforge.verifiers.logic.entailment import entailment
 from rmforge.verifiers.logic.fol import parse_ast
-from rmforge.schemas.records import Problem
-from rmforge.problems.logic import generate_logic_problems, logic_problem_from_record
 from tests.builders import make_rollout
 
 GOLD = {"true": "True", "false": "False", "uncertain": "Uncertain"}

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
+from rmforge.annotators.z3_arith import label_step
 from rmforge.problems.arithmetic import generate_arithmetic_problems
 from rmforge.problems.importers import import_problem_rows, read_records, split_gsm8k_answer
-from rmforge.annotators.z3_arith import label_step
 
 
 def test_generator_is_deterministic_and_ids_are_unique():

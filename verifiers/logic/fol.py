@@ -169,7 +169,7 @@ class Equals:
 
 @dataclass(frozen=True)
 class Not:
-    body: "Formula"
+    body: Formula
 
 
 BinaryOp = Literal["and", "or", "xor", "implies", "iff"]
@@ -178,15 +178,15 @@ BinaryOp = Literal["and", "or", "xor", "implies", "iff"]
 @dataclass(frozen=True)
 class Binary:
     op: BinaryOp
-    left: "Formula"
-    right: "Formula"
+    left: Formula
+    right: Formula
 
 
 @dataclass(frozen=True)
 class Quantifier:
     kind: Literal["forall", "exists"]
     var: str
-    body: "Formula"
+    body: Formula
 
 
 Formula = Union[Atom, Equals, Not, Binary, Quantifier]
