@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
 
 import z3
 
@@ -149,7 +149,7 @@ class Const:
     pos: int = field(default=0, compare=False)
 
 
-Term = Union[Var, Const]
+Term = Var | Const
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ class Quantifier:
     body: Formula
 
 
-Formula = Union[Atom, Equals, Not, Binary, Quantifier]
+Formula = Atom | Equals | Not | Binary | Quantifier
 
 _SYMBOL = {"and": "∧", "or": "∨", "xor": "⊕", "implies": "→", "iff": "↔"}
 
