@@ -104,12 +104,12 @@ def measure(name: str, rng) -> list[str]:
     truth = truth[:, :K]
     chosen = None
     for dtype in DTYPES[name]:
-        def build():
+        def build(dtype):
             index = Index(ndim=DIM, metric="ip", dtype=dtype, **dedupe.HNSW)
             index.add(np.arange(N), vectors, threads=dedupe._THREADS)
             return index
 
-        build_wall, build_cpu, index = timed(build)
+        build_wall, build_cpu, index = timed(build, dtype)
         print(name, dtype, "build", build_wall, flush=True)
         for expansion in EXPANSIONS:
             index.expansion_search = expansion
@@ -137,7 +137,7 @@ def pair_recall(vectors, sample, index) -> list[str]:
     from rmforge.tasks import dedupe
 
     index.expansion_search = dedupe.HNSW["expansion_search"]
-    wall, cpu, (keys, _) = timed(dedupe.search_index, index, vectors[sample], dedupe.NEIGHBOURS + 1)
+    wall, _, (keys, _) = timed(dedupe.search_index, index, vectors[sample], dedupe.NEIGHBOURS + 1)
     candidates, _ = dedupe.rescored_candidates(vectors[sample], vectors, keys, THRESHOLD)
     pairs = found = 0
     for query, seen in zip(sample, candidates):

@@ -73,7 +73,7 @@ def main() -> None:
 
     def first_errors(output):
         firsts = {item.rollout.rollout_id: None for item in items}
-        for label in sorted(output.step_labels, key=lambda l: l.step_index, reverse=True):
+        for label in sorted(output.step_labels, key=lambda lab: lab.step_index, reverse=True):
             if label.verdict == "incorrect":
                 firsts[label.rollout_id] = label.step_index
         return firsts
