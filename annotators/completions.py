@@ -23,17 +23,17 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rmforge.verifiers.answers import GradeResult, grade_response
 from rmforge.annotators.base import AnnotationInput
 from rmforge.generators.base import PROMPT_TOO_LONG, Completion, Generator
 from rmforge.generators.prompts import solution_request
 from rmforge.schemas.config import GeneratorConfig, SamplingConfig
 from rmforge.schemas.records import Rollout, Verdict
+from rmforge.verifiers.answers import GradeResult, grade_response
 
 
 class CompletionOptions(BaseModel):
@@ -106,7 +106,7 @@ class Estimate:
     def value(self) -> float | None:
         return self.successes / self.graded if self.graded else None
 
-    def plus(self, other: "Estimate") -> "Estimate":
+    def plus(self, other: Estimate) -> Estimate:
         return Estimate(
             self.successes + other.successes,
             self.graded + other.graded,

@@ -9,7 +9,8 @@ rollout keep separate labels. Human verdicts outrank every other annotator.
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 from pydantic import Field
 

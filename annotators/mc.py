@@ -22,13 +22,15 @@ for the completer's context) is `unknown`, never a failure.
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from collections.abc import Iterator, Sequence
+from typing import ClassVar
 
 from rmforge.annotators.base import AnnotationInput, AnnotationOutput, Evidence, LLMAnnotator
 from rmforge.annotators.completions import (
     CompletionOptions,
     Estimate,
     FailedPrefix,
+    FailedPrefixVerdicts,
     PrefixQuery,
     estimate_prefixes,
     judge_failed_prefixes,
@@ -42,6 +44,7 @@ class MonteCarloAnnotator(LLMAnnotator):
     version: ClassVar[str] = "3"
     evidence: ClassVar[Evidence] = Evidence(confirms_steps=True, refutes_steps=True, score="probability")
     Config: ClassVar[type[CompletionOptions]] = CompletionOptions
+    config: CompletionOptions
     reads_siblings: ClassVar[bool] = True  # the completer's own rollouts of a problem measure its success rate
 
     def estimates(self, items: Sequence[AnnotationInput]) -> dict[tuple[str, int], Estimate]:
@@ -60,7 +63,9 @@ class MonteCarloAnnotator(LLMAnnotator):
         reached = [i for i in range(len(item.steps) - 1) if estimates[(item.rollout.rollout_id, i)].successes]
         return max(reached, default=-1)
 
-    def failed_prefixes(self, items: Sequence[AnnotationInput], estimates: dict[tuple[str, int], Estimate]):
+    def failed_prefixes(
+        self, items: Sequence[AnnotationInput], estimates: dict[tuple[str, int], Estimate]
+    ) -> Iterator[FailedPrefix]:
         """Every estimated prefix with graded continuations and no success, in step order, except
         those a later prefix of the same rollout shows to lead to the gold (they are not refuted)."""
         for item in items:
@@ -76,7 +81,8 @@ class MonteCarloAnnotator(LLMAnnotator):
         estimates = self.estimates(items)
         failed = list(self.failed_prefixes(items, estimates))
         failed_keys = {(f.item.rollout.rollout_id, f.step_index) for f in failed}
-        judged = judge_failed_prefixes(self.load_generator(), failed, self.config, self.model) if failed else None
+        judged = (judge_failed_prefixes(self.load_generator(), failed, self.config, self.model)
+                  if failed else FailedPrefixVerdicts({}, {}))
         output = AnnotationOutput()
         for item in items:
             rid = item.rollout.rollout_id
@@ -105,7 +111,7 @@ class MonteCarloAnnotator(LLMAnnotator):
             if item.steps:
                 output.step_labels.append(self.final_step_label(item, run_id))
             spent = sum(estimates[(rid, i)].sampled for i in range(len(item.steps) - 1))
-            probes = judged.spent.get(rid, 0) if judged else 0
+            probes = judged.spent.get(rid, 0)
             output.costs.append(self.cost(item, spent + probes, run_id))
         return output
 

@@ -30,7 +30,8 @@ known-bad step are `unknown` with the reason.
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from collections.abc import Iterator, Sequence
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -45,6 +46,7 @@ from rmforge.annotators.completions import (
     judge_failed_prefixes,
     outcome_of,
 )
+from rmforge.schemas.records import StepLabel
 
 
 class BinarySearchOptions(CompletionOptions):
@@ -98,6 +100,7 @@ class BinarySearchMCAnnotator(LLMAnnotator):
     version: ClassVar[str] = "3"
     evidence: ClassVar[Evidence] = Evidence(confirms_steps=True, refutes_steps=True, score="probability")
     Config: ClassVar[type[BinarySearchOptions]] = BinarySearchOptions
+    config: BinarySearchOptions
     reads_siblings: ClassVar[bool] = True  # the completer's own rollouts of a problem measure its success rate
 
     def search(self, items: Sequence[AnnotationInput]) -> dict[str, _Search]:
@@ -147,13 +150,14 @@ class BinarySearchMCAnnotator(LLMAnnotator):
                 )
         searches = self.search(wrong)
         failed = [c for s in searches.values() if (c := s.candidate) is not None]
-        judged = judge_failed_prefixes(self.load_generator(), failed, self.config, self.model) if failed else None
+        judged = (judge_failed_prefixes(self.load_generator(), failed, self.config, self.model)
+                  if failed else FailedPrefixVerdicts({}, {}))
         for rid, search in searches.items():
-            output.costs.append(self.cost(search.item, search.spent + (judged.spent.get(rid, 0) if judged else 0), run_id))
+            output.costs.append(self.cost(search.item, search.spent + judged.spent.get(rid, 0), run_id))
             output.step_labels.extend(self.search_labels(search, judged, run_id))
         return output
 
-    def search_labels(self, search: _Search, judged: FailedPrefixVerdicts | None, run_id: str):
+    def search_labels(self, search: _Search, judged: FailedPrefixVerdicts, run_id: str) -> Iterator[StepLabel]:
         item, lo = search.item, search.lo
         for i in range(lo):
             yield self.step_label(item, i, "correct", run_id, score=search.score(i), reason="before the first error")

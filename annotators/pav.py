@@ -26,7 +26,8 @@ that could change the verdict); else `unknown` with the numbers.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -42,6 +43,7 @@ from rmforge.annotators.completions import (
     outcome_of,
 )
 from rmforge.schemas.config import GeneratorConfig
+from rmforge.schemas.records import Verdict
 
 
 class ProgressOptions(CompletionOptions):
@@ -55,6 +57,7 @@ class ProgressAnnotator(LLMAnnotator):
     version: ClassVar[str] = "3"
     evidence: ClassVar[Evidence] = Evidence(confirms_steps=True, refutes_steps=True, score="advantage")
     Config: ClassVar[type[ProgressOptions]] = ProgressOptions
+    config: ProgressOptions
     reads_siblings: ClassVar[bool] = True  # the prover's own rollouts of a problem measure its success rate
 
     @property
@@ -104,6 +107,7 @@ class ProgressAnnotator(LLMAnnotator):
                     output.step_labels.append(self.step_label(item, i, "unknown", run_id, reason=missing))
                     continue
                 reason = f"V {before:.2f} -> {after:.2f}"
+                verdict: Verdict
                 if after > 0:
                     verdict = "correct"
                 elif before == 0:

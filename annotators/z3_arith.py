@@ -9,7 +9,7 @@ and the batch goes on.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from pydantic import Field
 
@@ -38,6 +38,8 @@ class Z3ArithmeticAnnotator(Annotator):
             default=True, description="Accept `10 / 3 = 3.33`: half a unit in the last place."
         )
 
+    config: Config
+
     def annotate(self, items: Sequence[AnnotationInput], run_id: str) -> AnnotationOutput:
         out = AnnotationOutput()
         # Rollouts of one problem share steps (Monte Carlo prefixes): label each text once.
@@ -59,5 +61,5 @@ class Z3ArithmeticAnnotator(Annotator):
             return label_step(
                 step, rounding=self.config.rounding_tolerance, timeout_ms=self.config.timeout_ms
             )
-        except Exception as exc:  # a checker bug on one step must not stop the batch
+        except Exception as exc:  # noqa: BLE001  # a checker bug on one step must not stop the batch
             return "unknown", f"checker error: {type(exc).__name__}: {exc}"

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import z3
 from pydantic import Field
 
 from rmforge.annotators.base import AnnotationInput, AnnotationOutput, Annotator, Evidence
+from rmforge.schemas.config import Config as StrictConfig
+from rmforge.schemas.records import Problem, StepLabel, Verdict
+from rmforge.verifiers.logic.entailment import EntailmentResult, Label, PremiseChecker, PremiseError, normalize_label
 from rmforge.verifiers.logic.fol import (
     Atom,
     Binary,
@@ -38,9 +41,6 @@ from rmforge.verifiers.logic.fol import (
     signatures,
     tokenize,
 )
-from rmforge.schemas.config import Config as StrictConfig
-from rmforge.schemas.records import Problem, StepLabel, Verdict
-from rmforge.verifiers.logic.entailment import EntailmentResult, Label, PremiseChecker, PremiseError, normalize_label
 
 # --------------------------------------------------------------------------- step text
 
@@ -341,6 +341,8 @@ class Z3LogicAnnotator(Annotator):
 
     class Config(StrictConfig):
         timeout_ms: int = Field(default=5000, ge=1, description="Z3 timeout per check.")
+
+    config: Config
 
     def annotate(self, items: Sequence[AnnotationInput], run_id: str) -> AnnotationOutput:
         out = AnnotationOutput()

@@ -192,7 +192,7 @@ def snapshot(db: Path, tables: list[str] | None = None) -> dict[str, dict]:
                 key = ", ".join(spec.primary_key)
                 dupes = store.execute(f"SELECT count(*) FROM (SELECT {key} FROM {name} GROUP BY {key} "
                                       f"HAVING count(*) > 1)")[0][0]
-            except Exception as exc:  # a table a store never created
+            except Exception as exc:  # noqa: BLE001  # a table a store never created
                 result[name] = {"rows": None, "hash": f"error: {exc}"[:80], "dupes": 0}
                 continue
             digest = hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
@@ -204,7 +204,7 @@ def count(db: Path, sql: str) -> int | str:
     try:
         with Store(str(db), read_only=True) as store:
             return store.execute(sql)[0][0]
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  # whatever stops the read is the answer
         return f"unreadable ({type(exc).__name__})"
 
 
@@ -454,7 +454,7 @@ def main() -> None:
         second_half.write_text("".join(json.dumps(r) + "\n" for r in rows[half:]))
 
         step = lambda text: print(f"[{time.monotonic() - wall0:6.1f} s] {text}", flush=True)  # noqa: E731
-        code, out, err, seconds = cli.run(["server", "start", "--port", port])
+        code, _, err, seconds = cli.run(["server", "start", "--port", port])
         results["server_start"] = (code, seconds)
         if code != 0:
             raise RuntimeError(f"rmforge server start failed: {err}")
@@ -463,9 +463,10 @@ def main() -> None:
         # 1. Reference
         ref, ref_export = work / "reference.duckdb", work / "reference-export"
         reference_s, flow_s = {}, {}
+        ref_imported = None  # the store as the import stage (the first) left it
         for stage in ("import", "annotate", "curate", "export", "annotate_workers"):
             db = ref if stage != "annotate_workers" else fork(ref_imported, work / "reference-workers.duckdb")
-            code, out, reference_s[stage], flow_s[stage] = run_timed(
+            code, _, reference_s[stage], flow_s[stage] = run_timed(
                 cli, command_for(stage, db, work, source, ref_export), db, work / f"reference-{stage}.log")
             if code != 0:
                 raise RuntimeError(f"reference {stage} failed ({code}): see {work}/reference-{stage}.log")
@@ -545,7 +546,7 @@ def main() -> None:
         # 5. Cross-origin
         results["cross_origin"] = cross_origin(cli, port, store, work)
         step("cross-origin probes done")
-    except Exception as exc:  # report what ran so far, plainly
+    except Exception as exc:  # noqa: BLE001  # report what ran so far, plainly
         results["errors"].append(f"{type(exc).__name__}: {exc}")
         print(f"error: {exc}", file=sys.stderr)
     finally:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rmforge.generators.hardware import cpu_model  # noqa: E402
+from rmforge.generators.hardware import cpu_model
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
 DATASETS = sys.argv[2].split(",") if len(sys.argv) > 2 else ["realistic", "uniform"]
@@ -53,6 +53,7 @@ REPORT = Path(__file__).parent / "reports" / ("ann.md" if "realistic" in DATASET
 def real_embeddings():
     """MiniLM vectors of ProcessBench GSM8K's distinct problems and steps (cached on disk)."""
     import numpy as np
+
     from rmforge.schemas.config import CurationConfig
     from rmforge.tasks.dedupe import embed
 
@@ -103,12 +104,12 @@ def measure(name: str, rng) -> list[str]:
     truth = truth[:, :K]
     chosen = None
     for dtype in DTYPES[name]:
-        def build():
+        def build(dtype):
             index = Index(ndim=DIM, metric="ip", dtype=dtype, **dedupe.HNSW)
             index.add(np.arange(N), vectors, threads=dedupe._THREADS)
             return index
 
-        build_wall, build_cpu, index = timed(build)
+        build_wall, build_cpu, index = timed(build, dtype)
         print(name, dtype, "build", build_wall, flush=True)
         for expansion in EXPANSIONS:
             index.expansion_search = expansion
@@ -136,7 +137,7 @@ def pair_recall(vectors, sample, index) -> list[str]:
     from rmforge.tasks import dedupe
 
     index.expansion_search = dedupe.HNSW["expansion_search"]
-    wall, cpu, (keys, _) = timed(dedupe.search_index, index, vectors[sample], dedupe.NEIGHBOURS + 1)
+    wall, _, (keys, _) = timed(dedupe.search_index, index, vectors[sample], dedupe.NEIGHBOURS + 1)
     candidates, _ = dedupe.rescored_candidates(vectors[sample], vectors, keys, THRESHOLD)
     pairs = found = 0
     for query, seen in zip(sample, candidates):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rmforge.verifiers.arithmetic import Num, check_claim, find_claims, label_step  # noqa: E402
+from rmforge.verifiers.arithmetic import Num, check_claim, find_claims, label_step
 
 PROCESSBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "processbench" / "gsm8k.json"
 SEED = 0

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rmforge.generators.hardware import cpu_model  # noqa: E402
+from rmforge.generators.hardware import cpu_model
 
 EVAL_SET = Path(os.environ.get("PROCESSBENCH", Path(__file__).resolve().parents[2] / "shared/data/processbench/gsm8k.json"))
 REPORT = Path(__file__).parent / "reports" / "decontaminate.md"
@@ -70,8 +70,12 @@ def main() -> None:
     problems, label_of = [], {}
     for label, _, text in PROBLEMS:
         kind, _, ref = text.partition(":")
-        question = {"copy": lambda: eval_items[ref].text,
-                    "prefix": lambda: "Answer the following question. " + eval_items[ref].text}.get(kind, lambda: text)()
+        if kind == "copy":
+            question = eval_items[ref].text
+        elif kind == "prefix":
+            question = "Answer the following question. " + eval_items[ref].text
+        else:
+            question = text
         problem = Problem(problem_id=Problem.make_id(question, None), question=question, source="bench")
         problems.append(problem)
         label_of[problem.problem_id] = label

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rmforge.generators.hardware import cpu_model  # noqa: E402
+from rmforge.generators.hardware import cpu_model
 
 N_TEXTS = int(sys.argv[1]) if len(sys.argv) > 1 else 128
 BATCH_SIZE = 64

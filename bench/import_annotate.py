@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from rmforge.problems.arithmetic import generate_arithmetic_problems  # noqa: E402
+from rmforge.problems.arithmetic import generate_arithmetic_problems
 
 N_ROLLOUTS = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 ANNOTATORS = ["answer", "z3_arith"]

@@ -46,9 +46,9 @@ def main() -> None:
     from rmforge.annotators.base import AnnotationInput
     from rmforge.annotators.mc import MonteCarloAnnotator
     from rmforge.annotators.mc_binary import BinarySearchMCAnnotator
+    from rmforge.problems.arithmetic import generate_arithmetic_problems
     from rmforge.schemas.config import DEFAULT_MODEL, GeneratorConfig
     from rmforge.schemas.records import Rollout, stable_hash
-    from rmforge.problems.arithmetic import generate_arithmetic_problems
 
     rng = random.Random(0)
     problems = generate_arithmetic_problems(N_SOLUTIONS, seed=11, min_steps=2, max_steps=3)
@@ -73,7 +73,7 @@ def main() -> None:
 
     def first_errors(output):
         firsts = {item.rollout.rollout_id: None for item in items}
-        for label in sorted(output.step_labels, key=lambda l: l.step_index, reverse=True):
+        for label in sorted(output.step_labels, key=lambda lab: lab.step_index, reverse=True):
             if label.verdict == "incorrect":
                 firsts[label.rollout_id] = label.step_index
         return firsts

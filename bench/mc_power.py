@@ -28,19 +28,19 @@ import os
 import random
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rmforge.annotators.base import AnnotationInput  # noqa: E402
-from rmforge.annotators.completions import prefix_text  # noqa: E402
-from rmforge.annotators.mc import MonteCarloAnnotator  # noqa: E402
-from rmforge.annotators.mc_binary import BinarySearchMCAnnotator  # noqa: E402
-from rmforge.generators.base import Completion, GenerationRequest, Generator  # noqa: E402
-from rmforge.schemas.config import DEFAULT_MODEL, GeneratorConfig, SamplingConfig  # noqa: E402
-from rmforge.schemas.records import Problem, Rollout, StepLabel  # noqa: E402
-from rmforge.tasks.evaluate import Scores, score_verdicts  # noqa: E402
+from rmforge.annotators.base import AnnotationInput
+from rmforge.annotators.completions import prefix_text
+from rmforge.annotators.mc import MonteCarloAnnotator
+from rmforge.annotators.mc_binary import BinarySearchMCAnnotator
+from rmforge.generators.base import Completion, GenerationRequest, Generator
+from rmforge.schemas.config import DEFAULT_MODEL, GeneratorConfig, SamplingConfig
+from rmforge.schemas.records import Problem, Rollout, StepLabel
+from rmforge.tasks.evaluate import Scores, score_verdicts
 
 # The shared material sits beside the checkout (../shared); the bench needs it, the README commands do not.
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "processbench" / "gsm8k.json"
@@ -123,7 +123,7 @@ class ControlledCompleter(Generator):
 def old_rule(annotator: str, labels: list[StepLabel]) -> dict[int, str]:
     """The verdicts the zero-success rule gave on the same samples, read back from the kept scores."""
     verdicts = {}
-    for label in sorted(labels, key=lambda l: l.step_index):
+    for label in sorted(labels, key=lambda lab: lab.step_index):
         if label.verdict != "unknown":
             verdicts[label.step_index] = label.verdict
         elif label.score == 0.0:  # a failed prefix the power test left unknown
@@ -140,8 +140,8 @@ def score(name: str, annotator: str, items, labels, output, rule: str) -> Scores
     if rule == "old":
         verdicts = {rid: old_rule(annotator, ls) for rid, ls in by_rollout.items()}
     else:
-        verdicts = {rid: {l.step_index: l.verdict for l in ls if l.verdict != "unknown"} for rid, ls in by_rollout.items()}
-    implied = frozenset((l.rollout_id, l.step_index) for l in output.step_labels if l.outcome_implied)
+        verdicts = {rid: {lab.step_index: lab.verdict for lab in ls if lab.verdict != "unknown"} for rid, ls in by_rollout.items()}
+    implied = frozenset((lab.rollout_id, lab.step_index) for lab in output.step_labels if lab.outcome_implied)
     steps = {item.rollout.rollout_id: len(item.steps) for item in items}
     scores = score_verdicts(name, annotator, verdicts, steps, labels, implied)
     scores.completions = sum(c.completions for c in output.costs)
@@ -175,7 +175,7 @@ def run_real(items, labels, n: int) -> dict:
     label_s = time.perf_counter() - started
     subset = {item.rollout.rollout_id: labels[item.rollout.rollout_id] for item in chosen}
     rules = {rule: vars(score("mc_binary", "mc_binary", chosen, subset, output, rule)) for rule in ("old", "new")}
-    never = sum("never reached" in (l.reason or "") for l in output.step_labels)
+    never = sum("never reached" in (lab.reason or "") for lab in output.step_labels)
     return {"n": n, "engine_s": engine_s, "label_s": label_s, "rules": rules, "never_reached_labels": never}
 
 

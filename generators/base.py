@@ -12,9 +12,10 @@ annotator that samples completions).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Callable, Iterator, Literal, Sequence
+from typing import Literal
 
 from pydantic import BaseModel
 

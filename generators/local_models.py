@@ -74,10 +74,10 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     config_dict = quantised.config.to_dict()
     config_dict.pop("quantization_config", None)
     config = LlamaConfig.from_dict(config_dict)
-    config.torch_dtype = torch.bfloat16
+    config.dtype = torch.bfloat16
     plain = LlamaForCausalLM(config)
     plain.load_state_dict(quantised.state_dict(), strict=False)
-    plain = plain.to(torch.bfloat16)
+    plain = plain.bfloat16()
     out.mkdir(parents=True)
     plain.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)

@@ -12,8 +12,9 @@ import itertools
 import os
 import re
 import time
+from collections.abc import Sequence
 from multiprocessing.pool import ThreadPool
-from typing import Any, Sequence
+from typing import Any
 
 import httpx
 
@@ -120,8 +121,8 @@ class OpenAIServerGenerator(Generator):
             server = self._servers[next(self._turns) % len(self._servers)]
             completions = self._complete(request, sampling, server)
             if on_progress is not None:
-                tokens = [c.num_tokens for c in completions]
-                on_progress(len(completions), None if None in tokens else sum(tokens))
+                tokens = [c.num_tokens for c in completions if c.num_tokens is not None]
+                on_progress(len(completions), sum(tokens) if len(tokens) == len(completions) else None)
             return completions
 
         # ThreadPool's workers are daemon threads: an interrupted batch (Ctrl-C, SIGTERM) does

@@ -14,8 +14,9 @@ import os
 import re
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from rmforge.generators.base import (
     PROMPT_TOO_LONG,
@@ -30,6 +31,8 @@ from rmforge.generators.hardware import CPUINFO, resolve_dtype
 from rmforge.generators.local_models import cache_dir, resolve_model
 from rmforge.schemas.config import GeneratorConfig, SamplingConfig
 
+if TYPE_CHECKING:
+    from vllm.renderers.chat_utils import ChatCompletionMessageParam
 
 logger = logging.getLogger(__name__)
 
@@ -103,10 +106,11 @@ class VLLMEngineGenerator(Generator):
 
     def render_prompt(self, request: GenerationRequest) -> str:
         """Chat template + the assistant prefix the model must continue."""
-        messages = [m.model_dump() for m in request.messages]
+        messages: list[ChatCompletionMessageParam] = [m.model_dump() for m in request.messages]
         prompt = self._tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True
         )
+        assert isinstance(prompt, str)  # tokenize=False: the text, not token ids
         return prompt + request.assistant_prefix
 
     def _fits(self, prompt: str) -> bool:

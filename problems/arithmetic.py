@@ -7,11 +7,10 @@ number of steps). Pure functions: no Prefect, no I/O.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from rmforge.schemas.records import Problem
-
 
 NAMES = ["Mia", "Liam", "Ava", "Noah", "Zara", "Omar", "Lena", "Ravi", "Sofia", "Kenji", "Amara", "Diego"]
 ITEMS = ["marbles", "stickers", "apples", "books", "coins", "shells", "pencils", "cookies", "stamps", "cards"]

@@ -11,15 +11,25 @@ import codecs
 import json
 import math
 import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from itertools import islice
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from pathlib import Path
+from typing import Any, Literal, TypeVar, overload
 
 from pydantic import ValidationError
 
 from rmforge.schemas.errors import UserError
-from rmforge.schemas.records import Problem, QuarantineRecord, Rollout, Step, stable_hash
+from rmforge.schemas.records import (
+    VERDICTS,
+    Domain,
+    Problem,
+    QuarantineRecord,
+    Rollout,
+    Step,
+    Verdict,
+    stable_hash,
+)
 
 T = TypeVar("T")
 
@@ -127,7 +137,7 @@ def folio_problem(record: dict[str, Any], source: str) -> Problem:
         )
     except ValueError as exc:
         raise ValueError(f"label: {exc}" if label is not None and "label" in str(exc) else f"premises-FOL: {exc}") from None
-    given_id = record.get("problem_id") or record.get("story_id") and f"folio-{record.get('story_id')}-{record.get('example_id')}"
+    given_id = record.get("problem_id") or (record.get("story_id") and f"folio-{record.get('story_id')}-{record.get('example_id')}")
     return problem.model_copy(update={"problem_id": str(given_id)}) if given_id else problem
 
 
@@ -186,7 +196,7 @@ def count_records(path: Path) -> int:
     """How many records `iter_record_chunks` numbers up to (lines of a JSONL file, rows of a
     Parquet file), read without parsing: a progress bar's total. 0 when it cannot tell
     cheaply (a JSON array, a path that is no file: the reader reports that)."""
-    if not path.is_file() or path.suffix != ".parquet" and _first_byte(path) == b"[":
+    if not path.is_file() or (path.suffix != ".parquet" and _first_byte(path) == b"["):
         return 0
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -375,6 +385,10 @@ def _texts(steps: list[Step] | None) -> list[str] | None:
     return None if steps is None else [step.text for step in steps]
 
 
+@overload
+def text_field(row: dict[str, Any], name: str, *, required: Literal[True]) -> str: ...
+@overload
+def text_field(row: dict[str, Any], name: str, *, required: bool = False) -> str | None: ...
 def text_field(row: dict[str, Any], name: str, *, required: bool = False) -> str | None:
     """A string field: missing is None (or an error when required); any other type is an error."""
     value = row.get(name)
@@ -429,6 +443,14 @@ def steps_field(row: dict[str, Any], name: str = "steps") -> list[str] | None:
     return value
 
 
+def domain_field(row: dict[str, Any]) -> Domain:
+    """An imported row's domain, "math" when it names none."""
+    match text_field(row, "domain") or "math":
+        case "math" | "logic" as domain:
+            return domain
+    raise ValueError("domain: Input should be 'math' or 'logic'")  # as the Problem model words it
+
+
 def rollout_from_row(row: dict[str, Any], run_id: str) -> tuple[Problem, Rollout, list[Step] | None]:
     """One imported row -> its problem, rollout and given steps (ValueError names the field)."""
     steps = steps_field(row)
@@ -443,7 +465,7 @@ def rollout_from_row(row: dict[str, Any], run_id: str) -> tuple[Problem, Rollout
         question=text_field(row, "question", required=True),
         gold_answer=gold_field(row),
         source=text_field(row, "source") or "import",
-        domain=text_field(row, "domain") or "math",
+        domain=domain_field(row),
     )
     model = text_field(row, "model") or "unknown"
     rollout = Rollout(
@@ -508,23 +530,32 @@ class LabelledImport(RolloutImport):
     """Rollouts with human step verdicts (and, where the data has them, final-answer verdicts)."""
 
     reviewers: dict[str, str] = field(default_factory=dict)  # rollout_id -> who labelled it
-    step_verdicts: dict[str, list[str]] = field(default_factory=dict)  # rollout_id -> verdict per labelled step
+    step_verdicts: dict[str, list[Verdict]] = field(default_factory=dict)  # rollout_id -> verdict per labelled step
     outcomes: dict[str, bool] = field(default_factory=dict)  # rollout_id -> final answer correct
 
 
-def first_error_verdicts(first_error: Any, n_steps: int, field_name: str = "label") -> list[str]:
+def first_error_verdicts(first_error: Any, n_steps: int, field_name: str = "label") -> list[Verdict]:
     """ProcessBench convention: steps before the earliest wrong one are correct, it is
     incorrect, later steps stay unlabelled; -1 means every step is correct."""
     if isinstance(first_error, bool) or not isinstance(first_error, int) or not -1 <= first_error < n_steps:
         raise ValueError(f"{field_name}: expected -1 or a step index below {n_steps}, got {first_error!r}")
     if first_error == -1:
         return ["correct"] * n_steps
-    return ["correct"] * first_error + ["incorrect"]
+    before: list[Verdict] = ["correct"] * first_error
+    return [*before, "incorrect"]
+
+
+def verdict_option(name: str, value: str) -> Verdict:
+    """An option's value as a verdict; ValueError names the option otherwise."""
+    match value:
+        case "correct" | "incorrect" | "unknown":
+            return value
+    raise ValueError(f"{name}: {value!r} is not one of {', '.join(VERDICTS)}")
 
 
 def processbench_record(
     record: dict[str, Any], gold: dict[str, str], run_id: str
-) -> tuple[Problem, Rollout, list[Step], list[str], bool | None, str]:
+) -> tuple[Problem, Rollout, list[Step], list[Verdict], bool | None, str]:
     """One ProcessBench record (id, generator, problem, steps, final_answer_correct, label)."""
     record_id = text_field(record, "id", required=True)
     question = text_field(record, "problem", required=True)
@@ -549,12 +580,13 @@ def processbench_record(
     return problem, rollout, given or [], verdicts, final, "processbench"
 
 
-PRM800K_RATINGS = {1: "correct", -1: "incorrect"}
+# Looked up by whatever JSON value a record's rating holds.
+PRM800K_RATINGS: dict[object, Verdict] = {1: "correct", -1: "incorrect"}
 
 
 def prm800k_record(
-    record: dict[str, Any], neutral: str, run_id: str
-) -> tuple[Problem, Rollout, list[Step], list[str], bool | None, str]:
+    record: dict[str, Any], neutral: Verdict, run_id: str
+) -> tuple[Problem, Rollout, list[Step], list[Verdict], bool | None, str]:
     """One PRM800K record: the rated step chosen at each turn, ratings 1 / 0 / -1 (0 = neutral)."""
     question_block = record.get("question")
     label_block = record.get("label")
@@ -563,7 +595,7 @@ def prm800k_record(
     question = text_field(question_block, "problem", required=True)
     gold_answer = gold_field(question_block, "ground_truth_answer")
     texts: list[str] = []
-    verdicts: list[str] = []
+    verdicts: list[Verdict] = []
     for turn, step in enumerate(label_block.get("steps") or []):
         completions = step.get("completions") or []
         chosen = step.get("chosen_completion")
@@ -573,9 +605,9 @@ def prm800k_record(
         if not isinstance(pick, dict) or not isinstance(pick.get("text"), str) or not pick["text"].strip():
             raise ValueError(f"label.steps: turn {turn} has no step text")
         rating = pick.get("rating")
-        verdict = PRM800K_RATINGS.get(rating, neutral if rating == 0 else None)
+        verdict = neutral if rating == 0 else PRM800K_RATINGS.get(rating)
         texts.append(pick["text"])
-        if verdict is None or verdicts and verdicts[-1] == "incorrect":
+        if verdict is None or (verdicts and verdicts[-1] == "incorrect"):
             break  # an unrated step, or steps after the first wrong one, stay unlabelled
         verdicts.append(verdict)
     if not texts:
@@ -609,6 +641,7 @@ def parse_labelled_rows(
     """Human-labelled solutions (ProcessBench or PRM800K format) -> rollouts + human verdicts."""
     if fmt not in LABELLED_FORMATS:
         raise ValueError(f"format: {fmt!r} is not one of {', '.join(LABELLED_FORMATS)}")
+    neutral_verdict = verdict_option("neutral", neutral)
     result = LabelledImport()
     seen_problems: dict[str, Problem] = {}
     seen_rollouts = SeenRollouts()
@@ -617,7 +650,7 @@ def parse_labelled_rows(
         if fmt == "processbench":
             problem, rollout, steps, verdicts, final, reviewer = processbench_record(record, gold or {}, run_id)
         else:
-            problem, rollout, steps, verdicts, final, reviewer = prm800k_record(record, neutral, run_id)
+            problem, rollout, steps, verdicts, final, reviewer = prm800k_record(record, neutral_verdict, run_id)
         labels = (verdicts, final, reviewer)
         if seen_rollouts.is_repeat(rollout, steps, labels):
             return None
@@ -645,7 +678,8 @@ def read_gold_answers(path: Path) -> dict[str, str]:
     if not isinstance(data, dict):
         raise InputFileError(f"{path}: expected a JSON object mapping ids to gold answers")
     try:
-        return {str(k): gold_field(data, k) for k, v in data.items() if v is not None}
+        golds = {str(k): gold_field(data, k) for k in data}
+        return {k: gold for k, gold in golds.items() if gold is not None}
     except ValueError as exc:
         raise InputFileError(f"{path}: {exc}") from None
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
-from rmforge.verifiers.logic.entailment import LABELS, PremiseChecker, normalize_label
 from rmforge.schemas.records import Problem
+from rmforge.verifiers.logic.entailment import LABELS, PremiseChecker, normalize_label
 
 GOLD = {"true": "True", "false": "False", "uncertain": "Uncertain"}
 MAX_DEPTH = 8  # bounded by the property pool (each link uses up to three properties)
@@ -87,7 +87,7 @@ class PropLiteral:
     prop: Property
     positive: bool = True
 
-    def negate(self) -> "PropLiteral":
+    def negate(self) -> PropLiteral:
         return PropLiteral(self.prop, not self.positive)
 
     def formula(self, subject: str) -> str:

@@ -13,8 +13,9 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import typer
 from typer.core import TyperGroup
@@ -22,10 +23,13 @@ from typer.core import TyperGroup
 from rmforge.errors import UserError
 from rmforge.orphans import bind_children_to_this_process
 
-try:  # typer >= 0.2x carries its own copy of click
+if TYPE_CHECKING:  # checked against the installed typer, which carries its own click
     from typer._click import exceptions as click_exceptions
-except ImportError:  # pragma: no cover - older typer on plain click
-    from click import exceptions as click_exceptions
+else:
+    try:  # typer >= 0.2x carries its own copy of click
+        from typer._click import exceptions as click_exceptions
+    except ImportError:  # pragma: no cover - older typer on plain click
+        from click import exceptions as click_exceptions
 
 # Libraries whose INFO chatter (engine start, HTTP requests, server start) is hidden unless --verbose.
 NOISY_LOGGERS = ("prefect", "vllm", "httpx", "httpcore", "transformers", "datasets", "sentence_transformers",
@@ -121,7 +125,7 @@ def interruptible() -> Iterator[None]:
 
     Inside a flow run Prefect's own SIGTERM handler comes first (it logs the run as
     crashed), then hands the signal on to this one."""
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
 
     def interrupt(signum: int, frame: Any) -> None:
         if Settings.signal_received is not None:
@@ -146,15 +150,17 @@ class RmforgeGroup(TyperGroup):
     one line on stderr (the traceback only with --debug). The processes it starts end with
     it, even when it is killed (see `rmforge.orphans`)."""
 
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,  # type: ignore[override]
-             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, windows_expand_args: bool = True,
+             **extra: Any) -> Any:
         Settings.signal_received = None
         bind_children_to_this_process()
         Settings.runs_flows = False
         code = 0
         try:
             with interruptible():
-                result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+                result = super().main(args, prog_name, complete_var, standalone_mode=False,
+                                      windows_expand_args=windows_expand_args, **extra)
             code = result if isinstance(result, int) else 0
         except click_exceptions.UsageError as exc:
             command = exc.ctx.command_path if exc.ctx else "rmforge"

@@ -9,7 +9,15 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 
 class TerminalProgress:
@@ -27,10 +35,10 @@ class TerminalProgress:
             TimeRemainingColumn(),
             console=console,
         )
-        self._tasks: dict[int, tuple[int, float]] = {}
+        self._tasks: dict[int, tuple[TaskID, float]] = {}
 
     @classmethod
-    def for_terminal(cls) -> "TerminalProgress | None":
+    def for_terminal(cls) -> TerminalProgress | None:
         console = Console(stderr=True)
         return cls(console) if console.is_terminal else None
 

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from rmforge.errors import UserError
 from rmforge.orphans import environment_for_a_lasting_child
@@ -223,11 +224,15 @@ def bind_temporary_server_to_this_process() -> None:
 
     class GuardedDiesWithParent(SubprocessASGIServer):
         def _run_uvicorn_command(self) -> subprocess.Popen:
+            port = self.port
+            if port is None:  # `start` chooses the port before it runs the command
+                raise RuntimeError("Prefect runs its server before choosing a port: update rmforge.server")
+
             def guarded(options: dict[str, Any]) -> dict[str, Any]:
                 if PREFECT_APP_FACTORY not in options["args"]:  # a newer Prefect: fail, not run unguarded
                     raise RuntimeError(f"Prefect no longer starts {PREFECT_APP_FACTORY}: update rmforge.server")
                 args = [GUARDED_APP_FACTORY if arg == PREFECT_APP_FACTORY else arg for arg in options["args"]]
-                return {**options, "args": args, "env": {**options["env"], **own_origin_settings(self.port)},
+                return {**options, "args": args, "env": {**options["env"], **own_origin_settings(port)},
                         "preexec_fn": _die_with_parent}
 
             with patched_popen(guarded):
@@ -243,14 +248,11 @@ def patched_popen(adjust: Callable[[dict[str, Any]], dict[str, Any]]) -> Iterato
     made inside this block."""
     original = subprocess.Popen
 
-    def popen(*args, **kwargs):
+    def popen(*args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
         return original(*args, **adjust(kwargs))
 
-    subprocess.Popen = popen  # type: ignore[misc]
-    try:
+    with mock.patch.object(subprocess, "Popen", popen):
         yield
-    finally:
-        subprocess.Popen = original  # type: ignore[misc]
 
 
 def api_url_in_use() -> str | None:

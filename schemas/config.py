@@ -62,13 +62,17 @@ class GeneratorConfig(Config):
         "spread over them round-robin, `max_concurrency` per server; replaces base_url when set.")
 
 
+ArithmeticOperation = Literal["+", "-", "*", "/"]
+ARITHMETIC_OPERATIONS: tuple[ArithmeticOperation, ...] = ("+", "-", "*", "/")
+
+
 class ProblemSourceConfig(Config):
     kind: Literal["arithmetic", "logic", "file", "hf"] = "arithmetic"
     count: int = Field(default=8, ge=1, le=1_000_000)
     min_steps: int = Field(default=1, ge=1, le=12)
     max_steps: int = Field(default=2, ge=1, le=12)
-    operations: list[Literal["+", "-", "*", "/"]] = Field(
-        default_factory=lambda: ["+", "-", "*", "/"], min_length=1,
+    operations: list[ArithmeticOperation] = Field(
+        default_factory=lambda: list(ARITHMETIC_OPERATIONS), min_length=1,
         description="arithmetic: the operations problems may use (a price step needs `*`).")
     max_number: int = Field(
         default=60, ge=3, le=1_000_000, description="arithmetic: largest starting number and added number.")

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Verdict = Literal["correct", "incorrect", "unknown"]
 VERDICTS: tuple[str, ...] = ("correct", "incorrect", "unknown")
+Domain = Literal["math", "logic"]
 
 
 def utc_now() -> datetime:
@@ -41,7 +42,7 @@ class Problem(Record):
     question: str = Field(min_length=1)
     gold_answer: str | None = None
     source: str
-    domain: Literal["math", "logic"] = "math"
+    domain: Domain = "math"
     difficulty: int | None = None
     reference_steps: list[str] = Field(default_factory=list)
     metadata: str = "{}"
@@ -212,12 +213,15 @@ class ProcessExample(Record):
     run_id: str
 
 
+RunStatus = Literal["running", "completed", "failed", "cancelled", "crashed"]
+
+
 class RunRecord(Record):
     run_id: str
     flow: str
     config: str
     # "crashed": a run found `running` with a stale heartbeat by a later run of its flow.
-    status: Literal["running", "completed", "failed", "cancelled", "crashed"]
+    status: RunStatus
     started_at: datetime = Field(default_factory=utc_now)
     finished_at: datetime | None = None
     summary: str = "{}"

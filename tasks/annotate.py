@@ -28,10 +28,11 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE

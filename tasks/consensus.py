@@ -24,8 +24,9 @@ The outcome consensus (is the final answer right?) follows rule 2 under `ranked`
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -45,7 +46,7 @@ CHUNK_ROLLOUTS = 20_000  # rollouts whose labels are held in memory at once
 class Vote:
     voter: str  # "mc", "human:alice", "answer (final answer)"
     annotator: str
-    verdict: str
+    verdict: Verdict
     rank: int
     counts: bool  # evidence, not an abstention
     score: float | None = None
@@ -117,7 +118,7 @@ def decide(votes: Sequence[Vote], policy: str = "ranked", required: Sequence[str
     supporters = tuple(sorted({v.voter for v in counted if v.verdict == verdict}))
     overruled = tuple(sorted({v.voter for v in counted if v.verdict != verdict}))
     if top == HUMAN_RANK:
-        return Decision(verdict, True, supporters, overruled)  # type: ignore[arg-type]
+        return Decision(verdict, True, supporters, overruled)
     if policy != "ranked" and overruled:
         return UNDECIDED
     if policy == "unanimous" and any(v.verdict == "unknown" for v in votes):
@@ -125,7 +126,7 @@ def decide(votes: Sequence[Vote], policy: str = "ranked", required: Sequence[str
     backing = {v.annotator for v in counted if v.verdict == verdict}
     if any(name not in backing for name in required):
         return UNDECIDED
-    return Decision(verdict, True, supporters, overruled)  # type: ignore[arg-type]
+    return Decision(verdict, True, supporters, overruled)
 
 
 def final_answer_votes(outcome: Decision, outcome_votes: Sequence[Vote]) -> list[Vote]:

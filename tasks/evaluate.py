@@ -25,9 +25,10 @@ with the human-labelled earliest wrong step:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, TypedDict
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -38,8 +39,15 @@ from rmforge.schemas.config import CurationConfig
 from rmforge.tasks.consensus import consensus_rows
 from rmforge.store import Store
 
+
+class ReferencePoint(TypedDict):
+    name: str
+    gsm8k_f1: float
+    average_f1: float
+
+
 # Published ProcessBench F1 on its GSM8K split (and the average over its four splits).
-REFERENCE_POINTS = [
+REFERENCE_POINTS: list[ReferencePoint] = [
     {"name": "Qwen2.5-Math-PRM-7B", "gsm8k_f1": 82.4, "average_f1": 73.5},
     {"name": "GPT-4o (critic)", "gsm8k_f1": 79.2, "average_f1": 61.9},
 ]
@@ -173,12 +181,17 @@ def score_outcomes(scores: Scores, verdicts: dict[str, str], human: dict[str, st
     scores.outcome_coverage = _ratio(len(decided), len(human))
 
 
+def policy_config(policy: str) -> CurationConfig:
+    """Curation settings with the consensus policy named `policy` (validated by the model)."""
+    return CurationConfig.model_validate({"consensus": policy})
+
+
 def decided_verdicts(
     store: Store, annotators: Sequence[str], policy: str, rollout_ids: Sequence[str]
 ) -> tuple[dict[str, dict[int, str]], frozenset[tuple[str, int]]]:
     """Agreed step verdicts, built as curation builds them, from the given annotators only, and
     the (rollout, step) of those resting only on the rollout's own outcome."""
-    steps, _ = consensus_rows(store, list(annotators), CurationConfig(consensus=policy), "eval", rollout_ids)
+    steps, _ = consensus_rows(store, list(annotators), policy_config(policy), "eval", rollout_ids)
     out: dict[str, dict[int, str]] = {}
     for row in steps:
         if row.agreed:
@@ -188,7 +201,7 @@ def decided_verdicts(
 
 def decided_outcomes(store: Store, annotators: Sequence[str], policy: str, rollout_ids: Sequence[str]) -> dict[str, str]:
     """The outcome consensus of the given annotators only {rollout: verdict}, as curation builds it."""
-    _, outcomes = consensus_rows(store, list(annotators), CurationConfig(consensus=policy), "eval", rollout_ids)
+    _, outcomes = consensus_rows(store, list(annotators), policy_config(policy), "eval", rollout_ids)
     return {row.rollout_id: row.verdict for row in outcomes}
 
 

@@ -9,29 +9,37 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from rmforge.problems.arithmetic import generate_arithmetic_problems
-from rmforge.problems.importers import ImportResult, import_problem_rows, load_hf_rows, read_records
+from rmforge.problems.importers import ImportResult, NumberedRow, import_problem_rows, load_hf_rows, read_records
 from rmforge.schemas.config import ProblemSourceConfig
 from rmforge.store import Store
+
+
+def concrete_seed(config: ProblemSourceConfig) -> int:
+    """The problem seed; `seed: scheduled` is drawn by the generate flow before problems load."""
+    if isinstance(config.seed, str):
+        raise ValueError(f"problems.seed={config.seed!r} is drawn by the generate flow (resolve_seed), not here")
+    return config.seed
 
 
 @task(name="load-problems", cache_policy=NO_CACHE)
 def load_problems(config: ProblemSourceConfig, run_id: str) -> ImportResult:
     """Problems for a run, from the configured source."""
     if config.kind == "arithmetic":
+        seed = concrete_seed(config)
         return ImportResult(
             problems=generate_arithmetic_problems(
-                config.count, config.seed, config.min_steps, config.max_steps, config.operations, config.max_number)
+                config.count, seed, config.min_steps, config.max_steps, config.operations, config.max_number)
         )
     if config.kind == "logic":
         from rmforge.problems.logic import generate_logic_problems
 
         return ImportResult(
-            problems=generate_logic_problems(config.count, config.seed, config.min_steps, config.max_steps)
+            problems=generate_logic_problems(config.count, concrete_seed(config), config.min_steps, config.max_steps)
         )
     if not config.path:
         raise ValueError(f"problems.kind={config.kind!r} needs problems.path")
     if config.kind == "file":
-        rows: list[dict[str, Any] | str] = read_records(Path(config.path))
+        rows: list[NumberedRow] | list[dict[str, Any]] = read_records(Path(config.path))
         source = f"file:{Path(config.path).name}"
     else:
         rows = list(load_hf_rows(config.path, config.split))

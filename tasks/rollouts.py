@@ -8,19 +8,17 @@ first problem that lacks its samples.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from rmforge.annotators.base import AnnotationInput
+from rmforge.annotators.human import HumanAnnotator
 from rmforge.generators import load_generator
 from rmforge.generators.base import PROMPT_TOO_LONG
 from rmforge.generators.prompts import solution_request
-from rmforge.schemas.config import GeneratorConfig, SamplingConfig, StepSplitConfig
-from rmforge.schemas.records import OutcomeLabel, Problem, Rollout, Step, StepLabel, stable_hash
-from rmforge.annotators.base import AnnotationInput
-from rmforge.annotators.human import HumanAnnotator
 from rmforge.problems.importers import (
     LabelledImport,
     NumberedRow,
@@ -35,6 +33,8 @@ from rmforge.problems.importers import (
     sibling_gold_answers,
     step_texts_by_rollout,
 )
+from rmforge.schemas.config import GeneratorConfig, SamplingConfig, StepSplitConfig
+from rmforge.schemas.records import OutcomeLabel, Problem, Rollout, Step, StepLabel, stable_hash
 from rmforge.tasks.steps import steps_for
 from rmforge.store import Store
 
@@ -255,7 +255,7 @@ def import_in_chunks(
 def import_rollouts(
     db: str, path: str, run_id: str, steps: StepSplitConfig | None = None,
     on_rows: Callable[[int], None] | None = None,
-) -> dict[str, int]:
+) -> dict[str, int | str | None]:
     """Read a JSONL/JSON/Parquet file of rollouts into the store (idempotent), in chunks."""
     file = Path(path)
     source = f"file:{file.name}"
@@ -278,9 +278,8 @@ def import_rollouts(
             **import_outcomes(parsed, written["rollouts"]),
         }
 
-    written: dict = import_in_chunks(file, import_chunk, on_rows)
-    written["top_quarantine_reason"] = most_common_reason(reasons)
-    return written
+    counts = import_in_chunks(file, import_chunk, on_rows)
+    return {**counts, "top_quarantine_reason": most_common_reason(reasons)}
 
 
 def human_labels(parsed: LabelledImport, run_id: str) -> tuple[list[StepLabel], list[OutcomeLabel]]:
@@ -310,7 +309,7 @@ def human_labels(parsed: LabelledImport, run_id: str) -> tuple[list[StepLabel], 
 def import_labelled(
     db: str, path: str, fmt: str, run_id: str, gold_path: str | None = None, neutral: str = "correct",
     on_rows: Callable[[int], None] | None = None,
-) -> dict[str, int]:
+) -> dict[str, int | str | None]:
     """Human-labelled solutions (ProcessBench / PRM800K) into the store, labels as annotator `human`."""
     file = Path(path)
     gold_file = Path(gold_path) if gold_path else sibling_gold_answers(file)
@@ -339,7 +338,5 @@ def import_labelled(
         written.update(import_outcomes(parsed, written["rollouts"]))
         return written
 
-    written = import_in_chunks(file, import_chunk, on_rows)
-    written["gold_answers"] = len(with_gold)
-    written["top_quarantine_reason"] = most_common_reason(reasons)
-    return written
+    counts = import_in_chunks(file, import_chunk, on_rows)
+    return {**counts, "gold_answers": len(with_gold), "top_quarantine_reason": most_common_reason(reasons)}

@@ -16,6 +16,7 @@ shorter than `min_chars` joins the previous step after a newline.
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -52,7 +53,7 @@ def split_numbered(text: str) -> list[str]:
     if not starts:
         return [text]
     bounds = ([0] if starts[0] > 0 else []) + starts + [len(text)]
-    return [text[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [text[a:b] for a, b in pairwise(bounds)]
 
 
 def split_steps(text: str, config: StepSplitConfig | None = None) -> list[str]:

@@ -7,7 +7,7 @@ received. `respond` returns the text, or (text, finish_reason).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from rmforge.generators.base import Completion, GenerationRequest, Generator
 from rmforge.schemas.config import SamplingConfig

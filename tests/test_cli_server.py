@@ -16,13 +16,12 @@ import httpx
 import psutil
 import pytest
 
-from tests.cross_origin import FOREIGN_HOST_HEADERS, FOREIGN_ORIGIN_HEADERS, fetch_from, foreign_site
-from tests.review.conftest import browser  # noqa: F401 (a fixture)
-
 from rmforge.schemas.config import StepSplitConfig
 from rmforge.tasks.rollouts import import_rollouts
 from rmforge.tasks.steps import split_rollout_steps
 from rmforge.store import Store
+from tests.cross_origin import FOREIGN_HOST_HEADERS, FOREIGN_ORIGIN_HEADERS, fetch_from, foreign_site
+from tests.review.conftest import browser  # noqa: F401 (a fixture)
 from tests.servers import ChatServer
 
 REPO = Path(__file__).resolve().parent.parent

@@ -18,8 +18,8 @@ from rmforge.schemas.config import CurationConfig, GeneratorConfig, StepSplitCon
 from rmforge.schemas.tables import TABLES
 from rmforge.tasks.annotate import annotate_batch, make_annotator, pending_rollout_ids
 from rmforge.tasks.consensus import compute_consensus
-from rmforge.tasks.dedupe import deduplicate_rollouts
 from rmforge.tasks.datasets import build_datasets
+from rmforge.tasks.dedupe import deduplicate_rollouts
 from rmforge.tasks.rollouts import import_rollouts
 from rmforge.tasks.steps import split_rollout_steps
 from rmforge.store import Store

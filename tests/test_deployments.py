@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -75,7 +75,7 @@ def test_a_scheduled_seed_comes_from_the_flow_runs_scheduled_time(monkeypatch):
 
     config = PipelineConfig.model_validate({"problems": {"seed": "scheduled"}})
     seeds = []
-    for night in (datetime(2026, 11, 29, 2, 0, tzinfo=timezone.utc), datetime(2026, 11, 30, 2, 0, tzinfo=timezone.utc)):
+    for night in (datetime(2026, 11, 29, 2, 0, tzinfo=UTC), datetime(2026, 11, 30, 2, 0, tzinfo=UTC)):
         # Prefect's runtime cannot be faked through its environment variables for datetimes;
         # its documentation says to monkeypatch the attribute.
         monkeypatch.setattr(generate_flow, "flow_run", SimpleNamespace(scheduled_start_time=night))

@@ -145,8 +145,8 @@ def _trim_sentence(text: str) -> str:
         if closing is not None:
             end = closing.end() + (1 if text.startswith("$$") else 0)
             return text[:end]
-    end = _SENTENCE_END_RE.search(text)
-    return text[: end.start()] if end else text
+    sentence_end = _SENTENCE_END_RE.search(text)
+    return text[: sentence_end.start()] if sentence_end else text
 
 
 def _strip_wrapping(text: str) -> str:
@@ -443,7 +443,7 @@ def _parse(text: str) -> tuple[object, ...]:
     parsed = parse(
         "\\boxed{" + text + "}",
         extraction_config=_extraction_config(),
-        parsing_timeout=None,  # type: ignore[arg-type]  # the worker's deadline bounds it
+        parsing_timeout=None,  # the worker's deadline bounds it
         raise_on_error=True,
     )
     return tuple(parsed)
@@ -471,7 +471,7 @@ def _parsed(forms: tuple[object, ...]) -> bool:
 
 def compare_with_math_verify(
     gold_text: str, gold_pct: bool, pred_text: str, pred_pct: bool
-) -> tuple[str, str]:
+) -> tuple[Verdict, str]:
     """(verdict, reason) for two normalised answers. Runs in the bounded worker."""
     try:
         gold_parsed = _parse(gold_text) if gold_text else ()
@@ -503,7 +503,7 @@ _MATH_VERIFY = BoundedPool(
 @lru_cache(maxsize=65536)
 def _bounded_compare(
     gold_text: str, gold_pct: bool, pred_text: str, pred_pct: bool, timeout_s: float
-) -> tuple[str, str]:
+) -> tuple[Verdict, str]:
     """`compare_with_math_verify` under the time/memory bound. Cached: MC grading repeats pairs."""
     verdict, reason = _MATH_VERIFY.call(gold_text, gold_pct, pred_text, pred_pct, timeout_s=timeout_s)
     return verdict, reason
@@ -562,7 +562,7 @@ def _grade_math(gold: str, predicted: str, timeout_s: float) -> GradeResult:
         return GradeResult("unknown", predicted, f"checker error: {error}")
     if reason == "unparseable gold answer":
         reason = f"unparseable gold answer: {gold[:80]!r}"
-    return GradeResult(verdict, predicted, reason)  # type: ignore[arg-type]
+    return GradeResult(verdict, predicted, reason)
 
 
 MissingAnswer = Literal["unknown", "incorrect"]

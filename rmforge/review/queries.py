@@ -16,7 +16,7 @@ from typing import Any, Literal
 from rmforge.annotators import annotator_class
 from rmforge.annotators.base import AnnotationInput, Evidence
 from rmforge.annotators.human import HumanAnnotator
-from rmforge.schemas.records import Problem, Rollout, Verdict
+from rmforge.schemas.records import OutcomeLabel, Problem, Rollout, StepLabel, Verdict
 from rmforge.schemas.tables import VIEWS
 from rmforge.store import Store
 
@@ -287,6 +287,7 @@ def save_verdict(
     item = review_item(store, rollout_id)
     human = reviewer_annotator(reviewer)
     reason = UNSURE_REASON if verdict == "unknown" else None
+    label: StepLabel | OutcomeLabel
     if target == "step":
         if step_index is None or not 0 <= step_index < len(item.steps):
             raise ReviewError(f"rollout {rollout_id!r} has no step {step_index} (it has {len(item.steps)})")

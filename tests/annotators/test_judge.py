@@ -7,7 +7,7 @@ boundary (`generators.base.Generator`); everything else runs for real.
 from __future__ import annotations
 
 import re
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 

@@ -6,12 +6,12 @@ contains a step marked BAD, in which case every continuation ends at 9.
 
 import pytest
 
+from rmforge.annotators.completions import NEVER_REACHED
 from rmforge.annotators.mc import MonteCarloAnnotator
 from rmforge.annotators.mc_binary import BinarySearchMCAnnotator
 from rmforge.annotators.pav import ProgressAnnotator
-from rmforge.annotators.completions import NEVER_REACHED
-from tests.builders import make_item, make_rollout
 from rmforge.generators.base import PROMPT_TOO_LONG
+from tests.builders import make_item, make_rollout
 from tests.fakes import ScriptedGenerator
 
 
@@ -37,7 +37,7 @@ def wrong_at(index, n=8):
 
 
 def labels_of(output, item):
-    return {l.step_index: l for l in output.step_labels if l.rollout_id == item.rollout.rollout_id}
+    return {lab.step_index: lab for lab in output.step_labels if lab.rollout_id == item.rollout.rollout_id}
 
 
 def test_per_step_mc_soft_and_hard_labels():
@@ -72,7 +72,7 @@ def test_mc_without_gold_is_unknown_and_costs_nothing():
     item = make_item(GOOD, gold_answer=None)
     gen = ScriptedGenerator(completer)
     out = MonteCarloAnnotator({"k": 4}, generator=gen).annotate([item], "run")
-    assert {l.verdict for l in out.step_labels} == {"unknown"}
+    assert {lab.verdict for lab in out.step_labels} == {"unknown"}
     assert gen.samples == 0
 
 
@@ -106,10 +106,10 @@ def test_binary_search_agrees_with_per_step_estimation():
     binary_gen = ScriptedGenerator(completer)
     binary = BinarySearchMCAnnotator({"k": 3}, generator=binary_gen).annotate(items, "run")
     for item in items:
-        first_per_step = min(l.step_index for l in per_step.step_labels
-                             if l.rollout_id == item.rollout.rollout_id and l.verdict == "incorrect")
-        first_binary = [l.step_index for l in binary.step_labels
-                        if l.rollout_id == item.rollout.rollout_id and l.verdict == "incorrect"]
+        first_per_step = min(lab.step_index for lab in per_step.step_labels
+                             if lab.rollout_id == item.rollout.rollout_id and lab.verdict == "incorrect")
+        first_binary = [lab.step_index for lab in binary.step_labels
+                        if lab.rollout_id == item.rollout.rollout_id and lab.verdict == "incorrect"]
         assert first_binary == [first_per_step]
     assert per_step_gen.samples == 6 * 3 * 6 + 4  # k * (n - 1) per rollout, one probe for their one problem
     assert binary_gen.samples * 2 <= per_step_gen.samples
@@ -120,7 +120,7 @@ def test_binary_search_skips_correct_rollouts():
     item = make_item(GOOD)
     out = BinarySearchMCAnnotator({"k": 4}, generator=gen).annotate([item], "run")
     assert gen.samples == 0
-    assert [l.verdict for l in out.step_labels] == ["correct"] * 4
+    assert [lab.verdict for lab in out.step_labels] == ["correct"] * 4
 
 
 def test_truncated_rollout_is_searched_as_wrong():
@@ -186,9 +186,9 @@ def test_unknown_outcome_gives_unknown_labels(annotator):
     # A gold the checker cannot parse: every grade, the rollout's own included, is unknown.
     item = make_item(GOOD, gold_answer="\\frac{")
     out = annotator({"k": 2}, generator=ScriptedGenerator(completer)).annotate([item], "run")
-    verdicts = {l.verdict for l in out.step_labels}
-    assert verdicts == {"unknown"}, [(l.step_index, l.verdict, l.reason) for l in out.step_labels]
-    assert all(l.reason for l in out.step_labels)
+    verdicts = {lab.verdict for lab in out.step_labels}
+    assert verdicts == {"unknown"}, [(lab.step_index, lab.verdict, lab.reason) for lab in out.step_labels]
+    assert all(lab.reason for lab in out.step_labels)
 
 
 def test_binary_search_retry_samples_with_a_new_seed():

@@ -5,11 +5,11 @@ import json
 import polars as pl
 from typer.testing import CliRunner
 
+from rmforge.cli import app
 from rmforge.flows.annotate import annotate
 from rmforge.flows.curate import curate
 from rmforge.flows.export import export
 from rmforge.flows.import_rollouts import import_rollouts
-from rmforge.cli import app
 from rmforge.schemas.config import GeneratorConfig
 from rmforge.tasks.annotate import claim_batch, make_annotator, pending_rollout_ids
 from rmforge.store import Store

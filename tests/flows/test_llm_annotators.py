@@ -6,11 +6,11 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from rmforge.flows.curate import curate
-from rmforge.flows.annotate import annotate
-from rmforge.generators.base import GenerationError
-from rmforge.flows.import_rollouts import import_rollouts
 from rmforge.cli import app
+from rmforge.flows.annotate import annotate
+from rmforge.flows.curate import curate
+from rmforge.flows.import_rollouts import import_rollouts
+from rmforge.generators.base import GenerationError
 from rmforge.schemas.config import GeneratorConfig
 from rmforge.store import Store
 from tests.servers import ChatServer

@@ -5,8 +5,8 @@ import json
 
 from typer.testing import CliRunner
 
-from rmforge.flows.pipeline import pipeline
 from rmforge.cli import app
+from rmforge.flows.pipeline import pipeline
 from rmforge.schemas.config import PipelineConfig
 from rmforge.flows.progress import set_progress_display
 from rmforge.store import Store

@@ -63,7 +63,7 @@ def test_gives_up_after_retries_and_does_not_retry_client_errors(server):
 def test_unreachable_server_times_out_with_a_clear_error():
     gen = OpenAIServerGenerator(GeneratorConfig(backend="openai", model="m", base_url="http://127.0.0.1:9/v1",
                                                 max_retries=0, request_timeout_s=2))
-    with pytest.raises(GenerationError, match="127.0.0.1:9"):
+    with pytest.raises(GenerationError, match=r"127\.0\.0\.1:9"):
         gen.generate([solution_request("q")], SamplingConfig(n=1))
 
 

@@ -9,7 +9,7 @@ Rollouts, in the queue order they must come in:
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from rmforge.schemas.records import (
     Critique,
@@ -113,7 +113,7 @@ def build_review_store(db: str) -> dict[str, str]:
         store.write("step_consensus", rows)
         store.write("critiques", critiques)
         store.write("runs", [RunRecord(run_id=CURATE_RUN, flow="curate", config="{}", status="completed",
-                                       finished_at=datetime(2026, 11, 28, 17, 30, tzinfo=timezone.utc))])
+                                       finished_at=datetime(2026, 11, 28, 17, 30, tzinfo=UTC))])
     return ids
 
 

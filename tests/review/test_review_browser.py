@@ -69,7 +69,7 @@ def test_the_cursor_stays_where_the_keys_moved_it_while_a_label_is_saved(review_
     settles the re-rendered item's classes after the swap, which must not take the cursor away."""
     import time
 
-    db, ids = review_store
+    _, ids = review_store
 
     def slow_save(route):
         time.sleep(0.5)

@@ -13,7 +13,6 @@ import pytest
 
 from tests.review.conftest import ROOT, start_review
 from tests.review.store_builder import (
-    MATH_CRITIQUE,
     MATH_QUESTION,
     MATH_REASON,
     MATH_STEPS,

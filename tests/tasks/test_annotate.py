@@ -8,8 +8,8 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
 from concurrent.futures.process import BrokenProcessPool
+from datetime import timedelta
 
 import pytest
 
@@ -242,7 +242,7 @@ def test_the_same_error_on_every_rollout_of_a_batch_fails_it_and_writes_nothing(
     import_rollouts.fn(db, str(tmp_path / "rollouts.jsonl"), "import")
     annotator = FailsOn(RuntimeError("Engine core initialization failed"))
     pending = pending_rollout_ids.fn(db, annotator)
-    with pytest.raises(SharedBatchError, match="all 3 rollouts .* RuntimeError: Engine core initialization failed"):
+    with pytest.raises(SharedBatchError, match=r"all 3 rollouts .* RuntimeError: Engine core initialization failed"):
         annotate_batch.fn(db, annotator, pending, "run")
     assert stored_labels(db) == {"step_labels": 0, "outcome_labels": 0, "annotator_costs": 0}
     assert pending_rollout_ids.fn(db, annotator) == pending

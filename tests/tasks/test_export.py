@@ -13,9 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from rmforge.schemas.config import CurationConfig
 from rmforge.schemas.records import (
-    OutcomeConsensus,
     Critique,
+    OutcomeConsensus,
     OutcomeLabel,
     PreferencePair,
     ProcessExample,
@@ -23,7 +24,6 @@ from rmforge.schemas.records import (
     canonical_json,
     utc_now,
 )
-from rmforge.schemas.config import CurationConfig
 from rmforge.tasks.consensus import compute_consensus
 from rmforge.tasks.export import CARD, CONFIG_FILE, EXPORTS, MANIFEST, ExportError, export_datasets
 from rmforge.store import Store

@@ -11,10 +11,10 @@ import pytest
 import rmforge.problems.logic as lp
 from rmforge.annotators.base import AnnotationInput
 from rmforge.annotators.z3_logic import Z3LogicAnnotator
+from rmforge.problems.logic import generate_logic_problems, logic_problem_from_record
+from rmforge.schemas.records import Problem
 from rmforge.verifiers.logic.entailment import entailment
 from rmforge.verifiers.logic.fol import parse_ast
-from rmforge.schemas.records import Problem
-from rmforge.problems.logic import generate_logic_problems, logic_problem_from_record
 from tests.builders import make_rollout
 
 GOLD = {"true": "True", "false": "False", "uncertain": "Uncertain"}
@@ -104,7 +104,7 @@ def test_reference_steps_are_labelled_correct_by_the_annotator(fifty: list[Probl
         items.append(AnnotationInput(problem=p, rollout=make_rollout(p, "\n".join(steps), index=i), steps=steps))
     labels = Z3LogicAnnotator().annotate(items, "r").step_labels
     assert len(labels) == sum(len(it.steps) for it in items)
-    assert all(l.verdict == "correct" for l in labels), [l.reason for l in labels if l.verdict != "correct"]
+    assert all(lab.verdict == "correct" for lab in labels), [lab.reason for lab in labels if lab.verdict != "correct"]
 
 
 @pytest.mark.parametrize(

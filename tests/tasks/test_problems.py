@@ -2,9 +2,9 @@ import json
 
 import pytest
 
+from rmforge.annotators.z3_arith import label_step
 from rmforge.problems.arithmetic import generate_arithmetic_problems
 from rmforge.problems.importers import import_problem_rows, read_records, split_gsm8k_answer
-from rmforge.annotators.z3_arith import label_step
 
 
 def test_generator_is_deterministic_and_ids_are_unique():
@@ -77,7 +77,7 @@ def test_file_source_requires_a_path():
     from rmforge.schemas.config import ProblemSourceConfig
     from rmforge.tasks.problems import load_problems
 
-    with pytest.raises(ValueError, match="problems.path"):
+    with pytest.raises(ValueError, match=r"problems\.path"):
         load_problems.fn(ProblemSourceConfig(kind="file"), "run")
 
 
@@ -96,7 +96,7 @@ def test_folio_records_keep_their_formulas():
     assert problem.domain == "logic" and problem.gold_answer == "True"
     assert problem.problem_id == "folio-7-3"
     assert _json.loads(problem.metadata)["premises"] == ["∀x (Cat(x) → Mammal(x))", "Cat(tom)"]
-    with pytest.raises(ValueError, match="^label"):
+    with pytest.raises(ValueError, match=r"^label"):
         problem_from_record({**record, "label": "Maybe"}, "folio")
 
 

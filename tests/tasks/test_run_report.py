@@ -1,7 +1,7 @@
 """Run reports: pairwise agreement and kappa, label balance, cost per stage, the PNG."""
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from rmforge.tasks.run_report import (
 )
 from rmforge.store import Store
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def label(annotator, step, verdict, *, at=0, config_hash="c1", rollout="r1"):

@@ -134,7 +134,7 @@ def test_lake_writes_are_idempotent_on_the_key_and_transactions_all_or_nothing(l
         assert store.counts()["rollouts"] == 3 and store.counts()["problems"] == 1
     with Store(lake, read_only=True) as store:
         assert store.count("rollouts") == 3
-        with pytest.raises(Exception, match="read-only|read only"):
+        with pytest.raises(Exception, match=r"read-only|read only"):
             store.execute("DELETE FROM rollouts")
 
 

@@ -531,7 +531,7 @@ def test_worker_is_killed_at_the_deadline_and_replaced() -> None:
     try:
         pool.call(0, timeout_s=30)  # started
         start = time.monotonic()
-        with pytest.raises(CheckTimeout, match="after 0.5 s"):
+        with pytest.raises(CheckTimeout, match=r"after 0\.5 s"):
             pool.call(60, timeout_s=0.5)
         assert time.monotonic() - start < 5
         assert pool.call(0, timeout_s=30) is None

@@ -11,8 +11,8 @@ from collections import Counter
 
 import pytest
 
-from tests.tasks.test_labelled_import import PROCESSBENCH
 from rmforge.verifiers.answers import grade_response
+from tests.tasks.test_labelled_import import PROCESSBENCH
 
 # Measured when these floors were set: 387 of 389 decided verdicts agree, 11 unknown (10 the
 # humans mark wrong; gsm8k-319, boxing "4 blue and 6 red shoe boxes" for a gold total of 10,

@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from tests.tasks.test_labelled_import import PROCESSBENCH
 from rmforge.verifiers.arithmetic import label_step
+from tests.tasks.test_labelled_import import PROCESSBENCH
 
 MIN_PRECISION = 0.95
 MIN_RECALL = 0.09  # measured 21 of 207 (0.101) when this floor was set

@@ -128,6 +128,7 @@ def _truncated(a: Expr, b: Expr) -> bool:
             number = literal.operand if isinstance(literal, Neg) else literal
             if not (isinstance(number, Num) and number.decimals > 0):
                 continue
+            value: Fraction | None
             try:
                 value = exact_value(other)
             except Irrational:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Iterator
 
 from rmforge.verifiers.arithmetic.expr import (
     BinOp,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal, Union
+from typing import Literal
 
 Verdict = Literal["correct", "incorrect", "unknown"]
 
@@ -38,7 +38,7 @@ class Root:
     operand: Expr
 
 
-Expr = Union[Num, Neg, BinOp, Root]
+Expr = Num | Neg | BinOp | Root
 ClaimSource = Literal["text", "gsm8k"]
 
 

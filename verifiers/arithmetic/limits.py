@@ -23,7 +23,7 @@ MAX_SIDE_TOKENS = 64  # how far left of an `=` a claim's left side may start
 MAX_DEPTH = 64  # parser nesting (parentheses, signs, powers)
 MAX_LISTED = 5  # claims named in a "correct" reason
 
-_LONG_DIGITS_RE = re.compile(r"\d{%d,}" % (MAX_NUMBER_CHARS + 1))
+_LONG_DIGITS_RE = re.compile(rf"\d{{{MAX_NUMBER_CHARS + 1},}}")
 _BRACKETS_RE = re.compile(r"[^(){}\[\]]+")
 _DEPTH_STEP = str.maketrans({"(": "+", "{": "+", "[": "+", ")": "-", "}": "-", "]": "-"})
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-
 TAINT = "\ue000"  # stands for anything non-numeric in an expression (\pi, \log, ±)
 GSM8K_RE = re.compile(r"<<([^<>]*)>>")
 

@@ -18,7 +18,6 @@ from rmforge.verifiers.arithmetic.tokens import (
     Tok,
 )
 
-
 # Words that join clauses or name a relation: prose, never the unit of the value before
 # them, so a side ends there (`\\(BD = \\frac{31}{2}\\) and \\(AC = 22\\)`,
 # `from -2-5 = -7 to -2+5 = 3`).
@@ -31,7 +30,7 @@ _PROSE_WORDS = frozenset(
 class Parser:
     """Recursive descent over toks[pos:end]; unit words after a value are skipped."""
 
-    __slots__ = ("toks", "pos", "end", "depth", "units", "doubt", "calculator")
+    __slots__ = ("calculator", "depth", "doubt", "end", "pos", "toks", "units")
 
     def __init__(self, toks: list[Tok], start: int, end: int, calculator: bool = False) -> None:
         self.toks, self.pos, self.end = toks, start, end

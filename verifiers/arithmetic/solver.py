@@ -11,7 +11,6 @@ from rmforge.verifiers.arithmetic.evaluate import RING_OPS, exact_value
 from rmforge.verifiers.arithmetic.expr import BinOp, Expr, Irrational, Neg, Num, Root, Undecidable, Verdict
 from rmforge.verifiers.arithmetic.limits import MAX_ROOT_INDEX, MAX_Z3_POWER
 
-
 _Z3_LOCAL = threading.local()
 
 

@@ -9,7 +9,6 @@ from fractions import Fraction
 from rmforge.verifiers.arithmetic.expr import Num
 from rmforge.verifiers.arithmetic.limits import MAX_NUMBER_CHARS
 
-
 NUM, OP, EQ, LP, RP, ROOT, WORD, VAR, TAINT, BREAK, ELLIPSIS = (
     "num op eq lp rp root word var taint break ellipsis".split()
 )

@@ -16,8 +16,9 @@ satisfiable (the other check came back sat, or a third check on the premises alo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import z3
 

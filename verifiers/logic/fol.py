@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
 
 import z3
 
@@ -149,7 +149,7 @@ class Const:
     pos: int = field(default=0, compare=False)
 
 
-Term = Union[Var, Const]
+Term = Var | Const
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ class Equals:
 
 @dataclass(frozen=True)
 class Not:
-    body: "Formula"
+    body: Formula
 
 
 BinaryOp = Literal["and", "or", "xor", "implies", "iff"]
@@ -178,18 +178,18 @@ BinaryOp = Literal["and", "or", "xor", "implies", "iff"]
 @dataclass(frozen=True)
 class Binary:
     op: BinaryOp
-    left: "Formula"
-    right: "Formula"
+    left: Formula
+    right: Formula
 
 
 @dataclass(frozen=True)
 class Quantifier:
     kind: Literal["forall", "exists"]
     var: str
-    body: "Formula"
+    body: Formula
 
 
-Formula = Union[Atom, Equals, Not, Binary, Quantifier]
+Formula = Atom | Equals | Not | Binary | Quantifier
 
 _SYMBOL = {"and": "∧", "or": "∨", "xor": "⊕", "implies": "→", "iff": "↔"}
 
