@@ -52,19 +52,20 @@ def exclusive(name: str | None) -> Iterator[None]:
     command run by hand has no shared server to coordinate with and relies on the store's
     own wait for its file lock. Re-entrant within a process.
     """
+    taken: str | None = None  # the limit this block takes, if any
     with _held_lock:
-        nothing_to_take = name is None or name in _held_limits or deployment.id is None
-        if not nothing_to_take:
-            _held_limits.add(name)
-    if nothing_to_take or name is None:  # (name None: for the type checker)
+        if name is not None and name not in _held_limits and deployment.id is not None:
+            taken = name
+            _held_limits.add(taken)
+    if taken is None:
         yield
         return
     try:
-        _ensure_limit(name)
-        run_logger().info("waiting for concurrency slot %s", name)
+        _ensure_limit(taken)
+        run_logger().info("waiting for concurrency slot %s", taken)
         # Leases are renewed while the block runs; a killed run's lease lapses after a minute.
-        with concurrency(name, occupy=1, lease_duration=60, strict=True):
+        with concurrency(taken, occupy=1, lease_duration=60, strict=True):
             yield
     finally:
         with _held_lock:
-            _held_limits.discard(name)
+            _held_limits.discard(taken)

@@ -34,13 +34,16 @@ def _schedule(entry: dict[str, Any]) -> Any:
 def served_deployments(path: Path = PREFECT_YAML) -> list[RunnerDeployment]:
     """One served deployment per entry of prefect.yaml, with its parameters and schedules."""
     spec = yaml.safe_load(path.read_text())
-    return [
-        load_flow(entry["entrypoint"]).to_deployment(
+    deployments = []
+    for entry in spec["deployments"]:
+        deployment = load_flow(entry["entrypoint"]).to_deployment(
             name=entry["name"],
             description=entry.get("description"),
             parameters=entry.get("parameters") or {},
             schedules=[_schedule(s) for s in entry.get("schedules") or []],
             tags=entry.get("tags"),
         )
-        for entry in spec["deployments"]
-    ]
+        # Called outside an event loop, Prefect's dispatcher runs the sync version: no coroutine.
+        assert isinstance(deployment, RunnerDeployment)
+        deployments.append(deployment)
+    return deployments

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import flow
 
 from rmforge.schemas.config import ExportConfig
@@ -20,7 +22,8 @@ def export(db: str, out_dir: str, datasets: list[str] | None = None, settings: E
     config = {"out_dir": out_dir, "datasets": datasets, "settings": settings.model_dump()}
     with tracked_run(db, "export", config) as run:
         with Progress("exporting", 1, unit="exports") as progress:
-            run.summary = export_datasets(db, out_dir, datasets, run.run_id, settings)
+            summary: dict[str, Any] = export_datasets(db, out_dir, datasets, run.run_id, settings)
+            run.summary = summary
             progress.finish_batch(1)
         if settings.push_to_hub:
             run.summary["hub_commit"] = push_export(out_dir, settings.push_to_hub, settings.private,

@@ -49,9 +49,10 @@ class Progress:
         Progress._next_key += 1
         self.key = Progress._next_key
         # Outside a flow run (plain function calls in tests) there is no artifact to attach to.
-        self.artifact_id: UUID | None = (
-            create_progress_artifact(progress=0.0, description=description) if flow_run.id else None
-        )
+        artifact_id = create_progress_artifact(progress=0.0, description=description) if flow_run.id else None
+        # Called outside an event loop, Prefect's dispatcher runs the sync version: an id, not a coroutine.
+        assert artifact_id is None or isinstance(artifact_id, UUID)
+        self.artifact_id = artifact_id
         if _display is not None:
             _display.start(self.key, description, total, unit)
 

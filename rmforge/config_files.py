@@ -10,8 +10,10 @@ one silently). No Prefect, no flows at import: `import rmforge` stays cheap.
 from __future__ import annotations
 
 import json
+import json.decoder
+import json.scanner
 import os
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any, Union
 
@@ -47,6 +49,12 @@ class _UniqueKeyYamlLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+# json's pure-Python object parser and scanner: public names in CPython's json.decoder and
+# json.scanner, missing from typeshed's stubs of them.
+_JSON_OBJECT: Callable[..., tuple[list[tuple[str, Any]], int]] = json.decoder.JSONObject  # type: ignore[attr-defined]
+_PY_MAKE_SCANNER: Callable[[json.JSONDecoder], Any] = json.scanner.py_make_scanner  # type: ignore[attr-defined]
+
+
 def _object_without_repeated_keys(s_and_end: tuple[str, int], strict: bool, scan_once: Any, object_hook: Any,
                                   object_pairs_hook: Any, memo: dict) -> tuple[dict[str, Any], int]:
     """json's object parser, refusing a repeated key (json keeps the last one silently) at the
@@ -58,7 +66,7 @@ def _object_without_repeated_keys(s_and_end: tuple[str, int], strict: bool, scan
         value_starts.append(index)
         return scan_once(string, index)
 
-    pairs, end = json.decoder.JSONObject(s_and_end, strict, scan_value, None, list, memo)
+    pairs, end = _JSON_OBJECT(s_and_end, strict, scan_value, None, list, memo)
     first_lines: dict[str, int] = {}
     for (key, _), start in zip(pairs, value_starts):
         line = text.count("\n", 0, start) + 1
@@ -73,7 +81,7 @@ class _UniqueKeyJsonDecoder(json.JSONDecoder):
         super().__init__(**kwargs)
         self.parse_object = _object_without_repeated_keys
         # The C scanner ignores parse_object; configs are small, the Python one is fast enough.
-        self.scan_once = json.scanner.py_make_scanner(self)
+        self.scan_once = _PY_MAKE_SCANNER(self)
 
 
 def config_file(config: ConfigSource) -> Path | None:
@@ -134,6 +142,7 @@ def export_settings(config: ConfigSource = None, **overrides: Any) -> ExportConf
 
 def effective_config(config: ConfigSource = None) -> dict[str, Any]:
     """The config with every default filled in, each annotator's options included: what a run uses."""
+    from rmforge.annotators.base import LLMAnnotator
     from rmforge.tasks.annotate import make_annotator
 
     config = load_config(config)
@@ -141,6 +150,6 @@ def effective_config(config: ConfigSource = None) -> dict[str, Any]:
     for name in config.annotators:
         annotator = make_annotator(name, config.annotator_options.get(name), config.generator)
         options[name] = annotator.config.model_dump(mode="json")
-        if "generator" in options[name]:  # None means the pipeline's generator: show the one it will use
+        if isinstance(annotator, LLMAnnotator):  # no generator of its own: the pipeline's, shown as such
             options[name]["generator"] = annotator.generator_config.model_dump(mode="json")
     return {**config.model_dump(mode="json", exclude={"annotator_options"}), "annotator_options": options}

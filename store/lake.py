@@ -48,6 +48,8 @@ def _attach_lake(url: str, read_only: bool) -> duckdb.DuckDBPyConnection:
     """Load the extensions, attach the lake as `lake` and, for writing, create what is missing."""
     lake = StoreLocation(url)
     catalog, data_path = lake.lake_catalog, lake.lake_data_path
+    if catalog is None:
+        raise ValueError(f"{lake} is no ducklake store")
     con = duckdb.connect()
     con.execute(f"LOAD {sql_string(_extension_path('ducklake'))}")
     if catalog.startswith("postgres:"):

@@ -69,8 +69,9 @@ class StoreLocation:
     def exists(self) -> bool:
         """Whether there is a store to read: the file, or a lake's local catalog file. A catalog in
         a server is only known when attached, so that lake counts as there."""
-        if not self.is_lake:
-            return self.path.is_file()
+        path = self.path
+        if path is not None:  # a file store
+            return path.is_file()
         catalog_file = self.lake_catalog_file
         return catalog_file is None or catalog_file.is_file()
 
@@ -86,13 +87,14 @@ class StoreLocation:
     def name(self) -> str:
         """A short name without paths or hosts, for what leaves the machine (a dataset card):
         the file's name, `ducklake:<catalog file name>` or `ducklake:postgres:dbname=<name>`."""
-        if not self.is_lake:
-            return self.path.name
+        catalog = self.lake_catalog
+        if catalog is None:  # a file store
+            return Path(self.url).name
         catalog_file = self.lake_catalog_file
         if catalog_file is not None:
             return LAKE_PREFIX + catalog_file.name
-        scheme = self.lake_catalog.partition(":")[0]
-        database = re.search(r"\bdbname=(\S+)", self.lake_catalog)
+        scheme = catalog.partition(":")[0]
+        database = re.search(r"\bdbname=(\S+)", catalog)
         return f"{LAKE_PREFIX}{scheme}" + (f":dbname={database[1]}" if database else "")
 
     @property

@@ -11,7 +11,7 @@ import os
 import threading
 from typing import Any
 
-from rmforge.schemas.records import RunRecord, canonical_json, utc_now
+from rmforge.schemas.records import RunRecord, RunStatus, canonical_json, utc_now
 from rmforge.schemas.tables import DEFAULT_HEARTBEAT_S
 from rmforge.store.store import Store
 
@@ -90,7 +90,7 @@ class Heartbeat:
             logger.warning("run %s: heartbeat skipped (%s: %s)", self.run_id, type(exc).__name__, exc)
 
 
-def record_run_end(db: str, run_id: str, flow: str, status: str, summary: dict[str, Any]) -> None:
+def record_run_end(db: str, run_id: str, flow: str, status: RunStatus, summary: dict[str, Any]) -> None:
     with Store(db) as store:
         row = store.rows("SELECT * FROM runs WHERE run_id = ?", [run_id])
         record = (RunRecord.model_validate(row[0]) if row

@@ -113,12 +113,13 @@ class Store:
     def begin(self) -> None:
         """Start a write transaction; in a file, after any other thread's write transaction on it ends.
         `transaction()` pairs it with its commit or rollback."""
-        if self.is_lake:
+        path = self.location.path
+        if path is None:  # a lake
             self.con.execute("BEGIN TRANSACTION")
             self._journal = []
             take_write_turn(self.con)
             return
-        lock = write_turn(self.location.path)
+        lock = write_turn(path)
         lock.acquire()
         self._write_lock = lock
         try:
@@ -272,7 +273,9 @@ class Store:
         """The query's result as a Polars DataFrame."""
         import polars as pl  # only for those who ask: the flows read Arrow
 
-        return pl.from_arrow(self.sql(query, params))
+        frame = pl.from_arrow(self.sql(query, params))
+        assert isinstance(frame, pl.DataFrame)  # a table converts to a frame (a Series comes from an array)
+        return frame
 
     def table(self, name: str) -> "pl.DataFrame":
         """A whole table or view of the store (`schemas.tables`) as a Polars DataFrame."""

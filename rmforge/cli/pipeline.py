@@ -199,7 +199,7 @@ def export(
     db: Optional[str] = DbOption,
     out: Path = typer.Option(Path("data/exports"), help="Output folder."),
     datasets: Optional[str] = typer.Option(None, help="Comma-separated subset (default all)."),
-    dataset_format: Optional[DatasetFormat] = typer.Option(  # type: ignore[valid-type]
+    dataset_format: Optional[DatasetFormat] = typer.Option(
         None, "--format", help="standard: text prompts and completions (default); conversational: TRL's chat "
         "messages, with the generator's system prompt."),
     push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", metavar="REPO",
@@ -259,22 +259,21 @@ def evaluate(
     if out is not None:
         check_folder(out, "--out")
     evaluation = api.evaluate(file, names, policies=chosen, out=out, gold=gold, config=config, db=db)
-    result = {"scores": evaluation.scores, "files": evaluation.files}
     if json_output:
-        report(result, True, [])
+        report({"scores": evaluation.scores, "files": evaluation.files}, True, [])
         return
     from rmforge.tasks.evaluate import percent
 
     table = Table("labels from", "F1 %", "err acc", "ok acc", "incorrect prec (n)", "recall", "correct prec (n)",
                   "coverage", "completions", "s", title=f"{file.name} vs human labels")
-    for row in result["scores"]:
+    for row in evaluation.scores:
         table.add_row(row["name"], percent(row["f1"]), _score(row["acc_erroneous"]), _score(row["acc_correct"]),
                       f"{_score(row['incorrect_precision'])} ({row['incorrect_labels']})",
                       _score(row["incorrect_recall"]),
                       f"{_score(row['correct_precision'])} ({row['correct_labels']})", _score(row["coverage"]),
                       _score(row["completions"]), _score(row["seconds"]))
     console.print(table)
-    outcome_rows = [row for row in result["scores"] if row["outcomes_decided"] is not None]
+    outcome_rows = [row for row in evaluation.scores if row["outcomes_decided"] is not None]
     if outcome_rows:
         answers = Table("labels from", "agreement (decided)", "decided", "incorrect prec",
                         title="final answers vs human final_answer_correct")
@@ -283,4 +282,5 @@ def evaluate(
                             f"{row['outcomes_decided']} ({_score(row['outcome_coverage'])})",
                             _score(row["outcome_incorrect_precision"]))
         console.print(answers)
-    say(f"Report: {result['files']['report']} (chart {result['files']['chart']}, metrics {result['files']['metrics']})")
+    files = evaluation.files
+    say(f"Report: {files['report']} (chart {files['chart']}, metrics {files['metrics']})")
