@@ -331,7 +331,7 @@ def input_file(file: str | os.PathLike, what: str = "a JSON, JSONL or Parquet fi
 
 def records_file(file: str | os.PathLike, what: str = "a JSON, JSONL or Parquet file") -> str:
     """An input of records, checked as a whole before any work (empty, unreadable Parquet)."""
-    from rmforge.problems.importers import InputFileError, check_records_file
+    from rmforge.problems.records import InputFileError, check_records_file
 
     source = input_file(file, what)
     try:

@@ -24,7 +24,7 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from rmforge.problems.importers import load_hf_rows, read_records
+from rmforge.problems.records import load_hf_rows, read_records
 from rmforge.schemas.config import CurationConfig
 from rmforge.schemas.records import Contamination
 from rmforge.tasks.dedupe import EXACT_SEARCH_LIMIT, cached_embeddings, nearest

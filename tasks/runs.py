@@ -33,7 +33,7 @@ from prefect.runtime import deployment, flow_run
 from rmforge.generators.base import generation_progress
 from rmforge.schemas.records import RunRecord, canonical_json, utc_now
 from rmforge.schemas.tables import DEFAULT_HEARTBEAT_S
-from rmforge.problems.importers import ImportResult
+from rmforge.problems.problem_import import ImportResult
 from rmforge.tasks.store import Store
 
 
