@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -34,6 +34,7 @@ from rmforge.annotators import REGISTRY, annotator_class
 from rmforge.annotators.base import AUTHORITY_RANK, Evidence
 from rmforge.schemas.config import CurationConfig
 from rmforge.schemas.records import OutcomeConsensus, StepConsensus, Verdict, canonical_json
+from rmforge.tasks import chunks
 from rmforge.tasks.store import Store
 
 HUMAN_RANK = AUTHORITY_RANK["human"]
@@ -224,11 +225,6 @@ _LATEST = """
 """
 
 
-def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
-
-
 def consensus_rows(
     store: Store, annotators: Sequence[str], config: CurationConfig, run_id: str, rollout_ids: Sequence[str]
 ) -> tuple[list[StepConsensus], list[OutcomeConsensus]]:
@@ -275,7 +271,7 @@ def compute_consensus(db: str, annotators: list[str], config: CurationConfig, ru
         store.begin()
         store.execute("DELETE FROM step_consensus")
         store.execute("DELETE FROM outcome_consensus")
-        for chunk in _chunks(rollout_ids, CHUNK_ROLLOUTS):
+        for chunk in chunks(rollout_ids, CHUNK_ROLLOUTS):
             steps, outcomes = consensus_rows(store, voters, config, run_id, chunk)
             store.write("step_consensus", steps)
             store.write("outcome_consensus", outcomes)
