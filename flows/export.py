@@ -5,7 +5,8 @@ from __future__ import annotations
 from prefect import flow
 
 from rmforge.schemas.config import ExportConfig
-from rmforge.tasks.export import check_export, export_datasets
+from rmforge.exports.files import check_export
+from rmforge.tasks.export import export_datasets
 from rmforge.tasks.hub import check_push, push_export
 from rmforge.tasks.runs import Progress, tracked_run
 

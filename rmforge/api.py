@@ -275,7 +275,7 @@ def check_folder(path: str | os.PathLike, option: str) -> Path:
 
 def check_datasets(datasets: list[str] | None, option: str = "datasets") -> list[str] | None:
     """Export dataset names, each known; None: all of them."""
-    from rmforge.tasks.export import EXPORTS
+    from rmforge.schemas.exports import EXPORTS
 
     if datasets is not None:
         unknown = [n for n in datasets if n not in EXPORTS]
@@ -489,7 +489,7 @@ def export(*, db: StorePath = None, out: str | os.PathLike = DEFAULT_EXPORT_DIR,
     (`rmforge export`); `datasets`: a subset of process, preference, kto, critiques. `format`
     (standard | conversational), `push_to_hub` (a Hub dataset repo, user/name) and `private`
     override the config's `export` section (the card's license, language and name)."""
-    from rmforge.tasks.export import check_export
+    from rmforge.exports.files import check_export
     from rmforge.tasks.hub import check_push
 
     chosen = check_datasets(as_list(datasets) if datasets is not None else None)

@@ -8,7 +8,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from rmforge.tasks.export import CARD, CONFIG_FILE, MANIFEST
+from rmforge.exports.files import CARD, CONFIG_FILE, MANIFEST
 from tests.fake_hub import FakeHub
 from tests.tasks.test_export import assert_folder_is_this_export
 from tests.tasks.test_export_formats import build_trl_store
