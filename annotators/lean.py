@@ -10,8 +10,9 @@ Lean code. No verdict is ever given without Lean having checked it: `annotate` r
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Sequence
+from typing import Any
 
 from pydantic import Field
 

@@ -12,8 +12,8 @@ formula is correct when the premises and the earlier correct steps entail it.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import z3
 from pydantic import Field
@@ -83,6 +83,8 @@ class Z3LogicAnnotator(Annotator):
 
     class Config(StrictConfig):
         timeout_ms: int = Field(default=5000, ge=1, description="Z3 timeout per check.")
+
+    config: Config
 
     def annotate(self, items: Sequence[AnnotationInput], run_id: str) -> AnnotationOutput:
         out = AnnotationOutput()

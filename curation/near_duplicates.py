@@ -13,8 +13,9 @@ import hashlib
 import os
 import re
 from collections import defaultdict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Hashable, Literal, Sequence, TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 

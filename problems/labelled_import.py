@@ -4,9 +4,10 @@ human step verdicts and, where the data has them, final-answer verdicts."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from rmforge.problems.records import InputFileError, gold_field, parse_rows, steps_field, text_field, type_name
 from rmforge.problems.rollout_import import RolloutImport, SeenRollouts, rollout_from_row
@@ -92,7 +93,7 @@ def prm800k_record(record: dict[str, Any], neutral: str, run_id: str) -> Labelle
         rating = pick.get("rating")
         verdict = PRM800K_RATINGS.get(rating, neutral if rating == 0 else None)
         texts.append(pick["text"])
-        if verdict is None or verdicts and verdicts[-1] == "incorrect":
+        if verdict is None or (verdicts and verdicts[-1] == "incorrect"):
             break  # an unrated step, or steps after the first wrong one, stay unlabelled
         verdicts.append(verdict)
     if not texts:

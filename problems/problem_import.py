@@ -4,8 +4,9 @@ FOLIO-style logic rows (`premises-FOL`, `conclusion-FOL`, `label`)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from rmforge.problems.records import gold_field, parse_rows, text_field
 from rmforge.schemas.records import Problem, QuarantineRecord
@@ -75,7 +76,7 @@ def folio_problem(record: dict[str, Any], source: str) -> Problem:
         )
     except ValueError as exc:
         raise ValueError(f"label: {exc}" if label is not None and "label" in str(exc) else f"premises-FOL: {exc}") from None
-    given_id = record.get("problem_id") or record.get("story_id") and f"folio-{record.get('story_id')}-{record.get('example_id')}"
+    given_id = record.get("problem_id") or (record.get("story_id") and f"folio-{record.get('story_id')}-{record.get('example_id')}")
     return problem.model_copy(update={"problem_id": str(given_id)}) if given_id else problem
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import codecs
 import json
 import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -99,7 +100,7 @@ def count_records(path: Path) -> int:
     """How many records `iter_record_chunks` numbers up to (lines of a JSONL file, rows of a
     Parquet file), read without parsing: a progress bar's total. 0 when it cannot tell
     cheaply (a JSON array, a path that is no file: the reader reports that)."""
-    if not path.is_file() or path.suffix != ".parquet" and _first_byte(path) == b"[":
+    if not path.is_file() or (path.suffix != ".parquet" and _first_byte(path) == b"["):
         return 0
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq

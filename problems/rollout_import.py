@@ -3,8 +3,9 @@ optionally its steps; repeats of a rollout_id or problem_id must agree with the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from rmforge.problems.records import gold_field, parse_rows, steps_field, text_field, type_name
 from rmforge.schemas.records import Problem, QuarantineRecord, Rollout, Step, stable_hash

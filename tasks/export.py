@@ -32,8 +32,17 @@ from prefect.cache_policies import NO_CACHE
 
 from rmforge.exports.card import dataset_card
 from rmforge.exports.datasets import dataset_stats, fetch_dataset, step_separator
-from rmforge.exports.files import (CARD, CONFIG_FILE, STAGING_PREFIX, ExportError, check_export, effective_config,
-                                   exclusive, publish, write_dataset)
+from rmforge.exports.files import (
+    CARD,
+    CONFIG_FILE,
+    STAGING_PREFIX,
+    ExportError,
+    check_export,
+    effective_config,
+    exclusive,
+    publish,
+    write_dataset,
+)
 from rmforge.exports.provenance import export_provenance
 from rmforge.schemas.config import ExportConfig
 from rmforge.schemas.exports import EXPORTS

@@ -35,15 +35,15 @@ def test_step_labels_valid_not_entailed_unparseable_and_answer() -> None:
     item = _logic_item(steps, STORY, "Happy(rina)", "true")
     out = Z3LogicAnnotator().annotate([item], "run-1")
     labels = out.step_labels
-    assert [l.step_index for l in labels] == list(range(7))
+    assert [lab.step_index for lab in labels] == list(range(7))
     expected = ["correct", "incorrect", "unknown", "incorrect", "correct", "unknown", "correct"]
-    assert [l.verdict for l in labels] == expected
-    assert [l.score for l in labels] == [1.0, 0.0, None, 0.0, 1.0, None, 1.0]
+    assert [lab.verdict for lab in labels] == expected
+    assert [lab.score for lab in labels] == [1.0, 0.0, None, 0.0, 1.0, None, 1.0]
     assert "not entailed" in (labels[1].reason or "") and "Tall" in (labels[1].reason or "")
     assert "no formula" in (labels[2].reason or "")
     assert "contradicts premises" in (labels[3].reason or "")
     assert "assumption" in (labels[5].reason or "")
-    assert all(l.annotator == "z3_logic" and l.rollout_id == item.rollout.rollout_id for l in labels)
+    assert all(lab.annotator == "z3_logic" and lab.rollout_id == item.rollout.rollout_id for lab in labels)
     assert not out.outcome_labels
 
 
@@ -51,7 +51,7 @@ def test_only_correct_steps_become_context() -> None:
     premises = ["∀x (A(x) → B(x))", "A(c) ∨ A(d)"]
     steps = ["A(c)", "B(c)", "B(c) ∨ B(d)"]  # the first is a guess; the second leans on it
     labels = Z3LogicAnnotator().annotate([_logic_item(steps, premises, "B(c)", "uncertain")], "r").step_labels
-    assert [l.verdict for l in labels] == ["incorrect", "incorrect", "correct"]
+    assert [lab.verdict for lab in labels] == ["incorrect", "incorrect", "correct"]
 
 
 def test_hedged_steps_and_wrong_answer() -> None:
@@ -61,7 +61,7 @@ def test_hedged_steps_and_wrong_answer() -> None:
         "Final answer: False",
     ]
     labels = Z3LogicAnnotator().annotate([_logic_item(steps, STORY, "Happy(rina)", "true")], "r").step_labels
-    assert [l.verdict for l in labels] == ["correct", "incorrect", "incorrect"]
+    assert [lab.verdict for lab in labels] == ["correct", "incorrect", "incorrect"]
     assert "differs" in (labels[2].reason or "")
 
 
@@ -80,7 +80,7 @@ def test_folio_typos_in_premises_and_steps_are_read() -> None:
     ]
     item = _logic_item(steps, premises, "SuitableFor(kO, retirees)", "false")
     labels = Z3LogicAnnotator().annotate([item], "r").step_labels
-    assert [l.verdict for l in labels] == ["correct", "correct", "incorrect", "correct"]
+    assert [lab.verdict for lab in labels] == ["correct", "correct", "incorrect", "correct"]
 
 
 def test_problems_the_annotator_cannot_use_give_unknown() -> None:
@@ -90,8 +90,8 @@ def test_problems_the_annotator_cannot_use_give_unknown() -> None:
     inconsistent = _logic_item(["P(a)"], ["P(a)", "¬P(a)"], "P(a)", "true")
     no_metadata = make_item(["P(a)"], domain="logic")
     out = annotator.annotate([math_item, bad_premise, inconsistent, no_metadata], "r")
-    reasons = [l.reason for l in out.step_labels]
-    assert all(l.verdict == "unknown" and l.score is None for l in out.step_labels)
+    reasons = [lab.reason for lab in out.step_labels]
+    assert all(lab.verdict == "unknown" and lab.score is None for lab in out.step_labels)
     assert reasons[:2] == ["not a logic problem"] * 2
     assert reasons[2] and reasons[2].startswith("premise 1 does not parse")
     assert reasons[3] == "premises are inconsistent"

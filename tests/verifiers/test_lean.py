@@ -24,7 +24,6 @@ from rmforge.verifiers.lean import (
 )
 from tests.fake_lean import TRUE_STEP, checked_files, fake_lean, posix_only
 
-
 # --- availability ------------------------------------------------------------
 
 

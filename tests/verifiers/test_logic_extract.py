@@ -7,6 +7,7 @@ import pytest
 from rmforge.verifiers.logic.extract import AnswerLine, Claim, NoClaim, extract_claim
 from rmforge.verifiers.logic.fol import SymbolTable, format_formula, parse_ast, parse_formula
 
+
 def _table(*formulas: str) -> SymbolTable:
     table = SymbolTable()
     for f in formulas:
