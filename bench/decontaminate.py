@@ -63,7 +63,8 @@ def main() -> None:
     from rmforge.schemas.config import CurationConfig
     from rmforge.schemas.records import Problem
     from rmforge.tasks.decontaminate import decontaminate_problems, load_eval_items
-    from rmforge.tasks.dedupe import cached_embeddings, deduplicate_problems, nearest
+    from rmforge.curation.near_duplicates import nearest
+    from rmforge.tasks.dedupe import cached_embeddings, deduplicate_problems
     from rmforge.store import Store
 
     eval_items = {item.item_id: item for item in load_eval_items(str(EVAL_SET))}

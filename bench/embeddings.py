@@ -31,7 +31,7 @@ def main() -> None:
     import torch
 
     from rmforge.generators.hardware import NATIVE_BF16_FLAGS, cpu_flags, native_bf16, resolve_dtype
-    from rmforge.tasks.dedupe import load_embedder
+    from rmforge.generators.embeddings import load_embedder
 
     records = json.loads(DATA.read_text(encoding="utf-8"))
     corpora = {

@@ -7,7 +7,8 @@ from typing import Any
 from prefect import flow
 
 from rmforge.schemas.config import ExportConfig
-from rmforge.tasks.export import check_export, export_datasets
+from rmforge.exports.files import check_export
+from rmforge.tasks.export import export_datasets
 from rmforge.tasks.hub import check_push, push_export
 from rmforge.flows.progress import Progress
 from rmforge.flows.runs import tracked_run

@@ -7,7 +7,7 @@ from datetime import timezone
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from rmforge.flows import chunks
+from rmforge.tasks import chunks
 from rmforge.schemas.config import PipelineConfig
 from rmforge.flows.progress import Progress
 from rmforge.flows.runs import tracked_run

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from rmforge.problems.importers import count_records
+from rmforge.problems.records import count_records
 from rmforge.tasks.rollouts import import_labelled as import_labelled_file
 from rmforge.flows.progress import Progress
 from rmforge.flows.runs import tracked_run

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from rmforge.problems.importers import count_records
+from rmforge.problems.records import count_records
 from rmforge.schemas.config import StepSplitConfig
 from rmforge.tasks.rollouts import import_rollouts as import_rollout_file
 from rmforge.flows.progress import Progress

@@ -1,1 +1,2 @@
-"""Problem generators (arithmetic, FOLIO-style logic) and importers of problems and rollouts."""
+"""Problem generators (arithmetic, FOLIO-style logic), the readers of input records (`records`) and the
+importers of problems, rollouts and human-labelled solutions."""

@@ -233,7 +233,7 @@ def export(*, db: StorePath = None, out: str | os.PathLike = DEFAULT_EXPORT_DIR,
     (`rmforge export`); `datasets`: a subset of process, preference, kto, critiques. `format`
     (standard | conversational), `push_to_hub` (a Hub dataset repo, user/name) and `private`
     override the config's `export` section (the card's license, language and name)."""
-    from rmforge.tasks.export import check_export
+    from rmforge.exports.files import check_export
     from rmforge.tasks.hub import check_push
 
     chosen = check_datasets(as_list(datasets) if datasets is not None else None)

@@ -86,7 +86,7 @@ def check_folder(path: str | os.PathLike, option: str) -> Path:
 
 def check_datasets(datasets: list[str] | None, option: str = "datasets") -> list[str] | None:
     """Export dataset names, each known; None: all of them."""
-    from rmforge.tasks.export import EXPORTS
+    from rmforge.schemas.exports import EXPORTS
 
     if datasets is not None:
         unknown = [n for n in datasets if n not in EXPORTS]
@@ -142,7 +142,7 @@ def input_file(file: str | os.PathLike, what: str = "a JSON, JSONL or Parquet fi
 
 def records_file(file: str | os.PathLike, what: str = "a JSON, JSONL or Parquet file") -> str:
     """An input of records, checked as a whole before any work (empty, unreadable Parquet)."""
-    from rmforge.problems.importers import check_records_file
+    from rmforge.problems.records import check_records_file
 
     source = input_file(file, what)
     check_records_file(Path(source))  # InputFileError, a UserError, when it cannot be imported

@@ -24,7 +24,7 @@ The outcome consensus (is the final answer right?) follows rule 2 under `ranked`
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ from rmforge.annotators.base import AUTHORITY_RANK, Evidence
 from rmforge.schemas.config import CurationConfig
 from rmforge.schemas.records import OutcomeConsensus, StepConsensus, Verdict, canonical_json
 from rmforge.store import Store
+from rmforge.tasks import chunks
 
 HUMAN_RANK = AUTHORITY_RANK["human"]
 FINAL_ANSWER = "final answer"  # suffix of the last-step vote cast by an incorrect outcome
@@ -228,11 +229,6 @@ _LATEST = """
 """
 
 
-def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
-
-
 def consensus_rows(
     store: Store, annotators: Sequence[str], config: CurationConfig, run_id: str, rollout_ids: Sequence[str]
 ) -> tuple[list[StepConsensus], list[OutcomeConsensus]]:
@@ -279,7 +275,7 @@ def compute_consensus(db: str, annotators: list[str], config: CurationConfig, ru
         with store.transaction():
             store.execute("DELETE FROM step_consensus")
             store.execute("DELETE FROM outcome_consensus")
-            for chunk in _chunks(rollout_ids, CHUNK_ROLLOUTS):
+            for chunk in chunks(rollout_ids, CHUNK_ROLLOUTS):
                 steps, outcomes = consensus_rows(store, voters, config, run_id, chunk)
                 store.write("step_consensus", steps)
                 store.write("outcome_consensus", outcomes)

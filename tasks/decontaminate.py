@@ -25,10 +25,11 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from rmforge.problems.importers import load_hf_rows, read_records
+from rmforge.curation.near_duplicates import EXACT_SEARCH_LIMIT, nearest
+from rmforge.problems.records import load_hf_rows, read_records
 from rmforge.schemas.config import CurationConfig
 from rmforge.schemas.records import Contamination
-from rmforge.tasks.dedupe import EXACT_SEARCH_LIMIT, cached_embeddings, nearest
+from rmforge.tasks.dedupe import cached_embeddings
 from rmforge.store import Store
 
 QUESTION_FIELDS = ("problem", "question", "prompt", "query")

@@ -82,7 +82,7 @@ class Scores:
 
 def labelled_rollout_ids(path: str) -> list[str]:
     """The ids of the solutions in a ProcessBench-format file (they are their rollout ids)."""
-    from rmforge.problems.importers import read_records
+    from rmforge.problems.records import read_records
 
     return [str(row["id"]) for _, row in read_records(Path(path)) if isinstance(row, dict) and row.get("id")]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from rmforge.exports.files import CARD, CONFIG_FILE
 from rmforge.schemas.errors import UserError
-from rmforge.tasks.export import CARD, CONFIG_FILE
 
 PUSHED_FILES = [CARD, CONFIG_FILE, "*.parquet"]
 

@@ -9,7 +9,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from rmforge.problems.arithmetic import generate_arithmetic_problems
-from rmforge.problems.importers import ImportResult, NumberedRow, import_problem_rows, load_hf_rows, read_records
+from rmforge.problems.problem_import import ImportResult, import_problem_rows
+from rmforge.problems.records import NumberedRow, load_hf_rows, read_records
 from rmforge.schemas.config import ProblemSourceConfig
 from rmforge.store import Store
 

@@ -19,22 +19,12 @@ from rmforge.annotators.human import HumanAnnotator
 from rmforge.generators import load_generator
 from rmforge.generators.base import PROMPT_TOO_LONG
 from rmforge.generators.prompts import solution_request
-from rmforge.problems.importers import (
-    LabelledImport,
-    NumberedRow,
-    RolloutImport,
-    iter_record_chunks,
-    parse_labelled_rows,
-    parse_rollout_rows,
-    problem_mismatch,
-    quarantine_record,
-    read_gold_answers,
-    rollout_mismatch,
-    sibling_gold_answers,
-    step_texts_by_rollout,
-)
 from rmforge.schemas.config import GeneratorConfig, SamplingConfig, StepSplitConfig
 from rmforge.schemas.records import OutcomeLabel, Problem, Rollout, Step, StepLabel, stable_hash
+from rmforge.problems.labelled_import import LabelledImport, parse_labelled_rows, read_gold_answers, sibling_gold_answers
+from rmforge.problems.records import NumberedRow, iter_record_chunks, quarantine_record
+from rmforge.problems.rollout_import import (RolloutImport, parse_rollout_rows, problem_mismatch, rollout_mismatch,
+                                            step_texts_by_rollout)
 from rmforge.tasks.steps import steps_for
 from rmforge.store import Store
 

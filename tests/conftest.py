@@ -36,6 +36,15 @@ def prefect_harness():
         yield
 
 
+@pytest.fixture()
+def prefect_api(prefect_harness):
+    """The session's Prefect server's API URL, for CLI subprocesses: it outlives a killed command,
+    as a user's server would."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _shut_down_engines():
     """Stop any vLLM engine child processes before the interpreter exits."""

@@ -121,9 +121,9 @@ def test_annotators_that_cannot_run_here_are_refused_before_any_flow(db, monkeyp
 def test_errors_raised_below_the_api_for_the_user_are_user_errors(tmp_path):
     """One type for what the user must fix, from the bottom layer up: the command line catches it
     and prints its message as one line."""
-    from rmforge.problems.importers import InputFileError
+    from rmforge.problems.records import InputFileError
     from rmforge.schemas.errors import UserError
-    from rmforge.tasks.export import ExportError
+    from rmforge.exports.files import ExportError
     from rmforge.tasks.hub import HubError
 
     assert rmforge.UserError is UserError

@@ -454,13 +454,6 @@ def test_user_errors_from_below_the_cli_stay_one_line_with_debug(tmp_path):
                           "holds no records")
 
 
-@pytest.fixture()
-def prefect_api(prefect_harness):
-    from prefect.settings import PREFECT_API_URL
-
-    return PREFECT_API_URL.value()
-
-
 ROLLOUT_ROWS = [{"problem_id": f"p{i}", "question": f"{i}+1?", "gold_answer": str(i + 1), "response": f"{i + 1}"}
                 for i in range(3)]
 

@@ -8,12 +8,11 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from rmforge.tasks.export import CARD, CONFIG_FILE, MANIFEST
+from rmforge.exports.files import CARD, CONFIG_FILE, MANIFEST
 from tests.fake_hub import FakeHub
 from tests.tasks.test_export import assert_folder_is_this_export
 from tests.tasks.test_export_formats import build_trl_store
-from tests.test_cli import (assert_one_line_error, assert_subprocess_one_line_error, invoke,  # noqa: F401
-                            prefect_api, run_cli, runs_in)
+from tests.test_cli import assert_one_line_error, assert_subprocess_one_line_error, invoke, run_cli, runs_in
 
 
 @pytest.fixture()

@@ -4,7 +4,8 @@ import pytest
 
 from rmforge.annotators import REGISTRY
 from rmforge.api import load_config
-from rmforge.problems.importers import import_problem_rows, read_records
+from rmforge.problems.problem_import import import_problem_rows
+from rmforge.problems.records import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 

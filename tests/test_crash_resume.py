@@ -134,14 +134,6 @@ def _respond(body, index):
 
 
 @pytest.fixture(scope="module")
-def prefect_api(prefect_harness):
-    """The test session's Prefect server: it outlives the killed commands, as a user's would."""
-    from prefect.settings import PREFECT_API_URL
-
-    return PREFECT_API_URL.value()
-
-
-@pytest.fixture(scope="module")
 def chat():
     server = ChatServer(_respond)
     yield server

@@ -1,5 +1,5 @@
-"""Imports flow one way: rmforge (CLI, API, review app) -> flows -> tasks -> annotators, problems ->
-store, verifiers, generators -> schemas.
+"""Imports flow one way: rmforge (CLI, API, review app) -> flows -> tasks -> exports -> annotators,
+problems -> store, verifiers, generators, curation -> schemas.
 
 Every module of the package (each folder that pyproject.toml maps to an `rmforge` subpackage) is
 parsed, and each of its imports, a lazy one inside a function included, must point at its own
@@ -16,7 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE_DIRS: dict[str, str] = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
 
-BELOW_TASKS = {"annotators", "problems", "store", "verifiers", "generators", "schemas"}
+BELOW_TASKS = {"exports", "annotators", "problems", "store", "verifiers", "generators", "curation", "schemas"}
 # What each layer may import besides itself; `rmforge` (rmforge/: the CLI, the API, the review
 # app) is the top and may import any.
 MAY_IMPORT: dict[str, set[str]] = {
@@ -24,8 +24,10 @@ MAY_IMPORT: dict[str, set[str]] = {
     "verifiers": {"schemas"},
     "generators": {"schemas"},
     "store": {"schemas"},
+    "curation": {"schemas"},
     "problems": {"verifiers", "generators", "schemas"},
     "annotators": {"store", "verifiers", "generators", "schemas"},
+    "exports": {"annotators", "store", "verifiers", "generators", "schemas"},
     "tasks": BELOW_TASKS,
     "flows": {"tasks"} | BELOW_TASKS,
 }

@@ -81,7 +81,7 @@ def test_the_wheel_holds_one_top_level_package(wheel_env):
                  if not p.name.endswith((".dist-info", ".pth")) and p.name not in ("_distutils_hack", "pip",
                                                                                     "setuptools", "pkg_resources")}
     assert top_level == {"rmforge"}, top_level
-    for generic in ("tasks", "flows", "store", "schemas", "problems", "generators", "verifiers", "annotators"):
+    for generic in ("tasks", "flows", "store", "schemas", "problems", "generators", "verifiers", "annotators", "curation", "exports"):
         result = run_in(wheel_env, wheel_env["python"], "-c", f"import {generic}")
         assert result.returncode == 1 and "ModuleNotFoundError" in result.stderr, (generic, result.stderr)
     where = run_in(wheel_env, wheel_env["python"], "-c",

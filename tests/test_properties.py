@@ -16,12 +16,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rmforge.annotators.judge import parse_verdict
-from rmforge.problems.importers import (
-    InputFileError,
-    import_problem_rows,
-    parse_rollout_rows,
-    read_records,
-)
+from rmforge.problems.problem_import import import_problem_rows
+from rmforge.problems.records import InputFileError, read_records
+from rmforge.problems.rollout_import import parse_rollout_rows
 from rmforge.schemas.config import StepSplitConfig
 from rmforge.schemas.records import VERDICTS
 from rmforge.tasks.rollouts import import_rollouts

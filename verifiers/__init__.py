@@ -1,1 +1,2 @@
-"""Checker libraries the annotators wrap: pure functions, no Prefect, no I/O."""
+"""Checker libraries the annotators wrap: no Prefect, no I/O beyond what a checker needs (the Lean
+checker runs a `lean` binary)."""

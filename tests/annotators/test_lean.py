@@ -1,58 +1,22 @@
-"""The Lean 4 checker.
-
-No Lean toolchain is installed here, so the process handling and verdict mapping are
-tested against fake `lean` executables (shell scripts in tmp_path) standing at the
-process boundary; real-Lean checks run only where `lean` is on PATH.
-"""
+"""The `lean` annotator against fake `lean` executables (tests/fake_lean.py) standing at the process
+boundary; real-Lean checks run only where `lean` is on PATH. The checker itself (finding the code,
+the verdict of a run, the runner): tests/verifiers/test_lean.py."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from rmforge.annotators.base import AnnotatorUnavailable
-from rmforge.annotators.lean import (
-    LeanAnnotator,
-    LeanRun,
-    LeanSource,
-    build_lean_source,
-    extract_lean_block,
-    interpret,
-    uses_escape_hatch,
-)
+from rmforge.annotators.lean import LeanAnnotator
 from tests.builders import make_item
+from tests.fake_lean import FALSE_STEP, TRUE_STEP, checked_files, fake_lean, posix_only
 
-posix_only = pytest.mark.skipif(sys.platform == "win32", reason="fake lean is a POSIX shell script")
 needs_lean = pytest.mark.skipif(shutil.which("lean") is None, reason="lean toolchain not installed")
-
-TRUE_STEP = "Check it:\n```lean\ntheorem t : 2 + 2 = 4 := by decide\n```"
-FALSE_STEP = "Check it:\n```lean\ntheorem f : 2 + 2 = 5 := by decide\n```"
-
-
-def fake_lean(tmp_path: Path, body: str, version: str = "Lean (version 4.9.0, fake)") -> Path:
-    """A `lean` that answers --version, logs the file it was given, then runs `body`."""
-    log = tmp_path / "checked.log"
-    script = tmp_path / "bin" / "lean"
-    script.parent.mkdir(exist_ok=True)
-    script.write_text(
-        "#!/bin/sh\n"
-        f'if [ "$1" = "--version" ]; then echo "{version}"; exit 0; fi\n'
-        f'cat "$1" >> "{log}"; echo "=====" >> "{log}"\n'
-        'n=$(wc -l < "$1")\n'
-        f"{body}\n"
-    )
-    script.chmod(0o755)
-    return script
-
-
-def checked_files(tmp_path: Path) -> list[str]:
-    log = tmp_path / "checked.log"
-    return log.read_text().split("=====\n")[:-1] if log.exists() else []
 
 
 def annotator(lean: Path, **config) -> LeanAnnotator:
@@ -81,122 +45,6 @@ def test_unavailable_with_bad_lean_path(tmp_path: Path) -> None:
 @posix_only
 def test_available_with_working_lean(tmp_path: Path) -> None:
     assert LeanAnnotator({"lean_path": str(fake_lean(tmp_path, "exit 0"))}).availability() is None
-
-
-@posix_only
-@pytest.mark.parametrize(
-    ("version", "expected"),
-    [("Lean (version 3.51.1, commit abc)", "not Lean 4"), ("", "not Lean 4")],
-)
-def test_unavailable_when_not_lean4(tmp_path: Path, version: str, expected: str) -> None:
-    lean = LeanAnnotator({"lean_path": str(fake_lean(tmp_path, "exit 0", version=version))})
-    assert expected in (lean.availability() or "")
-
-
-@posix_only
-def test_unavailable_when_version_fails(tmp_path: Path) -> None:
-    broken = tmp_path / "lean"
-    broken.write_text("#!/bin/sh\necho 'error: no default toolchain configured' >&2\nexit 1\n")
-    broken.chmod(0o755)
-    reason = LeanAnnotator({"lean_path": str(broken)}).availability() or ""
-    assert "--version failed" in reason and "no default toolchain" in reason
-
-
-@posix_only
-def test_unavailable_with_missing_project_dir(tmp_path: Path) -> None:
-    lean = fake_lean(tmp_path, "exit 0")
-    reason = LeanAnnotator({"lean_path": str(lean), "project_dir": str(tmp_path / "nope")})
-    assert "project_dir" in (reason.availability() or "")
-
-
-# --- pure helpers ------------------------------------------------------------
-
-
-def test_extract_lean_block() -> None:
-    assert extract_lean_block(TRUE_STEP) == "theorem t : 2 + 2 = 4 := by decide"
-    assert extract_lean_block("So 2 + 2 = 4.") is None
-    assert extract_lean_block("```lean4\nexample : 1 = 1 := rfl\n```") == "example : 1 = 1 := rfl"
-    assert extract_lean_block("```lean\nlemma l : True := trivial\n```") is not None
-    # A definition alone states nothing to check.
-    assert extract_lean_block("```lean\ndef x : Nat := 2\n```") is None
-    # Not Lean.
-    assert extract_lean_block("```python\ntheorem = 1\n```") is None
-    # Several blocks are checked together.
-    two = "```lean\ndef x : Nat := 2\n```\nthen\n```lean\ntheorem t : x = 2 := rfl\n```"
-    assert extract_lean_block(two) == "def x : Nat := 2\n\ntheorem t : x = 2 := rfl"
-
-
-@pytest.mark.parametrize(
-    "block",
-    [
-        "-- theorem t : 1 = 2 := rfl",
-        "/-\ntheorem t : 1 = 2 := rfl\n-/",
-        "/- outer /- nested -/\ntheorem t : 1 = 2 := rfl\n-/",
-        'def s := "\ntheorem t : 1 = 2 := rfl\n"',
-    ],
-)
-def test_declarations_in_comments_or_strings_do_not_count(block: str) -> None:
-    assert extract_lean_block(f"```lean\n{block}\n```") is None
-
-
-@pytest.mark.parametrize(
-    ("block", "expected"),
-    [
-        ("theorem t : 1 = 1 := rfl", False),
-        ("axiom cheat : False\ntheorem t : 1 = 2 := cheat.elim", True),
-        ("theorem t : 1 = 2 := by\n  exact sorryAx _ false", True),
-        ("#exit\ntheorem t : 1 = 2 := rfl", True),
-        ("set_option debug.skipKernelTC true in\ntheorem t : 1 = 2 := rfl", True),
-        ('macro "theorem" : command => `(#check 1)', True),
-        ("-- this proof is unsafe? no.\ntheorem t : 1 = 1 := rfl", False),
-        ("theorem my_axiom_free : 1 = 1 := rfl", False),
-    ],
-)
-def test_uses_escape_hatch(block: str, expected: bool) -> None:
-    assert uses_escape_hatch(block) is expected
-
-
-def test_build_lean_source_hoists_imports() -> None:
-    header = "import Mathlib.Tactic\nopen Real\ndef k : Nat := 3"
-    block = "import Mathlib\ntheorem t : k = 3 := rfl"
-    source = build_lean_source(block, ["Mathlib"], header)
-    assert source.text == (
-        "import Mathlib\nimport Mathlib.Tactic\n\nopen Real\ndef k : Nat := 3\n\n"
-        "theorem t : k = 3 := rfl\n"
-    )
-    lines = source.text.splitlines()
-    assert lines[source.header_lines] == "theorem t : k = 3 := rfl"  # first line after the header
-
-    bare = build_lean_source("theorem t : 1 = 1 := rfl", [])
-    assert bare == LeanSource(text="theorem t : 1 = 1 := rfl\n", header_lines=0)
-
-
-# --- interpret: verdict mapping ----------------------------------------------
-
-SOURCE = build_lean_source("theorem t : 1 = 2 := by\n  simp", ["Mathlib"])  # block at lines 3-4
-
-
-@pytest.mark.parametrize(
-    ("run", "verdict", "reason"),
-    [
-        (LeanRun(0, ""), "correct", "checked by Lean"),
-        (LeanRun(0, "f.lean:3:0: warning: unused variable `h`"), "correct", "checked by Lean"),
-        (LeanRun(0, "f.lean:3:8: warning: declaration uses 'sorry'"), "unknown", "sorry"),
-        (
-            LeanRun(1, "f.lean:4:2: error: unsolved goals\n⊢ False\nf.lean:5:0: error: other"),
-            "incorrect",
-            "line 4:2: unsolved goals",
-        ),
-        (LeanRun(1, "f.lean:4:2: error(lean.unknownIdentifier): bad x"), "incorrect", "bad x"),
-        (LeanRun(1, "f.lean:1:0: error: unknown module prefix 'Mathlib'"), "unknown", "header"),
-        (LeanRun(134, "INTERNAL PANIC: out of memory"), "unknown", "without a located error"),
-        (LeanRun(None, ""), "unknown", "timeout after 60s"),
-    ],
-)
-def test_interpret(run: LeanRun, verdict: str, reason: str) -> None:
-    got_verdict, got_reason = interpret(run, SOURCE, timeout_s=60.0)
-    assert got_verdict == verdict
-    assert reason in got_reason
 
 
 # --- the annotator against fake lean processes ---------------------------------

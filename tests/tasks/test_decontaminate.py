@@ -9,7 +9,8 @@ from rmforge.schemas.records import OutcomeLabel
 from rmforge.tasks.consensus import compute_consensus
 from rmforge.tasks.datasets import build_datasets
 from rmforge.tasks.decontaminate import NgramIndex, decontaminate_problems, find_contamination, load_eval_items, words
-from rmforge.tasks.dedupe import deduplicate_problems, deduplicate_rollouts, embed
+from rmforge.generators.embeddings import embed
+from rmforge.tasks.dedupe import deduplicate_problems, deduplicate_rollouts
 from rmforge.store import Store
 from tests.builders import make_problem, make_rollout
 

@@ -25,7 +25,9 @@ from rmforge.schemas.records import (
     utc_now,
 )
 from rmforge.tasks.consensus import compute_consensus
-from rmforge.tasks.export import CARD, CONFIG_FILE, EXPORTS, MANIFEST, ExportError, export_datasets
+from rmforge.exports.files import CARD, CONFIG_FILE, MANIFEST, ExportError
+from rmforge.schemas.exports import EXPORTS
+from rmforge.tasks.export import export_datasets
 from rmforge.store import Store
 from tests.builders import make_problem, make_rollout
 

@@ -15,8 +15,9 @@ import datasets
 import pyarrow.parquet as pq
 import pytest
 
-from rmforge.tasks.export import (CARD, CONFIG_FILE, EXPORTS, MANIFEST, STAGING_PREFIX, ExportError,
-                                  export_datasets)
+from rmforge.exports.files import CARD, CONFIG_FILE, MANIFEST, STAGING_PREFIX, ExportError
+from rmforge.schemas.exports import EXPORTS
+from rmforge.tasks.export import export_datasets
 from tests.tasks.test_export import assert_folder_is_this_export, build_store, folder_files
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +34,7 @@ KILL_STEPS = [0, 2, 4, 5, 6, 7, 13, 16, 17, 18, 19]
 DRIVER = r"""
 import json, os, shutil, signal, sys, time
 import datasets, polars  # imported once here, not in every child
+import rmforge.exports.files as files
 import rmforge.tasks.export as export
 
 args = json.loads(sys.argv[1])
@@ -49,10 +51,10 @@ def export_killed_before(step_to_die, out):
                 step()
             return fn(*a, **k)
         return wrapper
-    into_out = lambda src, dst, *rest: export.STAGING_PREFIX not in str(dst)
+    into_out = lambda src, dst, *rest: files.STAGING_PREFIX not in str(dst)
     os.replace = counted(os.replace, into_out)
     os.rename = counted(os.rename, into_out)
-    export._exchange = counted(export._exchange, into_out)
+    files._exchange = counted(files._exchange, into_out)
     export.write_dataset = counted(export.write_dataset, lambda *a: True)
     export.export_datasets.fn(args["db"], out)
     return steps[0]

@@ -12,7 +12,7 @@ from rmforge.flows.curate import curate
 from rmforge.flows.export import export
 from rmforge.flows.import_rollouts import import_rollouts
 from rmforge.schemas.config import CurationConfig, ExportConfig
-from rmforge.tasks.export import CARD, ExportError
+from rmforge.exports.files import CARD, ExportError
 from rmforge.store import Store
 from tests.flows.test_flows import write_rollouts
 

@@ -28,7 +28,10 @@ from rmforge.schemas.records import (
     canonical_json,
     stable_hash,
 )
-from rmforge.tasks.export import CARD, CONFIG_FILE, MANIFEST, export_datasets, export_schema, size_category
+from rmforge.exports.card import size_category
+from rmforge.exports.files import CARD, CONFIG_FILE, MANIFEST
+from rmforge.schemas.exports import export_schema
+from rmforge.tasks.export import export_datasets
 from rmforge.store import Store
 
 APRIL = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "

@@ -10,7 +10,8 @@ import pytest
 from huggingface_hub import DatasetCard
 
 from rmforge.schemas.config import ExportConfig
-from rmforge.tasks.export import CARD, CONFIG_FILE, export_datasets
+from rmforge.exports.files import CARD, CONFIG_FILE
+from rmforge.tasks.export import export_datasets
 from rmforge.tasks.hub import HubError, push_export
 from tests.fake_hub import FakeHub
 from tests.tasks.test_export import assert_folder_is_this_export, folder_files

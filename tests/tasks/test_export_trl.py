@@ -15,7 +15,8 @@ import pytest
 
 from rmforge.generators.prompts import MATH_SYSTEM
 from rmforge.schemas.config import ExportConfig
-from rmforge.tasks.export import MANIFEST, export_datasets
+from rmforge.exports.files import MANIFEST
+from rmforge.tasks.export import export_datasets
 from tests.tasks.test_export_formats import APRIL, build_trl_store
 
 trl = pytest.importorskip("trl", reason="TRL comes with the `dev` extra (`make install`)")

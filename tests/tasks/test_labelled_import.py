@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from rmforge.problems.importers import first_error_verdicts, parse_labelled_rows, read_records
+from rmforge.problems.labelled_import import LabelledRecord, first_error_verdicts, parse_labelled_rows, processbench_record
+from rmforge.problems.records import read_records
 from rmforge.tasks.rollouts import import_labelled, import_rollouts
 from rmforge.store import Store
 
@@ -70,6 +71,15 @@ def test_processbench_labels_are_validated():
     assert parsed.step_verdicts["e"] == ["correct", "incorrect"] and parsed.outcomes["e"] is False
     assert parsed.problems[0].gold_answer == "7"
     assert first_error_verdicts(-1, 3) == ["correct"] * 3
+
+
+def test_a_labelled_record_names_what_it_holds():
+    record = {"id": "a", "problem": "Q?", "steps": ["s0", "s1"], "label": 1, "generator": "m",
+              "final_answer_correct": False}
+    read = processbench_record(record, {"a": "7"}, "run")
+    assert isinstance(read, LabelledRecord)
+    assert (read.rollout.rollout_id, read.problem.gold_answer, [s.text for s in read.steps]) == ("a", "7", ["s0", "s1"])
+    assert (read.verdicts, read.final_answer_correct, read.reviewer) == (["correct", "incorrect"], False, "processbench")
 
 
 PRM800K = {

@@ -4,7 +4,8 @@ import pytest
 
 from rmforge.annotators.z3_arith import label_step
 from rmforge.problems.arithmetic import generate_arithmetic_problems
-from rmforge.problems.importers import import_problem_rows, read_records, split_gsm8k_answer
+from rmforge.problems.problem_import import import_problem_rows, split_gsm8k_answer
+from rmforge.problems.records import read_records
 
 
 def test_generator_is_deterministic_and_ids_are_unique():
@@ -84,7 +85,7 @@ def test_file_source_requires_a_path():
 def test_folio_records_keep_their_formulas():
     import json as _json
 
-    from rmforge.problems.importers import problem_from_record
+    from rmforge.problems.problem_import import problem_from_record
 
     record = {
         "story_id": 7, "example_id": 3,
@@ -129,7 +130,8 @@ def test_a_non_finite_number_as_gold_is_quarantined(tmp_path, constant):
 
 
 def test_a_gold_answers_file_with_a_byte_order_mark_or_a_non_finite_gold(tmp_path):
-    from rmforge.problems.importers import InputFileError, read_gold_answers
+    from rmforge.problems.labelled_import import read_gold_answers
+    from rmforge.problems.records import InputFileError
 
     gold = tmp_path / "gold.json"
     gold.write_text(BOM + '{"a": "7", "b": 3}', encoding="utf-8")

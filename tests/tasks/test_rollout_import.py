@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from rmforge.problems.importers import parse_rollout_rows
+from rmforge.problems.rollout_import import parse_rollout_rows
 from rmforge.tasks.rollouts import import_rollouts
 from rmforge.store import Store
 
@@ -79,7 +79,7 @@ def test_a_json_array_file_is_read_as_one(tmp_path, db):
 
 
 def test_empty_file_and_folder_say_so(tmp_path, db):
-    from rmforge.problems.importers import InputFileError
+    from rmforge.problems.records import InputFileError
 
     (tmp_path / "empty.jsonl").write_text("\n\n")
     with pytest.raises(InputFileError, match="holds no records"):
@@ -147,7 +147,7 @@ def test_a_parquet_file_is_read_in_row_batches_with_running_numbers(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from rmforge.problems.importers import count_records, iter_record_chunks
+    from rmforge.problems.records import count_records, iter_record_chunks
 
     path = tmp_path / "r.parquet"
     pq.write_table(pa.Table.from_pylist(_rows(7)), path, row_group_size=3)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rmforge.flows import chunks
+from rmforge.tasks import chunks
 from rmforge.schemas.config import GeneratorConfig, StepSplitConfig
 from rmforge.schemas.records import Rollout
 from rmforge.schemas.tables import TABLES

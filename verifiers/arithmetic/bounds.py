@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from rmforge.verifiers.arithmetic.evaluate import bits, exact_value, iroot_floor
+from rmforge.verifiers.arithmetic.values import bits, exact_value, iroot_floor
 from rmforge.verifiers.arithmetic.expr import BinOp, Expr, Irrational, Neg, Num, Root, Undecidable, Verdict
 from rmforge.verifiers.arithmetic.limits import MAX_RESULT_BITS, MAX_ROOT_INDEX, MAX_Z3_POWER
 

@@ -8,7 +8,7 @@ from fractions import Fraction
 
 from rmforge.verifiers.arithmetic.bounds import Loose, compare_bounds, has_rounded_operand, may_be_rounding
 from rmforge.verifiers.arithmetic.claims import read_claims
-from rmforge.verifiers.arithmetic.evaluate import (
+from rmforge.verifiers.arithmetic.values import (
     approx,
     exact_value,
     fmt,

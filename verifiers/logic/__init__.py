@@ -1,1 +1,2 @@
-"""First-order logic: a FOLIO-notation parser (`fol`) and Z3 entailment (`entailment`)."""
+"""First-order logic: a FOLIO-notation parser (`fol`), Z3 entailment (`entailment`) and the formula
+a step of a solution derives (`extract`)."""
