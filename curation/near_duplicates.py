@@ -15,9 +15,12 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypedDict, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from usearch.index import Index
 
 T = TypeVar("T")
 Status = Literal["kept", "exact_duplicate", "near_duplicate", "contaminated"]
@@ -29,12 +32,20 @@ Embedder = Callable[[list[str]], np.ndarray]
 EXACT_SEARCH_LIMIT = 4096
 NEIGHBOURS = 32
 RESCORE_BLOCK = 2048  # rows whose candidates are rescored at once: 2048 x 33 x 384 floats, ~100 MB
+class HnswSettings(TypedDict):
+    """usearch Index arguments."""
+
+    connectivity: int
+    expansion_add: int
+    expansion_search: int
+
+
 # HNSW settings measured at 100,000 vectors of dim 384 with the structure of MiniLM embeddings
 # (bench/reports/ann.md): recall@10 0.9999 vs exact search, 1,000 queries in ~1 s. Connectivity 16
 # reached only 0.98 there (a text with dozens of close variants becomes a hub whose capped links
 # strand some of them); f16 storage is as good as f32 and cheaper; i8 is coarser. Decisions never
 # use the index's cosines (rescored_candidates).
-HNSW = {"connectivity": 32, "expansion_add": 128, "expansion_search": 128}
+HNSW: HnswSettings = {"connectivity": 32, "expansion_add": 128, "expansion_search": 128}
 
 # usearch's default (0) asks the hardware and can oversubscribe a CPU-limited container.
 _THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -68,7 +79,7 @@ def nearest(queries: np.ndarray, base: np.ndarray, k: int, exact: bool) -> tuple
     return search_index(hnsw_index(base), queries, k)
 
 
-def hnsw_index(base: np.ndarray):
+def hnsw_index(base: np.ndarray) -> Index:
     """A usearch HNSW index over the rows of `base` (unit vectors), keyed by row number."""
     from usearch.index import Index
 
@@ -77,7 +88,7 @@ def hnsw_index(base: np.ndarray):
     return index
 
 
-def search_index(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def search_index(index: Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     matches = index.search(np.ascontiguousarray(queries, dtype=np.float32), k, threads=_THREADS)
     # usearch's inner-product distance is 1 - dot; missing results come back as key -1.
     return matches.keys.astype(np.int64), (1.0 - matches.distances).astype(np.float32)
@@ -128,9 +139,10 @@ def rescored_candidates(
 
 
 def mark_first_kept(
-    indices: Sequence[np.ndarray], sims: Sequence[np.ndarray], threshold: float
+    indices: np.ndarray | Sequence[np.ndarray], sims: np.ndarray | Sequence[np.ndarray], threshold: float
 ) -> list[tuple[int, float] | None]:
-    """The greedy pass of `first_kept` over each row's neighbours (best first)."""
+    """The greedy pass of `first_kept` over each row's neighbours (best first): one row of
+    `indices` and `sims` per vector (a 2-D array, or a list of rows of different lengths)."""
     kept = np.zeros(len(indices), dtype=bool)
     result: list[tuple[int, float] | None] = []
     for i in range(len(indices)):

@@ -28,6 +28,12 @@ def _annotator_row(name: str) -> str:
     )
 
 
+def _rows(values: dict[str, object]) -> int:
+    rows = values["rows"]
+    assert isinstance(rows, int)  # dataset_stats counts rows
+    return rows
+
+
 def _configs(stats: dict[str, dict[str, object]]) -> list[dict[str, Any]] | None:
     """One `configs` entry per dataset so `datasets.load_dataset(folder or repo, name)` and the Hub's
     viewer read its Parquet file. Empty datasets are left out: `datasets` cannot load a split with no rows.
@@ -69,7 +75,7 @@ def card_metadata(
         pretty_name=_title(settings),
         license=settings.license,
         language=settings.language,
-        size_categories=[size_category(max((int(v["rows"]) for v in stats.values()), default=0))],
+        size_categories=[size_category(max((_rows(values) for values in stats.values()), default=0))],
         task_categories=sorted({EXPORTS[name].task_category for name in present}) or None,
         source_datasets=_source_datasets(provenance["sources"]),
         tags=tags,

@@ -58,7 +58,9 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
 def _write_jsonl(table: pa.Table, path: Path) -> None:
     import polars as pl
 
-    pl.from_arrow(table).write_ndjson(path)
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)  # a table converts to a frame (a Series comes from an array)
+    frame.write_ndjson(path)
 
 
 def _save_to_disk(table: pa.Table, path: Path) -> None:

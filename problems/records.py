@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from pydantic import ValidationError
 
 from rmforge.schemas.errors import UserError
-from rmforge.schemas.records import QuarantineRecord, stable_hash
+from rmforge.schemas.records import Domain, QuarantineRecord, stable_hash
 
 T = TypeVar("T")
 
@@ -230,6 +230,18 @@ def validation_field(error: ValidationError) -> tuple[str, str]:
     return loc, f"{loc}: {first['msg']}"
 
 
+def domain_field(row: dict[str, Any]) -> Domain:
+    """An imported row's domain, "math" when it names none."""
+    match text_field(row, "domain") or "math":
+        case "math" | "logic" as domain:
+            return domain
+    raise ValueError("domain: Input should be 'math' or 'logic'")  # as the Problem model words it
+
+
+@overload
+def text_field(row: dict[str, Any], name: str, *, required: Literal[True]) -> str: ...
+@overload
+def text_field(row: dict[str, Any], name: str, *, required: bool = False) -> str | None: ...
 def text_field(row: dict[str, Any], name: str, *, required: bool = False) -> str | None:
     """A string field: missing is None (or an error when required); any other type is an error."""
     value = row.get(name)

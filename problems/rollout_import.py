@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rmforge.problems.records import gold_field, parse_rows, steps_field, text_field, type_name
+from rmforge.problems.records import domain_field, gold_field, parse_rows, steps_field, text_field, type_name
 from rmforge.schemas.records import Problem, QuarantineRecord, Rollout, Step, stable_hash
 
 
@@ -104,7 +104,7 @@ def rollout_from_row(row: dict[str, Any], run_id: str) -> tuple[Problem, Rollout
         question=text_field(row, "question", required=True),
         gold_answer=gold_field(row),
         source=text_field(row, "source") or "import",
-        domain=text_field(row, "domain") or "math",
+        domain=domain_field(row),
     )
     model = text_field(row, "model") or "unknown"
     rollout = Rollout(
