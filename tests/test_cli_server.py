@@ -25,6 +25,8 @@ from rmforge.tasks.steps import split_rollout_steps
 from rmforge.tasks.store import Store
 from tests.servers import ChatServer
 
+pytestmark = pytest.mark.slow  # `rmforge server` and CLI subprocesses
+
 REPO = Path(__file__).resolve().parent.parent
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra").expect
 # Seconds a command may take to give up once its Prefect server is gone (Prefect's default

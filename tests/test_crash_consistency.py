@@ -24,6 +24,8 @@ from rmforge.tasks.rollouts import import_rollouts
 from rmforge.tasks.steps import split_rollout_steps
 from rmforge.tasks.store import Store
 
+pytestmark = pytest.mark.slow  # SIGKILLed CLI subprocesses
+
 ROOT = Path(__file__).resolve().parent.parent
 # Provenance that differs between any two runs by design.
 VOLATILE = {"run_id", "created_at", "labeled_at", "started_at", "finished_at", "summary", "config"}

@@ -26,6 +26,8 @@ from rmforge.tasks.store import Store
 from tests.servers import ChatServer
 from tests.test_cli import invoke
 
+pytestmark = pytest.mark.slow  # SIGKILLed CLI subprocesses
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -27,6 +27,8 @@ from rmforge.tasks.store import Store
 from tests.builders import make_problem
 from tests.servers import FAULTS, ChatServer
 
+pytestmark = pytest.mark.slow  # faulty loopback LLM servers (retries, timeouts) and the annotate flow
+
 REPO = Path(__file__).resolve().parent.parent
 QUESTION = "Ava has 10 cards and gets 5 more, then gives away 3. How many cards?"
 RIGHT = "Step 1: 10 + 5 = 15\nStep 2: 15 - 3 = 12\nThe answer is \\boxed{12}"

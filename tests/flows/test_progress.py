@@ -3,6 +3,7 @@ request (through Prefect tasks), not only per batch."""
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from rmforge.flows.pipeline import pipeline
@@ -12,6 +13,8 @@ from rmforge.tasks.runs import set_progress_display
 from rmforge.tasks.store import Store
 from tests.servers import ChatServer
 from tests.tasks.test_runs import RecordingDisplay
+
+pytestmark = pytest.mark.slow  # Prefect flows and the CLI
 
 
 def respond(body, index):

@@ -259,6 +259,7 @@ def unstartable_vllm_engine(tmp_path, monkeypatch) -> GeneratorConfig:
     return GeneratorConfig(backend="vllm", model=str(model))
 
 
+@pytest.mark.slow  # starts a vLLM engine
 def test_an_engine_that_does_not_start_labels_nothing_and_a_rerun_labels_the_batch(tmp_path, db, monkeypatch) -> None:
     source = tmp_path / "rollouts.jsonl"
     write_rollouts(source, n=3)
@@ -289,6 +290,7 @@ class DiesIn(Annotator):
         os._exit(1)
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_a_dead_worker_fails_its_batch_and_later_batches_get_fresh_workers() -> None:
     items = [make_item(["a"], index=0), make_item(["b"], index=1)]
     with pytest.raises(BrokenProcessPool):

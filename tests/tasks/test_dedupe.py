@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from rmforge.schemas.config import CurationConfig
 from rmforge.schemas.records import OutcomeLabel
@@ -28,6 +29,7 @@ def near_copy(vector, noise, seed):
     return copy / np.linalg.norm(copy)
 
 
+@pytest.mark.slow  # loads the embedding model
 def test_exact_and_near_duplicates_are_found_within_a_problem():
     rollouts = [
         {"rollout_id": "a", "problem_id": "p", "response": "Step 1: 3 + 4 = 7. The answer is 7."},
@@ -164,6 +166,7 @@ def test_problem_duplicates_across_the_store():
     assert status["5"].status == "contaminated"
 
 
+@pytest.mark.slow  # loads the embedding model
 def test_embeddings_are_cached_and_only_new_texts_embedded(db, monkeypatch):
     embedded = []
     real_embed = dedupe.embed
@@ -189,6 +192,7 @@ def test_embeddings_are_cached_and_only_new_texts_embedded(db, monkeypatch):
     assert embedded[2:] == [["one plus one"]]  # another dtype is another vector
 
 
+@pytest.mark.slow  # loads the embedding model
 def test_dedupe_tasks_write_the_curation_tables(db):
     problem = make_problem("Tom has 3 apples and buys 4 more. How many apples does he have?", "7")
     copy = make_problem("Tom has 3 apples and he buys 4 more. How many apples does he have?", "7")
