@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from rmforge.flows import chunks
@@ -134,7 +135,7 @@ def test_lake_writes_are_idempotent_on_the_key_and_transactions_all_or_nothing(l
         assert store.counts()["rollouts"] == 3 and store.counts()["problems"] == 1
     with Store(lake, read_only=True) as store:
         assert store.count("rollouts") == 3
-        with pytest.raises(Exception, match="read-only|read only"):
+        with pytest.raises(duckdb.InvalidInputException, match="read-only"):
             store.execute("DELETE FROM rollouts")
 
 
