@@ -361,9 +361,3 @@ def load_batch(db: str, rollout_ids: list[str], with_siblings: bool = False) -> 
     with Store(db) as store:
         return load_inputs(store, rollout_ids, with_siblings)
 
-
-@task(name="annotate-batch", cache_policy=NO_CACHE)
-def annotate_batch(db: str, annotator: Annotator, rollout_ids: list[str], run_id: str) -> dict[str, int]:
-    """Label one batch with one annotator; returns how many rows of each kind were written."""
-    items = load_batch(db, rollout_ids, annotator.reads_siblings)
-    return write_labels(db, annotator, label_items(annotator, items, run_id))
