@@ -647,14 +647,6 @@ class Store:
     def counts(self) -> dict[str, int]:
         return {name: self.count(name) for name in TABLES}
 
-    def export_parquet(self, sql: str, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.execute(f"COPY ({sql}) TO '{_sql_path(path)}' (FORMAT PARQUET)")
-
-    def export_jsonl(self, sql: str, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.execute(f"COPY ({sql}) TO '{_sql_path(path)}' (FORMAT JSON)")
-
 
 @contextmanager
 def _registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[None]:
@@ -664,10 +656,6 @@ def _registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> I
         yield
     finally:
         con.unregister(name)
-
-
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
 
 
 def _keyed_batch(table: str, rows: Sequence[BaseModel] | pa.Table) -> pa.Table:
@@ -682,7 +670,8 @@ def _key_columns(table: str) -> str:
 
 
 def _dedupe_on_key(table: pa.Table, key: Sequence[str]) -> pa.Table:
-    """Keep the last row per key: DuckDB rejects a batch that repeats a key."""
+    """Keep the last row per key: the tables have no PRIMARY KEY constraint (see the module
+    docstring), so a batch that repeats a key would store it twice."""
     if table.num_rows < 2:
         return table
     indices = pa.array(range(table.num_rows))
