@@ -132,7 +132,7 @@ def _chat_critique_row(row: dict[str, Any]) -> dict[str, Any]:
 class ExportSpec:
     format: str
     schema: pa.Schema  # the standard format's columns
-    sql: str  # `{outcome}` is replaced by `outcome_verdict_sql`; extra columns feed the row functions
+    sql: str  # `{outcome}` is replaced by OUTCOME_VERDICT_SQL; extra columns feed the row functions
     text_row: Callable[[dict[str, Any]], dict[str, Any]] = _text_row
     # The conversational format's columns and rows; None where TRL reads text only (PRMTrainer).
     chat_schema: pa.Schema | None = None
@@ -242,22 +242,16 @@ def outcome_annotators(store: Store) -> dict[str, int]:
     return ranks
 
 
-def outcome_verdict_sql(store: Store) -> tuple[str, list[Any]]:
-    """(sql, params) selecting each rollout's decided outcome verdict: (rollout_id, verdict),
-    from the outcome consensus that curation built (tasks/consensus.py)."""
-    return "SELECT rollout_id, verdict FROM outcome_consensus WHERE verdict IN ('correct', 'incorrect')", []
+# Each rollout's decided outcome verdict, (rollout_id, verdict), from the outcome consensus that
+# curation built (tasks/consensus.py).
+OUTCOME_VERDICT_SQL = "SELECT rollout_id, verdict FROM outcome_consensus WHERE verdict IN ('correct', 'incorrect')"
 
 
 def fetch_dataset(store: Store, name: str, style: ExportFormat = "standard") -> pa.Table:
     """The dataset in format `style`, as a table of exactly its export schema (typed even when empty)."""
-    spec = EXPORTS[name]
-    params: list[Any] = []
-    sql = spec.sql
-    if "{outcome}" in sql:
-        outcome_sql, params = outcome_verdict_sql(store)
-        sql = sql.replace("{outcome}", outcome_sql)
+    sql = EXPORTS[name].sql.replace("{outcome}", OUTCOME_VERDICT_SQL)
     schema, shape = _shape(name, style)
-    return pa.Table.from_pylist([shape(row) for row in store.rows(sql, params)], schema=schema)
+    return pa.Table.from_pylist([shape(row) for row in store.rows(sql)], schema=schema)
 
 
 def step_separator(process: pa.Table) -> str:
