@@ -38,4 +38,3 @@ class HumanAnnotator(Annotator):
 
     def annotate(self, items: Sequence[AnnotationInput], run_id: str) -> AnnotationOutput:
         raise NotImplementedError(self.availability())
-

@@ -360,4 +360,3 @@ def write_labels(db: str, annotator: Annotator, output: AnnotationOutput) -> dic
 def load_batch(db: str, rollout_ids: list[str], with_siblings: bool = False) -> list[AnnotationInput]:
     with Store(db) as store:
         return load_inputs(store, rollout_ids, with_siblings)
-
