@@ -31,7 +31,7 @@ test: install
 	$(PY) -m pytest -n auto --maxprocesses 2 --dist loadfile
 
 # The unit tests only (in-process, no server, subprocess, browser or model; see tests/conftest.py):
-# the edit-and-rerun loop, ~35 s on 2 cores. `make test` runs them all.
+# the edit-and-rerun loop, ~50 s on 2 busy cores. `make test` runs them all.
 test-fast: install
 	$(PY) -m pytest -m unit -n auto --maxprocesses 2
 

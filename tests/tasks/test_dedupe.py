@@ -48,6 +48,7 @@ def test_exact_and_near_duplicates_are_found_within_a_problem():
     assert status["f"].status == "kept"  # same words, different answer: not a duplicate
 
 
+@pytest.mark.slow  # loads the embedding model
 def test_the_stored_predicted_answer_decides_the_group():
     # The grader read different answers although the last lines look alike: not duplicates.
     rollouts = [
@@ -61,6 +62,7 @@ def test_the_stored_predicted_answer_decides_the_group():
     assert status == {"a": "kept", "b": "near_duplicate"}
 
 
+@pytest.mark.slow  # loads the embedding model
 def test_rollouts_of_contaminated_problems_are_marked_and_not_compared():
     rollouts = [{"rollout_id": "a", "problem_id": "p", "response": "x"},
                 {"rollout_id": "b", "problem_id": "p", "response": "x"},
@@ -150,6 +152,7 @@ def same_matches(found, expected):
         abs(a[1] - b[1]) < 1e-6 for a, b in zip(found, expected) if a and b)
 
 
+@pytest.mark.slow  # loads the embedding model
 def test_problem_duplicates_across_the_store():
     problems = [
         {"problem_id": "1", "question": "Sam has 2 pens and buys 5 more. How many pens does Sam have now?"},
