@@ -30,12 +30,57 @@ demo: install
 test: install
 	$(PY) -m pytest -n auto --maxprocesses 2 --dist loadfile
 
+# The unit tests only (in-process, no server, subprocess, browser or model; see tests/conftest.py):
+# the edit-and-rerun loop, ~50 s on 2 busy cores. `make test` runs them all.
 test-fast: install
-	$(PY) -m pytest -m "not integration"
+	$(PY) -m pytest -m unit -n auto --maxprocesses 2
 
-bench: install
-	$(PY) bench/mc_modes.py
-	$(PY) bench/import_annotate.py
+# One target per report in bench/reports/, with the arguments that report was made with; `make bench`
+# runs them all (hours on 2 cores: ann-uniform, soak, adversarial and mc-power take the most).
+# Targets that need ProcessBench GSM8K (not shipped: shared data beside the checkout) are skipped
+# with a message when $(PROCESSBENCH) is absent; `make bench PROCESSBENCH=path/to/gsm8k.json`.
+PROCESSBENCH ?= $(abspath ../shared/data/processbench/gsm8k.json)
+BENCH_PY := PYTHONPATH=$(CURDIR) PROCESSBENCH=$(PROCESSBENCH) $(PY)
+NEEDS_PROCESSBENCH = if [ ! -f "$(PROCESSBENCH)" ]; then \
+	echo "make $@: skipped, needs ProcessBench GSM8K at $(PROCESSBENCH) (set PROCESSBENCH=path/to/gsm8k.json)"; \
+	exit 0; fi;
+BENCHES := import-annotate cli-overhead mc-modes answer-checker ann-uniform scale-out soak vllm-dtype demo-cost \
+	adversarial mc-power arith-slips embeddings ann decontaminate
+
+.PHONY: $(addprefix bench-,$(BENCHES))
+
+bench: $(addprefix bench-,$(BENCHES))
+
+bench-import-annotate: install  # import_annotate.md
+	$(BENCH_PY) bench/import_annotate.py 1000
+bench-cli-overhead: install  # cli_overhead.md
+	$(BENCH_PY) bench/cli_overhead.py 2
+bench-mc-modes: install  # mc_modes.md (the packaged model on vLLM)
+	$(BENCH_PY) bench/mc_modes.py 24 4
+bench-answer-checker: install  # answer_checker.md
+	$(BENCH_PY) bench/answer_checker.py
+bench-ann-uniform: install  # ann_uniform.md
+	$(BENCH_PY) bench/ann.py 100000 uniform
+bench-scale-out: install  # scale_out.md (Ray's runs need the `scale` extra)
+	$(BENCH_PY) bench/scale_out.py 2000
+bench-soak: install  # soak.md, soak.json (soak_100k.md, soak_*_1m.md: commands in those reports)
+	$(BENCH_PY) bench/soak.py 1000000 --sample answer=20 --sample z3_arith=20
+bench-vllm-dtype: install  # vllm_dtype.md
+	$(BENCH_PY) bench/vllm_dtype.py
+bench-demo-cost: install  # demo_cost.md (replaces data/exports)
+	$(BENCH_PY) bench/demo_cost.py
+bench-adversarial: install  # adversarial.md, adversarial.json
+	$(BENCH_PY) bench/adversarial.py --rollouts 3000
+bench-mc-power: install  # mc_power.md, mc_power.png
+	@$(NEEDS_PROCESSBENCH) set -x; $(BENCH_PY) bench/mc_power.py --real 20
+bench-arith-slips: install  # arith_slips.md
+	@$(NEEDS_PROCESSBENCH) set -x; $(BENCH_PY) bench/arith_slips.py
+bench-embeddings: install  # embeddings.md
+	@$(NEEDS_PROCESSBENCH) set -x; $(BENCH_PY) bench/embeddings.py 128
+bench-ann: install  # ann.md
+	@$(NEEDS_PROCESSBENCH) set -x; $(BENCH_PY) bench/ann.py 100000 realistic
+bench-decontaminate: install  # decontaminate.md
+	@$(NEEDS_PROCESSBENCH) set -x; $(BENCH_PY) bench/decontaminate.py
 
 # mypy follows neither setuptools' package-dir mapping (rmforge.tasks is tasks/, ...) nor the
 # editable install's import hook (a finder it would have to run), so it checks a tree of links laid

@@ -16,7 +16,6 @@ from pydantic import Field
 
 from rmforge.annotators.base import AnnotationInput, AnnotationOutput, Annotator, Evidence
 from rmforge.schemas.config import Config as StrictConfig
-from rmforge.schemas.records import OutcomeLabel, StepLabel
 
 
 class HumanAnnotator(Annotator):
@@ -40,29 +39,3 @@ class HumanAnnotator(Annotator):
 
     def annotate(self, items: Sequence[AnnotationInput], run_id: str) -> AnnotationOutput:
         raise NotImplementedError(self.availability())
-
-    def first_error_labels(
-        self, item: AnnotationInput, first_error: int, run_id: str, *, source: str
-    ) -> list[StepLabel]:
-        """ProcessBench convention: steps before the earliest wrong step are correct, that
-        step is incorrect, later steps stay unlabelled; -1 means every step is correct."""
-        if not -1 <= first_error < len(item.steps):
-            raise ValueError(f"label: {first_error} is not -1 or a step index below {len(item.steps)}")
-        last = len(item.steps) - 1 if first_error == -1 else first_error
-        return [
-            self.step_label(
-                item,
-                index,
-                "incorrect" if index == first_error else "correct",
-                run_id,
-                reason=f"{source}: earliest wrong step {first_error}",
-            )
-            for index in range(last + 1)
-        ]
-
-    def final_answer_label(
-        self, item: AnnotationInput, correct: bool, run_id: str, *, source: str
-    ) -> OutcomeLabel:
-        return self.outcome_label(
-            item, "correct" if correct else "incorrect", run_id, reason=f"{source}: final answer"
-        )

@@ -8,11 +8,13 @@ the step must then be flagged `incorrect`. The unchanged steps measure false fla
 
 Writes bench/reports/arith_slips.md.
 Run: PYTHONPATH=. .venv/bin/python bench/arith_slips.py [path/to/gsm8k.json]
+(default: $PROCESSBENCH, else ../shared/data/processbench/gsm8k.json beside the checkout).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import sys
@@ -22,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rmforge.verifiers.arithmetic import Num, check_claim, find_claims, label_step
 
-PROCESSBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "processbench" / "gsm8k.json"
+PROCESSBENCH = Path(os.environ.get("PROCESSBENCH", Path(__file__).resolve().parents[2] / "shared/data/processbench/gsm8k.json"))
 SEED = 0
 # How a hurried writer gets a result wrong: off by one or two, a digit too many or few.
 SLIPS = (lambda v: v + 1, lambda v: v - 1, lambda v: v + 2, lambda v: v * 10, lambda v: v + 10)

@@ -50,7 +50,7 @@ def main() -> None:
     from rmforge.flows.annotate import annotate
     from rmforge.flows.import_rollouts import import_rollouts as import_flow
     from rmforge.schemas.config import GeneratorConfig, StepSplitConfig
-    from rmforge.tasks.annotate import annotate_batch, make_annotator, pending_rollout_ids
+    from rmforge.tasks.annotate import label_batch, load_batch, make_annotator, pending_rollout_ids, write_labels
     from rmforge.tasks.rollouts import import_rollouts
     from rmforge.tasks.steps import split_rollout_steps
 
@@ -69,7 +69,8 @@ def main() -> None:
         annotator = make_annotator(name, None, GeneratorConfig())
         pending = pending_rollout_ids.fn(db, annotator)
         for start in range(0, len(pending), 1000):
-            annotate_batch.fn(db, annotator, pending[start:start + 1000], "bench")
+            batch = load_batch(db, pending[start:start + 1000], annotator.reads_siblings)
+            write_labels(db, annotator, label_batch.fn(annotator, batch, "bench"))
         timings[f"annotate {name} (task)"] = time.perf_counter() - t0
 
     flow_db = str(workdir / "flows.duckdb")

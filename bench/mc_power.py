@@ -17,7 +17,8 @@ Scores as `rmforge eval` does (tasks/evaluate.py): precision of emitted `incorre
 `correct` labels up to the labelled step, recall of the labelled error, coverage. `--real N`
 adds one point: mc_binary with the packaged model on N solutions (k=4, as in issue 16).
 Writes bench/reports/mc_power.md and bench/reports/mc_power.png.
-Run: .venv/bin/python bench/mc_power.py [--solutions N] [--real N]
+Run: [PROCESSBENCH=path/to/gsm8k.json] .venv/bin/python bench/mc_power.py [--solutions N] [--real N]
+(default data: ../shared/data/processbench/gsm8k.json beside the checkout).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from rmforge.schemas.records import Problem, Rollout, StepLabel
 from rmforge.tasks.evaluate import Scores, score_verdicts
 
 # The shared material sits beside the checkout (../shared); the bench needs it, the README commands do not.
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "processbench" / "gsm8k.json"
+DATA = Path(os.environ.get("PROCESSBENCH", Path(__file__).resolve().parents[2] / "shared/data/processbench/gsm8k.json"))
 GOLD = DATA.with_name("gsm8k_gold_answers.json")
 KS = (1, 2, 4, 8, 16)
 P_GOOD = (0.05, 0.2, 0.5, 0.8)

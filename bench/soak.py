@@ -259,7 +259,7 @@ def import_files(db: str, n: int, workdir: Path, sampler: RssSampler) -> list[fl
 def run(n: int, db: str, report: Path | None, sample: dict[str, int] | None = None,
         annotator_names: list[str] = ANNOTATORS, existing: bool = False) -> dict:
     from rmforge.schemas.config import GeneratorConfig
-    from rmforge.tasks.annotate import annotate_batch, make_annotator, pending_rollout_ids
+    from rmforge.tasks.annotate import label_batch, load_batch, make_annotator, pending_rollout_ids, write_labels
 
     workdir = Path(tempfile.mkdtemp(prefix="soak-"))
     sampler = RssSampler()
@@ -287,7 +287,8 @@ def run(n: int, db: str, report: Path | None, sample: dict[str, int] | None = No
         chosen = spread(-(-len(pending) // BATCH), sample.get(annotator.name))
         for done, number in enumerate(chosen, 1):
             b0, c0 = time.perf_counter(), checker.seconds
-            annotate_batch.fn(db, annotator, pending[number * BATCH : (number + 1) * BATCH], "soak")
+            batch = load_batch(db, pending[number * BATCH : (number + 1) * BATCH], annotator.reads_siblings)
+            write_labels(db, annotator, label_batch.fn(annotator, batch, "soak"))
             times.append(time.perf_counter() - b0)
             checks.append(checker.seconds - c0)
             sampler.progress = done / len(chosen)

@@ -77,22 +77,17 @@ def outcome_annotators(store: Store) -> dict[str, int]:
     return ranks
 
 
-def outcome_verdict_sql(store: Store) -> tuple[str, list[Any]]:
-    """(sql, params) selecting each rollout's decided outcome verdict: (rollout_id, verdict),
-    from the outcome consensus that curation built (tasks/consensus.py)."""
-    return "SELECT rollout_id, verdict FROM outcome_consensus WHERE verdict IN ('correct', 'incorrect')", []
+# Each rollout's decided outcome verdict (rollout_id, verdict), from the outcome consensus that
+# curation built (tasks/consensus.py).
+OUTCOME_VERDICT_SQL = "SELECT rollout_id, verdict FROM outcome_consensus WHERE verdict IN ('correct', 'incorrect')"
 
 
 def fetch_dataset(store: Store, name: str, style: ExportFormat = "standard") -> pa.Table:
     """The dataset in format `style`, as a table of exactly its export schema (typed even when empty)."""
     spec = EXPORTS[name]
-    params: list[Any] = []
-    sql = spec.sql
-    if "{outcome}" in sql:
-        outcome_sql, params = outcome_verdict_sql(store)
-        sql = sql.replace("{outcome}", outcome_sql)
+    sql = spec.sql.replace("{outcome}", OUTCOME_VERDICT_SQL)
     shape = _shape(spec, style)
-    return pa.Table.from_pylist([shape(row) for row in store.rows(sql, params)], schema=export_schema(name, style))
+    return pa.Table.from_pylist([shape(row) for row in store.rows(sql)], schema=export_schema(name, style))
 
 
 def step_separator(table: pa.Table, column: str = "completions") -> str:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 import threading
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Sequence, TypeVar
 
 import duckdb
@@ -293,14 +292,6 @@ class Store:
     def counts(self) -> dict[str, int]:
         return {name: self.count(name) for name in TABLES}
 
-    def export_parquet(self, sql: str, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.execute(f"COPY ({sql}) TO '{_sql_path(path)}' (FORMAT PARQUET)")
-
-    def export_jsonl(self, sql: str, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.execute(f"COPY ({sql}) TO '{_sql_path(path)}' (FORMAT JSON)")
-
 
 @contextmanager
 def _registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[None]:
@@ -312,8 +303,6 @@ def _registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> I
         con.unregister(name)
 
 
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
 
 
 def _keyed_batch(table: str, rows: Sequence[BaseModel] | pa.Table) -> pa.Table:
@@ -332,7 +321,7 @@ def _key_match(key: Sequence[str], left: str, right: str) -> str:
 
 
 def _dedupe_on_key(table: pa.Table, key: Sequence[str]) -> pa.Table:
-    """Keep the last row per key: DuckDB rejects a batch that repeats a key."""
+    """Keep the last row per key: with no PRIMARY KEY, a repeated key would be stored twice."""
     if table.num_rows < 2:
         return table
     indices = pa.array(range(table.num_rows))

@@ -85,12 +85,12 @@ def pending_params(annotator: Annotator, limit_to: list[str] | None) -> list[Any
 
 
 @task(name="find-pending-rollouts", cache_policy=NO_CACHE)
-def pending_rollout_ids(db: str, annotator: Annotator, limit_to: list[str] | None = None) -> list[str]:
+def pending_rollout_ids(db: str, annotator: Annotator) -> list[str]:
     """Rollouts without a current done marker for this configuration (see `pending_sql`), in a
     stable order, claimed or not."""
     with Store(db) as store:  # a column, not a dict per row: at a million rollouts that is ~200 MiB less
-        return store.sql(pending_sql(limit_to is not None) + " ORDER BY r.rollout_id",
-                           pending_params(annotator, limit_to)).column("rollout_id").to_pylist()
+        return store.sql(pending_sql(limited=False) + " ORDER BY r.rollout_id",
+                         pending_params(annotator, None)).column("rollout_id").to_pylist()
 
 
 # How far past its last claim a run looks for unclaimed rollouts, in batches: far enough to step
@@ -352,10 +352,3 @@ def write_labels(db: str, annotator: Annotator, output: AnnotationOutput) -> dic
 def load_batch(db: str, rollout_ids: list[str], with_siblings: bool = False) -> list[AnnotationInput]:
     with Store(db) as store:
         return load_inputs(store, rollout_ids, with_siblings)
-
-
-@task(name="annotate-batch", cache_policy=NO_CACHE)
-def annotate_batch(db: str, annotator: Annotator, rollout_ids: list[str], run_id: str) -> dict[str, int]:
-    """Label one batch with one annotator; returns how many rows of each kind were written."""
-    items = load_batch(db, rollout_ids, annotator.reads_siblings)
-    return write_labels(db, annotator, label_items(annotator, items, run_id))

@@ -52,3 +52,44 @@ def _shut_down_engines():
     from rmforge.generators import close_generators
 
     close_generators()
+
+
+# ------------------------------------------------------------------ unit and slow
+# Every test is either `unit` (the `make test-fast` loop, `pytest -m unit`) or `slow`: `slow` when
+# it is marked so, or `integration` (vLLM) or `lean` (a real Lean), or uses one of SLOW_FIXTURES.
+# Mark a module `pytestmark = pytest.mark.slow` (or one test `@pytest.mark.slow`) when it starts
+# a CLI subprocess, a server, a browser, vLLM, a wheel build or a model, or takes over ~1 s;
+# the run's summary names any `unit` test that took longer than UNIT_BUDGET_S.
+SLOW_FIXTURES = frozenset({
+    "prefect_harness",  # a Prefect server, for flows
+    "review_server", "browser",  # `rmforge review` in a process; Chromium
+    "postgres",  # a PostgreSQL cluster for DuckLake
+})
+SLOW_MARKERS = ("slow", "integration", "lean")
+UNIT_BUDGET_S = 2.0
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(item.get_closest_marker(name) for name in SLOW_MARKERS) or SLOW_FIXTURES.intersection(item.fixturenames):
+            if not item.get_closest_marker("slow"):
+                item.add_marker(pytest.mark.slow)
+        else:
+            item.add_marker(pytest.mark.unit)
+
+
+_unit_seconds: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    if "unit" in report.keywords:
+        _unit_seconds[report.nodeid] = _unit_seconds.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    over = sorted(((s, n) for n, s in _unit_seconds.items() if s > UNIT_BUDGET_S), reverse=True)
+    if over:
+        terminalreporter.section(f"unit tests over {UNIT_BUDGET_S:.0f} s: mark them slow or make them faster")
+        for seconds, nodeid in over:
+            terminalreporter.write_line(f"{seconds:6.1f} s  {nodeid}")

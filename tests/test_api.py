@@ -23,6 +23,7 @@ EXAMPLE_ROLLOUTS = REPO / "data" / "examples" / "rollouts.jsonl"
 VOTERS = ["answer", "z3_arith"]
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_import_and_every_public_name_load_no_orchestrator_or_engine():
     code = ("import sys, rmforge\n"
             "for name in rmforge.__all__: getattr(rmforge, name)\n"

@@ -282,6 +282,7 @@ def test_import_summaries_say_what_became_of_every_row_one_line_each():
         assert lines[2].startswith(f"1 {rows[:-1]} quarantined: ")
 
 
+@pytest.mark.slow  # `rmforge review` in a process
 def test_sigterm_stops_review_with_one_line_that_names_no_run(store_db, tmp_path):
     """`review` runs no flow: nothing is marked cancelled in `runs`, so the line must not say so."""
     with socket.socket() as sock:
@@ -419,6 +420,7 @@ def assert_subprocess_one_line_error(result, *fragments):
         assert fragment in result.stderr, (fragment, result.stderr)
 
 
+@pytest.mark.slow  # CLI subprocess
 def test_export_into_a_foreign_folder_is_refused_before_any_flow_starts(store_db, tmp_path):
     out = tmp_path / "notes"
     out.mkdir()
@@ -430,6 +432,7 @@ def test_export_into_a_foreign_folder_is_refused_before_any_flow_starts(store_db
     assert runs_in(store_db) == 0
 
 
+@pytest.mark.slow  # CLI subprocesses
 @pytest.mark.parametrize("command", [["sql", "SELECT 1"], ["status"], ["export"], ["import", "rollouts", "ROWS"]])
 def test_a_db_that_is_not_a_duckdb_file_is_one_line(tmp_path, command):
     text = tmp_path / "notes.txt"

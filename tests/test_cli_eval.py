@@ -2,11 +2,14 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from rmforge.cli import app
 from rmforge.verifiers.answers import grade_response
 from tests.tasks.test_labelled_import import PROCESSBENCH, needs_processbench
+
+pytestmark = pytest.mark.slow  # Prefect flows through the CLI
 
 
 @needs_processbench

@@ -14,6 +14,8 @@ from tests.tasks.test_export import assert_folder_is_this_export
 from tests.tasks.test_export_formats import build_trl_store
 from tests.test_cli import assert_one_line_error, assert_subprocess_one_line_error, invoke, run_cli, runs_in
 
+pytestmark = pytest.mark.slow  # Prefect flows through the CLI, a fake Hub server
+
 
 @pytest.fixture()
 def trl_db(db):

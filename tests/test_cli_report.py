@@ -12,6 +12,8 @@ from rmforge.store import Store
 from tests.flows.test_flows import write_rollouts
 from tests.tasks.test_run_report import human_labels_on_first_steps
 
+pytestmark = pytest.mark.slow  # Prefect flows through the CLI
+
 
 def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])

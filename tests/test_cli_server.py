@@ -24,6 +24,8 @@ from tests.cross_origin import FOREIGN_HOST_HEADERS, FOREIGN_ORIGIN_HEADERS, fet
 from tests.review.conftest import browser  # noqa: F401 (a fixture)
 from tests.servers import ChatServer
 
+pytestmark = pytest.mark.slow  # `rmforge server` and CLI subprocesses
+
 REPO = Path(__file__).resolve().parent.parent
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra").expect
 # Seconds a command may take to give up once its Prefect server is gone (Prefect's default

@@ -21,6 +21,8 @@ import pytest
 from rmforge.store import Store
 from tests.servers import ChatServer
 
+pytestmark = pytest.mark.slow  # CLI subprocesses killed mid-run
+
 REPO = Path(__file__).resolve().parent.parent
 
 

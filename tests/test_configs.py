@@ -4,6 +4,7 @@ import pytest
 
 from rmforge.annotators import REGISTRY
 from rmforge.api import load_config
+from rmforge.errors import ConfigError
 from rmforge.problems.problem_import import import_problem_rows
 from rmforge.problems.records import read_records
 
@@ -28,7 +29,7 @@ def test_example_problem_file_imports_cleanly():
 def test_unknown_config_keys_are_rejected(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("sampling: {n: 4, temprature: 0.5}\n")
-    with pytest.raises(Exception, match="temprature"):
+    with pytest.raises(ConfigError, match="sampling.temprature: Extra inputs are not permitted"):
         load_config(bad)
 
 

@@ -14,15 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from rmforge.schemas.config import CurationConfig, GeneratorConfig, StepSplitConfig
+from rmforge.flows.annotate import annotate
+from rmforge.schemas.config import CurationConfig, StepSplitConfig
 from rmforge.schemas.tables import TABLES
-from rmforge.tasks.annotate import annotate_batch, make_annotator, pending_rollout_ids
 from rmforge.tasks.consensus import compute_consensus
 from rmforge.tasks.datasets import build_datasets
 from rmforge.tasks.dedupe import deduplicate_rollouts
 from rmforge.tasks.rollouts import import_rollouts
 from rmforge.tasks.steps import split_rollout_steps
 from rmforge.store import Store
+
+pytestmark = pytest.mark.slow  # SIGKILLed CLI subprocesses
 
 ROOT = Path(__file__).resolve().parent.parent
 # Provenance that differs between any two runs by design.
@@ -114,14 +116,12 @@ def test_sigkill_at_every_kill_point_then_a_rerun_equals_an_uninterrupted_run(pi
     assert expected["step_labels"] and expected["process_examples"]  # the comparison compares something
 
 
-def test_derived_tables_are_never_seen_half_rebuilt(tmp_path, db) -> None:
+def test_derived_tables_are_never_seen_half_rebuilt(prefect_harness, tmp_path, db) -> None:
     source = tmp_path / "rollouts.jsonl"
     write_rollouts(source, n_problems=10)
     import_rollouts.fn(db, str(source), "run")
     split_rollout_steps.fn(db, StepSplitConfig())
-    for name in ("answer", "z3_arith"):
-        annotator = make_annotator(name, None, GeneratorConfig())
-        annotate_batch.fn(db, annotator, pending_rollout_ids.fn(db, annotator), "run")
+    annotate(db, ["answer", "z3_arith"])
     config = CurationConfig(near_dedupe=False)
 
     def curate() -> None:

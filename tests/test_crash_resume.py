@@ -27,6 +27,8 @@ from rmforge.store.runs import Heartbeat
 from tests.servers import ChatServer
 from tests.test_cli import invoke
 
+pytestmark = pytest.mark.slow  # SIGKILLed CLI subprocesses
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from rmforge.flows.deployments import served_deployments
 from rmforge.flows.generate import resolve_seed
 from rmforge.schemas.config import PipelineConfig, StepSplitConfig
@@ -17,6 +19,8 @@ from rmforge.tasks.rollouts import store_rollouts
 from rmforge.flows.concurrency import store_limit_name
 from rmforge.store import Store
 from tests.builders import make_problem, make_rollout
+
+pytestmark = pytest.mark.slow  # a Prefect worker process
 
 REPO = Path(__file__).resolve().parent.parent
 

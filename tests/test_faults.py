@@ -1,7 +1,7 @@
 """LLM server faults (errors, timeouts, hangs, garbage) against a real loopback server.
 
-Each fault gives a clear GenerationError (the batch writes nothing and stays pending)
-or an `unknown` label with the reason, never a silent wrong label.
+Each fault gives a clear GenerationError (the annotate run fails, writes nothing and leaves its
+rollouts pending and unclaimed) or an `unknown` label with the reason, never a silent wrong label.
 """
 
 from __future__ import annotations
@@ -16,16 +16,19 @@ from pathlib import Path
 
 import pytest
 
+from rmforge.flows.annotate import annotate
 from rmforge.generators.base import GenerationError
 from rmforge.generators.openai_server import OpenAIServerGenerator
 from rmforge.generators.prompts import solution_request
 from rmforge.schemas.config import GeneratorConfig, SamplingConfig, StepSplitConfig
-from rmforge.tasks.annotate import annotate_batch, make_annotator, pending_rollout_ids
+from rmforge.tasks.annotate import make_annotator, pending_rollout_ids
 from rmforge.tasks.rollouts import generate_rollouts, import_rollouts
 from rmforge.tasks.steps import split_rollout_steps
 from rmforge.store import Store
 from tests.builders import make_problem
 from tests.servers import FAULTS, ChatServer
+
+pytestmark = pytest.mark.slow  # faulty loopback LLM servers (retries, timeouts) and the annotate flow
 
 REPO = Path(__file__).resolve().parent.parent
 QUESTION = "Ava has 10 cards and gets 5 more, then gives away 3. How many cards?"
@@ -105,7 +108,7 @@ def test_a_400_is_not_retried_and_names_the_status(server) -> None:
     assert len(server.payloads) == 1
 
 
-# ------------------------------------------------------------- through the store
+# ------------------------------------------------------------- through the annotate flow
 
 
 @pytest.fixture()
@@ -125,23 +128,27 @@ def label_counts(db: str) -> dict[str, int]:
 
 @pytest.mark.parametrize(("annotator_name", "options"), [("judge", {"votes": 2}), ("mc", {"k": 2})])
 @pytest.mark.parametrize("fault", ["not_json", "no_choices", "wrong_n", "null_content", "hang", 500])
-def test_a_faulty_server_fails_the_batch_and_writes_nothing(server, store_with_rollouts, annotator_name,
-                                                            options, fault) -> None:
+def test_a_faulty_server_fails_the_annotate_run_and_writes_nothing(prefect_harness, server, store_with_rollouts,
+                                                                   annotator_name, options, fault) -> None:
     db = store_with_rollouts
-    annotator = make_annotator(annotator_name, options, generator_config(server, max_retries=0))
+    generator = generator_config(server, max_retries=0)
+    annotator = make_annotator(annotator_name, options, generator)
     if fault == 500:
         server.fail_next = [500] * 50
     else:
         server.misbehave_next = [fault] * 50
     pending = pending_rollout_ids.fn(db, annotator)
     with pytest.raises(GenerationError):
-        annotate_batch.fn(db, annotator, pending, "run")
+        annotate(db, [annotator_name], {annotator_name: options}, generator)
     assert label_counts(db) == {"step_labels": 0, "outcome_labels": 0, "critiques": 0, "annotator_costs": 0}
     assert pending_rollout_ids.fn(db, annotator) == pending  # retried on the next run
+    with Store(db) as store:
+        assert store.count("batch_claims") == 0  # released for other runs
+        assert store.rows("SELECT status FROM runs WHERE flow = 'annotate'") == [{"status": "failed"}]
 
     # The server recovers: the rerun labels everything, right.
     server.misbehave_next, server.fail_next = [], []
-    annotate_batch.fn(db, annotator, pending, "run")
+    assert annotate(db, [annotator_name], {annotator_name: options}, generator)[annotator_name]["rollouts"] == 4
     with Store(db) as store:
         first_errors = store.rows(
             "SELECT r.response LIKE '%= 11%' AS wrong, min(l.step_index) FILTER (l.verdict = 'incorrect') AS e "
@@ -150,12 +157,11 @@ def test_a_faulty_server_fails_the_batch_and_writes_nothing(server, store_with_r
     assert first_errors == [{"wrong": False, "e": None}, {"wrong": True, "e": 1}]
 
 
-def test_judge_replies_without_a_verdict_are_unknown_with_the_reason(tmp_path, store_with_rollouts) -> None:
+def test_judge_replies_without_a_verdict_are_unknown_with_the_reason(prefect_harness, store_with_rollouts) -> None:
     db = store_with_rollouts
     server = ChatServer(lambda body, index: "I think it looks fine overall.")
     try:
-        annotator = make_annotator("judge", {"votes": 2}, generator_config(server))
-        annotate_batch.fn(db, annotator, pending_rollout_ids.fn(db, annotator), "run")
+        annotate(db, ["judge"], {"judge": {"votes": 2}}, generator_config(server))
     finally:
         server.close()
     with Store(db) as store:

@@ -24,6 +24,8 @@ from rmforge.tasks.rollouts import import_rollouts
 from rmforge.tasks.steps import split_rollout_steps
 from tests.test_cli_shutdown import command_line
 
+pytestmark = pytest.mark.slow  # killed CLI subprocesses
+
 REPO = Path(__file__).resolve().parent.parent
 ORPHAN_DEADLINE_S = 10
 

@@ -47,6 +47,7 @@ def visible(text: str) -> str:
 # ------------------------------------------------------------------------ step splitter
 
 
+@pytest.mark.slow  # many Hypothesis examples
 @SETTINGS
 @given(text=texts, mode=st.sampled_from(["auto", "numbered", "paragraphs", "lines"]),
        min_chars=st.integers(0, 40))
@@ -144,6 +145,7 @@ utf8_lines = st.lists(
 )
 
 
+@pytest.mark.slow  # many Hypothesis examples through the store
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(lines=utf8_lines)
 @example(lines=[{}, b"\x1f"])  # a control character alone is a line to quarantine, not a blank one

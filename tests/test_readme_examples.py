@@ -11,6 +11,8 @@ import pytest
 
 from tests.servers import ChatServer
 
+pytestmark = pytest.mark.slow  # the README's Python blocks, flows against a loopback model server
+
 REPO = Path(__file__).resolve().parent.parent
 # The example's server address, replaced by the local server's.
 PLACEHOLDER_URL = "http://localhost:8000/v1"

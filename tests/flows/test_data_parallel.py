@@ -1,10 +1,14 @@
 """Several OpenAI-compatible servers of one model at once: the generate flow spreads its
 requests over them and stores what one server alone would give."""
 
+import pytest
+
 from rmforge.flows.generate import generate
 from rmforge.schemas.config import PipelineConfig
 from rmforge.store import Store
 from tests.servers import ChatServer
+
+pytestmark = pytest.mark.slow  # Prefect flows against loopback model servers
 
 VOLATILE = {"run_id", "created_at"}
 

@@ -3,6 +3,7 @@
 import json
 
 import polars as pl
+import pytest
 from typer.testing import CliRunner
 
 from rmforge.cli import app
@@ -14,6 +15,8 @@ from rmforge.schemas.config import GeneratorConfig
 from rmforge.tasks.annotate import claim_batch, make_annotator, pending_rollout_ids
 from rmforge.store import Store
 from tests.tasks.test_annotate import claimants, start_runs, unstartable_vllm_engine
+
+pytestmark = pytest.mark.slow  # Prefect flows and the CLI end to end
 
 ANNOTATORS = ["answer", "z3_arith"]
 

@@ -7,6 +7,8 @@ claim" was read as "the step is right" and the wrong outcome counted against no 
 
 from pathlib import Path
 
+import pytest
+
 from rmforge.annotators import annotator_class
 from rmforge.annotators.base import AnnotationInput
 from rmforge.annotators.human import HumanAnnotator
@@ -16,6 +18,8 @@ from rmforge.flows.import_rollouts import import_rollouts
 from rmforge.schemas.records import Problem, Rollout
 from rmforge.tasks.datasets import WRONG_ANSWER_ALL_CORRECT
 from rmforge.store import Store
+
+pytestmark = pytest.mark.slow  # Prefect flows end to end
 
 ROLLOUTS = Path(__file__).resolve().parent.parent / "data" / "handwritten_rollouts.jsonl"
 ANNOTATORS = ["answer", "z3_arith"]

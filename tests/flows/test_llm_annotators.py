@@ -15,6 +15,8 @@ from rmforge.schemas.config import GeneratorConfig
 from rmforge.store import Store
 from tests.servers import ChatServer
 
+pytestmark = pytest.mark.slow  # Prefect flows against a loopback model server
+
 QUESTION = "Ava has 10 cards and gets 5 more, then gives away 3. How many cards?"
 RIGHT = "Step 1: 10 + 5 = 15\nStep 2: 15 - 3 = 12\nStep 3: She has 12 cards.\nThe answer is \\boxed{12}"
 WRONG = "Step 1: 10 + 5 = 15\nStep 2: 15 - 3 = 11\nStep 3: She has 11 cards.\nThe answer is \\boxed{11}"

@@ -3,6 +3,7 @@ request (through Prefect tasks), not only per batch."""
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from rmforge.cli import app
@@ -12,6 +13,8 @@ from rmforge.flows.progress import set_progress_display
 from rmforge.store import Store
 from tests.servers import ChatServer
 from tests.tasks.test_runs import RecordingDisplay
+
+pytestmark = pytest.mark.slow  # Prefect flows and the CLI
 
 
 def respond(body, index):

@@ -16,6 +16,8 @@ from rmforge.tasks import annotate as annotate_tasks
 from rmforge.store import Store
 from tests.flows.test_flows import write_rollouts
 
+pytestmark = pytest.mark.slow  # Prefect flows on threads, Dask and Ray workers
+
 ANNOTATORS = ["answer", "z3_arith"]
 BATCH = 5  # 30 rollouts: 6 batches per annotator, so several are in flight at once
 # Columns that name the run or the clock; everything else must be equal.

@@ -42,6 +42,7 @@ def test_batch_with_n_samples_and_prefix_continuation(server, monkeypatch):
     assert server.headers[0]["Authorization"] == "Bearer sk-test"
 
 
+@pytest.mark.slow  # waits out retry backoffs
 def test_retries_transient_errors(server):
     server.fail_next = [503, 429]
     out = make(server, max_retries=3).generate([solution_request("q")], SamplingConfig(n=1))
@@ -49,6 +50,7 @@ def test_retries_transient_errors(server):
     assert len(server.payloads) == 3
 
 
+@pytest.mark.slow  # waits out retry backoffs
 def test_gives_up_after_retries_and_does_not_retry_client_errors(server):
     server.fail_next = [503] * 5
     with pytest.raises(GenerationError, match="no answer after 2 tries"):

@@ -14,6 +14,8 @@ from tests.cross_origin import FOREIGN_HOST_HEADERS, FOREIGN_ORIGIN_HEADERS, fet
 from tests.review.conftest import sql_json, start_review
 from tests.review.store_builder import build_review_store
 
+pytestmark = pytest.mark.slow  # `rmforge review` processes
+
 ACCESS_COOKIE = "rmforge_review_access"
 
 

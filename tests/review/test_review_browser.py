@@ -11,6 +11,8 @@ from rmforge.store import Store
 from tests.review.conftest import ROOT, sql_json
 from tests.review.store_builder import PLANTED
 
+pytestmark = pytest.mark.slow  # `rmforge review` in a process, driven in Chromium
+
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra").expect
 expect.set_options(timeout=15_000)  # a shared 2-core machine can be slow; a bug stays a failure
 SCREENSHOT = ROOT / "build" / "review.png"  # docs/review.png is a copy of it

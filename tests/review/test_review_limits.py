@@ -42,6 +42,7 @@ def shown_steps(page: httpx.Response) -> list[int]:
     return [int(index) for index in SHOWN_STEP.findall(page.text)]
 
 
+@pytest.mark.slow  # times a 20,000-label rollout
 def test_labels_are_grouped_by_step_in_linear_time(db):
     short, long = build_long_rollout(db, 1000, index=1), build_long_rollout(db, 8000, index=2)
     with Store(db, read_only=True) as store:
@@ -54,6 +55,7 @@ def test_labels_are_grouped_by_step_in_linear_time(db):
     assert long_time < 32 * short_time, (short_time, long_time)
 
 
+@pytest.mark.slow  # builds a long rollout (~3 s)
 def test_a_long_rollout_page_shows_one_page_of_steps(db):
     short, long = build_long_rollout(db, 2000, index=1), build_long_rollout(db, 8000, index=2)
     client = client_for(db)
@@ -134,6 +136,7 @@ def test_a_slow_page_does_not_hold_up_the_others(db, monkeypatch):
         assert slow.result(timeout=30).status_code == 200
 
 
+@pytest.mark.slow  # `rmforge review` in a process
 def test_sigterm_stops_the_server_while_a_slow_page_is_in_flight(db):
     build_review_store(db)
     # The figures page of this server runs a query of hours; everything else is the real CLI.

@@ -22,6 +22,8 @@ from tests.review.store_builder import (
     build_math_store,
 )
 
+pytestmark = pytest.mark.slow  # `rmforge review` in a process, Chromium
+
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra").expect
 expect.set_options(timeout=15_000)  # a shared 2-core machine can be slow; a bug stays a failure
 STEP = {name: f"#step-{i} div.text" for i, name in enumerate(MATH_STEPS)}

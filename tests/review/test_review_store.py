@@ -185,6 +185,7 @@ def test_app_guards_its_writes_and_its_host(db):
     assert client.get("/rollout", params={"id": "missing"}).status_code == 404
 
 
+@pytest.mark.slow  # CLI subprocess
 def test_cli_reviews_a_lake(lake_db, monkeypatch):
     from typer.testing import CliRunner
 
@@ -201,6 +202,7 @@ def test_cli_reviews_a_lake(lake_db, monkeypatch):
     assert queue.status_code == 200 and ids["disagree"] in queue.text
 
 
+@pytest.mark.slow  # CLI subprocesses
 def test_cli_errors_are_one_line(tmp_path, db):
     missing = rmforge("review", "--db", str(tmp_path / "none.duckdb"))
     assert missing.returncode == 1 and missing.stderr.strip().count("\n") == 0

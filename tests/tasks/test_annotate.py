@@ -20,7 +20,6 @@ from rmforge.schemas.config import GeneratorConfig, StepSplitConfig
 from rmforge.schemas.records import RunRecord, utc_now
 from rmforge.tasks.annotate import (
     SharedBatchError,
-    annotate_batch,
     annotate_items,
     claim_batch,
     label_batch,
@@ -53,10 +52,17 @@ def write_rollouts(path, n=6):
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
 
 
+def annotate_one_batch(db: str, annotator: Annotator, rollout_ids: list[str], run_id: str) -> dict[str, int]:
+    """One batch through the annotate flow's own steps (flows/annotate.py: `load_batch`, the
+    `label-batch` task, `write_labels`), without Prefect; the rows written of each kind."""
+    items = load_batch(db, rollout_ids, annotator.reads_siblings)
+    return write_labels(db, annotator, label_batch.fn(annotator, items, run_id))
+
+
 def annotate_all(db: str, annotator: Annotator) -> None:
     pending = pending_rollout_ids.fn(db, annotator)
     if pending:
-        annotate_batch.fn(db, annotator, pending, "run")
+        annotate_one_batch(db, annotator, pending, "run")
 
 
 def test_done_marker_made_before_steps_existed_is_redone(tmp_path, db) -> None:
@@ -243,7 +249,7 @@ def test_the_same_error_on_every_rollout_of_a_batch_fails_it_and_writes_nothing(
     annotator = FailsOn(RuntimeError("Engine core initialization failed"))
     pending = pending_rollout_ids.fn(db, annotator)
     with pytest.raises(SharedBatchError, match=r"all 3 rollouts .* RuntimeError: Engine core initialization failed"):
-        annotate_batch.fn(db, annotator, pending, "run")
+        annotate_one_batch(db, annotator, pending, "run")
     assert stored_labels(db) == {"step_labels": 0, "outcome_labels": 0, "annotator_costs": 0}
     assert pending_rollout_ids.fn(db, annotator) == pending
 
@@ -259,6 +265,7 @@ def unstartable_vllm_engine(tmp_path, monkeypatch) -> GeneratorConfig:
     return GeneratorConfig(backend="vllm", model=str(model))
 
 
+@pytest.mark.slow  # starts a vLLM engine
 def test_an_engine_that_does_not_start_labels_nothing_and_a_rerun_labels_the_batch(tmp_path, db, monkeypatch) -> None:
     source = tmp_path / "rollouts.jsonl"
     write_rollouts(source, n=3)
@@ -267,13 +274,13 @@ def test_an_engine_that_does_not_start_labels_nothing_and_a_rerun_labels_the_bat
     judge = make_annotator("judge", {"votes": 1}, unstartable_vllm_engine(tmp_path, monkeypatch))
     pending = pending_rollout_ids.fn(db, judge)
     with pytest.raises(BackendUnavailable, match="did not start"):
-        annotate_batch.fn(db, judge, pending, "run")
+        annotate_one_batch(db, judge, pending, "run")
     assert stored_labels(db) == {"step_labels": 0, "outcome_labels": 0, "annotator_costs": 0}
     assert pending_rollout_ids.fn(db, judge) == pending and len(pending) == 3
 
     working = JudgeAnnotator({"votes": 1}, generator=ScriptedGenerator(lambda request, index: "VERDICT: -1"))
     assert working.config_hash == judge.config_hash
-    annotate_batch.fn(db, working, pending, "rerun")
+    annotate_one_batch(db, working, pending, "rerun")
     assert pending_rollout_ids.fn(db, judge) == []
     with Store(db) as store:
         assert store.rows("SELECT DISTINCT verdict FROM outcome_labels") == [{"verdict": "correct"}]
@@ -289,6 +296,7 @@ class DiesIn(Annotator):
         os._exit(1)
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_a_dead_worker_fails_its_batch_and_later_batches_get_fresh_workers() -> None:
     items = [make_item(["a"], index=0), make_item(["b"], index=1)]
     with pytest.raises(BrokenProcessPool):

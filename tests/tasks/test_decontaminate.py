@@ -88,6 +88,7 @@ def load_items():
     return [EvalItem(r["id"], r["problem"]) for r in eval_rows()]
 
 
+@pytest.mark.slow  # loads the embedding model
 def test_paraphrases_are_caught_by_embedding_similarity():
     problems = [{"problem_id": "copy", "question": JANET}, {"problem_id": "para", "question": JANET_PARAPHRASE},
                 {"problem_id": "other", "question": UNRELATED}]
@@ -102,6 +103,7 @@ def test_paraphrases_are_caught_by_embedding_similarity():
     assert [(c.problem_id, c.method) for c in found] == [("copy", "ngram")]
 
 
+@pytest.mark.slow  # loads the embedding model
 def test_contaminated_problems_leave_the_curated_datasets(tmp_path, db):
     eval_path = tmp_path / "gsm8k.json"
     eval_path.write_text(json.dumps(eval_rows()))

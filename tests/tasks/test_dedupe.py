@@ -2,6 +2,7 @@
 rule on synthetic vectors: tests/curation/test_near_duplicates.py)."""
 
 import numpy as np
+import pytest
 
 from rmforge.schemas.config import CurationConfig
 from rmforge.schemas.records import OutcomeLabel
@@ -17,6 +18,7 @@ from rmforge.store import Store
 from tests.builders import make_problem, make_rollout
 
 
+@pytest.mark.slow  # loads the embedding model
 def test_exact_and_near_duplicates_are_found_within_a_problem():
     rollouts = [
         {"rollout_id": "a", "problem_id": "p", "response": "Step 1: 3 + 4 = 7. The answer is 7."},
@@ -35,6 +37,7 @@ def test_exact_and_near_duplicates_are_found_within_a_problem():
     assert status["f"].status == "kept"  # same words, different answer: not a duplicate
 
 
+@pytest.mark.slow  # loads the embedding model
 def test_the_stored_predicted_answer_decides_the_group():
     # The grader read different answers although the last lines look alike: not duplicates.
     rollouts = [
@@ -48,6 +51,7 @@ def test_the_stored_predicted_answer_decides_the_group():
     assert status == {"a": "kept", "b": "near_duplicate"}
 
 
+@pytest.mark.slow  # loads the embedding model
 def test_rollouts_of_contaminated_problems_are_marked_and_not_compared():
     rollouts = [{"rollout_id": "a", "problem_id": "p", "response": "x"},
                 {"rollout_id": "b", "problem_id": "p", "response": "x"},
@@ -56,6 +60,7 @@ def test_rollouts_of_contaminated_problems_are_marked_and_not_compared():
     assert status == {"a": "contaminated", "b": "contaminated", "c": "kept"}
 
 
+@pytest.mark.slow  # loads the embedding model
 def test_problem_duplicates_across_the_store():
     problems = [
         {"problem_id": "1", "question": "Sam has 2 pens and buys 5 more. How many pens does Sam have now?"},
@@ -72,6 +77,7 @@ def test_problem_duplicates_across_the_store():
     assert status["5"].status == "contaminated"
 
 
+@pytest.mark.slow  # loads the embedding model
 def test_embeddings_are_cached_and_only_new_texts_embedded(db, monkeypatch):
     embedded = []
     real_embed = dedupe.embed
@@ -97,6 +103,7 @@ def test_embeddings_are_cached_and_only_new_texts_embedded(db, monkeypatch):
     assert embedded[2:] == [["one plus one"]]  # another dtype is another vector
 
 
+@pytest.mark.slow  # loads the embedding model
 def test_dedupe_tasks_write_the_curation_tables(db):
     problem = make_problem("Tom has 3 apples and buys 4 more. How many apples does he have?", "7")
     copy = make_problem("Tom has 3 apples and he buys 4 more. How many apples does he have?", "7")

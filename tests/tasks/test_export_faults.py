@@ -134,6 +134,7 @@ def assert_every_file_is_old_or_new(out: Path, old: Path, new: Path) -> None:
         assert_folder_is_this_export(out, ignore=STAGING_PREFIX)
 
 
+@pytest.mark.slow  # SIGKILLed subprocesses
 def test_sigkill_at_every_step_leaves_only_complete_files(tmp_path):
     old_db, new_db = str(tmp_path / "old.duckdb"), str(tmp_path / "new.duckdb")
     build_store(old_db, 2, tag="old")

@@ -16,6 +16,8 @@ from rmforge.exports.files import CARD, ExportError
 from rmforge.store import Store
 from tests.flows.test_flows import write_rollouts
 
+pytestmark = pytest.mark.slow  # the export flow
+
 
 def test_export_flow_records_its_run_and_describes_the_curation(prefect_harness, tmp_path, db):
     write_rollouts(tmp_path / "rollouts.jsonl", n_problems=2)

@@ -17,6 +17,8 @@ from tests.fake_hub import FakeHub
 from tests.tasks.test_export import assert_folder_is_this_export, folder_files
 from tests.tasks.test_export_formats import build_trl_store
 
+pytestmark = pytest.mark.slow  # pushes to a fake Hub server over HTTP (~1 s each)
+
 PUSHED = {CARD, CONFIG_FILE, "process.parquet", "preference.parquet", "kto.parquet", "critiques.parquet"}
 
 

@@ -19,6 +19,8 @@ from rmforge.exports.files import MANIFEST
 from rmforge.tasks.export import export_datasets
 from tests.tasks.test_export_formats import APRIL, build_trl_store
 
+pytestmark = pytest.mark.slow  # TRL trains a step on each export
+
 trl = pytest.importorskip("trl", reason="TRL comes with the `dev` extra (`make install`)")
 transformers = pytest.importorskip("transformers")
 

@@ -18,6 +18,7 @@ PROCESSBENCH = next(
 needs_processbench = pytest.mark.skipif(PROCESSBENCH is None, reason="../shared/data/processbench is not beside the repo")
 
 
+@pytest.mark.slow  # imports ProcessBench GSM8K
 @needs_processbench
 def test_processbench_import_keeps_every_step_and_the_human_first_error(db):
     records = json.loads(PROCESSBENCH.read_text())

@@ -150,6 +150,7 @@ def test_operations_and_max_number_bound_the_problems():
         assert "Then" in problem.question and "gets" in problem.question
 
 
+@pytest.mark.slow  # generates problems until it gives up (~2.5 s)
 def test_settings_with_too_few_distinct_problems_are_refused():
     with pytest.raises(ValueError, match="distinct problems"):
         generate_arithmetic_problems(500, seed=0, min_steps=1, max_steps=1, operations=["+"], max_number=3)

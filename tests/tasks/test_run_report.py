@@ -114,6 +114,7 @@ def test_stage_costs_of_a_run_inside_a_pipeline(db):
     assert [(s["stage"], s["seconds"]) for s in alone] == [("annotate", 7.5)]
 
 
+@pytest.mark.slow  # renders a chart (~2 s)
 def test_the_chart_is_a_readable_png(labelled, tmp_path):
     with Store(labelled) as store:
         store.write("annotator_costs", [AnnotatorCost(rollout_id="r1", annotator="mc", config_hash="c2",

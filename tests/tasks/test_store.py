@@ -45,8 +45,8 @@ def test_threads_writing_overlapping_keys_never_duplicate_one(db):
 
 def test_a_write_that_fails_leaves_nothing_and_frees_the_file_for_other_writers(db):
     with Store(db) as store:
-        with pytest.raises(duckdb.ConstraintException):
-            store.write("problems", pa.table({"problem_id": [None]}))  # a key column may not be NULL
+        with pytest.raises(duckdb.ConstraintException, match="NOT NULL"):  # a key column may not be NULL
+            store.write("problems", pa.table({"problem_id": [None]}))
         assert store.count("problems") == 0
         done = threading.Thread(target=lambda: Store(db).write("problems", [make_problem()]))
         done.start()

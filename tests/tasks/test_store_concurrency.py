@@ -18,6 +18,8 @@ import pytest
 from rmforge.schemas.tables import TABLES
 from rmforge.store import Store
 
+pytestmark = pytest.mark.slow  # CLI subprocesses on one store
+
 ROOT = Path(__file__).resolve().parents[2]
 ANNOTATE = ["annotate", "--annotator", "answer,z3_arith", "--batch-size", "3"]
 VOLATILE = {"run_id", "created_at", "labeled_at", "started_at", "finished_at"}

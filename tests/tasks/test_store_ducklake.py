@@ -11,18 +11,19 @@ import tempfile
 import time
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from rmforge.tasks import chunks
 from rmforge.schemas.config import GeneratorConfig, StepSplitConfig
 from rmforge.schemas.records import Rollout
 from rmforge.schemas.tables import TABLES
-from rmforge.tasks.annotate import annotate_batch, make_annotator
+from rmforge.tasks.annotate import make_annotator
 from rmforge.tasks.rollouts import import_rollouts
 from rmforge.tasks.steps import split_rollout_steps
 from rmforge.store import Store, resolve_store
 from tests.builders import make_problem, make_rollout
-from tests.tasks.test_annotate import start_runs
+from tests.tasks.test_annotate import annotate_one_batch, start_runs
 from tests.tasks.test_store_concurrency import VOLATILE, write_rollouts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,7 +135,7 @@ def test_lake_writes_are_idempotent_on_the_key_and_transactions_all_or_nothing(l
         assert store.counts()["rollouts"] == 3 and store.counts()["problems"] == 1
     with Store(lake, read_only=True) as store:
         assert store.count("rollouts") == 3
-        with pytest.raises(Exception, match=r"read-only|read only"):
+        with pytest.raises(duckdb.InvalidInputException, match="read-only"):
             store.execute("DELETE FROM rollouts")
 
 
@@ -178,13 +179,15 @@ def test_cli_sql_reads_a_lake(lake):
         assert result.stdout.splitlines() == ["gold_answer", "7"]
 
 
-# argv[1]: lake URL, argv[2]: JSON list of [annotator, rollout ids] batches for this worker.
+# argv[1]: lake URL, argv[2]: JSON list of [annotator, rollout ids] batches for this worker, each
+# labelled and written as the annotate flow does it.
 WORKER = """
 import json, sys
 from rmforge.schemas.config import GeneratorConfig
-from rmforge.tasks.annotate import annotate_batch, make_annotator
+from rmforge.tasks.annotate import make_annotator
+from tests.tasks.test_annotate import annotate_one_batch
 for annotator, rollout_ids in json.loads(sys.argv[2]):
-    annotate_batch.fn(sys.argv[1], make_annotator(annotator, None, GeneratorConfig()), rollout_ids, "worker")
+    annotate_one_batch(sys.argv[1], make_annotator(annotator, None, GeneratorConfig()), rollout_ids, "worker")
 """
 
 # argv[1]: lake URL, argv[2]: file that ends the loop once it exists. Prints one JSON line per
@@ -239,7 +242,7 @@ def test_three_workers_annotate_disjoint_batches_while_a_reader_sees_whole_batch
     reference_db = str(tmp_path / "reference.duckdb")
     assert load(reference_db, tmp_path / "rollouts.jsonl") == rollout_ids
     for name, batch in batches:
-        annotate_batch.fn(reference_db, make_annotator(name, None, GeneratorConfig()), batch, "sequential")
+        annotate_one_batch(reference_db, make_annotator(name, None, GeneratorConfig()), batch, "sequential")
     with Store(reference_db, read_only=True) as store:
         expected_labels = {
             (r["annotator"], r["rollout_id"]): r["n"] for r in store.rows(
@@ -287,13 +290,14 @@ def test_three_workers_annotate_disjoint_batches_while_a_reader_sees_whole_batch
 CLAIMING_WORKER = """
 import json, sys
 from rmforge.schemas.config import GeneratorConfig
-from rmforge.tasks.annotate import claimed_batches, label_items, load_batch, make_annotator, pending_rollout_ids, write_labels
+from rmforge.tasks.annotate import claimed_batches, make_annotator, pending_rollout_ids
+from tests.tasks.test_annotate import annotate_one_batch
 db, run_id = sys.argv[1], sys.argv[2]
 annotator = make_annotator("z3_arith", None, GeneratorConfig())
 claimed = []
 for batch in claimed_batches(db, annotator, run_id, pending_rollout_ids.fn(db, annotator), 3):
     claimed += batch
-    write_labels(db, annotator, label_items(annotator, load_batch(db, batch), run_id))
+    annotate_one_batch(db, annotator, batch, run_id)
 print(json.dumps(claimed))
 """
 

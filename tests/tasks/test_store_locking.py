@@ -11,6 +11,8 @@ import pytest
 from rmforge.store import LOCK_TIMEOUT_ENV, Store, StoreBusy, lock_timeout
 from tests.builders import make_problem
 
+pytestmark = pytest.mark.slow  # processes holding the store
+
 ROOT = Path(__file__).resolve().parents[2]
 # argv[1]: database, argv[2]: rw | ro, argv[3]: seconds to hold it. The first line marks the command line.
 HOLDER = (

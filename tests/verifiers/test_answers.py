@@ -270,6 +270,7 @@ def test_checker_exception_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.reason == "checker error: RecursionError: maximum recursion depth exceeded"
 
 
+@pytest.mark.slow  # waits out a 1 s checker deadline, then a fresh worker
 def test_checker_timeout_is_unknown() -> None:
     # A tower of powers that sympy cannot finish evaluating within one second.
     result = grade_response(r"\boxed{9^{9^{9^{9}}}}", "2", timeout_s=1)
@@ -478,6 +479,7 @@ def test_over_long_symbolic_answer_is_unknown(answer: str) -> None:
     assert result.reason.startswith("answer too long to check")
 
 
+@pytest.mark.slow  # waits out a 1 s checker deadline, then a fresh worker
 @pytest.mark.parametrize("answer", [r"9^{9^{9^{9}}}", r"100000000!"])
 def test_expensive_answer_times_out_off_the_main_thread(answer: str) -> None:
     results: list[GradeResult] = []

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -131,6 +132,7 @@ def claims(draw: st.DrawFn) -> tuple[str, Written, int]:
     return style, draw(expressions(style)), draw(st.integers(0, 2))
 
 
+@pytest.mark.slow  # many Hypothesis examples
 @BOUNDED
 @given(claims())
 def test_a_true_claim_is_never_flagged(drawn: tuple[str, Written, int]) -> None:
@@ -140,6 +142,7 @@ def test_a_true_claim_is_never_flagged(drawn: tuple[str, Written, int]) -> None:
     assert verdict != "incorrect", (step, reason)
 
 
+@pytest.mark.slow  # many Hypothesis examples
 @BOUNDED
 @given(claims(), st.sampled_from([1, -1, 2, 10, Fraction(1, 2)]))
 def test_a_wrong_result_never_holds(drawn: tuple[str, Written, int], delta: Fraction) -> None:
