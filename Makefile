@@ -88,7 +88,7 @@ bench-decontaminate: install  # decontaminate.md
 # holds rmforge/'s entries and tasks -> tasks/, .... Its report names the linked files by their
 # paths in the repository. Settings: [tool.mypy] in pyproject.toml.
 TYPECHECK := build/typecheck
-typecheck:
+typecheck: install
 	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/rmforge
 	@echo "linking the installed layout in $(TYPECHECK)/rmforge; mypy -p rmforge"
 	@$(PY) -c 'import os, tomllib; \
@@ -102,9 +102,11 @@ typecheck:
 	    [print(re.sub(r"^$(TYPECHECK)/[^:]+", lambda m: os.path.relpath(os.path.realpath(m[0])), line), end="") \
 	     for line in open("$(TYPECHECK)/report.txt")]'; exit $$status
 
-# Settings: [tool.ruff] in pyproject.toml.
-lint:
+# Style (ruff check, ruff format --check) and types (mypy, above); settings in pyproject.toml.
+# .ci/run runs it before the tests; .pre-commit-config.yaml runs the same checks on each commit.
+lint: install typecheck
 	$(VENV)/bin/ruff check
+	$(VENV)/bin/ruff format --check
 
 clean:
 	rm -rf $(VENV) data/rmforge.duckdb data/exports

@@ -25,9 +25,7 @@ class AnswerAnnotator(Annotator):
     cpu_bound = True
 
     class Config(StrictConfig):
-        timeout_s: float = Field(
-            default=5.0, gt=0, description="Wall-clock limit per answer comparison (math-verify)."
-        )
+        timeout_s: float = Field(default=5.0, gt=0, description="Wall-clock limit per answer comparison (math-verify).")
         missing_answer: MissingAnswer = Field(
             default="unknown",
             description=(

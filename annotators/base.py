@@ -83,9 +83,7 @@ class Evidence:
 
     def counts(self, verdict: str) -> bool:
         """Whether a step verdict from this annotator is evidence (else it abstains)."""
-        return (verdict == "correct" and self.confirms_steps) or (
-            verdict == "incorrect" and self.refutes_steps
-        )
+        return (verdict == "correct" and self.confirms_steps) or (verdict == "incorrect" and self.refutes_steps)
 
 
 class NoOptions(BaseModel):
@@ -172,7 +170,11 @@ class Annotator(ABC):
         outcome_implied: bool = False,
     ) -> StepLabel:
         return StepLabel(
-            **self._provenance(item, run_id), step_index=step_index, verdict=verdict, score=score, reason=reason,
+            **self._provenance(item, run_id),
+            step_index=step_index,
+            verdict=verdict,
+            score=score,
+            reason=reason,
             outcome_implied=outcome_implied,
         )
 

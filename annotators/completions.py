@@ -49,13 +49,17 @@ class CompletionOptions(BaseModel):
     max_tokens: int = Field(default=256, ge=1, le=32768)
     seed: int = 0
     baseline_k: int = Field(
-        default=4, ge=0, le=256,
+        default=4,
+        ge=0,
+        le=256,
         description="Completions of the bare question (the empty prefix), sampled once per problem that has a "
         "candidate `incorrect` and only where they could change its verdict, to measure the completer's "
         "success rate p on the problem (with its stored rollouts of the problem); 0: rollouts only.",
     )
     significance: float = Field(
-        default=0.05, gt=0.0, le=1.0,
+        default=0.05,
+        gt=0.0,
+        le=1.0,
         description="A prefix none of whose k graded completions reaches the gold answer is `incorrect` only "
         "when that is this unlikely for a good prefix: E[(1 - p)^k] <= significance, p the completer's "
         "success rate on the problem as measured (uniform prior); else `unknown` (too weak a completer to tell).",
@@ -65,7 +69,9 @@ class CompletionOptions(BaseModel):
         """Sampling for one round; a later round (a retry) draws with a new seed, so on a
         GPU or a server it does not replay the samples that already failed."""
         return SamplingConfig(
-            n=n or self.k, temperature=self.temperature, max_tokens=self.max_tokens,
+            n=n or self.k,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
             seed=self.seed + round_index,
         )
 
@@ -226,7 +232,8 @@ def _probe_can_change_a_verdict(failed: Sequence[FailedPrefix], rate: Estimate, 
     worst = rate.plus(Estimate(0, options.baseline_k, 0))
     best = rate.plus(Estimate(options.baseline_k, options.baseline_k, 0))
     return any(
-        failed_prefix_verdict(f, worst, options.significance)[0] != failed_prefix_verdict(f, best, options.significance)[0]
+        failed_prefix_verdict(f, worst, options.significance)[0]
+        != failed_prefix_verdict(f, best, options.significance)[0]
         for f in failed
     )
 
@@ -255,7 +262,8 @@ def judge_failed_prefixes(
         for pid, group in by_problem.items()
     }
     probed = sorted(
-        pid for pid, group in by_problem.items()
+        pid
+        for pid, group in by_problem.items()
         if options.baseline_k and _probe_can_change_a_verdict(group, rates[pid], options)
     )
     queries = [PrefixQuery(by_problem[pid][0].item, -1) for pid in probed]
@@ -267,6 +275,7 @@ def judge_failed_prefixes(
         spent[query.item.rollout.rollout_id] += probe.sampled
     verdicts = {
         (f.item.rollout.rollout_id, f.step_index): failed_prefix_verdict(f, rates[pid], options.significance)
-        for pid, group in by_problem.items() for f in group
+        for pid, group in by_problem.items()
+        for f in group
     }
     return FailedPrefixVerdicts(verdicts, dict(spent))

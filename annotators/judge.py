@@ -92,9 +92,7 @@ def neutralise(text: str) -> str:
 
 
 def build_judge_request(question: str, steps: Sequence[str]) -> GenerationRequest:
-    paragraphs = "\n\n".join(
-        f"<paragraph_{i}>\n{neutralise(step)}\n</paragraph_{i}>" for i, step in enumerate(steps)
-    )
+    paragraphs = "\n\n".join(f"<paragraph_{i}>\n{neutralise(step)}\n</paragraph_{i}>" for i, step in enumerate(steps))
     user = USER_TEMPLATE.format(question=neutralise(question), paragraphs=paragraphs)
     return GenerationRequest(
         messages=[
@@ -170,9 +168,7 @@ def _critique_verdict(index: int | None) -> Verdict:
 class JudgeAnnotator(LLMAnnotator):
     name = "judge"
     version = "1"
-    evidence = Evidence(
-        confirms_steps=True, refutes_steps=True, labels_outcomes=True, score="vote_share"
-    )
+    evidence = Evidence(confirms_steps=True, refutes_steps=True, labels_outcomes=True, score="vote_share")
 
     class Config(StrictConfig):
         generator: GeneratorConfig | None = Field(
@@ -203,22 +199,15 @@ class JudgeAnnotator(LLMAnnotator):
         # One call for the whole batch so the engine schedules all votes together.
         results = self.load_generator().generate(requests, self.sampling())
         if len(results) != len(todo):
-            raise RuntimeError(
-                f"judge generator returned {len(results)} results for {len(todo)} requests"
-            )
+            raise RuntimeError(f"judge generator returned {len(results)} results for {len(todo)} requests")
         for item, completions in zip(todo, results):
             output.extend(self._label(item, completions, run_id))
         return output
 
-    def _label(
-        self, item: AnnotationInput, completions: Sequence[Completion], run_id: str
-    ) -> AnnotationOutput:
+    def _label(self, item: AnnotationInput, completions: Sequence[Completion], run_id: str) -> AnnotationOutput:
         n_steps = len(item.steps)
         untrusted = [item.problem.question, *item.steps]
-        votes = [
-            parse_verdict(c.text, n_steps, c.finish_reason, untrusted=untrusted)
-            for c in completions
-        ]
+        votes = [parse_verdict(c.text, n_steps, c.finish_reason, untrusted=untrusted) for c in completions]
         parsed = [vote for vote in votes if vote is not None]
         first_error = aggregate_votes(votes)
         out = AnnotationOutput()
@@ -226,9 +215,7 @@ class JudgeAnnotator(LLMAnnotator):
         for sample_index, (completion, vote) in enumerate(zip(completions, votes)):
             out.critiques.append(
                 Critique(
-                    critique_id=stable_hash(
-                        item.rollout.rollout_id, self.name, self.config_hash, sample_index
-                    ),
+                    critique_id=stable_hash(item.rollout.rollout_id, self.name, self.config_hash, sample_index),
                     rollout_id=item.rollout.rollout_id,
                     annotator=self.name,
                     model=self.model,
@@ -245,9 +232,7 @@ class JudgeAnnotator(LLMAnnotator):
         if first_error is None:
             reason = f"no parsable verdict in {len(completions)} judge replies"
             for step_index in range(n_steps):
-                out.step_labels.append(
-                    self.step_label(item, step_index, "unknown", run_id, reason=reason)
-                )
+                out.step_labels.append(self.step_label(item, step_index, "unknown", run_id, reason=reason))
             out.outcome_labels.append(self.outcome_label(item, "unknown", run_id, reason=reason))
             return out
 

@@ -72,9 +72,7 @@ class LeanAnnotator(Annotator):
             labels[slot] = self._label(item, step_index, verdict, why, run_id)
         return AnnotationOutput(step_labels=[label for label in labels if label is not None])
 
-    def _label(
-        self, item: AnnotationInput, step_index: int, verdict: Verdict, reason: str, run_id: str
-    ) -> StepLabel:
+    def _label(self, item: AnnotationInput, step_index: int, verdict: Verdict, reason: str, run_id: str) -> StepLabel:
         score = {"correct": 1.0, "incorrect": 0.0}.get(verdict)
         return self.step_label(item, step_index, verdict, run_id, score=score, reason=reason)
 

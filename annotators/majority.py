@@ -130,9 +130,7 @@ class MajorityAnnotator(Annotator):
         min_samples: int = Field(
             default=4, ge=2, description="Fewest rollouts of a problem (voting or not) for a vote to count."
         )
-        timeout_s: float = Field(
-            default=5.0, gt=0, description="Wall-clock limit per answer comparison (math-verify)."
-        )
+        timeout_s: float = Field(default=5.0, gt=0, description="Wall-clock limit per answer comparison (math-verify).")
 
     config: Config
 
@@ -174,8 +172,10 @@ class MajorityAnnotator(Annotator):
         share = len(leader.rollout_ids) / vote.rollouts
         if share <= self.config.min_share:
             tallies = "; ".join(_tally(group, vote.rollouts) for group in vote.groups[:2])
-            return "unknown", None, (
-                f"no answer reached by more than {self.config.min_share:.0%} of rollouts: {tallies}"
+            return (
+                "unknown",
+                None,
+                (f"no answer reached by more than {self.config.min_share:.0%} of rollouts: {tallies}"),
             )
         if own is leader:
             return "correct", share, _tally(leader, vote.rollouts)

@@ -81,8 +81,11 @@ class MonteCarloAnnotator(LLMAnnotator):
         estimates = self.estimates(items)
         failed = list(self.failed_prefixes(items, estimates))
         failed_keys = {(f.item.rollout.rollout_id, f.step_index) for f in failed}
-        judged = (judge_failed_prefixes(self.load_generator(), failed, self.config, self.model)
-                  if failed else FailedPrefixVerdicts({}, {}))
+        judged = (
+            judge_failed_prefixes(self.load_generator(), failed, self.config, self.model)
+            if failed
+            else FailedPrefixVerdicts({}, {})
+        )
         output = AnnotationOutput()
         for item in items:
             rid = item.rollout.rollout_id
@@ -97,17 +100,33 @@ class MonteCarloAnnotator(LLMAnnotator):
                 if found.value is None:
                     output.step_labels.append(self.step_label(item, i, "unknown", run_id, reason=found.reason))
                 elif found.successes:
-                    output.step_labels.append(self.step_label(
-                        item, i, "correct", run_id, score=found.value,
-                        reason=f"{found.successes}/{found.graded} graded completions reach the gold answer"))
+                    output.step_labels.append(
+                        self.step_label(
+                            item,
+                            i,
+                            "correct",
+                            run_id,
+                            score=found.value,
+                            reason=f"{found.successes}/{found.graded} graded completions reach the gold answer",
+                        )
+                    )
                 elif (rid, i) in failed_keys:
                     verdict, reason = judged.verdicts[(rid, i)]
-                    output.step_labels.append(self.step_label(item, i, verdict, run_id, score=found.value, reason=reason))
+                    output.step_labels.append(
+                        self.step_label(item, i, verdict, run_id, score=found.value, reason=reason)
+                    )
                 else:
-                    output.step_labels.append(self.step_label(
-                        item, i, "unknown", run_id, score=found.value,
-                        reason=f"0/{found.graded} graded completions reach the gold answer, but a later prefix of "
-                        "this rollout does: the step is not refuted"))
+                    output.step_labels.append(
+                        self.step_label(
+                            item,
+                            i,
+                            "unknown",
+                            run_id,
+                            score=found.value,
+                            reason=f"0/{found.graded} graded completions reach the gold answer, but a later prefix of "
+                            "this rollout does: the step is not refuted",
+                        )
+                    )
             if item.steps:
                 output.step_labels.append(self.final_step_label(item, run_id))
             spent = sum(estimates[(rid, i)].sampled for i in range(len(item.steps) - 1))
@@ -119,9 +138,24 @@ class MonteCarloAnnotator(LLMAnnotator):
         grade = outcome_of(item)
         last = len(item.steps) - 1
         if grade.verdict == "unknown":
-            return self.step_label(item, last, "unknown", run_id, reason=f"final step: outcome unknown ({grade.reason})")
+            return self.step_label(
+                item, last, "unknown", run_id, reason=f"final step: outcome unknown ({grade.reason})"
+            )
         if grade.verdict == "correct":
-            return self.step_label(item, last, "correct", run_id, score=1.0, outcome_implied=True,
-                                   reason=f"final step: only the rollout's own outcome reaches the gold ({grade.reason})")
-        return self.step_label(item, last, "incorrect", run_id, score=0.0,
-                               reason=f"final step: the rollout's own outcome is wrong ({grade.reason})")
+            return self.step_label(
+                item,
+                last,
+                "correct",
+                run_id,
+                score=1.0,
+                outcome_implied=True,
+                reason=f"final step: only the rollout's own outcome reaches the gold ({grade.reason})",
+            )
+        return self.step_label(
+            item,
+            last,
+            "incorrect",
+            run_id,
+            score=0.0,
+            reason=f"final step: the rollout's own outcome is wrong ({grade.reason})",
+        )

@@ -139,8 +139,15 @@ class BinarySearchMCAnnotator(LLMAnnotator):
             output.costs.append(self.cost(item, 0, run_id))
             if grade.verdict == "correct":
                 output.step_labels.extend(
-                    self.step_label(item, i, "correct", run_id, score=1.0, outcome_implied=True,
-                                    reason="only the rollout's own outcome: it reaches the gold answer")
+                    self.step_label(
+                        item,
+                        i,
+                        "correct",
+                        run_id,
+                        score=1.0,
+                        outcome_implied=True,
+                        reason="only the rollout's own outcome: it reaches the gold answer",
+                    )
                     for i in range(len(item.steps))
                 )
             else:
@@ -150,8 +157,11 @@ class BinarySearchMCAnnotator(LLMAnnotator):
                 )
         searches = self.search(wrong)
         failed = [c for s in searches.values() if (c := s.candidate) is not None]
-        judged = (judge_failed_prefixes(self.load_generator(), failed, self.config, self.model)
-                  if failed else FailedPrefixVerdicts({}, {}))
+        judged = (
+            judge_failed_prefixes(self.load_generator(), failed, self.config, self.model)
+            if failed
+            else FailedPrefixVerdicts({}, {})
+        )
         for rid, search in searches.items():
             output.costs.append(self.cost(search.item, search.spent + judged.spent.get(rid, 0), run_id))
             output.step_labels.extend(self.search_labels(search, judged, run_id))
@@ -166,15 +176,33 @@ class BinarySearchMCAnnotator(LLMAnnotator):
                 yield self.step_label(item, i, "unknown", run_id, reason=f"search stopped: {search.stuck}")
             return
         if search.candidate is None:  # the search ended on the last step: the rollout's own answer is wrong
-            yield self.step_label(item, lo, "incorrect", run_id, score=search.score(lo),
-                                  reason="last step: the rollout's own outcome is wrong"
-                                  + (", after a prefix that reaches the gold answer" if lo else ""))
+            yield self.step_label(
+                item,
+                lo,
+                "incorrect",
+                run_id,
+                score=search.score(lo),
+                reason="last step: the rollout's own outcome is wrong"
+                + (", after a prefix that reaches the gold answer" if lo else ""),
+            )
             return
         verdict, why = judged.verdicts[(item.rollout.rollout_id, lo)]
         if verdict == "incorrect":
-            yield self.step_label(item, lo, "incorrect", run_id, score=search.score(lo),
-                                  reason=f"first step after which no completion reaches the gold answer: {why}")
+            yield self.step_label(
+                item,
+                lo,
+                "incorrect",
+                run_id,
+                score=search.score(lo),
+                reason=f"first step after which no completion reaches the gold answer: {why}",
+            )
             return
         for i in range(lo, len(item.steps)):
-            yield self.step_label(item, i, "unknown", run_id, score=search.score(i),
-                                  reason=f"no completion from step {lo} on reaches the gold answer, not evidence: {why}")
+            yield self.step_label(
+                item,
+                i,
+                "unknown",
+                run_id,
+                score=search.score(i),
+                reason=f"no completion from step {lo} on reaches the gold answer, not evidence: {why}",
+            )

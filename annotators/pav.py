@@ -77,20 +77,23 @@ class ProgressAnnotator(LLMAnnotator):
                 from_question[q.item.problem.problem_id] = from_question[q.item.problem.problem_id].plus(e)
         failed = [
             FailedPrefix(item, i, estimates[(item.rollout.rollout_id, i)], reached_before=True)
-            for item in gradable for i in range(len(item.steps) - 1)
+            for item in gradable
+            for i in range(len(item.steps) - 1)
             if (estimates[(item.rollout.rollout_id, i - 1)].value or 0) > 0
             and estimates[(item.rollout.rollout_id, i)].value == 0
         ]
-        judged = (judge_failed_prefixes(self.load_generator(), failed, self.config, self.model, from_question)
-                  if failed else FailedPrefixVerdicts({}, {}))
+        judged = (
+            judge_failed_prefixes(self.load_generator(), failed, self.config, self.model, from_question)
+            if failed
+            else FailedPrefixVerdicts({}, {})
+        )
         gradable_ids = {item.rollout.rollout_id for item in gradable}
         output = AnnotationOutput()
         for item in items:
             rid = item.rollout.rollout_id
             if rid not in gradable_ids:
                 output.step_labels.extend(
-                    self.step_label(item, i, "unknown", run_id, reason="no gold answer")
-                    for i in range(len(item.steps))
+                    self.step_label(item, i, "unknown", run_id, reason="no gold answer") for i in range(len(item.steps))
                 )
                 output.costs.append(self.cost(item, 0, run_id))
                 continue
@@ -120,7 +123,10 @@ class ProgressAnnotator(LLMAnnotator):
                 outcome_implied = i == last and verdict == "correct"
                 if outcome_implied:
                     reason = f"{reason}: only the rollout's own outcome reaches the gold"
-                output.step_labels.append(self.step_label(item, i, verdict, run_id, score=after - before,
-                                                          reason=reason, outcome_implied=outcome_implied))
+                output.step_labels.append(
+                    self.step_label(
+                        item, i, verdict, run_id, score=after - before, reason=reason, outcome_implied=outcome_implied
+                    )
+                )
             output.costs.append(self.cost(item, spent[rid] + judged.spent.get(rid, 0), run_id))
         return output

@@ -31,9 +31,7 @@ class Z3ArithmeticAnnotator(Annotator):
     cpu_bound = True
 
     class Config(StrictConfig):
-        timeout_ms: int = Field(
-            default=DEFAULT_TIMEOUT_MS, ge=1, le=60_000, description="Z3 timeout per check."
-        )
+        timeout_ms: int = Field(default=DEFAULT_TIMEOUT_MS, ge=1, le=60_000, description="Z3 timeout per check.")
         rounding_tolerance: bool = Field(
             default=True, description="Accept `10 / 3 = 3.33`: half a unit in the last place."
         )
@@ -50,16 +48,12 @@ class Z3ArithmeticAnnotator(Annotator):
                     memo[step] = self._label(step)
                 verdict, reason = memo[step]
                 out.step_labels.append(
-                    self.step_label(
-                        item, index, verdict, run_id, score=_SCORES.get(verdict), reason=reason
-                    )
+                    self.step_label(item, index, verdict, run_id, score=_SCORES.get(verdict), reason=reason)
                 )
         return out
 
     def _label(self, step: str) -> tuple[Verdict, str]:
         try:
-            return label_step(
-                step, rounding=self.config.rounding_tolerance, timeout_ms=self.config.timeout_ms
-            )
+            return label_step(step, rounding=self.config.rounding_tolerance, timeout_ms=self.config.timeout_ms)
         except Exception as exc:  # noqa: BLE001  # a checker bug on one step must not stop the batch
             return "unknown", f"checker error: {type(exc).__name__}: {exc}"

@@ -61,16 +61,16 @@ COMMAND_TIMEOUT_S = 420
 # VLLM::Worker process runs. `fork`: killed on a copy of the second store taken before the
 # command (import and annotate add only what is missing, so a kill needs work left to do).
 KILL_POINTS = [
-    {"stage": "import", "when": ("flow", 0.70), "fork": False},    # 1 mid-way
-    {"stage": "import", "when": ("flow", 0.90), "fork": True},     # 2 late
+    {"stage": "import", "when": ("flow", 0.70), "fork": False},  # 1 mid-way
+    {"stage": "import", "when": ("flow", 0.90), "fork": True},  # 2 late
     {"stage": "annotate", "when": ("flow", 0.35), "fork": False},  # 3
-    {"stage": "annotate", "when": ("flow", 0.60), "fork": True},   # 4
-    {"stage": "annotate", "when": ("flow", 0.85), "fork": True},   # 5
+    {"stage": "annotate", "when": ("flow", 0.60), "fork": True},  # 4
+    {"stage": "annotate", "when": ("flow", 0.85), "fork": True},  # 5
     {"stage": "annotate_workers", "when": ("workers", 2), "fork": True},  # 6 label worker processes
-    {"stage": "curate", "when": ("flow", 0.45), "fork": False},    # 7
-    {"stage": "export", "when": ("flow", 0.50), "fork": False},    # 8
-    {"stage": "export", "when": ("flow", 0.85), "fork": False},    # 9
-    {"stage": "run", "when": ("vllm", 0), "fork": False},           # 10 generation, packaged model
+    {"stage": "curate", "when": ("flow", 0.45), "fork": False},  # 7
+    {"stage": "export", "when": ("flow", 0.50), "fork": False},  # 8
+    {"stage": "export", "when": ("flow", 0.85), "fork": False},  # 9
+    {"stage": "run", "when": ("vllm", 0), "fork": False},  # 10 generation, packaged model
 ]
 RUN_ARGS = ["--problems", "2", "--samples", "2"]
 # Volatile columns left out of the content hash (and the `runs` table itself).
@@ -84,6 +84,7 @@ CPU_FLAGS = ["avx2", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_b
 
 # ---------------------------------------------------------------- processes
 
+
 @dataclass
 class Cli:
     """Runs `rmforge` of this checkout in WORK, with the state folder of a server of its own."""
@@ -93,9 +94,15 @@ class Cli:
     started: list[subprocess.Popen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "RMFORGE_STATE_DIR": str(self.work / "state"),
-                    "PREFECT_HOME": str(self.work / "prefect"), "RMFORGE_HEARTBEAT_S": HEARTBEAT_S,
-                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "RMFORGE_STATE_DIR": str(self.work / "state"),
+            "PREFECT_HOME": str(self.work / "prefect"),
+            "RMFORGE_HEARTBEAT_S": HEARTBEAT_S,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+        }
         self.env.pop("PREFECT_API_URL", None)
         self.env.pop("RMFORGE_DB", None)
 
@@ -104,16 +111,30 @@ class Cli:
 
     def start(self, args: list[str], log: Path) -> subprocess.Popen:
         with open(log, "w") as err:
-            process = subprocess.Popen(self.argv(args), env=self.env, cwd=self.work, stdout=subprocess.PIPE,
-                                       stderr=err, text=True, start_new_session=True)
+            process = subprocess.Popen(
+                self.argv(args),
+                env=self.env,
+                cwd=self.work,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                start_new_session=True,
+            )
         self.started.append(process)
         return process
 
     def run(self, args: list[str], timeout: float = COMMAND_TIMEOUT_S) -> tuple[int, str, str, float]:
         """Run to the end: (exit code, stdout, stderr tail, seconds)."""
         t0 = time.monotonic()
-        process = subprocess.Popen(self.argv(args), env=self.env, cwd=self.work, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+        process = subprocess.Popen(
+            self.argv(args),
+            env=self.env,
+            cwd=self.work,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         self.started.append(process)
         try:
             out, err = process.communicate(timeout=timeout)
@@ -179,6 +200,7 @@ def label_workers(processes: list[psutil.Process]) -> int:
 
 # ---------------------------------------------------------------- stores
 
+
 def snapshot(db: Path, tables: list[str] | None = None) -> dict[str, dict]:
     """Per table: rows, content hash (volatile columns left out), duplicate keys."""
     result = {}
@@ -190,8 +212,9 @@ def snapshot(db: Path, tables: list[str] | None = None) -> dict[str, dict]:
             try:
                 rows = sorted(map(repr, store.execute(f"SELECT {', '.join(columns)} FROM {name}")))
                 key = ", ".join(spec.primary_key)
-                dupes = store.execute(f"SELECT count(*) FROM (SELECT {key} FROM {name} GROUP BY {key} "
-                                      f"HAVING count(*) > 1)")[0][0]
+                dupes = store.execute(
+                    f"SELECT count(*) FROM (SELECT {key} FROM {name} GROUP BY {key} HAVING count(*) > 1)"
+                )[0][0]
             except Exception as exc:  # noqa: BLE001  # a table a store never created
                 result[name] = {"rows": None, "hash": f"error: {exc}"[:80], "dupes": 0}
                 continue
@@ -233,12 +256,23 @@ def free_port() -> int:
 
 # ---------------------------------------------------------------- the run
 
+
 def command_for(stage: str, db: Path, work: Path, source: Path, export_dir: Path) -> list[str]:
     return {
         "import": ["import", "rollouts", source, "--db", db, "--json"],
         "annotate": ["annotate", "--annotator", ANNOTATORS, "--db", db, "--json"],
-        "annotate_workers": ["annotate", "--annotator", ANNOTATORS, "--workers", "2", "--batch-size", "100",
-                             "--db", db, "--json"],
+        "annotate_workers": [
+            "annotate",
+            "--annotator",
+            ANNOTATORS,
+            "--workers",
+            "2",
+            "--batch-size",
+            "100",
+            "--db",
+            db,
+            "--json",
+        ],
         "curate": ["curate", "--annotators", ANNOTATORS, "--db", db, "--json"],
         "export": ["export", "--db", db, "--out", export_dir, "--json"],
         "run": ["run", *RUN_ARGS, "--db", db, "--json"],
@@ -277,8 +311,9 @@ def run_timed(cli: Cli, args: list[str], db: Path, log: Path) -> tuple[int, str,
     return process.returncode, out, end - t0, end - (opened or t0)
 
 
-def kill_point(cli: Cli, point: dict, args: list[str], flow_s: float | None, db: Path,
-               export_dir: Path | None, log: Path) -> dict:
+def kill_point(
+    cli: Cli, point: dict, args: list[str], flow_s: float | None, db: Path, export_dir: Path | None, log: Path
+) -> dict:
     """Start ARGS, SIGKILL it at the point, wait for its descendants, rerun to completion."""
     kind, value = point["when"]
     t0 = time.monotonic()
@@ -315,20 +350,36 @@ def kill_point(cli: Cli, point: dict, args: list[str], flow_s: float | None, db:
             pass
     time.sleep(max(0.0, 3 * float(HEARTBEAT_S) + 1 - (time.monotonic() - t0 - killed_after)))
     if export_dir is not None:
-        progress = f"{len(list(export_dir.rglob('*')))} paths in the export folder" if export_dir.exists() else "no folder"
+        progress = (
+            f"{len(list(export_dir.rglob('*')))} paths in the export folder" if export_dir.exists() else "no folder"
+        )
     else:
         progress = f"{count(db, PROGRESS_SQL[point['stage']])} rows ({PROGRESS_SQL[point['stage']].split('FROM ')[1]})"
     code, out, err, seconds = cli.run(args)
     into_flow = f"{killed_after - (opened - t0):.1f}" if opened else "?"
-    when = {"flow": f"{into_flow} s after it opened the store ({value:.2f} x the reference's {flow_s:.1f} s); "
-                    f"{killed_after:.1f} s after start" if flow_s else "",
-            "workers": f"{value} label workers up, {killed_after:.1f} s",
-            "vllm": f"vLLM engine process up, {killed_after:.1f} s"}[kind]
-    return {"stage": point["stage"], "command": " ".join(map(str, args[:4])), "fork": point["fork"],
-            "when": when, "exited_before_kill": exited_first, "descendants": len(recorded),
-            "alive_at_kill": before, "orphans": orphans, "progress_at_kill": progress,
-            "rerun_code": code, "rerun_s": seconds, "rerun_err": "" if code == 0 else err,
-            "rerun_summary": out.strip()[:400]}
+    when = {
+        "flow": f"{into_flow} s after it opened the store ({value:.2f} x the reference's {flow_s:.1f} s); "
+        f"{killed_after:.1f} s after start"
+        if flow_s
+        else "",
+        "workers": f"{value} label workers up, {killed_after:.1f} s",
+        "vllm": f"vLLM engine process up, {killed_after:.1f} s",
+    }[kind]
+    return {
+        "stage": point["stage"],
+        "command": " ".join(map(str, args[:4])),
+        "fork": point["fork"],
+        "when": when,
+        "exited_before_kill": exited_first,
+        "descendants": len(recorded),
+        "alive_at_kill": before,
+        "orphans": orphans,
+        "progress_at_kill": progress,
+        "rerun_code": code,
+        "rerun_s": seconds,
+        "rerun_err": "" if code == 0 else err,
+        "rerun_summary": out.strip()[:400],
+    }
 
 
 def label_counts(out: str) -> dict[str, int]:
@@ -346,8 +397,12 @@ def concurrent_annotates(cli: Cli, db: Path, work: Path) -> dict:
     outs = [p.communicate(timeout=COMMAND_TIMEOUT_S)[0] for p in (first, second)]
     counts = [label_counts(out) for out in outs]
     totals = {name: sum(c.get(name, 0) for c in counts) for name in ANNOTATORS.split(",")}
-    return {"codes": [first.returncode, second.returncode], "counts": counts, "totals": totals,
-            "seconds": time.monotonic() - t0}
+    return {
+        "codes": [first.returncode, second.returncode],
+        "counts": counts,
+        "totals": totals,
+        "seconds": time.monotonic() - t0,
+    }
 
 
 def import_during_annotate(cli: Cli, db: Path, work: Path, first_half: Path, second_half: Path) -> dict:
@@ -360,9 +415,13 @@ def import_during_annotate(cli: Cli, db: Path, work: Path, first_half: Path, sec
     outs = [p.communicate(timeout=COMMAND_TIMEOUT_S)[0] for p in (annotate, importer)]
     during_s = time.monotonic() - t0
     after = cli.run(command_for("annotate", db, work, Path(), Path()))
-    return {"codes": [pre[0], annotate.returncode, importer.returncode, after[0]],
-            "annotate_during": label_counts(outs[0]), "annotate_after": label_counts(after[1]),
-            "import_during": outs[1].strip()[:300], "seconds": during_s}
+    return {
+        "codes": [pre[0], annotate.returncode, importer.returncode, after[0]],
+        "annotate_during": label_counts(outs[0]),
+        "annotate_after": label_counts(after[1]),
+        "import_during": outs[1].strip()[:300],
+        "seconds": during_s,
+    }
 
 
 def cross_origin(cli: Cli, port: int, db: Path, work: Path) -> dict:
@@ -381,21 +440,50 @@ def cross_origin(cli: Cli, port: int, db: Path, work: Path) -> dict:
 
     probe("prefect", "GET /health, no Origin (control)", "GET", f"{api}/health", "answered")
     probe("prefect", "GET /health, foreign Origin", "GET", f"{api}/health", "refused", headers=foreign_origin)
-    probe("prefect", "OPTIONS /variables/ preflight, foreign Origin", "OPTIONS", f"{api}/variables/", "refused",
-          headers={**foreign_origin, "Access-Control-Request-Method": "POST",
-                   "Access-Control-Request-Headers": "content-type"})
-    probe("prefect", "POST /variables/, foreign Origin", "POST", f"{api}/variables/", "refused",
-          headers=foreign_origin, json={"name": "planted", "value": "x"})
-    probe("prefect", "POST /flow_runs/filter, foreign Origin", "POST", f"{api}/flow_runs/filter", "refused",
-          headers=foreign_origin, json={})
+    probe(
+        "prefect",
+        "OPTIONS /variables/ preflight, foreign Origin",
+        "OPTIONS",
+        f"{api}/variables/",
+        "refused",
+        headers={
+            **foreign_origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    probe(
+        "prefect",
+        "POST /variables/, foreign Origin",
+        "POST",
+        f"{api}/variables/",
+        "refused",
+        headers=foreign_origin,
+        json={"name": "planted", "value": "x"},
+    )
+    probe(
+        "prefect",
+        "POST /flow_runs/filter, foreign Origin",
+        "POST",
+        f"{api}/flow_runs/filter",
+        "refused",
+        headers=foreign_origin,
+        json={},
+    )
     probe("prefect", "GET /health, foreign Host", "GET", f"{api}/health", "refused", headers=foreign_host)
-    probe("prefect", "POST /variables/, foreign Host", "POST", f"{api}/variables/", "refused",
-          headers=foreign_host, json={"name": "rebound", "value": "x"})
+    probe(
+        "prefect",
+        "POST /variables/, foreign Host",
+        "POST",
+        f"{api}/variables/",
+        "refused",
+        headers=foreign_host,
+        json={"name": "rebound", "value": "x"},
+    )
     planted = {v["name"] for v in httpx.post(f"{api}/variables/filter", json={}, timeout=15).json()}
 
     review_port = free_port()
-    review = cli.start(["review", "--db", db, "--port", review_port, "--reviewer", "adversary"],
-                       work / "review.log")
+    review = cli.start(["review", "--db", db, "--port", review_port, "--reviewer", "adversary"], work / "review.log")
     url = f"http://127.0.0.1:{review_port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and review.poll() is None:
@@ -408,11 +496,25 @@ def cross_origin(cli: Cli, port: int, db: Path, work: Path) -> dict:
     form = {"rollout_id": rollout_id, "target": "step", "verdict": "incorrect", "step": "0"}
     probe("review", "GET /, no Origin (control)", "GET", url + "/", "answered")
     probe("review", "GET /, foreign Origin", "GET", url + "/", "refused", headers=foreign_origin)
-    probe("review", "POST /label, foreign Origin", "POST", url + "/label", "refused",
-          headers={"HX-Request": "true", **foreign_origin}, data=form)
+    probe(
+        "review",
+        "POST /label, foreign Origin",
+        "POST",
+        url + "/label",
+        "refused",
+        headers={"HX-Request": "true", **foreign_origin},
+        data=form,
+    )
     probe("review", "GET /, foreign Host", "GET", url + "/", "refused", headers=foreign_host)
-    probe("review", "POST /label, foreign Host", "POST", url + "/label", "refused",
-          headers={"HX-Request": "true", **foreign_host}, data=form)
+    probe(
+        "review",
+        "POST /label, foreign Host",
+        "POST",
+        url + "/label",
+        "refused",
+        headers={"HX-Request": "true", **foreign_host},
+        data=form,
+    )
     review.send_signal(signal.SIGINT)
     try:
         review.wait(timeout=20)
@@ -467,7 +569,8 @@ def main() -> None:
         for stage in ("import", "annotate", "curate", "export", "annotate_workers"):
             db = ref if stage != "annotate_workers" else fork(ref_imported, work / "reference-workers.duckdb")
             code, _, reference_s[stage], flow_s[stage] = run_timed(
-                cli, command_for(stage, db, work, source, ref_export), db, work / f"reference-{stage}.log")
+                cli, command_for(stage, db, work, source, ref_export), db, work / f"reference-{stage}.log"
+            )
             if code != 0:
                 raise RuntimeError(f"reference {stage} failed ({code}): see {work}/reference-{stage}.log")
             if stage == "import":
@@ -502,8 +605,10 @@ def main() -> None:
             record = kill_point(cli, point, args, flow_s[stage], db, export_dir, work / f"kill-{index}.log")
             record["index"], record["store"] = index, db.name
             results["kills"].append(record)
-            step(f"kill {index} {stage} on {db.name}: {record['when']}; alive after {ORPHAN_WAIT_S:.0f} s: "
-                 f"{len(record['orphans'])}; rerun {record['rerun_code']} in {record['rerun_s']:.1f} s")
+            step(
+                f"kill {index} {stage} on {db.name}: {record['when']}; alive after {ORPHAN_WAIT_S:.0f} s: "
+                f"{len(record['orphans'])}; rerun {record['rerun_code']} in {record['rerun_s']:.1f} s"
+            )
 
         # 3. Concurrent writers
         conc = fork(imported_copy, work / "concurrent-annotates.duckdb")
@@ -517,18 +622,31 @@ def main() -> None:
 
         # 4. Comparison
         second = snapshot(store)
-        results["tables"] = [{"table": name, "reference": reference[name]["rows"], "adversarial": second[name]["rows"],
-                              "equal": reference[name]["hash"] == second[name]["hash"],
-                              "dupes": second[name]["dupes"], "ref_dupes": reference[name]["dupes"]}
-                             for name in reference]
+        results["tables"] = [
+            {
+                "table": name,
+                "reference": reference[name]["rows"],
+                "adversarial": second[name]["rows"],
+                "equal": reference[name]["hash"] == second[name]["hash"],
+                "dupes": second[name]["dupes"],
+                "ref_dupes": reference[name]["dupes"],
+            }
+            for name in reference
+        ]
         results["export_equal"] = results["reference_export"] == export_digest(store_export)
         results["forks"] = []
         for name, (db, tables) in forks.items():
             got = snapshot(db, tables)
             differs = [t for t in tables if got[t]["hash"] != reference[t]["hash"]]
-            results["forks"].append({"store": name, "tables": len(tables), "differ": differs,
-                                     "rows": {t: (reference[t]["rows"], got[t]["rows"]) for t in differs},
-                                     "dupes": {t: got[t]["dupes"] for t in tables if got[t]["dupes"]}})
+            results["forks"].append(
+                {
+                    "store": name,
+                    "tables": len(tables),
+                    "differ": differs,
+                    "rows": {t: (reference[t]["rows"], got[t]["rows"]) for t in differs},
+                    "dupes": {t: got[t]["dupes"] for t in tables if got[t]["dupes"]},
+                }
+            )
         step("compared")
 
         # 2b. rmforge run, killed during generation (packaged model)
@@ -540,8 +658,10 @@ def main() -> None:
             record["index"], record["store"] = index, run_store.name
             record["dupes"] = {t: s["dupes"] for t, s in snapshot(run_store).items() if s["dupes"]}
             results["kills"].append(record)
-            step(f"kill {index} run: {record['when']}; alive after {ORPHAN_WAIT_S:.0f} s: {len(record['orphans'])}; "
-                 f"rerun {record['rerun_code']} in {record['rerun_s']:.1f} s")
+            step(
+                f"kill {index} run: {record['when']}; alive after {ORPHAN_WAIT_S:.0f} s: {len(record['orphans'])}; "
+                f"rerun {record['rerun_code']} in {record['rerun_s']:.1f} s"
+            )
 
         # 5. Cross-origin
         results["cross_origin"] = cross_origin(cli, port, store, work)
@@ -566,6 +686,7 @@ def main() -> None:
 
 
 # ---------------------------------------------------------------- report
+
 
 def render(results: dict, options: argparse.Namespace) -> str:
     kills = results["kills"]
@@ -593,14 +714,23 @@ def render(results: dict, options: argparse.Namespace) -> str:
         f"- kills: **{len(kills)}**, processes left alive {ORPHAN_WAIT_S:.0f} s after a kill: **{orphans}**"
         + (f" (FAILED: {', '.join(o for k in kills for o in k['orphans'])})" if orphans else ""),
         f"- kills that landed after the command had already exited: {sum(k['exited_before_kill'] for k in kills)}",
-        f"- reruns that failed: {len(failed_reruns)}" + (" (FAILED: " + "; ".join(
-            f"#{k['index']} exit {k['rerun_code']}: {k['rerun_err'][-300:]}" for k in failed_reruns) + ")"
-            if failed_reruns else ""),
+        f"- reruns that failed: {len(failed_reruns)}"
+        + (
+            " (FAILED: "
+            + "; ".join(f"#{k['index']} exit {k['rerun_code']}: {k['rerun_err'][-300:]}" for k in failed_reruns)
+            + ")"
+            if failed_reruns
+            else ""
+        ),
         f"- second store vs reference: {len(tables) - len(unequal)}/{len(tables)} tables equal"
         + (f" (DIFFER: {', '.join(unequal)})" if unequal else "")
-        + f"; tables with duplicate keys: {len(dupes)}" + (f" ({', '.join(dupes)})" if dupes else "")
-        + (f"; exported JSONL identical to the reference's: {'yes' if results.get('export_equal') else 'NO'}"
-           if "export_equal" in results else ""),
+        + f"; tables with duplicate keys: {len(dupes)}"
+        + (f" ({', '.join(dupes)})" if dupes else "")
+        + (
+            f"; exported JSONL identical to the reference's: {'yes' if results.get('export_equal') else 'NO'}"
+            if "export_equal" in results
+            else ""
+        ),
         f"- forks vs reference: {len(results.get('forks', [])) - len(fork_problems)}/{len(results.get('forks', []))} "
         "equal on the tables their commands write, no duplicate keys"
         + (f" (FAILED: {fork_problems})" if fork_problems else ""),
@@ -609,14 +739,23 @@ def render(results: dict, options: argparse.Namespace) -> str:
     ]
     if results["errors"]:
         lines += [f"- **the run stopped early: {'; '.join(results['errors'])}**"]
-    lines += ["", "## Reference (clean run)", "",
-              "`annotate_workers` (`--workers 2 --batch-size 100`) ran on a copy of the imported reference store, "
-              "only to time its kill point.", "",
-              "| command | seconds | seconds with the store open (flow) |", "|---|---|---|"]
-    lines += [f"| {stage} | {s:.1f} | {results['flow_s'][stage]:.1f} |"
-              for stage, s in results.get("reference_s", {}).items()]
     lines += [
-        "", "## Kill points", "",
+        "",
+        "## Reference (clean run)",
+        "",
+        "`annotate_workers` (`--workers 2 --batch-size 100`) ran on a copy of the imported reference store, "
+        "only to time its kill point.",
+        "",
+        "| command | seconds | seconds with the store open (flow) |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {stage} | {s:.1f} | {results['flow_s'][stage]:.1f} |" for stage, s in results.get("reference_s", {}).items()
+    ]
+    lines += [
+        "",
+        "## Kill points",
+        "",
         "Each command was SIGKILLed alone (not its process group). *descendants* were recorded with psutil "
         "just before the kill (the watchdog included); *alive at kill* is how many of them ran when the "
         f"kill was sent, *alive after {ORPHAN_WAIT_S:.0f} s* must be 0. *progress* is read from the store after "
@@ -629,47 +768,77 @@ def render(results: dict, options: argparse.Namespace) -> str:
     ]
     for k in kills:
         when = k["when"] + (" (**already exited**)" if k["exited_before_kill"] else "")
-        lines.append(f"| {k['index']} | `rmforge {k['command'].split(' --db')[0]}` | {k['store']} | {when} | "
-                     f"{k['progress_at_kill']} | {k['descendants']} | {k['alive_at_kill']} | {len(k['orphans'])} | "
-                     f"{k['rerun_code']} | {k['rerun_s']:.1f} |")
+        lines.append(
+            f"| {k['index']} | `rmforge {k['command'].split(' --db')[0]}` | {k['store']} | {when} | "
+            f"{k['progress_at_kill']} | {k['descendants']} | {k['alive_at_kill']} | {len(k['orphans'])} | "
+            f"{k['rerun_code']} | {k['rerun_s']:.1f} |"
+        )
     for k in kills:
         if k["orphans"]:
             lines += ["", f"Left alive after kill {k['index']}:", ""] + [f"- `{o}`" for o in k["orphans"]]
     conc, during = results.get("concurrent"), results.get("during")
     lines += ["", "## Concurrent writers", ""]
     if conc:
-        lines += [f"- two `annotate --annotator {ANNOTATORS}` at once on a store of {results['n']:,} imported rollouts "
-                  f"(exit codes {conc['codes']}, {conc['seconds']:.1f} s): rollouts labelled per annotator "
-                  f"{conc['counts'][0]} + {conc['counts'][1]} = {conc['totals']} (expected {results['n']:,} each)"]
+        lines += [
+            f"- two `annotate --annotator {ANNOTATORS}` at once on a store of {results['n']:,} imported rollouts "
+            f"(exit codes {conc['codes']}, {conc['seconds']:.1f} s): rollouts labelled per annotator "
+            f"{conc['counts'][0]} + {conc['counts'][1]} = {conc['totals']} (expected {results['n']:,} each)"
+        ]
     if during:
-        lines += [f"- import of the second half ({results['n'] - results['n'] // 2 + (results['n'] // 2) % 4:,} rows)"
-                  f" started 1 s into an `annotate` of the first half (exit codes: first import, annotate, "
-                  f"concurrent import, final annotate = {during['codes']}, {during['seconds']:.1f} s together): "
-                  f"the annotate labelled {during['annotate_during']}, the final annotate {during['annotate_after']}"]
+        lines += [
+            f"- import of the second half ({results['n'] - results['n'] // 2 + (results['n'] // 2) % 4:,} rows)"
+            f" started 1 s into an `annotate` of the first half (exit codes: first import, annotate, "
+            f"concurrent import, final annotate = {during['codes']}, {during['seconds']:.1f} s together): "
+            f"the annotate labelled {during['annotate_during']}, the final annotate {during['annotate_after']}"
+        ]
     for f in results.get("forks", []):
         if f["store"] in ("concurrent-annotates.duckdb", "import-during-annotate.duckdb"):
-            lines.append(f"- `{f['store']}`: {f['tables'] - len(f['differ'])}/{f['tables']} tables equal to the "
-                         f"reference, duplicate keys: {sum(f['dupes'].values()) if f['dupes'] else 0}"
-                         + (f" (DIFFER: {f['rows']})" if f["differ"] else ""))
-    lines += ["", "## Second store vs reference", "",
-              "| table | reference rows | adversarial rows | equal | duplicate keys |", "|---|---|---|---|---|"]
-    lines += [f"| {t['table']} | {t['reference']} | {t['adversarial']} | {'yes' if t['equal'] else '**NO**'} | "
-              f"{t['dupes']} |" for t in tables]
+            lines.append(
+                f"- `{f['store']}`: {f['tables'] - len(f['differ'])}/{f['tables']} tables equal to the "
+                f"reference, duplicate keys: {sum(f['dupes'].values()) if f['dupes'] else 0}"
+                + (f" (DIFFER: {f['rows']})" if f["differ"] else "")
+            )
+    lines += [
+        "",
+        "## Second store vs reference",
+        "",
+        "| table | reference rows | adversarial rows | equal | duplicate keys |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {t['table']} | {t['reference']} | {t['adversarial']} | {'yes' if t['equal'] else '**NO**'} | {t['dupes']} |"
+        for t in tables
+    ]
     lines += ["", "Forks (copies of the second store, killed and rerun there):", ""]
-    lines += [f"- `{f['store']}`: {f['tables'] - len(f['differ'])}/{f['tables']} tables equal"
-              + (f", DIFFER: {f['rows']}" if f["differ"] else "") + (f", duplicate keys {f['dupes']}" if f["dupes"] else "")
-              for f in results.get("forks", [])]
+    lines += [
+        f"- `{f['store']}`: {f['tables'] - len(f['differ'])}/{f['tables']} tables equal"
+        + (f", DIFFER: {f['rows']}" if f["differ"] else "")
+        + (f", duplicate keys {f['dupes']}" if f["dupes"] else "")
+        for f in results.get("forks", [])
+    ]
     co = results.get("cross_origin")
     if co:
         lines += ["", "## Cross-origin", "", "| server | request | status | refused |", "|---|---|---|---|"]
-        lines += [f"| {p['server']} | {p['what']} | {p['status']} | {'yes' if p['refused'] else 'no'}"
-                  + ("" if (p["expect"] == "refused") == p["refused"] else " (**unexpected**)") + " |"
-                  for p in probes]
-        lines += ["", f"Variables planted through the refused requests: {co['planted_variables'] or 'none'}; "
-                      f"human labels saved by the refused review requests: {co['human_labels']}."]
-    lines += ["", "## Reproduce", "", "```",
-              f"cd {ROOT} && PYTHONPATH={ROOT} {sys.executable} bench/adversarial.py --rollouts {results['n']}",
-              "```", ""]
+        lines += [
+            f"| {p['server']} | {p['what']} | {p['status']} | {'yes' if p['refused'] else 'no'}"
+            + ("" if (p["expect"] == "refused") == p["refused"] else " (**unexpected**)")
+            + " |"
+            for p in probes
+        ]
+        lines += [
+            "",
+            f"Variables planted through the refused requests: {co['planted_variables'] or 'none'}; "
+            f"human labels saved by the refused review requests: {co['human_labels']}.",
+        ]
+    lines += [
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        f"cd {ROOT} && PYTHONPATH={ROOT} {sys.executable} bench/adversarial.py --rollouts {results['n']}",
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 

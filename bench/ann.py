@@ -54,8 +54,8 @@ def real_embeddings():
     """MiniLM vectors of ProcessBench GSM8K's distinct problems and steps (cached on disk)."""
     import numpy as np
 
-    from rmforge.schemas.config import CurationConfig
     from rmforge.generators.embeddings import embed
+    from rmforge.schemas.config import CurationConfig
 
     rows = json.loads(DATA.read_text(encoding="utf-8"))
     texts = list(dict.fromkeys([r["problem"] for r in rows] + [s for r in rows for s in r["steps"]]))
@@ -89,7 +89,9 @@ def measure(name: str, rng) -> list[str]:
 
     vectors = dataset(name, rng)
     sample = rng.choice(N, QUERIES, replace=False)
-    exact_wall, exact_cpu, (truth, truth_sims) = timed(near_duplicates.nearest, vectors[sample], vectors, K + 1, exact=True)
+    exact_wall, exact_cpu, (truth, truth_sims) = timed(
+        near_duplicates.nearest, vectors[sample], vectors, K + 1, exact=True
+    )
     gap = float(np.mean(truth_sims[:, K - 1] - truth_sims[:, K]))
     lines = [
         f"## {name}",
@@ -104,6 +106,7 @@ def measure(name: str, rng) -> list[str]:
     truth = truth[:, :K]
     chosen = None
     for dtype in DTYPES[name]:
+
         def build(dtype):
             index = Index(ndim=DIM, metric="ip", dtype=dtype, **near_duplicates.HNSW)
             index.add(np.arange(N), vectors, threads=near_duplicates._THREADS)
@@ -115,18 +118,29 @@ def measure(name: str, rng) -> list[str]:
             index.expansion_search = expansion
             wall, cpu, (keys, _) = timed(near_duplicates.search_index, index, vectors[sample], K)
             recall = np.mean([len(set(a) & set(t)) / K for a, t in zip(keys, truth)])
-            mark = " (curation.near_duplicates)" if dtype == "f16" and expansion == near_duplicates.HNSW["expansion_search"] else ""
-            lines.append(f"| {dtype}{mark} | {build_wall:.1f} ({build_cpu:.1f}) | {expansion} | {wall:.2f} ({cpu:.2f}) "
-                         f"| {recall:.4f} |")
+            mark = (
+                " (curation.near_duplicates)"
+                if dtype == "f16" and expansion == near_duplicates.HNSW["expansion_search"]
+                else ""
+            )
+            lines.append(
+                f"| {dtype}{mark} | {build_wall:.1f} ({build_cpu:.1f}) | {expansion} | {wall:.2f} ({cpu:.2f}) "
+                f"| {recall:.4f} |"
+            )
             print(lines[-1], flush=True)
         if dtype == "f16":
             chosen = index
             index.expansion_search = near_duplicates.HNSW["expansion_search"]
             _, _, (keys, _) = timed(near_duplicates.search_index, index, vectors[sample], K)
             chosen_recall = np.mean([len(set(a) & set(t)) / K for a, t in zip(keys, truth)])
-    lines += ["", f"curation.near_duplicates's settings (f16, expansion_search {near_duplicates.HNSW['expansion_search']}): recall@{K} "
-              f"{chosen_recall:.4f}, {'at least' if chosen_recall >= 0.99 else '**below**'} 0.99.", "",
-              *pair_recall(vectors, sample, chosen), ""]
+    lines += [
+        "",
+        f"curation.near_duplicates's settings (f16, expansion_search {near_duplicates.HNSW['expansion_search']}): recall@{K} "
+        f"{chosen_recall:.4f}, {'at least' if chosen_recall >= 0.99 else '**below**'} 0.99.",
+        "",
+        *pair_recall(vectors, sample, chosen),
+        "",
+    ]
     return lines
 
 

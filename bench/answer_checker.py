@@ -35,15 +35,20 @@ def main() -> None:
     answers.grade_response(r"\boxed{\frac{1}{2}}", "0.5")  # start the worker
     rows = {
         "plain number (fast path, in-process)": per_call_ms(
-            lambda i: answers.grade_response(rf"The answer is \boxed{{{i}}}.", "72"), N * 10),
+            lambda i: answers.grade_response(rf"The answer is \boxed{{{i}}}.", "72"), N * 10
+        ),
         "symbolic, bounded worker (distinct pairs, no cache hit)": per_call_ms(
-            lambda i: answers.grade_response(rf"\boxed{{\frac{{{i}}}{{7}}}}", r"\frac{3}{7}"), N),
+            lambda i: answers.grade_response(rf"\boxed{{\frac{{{i}}}{{7}}}}", r"\frac{3}{7}"), N
+        ),
         "symbolic, math-verify in-process (no bound)": per_call_ms(
-            lambda i: answers.compare_with_math_verify(r"\frac{3}{7}", False, rf"\frac{{{i + N}}}{{7}}", False), N),
+            lambda i: answers.compare_with_math_verify(r"\frac{3}{7}", False, rf"\frac{{{i + N}}}{{7}}", False), N
+        ),
         "worker round trip (worker-side cache hit)": per_call_ms(
-            lambda i: answers._MATH_VERIFY.call("1", False, "x", False, timeout_s=5), N),
+            lambda i: answers._MATH_VERIFY.call("1", False, "x", False, timeout_s=5), N
+        ),
         "repeated pair (parent-side cache hit)": per_call_ms(
-            lambda i: answers.grade_response(r"\boxed{\frac{2}{7}}", r"\frac{3}{7}"), N * 10),
+            lambda i: answers.grade_response(r"\boxed{\frac{2}{7}}", r"\frac{3}{7}"), N * 10
+        ),
     }
     start = time.perf_counter()
     answers.grade_response(r"\boxed{9^{9^{9^{9}}}}", "2", timeout_s=1)
@@ -54,15 +59,19 @@ def main() -> None:
     lines = [
         "# Final-answer checker: cost of the bounds",
         "",
-        (f"`PYTHONPATH=. .venv/bin/python bench/answer_checker.py` on {cpu_name()} ({os.cpu_count()} cores; "
-         f"SIMD: {cpu_flags()}), shared machine, load average {load:.1f} at the start."),
+        (
+            f"`PYTHONPATH=. .venv/bin/python bench/answer_checker.py` on {cpu_name()} ({os.cpu_count()} cores; "
+            f"SIMD: {cpu_flags()}), shared machine, load average {load:.1f} at the start."
+        ),
         "",
         "| call | ms per call |",
         "|---|---:|",
         *(f"| {name} | {ms:.2f} |" for name, ms in rows.items()),
         "",
-        (f"A `9^{{9^{{9^9}}}}` answer with `timeout_s=1`: {timeout_wall:.2f} s wall (killed at the deadline), "
-         f"then the next symbolic call starts a fresh worker: {restart:.2f} s."),
+        (
+            f"A `9^{{9^{{9^9}}}}` answer with `timeout_s=1`: {timeout_wall:.2f} s wall (killed at the deadline), "
+            f"then the next symbolic call starts a fresh worker: {restart:.2f} s."
+        ),
         "",
         "The worker adds the round trip over the in-process call; plain numbers (most GSM8K answers,",
         "the Monte Carlo hot path) never reach it.",

@@ -24,7 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rmforge.verifiers.arithmetic import Num, check_claim, find_claims, label_step
 
-PROCESSBENCH = Path(os.environ.get("PROCESSBENCH", Path(__file__).resolve().parents[2] / "shared/data/processbench/gsm8k.json"))
+PROCESSBENCH = Path(
+    os.environ.get("PROCESSBENCH", Path(__file__).resolve().parents[2] / "shared/data/processbench/gsm8k.json")
+)
 SEED = 0
 # How a hurried writer gets a result wrong: off by one or two, a digit too many or few.
 SLIPS = (lambda v: v + 1, lambda v: v - 1, lambda v: v + 2, lambda v: v * 10, lambda v: v + 10)

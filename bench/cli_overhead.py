@@ -31,16 +31,27 @@ def write_rollouts(path: Path) -> None:
     for i in range(ROWS):
         a, b = i + 2, i + 7
         answer = a + b if i % 3 else a + b + 1
-        rows.append({"problem_id": f"p{i}", "question": f"Sam has {a} pens and buys {b} more. How many?",
-                     "gold_answer": str(a + b), "model": "bench",
-                     "response": f"Step 1: {a} + {b} = {answer}\nThe answer is \\boxed{{{answer}}}"})
+        rows.append(
+            {
+                "problem_id": f"p{i}",
+                "question": f"Sam has {a} pens and buys {b} more. How many?",
+                "gold_answer": str(a + b),
+                "model": "bench",
+                "response": f"Step 1: {a} + {b} = {answer}\nThe answer is \\boxed{{{answer}}}",
+            }
+        )
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
 
 
 def rmforge(env: dict[str, str], *args: str) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "rmforge.cli", *args], env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(
+        [sys.executable, "-m", "rmforge.cli", *args],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     return time.perf_counter() - started
 
 
@@ -64,8 +75,9 @@ def measure(env: dict[str, str], work: Path, rollouts: Path, mode: str) -> list[
             else:
                 walls.append(rmforge(env, "annotate", "--annotator", "answer", "--db", str(db)))
             flows.append(recorded_seconds(db, flow))
-        results.append({"mode": mode, "command": command, "wall": statistics.median(walls),
-                        "flow": statistics.median(flows)})
+        results.append(
+            {"mode": mode, "command": command, "wall": statistics.median(walls), "flow": statistics.median(flows)}
+        )
     return results
 
 
@@ -74,9 +86,14 @@ def main() -> None:
         work = Path(tmp)
         rollouts = work / "rollouts.jsonl"
         write_rollouts(rollouts)
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_HOME": str(work / "prefect"),
-               "RMFORGE_STATE_DIR": str(work / "state"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-               "DO_NOT_TRACK": "1"}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "PREFECT_HOME": str(work / "prefect"),
+            "RMFORGE_STATE_DIR": str(work / "state"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+        }
         env.pop("PREFECT_API_URL", None)
         rmforge(env, "import", "rollouts", str(rollouts), "--db", str(work / "warmup.duckdb"))  # Prefect's DB setup
         results = measure(env, work, rollouts, "temporary server")
@@ -98,8 +115,10 @@ def main() -> None:
         "",
         "| server | command | wall s | flow s (recorded in `runs`) | overhead s |",
         "|---|---|---|---|---|",
-        *[f"| {r['mode']} | {r['command']} | {r['wall']:.1f} | {r['flow']:.1f} | {r['wall'] - r['flow']:.1f} |"
-          for r in results],
+        *[
+            f"| {r['mode']} | {r['command']} | {r['wall']:.1f} | {r['flow']:.1f} | {r['wall'] - r['flow']:.1f} |"
+            for r in results
+        ],
         "",
         f"`rmforge server start` itself took {server_start:.1f} s (once). The overhead is Python and library "
         "imports, the Prefect client, and without a server the temporary server's start and stop.",

@@ -97,7 +97,9 @@ def stage_bounds(db: Path) -> list[tuple[str, float, float]]:
             "SELECT annotator, max(t) AS t FROM (SELECT annotator, labeled_at AS t FROM step_labels "
             "UNION ALL SELECT annotator, labeled_at FROM outcome_labels) GROUP BY annotator ORDER BY t"
         )
-    stages = [("generate (incl. engine start)", unix(runs["generate"]["started_at"]), unix(runs["generate"]["finished_at"]))]
+    stages = [
+        ("generate (incl. engine start)", unix(runs["generate"]["started_at"]), unix(runs["generate"]["finished_at"]))
+    ]
     start = unix(runs["annotate"]["started_at"])
     for row in label_ends:
         stages.append((f"annotate: {row['annotator']}", start, unix(row["t"])))
@@ -122,8 +124,10 @@ def counts(db: Path) -> dict[str, int]:
     from rmforge.store import Store
 
     with Store(str(db)) as store:
-        return {t: store.count(t) for t in ("rollouts", "steps", "step_labels", "outcome_labels",
-                                             "preference_pairs", "process_examples")}
+        return {
+            t: store.count(t)
+            for t in ("rollouts", "steps", "step_labels", "outcome_labels", "preference_pairs", "process_examples")
+        }
 
 
 def measure(run_options: list[str]) -> dict:
@@ -145,8 +149,14 @@ def measure(run_options: list[str]) -> dict:
     sampler.join()
     if proc.returncode != 0:
         raise SystemExit(f"demo failed (exit {proc.returncode}):\n{output[-4000:]}")
-    measurement = {"run_options": run_options, "start": t0, "end": t1, "load_before": load_before,
-                   "load_after": uptime(), "samples": sampler.samples}
+    measurement = {
+        "run_options": run_options,
+        "start": t0,
+        "end": t1,
+        "load_before": load_before,
+        "load_after": uptime(),
+        "samples": sampler.samples,
+    }
     MEASUREMENT.write_text(json.dumps(measurement))
     return measurement
 
@@ -156,10 +166,15 @@ def report(measurement: dict) -> None:
     series = cumulative(measurement["samples"])
     config = pipeline_config(DB)
     stages = stage_bounds(DB)
-    stages = [("start: imports, Prefect server", t0, stages[0][1]), *stages,
-              ("finish: summary, Prefect server stop", stages[-1][2], t1)]
-    rows = [f"| {stage} | {end - start:.0f} | {cpu_at(series, end) - cpu_at(series, start):.0f} |"
-            for stage, start, end in stages]
+    stages = [
+        ("start: imports, Prefect server", t0, stages[0][1]),
+        *stages,
+        ("finish: summary, Prefect server stop", stages[-1][2], t1),
+    ]
+    rows = [
+        f"| {stage} | {end - start:.0f} | {cpu_at(series, end) - cpu_at(series, start):.0f} |"
+        for stage, start, end in stages
+    ]
     lines = [
         "# What `make demo` costs",
         "",

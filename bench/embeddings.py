@@ -30,8 +30,8 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from rmforge.generators.hardware import NATIVE_BF16_FLAGS, cpu_flags, native_bf16, resolve_dtype
     from rmforge.generators.embeddings import load_embedder
+    from rmforge.generators.hardware import NATIVE_BF16_FLAGS, cpu_flags, native_bf16, resolve_dtype
 
     records = json.loads(DATA.read_text(encoding="utf-8"))
     corpora = {
@@ -46,8 +46,9 @@ def main() -> None:
             model = load_embedder(None, dtype, "cpu")
             model.encode(texts[:8], batch_size=BATCH_SIZE)  # warm-up: first call allocates
             start = time.perf_counter()
-            vectors[dtype] = model.encode(texts, batch_size=BATCH_SIZE, normalize_embeddings=True,
-                                          convert_to_numpy=True).astype(np.float32)
+            vectors[dtype] = model.encode(
+                texts, batch_size=BATCH_SIZE, normalize_embeddings=True, convert_to_numpy=True
+            ).astype(np.float32)
             seconds = time.perf_counter() - start
             rows.append((name, dtype, len(texts), seconds, len(texts) / seconds))
             print(rows[-1], flush=True)
@@ -77,8 +78,10 @@ def main() -> None:
         "",
         "| texts | float32 / bf16 speed | cosine(float32, bf16) mean | min |",
         "|---|---|---|---|",
-        *[f"| {n} | {speed[(n, 'float32')] / speed[(n, 'bfloat16')]:.1f}x | {m:.4f} | {lo:.4f} |"
-          for n, (m, lo) in agreement.items()],
+        *[
+            f"| {n} | {speed[(n, 'float32')] / speed[(n, 'bfloat16')]:.1f}x | {m:.4f} | {lo:.4f} |"
+            for n, (m, lo) in agreement.items()
+        ],
         "bf16 vectors are normalised in bf16, so their norms (and these cosines) can exceed 1 by ~0.001.",
         "",
         f"Load average while measuring (shared machine): {os.getloadavg()[0]:.1f}.",
@@ -89,7 +92,6 @@ def main() -> None:
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text("\n".join(lines), encoding="utf-8")
     print(REPORT.read_text())
-
 
 
 if __name__ == "__main__":

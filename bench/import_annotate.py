@@ -41,8 +41,15 @@ def synthetic_rollouts(n: int, seed: int = 0) -> list[dict]:
             steps[k] = f"{lhs}= {int(rhs) + rng.choice([-2, -1, 1, 3])}"
             answer = str(int(answer) + 1)
         body = "\n".join(f"Step {j + 1}: {s}" for j, s in enumerate(steps))
-        rows.append({"problem_id": p.problem_id, "question": p.question, "gold_answer": p.gold_answer,
-                     "response": f"{body}\nThe answer is \\boxed{{{answer}}}", "model": f"synthetic-{i % 7}"})
+        rows.append(
+            {
+                "problem_id": p.problem_id,
+                "question": p.question,
+                "gold_answer": p.gold_answer,
+                "response": f"{body}\nThe answer is \\boxed{{{answer}}}",
+                "model": f"synthetic-{i % 7}",
+            }
+        )
     return rows
 
 
@@ -69,7 +76,7 @@ def main() -> None:
         annotator = make_annotator(name, None, GeneratorConfig())
         pending = pending_rollout_ids.fn(db, annotator)
         for start in range(0, len(pending), 1000):
-            batch = load_batch(db, pending[start:start + 1000], annotator.reads_siblings)
+            batch = load_batch(db, pending[start : start + 1000], annotator.reads_siblings)
             write_labels(db, annotator, label_batch.fn(annotator, batch, "bench"))
         timings[f"annotate {name} (task)"] = time.perf_counter() - t0
 

@@ -55,8 +55,15 @@ def main() -> None:
     items, injected = [], {}
     for i, p in enumerate(problems):
         steps, error = solution(p, rng, inject=i % 3 != 0)
-        rollout = Rollout(rollout_id=stable_hash("bench", i), problem_id=p.problem_id, response="\n".join(steps),
-                          model="template", generator="bench", finish_reason="stop", run_id="bench")
+        rollout = Rollout(
+            rollout_id=stable_hash("bench", i),
+            problem_id=p.problem_id,
+            response="\n".join(steps),
+            model="template",
+            generator="bench",
+            finish_reason="stop",
+            run_id="bench",
+        )
         items.append(AnnotationInput(problem=p, rollout=rollout, steps=steps))
         injected[rollout.rollout_id] = error
     assert all(len(item.steps) >= 6 for item in items)
@@ -64,8 +71,10 @@ def main() -> None:
     generator = GeneratorConfig(model=os.environ.get("RMFORGE_BENCH_MODEL", DEFAULT_MODEL))
     options = {"k": K, "max_tokens": MAX_TOKENS, "temperature": 0.8}
     results, seconds = {}, {}
-    for annotator in (MonteCarloAnnotator(options, default_generator=generator),
-                      BinarySearchMCAnnotator(options, default_generator=generator)):
+    for annotator in (
+        MonteCarloAnnotator(options, default_generator=generator),
+        BinarySearchMCAnnotator(options, default_generator=generator),
+    ):
         annotator.load_generator()  # engine start is not part of the measurement
         t0 = time.perf_counter()
         results[annotator.name] = annotator.annotate(items, "bench")

@@ -81,10 +81,21 @@ def load_items(limit: int | None) -> tuple[list[AnnotationInput], dict[str, int]
     gold = json.loads(GOLD.read_text())
     items, labels = [], {}
     for record in records:
-        problem = Problem(problem_id=Problem.make_id(record["problem"], gold[record["id"]]),
-                          question=record["problem"], gold_answer=gold[record["id"]], source="processbench")
-        rollout = Rollout(rollout_id=record["id"], problem_id=problem.problem_id, response="\n".join(record["steps"]),
-                          model=record["generator"], generator="processbench", finish_reason="stop", run_id="bench")
+        problem = Problem(
+            problem_id=Problem.make_id(record["problem"], gold[record["id"]]),
+            question=record["problem"],
+            gold_answer=gold[record["id"]],
+            source="processbench",
+        )
+        rollout = Rollout(
+            rollout_id=record["id"],
+            problem_id=problem.problem_id,
+            response="\n".join(record["steps"]),
+            model=record["generator"],
+            generator="processbench",
+            finish_reason="stop",
+            run_id="bench",
+        )
         items.append(AnnotationInput(problem=problem, rollout=rollout, steps=record["steps"]))
         labels[record["id"]] = record["label"]
     return items, labels
@@ -141,7 +152,10 @@ def score(name: str, annotator: str, items, labels, output, rule: str) -> Scores
     if rule == "old":
         verdicts = {rid: old_rule(annotator, ls) for rid, ls in by_rollout.items()}
     else:
-        verdicts = {rid: {lab.step_index: lab.verdict for lab in ls if lab.verdict != "unknown"} for rid, ls in by_rollout.items()}
+        verdicts = {
+            rid: {lab.step_index: lab.verdict for lab in ls if lab.verdict != "unknown"}
+            for rid, ls in by_rollout.items()
+        }
     implied = frozenset((lab.rollout_id, lab.step_index) for lab in output.step_labels if lab.outcome_implied)
     steps = {item.rollout.rollout_id: len(item.steps) for item in items}
     scores = score_verdicts(name, annotator, verdicts, steps, labels, implied)
@@ -166,8 +180,10 @@ def run_grid(items, labels) -> list[dict]:
 def run_real(items, labels, n: int) -> dict:
     """mc_binary with the packaged model on the first n solutions; engine start timed apart."""
     chosen = items[:n]
-    annotator = BinarySearchMCAnnotator({"k": REAL_K, "max_tokens": REAL_MAX_TOKENS, "baseline_k": BASELINE_K},
-                                        default_generator=GeneratorConfig(model=DEFAULT_MODEL))
+    annotator = BinarySearchMCAnnotator(
+        {"k": REAL_K, "max_tokens": REAL_MAX_TOKENS, "baseline_k": BASELINE_K},
+        default_generator=GeneratorConfig(model=DEFAULT_MODEL),
+    )
     started = time.perf_counter()
     annotator.load_generator()
     engine_s = time.perf_counter() - started
@@ -199,23 +215,35 @@ def write_chart(rows: list[dict]) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-    panels = [("incorrect_precision", "`incorrect` precision"), ("incorrect_recall", "recall of the labelled error"),
-              ("coverage", "coverage (steps decided)")]
+    panels = [
+        ("incorrect_precision", "`incorrect` precision"),
+        ("incorrect_recall", "recall of the labelled error"),
+        ("coverage", "coverage (steps decided)"),
+    ]
     colors = dict(zip(P_GOOD, ("tab:red", "tab:orange", "tab:green", "tab:blue"), strict=True))
     for ax, (key, title) in zip(axes, panels, strict=True):
         for p_good in P_GOOD:
             for rule, style in (("old", "--"), ("new", "-")):
                 points = [r for r in rows if r["annotator"] == "mc" and r["p_good"] == p_good and r["rule"] == rule]
-                ax.plot([r["k"] for r in points], [r[key] if r[key] is not None else float("nan") for r in points],
-                        style, marker="o", color=colors[p_good], label=f"p_good {p_good}, {rule} rule")
+                ax.plot(
+                    [r["k"] for r in points],
+                    [r[key] if r[key] is not None else float("nan") for r in points],
+                    style,
+                    marker="o",
+                    color=colors[p_good],
+                    label=f"p_good {p_good}, {rule} rule",
+                )
         ax.set_xscale("log", base=2)
         ax.set_xticks(KS, [str(k) for k in KS])
         ax.set_ylim(0, 1.05)
         ax.set_xlabel("k (completions per prefix)")
         ax.set_title(f"mc: {title}", fontsize=10)
     axes[0].legend(fontsize=6, loc="lower right")
-    fig.suptitle(f"ProcessBench GSM8K, controlled completer (p_bad {P_BAD}); dashed: zero successes = incorrect, "
-                 f"solid: power test (significance {SIGNIFICANCE})", fontsize=9)
+    fig.suptitle(
+        f"ProcessBench GSM8K, controlled completer (p_bad {P_BAD}); dashed: zero successes = incorrect, "
+        f"solid: power test (significance {SIGNIFICANCE})",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(CHART, dpi=110)
     plt.close(fig)
@@ -246,26 +274,31 @@ def report(rows: list[dict], items, labels, real: dict | None, seconds: float, c
             f"| {r['annotator']} | {r['p_good']} | {r['k']} | {r['rule']} | {_cell(r['incorrect_precision'])} | "
             f"{r['incorrect_labels']} | {_cell(r['incorrect_recall'])} | {_cell(r['correct_precision'])} | "
             f"{_cell(r['correct_precision_direct'])} | {r['outcome_implied_correct']} | {_cell(r['coverage'])} | "
-            f"{_cell(r['f1'])} | {r['completions'] / len(items):.1f} |")
+            f"{_cell(r['f1'])} | {r['completions'] / len(items):.1f} |"
+        )
     lines += ["", "![chart](mc_power.png)", "", FINDINGS]
     if real is not None:
-        lines += [
-            f"## The packaged model (`{DEFAULT_MODEL}`), one point",
-            "",
-            f"mc_binary, k={REAL_K}, max_tokens={REAL_MAX_TOKENS}, on the first {real['n']} solutions; vLLM on CPU "
-            f"({os.cpu_count()} cores; CPU flags: {cpu_flags()}). Engine start {real['engine_s']:.0f} s, "
-            f"labelling {real['label_s']:.0f} s. Labels `unknown` because the completer never reached the gold "
-            f"on the problem: {real['never_reached_labels']}.",
-            "",
-            "| rule | `incorrect` precision | # incorrect | recall | `correct` precision | `correct` direct "
-            "| coverage | completions |",
-            "|---|---|---|---|---|---|---|---|",
-        ] + [
-            f"| {rule} | {_cell(s['incorrect_precision'])} | {s['incorrect_labels']} | {_cell(s['incorrect_recall'])} | "
-            f"{_cell(s['correct_precision'])} | {_cell(s['correct_precision_direct'])} | {_cell(s['coverage'])} | "
-            f"{s['completions']} |"
-            for rule, s in real["rules"].items()
-        ] + [""]
+        lines += (
+            [
+                f"## The packaged model (`{DEFAULT_MODEL}`), one point",
+                "",
+                f"mc_binary, k={REAL_K}, max_tokens={REAL_MAX_TOKENS}, on the first {real['n']} solutions; vLLM on CPU "
+                f"({os.cpu_count()} cores; CPU flags: {cpu_flags()}). Engine start {real['engine_s']:.0f} s, "
+                f"labelling {real['label_s']:.0f} s. Labels `unknown` because the completer never reached the gold "
+                f"on the problem: {real['never_reached_labels']}.",
+                "",
+                "| rule | `incorrect` precision | # incorrect | recall | `correct` precision | `correct` direct "
+                "| coverage | completions |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            + [
+                f"| {rule} | {_cell(s['incorrect_precision'])} | {s['incorrect_labels']} | {_cell(s['incorrect_recall'])} | "
+                f"{_cell(s['correct_precision'])} | {_cell(s['correct_precision_direct'])} | {_cell(s['coverage'])} | "
+                f"{s['completions']} |"
+                for rule, s in real["rules"].items()
+            ]
+            + [""]
+        )
     lines += [f"Bench time {seconds:.0f} s. Reproduce: `{command}`"]
     return "\n".join(lines) + "\n"
 
@@ -280,7 +313,8 @@ def main() -> None:
     rows = run_grid(items, labels)
     real = run_real(items, labels, args.real) if args.real else None
     command = ".venv/bin/python bench/mc_power.py" + "".join(
-        f" --{name} {value}" for name, value in vars(args).items() if value)
+        f" --{name} {value}" for name, value in vars(args).items() if value
+    )
     text = report(rows, items, labels, real, time.perf_counter() - started, command)
     REPORT.write_text(text)
     write_chart(rows)

@@ -45,9 +45,11 @@ def busy_note(before: str, after: str) -> str:
     """Whether other jobs kept more processes runnable than this machine has cores."""
     loads = [float(text.split("load average:")[1].split(",")[0]) for text in (before, after)]
     if min(loads) > (os.cpu_count() or 1):
-        return (f"here the 1-minute load was {loads[0]:.1f} before and {loads[1]:.1f} after on {os.cpu_count()} "
-                "cores, so a second worker competed with other jobs for a busy core rather than using an idle "
-                "one, and these ratios say little about a quiet machine.")
+        return (
+            f"here the 1-minute load was {loads[0]:.1f} before and {loads[1]:.1f} after on {os.cpu_count()} "
+            "cores, so a second worker competed with other jobs for a busy core rather than using an idle "
+            "one, and these ratios say little about a quiet machine."
+        )
     return f"the 1-minute load was {loads[0]:.1f} before and {loads[1]:.1f} after on {os.cpu_count()} cores."
 
 
@@ -71,7 +73,8 @@ def labels(db: str) -> list[tuple]:
     with Store(db, read_only=True) as store:
         return store.execute(
             "SELECT rollout_id, annotator, step_index, verdict, reason FROM step_labels UNION ALL "
-            "SELECT rollout_id, annotator, -1, verdict, reason FROM outcome_labels ORDER BY ALL")
+            "SELECT rollout_id, annotator, -1, verdict, reason FROM outcome_labels ORDER BY ALL"
+        )
 
 
 def label_copy(templates: tuple[str, str], workdir: Path, name: str, compute) -> dict[str, float]:
@@ -106,15 +109,18 @@ def main() -> None:
     runs: list[tuple[str, int, dict]] = []
     startups: dict[str, float] = {}
     for workers in (1, 2):
-        runs.append(("threads", workers, label_copy(template, workdir, f"threads-{workers}", ComputeConfig(workers=workers))))
+        runs.append(
+            ("threads", workers, label_copy(template, workdir, f"threads-{workers}", ComputeConfig(workers=workers)))
+        )
         print(runs[-1][:2], {k: v for k, v in runs[-1][2].items() if k != "labels"}, flush=True)
     if importlib.util.find_spec("prefect_dask"):
         from distributed import LocalCluster
 
         for workers in (1, 2):
             t0 = time.perf_counter()
-            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                              silence_logs=40) as cluster:
+            with LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+            ) as cluster:
                 startups[f"dask-{workers}"] = time.perf_counter() - t0
                 compute = ComputeConfig(task_runner="dask", workers=workers, address=cluster.scheduler_address)
                 runs.append(("dask", workers, label_copy(template, workdir, f"dask-{workers}", compute)))
@@ -127,8 +133,15 @@ def main() -> None:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
             startups[f"ray-{workers}"] = time.perf_counter() - t0
             try:  # the task runner reuses this process's Ray instance
-                runs.append(("ray", workers, label_copy(template, workdir, f"ray-{workers}",
-                                                        ComputeConfig(task_runner="ray", workers=workers))))
+                runs.append(
+                    (
+                        "ray",
+                        workers,
+                        label_copy(
+                            template, workdir, f"ray-{workers}", ComputeConfig(task_runner="ray", workers=workers)
+                        ),
+                    )
+                )
             finally:
                 ray.shutdown()
             print(runs[-1][:2], {k: v for k, v in runs[-1][2].items() if k != "labels"}, flush=True)
@@ -142,8 +155,10 @@ def main() -> None:
     rows = []
     for kind, workers, r in runs:
         one = total[(kind, 1)]
-        rows.append(f"| {kind} | {workers} | {r['answer']:.1f} | {r['z3_arith']:.1f} | {total[(kind, workers)]:.1f} | "
-                    f"{one / total[(kind, workers)]:.2f} | {baseline / total[(kind, workers)]:.2f} |")
+        rows.append(
+            f"| {kind} | {workers} | {r['answer']:.1f} | {r['z3_arith']:.1f} | {total[(kind, workers)]:.1f} | "
+            f"{one / total[(kind, workers)]:.2f} | {baseline / total[(kind, workers)]:.2f} |"
+        )
     lines = [
         "# Scale-out bench: 1 vs 2 workers per task runner",
         "",

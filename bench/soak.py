@@ -69,10 +69,14 @@ def synthetic_rows(start: int, count: int, seed: int = 0) -> list[dict]:
         gold = value
         for op, operand in ops:
             gold = gold + operand if op == "+" else gold - operand if op == "-" else gold * operand
-        question = f"{name} has {value} {item}. " + " ".join(
-            f"Then {'gets' if op == '+' else 'gives away' if op == '-' else 'multiplies them by'} {operand}."
-            for op, operand in ops
-        ) + f" How many {item} does {name} have now?"
+        question = (
+            f"{name} has {value} {item}. "
+            + " ".join(
+                f"Then {'gets' if op == '+' else 'gives away' if op == '-' else 'multiplies them by'} {operand}."
+                for op, operand in ops
+            )
+            + f" How many {item} does {name} have now?"
+        )
         slip = rng.random() < 0.25
         slip_at = rng.randrange(len(ops))
         lines, current = [], value
@@ -89,14 +93,16 @@ def synthetic_rows(start: int, count: int, seed: int = 0) -> list[dict]:
             final = f"#### {current}"
         else:
             final = f"The answer is $\\boxed{{{current}}}$."
-        rows.append({
-            "problem_id": f"soak-{problem}",
-            "question": question,
-            "gold_answer": str(gold),
-            "response": "\n".join(lines) + "\n" + final,
-            "model": f"synthetic-{i % 7}",
-            "sample_index": i % 4,
-        })
+        rows.append(
+            {
+                "problem_id": f"soak-{problem}",
+                "question": question,
+                "gold_answer": str(gold),
+                "response": "\n".join(lines) + "\n" + final,
+                "model": f"synthetic-{i % 7}",
+                "sample_index": i % 4,
+            }
+        )
     return rows
 
 
@@ -146,29 +152,36 @@ def consistency(db: str, annotators: list, sampled: dict[str, int]) -> dict[str,
             "rollouts": store.count("rollouts"),
             "rollouts without steps": store.rows(
                 "SELECT count(*) AS n FROM rollouts r WHERE NOT EXISTS "
-                "(SELECT 1 FROM steps s WHERE s.rollout_id = r.rollout_id)")[0]["n"],
+                "(SELECT 1 FROM steps s WHERE s.rollout_id = r.rollout_id)"
+            )[0]["n"],
         }
         if "answer" in {a.name for a in annotators} and "answer" not in sampled:
             checks["rollouts without an answer label"] = store.rows(
                 "SELECT count(*) AS n FROM rollouts r WHERE NOT EXISTS (SELECT 1 FROM outcome_labels o "
-                "WHERE o.rollout_id = r.rollout_id AND o.annotator = 'answer')")[0]["n"]
+                "WHERE o.rollout_id = r.rollout_id AND o.annotator = 'answer')"
+            )[0]["n"]
         for annotator in annotators:
             if annotator.name in sampled:
-                checks[f"rollouts with a current {annotator.name} done marker (sampled: {sampled[annotator.name]:,} "
-                       f"batches)"] = store.rows(
+                checks[
+                    f"rollouts with a current {annotator.name} done marker (sampled: {sampled[annotator.name]:,} "
+                    f"batches)"
+                ] = store.rows(
                     "WITH n AS (SELECT rollout_id, count(*) AS k FROM steps GROUP BY 1) "
                     "SELECT count(*) AS n FROM annotator_costs c LEFT JOIN n USING (rollout_id) "
                     "WHERE c.annotator = ? AND c.config_hash = ? AND c.steps = coalesce(n.k, 0)",
-                    [annotator.name, annotator.config_hash])[0]["n"]
+                    [annotator.name, annotator.config_hash],
+                )[0]["n"]
                 continue
             checks[f"rollouts without a current {annotator.name} done marker"] = store.rows(
                 "WITH n AS (SELECT rollout_id, count(*) AS k FROM steps GROUP BY 1) "
                 "SELECT count(*) AS n FROM rollouts r LEFT JOIN n USING (rollout_id) WHERE NOT EXISTS "
                 "(SELECT 1 FROM annotator_costs c WHERE c.rollout_id = r.rollout_id AND c.annotator = ? "
                 "AND c.config_hash = ? AND c.steps = coalesce(n.k, 0))",
-                [annotator.name, annotator.config_hash])[0]["n"]
+                [annotator.name, annotator.config_hash],
+            )[0]["n"]
         checks["z3_arith step labels on rollouts"] = store.rows(
-            "SELECT count(DISTINCT rollout_id) AS n FROM step_labels WHERE annotator = 'z3_arith'")[0]["n"]
+            "SELECT count(DISTINCT rollout_id) AS n FROM step_labels WHERE annotator = 'z3_arith'"
+        )[0]["n"]
         for name, spec in TABLES.items():
             keys = ", ".join(spec.primary_key)
             checks[f"duplicate keys in {name}"] = store.rows(
@@ -177,7 +190,8 @@ def consistency(db: str, annotators: list, sampled: dict[str, int]) -> dict[str,
         checks["steps"] = store.count("steps")
         checks["step labels"] = store.count("step_labels")
         checks["answer verdicts correct"] = store.rows(
-            "SELECT count(*) AS n FROM outcome_labels WHERE annotator = 'answer' AND verdict = 'correct'")[0]["n"]
+            "SELECT count(*) AS n FROM outcome_labels WHERE annotator = 'answer' AND verdict = 'correct'"
+        )[0]["n"]
     return checks
 
 
@@ -197,7 +211,9 @@ def cpu_flags() -> str:
     except (OSError, StopIteration):
         return "unknown"
     have = set(flags.split(":", 1)[1].split())
-    return ", ".join(f for f in ("avx2", "avx512f", "amx_tile", "avx512_bf16") if f in have) or "none of avx2/avx512/amx"
+    return (
+        ", ".join(f for f in ("avx2", "avx512f", "amx_tile", "avx512_bf16") if f in have) or "none of avx2/avx512/amx"
+    )
 
 
 def stage_rss(samples: list, stage: str) -> list[tuple[float, int]]:
@@ -256,8 +272,14 @@ def import_files(db: str, n: int, workdir: Path, sampler: RssSampler) -> list[fl
     return file_times
 
 
-def run(n: int, db: str, report: Path | None, sample: dict[str, int] | None = None,
-        annotator_names: list[str] = ANNOTATORS, existing: bool = False) -> dict:
+def run(
+    n: int,
+    db: str,
+    report: Path | None,
+    sample: dict[str, int] | None = None,
+    annotator_names: list[str] = ANNOTATORS,
+    existing: bool = False,
+) -> dict:
     from rmforge.schemas.config import GeneratorConfig
     from rmforge.tasks.annotate import label_batch, load_batch, make_annotator, pending_rollout_ids, write_labels
 
@@ -341,12 +363,16 @@ def write_report(result: dict, path: Path) -> None:
     lines = [
         "# Soak: import and annotate at volume",
         "",
-        (f"`PYTHONPATH=. .venv/bin/python {command}` on {cpu_name()} "
-         f"({os.cpu_count()} cores; SIMD: {cpu_flags()}), shared with other jobs: load average "
-         f"{result['load'][0][0]:.1f} at the start, {result['load'][1][0]:.1f} at the end."),
-        (f"{n:,} synthetic GSM8K-style rollouts, "
-         + ("already in the store" if result["existing"] else f"imported in files of {IMPORT_FILE_ROWS:,} rows")
-         + f" and labelled in batches of {BATCH:,} (task functions, no Prefect server)."),
+        (
+            f"`PYTHONPATH=. .venv/bin/python {command}` on {cpu_name()} "
+            f"({os.cpu_count()} cores; SIMD: {cpu_flags()}), shared with other jobs: load average "
+            f"{result['load'][0][0]:.1f} at the start, {result['load'][1][0]:.1f} at the end."
+        ),
+        (
+            f"{n:,} synthetic GSM8K-style rollouts, "
+            + ("already in the store" if result["existing"] else f"imported in files of {IMPORT_FILE_ROWS:,} rows")
+            + f" and labelled in batches of {BATCH:,} (task functions, no Prefect server)."
+        ),
         "",
         "| stage | batches | wall s | rollouts/s | batch s (first / median / last) | batch s, mean of first 10 / last 10 "
         "| checker / rest s per batch (median) | peak RSS MiB | max RSS MiB per quarter |",
@@ -358,27 +384,36 @@ def write_report(result: dict, path: Path) -> None:
         checker = result["checker_times"].get(key, [])
         batch = f"{ordered[0]:.2f} / {median(ordered):.2f} / {ordered[-1]:.2f}" if ordered else "-"
         ends = f"{mean(ordered[:10]):.2f} / {mean(ordered[-10:]):.2f}" if ordered else "-"
-        split = (f"{median(checker):.2f} / {median([b - c for b, c in zip(ordered, checker)]):.2f}"
-                 if checker else "-")
+        split = f"{median(checker):.2f} / {median([b - c for b, c in zip(ordered, checker)]):.2f}" if checker else "-"
         points = stage_rss(samples, "check" if stage == "consistency check" else key)
         peak = f"{max(r for _, r in points) / 2**20:.0f}" if points else "-"
         rows_done = n if key == "import" else min(n, len(ordered) * BATCH)
         rate = f"{rows_done / seconds:,.0f}" if stage != "consistency check" else "-"
         count = f"{len(ordered):,}" if ordered else "-"
-        lines.append(f"| {stage} | {count} | {seconds:,.1f} | {rate} | {batch} | {ends} | {split} | {peak} "
-                     f"| {quartiles(points)} |")
+        lines.append(
+            f"| {stage} | {count} | {seconds:,.1f} | {rate} | {batch} | {ends} | {split} | {peak} "
+            f"| {quartiles(points)} |"
+        )
     lines += [
         "",
-        (f"Store size afterwards: {result['store_bytes'] / 2**20:,.0f} MiB "
-         f"({result['store_bytes'] / n:,.0f} bytes per rollout)."),
+        (
+            f"Store size afterwards: {result['store_bytes'] / 2**20:,.0f} MiB "
+            f"({result['store_bytes'] / n:,.0f} bytes per rollout)."
+        ),
         "",
     ]
     if result["existing"]:
-        lines += [f"No import: STORE already held {n:,} rollouts (left by an earlier soak); only the annotators "
-                  "named ran, on the rollouts they had not labelled yet.", ""]
+        lines += [
+            f"No import: STORE already held {n:,} rollouts (left by an earlier soak); only the annotators "
+            "named ran, on the rollouts they had not labelled yet.",
+            "",
+        ]
     for name, k in sample.items():
-        lines += [f"`{name}` was run on {k} batches spread evenly over its pending rollouts, not on all {n:,}: "
-                  "its row shows per-batch times at this store size; its wall time covers those batches only.", ""]
+        lines += [
+            f"`{name}` was run on {k} batches spread evenly over its pending rollouts, not on all {n:,}: "
+            "its row shows per-batch times at this store size; its wall time covers those batches only.",
+            "",
+        ]
     lines += [
         "A batch's import row is one file of rows (parse, split, write); an annotate batch's checker time is",
         "the annotator's own work, the rest is reading its inputs and writing its labels (opening and closing",
@@ -402,12 +437,21 @@ def main() -> None:
     parser.add_argument("n", nargs="?", type=int, default=1_000_000)
     parser.add_argument("--db", help="store path (default: a temporary folder)")
     parser.add_argument("--report", type=Path, default=REPORT)
-    parser.add_argument("--existing", action="store_true",
-                        help="no import: label the rollouts already in --db (N is taken from the store)")
-    parser.add_argument("--annotators", default=",".join(ANNOTATORS),
-                        help=f"comma-separated, from {ANNOTATORS} (default: all)")
-    parser.add_argument("--sample", action="append", default=[], metavar="ANNOTATOR=K",
-                        help="run only K batches of this annotator, spread over its pending rollouts")
+    parser.add_argument(
+        "--existing",
+        action="store_true",
+        help="no import: label the rollouts already in --db (N is taken from the store)",
+    )
+    parser.add_argument(
+        "--annotators", default=",".join(ANNOTATORS), help=f"comma-separated, from {ANNOTATORS} (default: all)"
+    )
+    parser.add_argument(
+        "--sample",
+        action="append",
+        default=[],
+        metavar="ANNOTATOR=K",
+        help="run only K batches of this annotator, spread over its pending rollouts",
+    )
     args = parser.parse_args()
     sample = {}
     for item in args.sample:

@@ -71,11 +71,18 @@ def measure(dtype: str) -> dict:
     completions = [c for out in outputs for c in out]
     tokens = sum(c.num_tokens for c in completions)
     return {
-        "dtype": engine.dtype, "problems": len(problems), "samples": sampling.n,
-        "max_tokens": sampling.max_tokens, "completions": len(completions), "tokens": tokens,
+        "dtype": engine.dtype,
+        "problems": len(problems),
+        "samples": sampling.n,
+        "max_tokens": sampling.max_tokens,
+        "completions": len(completions),
+        "tokens": tokens,
         "truncated": sum(c.finish_reason == "length" for c in completions),
-        "engine_start_s": started, "generate_s": seconds, "cpu_s": cpu,
-        "load_before": load_before, "load_after": load_after,
+        "engine_start_s": started,
+        "generate_s": seconds,
+        "cpu_s": cpu,
+        "load_before": load_before,
+        "load_after": load_after,
     }
 
 
@@ -89,8 +96,9 @@ def run_child(dtype: str) -> dict:
     out.unlink(missing_ok=True)
     t0 = time.perf_counter()
     with log.open("w") as stderr:  # not stdout/stderr of this script: the engine logs a lot
-        proc = subprocess.run([sys.executable, __file__, "--child", dtype, str(out)], env=env,
-                              stdout=stderr, stderr=subprocess.STDOUT)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", dtype, str(out)], env=env, stdout=stderr, stderr=subprocess.STDOUT
+        )
     if proc.returncode != 0:
         raise SystemExit(f"{dtype} run failed (exit {proc.returncode}), see {log}")
     result = json.loads(out.read_text())

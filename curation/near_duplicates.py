@@ -32,6 +32,8 @@ Embedder = Callable[[list[str]], np.ndarray]
 EXACT_SEARCH_LIMIT = 4096
 NEIGHBOURS = 32
 RESCORE_BLOCK = 2048  # rows whose candidates are rescored at once: 2048 x 33 x 384 floats, ~100 MB
+
+
 class HnswSettings(TypedDict):
     """usearch Index arguments."""
 
@@ -69,8 +71,11 @@ def nearest(queries: np.ndarray, base: np.ndarray, k: int, exact: bool) -> tuple
         sims = np.empty((len(queries), k), dtype=np.float32)
         for start in range(0, len(queries), block):
             scores = queries[start : start + block] @ base.T
-            top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < len(base) else np.tile(
-                np.arange(len(base)), (len(scores), 1))
+            top = (
+                np.argpartition(-scores, k - 1, axis=1)[:, :k]
+                if k < len(base)
+                else np.tile(np.arange(len(base)), (len(scores), 1))
+            )
             top_scores = np.take_along_axis(scores, top, axis=1)
             order = np.argsort(-top_scores, axis=1, kind="stable")
             indices[start : start + block] = np.take_along_axis(top, order, axis=1)
@@ -159,6 +164,7 @@ def mark_first_kept(
 
 
 # ---------------------------------------------------------------- the dedupe rule
+
 
 @dataclass(frozen=True)
 class Mark:

@@ -42,12 +42,28 @@ def _configs(stats: dict[str, dict[str, object]]) -> list[dict[str, Any]] | None
     if not loadable:
         return None
     default = "process" if "process" in loadable else loadable[0]
-    return [{"config_name": name, **({"default": True} if name == default else {}),
-             "data_files": [{"split": "train", "path": f"{name}.parquet"}]} for name in loadable]
+    return [
+        {
+            "config_name": name,
+            **({"default": True} if name == default else {}),
+            "data_files": [{"split": "train", "path": f"{name}.parquet"}],
+        }
+        for name in loadable
+    ]
 
 
-_SIZE_CATEGORIES = ["n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "100M<n<1B",
-                    "1B<n<10B", "10B<n<100B", "100B<n<1T"]
+_SIZE_CATEGORIES = [
+    "n<1K",
+    "1K<n<10K",
+    "10K<n<100K",
+    "100K<n<1M",
+    "1M<n<10M",
+    "10M<n<100M",
+    "100M<n<1B",
+    "1B<n<10B",
+    "10B<n<100B",
+    "100B<n<1T",
+]
 
 
 def size_category(rows: int) -> str:
@@ -69,8 +85,12 @@ def card_metadata(
     """The card's YAML header, as the Hub reads it."""
     present = [name for name, values in stats.items() if values["rows"]]
     generated = any(row["generator"] in GENERATED_BY for row in provenance["generation"])
-    tags = (["rmforge", "reward-model", "trl"] + [EXPORTS[name].tag for name in present]
-            + (["synthetic"] if generated else []) + (["conversational"] if settings.format == "conversational" else []))
+    tags = (
+        ["rmforge", "reward-model", "trl"]
+        + [EXPORTS[name].tag for name in present]
+        + (["synthetic"] if generated else [])
+        + (["conversational"] if settings.format == "conversational" else [])
+    )
     return DatasetCardData(
         pretty_name=_title(settings),
         license=settings.license,
@@ -89,23 +109,29 @@ def _title(settings: ExportConfig) -> str:
 
 def _format_section(names: list[str], settings: ExportConfig, separator: str | None) -> list[str]:
     if settings.format == "conversational":
-        lines = [(
-            "Conversational format (TRL): `prompt` is a list of messages, the system prompt rmforge's generator "
-            "sent (for rollouts it sampled; an imported rollout's prompt is its question alone) and the question "
-            "as the user's message; `chosen`, `rejected` and `completion` each hold one assistant message. The "
-            "worked example the generator sends before the question is a formatting aid and is left out."
-        )]
+        lines = [
+            (
+                "Conversational format (TRL): `prompt` is a list of messages, the system prompt rmforge's generator "
+                "sent (for rollouts it sampled; an imported rollout's prompt is its question alone) and the question "
+                "as the user's message; `chosen`, `rejected` and `completion` each hold one assistant message. The "
+                "worked example the generator sends before the question is a formatting aid and is left out."
+            )
+        ]
         if "critiques" in names:
-            lines.append("In `critiques`, `prompt` is the judge's request (its template over the rollout's stored "
-                         "steps) and `completion` the critique: ready for TRL's SFTTrainer.")
+            lines.append(
+                "In `critiques`, `prompt` is the judge's request (its template over the rollout's stored "
+                "steps) and `completion` the critique: ready for TRL's SFTTrainer."
+            )
         if "process" in names:
             lines.append("`process` stays in the standard format: TRL's PRMTrainer reads text prompts only.")
     else:
-        lines = [(
-            f"Standard format (TRL): each `prompt` ends with a blank line ({PROMPT_END!r}). TRL joins a standard "
-            "prompt and its completion as they are, so without it the problem's last word and the response's "
-            "first would run together. `rmforge export --format conversational` writes chat messages instead."
-        )]
+        lines = [
+            (
+                f"Standard format (TRL): each `prompt` ends with a blank line ({PROMPT_END!r}). TRL joins a standard "
+                "prompt and its completion as they are, so without it the problem's last word and the response's "
+                "first would run together. `rmforge export --format conversational` writes chat messages instead."
+            )
+        ]
     if separator is not None:
         lines.append(
             f"`process` steps have no whitespace around them and none contains the step separator {separator!r}: "
@@ -126,8 +152,10 @@ def _run_list(run_ids: list[str]) -> str:
 def _annotator_version_row(row: dict[str, Any], options: dict[str, Any]) -> str:
     models = ", ".join(f"`{model}`" for model in row["models"] or [])
     given = f"`{json.dumps(options[row['annotator']], sort_keys=True)}`" if row["annotator"] in options else ""
-    return (f"| `{row['annotator']}` | {row['version']} | `{row['config_hash']}` | {models} | {row['step_labels']} | "
-            f"{row['outcome_labels']} | {given} | {_run_list(row['runs'])} |")
+    return (
+        f"| `{row['annotator']}` | {row['version']} | `{row['config_hash']}` | {models} | {row['step_labels']} | "
+        f"{row['outcome_labels']} | {given} | {_run_list(row['runs'])} |"
+    )
 
 
 def _run_row(run: dict[str, Any]) -> str:
@@ -137,19 +165,37 @@ def _run_row(run: dict[str, Any]) -> str:
 
 def _provenance_sections(provenance: dict[str, Any]) -> list[str]:
     """Models and sampling, problem sources, annotator versions, and the runs behind the data."""
-    lines = ["## Generation", "", "Rollouts behind the data (kept by curation):", "",
-             "| model | generator | sampling | rollouts | runs |", "|---|---|---|---|---|"]
-    lines += [f"| `{row['model']}` | {row['generator']} | {_sampling(row)} | {row['rollouts']} | "
-              f"{_run_list(row['runs'])} |" for row in provenance["generation"]]
+    lines = [
+        "## Generation",
+        "",
+        "Rollouts behind the data (kept by curation):",
+        "",
+        "| model | generator | sampling | rollouts | runs |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| `{row['model']}` | {row['generator']} | {_sampling(row)} | {row['rollouts']} | {_run_list(row['runs'])} |"
+        for row in provenance["generation"]
+    ]
     sources = ", ".join(f"`{row['source']}` ({row['problems']})" for row in provenance["sources"])
     lines += ["", f"Problem sources: {sources or 'none'}.", ""]
-    lines += ["Versions and configs of those annotators (their labels on those rollouts; options from the latest "
-              + "annotate run):",
-              "", "| annotator | version | config hash | models | step labels | outcome labels | options | runs |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "Versions and configs of those annotators (their labels on those rollouts; options from the latest "
+        + "annotate run):",
+        "",
+        "| annotator | version | config hash | models | step labels | outcome labels | options | runs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     lines += [_annotator_version_row(row, provenance["annotator_options"]) for row in provenance["annotators"]]
-    lines += ["", "## Runs", "", f"The runs behind this data (their configs are in `{CONFIG_FILE}`):", "",
-              "| run | flow | status | started (UTC) |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "## Runs",
+        "",
+        f"The runs behind this data (their configs are in `{CONFIG_FILE}`):",
+        "",
+        "| run | flow | status | started (UTC) |",
+        "|---|---|---|---|",
+    ]
     lines += [_run_row(run) for run in provenance["runs"]]
     return lines + [""]
 
@@ -190,8 +236,13 @@ def dataset_card(
         "",
     ]
     if settings.push_to_hub:
-        lines += [("The Hub copy holds the Parquet files, this card and the config; the local export also has "
-                   "the JSONL files and `hf/` folders."), ""]
+        lines += [
+            (
+                "The Hub copy holds the Parquet files, this card and the config; the local export also has "
+                "the JSONL files and `hf/` folders."
+            ),
+            "",
+        ]
     empty = [name for name, values in stats.items() if not values["rows"]]
     if empty:
         lines += [
@@ -219,12 +270,16 @@ def dataset_card(
         near = f"on (cosine >= {rules['near_duplicate_threshold']})" if rules["near_dedupe"] else "off"
         lines += [
             "Voting annotators of the latest curation: "
-            + ", ".join(f"`{a}`" for a in curation.get("annotators", [])) + ".",
+            + ", ".join(f"`{a}`" for a in curation.get("annotators", []))
+            + ".",
             f"Consensus rule: `{rules['consensus']}` ({consensus_help}); required annotators: {required}.",
             (
                 "Labels resting only on a rollout's own correct outcome "
-                + ("abstained (`direct_step_evidence`)." if rules["direct_step_evidence"]
-                   else "voted (`direct_step_evidence` off); `outcome_implied` marks them.")
+                + (
+                    "abstained (`direct_step_evidence`)."
+                    if rules["direct_step_evidence"]
+                    else "voted (`direct_step_evidence` off); `outcome_implied` marks them."
+                )
             ),
             (
                 f"Deduplication: exact {'on' if rules['exact_dedupe'] else 'off'}, near-duplicate {near}; "
@@ -233,12 +288,16 @@ def dataset_card(
             "",
         ]
     used = sorted(set(provenance["step_annotators"]) | set(provenance["outcome_annotators"]))
-    lines += [
-        "Annotators behind the exported labels (what their verdicts are evidence of):",
-        "",
-        "| annotator | confirms steps | refutes steps | labels outcomes | authority | score |",
-        "|---|---|---|---|---|---|",
-    ] + [_annotator_row(name) for name in used] + [""]
+    lines += (
+        [
+            "Annotators behind the exported labels (what their verdicts are evidence of):",
+            "",
+            "| annotator | confirms steps | refutes steps | labels outcomes | authority | score |",
+            "|---|---|---|---|---|---|",
+        ]
+        + [_annotator_row(name) for name in used]
+        + [""]
+    )
     lines.append(
         "Step labels in `process` come from: "
         + (", ".join(f"`{a}`" for a in provenance["step_annotators"]) or "none")
@@ -247,23 +306,28 @@ def dataset_card(
         + "."
     )
     if provenance["critics"] and "critiques" in stats:
-        critics = ", ".join(f"`{c['annotator']}` ({c['model'] or 'no model'}: {c['critiques']})"
-                            for c in provenance["critics"])
+        critics = ", ".join(
+            f"`{c['annotator']}` ({c['model'] or 'no model'}: {c['critiques']})" for c in provenance["critics"]
+        )
         lines.append(f"Critiques by: {critics}.")
     lines += [""] + _provenance_sections(provenance)
     lines += ["## Counts and balance", ""]
     lines += [f"- **{name}**: {json.dumps(values)}" for name, values in stats.items()]
-    lines += [
-        "",
-        "## Columns",
-        "",
-    ] + [
-        f"- **{name}**: " + ", ".join(f"`{f.name}` ({f.type})" for f in export_schema(name, settings.format))
-        for name in stats
-    ] + [
-        "",
-        f"`{MANIFEST}` lists every file of this export with its size and sha256; this folder holds",
-        "nothing else (the next export into it replaces it whole).",
-    ]
+    lines += (
+        [
+            "",
+            "## Columns",
+            "",
+        ]
+        + [
+            f"- **{name}**: " + ", ".join(f"`{f.name}` ({f.type})" for f in export_schema(name, settings.format))
+            for name in stats
+        ]
+        + [
+            "",
+            f"`{MANIFEST}` lists every file of this export with its size and sha256; this folder holds",
+            "nothing else (the next export into it replaces it whole).",
+        ]
+    )
     body = "\n".join(lines) + "\n"
     return str(DatasetCard(f"---\n{card_metadata(stats, provenance, settings).to_yaml()}\n---\n\n{body}"))

@@ -56,7 +56,11 @@ def _chat_row(chat: ChatShape, row: Row) -> Row:
         prompt = [m.model_dump() for m in request.messages]
     else:
         prompt = _prompt_messages(row)
-    return {**row, "prompt": prompt, **{column: [_message("assistant", row[source])] for column, source in chat.replies}}
+    return {
+        **row,
+        "prompt": prompt,
+        **{column: [_message("assistant", row[source])] for column, source in chat.replies},
+    }
 
 
 def _shape(spec: ExportSpec, style: ExportFormat) -> Callable[[Row], Row]:
@@ -96,8 +100,9 @@ def step_separator(table: pa.Table, column: str = "completions") -> str:
     TRL's PRMTrainer ends each step with `step_separator` (default "\n") and a PRM scores a new solution
     split on it, so no step may hold it; "\n" itself when no step holds a newline.
     """
-    runs = [len(run) for steps in table.column(column).to_pylist() for step in steps
-            for run in re.findall(r"\n+", step)]
+    runs = [
+        len(run) for steps in table.column(column).to_pylist() for step in steps for run in re.findall(r"\n+", step)
+    ]
     return "\n" * (max(runs, default=0) + 1)
 
 

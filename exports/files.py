@@ -28,8 +28,8 @@ import pyarrow.parquet as pq
 import yaml
 
 from rmforge.schemas.config import ExportConfig
-from rmforge.schemas.exports import EXPORTS
 from rmforge.schemas.errors import UserError
+from rmforge.schemas.exports import EXPORTS
 from rmforge.store import StoreLocation, resolve_store
 
 MANIFEST = "rmforge-export.json"
@@ -50,6 +50,7 @@ class ExportError(UserError, RuntimeError):
 
 
 # ---------------------------------------------------------------- the file formats
+
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
     pq.write_table(table, path)
@@ -104,6 +105,7 @@ def write_dataset(folder: Path, name: str, table: pa.Table) -> None:
 
 
 # ---------------------------------------------------------------- the output folder
+
 
 def _owned_names() -> tuple[set[str], dict[str, set[str]]]:
     """(the names an export may hold in its folder, {subfolder: the names it may hold there})."""
@@ -234,7 +236,8 @@ def publish(staging: Path, out: Path, names: list[str], manifest: dict[str, Any]
     """Rename the staged export into `out`, remove what it does not include, manifest last."""
     files = {
         str(path.relative_to(staging)): {"bytes": path.stat().st_size, "sha256": _sha256(path)}
-        for path in sorted(staging.rglob("*")) if path.is_file()
+        for path in sorted(staging.rglob("*"))
+        if path.is_file()
     }
     manifest = {**manifest, "files": files}
     _write_json(staging / f"{MANIFEST}.writing", {**manifest, "status": "writing"})
@@ -271,8 +274,10 @@ def effective_config(
     """`rmforge_config.yaml`: this export's settings and the config of every run behind the data."""
     document = {
         "export": {**settings.model_dump(), "run_id": run_id, "datasets": names, "step_separator": separator},
-        "runs": [{**run, "started_at": run["started_at"].isoformat() if run["started_at"] else None}
-                 for run in provenance["runs"]],
+        "runs": [
+            {**run, "started_at": run["started_at"].isoformat() if run["started_at"] else None}
+            for run in provenance["runs"]
+        ],
     }
     header = "# The settings behind this rmforge export: its own, then each run's that made the data.\n"
     return header + yaml.dump(document, Dumper=_ConfigDumper, sort_keys=False, allow_unicode=True)
@@ -282,5 +287,7 @@ class _ConfigDumper(yaml.SafeDumper):
     """Writes text holding newlines (the step separator, prompts) as one double-quoted line with escapes."""
 
 
-_ConfigDumper.add_representer(str, lambda dumper, text: dumper.represent_scalar(
-    "tag:yaml.org,2002:str", text, style='"' if "\n" in text else None))
+_ConfigDumper.add_representer(
+    str,
+    lambda dumper, text: dumper.represent_scalar("tag:yaml.org,2002:str", text, style='"' if "\n" in text else None),
+)

@@ -12,9 +12,7 @@ from rmforge.store import Store
 
 def curation_settings(store: Store) -> dict[str, Any] | None:
     """The latest curate run's config: {"annotators": [...], "curation": {...}}."""
-    rows = store.execute(
-        "SELECT config FROM runs WHERE flow = 'curate' ORDER BY started_at DESC LIMIT 1"
-    )
+    rows = store.execute("SELECT config FROM runs WHERE flow = 'curate' ORDER BY started_at DESC LIMIT 1")
     return json.loads(rows[0][0]) if rows else None
 
 

@@ -15,12 +15,15 @@ labelled, and a run ends when what is still pending is claimed by other live run
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from prefect import flow, get_run_logger
 
 from rmforge.annotators import annotator_class
 from rmforge.annotators.base import AnnotationOutput, Annotator
+from rmforge.flows.progress import Progress
+from rmforge.flows.runs import tracked_run
 from rmforge.flows.task_runners import task_runner
 from rmforge.schemas.config import ComputeConfig, GeneratorConfig
 from rmforge.tasks.annotate import (
@@ -34,8 +37,6 @@ from rmforge.tasks.annotate import (
     release_claims,
     write_labels,
 )
-from rmforge.flows.progress import Progress
-from rmforge.flows.runs import tracked_run
 
 
 @flow(name="annotate", log_prints=True)
@@ -57,8 +58,10 @@ def annotate(
     options = annotator_options or {}
     generator = default_generator or GeneratorConfig()
     compute = compute or ComputeConfig()
-    with tracked_run(db, "annotate", {"annotators": annotators, "options": options}) as run, \
-            task_runner(compute) as runner:
+    with (
+        tracked_run(db, "annotate", {"annotators": annotators, "options": options}) as run,
+        task_runner(compute) as runner,
+    ):
         for name in annotators:
             annotator = make_annotator(name, options.get(name), generator)  # once per flow run
             unavailable = check_annotator(annotator)
@@ -92,11 +95,22 @@ def annotate(
                     release_claims(db, annotator, run.run_id)  # other runs may take the rest now
                     # The run's record keeps how far this annotator got; the error ends the run.
                     still_pending = max(first_pending - labelled, 0)
-                    run.summary[name] = {"status": "failed", **written, "rollouts": labelled,
-                                         "still_pending": still_pending}
-                    logger.error("%s stopped after labelling %d of %d rollouts; the other %d stay pending "
-                                 "for the next run: %s: %s", name, labelled, first_pending, still_pending,
-                                 type(error).__name__, error)
+                    run.summary[name] = {
+                        "status": "failed",
+                        **written,
+                        "rollouts": labelled,
+                        "still_pending": still_pending,
+                    }
+                    logger.error(
+                        "%s stopped after labelling %d of %d rollouts; the other %d stay pending "
+                        "for the next run: %s: %s",
+                        name,
+                        labelled,
+                        first_pending,
+                        still_pending,
+                        type(error).__name__,
+                        error,
+                    )
                     raise
             written["rollouts"] = labelled
             logger.info("%s: %s", name, written)
@@ -111,12 +125,22 @@ def label_batches(
     (memory stays bounded, and workers never wait for this process to read the next one)."""
     # CPU-bound annotators side by side in threads would share one GIL (and Z3 is not
     # thread-safe): they label in worker processes instead. Dask and Ray workers are processes.
-    processes = compute.workers if (compute.task_runner == "threads" and compute.workers > 1
-                                    and annotator.cpu_bound) else 0
+    processes = (
+        compute.workers if (compute.task_runner == "threads" and compute.workers > 1 and annotator.cpu_bound) else 0
+    )
     in_flight: deque = deque()  # in submission order: batches are alike, so the oldest finishes first
     for batch in batches:
-        in_flight.append(runner.submit(label_batch, {"annotator": annotator, "items": load_batch(db, batch, annotator.reads_siblings),
-                                                     "run_id": run_id, "processes": processes}))
+        in_flight.append(
+            runner.submit(
+                label_batch,
+                {
+                    "annotator": annotator,
+                    "items": load_batch(db, batch, annotator.reads_siblings),
+                    "run_id": run_id,
+                    "processes": processes,
+                },
+            )
+        )
         if len(in_flight) >= 2 * compute.workers:
             yield in_flight.popleft().result()
     while in_flight:

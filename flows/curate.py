@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from prefect import flow
 
+from rmforge.flows.progress import Progress
+from rmforge.flows.runs import tracked_run
 from rmforge.schemas.config import CurationConfig
 from rmforge.tasks.consensus import compute_consensus
 from rmforge.tasks.datasets import build_datasets
 from rmforge.tasks.decontaminate import decontaminate_problems
 from rmforge.tasks.dedupe import deduplicate_problems, deduplicate_rollouts
 from rmforge.tasks.run_report import write_run_report
-from rmforge.flows.progress import Progress
-from rmforge.flows.runs import tracked_run
 
 
 @flow(name="curate", log_prints=True)

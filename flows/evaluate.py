@@ -49,8 +49,13 @@ def evaluate(
     if flow_run.id:
         create_markdown_artifact(written["markdown"], key="rmforge-eval-report", description="rmforge eval")
         create_table_artifact(
-            [{k: v for k, v in r.items() if k != "judged"} for r in results], key="rmforge-eval-scores",
+            [{k: v for k, v in r.items() if k != "judged"} for r in results],
+            key="rmforge-eval-scores",
             description="scores per annotator and policy",
         )
-    return {"imported": imported, "scores": results, "files": {k: v for k, v in written.items() if k != "markdown"},
-            "db": db}
+    return {
+        "imported": imported,
+        "scores": results,
+        "files": {k: v for k, v in written.items() if k != "markdown"},
+        "db": db,
+    }

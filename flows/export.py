@@ -6,12 +6,12 @@ from typing import Any
 
 from prefect import flow
 
-from rmforge.schemas.config import ExportConfig
 from rmforge.exports.files import check_export
-from rmforge.tasks.export import export_datasets
-from rmforge.tasks.hub import check_push, push_export
 from rmforge.flows.progress import Progress
 from rmforge.flows.runs import tracked_run
+from rmforge.schemas.config import ExportConfig
+from rmforge.tasks.export import export_datasets
+from rmforge.tasks.hub import check_push, push_export
 
 
 @flow(name="export", log_prints=True)
@@ -27,6 +27,7 @@ def export(db: str, out_dir: str, datasets: list[str] | None = None, settings: E
             run.summary = summary
             progress.finish_batch(1)
         if settings.push_to_hub:
-            run.summary["hub_commit"] = push_export(out_dir, settings.push_to_hub, settings.private,
-                                                    settings.hub_timeout_s, run.run_id)
+            run.summary["hub_commit"] = push_export(
+                out_dir, settings.push_to_hub, settings.private, settings.hub_timeout_s, run.run_id
+            )
     return run.summary

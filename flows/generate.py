@@ -7,10 +7,10 @@ from datetime import timezone
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from rmforge.tasks import chunks
-from rmforge.schemas.config import PipelineConfig
 from rmforge.flows.progress import Progress
 from rmforge.flows.runs import tracked_run
+from rmforge.schemas.config import PipelineConfig
+from rmforge.tasks import chunks
 from rmforge.tasks.problems import load_problems, store_problems
 from rmforge.tasks.rollouts import generate_rollouts
 
@@ -26,8 +26,10 @@ def resolve_seed(config: PipelineConfig) -> tuple[PipelineConfig, str]:
     scheduled = flow_run.scheduled_start_time.astimezone(timezone.utc)
     seed = int(scheduled.strftime("%Y%m%d%H%M"))
     problems = config.problems.model_copy(update={"seed": seed})
-    return (config.model_copy(update={"problems": problems}),
-            f"seed {seed} from the scheduled time {scheduled.isoformat()}")
+    return (
+        config.model_copy(update={"problems": problems}),
+        f"seed {seed} from the scheduled time {scheduled.isoformat()}",
+    )
 
 
 @flow(name="generate", log_prints=True)
@@ -38,8 +40,9 @@ def generate(config: PipelineConfig, db: str) -> dict:
     with tracked_run(db, "generate", config) as run:
         loaded = load_problems(config.problems, run.run_id)
         stored = store_problems(db, loaded)
-        logger.info("%d problems (%d new), %d quarantined",
-                    len(loaded.problems), stored["problems"], stored["quarantined"])
+        logger.info(
+            "%d problems (%d new), %d quarantined", len(loaded.problems), stored["problems"], stored["quarantined"]
+        )
 
         n = config.sampling.n
         per_batch = max(1, config.batch_size // n)
@@ -51,7 +54,12 @@ def generate(config: PipelineConfig, db: str) -> dict:
                 added = {key: added[key] + written[key] for key in added}
                 progress.finish_batch(min(done * per_batch, len(loaded.problems)) * n)
                 logger.info("rollouts: %d new so far", added["rollouts"])
-        run.summary = {"seed": seed_origin, "problems": len(loaded.problems), "new_problems": stored["problems"],
-                       "quarantined": stored["quarantined"] + added["quarantined"],
-                       "new_rollouts": added["rollouts"], "new_steps": added["steps"]}
+        run.summary = {
+            "seed": seed_origin,
+            "problems": len(loaded.problems),
+            "new_problems": stored["problems"],
+            "quarantined": stored["quarantined"] + added["quarantined"],
+            "new_rollouts": added["rollouts"],
+            "new_steps": added["steps"],
+        }
     return run.summary

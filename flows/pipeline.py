@@ -7,12 +7,12 @@ from contextlib import nullcontext
 from prefect import flow
 
 from rmforge.flows.annotate import annotate
+from rmforge.flows.concurrency import GPU_LIMIT, exclusive
 from rmforge.flows.curate import curate
 from rmforge.flows.export import export
 from rmforge.flows.generate import generate, resolve_seed
-from rmforge.schemas.config import PipelineConfig
-from rmforge.flows.concurrency import GPU_LIMIT, exclusive
 from rmforge.flows.runs import tracked_run
+from rmforge.schemas.config import PipelineConfig
 from rmforge.store import resolve_store
 
 
@@ -28,8 +28,9 @@ def pipeline(config: PipelineConfig | None = None, db: str | None = None, export
         run.summary["seed"] = seed_origin
         with gpu:
             run.summary["generate"] = generate(config, db)
-            run.summary["annotate"] = annotate(db, config.annotators, config.annotator_options, config.generator,
-                                               config.batch_size, config.compute)
+            run.summary["annotate"] = annotate(
+                db, config.annotators, config.annotator_options, config.generator, config.batch_size, config.compute
+            )
         run.summary["curate"] = curate(db, config.annotators, config.curation)
         if export_dir:
             run.summary["export"] = export(db, export_dir, settings=config.export)

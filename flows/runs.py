@@ -4,9 +4,10 @@ inside the store's concurrency slot, with its report published when it completes
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from prefect.runtime import flow_run
 
@@ -61,14 +62,16 @@ def _tracked(db: str, flow: str, config: Any) -> Iterator[TrackedRun]:
     if crashed:
         run.resumes = run.summary["resumes"] = crashed[0]
         run_logger().info(
-            "%s resumes crashed run %s%s", flow, run.resumes,
-            f" (also marked crashed: {', '.join(crashed[1:])})" if crashed[1:] else "")
+            "%s resumes crashed run %s%s",
+            flow,
+            run.resumes,
+            f" (also marked crashed: {', '.join(crashed[1:])})" if crashed[1:] else "",
+        )
     try:
         with Heartbeat(db, run.run_id, interval):
             yield run
     except Exception as exc:
-        record_run_end(db, run.run_id, flow, "failed",
-                       {**_final_summary(run), "error": f"{type(exc).__name__}: {exc}"})
+        record_run_end(db, run.run_id, flow, "failed", {**_final_summary(run), "error": f"{type(exc).__name__}: {exc}"})
         raise
     except BaseException:
         record_run_end(db, run.run_id, flow, "cancelled", _final_summary(run))

@@ -33,9 +33,15 @@ def task_runner(compute: ComputeConfig) -> Any:
             return DaskTaskRunner(address=compute.address)
         # One batch at a time per worker process: annotators that are not thread-safe (Z3)
         # stay safe, and `workers` processes use `workers` cores.
-        return DaskTaskRunner(cluster_kwargs={
-            "n_workers": compute.workers, "threads_per_worker": 1, "processes": True,
-            "dashboard_address": None, "silence_logs": logging.WARNING})
+        return DaskTaskRunner(
+            cluster_kwargs={
+                "n_workers": compute.workers,
+                "threads_per_worker": 1,
+                "processes": True,
+                "dashboard_address": None,
+                "silence_logs": logging.WARNING,
+            }
+        )
     if compute.task_runner == "ray":
         from prefect_ray import RayTaskRunner
 

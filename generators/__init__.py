@@ -30,8 +30,10 @@ def load_generator(config: GeneratorConfig) -> Generator:
                 raise
             except Exception as error:  # whatever the engine raised, it did not start
                 # Cut: vLLM's errors can list every architecture it supports; the cause is chained.
-                raise BackendUnavailable(f"the {config.backend} backend for {config.model} did not start: "
-                                         f"{type(error).__name__}: {str(error)[:300]}") from error
+                raise BackendUnavailable(
+                    f"the {config.backend} backend for {config.model} did not start: "
+                    f"{type(error).__name__}: {str(error)[:300]}"
+                ) from error
         return _LOADED[key]
 
 

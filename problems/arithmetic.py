@@ -129,5 +129,6 @@ def generate_arithmetic_problems(
     if len(problems) < count:
         raise ValueError(
             f"only {len(problems)} distinct problems of {count} with operations {list(operations)}, "
-            f"max_number {max_number} and {min_steps}-{max_steps} steps")
+            f"max_number {max_number} and {min_steps}-{max_steps} steps"
+        )
     return list(problems.values())

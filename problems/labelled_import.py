@@ -93,9 +93,15 @@ def prm800k_record(record: dict[str, Any], neutral: Verdict, run_id: str) -> Lab
     for turn, step in enumerate(label_block.get("steps") or []):
         completions = step.get("completions") or []
         chosen = step.get("chosen_completion")
-        pick = step.get("human_completion") if chosen is None and step.get("human_completion") else (
-            completions[chosen] if isinstance(chosen, int) and 0 <= chosen < len(completions) else
-            (completions[0] if completions else None))
+        pick = (
+            step.get("human_completion")
+            if chosen is None and step.get("human_completion")
+            else (
+                completions[chosen]
+                if isinstance(chosen, int) and 0 <= chosen < len(completions)
+                else (completions[0] if completions else None)
+            )
+        )
         if not isinstance(pick, dict) or not isinstance(pick.get("text"), str) or not pick["text"].strip():
             raise ValueError(f"label.steps: turn {turn} has no step text")
         rating = pick.get("rating")

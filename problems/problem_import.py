@@ -71,12 +71,20 @@ def folio_problem(record: dict[str, Any], source: str) -> Problem:
     label = record.get("label")
     try:
         problem = logic_problem_from_record(
-            premises, conclusion, label, source,
-            premises_nl=record.get("premises"), conclusion_nl=text_field(record, "conclusion"),
+            premises,
+            conclusion,
+            label,
+            source,
+            premises_nl=record.get("premises"),
+            conclusion_nl=text_field(record, "conclusion"),
         )
     except ValueError as exc:
-        raise ValueError(f"label: {exc}" if label is not None and "label" in str(exc) else f"premises-FOL: {exc}") from None
-    given_id = record.get("problem_id") or (record.get("story_id") and f"folio-{record.get('story_id')}-{record.get('example_id')}")
+        raise ValueError(
+            f"label: {exc}" if label is not None and "label" in str(exc) else f"premises-FOL: {exc}"
+        ) from None
+    given_id = record.get("problem_id") or (
+        record.get("story_id") and f"folio-{record.get('story_id')}-{record.get('example_id')}"
+    )
     return problem.model_copy(update={"problem_id": str(given_id)}) if given_id else problem
 
 

@@ -73,7 +73,8 @@ class SeenRollouts:
             return False
         number, first, first_steps, first_labels = known
         mismatch = rollout_mismatch(first, first_steps, rollout, _texts(steps)) or (
-            "label" if labels != first_labels else None)
+            "label" if labels != first_labels else None
+        )
         if mismatch:
             raise ValueError(f"rollout_id: {rollout.rollout_id!r} repeats #{number} with a different {mismatch}")
         self.identical_repeats += 1
@@ -147,6 +148,10 @@ def parse_rollout_rows(rows: Sequence[Any], source: str, run_id: str) -> Rollout
 
     rollouts, quarantine = parse_rows(rows, source, run_id, parse)
     return RolloutImport(
-        problems=list(seen_problems.values()), rollouts=rollouts, steps=given_steps, quarantine=quarantine,
-        identical_repeats=seen_rollouts.identical_repeats, record_numbers=seen_rollouts.record_numbers(),
+        problems=list(seen_problems.values()),
+        rollouts=rollouts,
+        steps=given_steps,
+        quarantine=quarantine,
+        identical_repeats=seen_rollouts.identical_repeats,
+        record_numbers=seen_rollouts.record_numbers(),
     )

@@ -21,32 +21,80 @@ if (_checkout / "pyproject.toml").is_file() and (_checkout / "tasks" / "__init__
     __path__.append(str(_checkout))
 
 # Written out, not computed, so that type checkers and linters see what `rmforge` exports.
-__all__ = [
+__all__ = [  # noqa: RUF022 (grouped by what the names are, not sorted)
     "__version__",
     # the stages (rmforge/api.py) and the config loader (rmforge/config_files.py)
-    "run", "generate", "import_rollouts", "annotate", "curate", "export", "eval", "load_config",
-    "Store", "StageResult", "CurateResult", "ExportResult", "PipelineResult", "EvalResult",
+    "run",
+    "generate",
+    "import_rollouts",
+    "annotate",
+    "curate",
+    "export",
+    "eval",
+    "load_config",
+    "Store",
+    "StageResult",
+    "CurateResult",
+    "ExportResult",
+    "PipelineResult",
+    "EvalResult",
     # what a config holds (schemas/config.py)
-    "PipelineConfig", "ProblemSourceConfig", "GeneratorConfig", "SamplingConfig", "StepSplitConfig",
-    "CurationConfig", "ComputeConfig",
+    "PipelineConfig",
+    "ProblemSourceConfig",
+    "GeneratorConfig",
+    "SamplingConfig",
+    "StepSplitConfig",
+    "CurationConfig",
+    "ComputeConfig",
     # what the stages raise (rmforge/errors.py; UserError and ConfigError from schemas/errors.py)
-    "UserError", "ConfigError", "AnnotatorsUnavailable",
+    "UserError",
+    "ConfigError",
+    "AnnotatorsUnavailable",
 ]
 
 if TYPE_CHECKING:
-    from rmforge.api import (CurateResult, EvalResult, ExportResult, PipelineResult, StageResult, Store, annotate,
-                             curate, export, generate, import_rollouts, run)
+    from rmforge.api import (
+        CurateResult,
+        EvalResult,
+        ExportResult,
+        PipelineResult,
+        StageResult,
+        Store,
+        annotate,
+        curate,
+        export,
+        generate,
+        import_rollouts,
+        run,
+    )
     from rmforge.api import evaluate as eval
     from rmforge.config_files import load_config
     from rmforge.errors import AnnotatorsUnavailable, ConfigError, UserError
-    from rmforge.schemas.config import (ComputeConfig, CurationConfig, GeneratorConfig, PipelineConfig,
-                                        ProblemSourceConfig, SamplingConfig, StepSplitConfig)
+    from rmforge.schemas.config import (
+        ComputeConfig,
+        CurationConfig,
+        GeneratorConfig,
+        PipelineConfig,
+        ProblemSourceConfig,
+        SamplingConfig,
+        StepSplitConfig,
+    )
 
 # Where a name lives when not in rmforge.api; `eval` is api.evaluate (the command's name, which
 # only a module attribute can take from the builtin).
 _HOMES = {
-    **dict.fromkeys(["PipelineConfig", "ProblemSourceConfig", "GeneratorConfig", "SamplingConfig", "StepSplitConfig",
-                     "CurationConfig", "ComputeConfig"], "rmforge.schemas.config"),
+    **dict.fromkeys(
+        [
+            "PipelineConfig",
+            "ProblemSourceConfig",
+            "GeneratorConfig",
+            "SamplingConfig",
+            "StepSplitConfig",
+            "CurationConfig",
+            "ComputeConfig",
+        ],
+        "rmforge.schemas.config",
+    ),
     **dict.fromkeys(["UserError", "ConfigError", "AnnotatorsUnavailable"], "rmforge.errors"),
     "load_config": "rmforge.config_files",
 }

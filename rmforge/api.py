@@ -19,12 +19,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rmforge.checks import (StorePath, as_list, check_annotators, check_compute, check_datasets, check_eval_sets,
-                            check_folder, check_policies, existing_store, input_file, records_file,
-                            refuse_if_nothing_imported, refuse_unavailable_annotators, writable_store)
+from rmforge import store as _store
+from rmforge.checks import (
+    StorePath,
+    as_list,
+    check_annotators,
+    check_compute,
+    check_datasets,
+    check_eval_sets,
+    check_folder,
+    check_policies,
+    existing_store,
+    input_file,
+    records_file,
+    refuse_if_nothing_imported,
+    refuse_unavailable_annotators,
+    writable_store,
+)
 from rmforge.config_files import ConfigSource, config_file, export_settings, load_config
 from rmforge.errors import ConfigError, UserError
-from rmforge import store as _store
 
 DEFAULT_EXPORT_DIR = Path("data") / "exports"
 
@@ -122,9 +135,9 @@ def running_flows() -> Iterator[None]:
 
     hide_prefect_noise()
     Settings.runs_flows = True
+    from rmforge.flows.progress import set_progress_display
     from rmforge.generators import close_generators
     from rmforge.progress import TerminalProgress
-    from rmforge.flows.progress import set_progress_display
 
     display = TerminalProgress.for_terminal()
     set_progress_display(display)
@@ -149,8 +162,9 @@ def _finished(state: Any) -> tuple[dict[str, Any], str]:
 # ------------------------------------------------------------------ the commands
 
 
-def run(config: ConfigSource = None, *, db: StorePath = None,
-        export: str | os.PathLike | None = None) -> PipelineResult:
+def run(
+    config: ConfigSource = None, *, db: StorePath = None, export: str | os.PathLike | None = None
+) -> PipelineResult:
     """The whole pipeline (`rmforge run`): problems -> rollouts -> labels -> curated datasets,
     exported into the folder `export` when given."""
     source = config_file(config)
@@ -162,8 +176,9 @@ def run(config: ConfigSource = None, *, db: StorePath = None,
     with running_flows():
         from rmforge.flows.pipeline import pipeline
 
-        summary, run_id = _finished(pipeline(config, path, str(export_dir) if export_dir is not None else None,
-                                             return_state=True))
+        summary, run_id = _finished(
+            pipeline(config, path, str(export_dir) if export_dir is not None else None, return_state=True)
+        )
     return PipelineResult(run_id, path, summary, export_dir)
 
 
@@ -190,8 +205,9 @@ def import_rollouts(file: str | os.PathLike, *, db: StorePath = None) -> StageRe
     return StageResult(run_id, path, summary)
 
 
-def annotate(annotators: str | Sequence[str], *, db: StorePath = None, config: ConfigSource = None,
-             retry_errors: bool = False) -> StageResult:
+def annotate(
+    annotators: str | Sequence[str], *, db: StorePath = None, config: ConfigSource = None, retry_errors: bool = False
+) -> StageResult:
     """Label the stored rollouts with the named annotators (`rmforge annotate`), only what is not
     labelled yet; `retry_errors` also relabels rollouts labelled unknown for an annotator error.
     The config gives the annotators' options, the generator of LLM annotators, batch size and compute."""
@@ -204,14 +220,28 @@ def annotate(annotators: str | Sequence[str], *, db: StorePath = None, config: C
     with running_flows():
         from rmforge.flows.annotate import annotate as annotate_flow
 
-        summary, run_id = _finished(annotate_flow(path, chosen, config.annotator_options, config.generator,
-                                                  config.batch_size, config.compute, retry_errors,
-                                                  return_state=True))
+        summary, run_id = _finished(
+            annotate_flow(
+                path,
+                chosen,
+                config.annotator_options,
+                config.generator,
+                config.batch_size,
+                config.compute,
+                retry_errors,
+                return_state=True,
+            )
+        )
     return StageResult(run_id, path, summary)
 
 
-def curate(annotators: str | Sequence[str] | None = None, *, db: StorePath = None, config: ConfigSource = None,
-           decontaminate: Sequence[str | os.PathLike] = ()) -> CurateResult:
+def curate(
+    annotators: str | Sequence[str] | None = None,
+    *,
+    db: StorePath = None,
+    config: ConfigSource = None,
+    decontaminate: Sequence[str | os.PathLike] = (),
+) -> CurateResult:
     """Rebuild consensus, decontamination, deduplication and the curated datasets (`rmforge curate`).
     `annotators` vote (default: the config's); `decontaminate` adds evaluation sets to the config's."""
     config = load_config(config)
@@ -226,9 +256,16 @@ def curate(annotators: str | Sequence[str] | None = None, *, db: StorePath = Non
     return CurateResult(run_id, path, summary)
 
 
-def export(*, db: StorePath = None, out: str | os.PathLike = DEFAULT_EXPORT_DIR,
-           datasets: str | Sequence[str] | None = None, config: ConfigSource = None, format: str | None = None,
-           push_to_hub: str | None = None, private: bool = False) -> ExportResult:
+def export(
+    *,
+    db: StorePath = None,
+    out: str | os.PathLike = DEFAULT_EXPORT_DIR,
+    datasets: str | Sequence[str] | None = None,
+    config: ConfigSource = None,
+    format: str | None = None,
+    push_to_hub: str | None = None,
+    private: bool = False,
+) -> ExportResult:
     """Write the curated datasets (Parquet, JSONL, HF datasets) with a dataset card into `out`
     (`rmforge export`); `datasets`: a subset of process, preference, kto, critiques. `format`
     (standard | conversational), `push_to_hub` (a Hub dataset repo, user/name) and `private`
@@ -252,9 +289,16 @@ def export(*, db: StorePath = None, out: str | os.PathLike = DEFAULT_EXPORT_DIR,
     return ExportResult(run_id, path, summary, out_dir)
 
 
-def evaluate(file: str | os.PathLike, annotators: str | Sequence[str], *,
-             policies: str | Sequence[str] | None = None, out: str | os.PathLike | None = None,
-             gold: str | os.PathLike | None = None, config: ConfigSource = None, db: StorePath = None) -> EvalResult:
+def evaluate(
+    file: str | os.PathLike,
+    annotators: str | Sequence[str],
+    *,
+    policies: str | Sequence[str] | None = None,
+    out: str | os.PathLike | None = None,
+    gold: str | os.PathLike | None = None,
+    config: ConfigSource = None,
+    db: StorePath = None,
+) -> EvalResult:
     """Score annotators and consensus policies against human labels in ProcessBench format
     (`rmforge eval`). The report goes to `out` (default data/eval/<file stem>); without `db`
     the file is imported into a fresh store there. `gold`: JSON {id: gold answer} (default:
@@ -272,8 +316,18 @@ def evaluate(file: str | os.PathLike, annotators: str | Sequence[str], *,
     with running_flows():
         from rmforge.flows.evaluate import evaluate as evaluate_flow
 
-        result = evaluate_flow(source, chosen, str(out_dir), store, chosen_policies, gold_path,
-                               config.annotator_options, config.generator, config.batch_size)
+        result = evaluate_flow(
+            source,
+            chosen,
+            str(out_dir),
+            store,
+            chosen_policies,
+            gold_path,
+            config.annotator_options,
+            config.generator,
+            config.batch_size,
+        )
     refuse_if_nothing_imported(result["imported"], file, "records")
-    return EvalResult(result["db"], result["scores"], {k: Path(v) for k, v in result["files"].items()},
-                      result["imported"])
+    return EvalResult(
+        result["db"], result["scores"], {k: Path(v) for k, v in result["files"].items()}, result["imported"]
+    )

@@ -12,17 +12,17 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from pydantic import ValidationError
 
+from rmforge import store as _store
 from rmforge.config_files import validation_message
 from rmforge.errors import AnnotatorsUnavailable, ConfigError, UserError
 from rmforge.schemas.config import CONSENSUS_POLICIES, ComputeConfig
-from rmforge import store as _store
 
 # A store: a DuckDB file or `ducklake:CATALOG;data=FOLDER`; None: $RMFORGE_DB, else data/rmforge.duckdb.
-StorePath = Union[str, os.PathLike, None]
+StorePath = str | os.PathLike | None
 
 
 def as_list(value: str | Sequence[str]) -> list[str]:
@@ -32,8 +32,13 @@ def as_list(value: str | Sequence[str]) -> list[str]:
     return list(value)
 
 
-def check_annotators(annotators: list[str], options: dict[str, dict[str, Any]] | None = None, *,
-                     option: str = "annotators", config_file: Path | None = None) -> list[str]:
+def check_annotators(
+    annotators: list[str],
+    options: dict[str, dict[str, Any]] | None = None,
+    *,
+    option: str = "annotators",
+    config_file: Path | None = None,
+) -> list[str]:
     """Every name known and every option set of a named annotator valid, before any work starts."""
     where = f"{config_file}: " if config_file else ""
     from rmforge.annotators import REGISTRY, annotator_class
@@ -42,8 +47,7 @@ def check_annotators(annotators: list[str], options: dict[str, dict[str, Any]] |
         raise ConfigError(f"{option}: no annotator named (known: {', '.join(REGISTRY)})")
     unknown = [n for n in annotators if n not in REGISTRY]
     if unknown:
-        raise ConfigError(f"{option}: unknown annotator {', '.join(map(repr, unknown))} "
-                          f"(known: {', '.join(REGISTRY)})")
+        raise ConfigError(f"{option}: unknown annotator {', '.join(map(repr, unknown))} (known: {', '.join(REGISTRY)})")
     for name, values in (options or {}).items():
         if name not in REGISTRY:
             raise ConfigError(f"{where}annotator_options: unknown annotator {name!r} (known: {', '.join(REGISTRY)})")
@@ -55,8 +59,9 @@ def check_annotators(annotators: list[str], options: dict[str, dict[str, Any]] |
     return annotators
 
 
-def compute_problem(compute: ComputeConfig, task_runner: str = "compute.task_runner",
-                    address: str = "compute.address") -> tuple[str, str] | None:
+def compute_problem(
+    compute: ComputeConfig, task_runner: str = "compute.task_runner", address: str = "compute.address"
+) -> tuple[str, str] | None:
     """(the setting at fault, why) when the compute settings cannot run here: an address without a
     cluster runner, or a runner whose package is missing. `task_runner` and `address` name the settings."""
     from rmforge.flows.task_runners import missing_package
@@ -91,8 +96,10 @@ def check_datasets(datasets: list[str] | None, option: str = "datasets") -> list
     if datasets is not None:
         unknown = [n for n in datasets if n not in EXPORTS]
         if unknown or not datasets:
-            raise ConfigError(f"{option}: unknown dataset {', '.join(map(repr, unknown)) or '(none named)'} "
-                              f"(known: {', '.join(EXPORTS)})")
+            raise ConfigError(
+                f"{option}: unknown dataset {', '.join(map(repr, unknown)) or '(none named)'} "
+                f"(known: {', '.join(EXPORTS)})"
+            )
     return datasets
 
 
@@ -109,8 +116,10 @@ def check_policies(policies: list[str] | None, option: str = "policies") -> list
     chosen = list(CONSENSUS_POLICIES) if policies is None else policies
     unknown = [p for p in chosen if p not in CONSENSUS_POLICIES]
     if unknown or not chosen:
-        raise ConfigError(f"{option}: unknown {', '.join(map(repr, unknown)) or 'none given'} "
-                          f"(known: {', '.join(CONSENSUS_POLICIES)})")
+        raise ConfigError(
+            f"{option}: unknown {', '.join(map(repr, unknown)) or 'none given'} "
+            f"(known: {', '.join(CONSENSUS_POLICIES)})"
+        )
     return chosen
 
 
@@ -125,8 +134,9 @@ def existing_store(db: StorePath) -> str:
     """A store that must exist already (it has something to label, curate or export)."""
     location = _store.resolve_store(db)
     if not location.exists():
-        raise UserError(f"no rmforge database at {location} "
-                        "(create one with `rmforge run` or `rmforge import rollouts`)")
+        raise UserError(
+            f"no rmforge database at {location} (create one with `rmforge run` or `rmforge import rollouts`)"
+        )
     _store.check_store_file(location)
     return location.url
 
@@ -155,9 +165,11 @@ def refuse_if_nothing_imported(summary: dict[str, Any], file: str | os.PathLike,
     from rmforge.tasks.rollouts import imported_nothing
 
     if imported_nothing(summary):
-        raise UserError(f"{file}: all {summary['rows_read']} {rows} quarantined, nothing was imported "
-                        f"(most common reason: {summary.get('top_quarantine_reason')}); is it the right format? "
-                        'See: rmforge sql "SELECT record_ref, field, reason FROM quarantine"')
+        raise UserError(
+            f"{file}: all {summary['rows_read']} {rows} quarantined, nothing was imported "
+            f"(most common reason: {summary.get('top_quarantine_reason')}); is it the right format? "
+            'See: rmforge sql "SELECT record_ref, field, reason FROM quarantine"'
+        )
 
 
 def refuse_unavailable_annotators(annotators: list[str], options: dict[str, dict[str, Any]] | None) -> None:
@@ -166,4 +178,6 @@ def refuse_unavailable_annotators(annotators: list[str], options: dict[str, dict
 
     reasons = {name: annotator_class(name)((options or {}).get(name)).availability() for name in annotators}
     if all(reasons.values()):
-        raise AnnotatorsUnavailable("; ".join(f"{name}: unavailable here ({reason})" for name, reason in reasons.items()))
+        raise AnnotatorsUnavailable(
+            "; ".join(f"{name}: unavailable here ({reason})" for name, reason in reasons.items())
+        )

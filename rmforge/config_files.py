@@ -15,7 +15,7 @@ import json.scanner
 import os
 from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -25,7 +25,7 @@ from rmforge.schemas.config import ExportConfig, PipelineConfig
 
 # What a function takes as its config: the object, a dict of its fields, a YAML/JSON file, or
 # None for the defaults (the embedded demo).
-ConfigSource = Union[PipelineConfig, Mapping[str, Any], str, os.PathLike, None]
+ConfigSource = PipelineConfig | Mapping[str, Any] | str | os.PathLike | None
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -44,7 +44,8 @@ class _UniqueKeyYamlLoader(yaml.SafeLoader):
                 continue  # SafeLoader reports an unhashable key itself
             if key in first_lines:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first at line {first_lines[key]})", key_node.start_mark)
+                    None, None, f"duplicate key {key!r} (first at line {first_lines[key]})", key_node.start_mark
+                )
             first_lines[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep)
 
@@ -55,8 +56,9 @@ _JSON_OBJECT: Callable[..., tuple[list[tuple[str, Any]], int]] = json.decoder.JS
 _PY_MAKE_SCANNER: Callable[[json.JSONDecoder], Any] = json.scanner.py_make_scanner  # type: ignore[attr-defined]
 
 
-def _object_without_repeated_keys(s_and_end: tuple[str, int], strict: bool, scan_once: Any, object_hook: Any,
-                                  object_pairs_hook: Any, memo: dict) -> tuple[dict[str, Any], int]:
+def _object_without_repeated_keys(
+    s_and_end: tuple[str, int], strict: bool, scan_once: Any, object_hook: Any, object_pairs_hook: Any, memo: dict
+) -> tuple[dict[str, Any], int]:
     """json's object parser, refusing a repeated key (json keeps the last one silently) at the
     line of its value: the positions come from the values' scans, the only ones json exposes."""
     text = s_and_end[0]
@@ -134,7 +136,8 @@ def export_settings(config: ConfigSource = None, **overrides: Any) -> ExportConf
     settings = load_config(config).export
     try:
         settings = ExportConfig.model_validate(
-            {**settings.model_dump(), **{k: v for k, v in overrides.items() if v not in (None, False)}})
+            {**settings.model_dump(), **{k: v for k, v in overrides.items() if v not in (None, False)}}
+        )
     except ValidationError as exc:
         raise ConfigError(f"export: {validation_message(exc)}") from None
     return settings

@@ -32,9 +32,24 @@ else:
         from click import exceptions as click_exceptions
 
 # Libraries whose INFO chatter (engine start, HTTP requests, server start) is hidden unless --verbose.
-NOISY_LOGGERS = ("prefect", "vllm", "httpx", "httpcore", "transformers", "datasets", "sentence_transformers",
-                 "urllib3", "filelock", "uvicorn", "torch", "huggingface_hub", "numexpr", "asyncio",
-                 "distributed", "ray")  # the dask and ray task runners
+NOISY_LOGGERS = (
+    "prefect",
+    "vllm",
+    "httpx",
+    "httpcore",
+    "transformers",
+    "datasets",
+    "sentence_transformers",
+    "urllib3",
+    "filelock",
+    "uvicorn",
+    "torch",
+    "huggingface_hub",
+    "numexpr",
+    "asyncio",
+    "distributed",
+    "ray",
+)  # the dask and ray task runners
 
 
 # The loggers of flow and task runs: their warnings are the flows' own (rows quarantined, an
@@ -150,17 +165,29 @@ class RmforgeGroup(TyperGroup):
     one line on stderr (the traceback only with --debug). The processes it starts end with
     it, even when it is killed (see `rmforge.orphans`)."""
 
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
-             complete_var: str | None = None, standalone_mode: bool = True, windows_expand_args: bool = True,
-             **extra: Any) -> Any:
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
         Settings.signal_received = None
         bind_children_to_this_process()
         Settings.runs_flows = False
         code = 0
         try:
             with interruptible():
-                result = super().main(args, prog_name, complete_var, standalone_mode=False,
-                                      windows_expand_args=windows_expand_args, **extra)
+                result = super().main(
+                    args,
+                    prog_name,
+                    complete_var,
+                    standalone_mode=False,
+                    windows_expand_args=windows_expand_args,
+                    **extra,
+                )
             code = result if isinstance(result, int) else 0
         except click_exceptions.UsageError as exc:
             command = exc.ctx.command_path if exc.ctx else "rmforge"

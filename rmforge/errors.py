@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from rmforge.schemas.errors import ConfigError, UserError
 
-__all__ = ["UserError", "ConfigError", "AnnotatorsUnavailable"]
+__all__ = ["AnnotatorsUnavailable", "ConfigError", "UserError"]
 
 
 class AnnotatorsUnavailable(UserError):

@@ -55,8 +55,11 @@ def bind_children_to_this_process() -> None:
     os.environ["SPT_NOENV"] = "1"
     _watchdog = subprocess.Popen(
         [sys.executable, "-m", "rmforge.orphans", str(os.getpid()), marker],
-        env=environment_for_a_lasting_child(), start_new_session=True,
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=environment_for_a_lasting_child(),
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 

@@ -170,16 +170,37 @@ def start(port: int = DEFAULT_PORT) -> ServerState:
     # What `prefect server start --background` runs, with rmforge's factory in place of
     # Prefect's (that command has no way to put a guard in front of the app). Without the
     # marker that ends this command's children with it: the server outlives it.
-    env = {**environment_for_a_lasting_child(), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-           "PREFECT__SERVER_FINAL": "1", **own_origin_settings(port),
-           # the UI's pages call the API at this address
-           "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port)}
+    env = {
+        **environment_for_a_lasting_child(),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT__SERVER_FINAL": "1",
+        **own_origin_settings(port),
+        # the UI's pages call the API at this address
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+    }
     env.pop("PREFECT_API_URL", None)
     with log.open("ab") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", GUARDED_APP_FACTORY, "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning"],
-            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                GUARDED_APP_FACTORY,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
         )
     state = ServerState(pid=process.pid, api_url=f"http://127.0.0.1:{port}/api", log=str(log))
     _state_file().write_text(json.dumps(asdict(state)))
@@ -232,8 +253,12 @@ def bind_temporary_server_to_this_process() -> None:
                 if PREFECT_APP_FACTORY not in options["args"]:  # a newer Prefect: fail, not run unguarded
                     raise RuntimeError(f"Prefect no longer starts {PREFECT_APP_FACTORY}: update rmforge.server")
                 args = [GUARDED_APP_FACTORY if arg == PREFECT_APP_FACTORY else arg for arg in options["args"]]
-                return {**options, "args": args, "env": {**options["env"], **own_origin_settings(port)},
-                        "preexec_fn": _die_with_parent}
+                return {
+                    **options,
+                    "args": args,
+                    "env": {**options["env"], **own_origin_settings(port)},
+                    "preexec_fn": _die_with_parent,
+                }
 
             with patched_popen(guarded):
                 return super()._run_uvicorn_command()
@@ -272,8 +297,10 @@ def raise_if_server_lost(error: Exception) -> None:
     the run is marked failed in the store, not on the server."""
     api_url = api_url_in_use()
     if api_url is not None and not healthy(api_url):
-        raise UserError(f"the Prefect server at {api_url} stopped answering ({type(error).__name__}: {error}); "
-                        "the store is consistent and a rerun resumes where this run stopped") from error
+        raise UserError(
+            f"the Prefect server at {api_url} stopped answering ({type(error).__name__}: {error}); "
+            "the store is consistent and a rerun resumes where this run stopped"
+        ) from error
 
 
 def use_running_server() -> str | None:

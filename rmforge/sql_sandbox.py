@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import duckdb
+
 from rmforge.checks import StorePath, existing_store
 from rmforge.errors import UserError
 from rmforge.store import Store
@@ -45,7 +47,7 @@ def query(store: Store, statement: str) -> pa.Table:
     try:
         relation = store.con.sql(statement)
         result = relation.to_arrow_table() if relation is not None else None
-    except Exception as exc:  # duckdb's errors carry the useful message; its types live in duckdb
+    except duckdb.Error as exc:  # the message says what is wrong with the statement
         raise UserError(str(exc)) from None
     if result is None:
         raise UserError("the statement returned no rows; `rmforge sql` is for queries")

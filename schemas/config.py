@@ -59,7 +59,8 @@ class GeneratorConfig(Config):
     base_urls: list[str] = Field(
         default_factory=list,
         description="Several OpenAI-compatible servers of the same model (data-parallel): requests are "
-        "spread over them round-robin, `max_concurrency` per server; replaces base_url when set.")
+        "spread over them round-robin, `max_concurrency` per server; replaces base_url when set.",
+    )
 
 
 ArithmeticOperation = Literal["+", "-", "*", "/"]
@@ -72,12 +73,16 @@ class ProblemSourceConfig(Config):
     min_steps: int = Field(default=1, ge=1, le=12)
     max_steps: int = Field(default=2, ge=1, le=12)
     operations: list[ArithmeticOperation] = Field(
-        default_factory=lambda: list(ARITHMETIC_OPERATIONS), min_length=1,
-        description="arithmetic: the operations problems may use (a price step needs `*`).")
+        default_factory=lambda: list(ARITHMETIC_OPERATIONS),
+        min_length=1,
+        description="arithmetic: the operations problems may use (a price step needs `*`).",
+    )
     max_number: int = Field(
-        default=60, ge=3, le=1_000_000, description="arithmetic: largest starting number and added number.")
+        default=60, ge=3, le=1_000_000, description="arithmetic: largest starting number and added number."
+    )
     seed: int | Literal["scheduled"] = Field(
-        default=0, description='"scheduled": from the flow run\'s scheduled start time (new problems each run)')
+        default=0, description='"scheduled": from the flow run\'s scheduled start time (new problems each run)'
+    )
     path: str | None = Field(default=None, description="JSONL/Parquet file, or HF dataset path/id")
     split: str = "test"
     question_field: str = "question"
@@ -110,7 +115,7 @@ class CurationConfig(Config):
     direct_step_evidence: bool = Field(
         default=False,
         description="Labels that rest only on a rollout's own correct outcome (`outcome_implied`: "
-        "\"it reaches the gold answer, so every step is right\", Math-Shepherd's good prefix) abstain, "
+        '"it reaches the gold answer, so every step is right", Math-Shepherd\'s good prefix) abstain, '
         "so a step is confirmed only by evidence about the step itself; solutions can reach the right "
         "answer through a wrong step.",
     )
@@ -136,12 +141,16 @@ class CurationConfig(Config):
     decontaminate_split: str = "test"
     decontaminate_ngram: int = Field(default=13, ge=1, le=64, description="n of the word n-grams compared.")
     decontaminate_ngram_threshold: float = Field(
-        default=0.0, ge=0.0, lt=1.0,
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
         description="Drop a problem when more than this fraction of its n-grams occur in one eval "
         "item (0: any shared n-gram, the GPT-3 rule).",
     )
     decontaminate_embedding_threshold: float | None = Field(
-        default=0.85, gt=0.0, le=1.0,
+        default=0.85,
+        gt=0.0,
+        le=1.0,
         description="Cosine to an eval item from which a problem is dropped (paraphrases: 0.90-0.94, "
         "unrelated GSM8K-style problems: <= 0.71 in bench/reports/decontaminate.md); None: off.",
     )
@@ -164,10 +173,12 @@ class ExportConfig(Config):
     language: list[str] = Field(default_factory=lambda: ["en"], description="ISO 639 codes for the card.")
     pretty_name: str | None = Field(default=None, description="The card's title (default: rmforge export).")
     push_to_hub: str | None = Field(default=None, description="Hub dataset repo (user/name) to push the export to.")
-    private: bool = Field(default=False, description="Create the Hub repo private (an existing repo keeps its "
-                          "visibility).")
-    hub_timeout_s: float = Field(default=60.0, gt=0, le=3600,
-                                 description="Seconds each request to the Hub may wait to connect, send or read.")
+    private: bool = Field(
+        default=False, description="Create the Hub repo private (an existing repo keeps its visibility)."
+    )
+    hub_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600, description="Seconds each request to the Hub may wait to connect, send or read."
+    )
 
 
 TaskRunnerKind = Literal["threads", "dask", "ray"]
@@ -180,11 +191,14 @@ class ComputeConfig(Config):
     Dask or Ray cluster (a local one started for the run, or an existing one at `address`)."""
 
     task_runner: TaskRunnerKind = "threads"
-    workers: int = Field(default=1, ge=1, le=1024,
-                         description="Batches labelled at once: threads, or local cluster worker processes.")
+    workers: int = Field(
+        default=1, ge=1, le=1024, description="Batches labelled at once: threads, or local cluster worker processes."
+    )
     address: str | None = Field(
-        default=None, description="An existing cluster: a Dask scheduler (tcp://host:8786) or Ray "
-        "(ray://host:10001, or auto for the one `ray start` made on this machine).")
+        default=None,
+        description="An existing cluster: a Dask scheduler (tcp://host:8786) or Ray "
+        "(ray://host:10001, or auto for the one `ray start` made on this machine).",
+    )
 
 
 class PipelineConfig(Config):
@@ -194,8 +208,9 @@ class PipelineConfig(Config):
     # problems almost never, and a Monte Carlo refutation needs a completer that reaches the
     # gold on the problem (annotators/completions.py). Several samples per problem: preference
     # pairs need a right and a wrong answer to the same problem.
-    problems: ProblemSourceConfig = Field(default_factory=lambda: ProblemSourceConfig(
-        min_steps=1, max_steps=1, operations=["+"], max_number=9))
+    problems: ProblemSourceConfig = Field(
+        default_factory=lambda: ProblemSourceConfig(min_steps=1, max_steps=1, operations=["+"], max_number=9)
+    )
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(n=4, max_tokens=96, temperature=0.5))
     steps: StepSplitConfig = Field(default_factory=StepSplitConfig)

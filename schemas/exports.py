@@ -80,7 +80,7 @@ _SPECS = (
             "probability-scoring annotator valued the step, else the hard label as 1.0 / 0.0 "
             "(`fractional_soft_labels` counts the values strictly between 0 and 1). "
             "`outcome_implied[i]` is true when label *i* rests only on the rollout's own correct final "
-            "answer (\"it reaches the gold, so every step is right\", Math-Shepherd's good prefix), not on "
+            'answer ("it reaches the gold, so every step is right", Math-Shepherd\'s good prefix), not on '
             "evidence about the step: solutions can reach the right answer through a wrong step "
             "(`outcome_implied_labels` counts them; curation with `direct_step_evidence` drops them)."
         ),
@@ -92,9 +92,11 @@ _SPECS = (
                 pa.field("soft_labels", pa.list_(pa.float64())),
             ]
             + _PROCESS_IDS
-            + [pa.field("annotators", pa.list_(pa.string())),
-               pa.field("label_supporters", pa.list_(pa.list_(pa.string()))),
-               pa.field("outcome_implied", pa.list_(pa.bool_()))]
+            + [
+                pa.field("annotators", pa.list_(pa.string())),
+                pa.field("label_supporters", pa.list_(pa.list_(pa.string()))),
+                pa.field("outcome_implied", pa.list_(pa.bool_())),
+            ]
         ),
         sql="""
         SELECT prompt, completions, labels, soft_labels, rollout_id, problem_id, annotators, label_supporters,

@@ -17,8 +17,15 @@ from rmforge.store.locking import LOCK_TIMEOUT_ENV, lock_timeout
 from rmforge.store.store import Store
 
 __all__ = [
+    "DEFAULT_DB",
+    "LAKE_PREFIX",
+    "LOCK_TIMEOUT_ENV",
+    "NotAStore",
     "Store",
-    "StoreLocation", "resolve_store", "check_store_file", "DEFAULT_DB", "LAKE_PREFIX",
-    "StoreError", "NotAStore", "StoreBusy",
-    "LOCK_TIMEOUT_ENV", "lock_timeout",
+    "StoreBusy",
+    "StoreError",
+    "StoreLocation",
+    "check_store_file",
+    "lock_timeout",
+    "resolve_store",
 ]

@@ -19,8 +19,10 @@ class NotAStore(StoreError):
     """The store's path holds a file that is not a DuckDB database (a text file, a CSV)."""
 
     def __init__(self, path: Path) -> None:
-        super().__init__(f"{path} is not an rmforge store: not a DuckDB database file "
-                         "(give --db a .duckdb file made by rmforge, or a new path)")
+        super().__init__(
+            f"{path} is not an rmforge store: not a DuckDB database file "
+            "(give --db a .duckdb file made by rmforge, or a new path)"
+        )
 
 
 class StoreBusy(StoreError):

@@ -40,8 +40,9 @@ def _extension_path(name: str) -> str:
         if path.exists():
             return str(path)
     package = "duckdb-extension-" + name.replace("_", "-")
-    raise StoreError(f"a ducklake store needs the {name} extension for duckdb {version}: "
-                     f"pip install {package}=={duckdb.__version__}")
+    raise StoreError(
+        f"a ducklake store needs the {name} extension for duckdb {version}: pip install {package}=={duckdb.__version__}"
+    )
 
 
 def _attach_lake(url: str, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -83,8 +84,9 @@ def _create_lake_tables(con: duckdb.DuckDBPyConnection, lake: StoreLocation) -> 
             con.execute(statement)
         con.execute("COMMIT")  # a conflict ends the transaction here; the retry starts a new one
 
-    retry_while_busy(attempt, is_lake_conflict,
-                     lambda exc, timeout: f"{lake}: could not create the tables in {timeout:g} s: {exc}")
+    retry_while_busy(
+        attempt, is_lake_conflict, lambda exc, timeout: f"{lake}: could not create the tables in {timeout:g} s: {exc}"
+    )
 
 
 def lake_cursor(url: str, read_only: bool) -> duckdb.DuckDBPyConnection:

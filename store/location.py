@@ -47,7 +47,7 @@ class StoreLocation:
     @property
     def lake_catalog(self) -> str | None:
         """What DuckLake attaches as the catalog (`postgres:dbname=...`, a file); None for a file store."""
-        return self.url[len(LAKE_PREFIX):].partition(";data=")[0] if self.is_lake else None
+        return self.url[len(LAKE_PREFIX) :].partition(";data=")[0] if self.is_lake else None
 
     @property
     def lake_data_path(self) -> str | None:

@@ -14,8 +14,9 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import duckdb
 
@@ -36,7 +37,9 @@ OPEN_CLOSE_LOCK = threading.RLock()
 _file_write_locks: dict[str, threading.RLock] = {}
 # DuckDB names the holder ("... held in /usr/bin/python3 (PID 123)"), or only a PID, 0 when it
 # could not tell (a lock taken while the holder was still opening the file).
-_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?:(?P<program>.*?) \(PID (?P<pid>\d+)\)|PID (?P<bare_pid>\d+))")
+_LOCK_HOLDER = re.compile(
+    r"Conflicting lock is held in (?:(?P<program>.*?) \(PID (?P<pid>\d+)\)|PID (?P<bare_pid>\d+))"
+)
 
 T = TypeVar("T")
 

@@ -33,8 +33,9 @@ def heartbeat_interval() -> float:
 
 def record_run_start(db: str, run_id: str, flow: str, config: Any, heartbeat_s: float | None = None) -> str:
     config_json = config.model_dump_json() if hasattr(config, "model_dump_json") else canonical_json(config)
-    record = RunRecord(run_id=run_id, flow=flow, config=config_json, status="running",
-                       heartbeat_s=heartbeat_s or heartbeat_interval())
+    record = RunRecord(
+        run_id=run_id, flow=flow, config=config_json, status="running", heartbeat_s=heartbeat_s or heartbeat_interval()
+    )
     record.heartbeat_at = record.started_at
     with Store(db) as store:
         store.write("runs", [record], on_conflict="replace")
@@ -46,13 +47,21 @@ def mark_crashed_runs(db: str, flow: str, run_id: str) -> list[str]:
     newest first. What they wrote stays: the new run skips it and does the rest. A run
     already marked was resumed by an earlier run and is not reported again."""
     with Store(db) as store:
-        crashed = [r["run_id"] for r in store.rows(
-            "SELECT h.run_id FROM runs_health h JOIN runs r USING (run_id) "
-            "WHERE h.flow = ? AND h.status = 'crashed' AND r.status = 'running' AND h.run_id <> ? "
-            "ORDER BY h.started_at DESC", [flow, run_id])]
+        crashed = [
+            r["run_id"]
+            for r in store.rows(
+                "SELECT h.run_id FROM runs_health h JOIN runs r USING (run_id) "
+                "WHERE h.flow = ? AND h.status = 'crashed' AND r.status = 'running' AND h.run_id <> ? "
+                "ORDER BY h.started_at DESC",
+                [flow, run_id],
+            )
+        ]
         if crashed:
-            store.execute("UPDATE runs SET status = 'crashed' WHERE status = 'running' AND run_id IN "
-                          f"({', '.join('?' * len(crashed))})", crashed)
+            store.execute(
+                "UPDATE runs SET status = 'crashed' WHERE status = 'running' AND run_id IN "
+                f"({', '.join('?' * len(crashed))})",
+                crashed,
+            )
     return crashed
 
 
@@ -66,10 +75,9 @@ class Heartbeat:
     def __init__(self, db: str, run_id: str, interval: float) -> None:
         self.db, self.run_id, self.interval = db, run_id, interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat_until_stopped, name=f"heartbeat-{run_id[:8]}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._beat_until_stopped, name=f"heartbeat-{run_id[:8]}", daemon=True)
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         self._thread.start()
         return self
 
@@ -84,8 +92,9 @@ class Heartbeat:
     def beat(self) -> None:
         try:
             with Store(self.db) as store:
-                store.execute("UPDATE runs SET heartbeat_at = ? WHERE run_id = ? AND status = 'running'",
-                              [utc_now(), self.run_id])
+                store.execute(
+                    "UPDATE runs SET heartbeat_at = ? WHERE run_id = ? AND status = 'running'", [utc_now(), self.run_id]
+                )
         except Exception as exc:  # noqa: BLE001 - any failure: skip this beat, never the run
             logger.warning("run %s: heartbeat skipped (%s: %s)", self.run_id, type(exc).__name__, exc)
 
@@ -93,8 +102,11 @@ class Heartbeat:
 def record_run_end(db: str, run_id: str, flow: str, status: RunStatus, summary: dict[str, Any]) -> None:
     with Store(db) as store:
         row = store.rows("SELECT * FROM runs WHERE run_id = ?", [run_id])
-        record = (RunRecord.model_validate(row[0]) if row
-                  else RunRecord(run_id=run_id, flow=flow, config="{}", status="running"))
+        record = (
+            RunRecord.model_validate(row[0])
+            if row
+            else RunRecord(run_id=run_id, flow=flow, config="{}", status="running")
+        )
         record.status = status
         record.finished_at = utc_now()
         record.summary = canonical_json(summary)

@@ -5,7 +5,7 @@ a store made by an earlier rmforge up to date. What the tables and views are is 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from rmforge.schemas.records import stable_hash
 from rmforge.schemas.tables import TABLES, VIEWS, create_table_sql, missing_column_sql
@@ -35,9 +35,12 @@ def view_version(name: str) -> str:
 
 def _stored_views(query: Query) -> dict[str, str | None]:
     """The store's own views (not this connection's temporary ones), each with its comment."""
-    return dict(query(
-        "SELECT view_name, comment FROM duckdb_views() "
-        "WHERE database_name = current_database() AND schema_name = 'main'"))
+    return dict(
+        query(
+            "SELECT view_name, comment FROM duckdb_views() "
+            "WHERE database_name = current_database() AND schema_name = 'main'"
+        )
+    )
 
 
 def upgrade_sql(query: Query) -> list[str]:
@@ -45,14 +48,20 @@ def upgrade_sql(query: Query) -> list[str]:
     earlier version gains the columns its records have gained since (NULL in old rows), so
     upgrading never needs a manual migration. Nothing for an up-to-date store: then closing it
     costs nothing."""
-    tables = dict(query(
-        "SELECT table_name, column_count FROM duckdb_tables() "
-        "WHERE database_name = current_database() AND schema_name = 'main'"))
+    tables = dict(
+        query(
+            "SELECT table_name, column_count FROM duckdb_tables() "
+            "WHERE database_name = current_database() AND schema_name = 'main'"
+        )
+    )
     have: set[tuple[str, str]] = set()
     if any(tables.get(spec.name, len(spec.columns)) != len(spec.columns) for spec in TABLES.values()):
-        have = set(query(  # the column list only when some table differs: it is slow to read
-            "SELECT table_name, column_name FROM duckdb_columns() "
-            "WHERE database_name = current_database() AND schema_name = 'main'"))
+        have = set(
+            query(  # the column list only when some table differs: it is slow to read
+                "SELECT table_name, column_name FROM duckdb_columns() "
+                "WHERE database_name = current_database() AND schema_name = 'main'"
+            )
+        )
     views = _stored_views(query)
     statements = [create_table_sql(spec) for spec in TABLES.values() if spec.name not in tables]
     statements += missing_column_sql(have)

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -75,7 +76,7 @@ class Store:
                 self.close()
                 raise
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -170,7 +171,7 @@ class Store:
         )
 
     @contextmanager
-    def transaction(self) -> Iterator["Store"]:
+    def transaction(self) -> Iterator[Store]:
         """One write transaction for the block (`begin`): committed when the block ends (`commit`:
         in a lake, replayed until it lands), rolled back when it raises. Writes inside it join it."""
         self.begin()
@@ -221,7 +222,8 @@ class Store:
         (link,) = TABLES[parent].primary_key
         with _registered(self.con, "_incoming", arrow):
             stored = self.con.execute(
-                f"SELECT DISTINCT {link} FROM {parent} SEMI JOIN _incoming USING ({link})").to_arrow_table()
+                f"SELECT DISTINCT {link} FROM {parent} SEMI JOIN _incoming USING ({link})"
+            ).to_arrow_table()
         of_stored = pc.is_in(arrow[link], value_set=stored[link])
         written = 0
         if stored.num_rows:
@@ -250,15 +252,18 @@ class Store:
                 self.con.execute(f"DELETE FROM {table} t USING _incoming i WHERE {_key_match(key, 't', 'i')}")
                 rows = "SELECT * FROM _incoming"
             else:
-                rows = (f"SELECT * FROM _incoming ANTI JOIN "
-                        f"(SELECT {columns} FROM {table} SEMI JOIN _incoming USING ({columns})) USING ({columns})")
+                rows = (
+                    f"SELECT * FROM _incoming ANTI JOIN "
+                    f"(SELECT {columns} FROM {table} SEMI JOIN _incoming USING ({columns})) USING ({columns})"
+                )
             return self._insert_in_key_order(table, rows)
 
     def _insert_in_key_order(self, table: str, rows_sql: str) -> int:
         """INSERT the query's rows sorted by key (a join does not keep the batch's order, and
         stored in key order a batch stays clustered); returns how many."""
-        return self.con.execute(
-            f"INSERT INTO {table} BY NAME {rows_sql} ORDER BY {_key_columns(table)}").fetchall()[0][0]
+        return self.con.execute(f"INSERT INTO {table} BY NAME {rows_sql} ORDER BY {_key_columns(table)}").fetchall()[0][
+            0
+        ]
 
     # reads
     def count(self, table: str) -> int:
@@ -268,7 +273,7 @@ class Store:
         """The query's result as an Arrow table."""
         return self.con.sql(query, params=params or None).to_arrow_table()
 
-    def polars(self, query: str, params: Sequence[Any] | None = None) -> "pl.DataFrame":
+    def polars(self, query: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
         """The query's result as a Polars DataFrame."""
         import polars as pl  # only for those who ask: the flows read Arrow
 
@@ -276,11 +281,13 @@ class Store:
         assert isinstance(frame, pl.DataFrame)  # a table converts to a frame (a Series comes from an array)
         return frame
 
-    def table(self, name: str) -> "pl.DataFrame":
+    def table(self, name: str) -> pl.DataFrame:
         """A whole table or view of the store (`schemas.tables`) as a Polars DataFrame."""
         if name not in TABLES and name not in VIEWS:
-            raise ValueError(f"no table or view {name!r} in an rmforge store "
-                             f"(tables: {', '.join(TABLES)}; views: {', '.join(VIEWS)})")
+            raise ValueError(
+                f"no table or view {name!r} in an rmforge store "
+                f"(tables: {', '.join(TABLES)}; views: {', '.join(VIEWS)})"
+            )
         return self.polars(f'SELECT * FROM "{name}"')
 
     def rows(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
@@ -301,8 +308,6 @@ def _registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> I
         yield
     finally:
         con.unregister(name)
-
-
 
 
 def _keyed_batch(table: str, rows: Sequence[BaseModel] | pa.Table) -> pa.Table:

@@ -89,8 +89,11 @@ def pending_rollout_ids(db: str, annotator: Annotator) -> list[str]:
     """Rollouts without a current done marker for this configuration (see `pending_sql`), in a
     stable order, claimed or not."""
     with Store(db) as store:  # a column, not a dict per row: at a million rollouts that is ~200 MiB less
-        return store.sql(pending_sql(limited=False) + " ORDER BY r.rollout_id",
-                         pending_params(annotator, None)).column("rollout_id").to_pylist()
+        return (
+            store.sql(pending_sql(limited=False) + " ORDER BY r.rollout_id", pending_params(annotator, None))
+            .column("rollout_id")
+            .to_pylist()
+        )
 
 
 # How far past its last claim a run looks for unclaimed rollouts, in batches: far enough to step
@@ -130,24 +133,47 @@ def claim_batch(db: str, annotator: Annotator, run_id: str, candidates: list[str
         with store.transaction():
             store.execute(
                 "DELETE FROM batch_claims WHERE annotator = ? AND config_hash = ? "
-                "AND run_id NOT IN (SELECT run_id FROM runs_health WHERE status = 'running')", key)
-            gone = [row["run_id"] for row in store.rows(
-                "SELECT DISTINCT run_id, pid, process_started FROM batch_claims "
-                "WHERE annotator = ? AND config_hash = ? AND host = ? AND pid IS NOT NULL", [*key, host])
-                if not process_alive(row["pid"], row["process_started"])]
+                "AND run_id NOT IN (SELECT run_id FROM runs_health WHERE status = 'running')",
+                key,
+            )
+            gone = [
+                row["run_id"]
+                for row in store.rows(
+                    "SELECT DISTINCT run_id, pid, process_started FROM batch_claims "
+                    "WHERE annotator = ? AND config_hash = ? AND host = ? AND pid IS NOT NULL",
+                    [*key, host],
+                )
+                if not process_alive(row["pid"], row["process_started"])
+            ]
             if gone:
-                store.execute("DELETE FROM batch_claims WHERE annotator = ? AND config_hash = ? "
-                              "AND run_id IN (SELECT UNNEST(?))", [*key, gone])
+                store.execute(
+                    "DELETE FROM batch_claims WHERE annotator = ? AND config_hash = ? AND run_id IN (SELECT UNNEST(?))",
+                    [*key, gone],
+                )
             store.execute(
                 "INSERT INTO batch_claims (rollout_id, annotator, config_hash, run_id, batch_id, claimed_at, host, pid, "
                 "process_started) "
                 f"SELECT rollout_id, ?, ?, ?, ?, ?, ?, ?, ? FROM ({pending_sql(limited=True)}) "
                 "WHERE rollout_id NOT IN (SELECT rollout_id FROM batch_claims WHERE annotator = ? AND config_hash = ?) "
                 "ORDER BY rollout_id LIMIT ?",
-                [*key, run_id, batch_id, utc_now(), host, pid, process_start_time(pid),
-                 *pending_params(annotator, candidates), *key, batch_size])
-        return store.sql("SELECT rollout_id FROM batch_claims WHERE batch_id = ? ORDER BY rollout_id",
-                           [batch_id]).column("rollout_id").to_pylist()
+                [
+                    *key,
+                    run_id,
+                    batch_id,
+                    utc_now(),
+                    host,
+                    pid,
+                    process_start_time(pid),
+                    *pending_params(annotator, candidates),
+                    *key,
+                    batch_size,
+                ],
+            )
+        return (
+            store.sql("SELECT rollout_id FROM batch_claims WHERE batch_id = ? ORDER BY rollout_id", [batch_id])
+            .column("rollout_id")
+            .to_pylist()
+        )
 
 
 def claimed_batches(
@@ -158,7 +184,7 @@ def claimed_batches(
     claimed by other runs meanwhile are skipped."""
     start = 0
     while start < len(candidates):
-        window = candidates[start:start + CLAIM_WINDOW_BATCHES * batch_size]
+        window = candidates[start : start + CLAIM_WINDOW_BATCHES * batch_size]
         claimed = claim_batch(db, annotator, run_id, window, batch_size)
         # A full batch ends at its last claim; a short one means the whole window was looked at.
         start += window.index(claimed[-1]) + 1 if len(claimed) == batch_size else len(window)
@@ -169,8 +195,10 @@ def claimed_batches(
 def release_claims(db: str, annotator: Annotator, run_id: str) -> int:
     """Give up the run's claims for this configuration (its batches failed); how many."""
     with Store(db) as store:
-        return store.execute("DELETE FROM batch_claims WHERE run_id = ? AND annotator = ? AND config_hash = ?",
-                             [run_id, annotator.name, annotator.config_hash])[0][0]
+        return store.execute(
+            "DELETE FROM batch_claims WHERE run_id = ? AND annotator = ? AND config_hash = ?",
+            [run_id, annotator.name, annotator.config_hash],
+        )[0][0]
 
 
 @task(name="forget-annotator-errors", cache_policy=NO_CACHE)
@@ -180,11 +208,15 @@ def forget_annotator_errors(db: str, annotator: Annotator) -> int:
     scope = "annotator = ? AND config_hash = ?"
     key = [annotator.name, annotator.config_hash]
     with Store(db) as store, store.transaction():
-        errored = store.sql(
-            f"SELECT rollout_id FROM step_labels WHERE {scope} AND starts_with(reason, ?) "
-            f"UNION SELECT rollout_id FROM outcome_labels WHERE {scope} AND starts_with(reason, ?)",
-            [*key, ANNOTATOR_ERROR, *key, ANNOTATOR_ERROR],
-        ).column("rollout_id").to_pylist()
+        errored = (
+            store.sql(
+                f"SELECT rollout_id FROM step_labels WHERE {scope} AND starts_with(reason, ?) "
+                f"UNION SELECT rollout_id FROM outcome_labels WHERE {scope} AND starts_with(reason, ?)",
+                [*key, ANNOTATOR_ERROR, *key, ANNOTATOR_ERROR],
+            )
+            .column("rollout_id")
+            .to_pylist()
+        )
         for table in ("step_labels", "outcome_labels", "annotator_costs"):
             store.execute(f"DELETE FROM {table} WHERE {scope} AND rollout_id IN (SELECT UNNEST(?))", [*key, errored])
     return len(errored)
@@ -218,7 +250,9 @@ def load_inputs(store: Store, rollout_ids: list[str], with_siblings: bool = Fals
             siblings.setdefault(sibling.problem_id, []).append(sibling)
     return [
         AnnotationInput(
-            problem=problems[r.problem_id], rollout=r, steps=steps.get(r.rollout_id, []),
+            problem=problems[r.problem_id],
+            rollout=r,
+            steps=steps.get(r.rollout_id, []),
             siblings=[s for s in siblings.get(r.problem_id, []) if s.rollout_id != r.rollout_id],
         )
         for r in rollouts
@@ -316,7 +350,9 @@ def label_batch(
     return label_items(annotator, items, run_id)
 
 
-def label_in_processes(processes: int, annotator: Annotator, items: list[AnnotationInput], run_id: str) -> AnnotationOutput:
+def label_in_processes(
+    processes: int, annotator: Annotator, items: list[AnnotationInput], run_id: str
+) -> AnnotationOutput:
     """`label_items` in the shared pool of that size. Kept out of `label_batch`, which Dask and Ray
     pickle by value: the pool's lock cannot travel."""
     pool = label_processes(processes)
@@ -337,9 +373,13 @@ def write_labels(db: str, annotator: Annotator, output: AnnotationOutput) -> dic
         batch = [annotator.name, annotator.config_hash, [cost.rollout_id for cost in output.costs]]
         # A redone rollout may have fewer steps than when it was last labelled.
         store.execute(
-            "DELETE FROM step_labels WHERE annotator = ? AND config_hash = ? AND rollout_id IN (SELECT UNNEST(?))", batch)
+            "DELETE FROM step_labels WHERE annotator = ? AND config_hash = ? AND rollout_id IN (SELECT UNNEST(?))",
+            batch,
+        )
         store.execute(
-            "DELETE FROM batch_claims WHERE annotator = ? AND config_hash = ? AND rollout_id IN (SELECT UNNEST(?))", batch)
+            "DELETE FROM batch_claims WHERE annotator = ? AND config_hash = ? AND rollout_id IN (SELECT UNNEST(?))",
+            batch,
+        )
         written = {
             "step_labels": store.write("step_labels", output.step_labels, on_conflict="replace"),
             "outcome_labels": store.write("outcome_labels", output.outcome_labels, on_conflict="replace"),

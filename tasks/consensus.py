@@ -135,8 +135,7 @@ def final_answer_votes(outcome: Decision, outcome_votes: Sequence[Vote]) -> list
     if outcome.verdict != "incorrect":
         return []
     return [
-        Vote(voter=f"{v.voter} ({FINAL_ANSWER})", annotator=v.annotator, verdict="incorrect",
-             rank=v.rank, counts=True)
+        Vote(voter=f"{v.voter} ({FINAL_ANSWER})", annotator=v.annotator, verdict="incorrect", rank=v.rank, counts=True)
         for v in outcome_votes
         if v.counts and v.voter in outcome.supporters
     ]
@@ -172,8 +171,7 @@ def rollout_consensus(
     outcome = decide(outcome_votes) if outcome_votes else None
     votes_by_step: dict[int, list[Vote]] = defaultdict(list)
     for row in step_rows:
-        votes_by_step[row["step_index"]].append(
-            step_vote(row, evidence[row["annotator"]], config.direct_step_evidence))
+        votes_by_step[row["step_index"]].append(step_vote(row, evidence[row["annotator"]], config.direct_step_evidence))
     if outcome is not None and last_step is not None:
         for vote in final_answer_votes(outcome, outcome_votes):
             votes_by_step[last_step].append(vote)
@@ -211,8 +209,12 @@ def voting_annotators(store: Store, annotators: Sequence[str]) -> list[str]:
     """The requested annotators plus every human-authority annotator with labels."""
     requested = list(dict.fromkeys(annotators))
     evidence_of(requested)  # unknown names fail before any work
-    present = {r["annotator"] for r in store.rows(
-        "SELECT DISTINCT annotator FROM step_labels UNION SELECT DISTINCT annotator FROM outcome_labels")}
+    present = {
+        r["annotator"]
+        for r in store.rows(
+            "SELECT DISTINCT annotator FROM step_labels UNION SELECT DISTINCT annotator FROM outcome_labels"
+        )
+    }
     humans = [n for n in sorted(present & set(REGISTRY)) if annotator_class(n).evidence.authority == "human"]
     return requested + [n for n in humans if n not in requested]
 
@@ -242,7 +244,9 @@ def consensus_rows(
         r["rollout_id"]: r["last"]
         for r in store.rows(
             "SELECT rollout_id, max(step_index) AS last FROM steps WHERE rollout_id IN (SELECT UNNEST(?)) "
-            "GROUP BY rollout_id", [ids])
+            "GROUP BY rollout_id",
+            [ids],
+        )
     }
     steps_by_rollout: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in step_rows:

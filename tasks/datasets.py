@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, defaultdict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -23,9 +24,8 @@ from prefect.cache_policies import NO_CACHE
 from rmforge.schemas.records import PreferencePair, ProcessExample, stable_hash
 from rmforge.store import Store
 
-def pair_rollouts(
-    rows: Sequence[dict[str, Any]], max_pairs_per_problem: int, run_id: str
-) -> list[PreferencePair]:
+
+def pair_rollouts(rows: Sequence[dict[str, Any]], max_pairs_per_problem: int, run_id: str) -> list[PreferencePair]:
     """rows: kept rollouts with problem_id, question, response, rollout_id, verdict."""
     by_problem: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for row in sorted(rows, key=lambda r: r["rollout_id"]):

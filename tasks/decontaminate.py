@@ -29,8 +29,8 @@ from rmforge.curation.near_duplicates import EXACT_SEARCH_LIMIT, nearest
 from rmforge.problems.records import load_hf_rows, read_records
 from rmforge.schemas.config import CurationConfig
 from rmforge.schemas.records import Contamination
-from rmforge.tasks.dedupe import cached_embeddings
 from rmforge.store import Store
+from rmforge.tasks.dedupe import cached_embeddings
 
 QUESTION_FIELDS = ("problem", "question", "prompt", "query")
 ID_FIELDS = ("id", "unique_id", "problem_id", "idx")
@@ -68,7 +68,9 @@ def load_eval_items(source: str, split: str = "test") -> list[EvalItem]:
             raise ValueError(f"decontaminate: {source}#{number}: record: not a JSON object")
         field = next((f for f in QUESTION_FIELDS if isinstance(row.get(f), str) and row[f].strip()), None)
         if field is None:
-            raise ValueError(f"decontaminate: {source}#{number}: no question field (one of {', '.join(QUESTION_FIELDS)})")
+            raise ValueError(
+                f"decontaminate: {source}#{number}: no question field (one of {', '.join(QUESTION_FIELDS)})"
+            )
         item_id = next((str(row[f]) for f in ID_FIELDS if row.get(f) is not None), str(number - 1))
         items.append(EvalItem(item_id=item_id, text=row[field]))
     return items
@@ -126,10 +128,17 @@ def find_contamination(
         for problem in problems:
             match = index.best_match(problem["question"])
             if match and match[1] > config.decontaminate_ngram_threshold:
-                found.append(Contamination(
-                    problem_id=problem["problem_id"], eval_set=eval_set, eval_item_id=items[match[0]].item_id,
-                    method="ngram", score=round(match[1], 4), evidence=match[2], run_id=run_id,
-                ))
+                found.append(
+                    Contamination(
+                        problem_id=problem["problem_id"],
+                        eval_set=eval_set,
+                        eval_item_id=items[match[0]].item_id,
+                        method="ngram",
+                        score=round(match[1], 4),
+                        evidence=match[2],
+                        run_id=run_id,
+                    )
+                )
         threshold = config.decontaminate_embedding_threshold
         if threshold is None or not problems:
             continue
@@ -140,11 +149,17 @@ def find_contamination(
         indices, sims = nearest(problem_vectors, eval_vectors, 1, exact)
         for problem, (item_index,), (sim,) in zip(problems, indices, sims):
             if item_index >= 0 and sim >= threshold:
-                found.append(Contamination(
-                    problem_id=problem["problem_id"], eval_set=eval_set, eval_item_id=items[item_index].item_id,
-                    method="embedding", score=round(float(sim), 4), evidence=items[item_index].text[:200],
-                    run_id=run_id,
-                ))
+                found.append(
+                    Contamination(
+                        problem_id=problem["problem_id"],
+                        eval_set=eval_set,
+                        eval_item_id=items[item_index].item_id,
+                        method="embedding",
+                        score=round(float(sim), 4),
+                        evidence=items[item_index].text[:200],
+                        run_id=run_id,
+                    )
+                )
     return found
 
 
@@ -154,9 +169,11 @@ def decontaminate_problems(db: str, config: CurationConfig, run_id: str) -> dict
     eval_sets = {source: load_eval_items(source, config.decontaminate_split) for source in config.decontaminate}
     with Store(db) as store:
         problems = store.rows("SELECT problem_id, question FROM problems ORDER BY problem_id")
-    found = find_contamination(
-        problems, eval_sets, config, run_id, lambda texts: cached_embeddings(db, texts, config)
-    ) if eval_sets else []
+    found = (
+        find_contamination(problems, eval_sets, config, run_id, lambda texts: cached_embeddings(db, texts, config))
+        if eval_sets
+        else []
+    )
     with Store(db) as store:
         store.replace_tables({"contamination": found})
     return {

@@ -41,6 +41,7 @@ def text_hash(text: str) -> str:
 
 # ---------------------------------------------------------------- the embedding cache
 
+
 def _embedding_rows(hashes: list[str], model: str, dtype: str, vectors: np.ndarray) -> pa.Table:
     dim = vectors.shape[1]
     offsets = pa.array(np.arange(0, len(hashes) * dim + 1, dim, dtype=np.int32))
@@ -92,6 +93,7 @@ def cached_embeddings(db: str, texts: Sequence[str], config: CurationConfig) -> 
 
 # ---------------------------------------------------------------- rollouts
 
+
 def find_duplicates(
     rollouts: Sequence[dict[str, Any]],
     config: CurationConfig,
@@ -122,8 +124,14 @@ def find_duplicates(
         vectors_for=vectors_for or (lambda texts: embed(texts, config)),
     )
     return [
-        RolloutCuration(rollout_id=rollout_id, problem_id=problem_of[rollout_id], status=mark.status,
-                        duplicate_of=mark.duplicate_of, similarity=mark.similarity, run_id=run_id)
+        RolloutCuration(
+            rollout_id=rollout_id,
+            problem_id=problem_of[rollout_id],
+            status=mark.status,
+            duplicate_of=mark.duplicate_of,
+            similarity=mark.similarity,
+            run_id=run_id,
+        )
         for rollout_id, mark in marks.items()
     ]
 
@@ -166,6 +174,7 @@ def deduplicate_rollouts(db: str, config: CurationConfig, run_id: str) -> dict[s
 
 # ---------------------------------------------------------------- problems
 
+
 def find_duplicate_problems(
     problems: Sequence[dict[str, Any]],
     config: CurationConfig,
@@ -193,8 +202,13 @@ def find_duplicate_problems(
         vectors_for=vectors_for or (lambda texts: embed(texts, config)),
     )
     return [
-        ProblemCuration(problem_id=problem_id, status=mark.status, duplicate_of=mark.duplicate_of,
-                        similarity=mark.similarity, run_id=run_id)
+        ProblemCuration(
+            problem_id=problem_id,
+            status=mark.status,
+            duplicate_of=mark.duplicate_of,
+            similarity=mark.similarity,
+            run_id=run_id,
+        )
         for problem_id, mark in marks.items()
     ]
 

@@ -36,8 +36,8 @@ from prefect.cache_policies import NO_CACHE
 from rmforge.annotators import annotator_class
 from rmforge.annotators.base import LLMAnnotator
 from rmforge.schemas.config import CurationConfig
-from rmforge.tasks.consensus import consensus_rows
 from rmforge.store import Store
+from rmforge.tasks.consensus import consensus_rows
 
 
 class ReferencePoint(TypedDict):
@@ -112,8 +112,14 @@ def score_verdicts(
     `outcome_implied`: the (rollout, step) verdicts that rest only on the rollout's own outcome."""
     s = Scores(name=name, kind=kind, solutions=len(labels))
     right_err = right_ok = decided = total_steps = 0
-    judged = {"incorrect_right": 0, "incorrect_wrong": 0, "correct_right": 0, "correct_wrong": 0,
-              "outcome_implied_correct_right": 0, "outcome_implied_correct_wrong": 0}
+    judged = {
+        "incorrect_right": 0,
+        "incorrect_wrong": 0,
+        "correct_right": 0,
+        "correct_wrong": 0,
+        "outcome_implied_correct_right": 0,
+        "outcome_implied_correct_wrong": 0,
+    }
     for rollout_id, label in labels.items():
         steps = verdicts.get(rollout_id, {})
         total_steps += step_counts[rollout_id]
@@ -175,9 +181,12 @@ def score_outcomes(scores: Scores, verdicts: dict[str, str], human: dict[str, st
     decided = {rid: v for rid, v in verdicts.items() if rid in human and v in ("correct", "incorrect")}
     flagged = [rid for rid, v in decided.items() if v == "incorrect"]
     scores.outcomes_decided = len(decided)
-    scores.outcome_agreement = _ratio(sum(v == human[rid] for rid, v in decided.items()), len(decided)) if decided else None
+    scores.outcome_agreement = (
+        _ratio(sum(v == human[rid] for rid, v in decided.items()), len(decided)) if decided else None
+    )
     scores.outcome_incorrect_precision = (
-        _ratio(sum(human[rid] == "incorrect" for rid in flagged), len(flagged)) if flagged else None)
+        _ratio(sum(human[rid] == "incorrect" for rid in flagged), len(flagged)) if flagged else None
+    )
     scores.outcome_coverage = _ratio(len(decided), len(human))
 
 
@@ -199,7 +208,9 @@ def decided_verdicts(
     return out, frozenset((row.rollout_id, row.step_index) for row in steps if row.outcome_implied)
 
 
-def decided_outcomes(store: Store, annotators: Sequence[str], policy: str, rollout_ids: Sequence[str]) -> dict[str, str]:
+def decided_outcomes(
+    store: Store, annotators: Sequence[str], policy: str, rollout_ids: Sequence[str]
+) -> dict[str, str]:
     """The outcome consensus of the given annotators only {rollout: verdict}, as curation builds it."""
     _, outcomes = consensus_rows(store, list(annotators), policy_config(policy), "eval", rollout_ids)
     return {row.rollout_id: row.verdict for row in outcomes}
@@ -220,13 +231,16 @@ def score_labels(
         step_counts = {
             r["rollout_id"]: r["n"]
             for r in store.rows(
-                "SELECT rollout_id, count(*) AS n FROM steps WHERE rollout_id IN (SELECT UNNEST(?)) GROUP BY 1", [ids])
+                "SELECT rollout_id, count(*) AS n FROM steps WHERE rollout_id IN (SELECT UNNEST(?)) GROUP BY 1", [ids]
+            )
         }
         costs = {
             r["annotator"]: r["completions"]
             for r in store.rows(
                 "SELECT annotator, sum(completions) AS completions FROM annotator_costs "
-                "WHERE rollout_id IN (SELECT UNNEST(?)) GROUP BY 1", [ids])
+                "WHERE rollout_id IN (SELECT UNNEST(?)) GROUP BY 1",
+                [ids],
+            )
         }
         human = human_outcomes(store, ids)
         results = []
@@ -241,8 +255,9 @@ def score_labels(
         if len(annotators) > 1:
             for policy in policies:
                 verdicts, implied = decided_verdicts(store, annotators, policy, ids)
-                scores = score_verdicts(f"{policy}({','.join(annotators)})", "policy", verdicts, step_counts, labels,
-                                        implied)
+                scores = score_verdicts(
+                    f"{policy}({','.join(annotators)})", "policy", verdicts, step_counts, labels, implied
+                )
                 score_outcomes(scores, decided_outcomes(store, annotators, policy, ids), human)
                 scores.seconds = round(sum(seconds.get(n, 0.0) for n in annotators), 2)
                 results.append(scores)
@@ -252,11 +267,20 @@ def score_labels(
 # ------------------------------------------------------------------ report
 
 _COLUMNS = [
-    ("name", "labels from"), ("f1", "F1 (%)"), ("acc_erroneous", "acc. erroneous"), ("acc_correct", "acc. correct"),
-    ("incorrect_precision", "`incorrect` precision"), ("incorrect_labels", "# incorrect"),
-    ("incorrect_recall", "recall"), ("correct_precision", "`correct` precision"), ("correct_labels", "# correct"),
-    ("correct_precision_direct", "`correct` precision, direct"), ("outcome_implied_correct", "# outcome-implied"),
-    ("coverage", "coverage"), ("completions", "completions"), ("seconds", "seconds"),
+    ("name", "labels from"),
+    ("f1", "F1 (%)"),
+    ("acc_erroneous", "acc. erroneous"),
+    ("acc_correct", "acc. correct"),
+    ("incorrect_precision", "`incorrect` precision"),
+    ("incorrect_labels", "# incorrect"),
+    ("incorrect_recall", "recall"),
+    ("correct_precision", "`correct` precision"),
+    ("correct_labels", "# correct"),
+    ("correct_precision_direct", "`correct` precision, direct"),
+    ("outcome_implied_correct", "# outcome-implied"),
+    ("coverage", "coverage"),
+    ("completions", "completions"),
+    ("seconds", "seconds"),
 ]
 
 
@@ -276,8 +300,11 @@ def _cell(value: Any, key: str = "") -> str:
 
 
 _OUTCOME_COLUMNS = [
-    ("name", "labels from"), ("outcome_agreement", "agreement (decided)"), ("outcomes_decided", "# decided"),
-    ("outcome_coverage", "share decided"), ("outcome_incorrect_precision", "`incorrect` precision"),
+    ("name", "labels from"),
+    ("outcome_agreement", "agreement (decided)"),
+    ("outcomes_decided", "# decided"),
+    ("outcome_coverage", "share decided"),
+    ("outcome_incorrect_precision", "`incorrect` precision"),
 ]
 
 
@@ -302,13 +329,11 @@ def outcome_section(results: Sequence[dict[str, Any]]) -> str:
 
 
 def report_markdown(source: str, results: Sequence[dict[str, Any]], solutions: int, erroneous: int) -> str:
-    references = "\n".join(
-        f"| {r['name']} | {r['gsm8k_f1']} | {r['average_f1']} |" for r in REFERENCE_POINTS
-    )
+    references = "\n".join(f"| {r['name']} | {r['gsm8k_f1']} | {r['average_f1']} |" for r in REFERENCE_POINTS)
     return (
         f"# rmforge eval: `{source}`\n\n"
         f"{solutions} human-labelled solutions, {erroneous} with an error. Each row builds step verdicts "
-        "as curation does (only evidence counts; see README \"What a label means\") and compares them with "
+        'as curation does (only evidence counts; see README "What a label means") and compares them with '
         "the human-labelled earliest wrong step.\n\n"
         f"{markdown_table(results)}\n"
         "- F1 (in %, as the references below): ProcessBench's harmonic mean of accuracy on erroneous solutions (first step judged "
@@ -318,7 +343,7 @@ def report_markdown(source: str, results: Sequence[dict[str, Any]], solutions: i
         "labelled step is judged incorrect; coverage: share of steps given a decided verdict.\n"
         "- `correct` precision, direct: without the `correct` labels that rest only on the rollout's own "
         "correct final answer (# outcome-implied: Math-Shepherd's \"it reaches the gold, so every step is "
-        "right\"; on ProcessBench many solutions reach the right answer through a wrong step).\n"
+        'right"; on ProcessBench many solutions reach the right answer through a wrong step).\n'
         "- A refute-only annotator (e.g. `z3_arith`) emits no `correct` labels: finding nothing wrong is "
         "no evidence that a step is right.\n\n"
         f"{outcome_section(results)}"
@@ -335,8 +360,12 @@ def write_chart(results: Sequence[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = [r["name"] for r in results]
-    metrics = [("f1", "ProcessBench F1"), ("incorrect_precision", "`incorrect` precision"),
-               ("incorrect_recall", "recall"), ("coverage", "coverage")]
+    metrics = [
+        ("f1", "ProcessBench F1"),
+        ("incorrect_precision", "`incorrect` precision"),
+        ("incorrect_recall", "recall"),
+        ("coverage", "coverage"),
+    ]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(names) + 2), 4.2))
     width = 0.8 / len(metrics)
     for k, (key, title) in enumerate(metrics):
@@ -344,8 +373,14 @@ def write_chart(results: Sequence[dict[str, Any]], path: Path) -> None:
         ax.bar([i + k * width for i in range(len(names))], values, width, label=title)
     for ref, style, offset in zip(REFERENCE_POINTS, ("--", ":"), (0.012, -0.045), strict=True):
         ax.axhline(ref["gsm8k_f1"] / 100, linestyle=style, color="gray", linewidth=1)
-        ax.text(len(names) - 0.2, ref["gsm8k_f1"] / 100 + offset, f"{ref['name']}: F1 {ref['gsm8k_f1']} (GSM8K)",
-                fontsize=7, color="gray", ha="right")
+        ax.text(
+            len(names) - 0.2,
+            ref["gsm8k_f1"] / 100 + offset,
+            f"{ref['name']}: F1 {ref['gsm8k_f1']} (GSM8K)",
+            fontsize=7,
+            color="gray",
+            ha="right",
+        )
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(names))], names, rotation=15, ha="right", fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("score")
@@ -367,5 +402,9 @@ def write_eval_report(out_dir: str, source: str, results: list[dict[str, Any]]) 
     (out / "report.md").write_text(markdown + "\n![chart](report.png)\n", encoding="utf-8")
     (out / "metrics.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     write_chart(results, out / "report.png")
-    return {"report": str(out / "report.md"), "chart": str(out / "report.png"), "metrics": str(out / "metrics.json"),
-            "markdown": markdown}
+    return {
+        "report": str(out / "report.md"),
+        "chart": str(out / "report.png"),
+        "metrics": str(out / "metrics.json"),
+        "markdown": markdown,
+    }

@@ -52,7 +52,10 @@ from rmforge.store import Store
 
 @task(name="export-datasets", cache_policy=NO_CACHE)
 def export_datasets(
-    db: str, out_dir: str, names: list[str] | None = None, run_id: str | None = None,
+    db: str,
+    out_dir: str,
+    names: list[str] | None = None,
+    run_id: str | None = None,
     settings: ExportConfig | None = None,
 ) -> dict[str, dict[str, object]]:
     """Write the datasets, their card, config and manifest into `out_dir`; returns stats per dataset."""
@@ -76,9 +79,11 @@ def export_datasets(
                     write_dataset(staging, name, table)
                 provenance = export_provenance(store)
                 (staging / CONFIG_FILE).write_text(
-                    effective_config(settings, names, separator, provenance, run_id), encoding="utf-8")
-                (staging / CARD).write_text(dataset_card(stats, provenance, run_id, settings, separator),
-                                            encoding="utf-8")
+                    effective_config(settings, names, separator, provenance, run_id), encoding="utf-8"
+                )
+                (staging / CARD).write_text(
+                    dataset_card(stats, provenance, run_id, settings, separator), encoding="utf-8"
+                )
                 manifest = {
                     "format": "rmforge-export",
                     "version": 1,

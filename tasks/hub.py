@@ -73,8 +73,9 @@ def _why(exc: Exception, endpoint: str, timeout_s: float) -> str:
 
 
 @task(name="push-to-hub", cache_policy=NO_CACHE)
-def push_export(out_dir: str, repo_id: str, private: bool = False, timeout_s: float = 60.0,
-                run_id: str | None = None) -> str:
+def push_export(
+    out_dir: str, repo_id: str, private: bool = False, timeout_s: float = 60.0, run_id: str | None = None
+) -> str:
     """Create the dataset repo if needed and commit the export's card, config and Parquet files;
     returns the commit's URL."""
     import httpx2
@@ -89,7 +90,10 @@ def push_export(out_dir: str, repo_id: str, private: bool = False, timeout_s: fl
     try:
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         commit = api.upload_folder(
-            repo_id=repo_id, repo_type="dataset", folder_path=Path(out_dir), allow_patterns=PUSHED_FILES,
+            repo_id=repo_id,
+            repo_type="dataset",
+            folder_path=Path(out_dir),
+            allow_patterns=PUSHED_FILES,
             commit_message=f"rmforge export{f' (run {run_id})' if run_id else ''}",
         )
     except (httpx2.HTTPError, ValueError, OSError) as exc:  # ValueError: the Hub refused the card's metadata

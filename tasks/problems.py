@@ -29,7 +29,8 @@ def load_problems(config: ProblemSourceConfig, run_id: str) -> ImportResult:
         seed = concrete_seed(config)
         return ImportResult(
             problems=generate_arithmetic_problems(
-                config.count, seed, config.min_steps, config.max_steps, config.operations, config.max_number)
+                config.count, seed, config.min_steps, config.max_steps, config.operations, config.max_number
+            )
         )
     if config.kind == "logic":
         from rmforge.problems.logic import generate_logic_problems

@@ -19,14 +19,24 @@ from rmforge.annotators.human import HumanAnnotator
 from rmforge.generators import load_generator
 from rmforge.generators.base import PROMPT_TOO_LONG
 from rmforge.generators.prompts import solution_request
+from rmforge.problems.labelled_import import (
+    LabelledImport,
+    parse_labelled_rows,
+    read_gold_answers,
+    sibling_gold_answers,
+)
+from rmforge.problems.records import NumberedRow, iter_record_chunks, quarantine_record
+from rmforge.problems.rollout_import import (
+    RolloutImport,
+    parse_rollout_rows,
+    problem_mismatch,
+    rollout_mismatch,
+    step_texts_by_rollout,
+)
 from rmforge.schemas.config import GeneratorConfig, SamplingConfig, StepSplitConfig
 from rmforge.schemas.records import OutcomeLabel, Problem, Rollout, Step, StepLabel, stable_hash
-from rmforge.problems.labelled_import import LabelledImport, parse_labelled_rows, read_gold_answers, sibling_gold_answers
-from rmforge.problems.records import NumberedRow, iter_record_chunks, quarantine_record
-from rmforge.problems.rollout_import import (RolloutImport, parse_rollout_rows, problem_mismatch, rollout_mismatch,
-                                            step_texts_by_rollout)
-from rmforge.tasks.steps import steps_for
 from rmforge.store import Store
+from rmforge.tasks.steps import steps_for
 
 
 def rollout_id(problem_id: str, generator: GeneratorConfig, sampling: SamplingConfig, index: int) -> str:
@@ -39,9 +49,7 @@ def missing_problems(
 ) -> list[Problem]:
     """Problems that do not yet have all `sampling.n` rollouts from this generator."""
     wanted = {
-        rollout_id(p.problem_id, generator, sampling, i): p.problem_id
-        for p in problems
-        for i in range(sampling.n)
+        rollout_id(p.problem_id, generator, sampling, i): p.problem_id for p in problems for i in range(sampling.n)
     }
     with Store(db) as store:
         have = {
@@ -100,14 +108,21 @@ def generate_rollouts(
     sampled = sample_rollouts(todo, generator, sampling, run_id)
     overflow = {r.problem_id for r in sampled if r.finish_reason == PROMPT_TOO_LONG}
     quarantine = [
-        quarantine_record(f"generate:{generator.model}", p.problem_id, "question",
-                          f"the prompt exceeds the model context (max_model_len {generator.max_model_len})",
-                          p.question, run_id)
-        for p in todo if p.problem_id in overflow
+        quarantine_record(
+            f"generate:{generator.model}",
+            p.problem_id,
+            "question",
+            f"the prompt exceeds the model context (max_model_len {generator.max_model_len})",
+            p.question,
+            run_id,
+        )
+        for p in todo
+        if p.problem_id in overflow
     ]
     with Store(db) as store:
-        written = store_rollouts(store, [r for r in sampled if r.problem_id not in overflow], [],
-                                 steps or StepSplitConfig())
+        written = store_rollouts(
+            store, [r for r in sampled if r.problem_id not in overflow], [], steps or StepSplitConfig()
+        )
         written["quarantined"] = store.write("quarantine", quarantine)
     return written
 
@@ -124,7 +139,8 @@ def refuse_stored_conflicts(store: Store, parsed: RolloutImport, source: str, ru
     stored = {
         r.rollout_id: r
         for r in store.records(
-            Rollout, "SELECT * FROM rollouts WHERE rollout_id IN (SELECT UNNEST(?))",
+            Rollout,
+            "SELECT * FROM rollouts WHERE rollout_id IN (SELECT UNNEST(?))",
             [[r.rollout_id for r in parsed.rollouts]],
         )
     }
@@ -135,7 +151,8 @@ def refuse_stored_conflicts(store: Store, parsed: RolloutImport, source: str, ru
         row["rollout_id"]: row["texts"]
         for row in store.rows(
             "SELECT rollout_id, list(text ORDER BY step_index) AS texts FROM steps "
-            "WHERE rollout_id IN (SELECT UNNEST(?)) GROUP BY rollout_id", [list(given_steps)],
+            "WHERE rollout_id IN (SELECT UNNEST(?)) GROUP BY rollout_id",
+            [list(given_steps)],
         )
     }
     refused: set[str] = set()
@@ -144,11 +161,16 @@ def refuse_stored_conflicts(store: Store, parsed: RolloutImport, source: str, ru
         mismatch = rid in stored and rollout_mismatch(stored[rid], stored_steps.get(rid), rollout, given_steps.get(rid))
         if mismatch:
             refused.add(rid)
-            parsed.quarantine.append(quarantine_record(
-                source, f"{source}#{parsed.record_numbers[rid]}", "rollout_id",
-                f"rollout_id: {rid!r} is stored with a different {mismatch}",
-                {**rollout.model_dump(mode="json"), "steps": given_steps.get(rid)}, run_id,
-            ))
+            parsed.quarantine.append(
+                quarantine_record(
+                    source,
+                    f"{source}#{parsed.record_numbers[rid]}",
+                    "rollout_id",
+                    f"rollout_id: {rid!r} is stored with a different {mismatch}",
+                    {**rollout.model_dump(mode="json"), "steps": given_steps.get(rid)},
+                    run_id,
+                )
+            )
     drop_rollouts(parsed, refused)
 
 
@@ -160,7 +182,8 @@ def refuse_stored_mismatches(store: Store, parsed: RolloutImport, source: str, r
     stored = {
         p.problem_id: p
         for p in store.records(
-            Problem, "SELECT * FROM problems WHERE problem_id IN (SELECT UNNEST(?))",
+            Problem,
+            "SELECT * FROM problems WHERE problem_id IN (SELECT UNNEST(?))",
             [[p.problem_id for p in parsed.problems]],
         )
     }
@@ -174,8 +197,14 @@ def refuse_stored_mismatches(store: Store, parsed: RolloutImport, source: str, r
     for rollout in parsed.rollouts:
         if rollout.problem_id in refused:
             parsed.quarantine.append(
-                quarantine_record(source, f"{source}#rollout {rollout.rollout_id}", refused[rollout.problem_id].split(":")[0],
-                                  refused[rollout.problem_id], rollout.model_dump(mode="json"), run_id)
+                quarantine_record(
+                    source,
+                    f"{source}#rollout {rollout.rollout_id}",
+                    refused[rollout.problem_id].split(":")[0],
+                    refused[rollout.problem_id],
+                    rollout.model_dump(mode="json"),
+                    run_id,
+                )
             )
     drop_rollouts(parsed, {r.rollout_id for r in parsed.rollouts if r.problem_id in refused})
 
@@ -208,7 +237,9 @@ def most_common_reason(reasons: Counter[str]) -> str | None:
     return reasons.most_common(1)[0][0] if reasons else None
 
 
-def store_rollouts(store: Store, rollouts: list[Rollout], given_steps: list[Step], config: StepSplitConfig) -> dict[str, int]:
+def store_rollouts(
+    store: Store, rollouts: list[Rollout], given_steps: list[Step], config: StepSplitConfig
+) -> dict[str, int]:
     """Rollouts and their steps in one transaction: a stored rollout always has its steps.
 
     Steps given with a rollout are kept exactly; the others are split by `config`.
@@ -216,8 +247,10 @@ def store_rollouts(store: Store, rollouts: list[Rollout], given_steps: list[Step
     have_steps = {s.rollout_id for s in given_steps}
     steps = given_steps + steps_for([r for r in rollouts if r.rollout_id not in have_steps], config)
     with store.transaction():
-        return {"steps": store.write_children("steps", steps, parent="rollouts"),
-                "rollouts": store.write("rollouts", rollouts)}
+        return {
+            "steps": store.write_children("steps", steps, parent="rollouts"),
+            "rollouts": store.write("rollouts", rollouts),
+        }
 
 
 # Rows parsed and written per transaction: memory follows this, not the file's size, and a
@@ -226,7 +259,8 @@ IMPORT_CHUNK_ROWS = 5_000
 
 
 def import_in_chunks(
-    path: Path, import_chunk: Callable[[list[NumberedRow]], dict[str, int]],
+    path: Path,
+    import_chunk: Callable[[list[NumberedRow]], dict[str, int]],
     on_rows: Callable[[int], None] | None = None,
 ) -> dict[str, int]:
     """Stream a file through `import_chunk` a chunk at a time; the summed counts.
@@ -243,7 +277,10 @@ def import_in_chunks(
 
 @task(name="import-rollouts", cache_policy=NO_CACHE)
 def import_rollouts(
-    db: str, path: str, run_id: str, steps: StepSplitConfig | None = None,
+    db: str,
+    path: str,
+    run_id: str,
+    steps: StepSplitConfig | None = None,
     on_rows: Callable[[int], None] | None = None,
 ) -> dict[str, int | str | None]:
     """Read a JSONL/JSON/Parquet file of rollouts into the store (idempotent), in chunks."""
@@ -297,7 +334,12 @@ def human_labels(parsed: LabelledImport, run_id: str) -> tuple[list[StepLabel], 
 
 @task(name="import-labelled", cache_policy=NO_CACHE)
 def import_labelled(
-    db: str, path: str, fmt: str, run_id: str, gold_path: str | None = None, neutral: str = "correct",
+    db: str,
+    path: str,
+    fmt: str,
+    run_id: str,
+    gold_path: str | None = None,
+    neutral: str = "correct",
     on_rows: Callable[[int], None] | None = None,
 ) -> dict[str, int | str | None]:
     """Human-labelled solutions (ProcessBench / PRM800K) into the store, labels as annotator `human`."""

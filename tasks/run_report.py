@@ -30,8 +30,9 @@ def report_dir(db: str) -> Path:
     return Path(os.environ.get("RMFORGE_REPORT_DIR") or resolve_store(db).local_folder / "reports")
 
 
-def cohen_kappa(both_correct: int, both_incorrect: int, a_correct_b_incorrect: int,
-                a_incorrect_b_correct: int) -> float | None:
+def cohen_kappa(
+    both_correct: int, both_incorrect: int, a_correct_b_incorrect: int, a_incorrect_b_correct: int
+) -> float | None:
     """Cohen's kappa of two raters on the 2x2 correct/incorrect table (the formula of the
     `annotator_agreement` view); None when undefined: no items, or both raters constant alike."""
     n = both_correct + both_incorrect + a_correct_b_incorrect + a_incorrect_b_correct
@@ -67,8 +68,7 @@ def pairwise_agreement(store: Store) -> list[dict[str, Any]]:
         GROUP BY a.annotator, b.annotator ORDER BY a.annotator, b.annotator
     """)
     for row in rows:
-        cells = (row["both_correct"], row["both_incorrect"], row["a_correct_b_incorrect"],
-                 row["a_incorrect_b_correct"])
+        cells = (row["both_correct"], row["both_incorrect"], row["a_correct_b_incorrect"], row["a_incorrect_b_correct"])
         row["steps"] = sum(cells)
         row["agreement"] = (cells[0] + cells[1]) / row["steps"]
         row["kappa"] = cohen_kappa(*cells)
@@ -87,8 +87,14 @@ def label_balance(store: Store) -> list[dict[str, Any]]:
     for level, labels in (("step", "newest_step_labels"), ("outcome", "newest_outcome_labels")):
         for row in store.rows(f"SELECT annotator, {_COUNTS} FROM {labels} GROUP BY annotator ORDER BY annotator"):
             name = row.pop("annotator")
-            rows.append({"labels": f"{level}: {name}", **row, "agreed": None,
-                         "refute_only": level == "step" and refute_only(name)})
+            rows.append(
+                {
+                    "labels": f"{level}: {name}",
+                    **row,
+                    "agreed": None,
+                    "refute_only": level == "step" and refute_only(name),
+                }
+            )
     steps = store.rows(f"SELECT {_COUNTS}, count(*) FILTER (agreed) AS agreed FROM step_consensus")[0]
     outcomes = store.rows(f"SELECT {_COUNTS} FROM outcome_consensus")[0]
     rows.append({"labels": "consensus: steps", **steps, "refute_only": False})
@@ -96,27 +102,39 @@ def label_balance(store: Store) -> list[dict[str, Any]]:
     return rows
 
 
-def stage_costs(store: Store, run_id: str, parent_run_id: str | None = None,
-                now: datetime | None = None) -> list[dict[str, Any]]:
+def stage_costs(
+    store: Store, run_id: str, parent_run_id: str | None = None, now: datetime | None = None
+) -> list[dict[str, Any]]:
     """Seconds per stage: the run's sibling sub-flows when it runs inside a parent flow (the
     pipeline), else the run alone. Siblings are the runs this store saw start after the parent
     did (one writer per store at a time). A stage still running counts until `now`."""
     parent = store.rows("SELECT started_at FROM runs WHERE run_id = ?", [parent_run_id]) if parent_run_id else []
     if parent:
-        rows = store.rows("SELECT run_id, flow, status, started_at, finished_at FROM runs "
-                          "WHERE started_at >= ? AND run_id <> ? ORDER BY started_at",
-                          [parent[0]["started_at"], parent_run_id])
+        rows = store.rows(
+            "SELECT run_id, flow, status, started_at, finished_at FROM runs "
+            "WHERE started_at >= ? AND run_id <> ? ORDER BY started_at",
+            [parent[0]["started_at"], parent_run_id],
+        )
     else:
         rows = store.rows("SELECT run_id, flow, status, started_at, finished_at FROM runs WHERE run_id = ?", [run_id])
     now = now or utc_now()
-    return [{"stage": r["flow"], "run_id": r["run_id"], "status": r["status"],
-             "seconds": round(((r["finished_at"] or now) - r["started_at"]).total_seconds(), 3)} for r in rows]
+    return [
+        {
+            "stage": r["flow"],
+            "run_id": r["run_id"],
+            "status": r["status"],
+            "seconds": round(((r["finished_at"] or now) - r["started_at"]).total_seconds(), 3),
+        }
+        for r in rows
+    ]
 
 
 def completions_per_annotator(store: Store) -> list[dict[str, Any]]:
     """LLM completions each annotator spent, over every rollout in the store."""
-    return store.rows("SELECT annotator, sum(completions)::BIGINT AS completions, count(*) AS rollouts "
-                      "FROM annotator_costs GROUP BY annotator ORDER BY annotator")
+    return store.rows(
+        "SELECT annotator, sum(completions)::BIGINT AS completions, count(*) AS rollouts "
+        "FROM annotator_costs GROUP BY annotator ORDER BY annotator"
+    )
 
 
 def compute_report(store: Store, run_id: str, parent_run_id: str | None = None) -> dict[str, Any]:
@@ -148,16 +166,32 @@ def draw_report(report: dict[str, Any], path: Path) -> Path:
     starred = {row["labels"].split(": ", 1)[1] for row in report["balance"] if row["refute_only"]}
     fig, axes = plt.subplots(2, 2, figsize=(14, 10), gridspec_kw={"height_ratios": [1.25, 1]})
     inside = f" in pipeline run {report['parent_run_id'][:8]}" if report["parent_run_id"] else ""
-    fig.suptitle(f"rmforge curate run {report['run_id'][:8]}{inside}, "
-                 f"{report['created_at'][:19].replace('T', ' ')} UTC", fontsize=13)
+    fig.suptitle(
+        f"rmforge curate run {report['run_id'][:8]}{inside}, {report['created_at'][:19].replace('T', ' ')} UTC",
+        fontsize=13,
+    )
     _draw_agreement(axes[0][0], report["agreement"], starred)
     _draw_balance(axes[0][1], report["balance"])
-    _draw_bars(axes[1][0], [(s["stage"], s["seconds"]) for s in report["stages"]], "seconds",
-               "Cost: seconds per stage", "{:.1f} s")
-    _draw_bars(axes[1][1], [(c["annotator"], c["completions"]) for c in report["completions"]], "completions",
-               "Cost: LLM completions per annotator (whole store)", "{:,}")
-    notes = [("Labels and consensus: the whole store after this run; agreement over steps both annotators "
-              "decided (newest label each; unknown left out).")]
+    _draw_bars(
+        axes[1][0],
+        [(s["stage"], s["seconds"]) for s in report["stages"]],
+        "seconds",
+        "Cost: seconds per stage",
+        "{:.1f} s",
+    )
+    _draw_bars(
+        axes[1][1],
+        [(c["annotator"], c["completions"]) for c in report["completions"]],
+        "completions",
+        "Cost: LLM completions per annotator (whole store)",
+        "{:,}",
+    )
+    notes = [
+        (
+            "Labels and consensus: the whole store after this run; agreement over steps both annotators "
+            "decided (newest label each; unknown left out)."
+        )
+    ]
     if starred:
         notes.append(f"* {', '.join(sorted(starred))}: {REFUTE_ONLY_NOTE}.")
     fig.text(0.01, 0.01, "\n".join(notes), fontsize=9, va="bottom")
@@ -241,15 +275,33 @@ AGREEMENT_KEY = "c/i: A said correct, B incorrect (c correct, i incorrect)"
 def report_tables(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """The report's numbers as display rows (the CLI's tables and the Prefect table artifacts)."""
     return {
-        "agreement": [{"A / B": f"{p['a']} / {p['b']}", "steps": p["steps"], "agree": _share(p["agreement"], True),
-                       "kappa": _share(p["kappa"]), "c/c": p["both_correct"], "i/i": p["both_incorrect"],
-                       "c/i": p["a_correct_b_incorrect"], "i/c": p["a_incorrect_b_correct"]}
-                      for p in report["agreement"]],
-        "balance": [{"labels": b["labels"] + (" (refute-only)" if b["refute_only"] else ""), "correct": b["correct"],
-                     "incorrect": b["incorrect"], "unknown": b["unknown"],
-                     "agreed": "-" if b["agreed"] is None else b["agreed"]} for b in report["balance"]],
-        "stages": [{"stage": s["stage"], "run": s["run_id"][:8], "status": s["status"], "seconds": s["seconds"]}
-                   for s in report["stages"]],
+        "agreement": [
+            {
+                "A / B": f"{p['a']} / {p['b']}",
+                "steps": p["steps"],
+                "agree": _share(p["agreement"], True),
+                "kappa": _share(p["kappa"]),
+                "c/c": p["both_correct"],
+                "i/i": p["both_incorrect"],
+                "c/i": p["a_correct_b_incorrect"],
+                "i/c": p["a_incorrect_b_correct"],
+            }
+            for p in report["agreement"]
+        ],
+        "balance": [
+            {
+                "labels": b["labels"] + (" (refute-only)" if b["refute_only"] else ""),
+                "correct": b["correct"],
+                "incorrect": b["incorrect"],
+                "unknown": b["unknown"],
+                "agreed": "-" if b["agreed"] is None else b["agreed"],
+            }
+            for b in report["balance"]
+        ],
+        "stages": [
+            {"stage": s["stage"], "run": s["run_id"][:8], "status": s["status"], "seconds": s["seconds"]}
+            for s in report["stages"]
+        ],
         "completions": [dict(c) for c in report["completions"]],
     }
 
@@ -267,9 +319,15 @@ def write_run_report(db: str, run_id: str) -> dict[str, Any]:
         create_markdown_artifact(
             f"# rmforge run report\n\nChart: `{chart}` (a local file; the Prefect UI cannot embed it "
             f"offline). The numbers are in the `rmforge-run-report-*` table artifacts and in "
-            f"`rmforge report {run_id}`.\n", key="rmforge-run-report", description="run report chart")
+            f"`rmforge report {run_id}`.\n",
+            key="rmforge-run-report",
+            description="run report chart",
+        )
         for name, rows in report_tables(report).items():
             if rows:
-                create_table_artifact(rows, key=f"rmforge-run-report-{name}", description=f"run report: {name}"
-                                      + (f" ({AGREEMENT_KEY})" if name == "agreement" else ""))
+                create_table_artifact(
+                    rows,
+                    key=f"rmforge-run-report-{name}",
+                    description=f"run report: {name}" + (f" ({AGREEMENT_KEY})" if name == "agreement" else ""),
+                )
     return report

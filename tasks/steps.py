@@ -90,7 +90,6 @@ def split_rollout_steps(db: str, config: StepSplitConfig) -> int:
     with Store(db) as store:
         rollouts = store.records(
             Rollout,
-            "SELECT * FROM rollouts r WHERE NOT EXISTS "
-            "(SELECT 1 FROM steps s WHERE s.rollout_id = r.rollout_id)",
+            "SELECT * FROM rollouts r WHERE NOT EXISTS (SELECT 1 FROM steps s WHERE s.rollout_id = r.rollout_id)",
         )
         return store.write("steps", steps_for(rollouts, config))

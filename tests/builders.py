@@ -25,9 +25,7 @@ def make_problem(
     )
 
 
-def make_rollout(
-    problem: Problem, response: str, *, finish_reason: str | None = "stop", index: int = 0
-) -> Rollout:
+def make_rollout(problem: Problem, response: str, *, finish_reason: str | None = "stop", index: int = 0) -> Rollout:
     return Rollout(
         rollout_id=stable_hash("test-rollout", problem.problem_id, response, index),
         problem_id=problem.problem_id,

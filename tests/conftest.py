@@ -60,11 +60,14 @@ def _shut_down_engines():
 # Mark a module `pytestmark = pytest.mark.slow` (or one test `@pytest.mark.slow`) when it starts
 # a CLI subprocess, a server, a browser, vLLM, a wheel build or a model, or takes over ~1 s;
 # the run's summary names any `unit` test that took longer than UNIT_BUDGET_S.
-SLOW_FIXTURES = frozenset({
-    "prefect_harness",  # a Prefect server, for flows
-    "review_server", "browser",  # `rmforge review` in a process; Chromium
-    "postgres",  # a PostgreSQL cluster for DuckLake
-})
+SLOW_FIXTURES = frozenset(
+    {
+        "prefect_harness",  # a Prefect server, for flows
+        "review_server",
+        "browser",  # `rmforge review` in a process; Chromium
+        "postgres",  # a PostgreSQL cluster for DuckLake
+    }
+)
 SLOW_MARKERS = ("slow", "integration", "lean")
 UNIT_BUDGET_S = 2.0
 

@@ -20,10 +20,24 @@ from rmforge.store import Store
 
 STAGES = {
     "import": lambda db, rollouts, config: ["import", "rollouts", rollouts, "--db", db],
-    "annotate": lambda db, rollouts, config: ["annotate", "--annotator", "answer,z3_arith", "--db", db,
-                                              "--config", config],
-    "curate": lambda db, rollouts, config: ["curate", "--annotators", "answer,z3_arith", "--db", db,
-                                            "--config", config],
+    "annotate": lambda db, rollouts, config: [
+        "annotate",
+        "--annotator",
+        "answer,z3_arith",
+        "--db",
+        db,
+        "--config",
+        config,
+    ],
+    "curate": lambda db, rollouts, config: [
+        "curate",
+        "--annotators",
+        "answer,z3_arith",
+        "--db",
+        db,
+        "--config",
+        config,
+    ],
 }
 
 

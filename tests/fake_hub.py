@@ -82,7 +82,9 @@ class FakeHub:
 
     def create(self, payload: dict) -> tuple[int, dict]:
         if "create" in self.refuse:
-            return self.refuse["create"], {"error": "You don't have the rights to create a dataset under this namespace"}
+            return self.refuse["create"], {
+                "error": "You don't have the rights to create a dataset under this namespace"
+            }
         repo = f"{payload['organization']}/{payload['name']}" if payload.get("organization") else payload["name"]
         if repo in self.repos:
             return 409, {"error": "You already created this dataset repo", "url": f"{self.url}/datasets/{repo}"}
@@ -94,8 +96,9 @@ class FakeHub:
             return self.refuse["preupload"], {"error": "refused"}
         if repo not in self.repos:
             return 404, {"error": "Repository not found"}
-        return 200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
-                               for f in payload["files"]]}
+        return 200, {
+            "files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in payload["files"]]
+        }
 
     def commit(self, repo: str, body: bytes) -> tuple[int, dict]:
         if "commit" in self.refuse:
@@ -110,6 +113,11 @@ class FakeHub:
             assert operation["key"] == "file" and operation["value"]["encoding"] == "base64", operation["key"]
             files[operation["value"]["path"]] = base64.b64decode(operation["value"]["content"])
         oid = hashlib.sha1(body).hexdigest()
-        self.commits.append({"repo": repo, "summary": header["value"]["summary"],
-                             "paths": [operation["value"]["path"] for operation in operations]})
+        self.commits.append(
+            {
+                "repo": repo,
+                "summary": header["value"]["summary"],
+                "paths": [operation["value"]["path"] for operation in operations],
+            }
+        )
         return 200, {"commitUrl": f"{self.url}/datasets/{repo}/commit/{oid}", "commitOid": oid}

@@ -14,7 +14,8 @@ FAULTS = {
     "choices_not_list": (200, b'{"choices": "oops"}'),
     "null_message": (200, b'{"choices": [{"index": 0, "message": null, "finish_reason": "stop"}]}'),
     "null_content": (
-        200, b'{"choices": [{"index": 0, "message": {"role": "assistant", "content": null}, "finish_reason": "stop"}]}'
+        200,
+        b'{"choices": [{"index": 0, "message": {"role": "assistant", "content": null}, "finish_reason": "stop"}]}',
     ),
     "bad_usage": None,  # well-formed choices, `usage.completion_tokens` a string
     "wrong_n": None,  # one choice fewer than asked

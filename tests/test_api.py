@@ -25,26 +25,37 @@ VOTERS = ["answer", "z3_arith"]
 
 @pytest.mark.slow  # a fresh interpreter
 def test_import_and_every_public_name_load_no_orchestrator_or_engine():
-    code = ("import sys, rmforge\n"
-            "for name in rmforge.__all__: getattr(rmforge, name)\n"
-            "print(' '.join(m for m in ('prefect', 'vllm', 'torch') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
-                            capture_output=True, text=True, timeout=120)
+    code = (
+        "import sys, rmforge\n"
+        "for name in rmforge.__all__: getattr(rmforge, name)\n"
+        "print(' '.join(m for m in ('prefect', 'vllm', 'torch') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
 
 
 def test_public_names_are_listed_and_unknown_ones_are_attribute_errors():
     assert set(rmforge.__all__) <= set(dir(rmforge))
-    assert {"run", "generate", "annotate", "curate", "export", "eval", "Store", "PipelineConfig"} <= set(rmforge.__all__)
+    assert {"run", "generate", "annotate", "curate", "export", "eval", "Store", "PipelineConfig"} <= set(
+        rmforge.__all__
+    )
     assert rmforge.eval is rmforge.api.evaluate and rmforge.PipelineConfig is rmforge.schemas.config.PipelineConfig
     with pytest.raises(AttributeError, match="no attribute 'runn'"):
-        rmforge.runn
+        _ = rmforge.runn
 
 
 def test_a_pipeline_result_names_the_curated_counts_and_the_exported_files():
-    summary = {"curate": {"datasets": {"preference_pairs": 2, "process_examples": 3, "no_process_example": {}}},
-               "export": {"process": {"rows": 3}, "preference": {"rows": 2}, "resumes": "an earlier run"}}
+    summary = {
+        "curate": {"datasets": {"preference_pairs": 2, "process_examples": 3, "no_process_example": {}}},
+        "export": {"process": {"rows": 3}, "preference": {"rows": 2}, "resumes": "an earlier run"},
+    }
     result = rmforge.PipelineResult("run", "store.duckdb", summary, Path("out"))
     assert result.datasets == {"preference_pairs": 2, "process_examples": 3}
     assert result.files == {"process": Path("out/process.parquet"), "preference": Path("out/preference.parquet")}
@@ -58,15 +69,20 @@ def config_changed_after_validation():
     return config
 
 
-@pytest.mark.parametrize("config, message", [
-    ({"batch_size": 0}, "config: batch_size: Input should be greater than or equal to 1"),
-    ({"generator": {"bakend": "openai"}}, "config: generator.bakend: Extra inputs are not permitted"),
-    ({"annotators": ["answer", "nope"]}, "annotators: unknown annotator 'nope' (known: "),
-    ({"annotators": ["answer"], "annotator_options": {"answer": {"bogus": 1}}},
-     "annotator_options.answer: bogus: Extra inputs are not permitted"),
-    ({"compute": {"address": "tcp://10.0.0.1:8786"}}, "compute.address: needs compute.task_runner dask or ray"),
-    (config_changed_after_validation(), "config: sampling.n: Input should be greater than or equal to 1"),
-])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"batch_size": 0}, "config: batch_size: Input should be greater than or equal to 1"),
+        ({"generator": {"bakend": "openai"}}, "config: generator.bakend: Extra inputs are not permitted"),
+        ({"annotators": ["answer", "nope"]}, "annotators: unknown annotator 'nope' (known: "),
+        (
+            {"annotators": ["answer"], "annotator_options": {"answer": {"bogus": 1}}},
+            "annotator_options.answer: bogus: Extra inputs are not permitted",
+        ),
+        ({"compute": {"address": "tcp://10.0.0.1:8786"}}, "compute.address: needs compute.task_runner dask or ray"),
+        (config_changed_after_validation(), "config: sampling.n: Input should be greater than or equal to 1"),
+    ],
+)
 def test_a_bad_config_raises_a_value_error_naming_the_field_before_any_work(tmp_path, config, message):
     db = tmp_path / "store.duckdb"
     with pytest.raises(ValueError) as raised:
@@ -79,8 +95,11 @@ def test_a_bad_config_raises_a_value_error_naming_the_field_before_any_work(tmp_
 def test_a_config_file_is_read_and_named_in_its_errors(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text("batch_size: 7\nannotators: [answer]\n")
-    assert rmforge.load_config(good) == rmforge.load_config(str(good)) == rmforge.PipelineConfig(
-        batch_size=7, annotators=["answer"])
+    assert (
+        rmforge.load_config(good)
+        == rmforge.load_config(str(good))
+        == rmforge.PipelineConfig(batch_size=7, annotators=["answer"])
+    )
     bad = tmp_path / "bad.yaml"
     bad.write_text("sampling: {n: 4, temprature: 0.5}\n")
     with pytest.raises(rmforge.ConfigError, match=re.escape(f"{bad}: sampling.temprature: Extra inputs")):
@@ -101,8 +120,11 @@ def test_arguments_are_checked_before_any_work(tmp_path):
     with pytest.raises(rmforge.ConfigError, match="policies: unknown 'bogus' "):
         rmforge.eval(EXAMPLE_ROLLOUTS, "answer", policies="ranked,bogus", out=tmp_path / "eval")
     missing = tmp_path / "missing.duckdb"
-    for stage in (lambda: rmforge.annotate("answer", db=missing), lambda: rmforge.curate(db=missing),
-                  lambda: rmforge.export(db=missing, out=tmp_path / "out")):
+    for stage in (
+        lambda: rmforge.annotate("answer", db=missing),
+        lambda: rmforge.curate(db=missing),
+        lambda: rmforge.export(db=missing, out=tmp_path / "out"),
+    ):
         with pytest.raises(rmforge.UserError, match="no rmforge database at"):
             stage()
     assert not missing.exists() and not (tmp_path / "out").exists() and not (tmp_path / "eval").exists()
@@ -122,9 +144,9 @@ def test_annotators_that_cannot_run_here_are_refused_before_any_flow(db, monkeyp
 def test_errors_raised_below_the_api_for_the_user_are_user_errors(tmp_path):
     """One type for what the user must fix, from the bottom layer up: the command line catches it
     and prints its message as one line."""
+    from rmforge.exports.files import ExportError
     from rmforge.problems.records import InputFileError
     from rmforge.schemas.errors import UserError
-    from rmforge.exports.files import ExportError
     from rmforge.tasks.hub import HubError
 
     assert rmforge.UserError is UserError
@@ -149,7 +171,7 @@ def test_store_opens_read_only_and_answers_in_arrow_and_polars(db, tmp_path):
         count = store.polars("SELECT count(*) AS n FROM problems")
         with pytest.raises(duckdb.Error, match="read-only"):
             store.execute("DELETE FROM problems")
-        with pytest.raises(ValueError, match="no table or view 'problem' .*tables: problems, "):
+        with pytest.raises(ValueError, match=r"no table or view 'problem' .*tables: problems, "):
             store.table("problem")
     assert isinstance(table, pa.Table) and table.to_pylist() == [{"problem_id": problem.problem_id, "gold_answer": "7"}]
     assert isinstance(frame, pl.DataFrame) and frame["question"].to_list() == [problem.question]
@@ -174,13 +196,19 @@ def test_the_stages_return_their_runs_counts_and_files(prefect_harness, tmp_path
     with rmforge.Store(db) as store:
         runs = dict(store.execute("SELECT run_id, flow FROM runs WHERE status = 'completed'"))
         stored = store.counts()
-    assert runs == {imported.run_id: "import-rollouts", labelled.run_id: "annotate", curated.run_id: "curate",
-                    exported.run_id: "export"}
+    assert runs == {
+        imported.run_id: "import-rollouts",
+        labelled.run_id: "annotate",
+        curated.run_id: "curate",
+        exported.run_id: "export",
+    }
     assert {imported.db, labelled.db, curated.db, exported.db} == {str(db)}
     assert imported.summary["rollouts"] == stored["rollouts"] == 6
     assert labelled.summary["answer"]["outcome_labels"] == 6 and labelled.summary["z3_arith"]["rollouts"] == 6
-    assert curated.datasets == {"preference_pairs": stored["preference_pairs"],
-                                "process_examples": stored["process_examples"]}
+    assert curated.datasets == {
+        "preference_pairs": stored["preference_pairs"],
+        "process_examples": stored["process_examples"],
+    }
     assert curated.datasets["preference_pairs"] > 0 and curated.datasets["process_examples"] > 0
     assert exported.files == {name: tmp_path / "out" / f"{name}.parquet" for name in ("process", "preference")}
     assert pl.read_parquet(exported.files["process"]).height == stored["process_examples"]
@@ -189,8 +217,14 @@ def test_the_stages_return_their_runs_counts_and_files(prefect_harness, tmp_path
 def test_generate_samples_rollouts_from_a_served_model(prefect_harness, db):
     server = ChatServer(lambda body, index: "Step 1: 2 + 2 = 4\nThe answer is \\boxed{4}")
     try:
-        generated = rmforge.generate({"generator": {"backend": "openai", "model": "served", "base_url": server.url},
-                                      "problems": {"count": 2}, "sampling": {"n": 3}}, db=db)
+        generated = rmforge.generate(
+            {
+                "generator": {"backend": "openai", "model": "served", "base_url": server.url},
+                "problems": {"count": 2},
+                "sampling": {"n": 3},
+            },
+            db=db,
+        )
     finally:
         server.close()
     with rmforge.Store(db) as store:
@@ -202,12 +236,26 @@ def test_generate_samples_rollouts_from_a_served_model(prefect_harness, db):
 
 def test_eval_scores_annotators_against_human_labels(prefect_harness, tmp_path):
     solutions = tmp_path / "labelled.json"
-    solutions.write_text(json.dumps([
-        {"id": "right", "problem": "Sam has 2 pens and buys 3 more. How many pens?",
-         "steps": ["Sam has 2 + 3 = 5 pens.", "The answer is 5."], "label": -1, "final_answer_correct": True},
-        {"id": "wrong", "problem": "Ann has 4 pens and buys 3 more. How many pens?",
-         "steps": ["Ann has 4 + 3 = 8 pens.", "The answer is 8."], "label": 0, "final_answer_correct": False},
-    ]))
+    solutions.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "right",
+                    "problem": "Sam has 2 pens and buys 3 more. How many pens?",
+                    "steps": ["Sam has 2 + 3 = 5 pens.", "The answer is 5."],
+                    "label": -1,
+                    "final_answer_correct": True,
+                },
+                {
+                    "id": "wrong",
+                    "problem": "Ann has 4 pens and buys 3 more. How many pens?",
+                    "steps": ["Ann has 4 + 3 = 8 pens.", "The answer is 8."],
+                    "label": 0,
+                    "final_answer_correct": False,
+                },
+            ]
+        )
+    )
     (tmp_path / "labelled_gold_answers.json").write_text(json.dumps({"right": "5", "wrong": "7"}))
     scored = rmforge.eval(solutions, VOTERS, policies=["ranked"], out=tmp_path / "report")
     assert [s["name"] for s in scored.scores] == ["answer", "z3_arith", "ranked(answer,z3_arith)"]

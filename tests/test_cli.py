@@ -51,11 +51,14 @@ def runs_in(db):
         return store.count("runs")
 
 
-@pytest.mark.parametrize("names, fragment", [
-    ("answer,bogus", "unknown annotator 'bogus'"),
-    (",", "no annotator named"),
-    ("", "no annotator named"),
-])
+@pytest.mark.parametrize(
+    "names, fragment",
+    [
+        ("answer,bogus", "unknown annotator 'bogus'"),
+        (",", "no annotator named"),
+        ("", "no annotator named"),
+    ],
+)
 def test_annotate_rejects_unknown_or_missing_annotators_before_any_run(store_db, names, fragment):
     result = invoke("annotate", "--annotator", names, "--db", store_db)
     assert_one_line_error(result, fragment, "known: answer")
@@ -68,15 +71,18 @@ def test_curate_rejects_unknown_annotators(store_db):
     assert runs_in(store_db) == 0
 
 
-@pytest.mark.parametrize("content, fragments", [
-    ("generator: [1,\n", ("invalid YAML at line 2",)),
-    ("generator:\n  backend: vllm\n  foo: 1\n", ("generator.foo: Extra inputs are not permitted",)),
-    ("batchsize: 3\n", ("batchsize: Extra inputs are not permitted",)),
-    ("- a\n- b\n", ("expected a mapping", "list")),
-    ("annotator_options:\n  answer: {bogus: 1}\n", ("annotator_options.answer: bogus: Extra inputs",)),
-    ("annotator_options:\n  nope: {}\n", ("annotator_options: unknown annotator 'nope'",)),
-    ("batch_size: 0\n", ("batch_size: Input should be greater than or equal to 1",)),
-])
+@pytest.mark.parametrize(
+    "content, fragments",
+    [
+        ("generator: [1,\n", ("invalid YAML at line 2",)),
+        ("generator:\n  backend: vllm\n  foo: 1\n", ("generator.foo: Extra inputs are not permitted",)),
+        ("batchsize: 3\n", ("batchsize: Extra inputs are not permitted",)),
+        ("- a\n- b\n", ("expected a mapping", "list")),
+        ("annotator_options:\n  answer: {bogus: 1}\n", ("annotator_options.answer: bogus: Extra inputs",)),
+        ("annotator_options:\n  nope: {}\n", ("annotator_options: unknown annotator 'nope'",)),
+        ("batch_size: 0\n", ("batch_size: Input should be greater than or equal to 1",)),
+    ],
+)
 def test_bad_config_files(store_db, tmp_path, content, fragments):
     config = tmp_path / "config.yaml"
     config.write_text(content)
@@ -85,14 +91,27 @@ def test_bad_config_files(store_db, tmp_path, content, fragments):
     assert runs_in(store_db) == 0
 
 
-@pytest.mark.parametrize("name, content, fragment", [
-    ("config.yaml", "batch_size: 3\nannotators: [answer]\nbatch_size: 4\n",
-     "line 3: duplicate key 'batch_size' (first at line 1)"),
-    ("config.yaml", "generator:\n  model: a\n  model: b\n", "line 3: duplicate key 'model' (first at line 2)"),
-    ("config.json", '{"batch_size": 3,\n "annotators": ["answer"],\n "batch_size": 4}',
-     "line 3: duplicate key 'batch_size' (first at line 1)"),
-    ("config.json", '{"generator": {"model": "a",\n  "model": "b"}}', "line 2: duplicate key 'model' (first at line 1)"),
-])
+@pytest.mark.parametrize(
+    "name, content, fragment",
+    [
+        (
+            "config.yaml",
+            "batch_size: 3\nannotators: [answer]\nbatch_size: 4\n",
+            "line 3: duplicate key 'batch_size' (first at line 1)",
+        ),
+        ("config.yaml", "generator:\n  model: a\n  model: b\n", "line 3: duplicate key 'model' (first at line 2)"),
+        (
+            "config.json",
+            '{"batch_size": 3,\n "annotators": ["answer"],\n "batch_size": 4}',
+            "line 3: duplicate key 'batch_size' (first at line 1)",
+        ),
+        (
+            "config.json",
+            '{"generator": {"model": "a",\n  "model": "b"}}',
+            "line 2: duplicate key 'model' (first at line 1)",
+        ),
+    ],
+)
 def test_a_config_that_repeats_a_key_is_refused(store_db, tmp_path, name, content, fragment):
     """YAML and Python's JSON reader would keep the last value without a word."""
     config = tmp_path / name
@@ -120,8 +139,7 @@ def test_batch_size_must_be_positive(store_db, command, size):
 def test_choices_are_checked(store_db):
     assert_one_line_error(invoke("run", "--backend", "tgi"), "'tgi' is not one of 'vllm', 'openai'", code=2)
     assert_one_line_error(invoke("run", "--source", "web"), "'web' is not one of 'arithmetic'", code=2)
-    assert_one_line_error(invoke("sql", "SELECT 1", "--format", "xml", "--db", store_db), "'xml' is not one of",
-                          code=2)
+    assert_one_line_error(invoke("sql", "SELECT 1", "--format", "xml", "--db", store_db), "'xml' is not one of", code=2)
     assert_one_line_error(invoke("frobnicate"), "No such command 'frobnicate'", code=2)
 
 
@@ -145,8 +163,9 @@ def test_export_checks(store_db, tmp_path):
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     assert_one_line_error(invoke("export", "--db", store_db, "--out", a_file), "is a file, expected a folder")
-    assert_one_line_error(invoke("export", "--db", store_db, "--datasets", "process,bogus"),
-                          "unknown dataset 'bogus'", "known: process")
+    assert_one_line_error(
+        invoke("export", "--db", store_db, "--datasets", "process,bogus"), "unknown dataset 'bogus'", "known: process"
+    )
     assert_one_line_error(invoke("export", "--db", store_db, "--datasets", ","), "(none named)")
     assert runs_in(store_db) == 0
 
@@ -165,20 +184,23 @@ def test_sql_errors_go_to_stderr_only(store_db, tmp_path):
     assert_one_line_error(invoke("sql", "SELECT 1", "--db", tmp_path / "none.duckdb"), "no rmforge database")
 
 
-@pytest.mark.parametrize("statement, fragment", [
-    ("COPY (SELECT 1) TO '{dir}/leak.csv'", "disabled by configuration"),
-    ("COPY problems TO '{dir}/leak.parquet' (FORMAT PARQUET)", "disabled by configuration"),
-    ("SELECT * FROM read_csv('/etc/passwd')", "disabled by configuration"),
-    ("SELECT * FROM read_text('/etc/hostname')", "disabled by configuration"),
-    ("SELECT * FROM glob('/etc/*')", "disabled by configuration"),
-    ("ATTACH '{dir}/other.duckdb' AS other", "disabled by configuration"),
-    ("INSTALL httpfs", "disabled by configuration"),
-    ("LOAD httpfs", "Loading external extensions is disabled"),
-    ("SET enable_external_access = true", "configuration has been locked"),
-    ("DROP TABLE problems", "read-only"),
-    ("INSERT INTO problems (problem_id, question) VALUES ('x', 'y')", "read-only"),
-    ("DELETE FROM problems", "read-only"),
-])
+@pytest.mark.parametrize(
+    "statement, fragment",
+    [
+        ("COPY (SELECT 1) TO '{dir}/leak.csv'", "disabled by configuration"),
+        ("COPY problems TO '{dir}/leak.parquet' (FORMAT PARQUET)", "disabled by configuration"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "disabled by configuration"),
+        ("SELECT * FROM read_text('/etc/hostname')", "disabled by configuration"),
+        ("SELECT * FROM glob('/etc/*')", "disabled by configuration"),
+        ("ATTACH '{dir}/other.duckdb' AS other", "disabled by configuration"),
+        ("INSTALL httpfs", "disabled by configuration"),
+        ("LOAD httpfs", "Loading external extensions is disabled"),
+        ("SET enable_external_access = true", "configuration has been locked"),
+        ("DROP TABLE problems", "read-only"),
+        ("INSERT INTO problems (problem_id, question) VALUES ('x', 'y')", "read-only"),
+        ("DELETE FROM problems", "read-only"),
+    ],
+)
 def test_sql_is_read_only_and_sandboxed(store_db, tmp_path, statement, fragment):
     result = invoke("sql", statement.format(dir=tmp_path), "--db", store_db)
     assert_one_line_error(result, fragment)
@@ -187,11 +209,14 @@ def test_sql_is_read_only_and_sandboxed(store_db, tmp_path, statement, fragment)
         assert store.count("problems") == 1
 
 
-@pytest.mark.parametrize("statement", [
-    "COPY (SELECT * FROM problems) TO '{spill}/x.csv'",
-    "SELECT * FROM read_csv('{spill}/planted.csv')",
-    "SELECT * FROM read_text('{spill}/planted.csv')",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "COPY (SELECT * FROM problems) TO '{spill}/x.csv'",
+        "SELECT * FROM read_csv('{spill}/planted.csv')",
+        "SELECT * FROM read_text('{spill}/planted.csv')",
+    ],
+)
 def test_sql_cannot_use_the_spill_folder(store_db, statement):
     # DuckDB allows its own temp folder (`<db>.tmp/`) even with external access off.
     spill = Path(f"{store_db}.tmp")
@@ -242,10 +267,13 @@ def test_unexpected_errors_are_one_line_unless_debug(store_db, monkeypatch):
 
 def test_status_shows_counts_and_runs_with_their_state(store_db):
     with Store(store_db) as store:
-        store.write("runs", [
-            RunRecord(run_id="aaaaaaaa-1", flow="annotate", config="{}", status="completed"),
-            RunRecord(run_id="bbbbbbbb-2", flow="generate", config="{}", status="cancelled"),
-        ])
+        store.write(
+            "runs",
+            [
+                RunRecord(run_id="aaaaaaaa-1", flow="annotate", config="{}", status="completed"),
+                RunRecord(run_id="bbbbbbbb-2", flow="generate", config="{}", status="cancelled"),
+            ],
+        )
     result = invoke("status", "--db", store_db)
     assert result.exit_code == 0, result.output
     assert "problems" in result.stdout and "│ 1" in result.stdout
@@ -274,8 +302,16 @@ def test_annotators_lists_what_each_labels_needs_and_its_options(monkeypatch):
 def test_import_summaries_say_what_became_of_every_row_one_line_each():
     from rmforge.cli.imports import _labelled_lines, _rollout_import_lines
 
-    summary = {"rollouts": 1, "problems": 1, "new_steps": 3, "rows_read": 4, "identical_repeats": 2,
-               "quarantined": 1, "human_step_labels": 3, "human_outcome_labels": 1}
+    summary = {
+        "rollouts": 1,
+        "problems": 1,
+        "new_steps": 3,
+        "rows_read": 4,
+        "identical_repeats": 2,
+        "quarantined": 1,
+        "human_step_labels": 3,
+        "human_outcome_labels": 1,
+    }
     for lines, rows in [(_rollout_import_lines(summary, "db"), "rows"), (_labelled_lines(summary, "db"), "records")]:
         assert lines[0].startswith("Imported 1 new rollout ") and f"from 4 {rows}" in lines[0]
         assert lines[1] == f"2 {rows} repeat a rollout already read or stored (identical, not imported again)"
@@ -289,8 +325,14 @@ def test_sigterm_stops_review_with_one_line_that_names_no_run(store_db, tmp_path
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen([sys.executable, "-m", "rmforge.cli", "review", "--db", store_db, "--port", str(port)],
-                               env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rmforge.cli", "review", "--db", store_db, "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and process.poll() is None:
@@ -310,18 +352,21 @@ def test_sigterm_stops_review_with_one_line_that_names_no_run(store_db, tmp_path
     assert err == "stopped by SIGTERM\n"
 
 
-@pytest.mark.parametrize("logger, level, shown", [
-    ("prefect.flow_runs", logging.WARNING, True),  # a flow's own warning, e.g. rows quarantined
-    ("prefect.task_runs", logging.WARNING, True),
-    ("prefect.flow_runs", logging.ERROR, False),  # the run failed: the command's error line says why
-    ("prefect.task_runs", logging.ERROR, False),
-    ("prefect.engine", logging.ERROR, False),
-    ("prefect.events.clients", logging.WARNING, False),  # Prefect's bookkeeping
-    ("prefect._internal.concurrency", logging.ERROR, False),
-    ("prefect", logging.WARNING, False),
-    ("prefecture", logging.WARNING, True),
-    ("vllm", logging.ERROR, True),
-])
+@pytest.mark.parametrize(
+    "logger, level, shown",
+    [
+        ("prefect.flow_runs", logging.WARNING, True),  # a flow's own warning, e.g. rows quarantined
+        ("prefect.task_runs", logging.WARNING, True),
+        ("prefect.flow_runs", logging.ERROR, False),  # the run failed: the command's error line says why
+        ("prefect.task_runs", logging.ERROR, False),
+        ("prefect.engine", logging.ERROR, False),
+        ("prefect.events.clients", logging.WARNING, False),  # Prefect's bookkeeping
+        ("prefect._internal.concurrency", logging.ERROR, False),
+        ("prefect", logging.WARNING, False),
+        ("prefecture", logging.WARNING, True),
+        ("vllm", logging.ERROR, True),
+    ],
+)
 def test_prefect_records_shown_without_verbose(logger, level, shown):
     record = logging.LogRecord(logger, level, __file__, 1, "message", None, None)
     assert shown_without_verbose(record) is shown
@@ -333,7 +378,10 @@ def test_counts_are_said_in_the_singular_for_one():
 
     assert counted(1, "problem") == "1 problem" and counted(2, "problem") == "2 problems"
     assert counted(0, "row") == "0 rows" and counted(1, "process example") == "1 process example"
-    assert counted_keys({"step_labels": 1, "outcomes_decided": 1, "agreed": 1}) == "1 step label, 1 outcome decided, 1 agreed"
+    assert (
+        counted_keys({"step_labels": 1, "outcomes_decided": 1, "agreed": 1})
+        == "1 step label, 1 outcome decided, 1 agreed"
+    )
     assert counted_keys({"step_labels": 2, "outcomes_decided": 3}) == "2 step labels, 3 outcomes decided"
     lines = _curate_lines({"datasets": {"preference_pairs": 1, "process_examples": 2, "no_process_example": {}}})
     assert lines == ["  datasets: 1 preference pair, 2 process examples"]
@@ -342,14 +390,23 @@ def test_counts_are_said_in_the_singular_for_one():
 def test_import_summaries_of_one_row_say_one_row():
     from rmforge.cli.imports import _labelled_lines, _rollout_import_lines
 
-    summary = {"rollouts": 1, "problems": 1, "new_steps": 1, "rows_read": 1, "identical_repeats": 1,
-               "quarantined": 1, "human_step_labels": 1, "human_outcome_labels": 1}
+    summary = {
+        "rollouts": 1,
+        "problems": 1,
+        "new_steps": 1,
+        "rows_read": 1,
+        "identical_repeats": 1,
+        "quarantined": 1,
+        "human_step_labels": 1,
+        "human_outcome_labels": 1,
+    }
     rollouts = _rollout_import_lines(summary, "db")
     assert rollouts[0] == "Imported 1 new rollout and 1 new problem (1 step) from 1 row into db."
     assert rollouts[1].startswith("1 row repeats a rollout") and rollouts[2].startswith("1 row quarantined")
     labelled = _labelled_lines(summary, "db")
-    assert labelled[0] == ("Imported 1 new rollout (1 step) with 1 human step label and 1 human final-answer "
-                           "label from 1 record into db.")
+    assert labelled[0] == (
+        "Imported 1 new rollout (1 step) with 1 human step label and 1 human final-answer label from 1 record into db."
+    )
     assert labelled[1].startswith("1 record repeats a rollout")
 
 
@@ -364,22 +421,37 @@ def test_curate_summary_shows_why_rollouts_have_no_process_example():
     reasons = {"final answer incorrect but no step refuted": 3, "a step left undecided": 1}
     lines = _curate_lines({"datasets": {"preference_pairs": 2, "process_examples": 5, "no_process_example": reasons}})
     assert lines[0] == "  datasets: 2 preference pairs, 5 process examples"
-    assert lines[1:] == ["    no process example: 3 final answer incorrect but no step refuted",
-                         "    no process example: 1 a step left undecided"]
+    assert lines[1:] == [
+        "    no process example: 3 final answer incorrect but no step refuted",
+        "    no process example: 1 a step left undecided",
+    ]
 
 
-@pytest.mark.parametrize("given, hinted", [
-    (None, "Next: rmforge annotate --annotator answer,z3_arith"),
-    ("my store.duckdb", "Next: rmforge annotate --annotator answer,z3_arith --db 'my store.duckdb'"),
-])
+@pytest.mark.parametrize(
+    "given, hinted",
+    [
+        (None, "Next: rmforge annotate --annotator answer,z3_arith"),
+        ("my store.duckdb", "Next: rmforge annotate --annotator answer,z3_arith --db 'my store.duckdb'"),
+    ],
+)
 def test_next_hints_carry_the_db_only_when_given(given, hinted):
     from rmforge.cli.imports import _labelled_lines, _rollout_import_lines
 
-    summary = {"rollouts": 2, "problems": 2, "new_steps": 3, "rows_read": 2, "identical_repeats": 0,
-               "quarantined": 0, "human_step_labels": 3, "human_outcome_labels": 2}
+    summary = {
+        "rollouts": 2,
+        "problems": 2,
+        "new_steps": 3,
+        "rows_read": 2,
+        "identical_repeats": 0,
+        "quarantined": 0,
+        "human_step_labels": 3,
+        "human_outcome_labels": 2,
+    }
     assert _rollout_import_lines(summary, "db", given)[-1] == hinted
     assert _labelled_lines(summary, "db", given)[-1].startswith(hinted + ", then rmforge curate")
-    assert _labelled_lines(summary, "db", given)[-1].endswith("rmforge curate" + (" --db 'my store.duckdb'" if given else ""))
+    assert _labelled_lines(summary, "db", given)[-1].endswith(
+        "rmforge curate" + (" --db 'my store.duckdb'" if given else "")
+    )
 
 
 def test_annotate_with_only_unavailable_annotators_says_so_before_any_flow(store_db, monkeypatch):
@@ -407,8 +479,14 @@ def run_cli(*args, cwd, prefect_api=None, timeout=300, env_vars=None):
     if prefect_api:
         env["PREFECT_API_URL"] = prefect_api
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "rmforge.cli", *map(str, args)], env=env, cwd=cwd,
-                            capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-m", "rmforge.cli", *map(str, args)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return result, time.monotonic() - started
 
 
@@ -453,25 +531,31 @@ def test_user_errors_from_below_the_cli_stay_one_line_with_debug(tmp_path):
     assert_one_line_error(invoke("--debug", "sql", "SELECT 1", "--db", text), "not an rmforge store")
     empty = tmp_path / "rows.jsonl"
     empty.write_text("")
-    assert_one_line_error(invoke("--debug", "import", "rollouts", empty, "--db", tmp_path / "store.duckdb"),
-                          "holds no records")
+    assert_one_line_error(
+        invoke("--debug", "import", "rollouts", empty, "--db", tmp_path / "store.duckdb"), "holds no records"
+    )
 
 
-ROLLOUT_ROWS = [{"problem_id": f"p{i}", "question": f"{i}+1?", "gold_answer": str(i + 1), "response": f"{i + 1}"}
-                for i in range(3)]
+ROLLOUT_ROWS = [
+    {"problem_id": f"p{i}", "question": f"{i}+1?", "gold_answer": str(i + 1), "response": f"{i + 1}"} for i in range(3)
+]
 
 
-@pytest.mark.parametrize("command, rows, fragment", [
-    # a rollouts JSONL given where ProcessBench is expected
-    (["import", "processbench", "FILE"], ROLLOUT_ROWS, "3 records"),
-    (["eval", "FILE", "--annotators", "answer"], ROLLOUT_ROWS, "3 records"),
-    # a JSON of unrelated objects
-    (["eval", "FILE", "--annotators", "answer"], [{"name": "a", "size": 1}, {"name": "b", "size": 2}], "2 records"),
-    # rollouts whose every row is malformed
-    (["import", "rollouts", "FILE"], [{"problem_id": "p", "answer": 1}, {"text": "x"}, {"id": 3}], "3 rows"),
-])
+@pytest.mark.parametrize(
+    "command, rows, fragment",
+    [
+        # a rollouts JSONL given where ProcessBench is expected
+        (["import", "processbench", "FILE"], ROLLOUT_ROWS, "3 records"),
+        (["eval", "FILE", "--annotators", "answer"], ROLLOUT_ROWS, "3 records"),
+        # a JSON of unrelated objects
+        (["eval", "FILE", "--annotators", "answer"], [{"name": "a", "size": 1}, {"name": "b", "size": 2}], "2 records"),
+        # rollouts whose every row is malformed
+        (["import", "rollouts", "FILE"], [{"problem_id": "p", "answer": 1}, {"text": "x"}, {"id": 3}], "3 rows"),
+    ],
+)
 def test_a_file_whose_every_row_is_quarantined_fails_saying_nothing_was_imported(
-        prefect_api, tmp_path, command, rows, fragment):
+    prefect_api, tmp_path, command, rows, fragment
+):
     path = tmp_path / ("rows.json" if "name" in rows[0] else "rows.jsonl")
     path.write_text(json.dumps(rows) if path.suffix == ".json" else "\n".join(json.dumps(r) for r in rows) + "\n")
     db = tmp_path / "store.duckdb"
@@ -490,8 +574,22 @@ def test_dry_run_prints_the_effective_configuration_and_runs_nothing(tmp_path, m
     monkeypatch.chdir(tmp_path)
     config = tmp_path / "c.yaml"
     config.write_text("annotator_options: {mc: {k: 2}}\n")
-    result = invoke("run", "--dry-run", "--config", config, "--samples", "3", "--annotators", "answer,mc,z3_arith",
-                    "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "served")
+    result = invoke(
+        "run",
+        "--dry-run",
+        "--config",
+        config,
+        "--samples",
+        "3",
+        "--annotators",
+        "answer,mc,z3_arith",
+        "--backend",
+        "openai",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--model",
+        "served",
+    )
     assert result.exit_code == 0, result.output
     shown = yaml.safe_load(result.stdout)
     assert shown["store"] == os.path.join("data", "rmforge.duckdb") and shown["export_dir"] is None

@@ -20,12 +20,28 @@ def test_eval_prints_scores_and_writes_the_report(prefect_harness, tmp_path):
     gold = json.loads(PROCESSBENCH.with_name("gsm8k_gold_answers.json").read_text())
     (tmp_path / "sample_gold_answers.json").write_text(json.dumps({r["id"]: gold[r["id"]] for r in records}))
     out = tmp_path / "report"
-    result = CliRunner().invoke(app, ["eval", str(sample), "--annotators", "answer,z3_arith", "--out", str(out),
-                                      "--policies", "ranked,unanimous", "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            str(sample),
+            "--annotators",
+            "answer,z3_arith",
+            "--out",
+            str(out),
+            "--policies",
+            "ranked,unanimous",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     scores = json.loads(result.stdout)["scores"]
-    assert [s["name"] for s in scores] == ["answer", "z3_arith", "ranked(answer,z3_arith)",
-                                           "unanimous(answer,z3_arith)"]
+    assert [s["name"] for s in scores] == [
+        "answer",
+        "z3_arith",
+        "ranked(answer,z3_arith)",
+        "unanimous(answer,z3_arith)",
+    ]
     erroneous = sum(r["label"] >= 0 for r in records)
     assert all(s["solutions"] == 40 and s["erroneous"] == erroneous for s in scores)
     z3 = scores[1]
@@ -37,8 +53,13 @@ def test_eval_prints_scores_and_writes_the_report(prefect_harness, tmp_path):
     assert json.loads((out / "metrics.json").read_text()) == scores
     # Final answers: the outcome verdicts of `answer` against the humans' final_answer_correct.
     answer = scores[0]
-    verdicts = [(grade_response("\n\n".join(r["steps"]), gold[r["id"]], question=r["problem"]).verdict,
-                 "correct" if r["final_answer_correct"] else "incorrect") for r in records]
+    verdicts = [
+        (
+            grade_response("\n\n".join(r["steps"]), gold[r["id"]], question=r["problem"]).verdict,
+            "correct" if r["final_answer_correct"] else "incorrect",
+        )
+        for r in records
+    ]
     decided = [(ours, theirs) for ours, theirs in verdicts if ours != "unknown"]
     assert answer["outcomes_decided"] == len(decided) and answer["outcome_coverage"] == round(len(decided) / 40, 4)
     assert answer["outcome_agreement"] == round(sum(ours == theirs for ours, theirs in decided) / len(decided), 4)

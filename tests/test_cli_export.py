@@ -31,15 +31,28 @@ def hub_env(hub, tmp_path, token="hf_cli_token"):
 def test_export_conversational_and_push_to_the_hub(prefect_api, trl_db, tmp_path):
     out = tmp_path / "out"
     with FakeHub() as hub:
-        result, _ = run_cli("export", "--db", trl_db, "--out", out, "--format", "conversational",
-                            "--push-to-hub", "me/clips", "--private", cwd=tmp_path, prefect_api=prefect_api,
-                            env_vars=hub_env(hub, tmp_path))
+        result, _ = run_cli(
+            "export",
+            "--db",
+            trl_db,
+            "--out",
+            out,
+            "--format",
+            "conversational",
+            "--push-to-hub",
+            "me/clips",
+            "--private",
+            cwd=tmp_path,
+            prefect_api=prefect_api,
+            env_vars=hub_env(hub, tmp_path),
+        )
     assert result.returncode == 0, result.stderr
     assert "Pushed to the Hub: me/clips (" in result.stdout
     repo = hub.repos["me/clips"]
     assert repo["visibility"] == "private"
-    assert set(repo["files"]) == {CARD, CONFIG_FILE} | {f"{n}.parquet" for n in ("process", "preference", "kto",
-                                                                                   "critiques")}
+    assert set(repo["files"]) == {CARD, CONFIG_FILE} | {
+        f"{n}.parquet" for n in ("process", "preference", "kto", "critiques")
+    }
     for name, content in repo["files"].items():
         assert content == (out / name).read_bytes(), name
     assert pq.read_table(out / "kto.parquet").schema.field("prompt").type.value_type.names == ["role", "content"]
@@ -50,10 +63,21 @@ def test_a_refused_push_is_one_line_and_the_export_stays(prefect_api, trl_db, tm
     out = tmp_path / "out"
     with FakeHub() as hub:
         hub.refuse["commit"] = 403
-        result, _ = run_cli("export", "--db", trl_db, "--out", out, "--push-to-hub", "me/clips",
-                            cwd=tmp_path, prefect_api=prefect_api, env_vars=hub_env(hub, tmp_path))
-    assert_subprocess_one_line_error(result, "cannot push to the Hub dataset me/clips: the Hub answered 403",
-                                     f"(the export stays in {out})")
+        result, _ = run_cli(
+            "export",
+            "--db",
+            trl_db,
+            "--out",
+            out,
+            "--push-to-hub",
+            "me/clips",
+            cwd=tmp_path,
+            prefect_api=prefect_api,
+            env_vars=hub_env(hub, tmp_path),
+        )
+    assert_subprocess_one_line_error(
+        result, "cannot push to the Hub dataset me/clips: the Hub answered 403", f"(the export stays in {out})"
+    )
     assert_folder_is_this_export(out)
     assert json.loads((out / MANIFEST).read_text())["datasets"]["process"]["rows"] == 4
 

@@ -24,7 +24,9 @@ def test_unknown_task_runner(store_db, command):
 def test_task_runner_without_its_package(store_db, monkeypatch, command, runner, package):
     monkeypatch.setitem(sys.modules, package.replace("-", "_"), None)  # what an absent package looks like
     result = invoke(*command, "--task-runner", runner, "--db", store_db)
-    assert_one_line_error(result, f"Invalid value for '--task-runner': {runner} needs {package}", "rmforge[scale]", code=2)
+    assert_one_line_error(
+        result, f"Invalid value for '--task-runner': {runner} needs {package}", "rmforge[scale]", code=2
+    )
     assert runs_in(store_db) == 0
 
 

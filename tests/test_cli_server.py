@@ -17,9 +17,9 @@ import psutil
 import pytest
 
 from rmforge.schemas.config import StepSplitConfig
+from rmforge.store import Store
 from rmforge.tasks.rollouts import import_rollouts
 from rmforge.tasks.steps import split_rollout_steps
-from rmforge.store import Store
 from tests.cross_origin import FOREIGN_HOST_HEADERS, FOREIGN_ORIGIN_HEADERS, fetch_from, foreign_site
 from tests.review.conftest import browser  # noqa: F401 (a fixture)
 from tests.servers import ChatServer
@@ -40,8 +40,12 @@ def free_port():
 
 
 def server_env(tmp_path: Path) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RMFORGE_STATE_DIR": str(tmp_path / "state"),
-           "PREFECT_HOME": str(tmp_path / "prefect")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "RMFORGE_STATE_DIR": str(tmp_path / "state"),
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+    }
     env.pop("PREFECT_API_URL", None)
     return env
 
@@ -52,8 +56,14 @@ class Cli:
         self.env = server_env(tmp_path)
 
     def __call__(self, *args):
-        return subprocess.run([sys.executable, "-m", "rmforge.cli", *map(str, args)], env=self.env,
-                              cwd=self.tmp_path, capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "rmforge.cli", *map(str, args)],
+            env=self.env,
+            cwd=self.tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +91,12 @@ def test_commands_use_the_running_server(rmforge, prefect_server):
     assert f"pid {prefect_server['pid']}" in rmforge("server", "start").stdout  # the running one, not a second
 
     rows = rmforge.tmp_path / "r.jsonl"
-    rows.write_text(json.dumps({"problem_id": "p", "question": "1 + 1?", "gold_answer": "2",
-                                "response": "1 + 1 = 2. The answer is 2."}) + "\n")
+    rows.write_text(
+        json.dumps(
+            {"problem_id": "p", "question": "1 + 1?", "gold_answer": "2", "response": "1 + 1 = 2. The answer is 2."}
+        )
+        + "\n"
+    )
     imported = rmforge("import", "rollouts", rows, "--db", rmforge.tmp_path / "s.duckdb")
     assert imported.returncode == 0, imported.stderr
     flows = httpx.post(f"{prefect_server['api_url']}/flows/filter", json={}, timeout=10).json()
@@ -98,12 +112,19 @@ def assert_only_own_origin_answered(api_url: str) -> None:
 
     refused = httpx.get(f"{api_url}/health", headers=FOREIGN_ORIGIN_HEADERS, timeout=10)
     assert refused.status_code == 403 and "access-control-allow-origin" not in refused.headers
-    preflight = httpx.options(f"{api_url}/variables/", timeout=10, headers={
-        **FOREIGN_ORIGIN_HEADERS, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type"})
+    preflight = httpx.options(
+        f"{api_url}/variables/",
+        timeout=10,
+        headers={
+            **FOREIGN_ORIGIN_HEADERS,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
     assert preflight.status_code >= 400 and "access-control-allow-origin" not in preflight.headers
-    planted = httpx.post(f"{api_url}/variables/", json={"name": "planted", "value": "x"},
-                         headers=FOREIGN_ORIGIN_HEADERS, timeout=10)
+    planted = httpx.post(
+        f"{api_url}/variables/", json={"name": "planted", "value": "x"}, headers=FOREIGN_ORIGIN_HEADERS, timeout=10
+    )
     assert planted.status_code == 403 and "planted" not in variable_names(api_url)
 
     rebound = httpx.get(f"{api_url}/health", headers=FOREIGN_HOST_HEADERS, timeout=10)
@@ -123,8 +144,10 @@ def test_the_ui_works_and_another_site_cannot_use_the_api(prefect_server, browse
     try:
         failed: list[str] = []
         # The UI cancels calls it no longer needs (net::ERR_ABORTED); a refused one is ERR_FAILED.
-        page.on("requestfailed", lambda request: request.failure == "net::ERR_ABORTED"
-                or failed.append(f"{request.url} {request.failure}"))
+        page.on(
+            "requestfailed",
+            lambda request: request.failure == "net::ERR_ABORTED" or failed.append(f"{request.url} {request.failure}"),
+        )
         # From localhost the UI calls its API at 127.0.0.1: a cross-origin call it must keep.
         for ui_url in (f"http://127.0.0.1:{port}/", f"http://localhost:{port}/"):
             with page.expect_response(lambda r: "/api/" in r.url) as first_api_call:
@@ -136,14 +159,32 @@ def test_the_ui_works_and_another_site_cannot_use_the_api(prefect_server, browse
         with foreign_site() as foreign_url:
             page.goto(foreign_url)
             assert fetch_from(page, f"{api_url}/health") == "blocked"
-            assert fetch_from(page, f"{api_url}/flow_runs/filter", {
-                "method": "POST", "headers": {"Content-Type": "application/json"}, "body": "{}"}) == "blocked"
-            assert fetch_from(page, f"{api_url}/variables/", {
-                "method": "POST", "headers": {"Content-Type": "application/json"},
-                "body": json.dumps({"name": "from_another_site", "value": "x"})}) == "blocked"
+            assert (
+                fetch_from(
+                    page,
+                    f"{api_url}/flow_runs/filter",
+                    {"method": "POST", "headers": {"Content-Type": "application/json"}, "body": "{}"},
+                )
+                == "blocked"
+            )
+            assert (
+                fetch_from(
+                    page,
+                    f"{api_url}/variables/",
+                    {
+                        "method": "POST",
+                        "headers": {"Content-Type": "application/json"},
+                        "body": json.dumps({"name": "from_another_site", "value": "x"}),
+                    },
+                )
+                == "blocked"
+            )
             # no-cors: the browser sends it without asking; the server must refuse it itself
-            fetch_from(page, f"{api_url}/variables/", {
-                "method": "POST", "mode": "no-cors", "body": json.dumps({"name": "sent_blind", "value": "x"})})
+            fetch_from(
+                page,
+                f"{api_url}/variables/",
+                {"method": "POST", "mode": "no-cors", "body": json.dumps({"name": "sent_blind", "value": "x"})},
+            )
         assert not {"from_another_site", "sent_blind"} & variable_names(api_url)
     finally:
         context.close()
@@ -162,8 +203,14 @@ TEMPORARY_SERVER = textwrap.dedent("""
 
 
 def test_the_temporary_server_answers_its_own_origin_only(tmp_path):
-    process = subprocess.Popen([sys.executable, "-c", TEMPORARY_SERVER], env=server_env(tmp_path), cwd=tmp_path,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", TEMPORARY_SERVER],
+        env=server_env(tmp_path),
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         api_url = process.stdout.readline().strip()
         assert api_url.startswith("http://127.0.0.1:"), api_url
@@ -176,13 +223,26 @@ def test_the_temporary_server_answers_its_own_origin_only(tmp_path):
 def test_a_server_lost_mid_run_fails_fast_with_one_line(tmp_path):
     """The background server is killed while `annotate` waits for the model: the command
     stops within LOST_SERVER_BOUND_S with one line naming the server, the run is `failed`."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RMFORGE_STATE_DIR": str(tmp_path / "state"),
-           "PREFECT_HOME": str(tmp_path / "prefect")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "RMFORGE_STATE_DIR": str(tmp_path / "state"),
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+    }
     env.pop("PREFECT_API_URL", None)
     db = str(tmp_path / "s.duckdb")
     rows = tmp_path / "r.jsonl"
-    rows.write_text(json.dumps({"problem_id": "p", "question": "What is 2 + 3 + 4?", "gold_answer": "9",
-                                "response": "2 + 3 = 5.\n\n5 + 4 = 10.\n\nThe answer is 10."}) + "\n")
+    rows.write_text(
+        json.dumps(
+            {
+                "problem_id": "p",
+                "question": "What is 2 + 3 + 4?",
+                "gold_answer": "9",
+                "response": "2 + 3 = 5.\n\n5 + 4 = 10.\n\nThe answer is 10.",
+            }
+        )
+        + "\n"
+    )
     import_rollouts.fn(db, str(rows), "import")
     split_rollout_steps.fn(db, StepSplitConfig())
     asked, answer = threading.Event(), threading.Event()
@@ -195,13 +255,23 @@ def test_a_server_lost_mid_run_fails_fast_with_one_line(tmp_path):
     model = ChatServer(respond)
     config = tmp_path / "served.yaml"
     config.write_text(f"generator:\n  backend: openai\n  model: served\n  base_url: {model.url}\n")
-    started = subprocess.run([sys.executable, "-m", "rmforge.cli", "server", "start", "--port", str(free_port())],
-                             env=env, capture_output=True, text=True, timeout=300)
+    started = subprocess.run(
+        [sys.executable, "-m", "rmforge.cli", "server", "start", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert started.returncode == 0, started.stderr
     state = json.loads((tmp_path / "state" / "rmforge-server.json").read_text())
-    command = subprocess.Popen([sys.executable, "-m", "rmforge.cli", "annotate", "--annotator", "mc", "--config",
-                                str(config), "--db", db], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    command = subprocess.Popen(
+        [sys.executable, "-m", "rmforge.cli", "annotate", "--annotator", "mc", "--config", str(config), "--db", db],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert asked.wait(120), command.communicate()
         os.killpg(state["pid"], signal.SIGKILL)

@@ -58,8 +58,14 @@ def terminate_during_generation(command, tmp_path, generating, settle_s=0.0, sig
     code, stderr, its child processes just before the signal with their command lines, and whether the engine was among them)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "RMFORGE_STATE_DIR": str(tmp_path / "state")}
     env.pop("PREFECT_API_URL", None)  # the command starts (and must stop) its own temporary server
-    process = subprocess.Popen([sys.executable, "-m", "rmforge.cli", *command], env=env, cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rmforge.cli", *command],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         while not generating(process):
             assert process.poll() is None, process.communicate()
@@ -94,11 +100,27 @@ def assert_stopped_cleanly(code, err, children, db):
 
 def test_sigterm_during_generation_cancels_the_run_and_leaves_no_process(slow_server, tmp_path):
     db = tmp_path / "store.duckdb"
-    command = ["run", "--backend", "openai", "--base-url", slow_server.url, "--model", "served",
-               "--problems", "2", "--samples", "2", "--annotators", "answer", "--db", str(db)]
+    command = [
+        "run",
+        "--backend",
+        "openai",
+        "--base-url",
+        slow_server.url,
+        "--model",
+        "served",
+        "--problems",
+        "2",
+        "--samples",
+        "2",
+        "--annotators",
+        "answer",
+        "--db",
+        str(db),
+    ]
     # generation has started once the model is asked
     code, err, children, _ = terminate_during_generation(
-        command, tmp_path, lambda _: slow_server.request_arrived.is_set())
+        command, tmp_path, lambda _: slow_server.request_arrived.is_set()
+    )
     assert assert_stopped_cleanly(code, err, children, db) == {"pipeline": "cancelled", "generate": "cancelled"}
     with Store(db, read_only=True) as store:
         assert store.count("rollouts") == 0  # the interrupted batch wrote nothing half-way
@@ -107,10 +129,26 @@ def test_sigterm_during_generation_cancels_the_run_and_leaves_no_process(slow_se
 
 def test_sigkill_takes_the_temporary_prefect_server_with_it(slow_server, tmp_path):
     """No handler runs on SIGKILL: the server must have been bound to the command's life."""
-    command = ["run", "--backend", "openai", "--base-url", slow_server.url, "--model", "served",
-               "--problems", "1", "--samples", "1", "--annotators", "answer", "--db", str(tmp_path / "store.duckdb")]
+    command = [
+        "run",
+        "--backend",
+        "openai",
+        "--base-url",
+        slow_server.url,
+        "--model",
+        "served",
+        "--problems",
+        "1",
+        "--samples",
+        "1",
+        "--annotators",
+        "answer",
+        "--db",
+        str(tmp_path / "store.duckdb"),
+    ]
     code, _, children, _ = terminate_during_generation(
-        command, tmp_path, lambda _: slow_server.request_arrived.is_set(), sig=signal.SIGKILL)
+        command, tmp_path, lambda _: slow_server.request_arrived.is_set(), sig=signal.SIGKILL
+    )
     assert code == -signal.SIGKILL
     # Prefect's app behind rmforge's guard (rmforge.server), as the temporary server runs it
     servers = [p for p, line in children.items() if "create_guarded_prefect_app" in line]

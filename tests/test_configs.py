@@ -29,7 +29,7 @@ def test_example_problem_file_imports_cleanly():
 def test_unknown_config_keys_are_rejected(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("sampling: {n: 4, temprature: 0.5}\n")
-    with pytest.raises(ConfigError, match="sampling.temprature: Extra inputs are not permitted"):
+    with pytest.raises(ConfigError, match=r"sampling\.temprature: Extra inputs are not permitted"):
         load_config(bad)
 
 

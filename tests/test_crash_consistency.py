@@ -17,12 +17,12 @@ import pytest
 from rmforge.flows.annotate import annotate
 from rmforge.schemas.config import CurationConfig, StepSplitConfig
 from rmforge.schemas.tables import TABLES
+from rmforge.store import Store
 from rmforge.tasks.consensus import compute_consensus
 from rmforge.tasks.datasets import build_datasets
 from rmforge.tasks.dedupe import deduplicate_rollouts
 from rmforge.tasks.rollouts import import_rollouts
 from rmforge.tasks.steps import split_rollout_steps
-from rmforge.store import Store
 
 pytestmark = pytest.mark.slow  # SIGKILLed CLI subprocesses
 
@@ -45,8 +45,15 @@ def write_rollouts(path: Path, n_problems: int = 6) -> None:
         right = f"Step 1: {a} + {b} = {a + b}\nStep 2: So Sam has {a + b} pens.\nThe answer is \\boxed{{{a + b}}}"
         wrong = right.replace(f"= {a + b}", f"= {a + b + 1}").replace(f"{{{a + b}}}", f"{{{a + b + 1}}}")
         for response, model in ((right, "m1"), (wrong, "m1"), (right + " ", "m2")):  # + " ": an exact duplicate
-            rows.append({"problem_id": f"pens-{p}", "question": question, "gold_answer": str(a + b),
-                         "response": response, "model": model})
+            rows.append(
+                {
+                    "problem_id": f"pens-{p}",
+                    "question": question,
+                    "gold_answer": str(a + b),
+                    "response": response,
+                    "model": model,
+                }
+            )
     rows.append({"problem_id": "broken", "question": "Q"})  # no response: quarantined
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
 

@@ -46,14 +46,16 @@ def _health(db):
 
 def test_a_running_run_whose_heartbeat_stopped_shows_crashed(db):
     with Store(db) as store:
-        store.write("runs", [
-            _run("beating", heartbeat_ago_s=0.5),
-            _run("stopped", heartbeat_ago_s=10),        # 10 s > 3 beats of 1 s
-            _run("slow-beat", heartbeat_ago_s=10, heartbeat_s=30),  # its beats are 30 s apart
-            _run("finished", status="completed", heartbeat_ago_s=3600),
-        ])
-    assert _health(db) == {"beating": "running", "stopped": "crashed", "slow-beat": "running",
-                           "finished": "completed"}
+        store.write(
+            "runs",
+            [
+                _run("beating", heartbeat_ago_s=0.5),
+                _run("stopped", heartbeat_ago_s=10),  # 10 s > 3 beats of 1 s
+                _run("slow-beat", heartbeat_ago_s=10, heartbeat_s=30),  # its beats are 30 s apart
+                _run("finished", status="completed", heartbeat_ago_s=3600),
+            ],
+        )
+    assert _health(db) == {"beating": "running", "stopped": "crashed", "slow-beat": "running", "finished": "completed"}
     result = invoke("status", "--db", db)
     assert result.exit_code == 0, result.output
     assert "crashed" in result.stdout and "resumes where the crashed run stopped" in result.stdout
@@ -62,8 +64,9 @@ def test_a_running_run_whose_heartbeat_stopped_shows_crashed(db):
 def test_the_next_run_of_the_flow_marks_the_crashed_run_and_says_it_resumes_it(db, monkeypatch):
     monkeypatch.setenv("RMFORGE_HEARTBEAT_S", "1")
     with Store(db) as store:
-        store.write("runs", [_run("old-crash", heartbeat_ago_s=60), _run("other-flow", heartbeat_ago_s=60,
-                                                                          flow="curate")])
+        store.write(
+            "runs", [_run("old-crash", heartbeat_ago_s=60), _run("other-flow", heartbeat_ago_s=60, flow="curate")]
+        )
     with tracked_run(db, "annotate", {"x": 1}) as run:
         assert run.resumes == "old-crash"
     with Store(db, read_only=True) as store:
@@ -131,8 +134,10 @@ def _respond(body, index):
     if index == 0:
         KILL_SWITCH.on_request("generate")
     h = sum(map(ord, prompt)) % 7 + index
-    return (f"Step 1: 2 + {h} = {2 + h}\nStep 2: {2 + h} * 3 = {(2 + h) * 3 + index % 2}\n"
-            f"The answer is \\boxed{{{(2 + h) * 3 + index % 2}}}")
+    return (
+        f"Step 1: 2 + {h} = {2 + h}\nStep 2: {2 + h} * 3 = {(2 + h) * 3 + index % 2}\n"
+        f"The answer is \\boxed{{{(2 + h) * 3 + index % 2}}}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -148,10 +153,34 @@ def _rmforge_run(db, tmp_path, prefect_api, chat, kill_at=None):
     config = tmp_path / "config.yaml"
     config.write_text(CONFIG)
     env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_API_URL": prefect_api, "RMFORGE_HEARTBEAT_S": "1"}
-    command = [sys.executable, "-m", "rmforge.cli", "-v", "run", "--config", str(config), "--db", str(db),
-               "--backend", "openai", "--base-url", chat.url, "--model", "m", "--annotators", "answer,z3_arith,judge"]
-    process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "rmforge.cli",
+        "-v",
+        "run",
+        "--config",
+        str(config),
+        "--db",
+        str(db),
+        "--backend",
+        "openai",
+        "--base-url",
+        chat.url,
+        "--model",
+        "m",
+        "--annotators",
+        "answer,z3_arith,judge",
+    ]
+    process = subprocess.Popen(
+        command,
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     if kill_at:
         KILL_SWITCH.arm(process.pid, *kill_at)
     try:
@@ -224,7 +253,7 @@ def test_sigkill_during_generation_and_annotation_then_rerun_equals_a_clean_run(
     resumed = [(r["flow"], json.loads(r["summary"]).get("resumes")) for r in runs if r["status"] == "completed"]
     # each crashed stage was resumed once, by the next run of it that completed (a killed run
     # records nothing at its end: the second pipeline's resume of the first is in no summary)
-    assert sorted(pair for pair in resumed if pair[1]) == sorted([
-        ("pipeline", pipelines[1]), ("generate", first_generate["run_id"]), ("annotate", crashed_annotate["run_id"])
-    ]), runs
+    assert sorted(pair for pair in resumed if pair[1]) == sorted(
+        [("pipeline", pipelines[1]), ("generate", first_generate["run_id"]), ("annotate", crashed_annotate["run_id"])]
+    ), runs
     assert f"(resumed after crashed run {crashed_annotate['run_id']})" in out  # the command says so

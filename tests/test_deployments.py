@@ -12,12 +12,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from rmforge.flows.concurrency import store_limit_name
 from rmforge.flows.deployments import served_deployments
 from rmforge.flows.generate import resolve_seed
 from rmforge.schemas.config import PipelineConfig, StepSplitConfig
-from rmforge.tasks.rollouts import store_rollouts
-from rmforge.flows.concurrency import store_limit_name
 from rmforge.store import Store
+from rmforge.tasks.rollouts import store_rollouts
 from tests.builders import make_problem, make_rollout
 
 pytestmark = pytest.mark.slow  # a Prefect worker process
@@ -27,8 +27,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _small_store(db):
     problem = make_problem()
-    rollouts = [make_rollout(problem, "3 + 4 = 7\nThe answer is \\boxed{7}", index=0),
-                make_rollout(problem, "3 + 4 = 8\nThe answer is \\boxed{8}", index=1)]
+    rollouts = [
+        make_rollout(problem, "3 + 4 = 7\nThe answer is \\boxed{7}", index=0),
+        make_rollout(problem, "3 + 4 = 8\nThe answer is \\boxed{8}", index=1),
+    ]
     with Store(db) as store:
         store.write("problems", [problem])
         store_rollouts(store, rollouts, [], StepSplitConfig())
@@ -39,23 +41,42 @@ def test_a_deployment_run_by_a_process_worker_labels_the_store(prefect_harness, 
     from prefect.settings import PREFECT_API_URL
 
     db = _small_store(str(tmp_path / "store.duckdb"))
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(REPO),
-           "RMFORGE_HOME": str(REPO), "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "PYTHONPATH": str(REPO),
+        "RMFORGE_HOME": str(REPO),
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+    }
 
     def prefect(*args, timeout=300):
-        done = subprocess.run([sys.executable, "-m", "prefect", *args], cwd=REPO, env=env, capture_output=True,
-                              text=True, timeout=timeout, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "prefect", *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         return done.stdout
 
     prefect("work-pool", "create", "rmforge", "--type", "process")
     prefect("--no-prompt", "deploy", "--all")
-    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "rmforge"],
-                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              start_new_session=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", "rmforge"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        out = prefect("deployment", "run", "annotate/annotate", "-p", f"db={db}", "--watch",
-                      "--watch-timeout", "300", timeout=360)
+        out = prefect(
+            "deployment", "run", "annotate/annotate", "-p", f"db={db}", "--watch", "--watch-timeout", "300", timeout=360
+        )
     finally:
         worker.terminate()
         try:
@@ -65,8 +86,12 @@ def test_a_deployment_run_by_a_process_worker_labels_the_store(prefect_harness, 
             worker_log = worker.communicate(timeout=30)[0]
     assert "Completed" in out, out + worker_log[-3000:]
     with Store(db, read_only=True) as store:
-        verdicts = dict(store.execute("SELECT sample_index, o.verdict FROM outcome_labels o "
-                                      "JOIN rollouts USING (rollout_id) WHERE annotator = 'answer'"))
+        verdicts = dict(
+            store.execute(
+                "SELECT sample_index, o.verdict FROM outcome_labels o "
+                "JOIN rollouts USING (rollout_id) WHERE annotator = 'answer'"
+            )
+        )
         arithmetic = store.execute("SELECT verdict FROM step_labels WHERE annotator = 'z3_arith'")
         runs = store.execute("SELECT flow, status FROM runs")
     assert verdicts == {0: "correct", 1: "incorrect"}

@@ -21,10 +21,10 @@ from rmforge.generators.base import GenerationError
 from rmforge.generators.openai_server import OpenAIServerGenerator
 from rmforge.generators.prompts import solution_request
 from rmforge.schemas.config import GeneratorConfig, SamplingConfig, StepSplitConfig
+from rmforge.store import Store
 from rmforge.tasks.annotate import make_annotator, pending_rollout_ids
 from rmforge.tasks.rollouts import generate_rollouts, import_rollouts
 from rmforge.tasks.steps import split_rollout_steps
-from rmforge.store import Store
 from tests.builders import make_problem
 from tests.servers import FAULTS, ChatServer
 
@@ -67,8 +67,9 @@ def server():
 def generator_config(server, **kw) -> GeneratorConfig:
     # A fresh model name per config: engines are cached process-wide by config.
     defaults = {"max_retries": 1, "request_timeout_s": 1}
-    return GeneratorConfig(backend="openai", model=f"served-{time.monotonic_ns()}", base_url=server.url,
-                           **{**defaults, **kw})
+    return GeneratorConfig(
+        backend="openai", model=f"served-{time.monotonic_ns()}", base_url=server.url, **{**defaults, **kw}
+    )
 
 
 @pytest.mark.parametrize("fault", sorted(EXPECTED))
@@ -104,7 +105,8 @@ def test_a_400_is_not_retried_and_names_the_status(server) -> None:
     server.fail_next = [400]
     with pytest.raises(GenerationError, match="HTTP 400"):
         OpenAIServerGenerator(generator_config(server, max_retries=3)).generate(
-            [solution_request("q")], SamplingConfig(n=1))
+            [solution_request("q")], SamplingConfig(n=1)
+        )
     assert len(server.payloads) == 1
 
 
@@ -113,8 +115,16 @@ def test_a_400_is_not_retried_and_names_the_status(server) -> None:
 
 @pytest.fixture()
 def store_with_rollouts(tmp_path, db):
-    rows = [{"problem_id": f"ava-{i}", "question": QUESTION + f" (#{i})", "gold_answer": "12",
-             "response": RIGHT if i % 2 else WRONG, "model": "m"} for i in range(4)]
+    rows = [
+        {
+            "problem_id": f"ava-{i}",
+            "question": QUESTION + f" (#{i})",
+            "gold_answer": "12",
+            "response": RIGHT if i % 2 else WRONG,
+            "model": "m",
+        }
+        for i in range(4)
+    ]
     (tmp_path / "r.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     import_rollouts.fn(db, str(tmp_path / "r.jsonl"), "import")
     split_rollout_steps.fn(db, StepSplitConfig())
@@ -128,8 +138,9 @@ def label_counts(db: str) -> dict[str, int]:
 
 @pytest.mark.parametrize(("annotator_name", "options"), [("judge", {"votes": 2}), ("mc", {"k": 2})])
 @pytest.mark.parametrize("fault", ["not_json", "no_choices", "wrong_n", "null_content", "hang", 500])
-def test_a_faulty_server_fails_the_annotate_run_and_writes_nothing(prefect_harness, server, store_with_rollouts,
-                                                                   annotator_name, options, fault) -> None:
+def test_a_faulty_server_fails_the_annotate_run_and_writes_nothing(
+    prefect_harness, server, store_with_rollouts, annotator_name, options, fault
+) -> None:
     db = store_with_rollouts
     generator = generator_config(server, max_retries=0)
     annotator = make_annotator(annotator_name, options, generator)
@@ -153,7 +164,8 @@ def test_a_faulty_server_fails_the_annotate_run_and_writes_nothing(prefect_harne
         first_errors = store.rows(
             "SELECT r.response LIKE '%= 11%' AS wrong, min(l.step_index) FILTER (l.verdict = 'incorrect') AS e "
             "FROM step_labels l JOIN rollouts r USING (rollout_id) WHERE annotator = ? GROUP BY 1 ORDER BY 1",
-            [annotator_name])
+            [annotator_name],
+        )
     assert first_errors == [{"wrong": False, "e": None}, {"wrong": True, "e": 1}]
 
 
@@ -193,9 +205,24 @@ def test_a_failing_flow_is_one_line_unless_verbose(tmp_path, store_with_rollouts
     env = {**os.environ, "PYTHONPATH": str(REPO), "RMFORGE_STATE_DIR": str(tmp_path / "state")}
     env.pop("PREFECT_API_URL", None)
     result = subprocess.run(
-        [sys.executable, "-m", "rmforge.cli", *(["--verbose"] if verbose else []), "annotate", "--annotator", "mc",
-         "--config", str(config), "--db", store_with_rollouts],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "rmforge.cli",
+            *(["--verbose"] if verbose else []),
+            "annotate",
+            "--annotator",
+            "mc",
+            "--config",
+            str(config),
+            "--db",
+            store_with_rollouts,
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 1, result.stderr
     lines = result.stderr.splitlines()

@@ -44,9 +44,11 @@ def test_pipeline_with_the_real_model(prefect_harness, db):
         # a Monte Carlo refutation names its evidence: the completer's measured success on the
         # problem, or the rollout's own wrong answer; never "no completion succeeded" alone
         refutations = store.rows(
-            "SELECT reason FROM step_labels WHERE annotator IN ('mc', 'mc_binary') AND verdict = 'incorrect'")
-        assert all("reaches it from the question in" in r["reason"] or "outcome is wrong" in r["reason"]
-                   for r in refutations), refutations
+            "SELECT reason FROM step_labels WHERE annotator IN ('mc', 'mc_binary') AND verdict = 'incorrect'"
+        )
+        assert all(
+            "reaches it from the question in" in r["reason"] or "outcome is wrong" in r["reason"] for r in refutations
+        ), refutations
 
     # the same run again generates and labels nothing new
     again = pipeline(config, db)

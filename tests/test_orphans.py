@@ -51,8 +51,14 @@ def sigkill_when(arguments, tmp_path, ready, timeout_s=240):
     return the descendants recorded just before the kill."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "RMFORGE_STATE_DIR": str(tmp_path / "state")}
     env.pop("PREFECT_API_URL", None)
-    process = subprocess.Popen([sys.executable, *arguments], env=env, cwd=tmp_path,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, *arguments],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     recorded = {}
     try:
         deadline = time.monotonic() + timeout_s
@@ -88,8 +94,15 @@ def write_arithmetic_rollouts(path, n_problems):
         for k in range(3):
             total = a + b + k
             steps = f"Step 1: {a} + {b} = {total}\nStep 2: {total} * 2 = {2 * total}\nStep 3: {2 * total} / 2 = {total}"
-            rows.append({"problem_id": f"pens-{p}", "question": question, "gold_answer": str(a + b),
-                         "response": f"{steps}\nThe answer is \\boxed{{{total}}}", "model": f"m{k}"})
+            rows.append(
+                {
+                    "problem_id": f"pens-{p}",
+                    "question": question,
+                    "gold_answer": str(a + b),
+                    "response": f"{steps}\nThe answer is \\boxed{{{total}}}",
+                    "model": f"m{k}",
+                }
+            )
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
 
 
@@ -102,8 +115,7 @@ def test_sigkill_during_annotation_takes_the_label_workers_and_resource_tracker(
 
     def labelling(processes):  # both label workers started (the tracker starts before them)
         lines = processes.values()
-        return (sum("spawn_main" in line for line in lines) >= 2
-                and any("resource_tracker" in line for line in lines))
+        return sum("spawn_main" in line for line in lines) >= 2 and any("resource_tracker" in line for line in lines)
 
     command = ["annotate", "--annotator", "z3_arith", "--workers", "2", "--batch-size", "50", "--db", db]
     recorded = sigkill_when(["-m", "rmforge.cli", *command], tmp_path, labelling)
@@ -113,12 +125,22 @@ def test_sigkill_during_annotation_takes_the_label_workers_and_resource_tracker(
 @pytest.mark.integration
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed (cpu/gpu extra)")
 def test_sigkill_during_generation_takes_the_vllm_engine_processes(tmp_path):
-    command = ["run", "--problems", "1", "--samples", "1", "--annotators", "answer",
-               "--db", str(tmp_path / "store.duckdb")]
+    command = [
+        "run",
+        "--problems",
+        "1",
+        "--samples",
+        "1",
+        "--annotators",
+        "answer",
+        "--db",
+        str(tmp_path / "store.duckdb"),
+    ]
 
     def engine_workers_started(processes):  # EngineCore starts VLLM::Worker, its child
         return any("EngineCore" in line for line in processes.values()) and any(
-            "VLLM::Worker" in command_line(p) or "VLLM::Worker" in p.name() for p in processes)
+            "VLLM::Worker" in command_line(p) or "VLLM::Worker" in p.name() for p in processes
+        )
 
     recorded = sigkill_when(["-m", "rmforge.cli", *command], tmp_path, engine_workers_started)
     assert_none_outlived(recorded)

@@ -21,9 +21,9 @@ from rmforge.problems.records import InputFileError, read_records
 from rmforge.problems.rollout_import import parse_rollout_rows
 from rmforge.schemas.config import StepSplitConfig
 from rmforge.schemas.records import VERDICTS
+from rmforge.store import Store
 from rmforge.tasks.rollouts import import_rollouts
 from rmforge.tasks.steps import split_steps
-from rmforge.store import Store
 from rmforge.verifiers.answers import grade_response
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -31,10 +31,57 @@ IMPORT_SETTINGS = settings(SETTINGS, max_examples=50)
 
 # Fragments models really write, so random text hits the markers and the LaTeX paths.
 FRAGMENTS = [
-    "\\boxed{", "\\fbox{", "{", "}", "\\frac", "\\sqrt", "\\text{", "\\%", "%", "$", "$$", "\\(", "\\)",
-    "####", "The answer is", "Final Answer:", "Answer:", "A:", "Step 1:", "2.", "\n", "\n\n", " ", "\t",
-    "^", "!", "=", "+", "-", "*", "/", ",", ".", "x", "pi", "٧", "７", "−", "**", "\\", "\\,",
-    "0", "1", "7", "12", "3.5", "1,000", "dollars", "cm", "True", "Sunday",
+    "\\boxed{",
+    "\\fbox{",
+    "{",
+    "}",
+    "\\frac",
+    "\\sqrt",
+    "\\text{",
+    "\\%",
+    "%",
+    "$",
+    "$$",
+    "\\(",
+    "\\)",
+    "####",
+    "The answer is",
+    "Final Answer:",
+    "Answer:",
+    "A:",
+    "Step 1:",
+    "2.",
+    "\n",
+    "\n\n",
+    " ",
+    "\t",
+    "^",
+    "!",
+    "=",
+    "+",
+    "-",
+    "*",
+    "/",
+    ",",
+    ".",
+    "x",
+    "pi",
+    "٧",
+    "７",
+    "−",
+    "**",
+    "\\",
+    "\\,",
+    "0",
+    "1",
+    "7",
+    "12",
+    "3.5",
+    "1,000",
+    "dollars",
+    "cm",
+    "True",
+    "Sunday",
 ]
 latexish = st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=5), max_size=60).map("".join)
 texts = st.text(max_size=400) | latexish | st.binary(max_size=400).map(lambda b: b.decode("latin-1"))
@@ -49,8 +96,7 @@ def visible(text: str) -> str:
 
 @pytest.mark.slow  # many Hypothesis examples
 @SETTINGS
-@given(text=texts, mode=st.sampled_from(["auto", "numbered", "paragraphs", "lines"]),
-       min_chars=st.integers(0, 40))
+@given(text=texts, mode=st.sampled_from(["auto", "numbered", "paragraphs", "lines"]), min_chars=st.integers(0, 40))
 def test_steps_keep_every_visible_character_in_order(text: str, mode: str, min_chars: int) -> None:
     steps = split_steps(text, StepSplitConfig(mode=mode, min_chars=min_chars))
     assert all(step and step == step.strip() for step in steps)
@@ -61,8 +107,12 @@ def test_steps_keep_every_visible_character_in_order(text: str, mode: str, min_c
 
 
 @SETTINGS
-@given(response=texts, gold=st.none() | latexish | st.integers().map(str),
-       finish=st.sampled_from([None, "stop", "length"]), domain=st.sampled_from(["math", "logic"]))
+@given(
+    response=texts,
+    gold=st.none() | latexish | st.integers().map(str),
+    finish=st.sampled_from([None, "stop", "length"]),
+    domain=st.sampled_from(["math", "logic"]),
+)
 def test_grading_always_returns_a_verdict_in_bounded_time(response, gold, finish, domain) -> None:
     start = time.monotonic()
     result = grade_response(response, gold, finish_reason=finish, domain=domain, timeout_s=1)
@@ -74,8 +124,12 @@ DIGITS = {"ascii": "0123456789", "arabic-indic": "٠١٢٣٤٥٦٧٨٩", "fullwi
 
 
 @SETTINGS
-@given(value=st.integers(-10**30, 10**30), prose=st.text(max_size=200), script=st.sampled_from(sorted(DIGITS)),
-       wrap=st.sampled_from(["{}", "${}$", "$\\boxed{{{}}}$", "The answer is \\boxed{{{}}}."]))
+@given(
+    value=st.integers(-(10**30), 10**30),
+    prose=st.text(max_size=200),
+    script=st.sampled_from(sorted(DIGITS)),
+    wrap=st.sampled_from(["{}", "${}$", "$\\boxed{{{}}}$", "The answer is \\boxed{{{}}}."]),
+)
 @example(value=7, prose="", script="arabic-indic", wrap="{}")
 def test_a_boxed_integer_equal_to_the_gold_is_correct(value, prose, script, wrap) -> None:
     digits = str(abs(value)).translate(str.maketrans("0123456789", DIGITS[script]))
@@ -110,10 +164,24 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=8,
 )
-ROLLOUT_FIELDS = ["problem_id", "question", "response", "gold_answer", "model", "rollout_id", "domain",
-                  "finish_reason", "num_tokens", "source", "answer", "id", "difficulty"]
-records = st.dictionaries(st.sampled_from(ROLLOUT_FIELDS) | st.text(max_size=8),
-                          json_values | st.text(min_size=1, max_size=40), max_size=10)
+ROLLOUT_FIELDS = [
+    "problem_id",
+    "question",
+    "response",
+    "gold_answer",
+    "model",
+    "rollout_id",
+    "domain",
+    "finish_reason",
+    "num_tokens",
+    "source",
+    "answer",
+    "id",
+    "difficulty",
+]
+records = st.dictionaries(
+    st.sampled_from(ROLLOUT_FIELDS) | st.text(max_size=8), json_values | st.text(min_size=1, max_size=40), max_size=10
+)
 rows = st.lists(records | st.text(max_size=40), max_size=20)
 
 
@@ -146,7 +214,9 @@ utf8_lines = st.lists(
 
 
 @pytest.mark.slow  # many Hypothesis examples through the store
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(lines=utf8_lines)
 @example(lines=[{}, b"\x1f"])  # a control character alone is a line to quarantine, not a blank one
 def test_every_jsonl_line_is_stored_or_quarantined(tmp_path, lines) -> None:
@@ -181,7 +251,9 @@ def test_a_line_of_invalid_utf8_is_quarantined_not_fatal(tmp_path) -> None:
 
 def test_a_lone_surrogate_is_quarantined_not_fatal(tmp_path) -> None:
     path = tmp_path / "r.jsonl"
-    path.write_text('{"problem_id": "p", "question": "q", "response": "r"}\n'
-                    '{"problem_id": "p2", "question": "q", "response": "\\ud800 lone"}\n')
+    path.write_text(
+        '{"problem_id": "p", "question": "q", "response": "r"}\n'
+        '{"problem_id": "p2", "question": "q", "response": "\\ud800 lone"}\n'
+    )
     summary = import_rollouts.fn(str(tmp_path / "x.duckdb"), str(path), "run")
     assert summary["rollouts"] == 1 and summary["quarantined"] == 1

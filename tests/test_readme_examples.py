@@ -20,16 +20,20 @@ PLACEHOLDER_URL = "http://localhost:8000/v1"
 # A right and a wrong solution to each problem of data/examples/problems.jsonl. Each wrong one
 # errs in its first step, which z3_arith refutes: a process example with a decided first step.
 SOLUTIONS = {
-    "Natalia": ("Natalia sold 48 / 2 = 24 clips in May.\nAltogether she sold 48 + 24 = 72 clips.\n"
-                "The answer is \\boxed{72}",
-                "Natalia sold 48 / 2 = 26 clips in May.\nAltogether she sold 48 + 26 = 74 clips.\n"
-                "The answer is \\boxed{74}"),
-    "Weng": ("Weng earns 12 / 60 = 0.2 dollars a minute.\nIn 50 minutes she earns 0.2 * 50 = 10 dollars.\n"
-             "The answer is \\boxed{10}",
-             "Weng earns 12 / 60 = 0.5 dollars a minute.\nIn 50 minutes she earns 0.5 * 50 = 25 dollars.\n"
-             "The answer is \\boxed{25}"),
-    "frac{1}{2}": ("1/2 + 1/3 = 5/6.\nThe answer is \\boxed{\\frac{5}{6}}",
-                   "1/2 + 1/3 = 2/5.\nThe answer is \\boxed{\\frac{2}{5}}"),
+    "Natalia": (
+        "Natalia sold 48 / 2 = 24 clips in May.\nAltogether she sold 48 + 24 = 72 clips.\nThe answer is \\boxed{72}",
+        "Natalia sold 48 / 2 = 26 clips in May.\nAltogether she sold 48 + 26 = 74 clips.\nThe answer is \\boxed{74}",
+    ),
+    "Weng": (
+        "Weng earns 12 / 60 = 0.2 dollars a minute.\nIn 50 minutes she earns 0.2 * 50 = 10 dollars.\n"
+        "The answer is \\boxed{10}",
+        "Weng earns 12 / 60 = 0.5 dollars a minute.\nIn 50 minutes she earns 0.5 * 50 = 25 dollars.\n"
+        "The answer is \\boxed{25}",
+    ),
+    "frac{1}{2}": (
+        "1/2 + 1/3 = 5/6.\nThe answer is \\boxed{\\frac{5}{6}}",
+        "1/2 + 1/3 = 2/5.\nThe answer is \\boxed{\\frac{2}{5}}",
+    ),
 }
 
 

@@ -89,15 +89,33 @@ _PHRASE_RES = (
     re.compile(r"\bfinal\s+answer\b[ \t]*\**[ \t]*[:：](?P<ans>[^\n]*)", re.IGNORECASE),
 )
 # "A: 72" / "Answer: 72" / "**Answer:** 72" at the start of a line.
-_LINE_RE = re.compile(
-    r"^[ \t>#*]*(?:A|Answer)[ \t]*\**[ \t]*[:：](?P<ans>[^\n]*)", re.IGNORECASE | re.MULTILINE
-)
+_LINE_RE = re.compile(r"^[ \t>#*]*(?:A|Answer)[ \t]*\**[ \t]*[:：](?P<ans>[^\n]*)", re.IGNORECASE | re.MULTILINE)
 # "... the answer is correct." is commentary, not an answer: skip phrase captures
 # that open with one of these words so an earlier real answer still wins.
-_NOT_AN_ANSWER = frozenset([
-    "correct", "incorrect", "right", "wrong", "reasonable", "consistent", "valid", "indeed", "clearly",
-    "below", "above", "following", "that", "as", "given", "in", "to", "not", "probably", "likely",
-])
+_NOT_AN_ANSWER = frozenset(
+    [
+        "correct",
+        "incorrect",
+        "right",
+        "wrong",
+        "reasonable",
+        "consistent",
+        "valid",
+        "indeed",
+        "clearly",
+        "below",
+        "above",
+        "following",
+        "that",
+        "as",
+        "given",
+        "in",
+        "to",
+        "not",
+        "probably",
+        "likely",
+    ]
+)
 _SENTENCE_END_RE = re.compile(r"[.!?;](?=\s|$)")
 _UNESCAPED_DOLLAR_RE = re.compile(r"(?<!\\)\$")
 
@@ -221,15 +239,11 @@ def ascii_digits(text: str) -> str:
 
 
 _TEXT_CMD = r"\\(?:text|textrm|textnormal|textbf|mbox|mathrm|mathbf|operatorname)\s*"
-_PERCENT_RE = re.compile(
-    r"\s*(?:\\%|%|percent|" + _TEXT_CMD + r"\{\s*(?:\\?%|percent)\s*\})\s*$", re.IGNORECASE
-)
+_PERCENT_RE = re.compile(r"\s*(?:\\%|%|percent|" + _TEXT_CMD + r"\{\s*(?:\\?%|percent)\s*\})\s*$", re.IGNORECASE)
 _DEGREE_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree\b|\\textdegree\b")
 # A trailing `\text{ cm}` (after optional LaTeX spacing) behind a number or closing brace.
 _TEXT_UNIT_RE = re.compile(
-    r"(?<=[\d}\s])\s*(?:\\[,;:! ]|~)*\s*"
-    + _TEXT_CMD
-    + r"\{\s*[A-Za-z][A-Za-z\s.\-/^0-9]*\}\s*(?:\^\s*\{?\d\}?)?$"
+    r"(?<=[\d}\s])\s*(?:\\[,;:! ]|~)*\s*" + _TEXT_CMD + r"\{\s*[A-Za-z][A-Za-z\s.\-/^0-9]*\}\s*(?:\^\s*\{?\d\}?)?$"
 )
 _NUMBER = r"[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:\s*/\s*\d+)?"
 # "18 dollars", "12 square feet", "5 cm^2", "3 hours": a number, whitespace, then words only.
@@ -240,9 +254,7 @@ _WORD_UNIT_RE = re.compile(
 # "3 and 4", "2 or 3", "5 by 3" list several values: not a unit.
 _CONNECTIVE_RE = re.compile(r"\b(?:and|or|to|by|plus|minus|times|over)\b", re.IGNORECASE)
 # Thousands separators only in this exact shape, so "1,2", "(1, 3]" and "\{1,2\}" survive.
-_THOUSANDS_RE = re.compile(
-    r"^(?P<lhs>[A-Za-z]\w*\s*=\s*)?(?P<num>[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?)$"
-)
+_THOUSANDS_RE = re.compile(r"^(?P<lhs>[A-Za-z]\w*\s*=\s*)?(?P<num>[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?)$")
 _LATEX_THIN_SPACE_RE = re.compile(r"(?<=\d)(?:\{,\}|\\[,!;]|\\ )(?=\d{3}\b)")
 # What the in-process fast path decides: math-verify rounds to 6 decimals, so exact
 # comparison agrees with it only up to 6 decimals.
@@ -424,9 +436,7 @@ def _compare_plain_numbers(gold: tuple[str, bool], predicted: tuple[str, bool]) 
     if gold_value == pred_value:
         return True
     # As written, "25%" is 0.25 (see the module docstring).
-    return (gold_value / 100 if gold_pct else gold_value) == (
-        pred_value / 100 if pred_pct else pred_value
-    )
+    return (gold_value / 100 if gold_pct else gold_value) == (pred_value / 100 if pred_pct else pred_value)
 
 
 @lru_cache(maxsize=16384)
@@ -469,9 +479,7 @@ def _parsed(forms: tuple[object, ...]) -> bool:
     return any(not isinstance(form, str) for form in forms)
 
 
-def compare_with_math_verify(
-    gold_text: str, gold_pct: bool, pred_text: str, pred_pct: bool
-) -> tuple[Verdict, str]:
+def compare_with_math_verify(gold_text: str, gold_pct: bool, pred_text: str, pred_pct: bool) -> tuple[Verdict, str]:
     """(verdict, reason) for two normalised answers. Runs in the bounded worker."""
     try:
         gold_parsed = _parse(gold_text) if gold_text else ()

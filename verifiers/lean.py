@@ -53,8 +53,7 @@ from pathlib import Path
 from rmforge.schemas.records import Verdict
 
 NOT_FOUND = (
-    "lean binary not found on PATH; install elan "
-    "(https://github.com/leanprover/elan) and a toolchain, or set lean_path"
+    "lean binary not found on PATH; install elan (https://github.com/leanprover/elan) and a toolchain, or set lean_path"
 )
 
 _FENCE = re.compile(r"```[ \t]*lean4?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)

@@ -30,10 +30,10 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 # in about 15 s instead of 2.5 minutes. Work already done stays stored and a rerun resumes.
 os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "2")
 
-import typer  # noqa: E402
+import typer
 
-from rmforge.cli import imports, pipeline, query, service  # noqa: E402
-from rmforge.console import RmforgeGroup, Settings, configure_logging, version_callback  # noqa: E402
+from rmforge.cli import imports, pipeline, query, service
+from rmforge.console import RmforgeGroup, Settings, configure_logging, version_callback
 
 app = typer.Typer(
     cls=RmforgeGroup,
@@ -48,8 +48,9 @@ app = typer.Typer(
 def main(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show library INFO logs (Prefect, vLLM, HTTP)."),
     debug: bool = typer.Option(False, "--debug", envvar="RMFORGE_DEBUG", help="Show tracebacks of errors."),
-    version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
-                                 help="Show the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=version_callback, is_eager=True, help="Show the version and exit."
+    ),
 ) -> None:
     """Synthesize, label and curate data for reward models."""
     Settings.debug, Settings.verbose = debug, verbose

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -21,36 +21,46 @@ def _repeat_and_quarantine_lines(summary: dict[str, Any], row: str) -> list[str]
     lines = []
     if summary["identical_repeats"]:
         repeats = summary["identical_repeats"]
-        lines.append(f"{counted(repeats, row)} {'repeats' if repeats == 1 else 'repeat'} a rollout already read "
-                     "or stored (identical, not imported again)")
+        lines.append(
+            f"{counted(repeats, row)} {'repeats' if repeats == 1 else 'repeat'} a rollout already read "
+            "or stored (identical, not imported again)"
+        )
     if summary["quarantined"]:
-        lines.append(f"{counted(summary['quarantined'], row)} quarantined: "
-                     'rmforge sql "SELECT record_ref, field, reason FROM quarantine"')
+        lines.append(
+            f"{counted(summary['quarantined'], row)} quarantined: "
+            'rmforge sql "SELECT record_ref, field, reason FROM quarantine"'
+        )
     return lines
 
 
-def _rollout_import_lines(summary: dict[str, Any], path: str, db: Optional[str] = None) -> list[str]:
-    return [f"Imported {counted(summary['rollouts'], 'new rollout')} and {counted(summary['problems'], 'new problem')} "
-            f"({counted(summary['new_steps'], 'step')}) from {counted(summary['rows_read'], 'row')} into {path}.",
-            *_repeat_and_quarantine_lines(summary, "row"),
-            "Next: " + next_command("rmforge annotate --annotator answer,z3_arith", db)]
+def _rollout_import_lines(summary: dict[str, Any], path: str, db: str | None = None) -> list[str]:
+    return [
+        f"Imported {counted(summary['rollouts'], 'new rollout')} and {counted(summary['problems'], 'new problem')} "
+        f"({counted(summary['new_steps'], 'step')}) from {counted(summary['rows_read'], 'row')} into {path}.",
+        *_repeat_and_quarantine_lines(summary, "row"),
+        "Next: " + next_command("rmforge annotate --annotator answer,z3_arith", db),
+    ]
 
 
-def _labelled_lines(summary: dict[str, Any], path: str, db: Optional[str] = None) -> list[str]:
-    lines = [f"Imported {counted(summary['rollouts'], 'new rollout')} ({counted(summary['new_steps'], 'step')}) "
-             f"with {counted(summary['human_step_labels'], 'human step label')} and "
-             f"{counted(summary['human_outcome_labels'], 'human final-answer label')} "
-             f"from {counted(summary['rows_read'], 'record')} into {path}.",
-             *_repeat_and_quarantine_lines(summary, "record")]
-    lines.append(f"Next: {next_command('rmforge annotate --annotator answer,z3_arith', db)}, "
-                 f"then {next_command('rmforge curate', db)}")
+def _labelled_lines(summary: dict[str, Any], path: str, db: str | None = None) -> list[str]:
+    lines = [
+        f"Imported {counted(summary['rollouts'], 'new rollout')} ({counted(summary['new_steps'], 'step')}) "
+        f"with {counted(summary['human_step_labels'], 'human step label')} and "
+        f"{counted(summary['human_outcome_labels'], 'human final-answer label')} "
+        f"from {counted(summary['rows_read'], 'record')} into {path}.",
+        *_repeat_and_quarantine_lines(summary, "record"),
+    ]
+    lines.append(
+        f"Next: {next_command('rmforge annotate --annotator answer,z3_arith', db)}, "
+        f"then {next_command('rmforge curate', db)}"
+    )
     return lines
 
 
 @import_app.command("rollouts")
 def import_rollouts(
     file: Path = typer.Argument(..., help="JSONL or Parquet: problem_id, question, gold_answer, response[, model]."),
-    db: Optional[str] = DbOption,
+    db: str | None = DbOption,
     json_output: bool = JsonOption,
 ) -> None:
     """Import rollouts from JSONL/Parquet and split them into steps."""
@@ -63,8 +73,10 @@ def import_rollouts(
 @import_app.command("processbench")
 def import_processbench(
     file: Path = typer.Argument(..., help="ProcessBench JSON/JSONL: id, generator, problem, steps, label."),
-    gold: Optional[Path] = typer.Option(None, "--gold", help="JSON {id: gold answer} (default: FILE_gold_answers.json beside it)."),
-    db: Optional[str] = DbOption,
+    gold: Path | None = typer.Option(
+        None, "--gold", help="JSON {id: gold answer} (default: FILE_gold_answers.json beside it)."
+    ),
+    db: str | None = DbOption,
     json_output: bool = JsonOption,
 ) -> None:
     """Import ProcessBench solutions: exact steps, and the human first-error label as annotator `human`."""
@@ -92,7 +104,7 @@ class NeutralRating(str, Enum):
 def import_prm800k(
     file: Path = typer.Argument(..., help="PRM800K-style JSONL (question, label.steps[].completions[].rating)."),
     neutral: NeutralRating = typer.Option(NeutralRating.correct, help="Verdict for a neutral (0) rating."),
-    db: Optional[str] = DbOption,
+    db: str | None = DbOption,
     json_output: bool = JsonOption,
 ) -> None:
     """Import PRM800K-style rated solutions: the chosen step per turn, ratings as annotator `human`."""

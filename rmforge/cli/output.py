@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any, Optional
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -29,7 +29,7 @@ def report(summary: dict[str, Any], json_output: bool, lines: list[str]) -> None
         say(line)
 
 
-def counted(n: int, noun: str, plural: Optional[str] = None) -> str:
+def counted(n: int, noun: str, plural: str | None = None) -> str:
     """`1 row`, `2 rows`: a count with its noun, singular or plural (default: noun + "s")."""
     return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
@@ -55,8 +55,14 @@ def counted_keys(values: dict[str, Any]) -> str:
     return ", ".join(_counted_key(v, k) for k, v in values.items() if not isinstance(v, dict))
 
 
-def text_table(columns: Sequence[str], rows: Iterable[Sequence[str]], *, title: Optional[str] = None,
-               caption: Optional[str] = None, first_column_no_wrap: bool = False) -> Table:
+def text_table(
+    columns: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    *,
+    title: str | None = None,
+    caption: str | None = None,
+    first_column_no_wrap: bool = False,
+) -> Table:
     """A table whose headers and cells are Text, never Rich markup: `[true, false]` or LaTeX
     `\\[x\\]` show as they are."""
     table = Table(title=title, caption=caption)
@@ -67,7 +73,7 @@ def text_table(columns: Sequence[str], rows: Iterable[Sequence[str]], *, title: 
     return table
 
 
-def given_db(db: Optional[str]) -> Optional[str]:
+def given_db(db: str | None) -> str | None:
     """The --db the user typed, None when it was left out (or came from $RMFORGE_DB, which the
     next command reads too)."""
     import click
@@ -79,7 +85,7 @@ def given_db(db: Optional[str]) -> Optional[str]:
     return db if source in (None, click.core.ParameterSource.COMMANDLINE) else None
 
 
-def next_command(command: str, db: Optional[str]) -> str:
+def next_command(command: str, db: str | None) -> str:
     """A command to run next, with the --db the user gave (and only then)."""
     import shlex
 

@@ -9,7 +9,7 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from pydantic import BaseModel
@@ -34,7 +34,7 @@ def _cell(value: Any) -> str:
 
 def sql(
     query: str = typer.Argument(..., help="One SQL statement; the store is opened read-only."),
-    db: Optional[str] = DbOption,
+    db: str | None = DbOption,
     format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
     max_width: int = typer.Option(60, min=1, help="Truncate table cells to this many characters."),
 ) -> None:
@@ -54,12 +54,16 @@ def sql(
         writer.writerows([_cell(row[c]) for c in result.column_names] for row in rows)
         sys.stdout.write(buffer.getvalue())
     else:
-        console.print(text_table(result.column_names,
-                                 ([_cell(row[c])[:max_width] for c in result.column_names] for row in rows),
-                                 caption=counted(len(rows), "row")))
+        console.print(
+            text_table(
+                result.column_names,
+                ([_cell(row[c])[:max_width] for c in result.column_names] for row in rows),
+                caption=counted(len(rows), "row"),
+            )
+        )
 
 
-def status(db: Optional[str] = DbOption, runs: int = typer.Option(8, min=1, help="How many recent runs.")) -> None:
+def status(db: str | None = DbOption, runs: int = typer.Option(8, min=1, help="How many recent runs.")) -> None:
     """Rows per table and the last runs with their state."""
     from rmforge.server import read_state
     from rmforge.sql_sandbox import sandboxed_store
@@ -71,7 +75,9 @@ def status(db: Optional[str] = DbOption, runs: int = typer.Option(8, min=1, help
         has_health = store.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'runs_health'")[0][0]
         recent = store.rows(
             f"SELECT run_id, flow, status, started_at, finished_at, summary FROM {'runs_health' if has_health else 'runs'} "
-            "ORDER BY started_at DESC LIMIT ?", [runs])
+            "ORDER BY started_at DESC LIMIT ?",
+            [runs],
+        )
     tables = Table("table", "rows", title=f"Store {store.location}")
     for name, rows in counts.items():
         tables.add_row(name, str(rows))
@@ -80,20 +86,30 @@ def status(db: Optional[str] = DbOption, runs: int = typer.Option(8, min=1, help
     styles = {"completed": "green", "failed": "red", "cancelled": "yellow", "running": "cyan", "crashed": "red"}
     for r in recent:
         took = f"{(r['finished_at'] - r['started_at']).total_seconds():.1f} s" if r["finished_at"] else ""
-        history.add_row(r["run_id"][:8], r["flow"], f"[{styles.get(r['status'], '')}]{r['status']}[/]",
-                        r["started_at"].strftime("%Y-%m-%d %H:%M:%S"), took)
+        history.add_row(
+            r["run_id"][:8],
+            r["flow"],
+            f"[{styles.get(r['status'], '')}]{r['status']}[/]",
+            r["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            took,
+        )
     console.print(history)
     if any(r["status"] == "crashed" for r in recent):
-        say("A crashed run stopped without a word (killed, machine lost); what it wrote is kept. "
-            "Run the same command again: it resumes where the crashed run stopped.")
+        say(
+            "A crashed run stopped without a word (killed, machine lost); what it wrote is kept. "
+            "Run the same command again: it resumes where the crashed run stopped."
+        )
     server = read_state()
-    console.print(f"Prefect server: {server.ui_url} (UI)" if server else
-                  "Prefect server: none running (`rmforge server start` makes commands start faster)")
+    console.print(
+        f"Prefect server: {server.ui_url} (UI)"
+        if server
+        else "Prefect server: none running (`rmforge server start` makes commands start faster)"
+    )
 
 
 def run_report(
     run_id: str = typer.Argument(..., metavar="RUN", help="A run id, a unique prefix of one, or `last`."),
-    db: Optional[str] = DbOption,
+    db: str | None = DbOption,
     json_output: bool = typer.Option(False, "--json", help="Print the report's numbers as JSON (nothing else)."),
 ) -> None:
     """A curate or pipeline run's report: annotator agreement, label balance, cost per stage, and its chart."""
@@ -102,13 +118,17 @@ def run_report(
 
     with sandboxed_store(db) as store:
         if run_id == "last":
-            runs = store.rows("SELECT run_id, flow, summary FROM runs WHERE flow IN ('curate', 'pipeline') "
-                              "AND status = 'completed' ORDER BY finished_at DESC LIMIT 1")
+            runs = store.rows(
+                "SELECT run_id, flow, summary FROM runs WHERE flow IN ('curate', 'pipeline') "
+                "AND status = 'completed' ORDER BY finished_at DESC LIMIT 1"
+            )
         else:
             runs = store.rows("SELECT run_id, flow, summary FROM runs WHERE starts_with(run_id, ?) LIMIT 2", [run_id])
     if not runs:
-        raise UserError(f"no {'completed curate or pipeline ' if run_id == 'last' else ''}run "
-                        f"{'' if run_id == 'last' else repr(run_id) + ' '}in {store.location} (see `rmforge status`)")
+        raise UserError(
+            f"no {'completed curate or pipeline ' if run_id == 'last' else ''}run "
+            f"{'' if run_id == 'last' else repr(run_id) + ' '}in {store.location} (see `rmforge status`)"
+        )
     if len(runs) > 1:
         raise UserError(f"run prefix {run_id!r} is ambiguous ({runs[0]['run_id']}, {runs[1]['run_id']}, ...)")
     run = runs[0]
@@ -119,16 +139,30 @@ def run_report(
     if json_output:
         report(numbers, True, [])
         return
-    titles = {"agreement": "Annotator agreement on steps both decided", "balance": "Label balance",
-              "stages": "Seconds per stage", "completions": "LLM completions per annotator"}
-    captions = {"agreement": AGREEMENT_KEY, "balance": "newest label per annotator; consensus over the store",
-                "completions": "whole store"}
+    titles = {
+        "agreement": "Annotator agreement on steps both decided",
+        "balance": "Label balance",
+        "stages": "Seconds per stage",
+        "completions": "LLM completions per annotator",
+    }
+    captions = {
+        "agreement": AGREEMENT_KEY,
+        "balance": "newest label per annotator; consensus over the store",
+        "completions": "whole store",
+    }
     for name, rows in report_tables(numbers).items():
         if not rows:
             say(f"{titles[name]}: none")
             continue
-        console.print(text_table(list(rows[0]), ([str(value) for value in row.values()] for row in rows),
-                                 title=titles[name], caption=captions.get(name), first_column_no_wrap=True))
+        console.print(
+            text_table(
+                list(rows[0]),
+                ([str(value) for value in row.values()] for row in rows),
+                title=titles[name],
+                caption=captions.get(name),
+                first_column_no_wrap=True,
+            )
+        )
     if any(row["refute_only"] for row in numbers["balance"]):
         say(f"{REFUTE_ONLY_NOTE}.")
     chart = Path(numbers["chart"])
@@ -156,14 +190,18 @@ def list_annotators() -> None:
             labels.append(f"score: {evidence.score}")
         needs = []
         # Outcome verifiers grade against the gold answer; MC estimators grade completions against it.
-        if (evidence.labels_outcomes and evidence.authority == "verifier") or evidence.score in ("probability",
-                                                                                                "advantage"):
+        if (evidence.labels_outcomes and evidence.authority == "verifier") or evidence.score in (
+            "probability",
+            "advantage",
+        ):
             needs.append("gold answer")
         if issubclass(cls, LLMAnnotator):
             needs.append("a model (generator)")
         unavailable = cls().availability()
-        line = (f"[bold]{name}[/bold]  labels {', '.join(labels) or 'nothing'}; authority {evidence.authority}; "
-                f"needs {', '.join(needs) or 'nothing else'}")
+        line = (
+            f"[bold]{name}[/bold]  labels {', '.join(labels) or 'nothing'}; authority {evidence.authority}; "
+            f"needs {', '.join(needs) or 'nothing else'}"
+        )
         say(line + (f"; unavailable here: {unavailable}" if unavailable else ""))
         doc = (cls.__doc__ or "").strip().splitlines()
         if doc:

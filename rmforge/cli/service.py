@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 import typer
 
@@ -12,16 +11,18 @@ from rmforge.cli.options import DbOption
 from rmforge.cli.output import console, say
 from rmforge.errors import UserError
 
-server_app = typer.Typer(help="A local Prefect server in the background (faster commands, a UI).",
-                         no_args_is_help=True)
+server_app = typer.Typer(help="A local Prefect server in the background (faster commands, a UI).", no_args_is_help=True)
 
 
 def review(
-    db: Optional[str] = DbOption,
-    host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback unless you say otherwise; "
-                                               "off loopback the page needs the printed link's token)."),
+    db: str | None = DbOption,
+    host: str = typer.Option(
+        "127.0.0.1",
+        help="Interface to listen on (loopback unless you say otherwise; "
+        "off loopback the page needs the printed link's token).",
+    ),
     port: int = typer.Option(8765, help="Port to listen on."),
-    reviewer: Optional[str] = typer.Option(None, help="Your name on the labels (default: $USER)."),
+    reviewer: str | None = typer.Option(None, help="Your name on the labels (default: $USER)."),
 ) -> None:
     """Review step labels in the browser and record your verdicts as `human` labels."""
     import getpass
@@ -46,8 +47,11 @@ def review(
     console.print(f"Reviewing {location} as [bold]{name}[/bold] (Ctrl+C to stop):")
     token = review_app.state.access_token
     if token:
-        typer.echo(f"warning: on {host} the page is reachable from other machines; "
-                   "anyone with the link below can label as you", err=True)
+        typer.echo(
+            f"warning: on {host} the page is reachable from other machines; "
+            "anyone with the link below can label as you",
+            err=True,
+        )
     # typer.echo, not rich: a link rich wrapped at the terminal's width would not open.
     typer.echo(f"http://{host}:{port}/" + (f"?token={token}" if token else ""))
     serve(review_app, host=host, port=port)
@@ -58,8 +62,10 @@ def serve(limit: int = typer.Option(1, min=1, help="How many flow runs at once."
     from rmforge.server import use_running_server
 
     if use_running_server() is None:
-        raise UserError("rmforge serve needs a Prefect server that outlives it, for the schedules: "
-                        "run `rmforge server start` first (or set PREFECT_API_URL)")
+        raise UserError(
+            "rmforge serve needs a Prefect server that outlives it, for the schedules: "
+            "run `rmforge server start` first (or set PREFECT_API_URL)"
+        )
     import prefect
 
     from rmforge.flows.deployments import served_deployments

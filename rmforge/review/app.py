@@ -26,8 +26,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from rmforge.schemas.records import Verdict, stable_hash, utc_now
 from rmforge.review import queries as review
+from rmforge.schemas.records import Verdict, stable_hash, utc_now
 from rmforge.store import Store, StoreBusy
 
 # Templates and static files are package data: found through the package, installed or not.
@@ -122,8 +122,11 @@ def check_access(request: Request, token: str) -> Response | None:
     if _is_token(request.cookies.get(ACCESS_COOKIE), token):
         return None
     if not _is_token(request.query_params.get("token"), token):
-        return Response("open the link `rmforge review` printed (it carries the access token)",
-                        status_code=401, media_type="text/plain")
+        return Response(
+            "open the link `rmforge review` printed (it carries the access token)",
+            status_code=401,
+            media_type="text/plain",
+        )
     url = request.url.remove_query_params("token")
     entered = RedirectResponse(url.path + (f"?{url.query}" if url.query else ""), status_code=303)
     # Strict: no other site's page can make the browser send it.
@@ -233,15 +236,23 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
         for row in rows:
             row["url"] = link("/rollout", filters, id=row["rollout_id"])
         pages = max(1, -(-total // PAGE_SIZE))
-        return templates.TemplateResponse(request, "queue.html", {
-            "rows": rows, "total": total, "filters": filters, "choices": choices,
-            "verdicts": [v for v, _, _ in VERDICT_CHOICES],
-            "page": page, "pages": pages,
-            "prev_url": link("/", filters, page=page - 1) if page > 1 else None,
-            "next_page_url": link("/", filters, page=page + 1) if page < pages else None,
-            "first_url": rows[0]["url"] if rows else None,
-            "done": done,
-        })
+        return templates.TemplateResponse(
+            request,
+            "queue.html",
+            {
+                "rows": rows,
+                "total": total,
+                "filters": filters,
+                "choices": choices,
+                "verdicts": [v for v, _, _ in VERDICT_CHOICES],
+                "page": page,
+                "pages": pages,
+                "prev_url": link("/", filters, page=page - 1) if page > 1 else None,
+                "next_page_url": link("/", filters, page=page + 1) if page < pages else None,
+                "first_url": rows[0]["url"] if rows else None,
+                "done": done,
+            },
+        )
 
     @app.get("/rollout", response_class=HTMLResponse)
     def rollout_page(
@@ -255,14 +266,21 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
         step_total = view["rollout"]["step_total"]
         later = step_offset + review.STEPS_PER_PAGE
         earlier = max(0, step_offset - review.STEPS_PER_PAGE) or None  # the first page's link has no offset
-        return templates.TemplateResponse(request, "rollout.html", {
-            "view": view, "r": view["rollout"],
-            "first_shown": step_offset + 1, "last_shown": min(later, step_total), "step_total": step_total,
-            "earlier_steps_url": link("/rollout", filters, id=id, step_offset=earlier) if step_offset else None,
-            "later_steps_url": link("/rollout", filters, id=id, step_offset=later) if later < step_total else None,
-            "queue_url": link("/", filters),
-            "next_url": link("/next", filters, id=id),
-        })
+        return templates.TemplateResponse(
+            request,
+            "rollout.html",
+            {
+                "view": view,
+                "r": view["rollout"],
+                "first_shown": step_offset + 1,
+                "last_shown": min(later, step_total),
+                "step_total": step_total,
+                "earlier_steps_url": link("/rollout", filters, id=id, step_offset=earlier) if step_offset else None,
+                "later_steps_url": link("/rollout", filters, id=id, step_offset=later) if later < step_total else None,
+                "queue_url": link("/", filters),
+                "next_url": link("/next", filters, id=id),
+            },
+        )
 
     @app.get("/next")
     def next_rollout(
@@ -285,12 +303,19 @@ def create_app(db: str | Path, reviewer: str, *, host: str = "127.0.0.1") -> Fas
         with store(write=True) as s:
             review.save_verdict(s, rollout_id, target, verdict, reviewer, run_id, step_index=step)
             # Only the labelled item goes back: read that step alone, or no step.
-            view = review.rollout_review(s, rollout_id, reviewer, first_step=step or 0,
-                                         step_count=1 if target == "step" else 0)
+            view = review.rollout_review(
+                s, rollout_id, reviewer, first_step=step or 0, step_count=1 if target == "step" else 0
+            )
         item = view["steps"][0] if target == "step" else view["outcome"]
-        return templates.TemplateResponse(request, "_item.html", {
-            "r": view["rollout"], "item": item, "target": target,
-        })
+        return templates.TemplateResponse(
+            request,
+            "_item.html",
+            {
+                "r": view["rollout"],
+                "item": item,
+                "target": target,
+            },
+        )
 
     @app.get("/figures", response_class=HTMLResponse)
     def figures_page(request: Request) -> Response:

@@ -46,8 +46,7 @@ class QueueFilters:
 
     def query(self) -> dict[str, str]:
         """The non-empty filters, for links that keep them."""
-        return {f.name: ("1" if value is True else value) for f in fields(self)
-                if (value := getattr(self, f.name))}
+        return {f.name: ("1" if value is True else value) for f in fields(self) if (value := getattr(self, f.name))}
 
 
 def reviewer_annotator(reviewer: str) -> HumanAnnotator:
@@ -74,8 +73,10 @@ def evidence_annotators(store: Store) -> tuple[list[str], list[str]]:
     """(annotators whose step `correct` is evidence, those whose `incorrect` is), by
     `Evidence.counts`: any other verdict of theirs is an abstention."""
     evidence = _step_evidence(store)
-    return (sorted(n for n, e in evidence.items() if e.counts("correct")),
-            sorted(n for n, e in evidence.items() if e.counts("incorrect")))
+    return (
+        sorted(n for n, e in evidence.items() if e.counts("correct")),
+        sorted(n for n, e in evidence.items() if e.counts("incorrect")),
+    )
 
 
 def _queue_cte(store: Store, reviewer: str) -> tuple[str, list[Any]]:
@@ -128,8 +129,10 @@ def _filter_sql(filters: QueueFilters) -> tuple[str, list[Any]]:
         params.append(filters.model)
     if filters.annotator or filters.verdict:
         label_match = "l.rollout_id = r.rollout_id AND (? = '' OR l.annotator = ?) AND (? = '' OR l.verdict = ?)"
-        where.append(f"(EXISTS (SELECT 1 FROM step_labels l WHERE {label_match})"
-                     f" OR EXISTS (SELECT 1 FROM outcome_labels l WHERE {label_match}))")
+        where.append(
+            f"(EXISTS (SELECT 1 FROM step_labels l WHERE {label_match})"
+            f" OR EXISTS (SELECT 1 FROM outcome_labels l WHERE {label_match}))"
+        )
         params += [filters.annotator, filters.annotator, filters.verdict, filters.verdict] * 2
     if filters.pending:
         where.append("NOT r.reviewed")
@@ -176,8 +179,12 @@ def filter_choices(store: Store) -> dict[str, list[str]]:
     """Values offered by the queue's filter menus."""
     return {
         "model": [r["model"] for r in store.rows("SELECT DISTINCT model FROM rollouts ORDER BY model")],
-        "annotator": [r["annotator"] for r in store.rows(
-            "SELECT annotator FROM step_labels UNION SELECT annotator FROM outcome_labels ORDER BY 1")],
+        "annotator": [
+            r["annotator"]
+            for r in store.rows(
+                "SELECT annotator FROM step_labels UNION SELECT annotator FROM outcome_labels ORDER BY 1"
+            )
+        ],
     }
 
 
@@ -216,8 +223,7 @@ def rollout_review(
     window = [rollout_id, first_step, first_step + step_count]
     steps = store.rows(f"SELECT step_index, text FROM steps WHERE {shown} ORDER BY step_index", window)
     labels_by_step: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for label in store.rows(f"SELECT * FROM step_labels WHERE {shown} ORDER BY annotator, model, config_hash",
-                            window):
+    for label in store.rows(f"SELECT * FROM step_labels WHERE {shown} ORDER BY annotator, model, config_hash", window):
         labels_by_step[label["step_index"]].append(label)
     consensus = {
         row["step_index"]: {**row, "votes": _votes(row["votes"])}
@@ -229,9 +235,11 @@ def rollout_review(
         [rollout_id],
     )
     outcomes = store.rows(
-        "SELECT * FROM outcome_labels WHERE rollout_id = ? ORDER BY annotator, model, config_hash", [rollout_id])
+        "SELECT * FROM outcome_labels WHERE rollout_id = ? ORDER BY annotator, model, config_hash", [rollout_id]
+    )
     critiques = store.rows(
-        "SELECT * FROM critiques WHERE rollout_id = ? ORDER BY annotator, model, sample_index", [rollout_id])
+        "SELECT * FROM critiques WHERE rollout_id = ? ORDER BY annotator, model, sample_index", [rollout_id]
+    )
 
     def split(rows: list[dict[str, Any]]) -> dict[str, Any]:
         humans = [r for r in rows if r["annotator"] == "human"]
@@ -262,13 +270,16 @@ def rollout_review(
 
 def review_item(store: Store, rollout_id: str) -> AnnotationInput:
     problem = store.records(
-        Problem, "SELECT * FROM problems WHERE problem_id = (SELECT problem_id FROM rollouts WHERE rollout_id = ?)",
-        [rollout_id])
+        Problem,
+        "SELECT * FROM problems WHERE problem_id = (SELECT problem_id FROM rollouts WHERE rollout_id = ?)",
+        [rollout_id],
+    )
     rollout = store.records(Rollout, "SELECT * FROM rollouts WHERE rollout_id = ?", [rollout_id])
     if not rollout or not problem:
         raise ReviewError(f"rollout {rollout_id!r} is not in the store")
-    steps = [r["text"] for r in store.rows(
-        "SELECT text FROM steps WHERE rollout_id = ? ORDER BY step_index", [rollout_id])]
+    steps = [
+        r["text"] for r in store.rows("SELECT text FROM steps WHERE rollout_id = ? ORDER BY step_index", [rollout_id])
+    ]
     return AnnotationInput(problem=problem[0], rollout=rollout[0], steps=steps)
 
 
@@ -309,12 +320,14 @@ def agreement_figures(store: Store) -> dict[str, Any]:
     reviewed = store.rows(
         """SELECT count(*) AS labels, count(DISTINCT (rollout_id, step_index)) AS steps,
                   count(DISTINCT rollout_id) AS rollouts, count(DISTINCT model) AS reviewers
-           FROM step_labels WHERE annotator = 'human'""")[0]
+           FROM step_labels WHERE annotator = 'human'"""
+    )[0]
     overlap = store.rows(
         """SELECT count(*) AS steps, count(*) FILTER (verdicts = 1) AS agreed FROM (
                SELECT count(DISTINCT verdict) AS verdicts FROM step_labels
                WHERE annotator = 'human' AND verdict <> 'unknown'
-               GROUP BY rollout_id, step_index HAVING count(*) > 1)""")[0]
+               GROUP BY rollout_id, step_index HAVING count(*) > 1)"""
+    )[0]
     return {
         "rows": store.rows(_AGREEMENT_WITH_ABSTENTIONS, [refute_only_annotators(store)]),
         "reviewed": reviewed,

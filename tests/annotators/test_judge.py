@@ -39,9 +39,7 @@ class ScriptedJudge(Generator):
     def model_name(self) -> str:
         return "judge-test-model"
 
-    def generate(
-        self, requests: Sequence[GenerationRequest], sampling: SamplingConfig
-    ) -> list[list[Completion]]:
+    def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> list[list[Completion]]:
         self.calls.append((list(requests), sampling))
         results = []
         for request in requests:
@@ -291,9 +289,7 @@ def test_whole_batch_goes_out_in_one_generate_call() -> None:
         return ["VERDICT: 0" if wrong_first else "VERDICT: -1"] * 2
 
     backend = ScriptedJudge(script)
-    annotator = JudgeAnnotator(
-        {"votes": 2, "temperature": 0.3, "max_tokens": 99, "seed": 5}, generator=backend
-    )
+    annotator = JudgeAnnotator({"votes": 2, "temperature": 0.3, "max_tokens": 99, "seed": 5}, generator=backend)
     good = make_item(["3 + 4 = 7.", "The answer is 7."])
     bad = make_item(["Tom has 8 apples.", "The answer is 8."], index=1)
     empty = make_item([], index=2)

@@ -73,7 +73,7 @@ def test_lean_error_marks_step_incorrect(tmp_path: Path) -> None:
 
 @posix_only
 def test_header_error_is_not_blamed_on_the_step(tmp_path: Path) -> None:
-    body = 'echo "$1:1:0: error: unknown module prefix \'Mathlib\'"; exit 1'
+    body = "echo \"$1:1:0: error: unknown module prefix 'Mathlib'\"; exit 1"
     lean = fake_lean(tmp_path, body)
     out = annotator(lean, imports=["Mathlib"]).annotate([make_item([TRUE_STEP])], run_id="r")
     [label] = out.step_labels
@@ -114,9 +114,7 @@ def test_file_has_imports_header_and_block(tmp_path: Path) -> None:
     lean = fake_lean(tmp_path, "exit 0")
     item = make_item([TRUE_STEP], metadata={"lean_header": "import Foo\nopen Nat"})
     annotator(lean, imports=["Mathlib"]).annotate([item], run_id="r")
-    assert checked_files(tmp_path) == [
-        "import Mathlib\nimport Foo\n\nopen Nat\n\ntheorem t : 2 + 2 = 4 := by decide\n"
-    ]
+    assert checked_files(tmp_path) == ["import Mathlib\nimport Foo\n\nopen Nat\n\ntheorem t : 2 + 2 = 4 := by decide\n"]
 
 
 @posix_only
@@ -140,9 +138,7 @@ def test_labels_keep_input_order_across_items(tmp_path: Path) -> None:
     lean = fake_lean(tmp_path, body)
     first = make_item([FALSE_STEP, "prose", TRUE_STEP])
     second = make_item([TRUE_STEP], index=1)
-    out = LeanAnnotator({"lean_path": str(lean), "imports": [], "workers": 3}).annotate(
-        [first, second], run_id="r"
-    )
+    out = LeanAnnotator({"lean_path": str(lean), "imports": [], "workers": 3}).annotate([first, second], run_id="r")
     assert [(label.rollout_id, label.step_index, label.verdict) for label in out.step_labels] == [
         (first.rollout.rollout_id, 0, "incorrect"),
         (first.rollout.rollout_id, 1, "unknown"),

@@ -21,7 +21,9 @@ def vote_items(
     ]
     return [
         AnnotationInput(
-            problem=problem, rollout=rollout, steps=[rollout.response],
+            problem=problem,
+            rollout=rollout,
+            steps=[rollout.response],
             siblings=[other for other in rollouts if other.rollout_id != rollout.rollout_id],
         )
         for rollout in rollouts
@@ -63,7 +65,9 @@ def test_tie_is_no_majority() -> None:
     )
 
 
-@pytest.mark.parametrize(("min_share", "verdicts"), [(0.5, ["correct"] * 3 + ["incorrect"] * 2), (0.6, ["unknown"] * 5)])
+@pytest.mark.parametrize(
+    ("min_share", "verdicts"), [(0.5, ["correct"] * 3 + ["incorrect"] * 2), (0.6, ["unknown"] * 5)]
+)
 def test_share_must_exceed_min_share(min_share: float, verdicts: list[str]) -> None:
     labels = label([boxed("42")] * 3 + [boxed("41"), boxed("40")], {"min_share": min_share})
     assert [verdict for verdict, _, _ in labels] == verdicts
@@ -99,7 +103,11 @@ def test_rollouts_without_an_answer_cast_no_vote_but_count_in_the_share() -> Non
 
 def test_answer_the_checker_cannot_compare_is_not_called_wrong() -> None:
     labels = label([boxed("42")] * 3 + [boxed("???"), boxed("41")])
-    assert labels[3] == ("unknown", None, "cannot tell whether ??? equals the majority answer (3 of 5 rollouts answer 42)")
+    assert labels[3] == (
+        "unknown",
+        None,
+        "cannot tell whether ??? equals the majority answer (3 of 5 rollouts answer 42)",
+    )
     assert labels[4][0] == "incorrect"
 
 

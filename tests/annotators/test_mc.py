@@ -106,10 +106,16 @@ def test_binary_search_agrees_with_per_step_estimation():
     binary_gen = ScriptedGenerator(completer)
     binary = BinarySearchMCAnnotator({"k": 3}, generator=binary_gen).annotate(items, "run")
     for item in items:
-        first_per_step = min(lab.step_index for lab in per_step.step_labels
-                             if lab.rollout_id == item.rollout.rollout_id and lab.verdict == "incorrect")
-        first_binary = [lab.step_index for lab in binary.step_labels
-                        if lab.rollout_id == item.rollout.rollout_id and lab.verdict == "incorrect"]
+        first_per_step = min(
+            lab.step_index
+            for lab in per_step.step_labels
+            if lab.rollout_id == item.rollout.rollout_id and lab.verdict == "incorrect"
+        )
+        first_binary = [
+            lab.step_index
+            for lab in binary.step_labels
+            if lab.rollout_id == item.rollout.rollout_id and lab.verdict == "incorrect"
+        ]
         assert first_binary == [first_per_step]
     assert per_step_gen.samples == 6 * 3 * 6 + 4  # k * (n - 1) per rollout, one probe for their one problem
     assert binary_gen.samples * 2 <= per_step_gen.samples
@@ -152,6 +158,7 @@ def test_progress_records_the_prover_model():
 
 # ---------------------------------------------------------------- honest unknowns
 
+
 def overflowing_completer(req, i):
     """Prefixes holding a LONG step do not fit the completer's context."""
     if "LONG" in req.assistant_prefix:
@@ -164,7 +171,9 @@ LONG_AFTER_1 = ["Step 1: 3 + 4 = 7", "Step 2: LONG text", "Step 3: more", "The a
 
 def test_mc_prefix_that_overflows_the_context_is_unknown_not_a_failure():
     item = make_item(LONG_AFTER_1)
-    labels = labels_of(MonteCarloAnnotator({"k": 2}, generator=ScriptedGenerator(overflowing_completer)).annotate([item], "run"), item)
+    labels = labels_of(
+        MonteCarloAnnotator({"k": 2}, generator=ScriptedGenerator(overflowing_completer)).annotate([item], "run"), item
+    )
     assert labels[0].verdict == "correct"
     assert [labels[i].verdict for i in (1, 2)] == ["unknown", "unknown"]
     assert "context" in labels[1].reason and labels[1].score is None
@@ -193,7 +202,9 @@ def test_unknown_outcome_gives_unknown_labels(annotator):
 
 def test_binary_search_retry_samples_with_a_new_seed():
     gen = ScriptedGenerator(completer)
-    BinarySearchMCAnnotator({"k": 4, "first_wave": 1, "seed": 5}, generator=gen).annotate([make_item(wrong_at(2))], "run")
+    BinarySearchMCAnnotator({"k": 4, "first_wave": 1, "seed": 5}, generator=gen).annotate(
+        [make_item(wrong_at(2))], "run"
+    )
     seeds = {(s.n, s.seed) for s in gen.samplings}
     assert (1, 5) in seeds and (3, 6) in seeds
 
@@ -210,6 +221,7 @@ def test_binary_search_stops_honestly_when_a_probe_cannot_be_graded():
 
 
 # ---------------------------------------------------------------- statistical power of a refutation
+
 
 def never_solves(req, i):
     return "The answer is \\boxed{9}"
@@ -272,7 +284,9 @@ def test_a_weak_completer_refutes_only_with_enough_samples(k, verdict):
 
 def test_weak_binary_search_leaves_the_steps_from_its_candidate_unknown():
     item = make_item(wrong_at(2, n=6))
-    out = BinarySearchMCAnnotator({"k": 4, "first_wave": 4}, generator=ScriptedGenerator(one_in_four)).annotate([item], "run")
+    out = BinarySearchMCAnnotator({"k": 4, "first_wave": 4}, generator=ScriptedGenerator(one_in_four)).annotate(
+        [item], "run"
+    )
     labels = labels_of(out, item)
     assert [labels[i].verdict for i in range(6)] == ["correct", "correct"] + ["unknown"] * 4
     assert all("not evidence" in labels[i].reason for i in range(2, 6))
@@ -296,14 +310,18 @@ def test_one_probe_per_problem_is_shared_by_its_rollouts():
 
 # ---------------------------------------------------------------- labels that rest on the outcome
 
-@pytest.mark.parametrize(("annotator", "steps", "implied"), [
-    (MonteCarloAnnotator, GOOD, [False, False, False, True]),
-    (MonteCarloAnnotator, wrong_at(3, n=4), [False] * 4),
-    (BinarySearchMCAnnotator, GOOD, [True] * 4),
-    (BinarySearchMCAnnotator, wrong_at(1, n=4), [False] * 2),
-    (ProgressAnnotator, GOOD, [False, False, False, True]),
-    (ProgressAnnotator, wrong_at(2, n=4), [False] * 4),
-])
+
+@pytest.mark.parametrize(
+    ("annotator", "steps", "implied"),
+    [
+        (MonteCarloAnnotator, GOOD, [False, False, False, True]),
+        (MonteCarloAnnotator, wrong_at(3, n=4), [False] * 4),
+        (BinarySearchMCAnnotator, GOOD, [True] * 4),
+        (BinarySearchMCAnnotator, wrong_at(1, n=4), [False] * 2),
+        (ProgressAnnotator, GOOD, [False, False, False, True]),
+        (ProgressAnnotator, wrong_at(2, n=4), [False] * 4),
+    ],
+)
 def test_outcome_implied_marks_exactly_the_labels_taken_from_a_correct_outcome(annotator, steps, implied):
     item = make_item(steps)
     labels = labels_of(annotator({"k": 2}, generator=ScriptedGenerator(completer)).annotate([item], "run"), item)
@@ -321,7 +339,7 @@ def test_a_few_lucky_measurements_do_not_make_a_failure_significant():
     assert chance_all_fail(Estimate(20, 20, 20), 4) < 0.001
     # More evidence for the same rate narrows the chance towards (1 - p)^k.
     assert chance_all_fail(Estimate(50, 100, 100), 4) < chance_all_fail(Estimate(2, 4, 4), 4)
-    assert abs(chance_all_fail(Estimate(5000, 10000, 10000), 4) - 0.5 ** 4) < 0.001
+    assert abs(chance_all_fail(Estimate(5000, 10000, 10000), 4) - 0.5**4) < 0.001
 
 
 def test_mc_does_not_refute_a_prefix_that_a_later_prefix_continues_to_the_gold():
@@ -330,7 +348,9 @@ def test_mc_does_not_refute_a_prefix_that_a_later_prefix_continues_to_the_gold()
 
     def completer(request, i: int) -> str:
         prefix = request.assistant_prefix
-        return "The answer is \\boxed{7}" if "Step 3" in prefix or "Step 2" not in prefix else "The answer is \\boxed{9}"
+        return (
+            "The answer is \\boxed{7}" if "Step 3" in prefix or "Step 2" not in prefix else "The answer is \\boxed{9}"
+        )
 
     out = MonteCarloAnnotator({"k": 4}, generator=ScriptedGenerator(completer)).annotate([item], "run")
     labels = labels_of(out, item)

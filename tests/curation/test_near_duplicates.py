@@ -42,8 +42,9 @@ def test_hnsw_nearest_agrees_with_exact_search():
 
 def test_first_kept_marks_copies_of_the_earliest_kept_row():
     originals = unit_vectors(3)
-    vectors = np.stack([originals[0], originals[1], near_copy(originals[0], 0.01, 1),
-                        near_copy(originals[2], 0.01, 2), originals[2]])
+    vectors = np.stack(
+        [originals[0], originals[1], near_copy(originals[0], 0.01, 1), near_copy(originals[2], 0.01, 2), originals[2]]
+    )
     result = first_kept(vectors, threshold=0.95)
     assert result[0] is None and result[1] is None and result[3] is None
     assert result[2][0] == 0 and result[2][1] > 0.95
@@ -97,7 +98,8 @@ def test_index_cosines_never_decide_at_the_threshold(monkeypatch):
 def same_matches(found, expected):
     """Same rows matched to the same rows, at the same exact cosines (to float32 rounding)."""
     return [m and m[0] for m in found] == [m and m[0] for m in expected] and all(
-        abs(a[1] - b[1]) < 1e-6 for a, b in zip(found, expected) if a and b)
+        abs(a[1] - b[1]) < 1e-6 for a, b in zip(found, expected) if a and b
+    )
 
 
 def test_mark_duplicates_scopes_groups_and_contamination():
@@ -105,8 +107,15 @@ def test_mark_duplicates_scopes_groups_and_contamination():
     rows left after exact dedupe, and contaminated rows are neither embedded nor compared."""
     base = unit_vectors(3, seed=8)
     vector_of = {"a": base[0], "A ": base[0], "a'": near_copy(base[0], 0.01, 9), "c": base[2]}
-    rows = [("1", "s", "g", "a"), ("2", "s", "g", "A "), ("3", "t", "g", "A "), ("4", "s", "g", "a'"),
-            ("5", "u", "h", "a'"), ("6", "s", "g", "c"), ("7", "s", "g", "a")]
+    rows = [
+        ("1", "s", "g", "a"),
+        ("2", "s", "g", "A "),
+        ("3", "t", "g", "A "),
+        ("4", "s", "g", "a'"),
+        ("5", "u", "h", "a'"),
+        ("6", "s", "g", "c"),
+        ("7", "s", "g", "a"),
+    ]
     asked, embedded = [], []
 
     def vectors_for(texts):
@@ -117,9 +126,18 @@ def test_mark_duplicates_scopes_groups_and_contamination():
         asked.append(row[0])
         return row[2]
 
-    marks = mark_duplicates(rows, lambda r: r[0], lambda r: r[3], scope=lambda r: r[1], group=group,
-                            contaminated=lambda r: r[0] == "6", exact=True, near=True, threshold=0.95,
-                            vectors_for=vectors_for)
+    marks = mark_duplicates(
+        rows,
+        lambda r: r[0],
+        lambda r: r[3],
+        scope=lambda r: r[1],
+        group=group,
+        contaminated=lambda r: r[0] == "6",
+        exact=True,
+        near=True,
+        threshold=0.95,
+        vectors_for=vectors_for,
+    )
     assert list(marks) == ["2", "6", "7", "3", "4", "1", "5"]  # exact and contaminated, near, then kept
     assert marks["2"] == marks["7"] == Mark("exact_duplicate", "1", 1.0)
     assert marks["6"] == Mark("contaminated")
@@ -127,7 +145,16 @@ def test_mark_duplicates_scopes_groups_and_contamination():
     assert marks["4"].status == "near_duplicate" and marks["4"].duplicate_of == "1" and marks["4"].similarity >= 0.95
     assert marks["1"] == marks["5"] == Mark("kept")  # "5" is in another scope and group
     assert asked == ["1", "3", "4", "5"] and embedded == ["a", "A ", "a'", "a'"]
-    without = mark_duplicates(rows, lambda r: r[0], lambda r: r[3], scope=lambda r: r[1], group=group,
-                              contaminated=lambda r: False, exact=False, near=False, threshold=0.95,
-                              vectors_for=vectors_for)
+    without = mark_duplicates(
+        rows,
+        lambda r: r[0],
+        lambda r: r[3],
+        scope=lambda r: r[1],
+        group=group,
+        contaminated=lambda r: False,
+        exact=False,
+        near=False,
+        threshold=0.95,
+        vectors_for=vectors_for,
+    )
     assert set(without.values()) == {Mark("kept")}

@@ -16,20 +16,29 @@ VOLATILE = {"run_id", "created_at"}
 def respond(body, index):
     """A pure function of the request, as a served model with a fixed seed would be."""
     question = body["messages"][-1]["content"]
-    return f"Step 1: I read {len(question)} characters.\nSample {index} of seed {body['seed']}: \\boxed{{{len(question)}}}"
+    return (
+        f"Step 1: I read {len(question)} characters.\nSample {index} of seed {body['seed']}: \\boxed{{{len(question)}}}"
+    )
 
 
 def generated(db, base_urls):
-    config = PipelineConfig.model_validate({
-        "generator": {"backend": "openai", "model": "served", "base_urls": base_urls, "max_retries": 0},
-        "problems": {"count": 6}, "sampling": {"n": 2, "max_tokens": 32, "seed": 3},
-        "batch_size": 6,  # 3 problems per batch: each batch's requests are spread over the servers
-    })
+    config = PipelineConfig.model_validate(
+        {
+            "generator": {"backend": "openai", "model": "served", "base_urls": base_urls, "max_retries": 0},
+            "problems": {"count": 6},
+            "sampling": {"n": 2, "max_tokens": 32, "seed": 3},
+            "batch_size": 6,  # 3 problems per batch: each batch's requests are spread over the servers
+        }
+    )
     assert generate(config, db)["new_rollouts"] == 12
     with Store(db, read_only=True) as store:
-        tables = {table: [{k: v for k, v in row.items() if k not in VOLATILE}
-                          for row in store.rows(f"SELECT * FROM {table} ORDER BY ALL")]
-                  for table in ("rollouts", "steps")}
+        tables = {
+            table: [
+                {k: v for k, v in row.items() if k not in VOLATILE}
+                for row in store.rows(f"SELECT * FROM {table} ORDER BY ALL")
+            ]
+            for table in ("rollouts", "steps")
+        }
     return tables
 
 

@@ -12,8 +12,8 @@ from rmforge.flows.curate import curate
 from rmforge.flows.export import export
 from rmforge.flows.import_rollouts import import_rollouts
 from rmforge.schemas.config import GeneratorConfig
-from rmforge.tasks.annotate import claim_batch, make_annotator, pending_rollout_ids
 from rmforge.store import Store
+from rmforge.tasks.annotate import claim_batch, make_annotator, pending_rollout_ids
 from tests.tasks.test_annotate import claimants, start_runs, unstartable_vllm_engine
 
 pytestmark = pytest.mark.slow  # Prefect flows and the CLI end to end
@@ -31,7 +31,13 @@ def write_rollouts(path, n_problems=4):
         rows += [
             {"problem_id": f"pens-{p}", "question": q, "gold_answer": str(a + b), "response": right, "model": "m1"},
             {"problem_id": f"pens-{p}", "question": q, "gold_answer": str(a + b), "response": wrong, "model": "m1"},
-            {"problem_id": f"pens-{p}", "question": q, "gold_answer": str(a + b), "response": right + " ", "model": "m2"},
+            {
+                "problem_id": f"pens-{p}",
+                "question": q,
+                "gold_answer": str(a + b),
+                "response": right + " ",
+                "model": "m2",
+            },
         ]
     rows.append({"problem_id": "broken", "question": "Q"})  # no response: quarantined
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
@@ -59,8 +65,7 @@ def test_flows_end_to_end_and_rerun_adds_nothing(prefect_harness, tmp_path, db):
     assert first["preference_pairs"] == 4 and first["process_examples"] == 4
 
     with Store(db) as store:
-        wrong_first_steps = store.rows(
-            "SELECT labels FROM process_examples WHERE NOT labels[1]")
+        wrong_first_steps = store.rows("SELECT labels FROM process_examples WHERE NOT labels[1]")
         assert len(wrong_first_steps) == 4  # the wrong rollouts end at their false first step
         assert all(r["labels"] == [False] for r in wrong_first_steps)
         q = store.rows("SELECT field, reason FROM quarantine")
@@ -117,6 +122,7 @@ def test_cli_sql_formats(tmp_path, db):
     with Store(db) as store:
         store.execute("SELECT 1")
     from tests.builders import make_problem
+
     with Store(db) as store:
         store.write("problems", [make_problem()])
     runner = CliRunner()
@@ -139,10 +145,19 @@ def test_logic_problems_through_the_flows(prefect_harness, tmp_path, db):
     rows = []
     for p in problems:
         good = [f"Step {i + 1}: {s}" for i, s in enumerate(p.reference_steps)] + [f"Answer: {p.gold_answer}"]
-        bad = ["Step 1: Happy(nobody_here)"] + good[1:-1] + [f"Answer: {'False' if p.gold_answer != 'False' else 'True'}"]
+        bad = (
+            ["Step 1: Happy(nobody_here)"] + good[1:-1] + [f"Answer: {'False' if p.gold_answer != 'False' else 'True'}"]
+        )
         for response in ("\n".join(good), "\n".join(bad)):
-            rows.append({"problem_id": p.problem_id, "question": p.question, "gold_answer": p.gold_answer,
-                         "response": response, "domain": "logic"})
+            rows.append(
+                {
+                    "problem_id": p.problem_id,
+                    "question": p.question,
+                    "gold_answer": p.gold_answer,
+                    "response": response,
+                    "domain": "logic",
+                }
+            )
     path = tmp_path / "logic.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
     import_rollouts(str(path), db)
@@ -153,7 +168,8 @@ def test_logic_problems_through_the_flows(prefect_harness, tmp_path, db):
     with Store(db) as store:
         first_steps = store.rows(
             "SELECT l.verdict, r.response LIKE 'Step 1: Happy(nobody_here)%' AS bad FROM step_labels l "
-            "JOIN rollouts r USING (rollout_id) WHERE l.annotator = 'z3_logic' AND l.step_index = 0")
+            "JOIN rollouts r USING (rollout_id) WHERE l.annotator = 'z3_logic' AND l.step_index = 0"
+        )
         assert {(r["verdict"], r["bad"]) for r in first_steps} == {("correct", False), ("incorrect", True)}
         outcomes = store.rows("SELECT verdict, count(*) AS n FROM outcome_labels GROUP BY verdict ORDER BY verdict")
         assert outcomes == [{"verdict": "correct", "n": 6}, {"verdict": "incorrect", "n": 6}]
@@ -174,8 +190,9 @@ def test_cli_import_and_annotate(prefect_harness, tmp_path, db):
     assert result.exit_code == 0, result.output
     assert f"Next: rmforge export --out data/exports --db {db}" in result.output
     assert "    no process example: " in result.output  # its reasons, as the README says
-    result = runner.invoke(app, ["sql", "SELECT annotator, count(*) AS n FROM step_labels GROUP BY 1", "--db", db,
-                                 "--format", "json"])
+    result = runner.invoke(
+        app, ["sql", "SELECT annotator, count(*) AS n FROM step_labels GROUP BY 1", "--db", db, "--format", "json"]
+    )
     assert json.loads(result.output) == [{"annotator": "z3_arith", "n": 12}]  # 6 rollouts x 2 steps
     result = runner.invoke(app, ["annotate", "--annotator", "nonexistent", "--db", db])
     assert result.exit_code != 0
@@ -187,7 +204,8 @@ def label_rows(db):
             (row["annotator"], row["rollout_id"], row["step_index"]): (row["verdict"], row["reason"], row["run_id"])
             for row in store.rows(
                 "SELECT annotator, rollout_id, step_index, verdict, reason, run_id FROM step_labels UNION ALL "
-                "SELECT annotator, rollout_id, NULL, verdict, reason, run_id FROM outcome_labels")
+                "SELECT annotator, rollout_id, NULL, verdict, reason, run_id FROM outcome_labels"
+            )
         }
 
 
@@ -200,10 +218,16 @@ def test_cli_annotate_retry_errors_relabels_exactly_the_errored_rollouts(prefect
     first, second, third = sorted({rollout for _, rollout, _ in labelled})[:3]
     # As an earlier run left them when every rollout's labelling raised (an engine that did not start).
     with Store(db) as store:
-        store.execute("UPDATE step_labels SET verdict = 'unknown', reason = 'annotator error: RuntimeError: boom' "
-                      "WHERE annotator = 'z3_arith' AND rollout_id IN (?, ?)", [first, second])
-        store.execute("UPDATE outcome_labels SET verdict = 'unknown', reason = 'annotator error: RuntimeError: boom' "
-                      "WHERE annotator = 'answer' AND rollout_id = ?", [third])
+        store.execute(
+            "UPDATE step_labels SET verdict = 'unknown', reason = 'annotator error: RuntimeError: boom' "
+            "WHERE annotator = 'z3_arith' AND rollout_id IN (?, ?)",
+            [first, second],
+        )
+        store.execute(
+            "UPDATE outcome_labels SET verdict = 'unknown', reason = 'annotator error: RuntimeError: boom' "
+            "WHERE annotator = 'answer' AND rollout_id = ?",
+            [third],
+        )
     errored = label_rows(db)
 
     plain = runner.invoke(app, ["annotate", "--annotator", "z3_arith", "--db", db])
@@ -219,11 +243,11 @@ def test_cli_annotate_retry_errors_relabels_exactly_the_errored_rollouts(prefect
     assert {key: relabelled[key][:2] for key in retried} == {key: labelled[key][:2] for key in retried}
     assert all(relabelled[key][2] != errored[key][2] for key in retried)  # written by the new run
     assert {key: row for key, row in relabelled.items() if key not in retried} == {
-        key: row for key, row in errored.items() if key not in retried}  # the answer label keeps its error
+        key: row for key, row in errored.items() if key not in retried
+    }  # the answer label keeps its error
 
 
-def test_cli_annotate_with_an_engine_that_does_not_start_fails_in_one_line(prefect_harness, tmp_path, db,
-                                                                           monkeypatch):
+def test_cli_annotate_with_an_engine_that_does_not_start_fails_in_one_line(prefect_harness, tmp_path, db, monkeypatch):
     write_rollouts(tmp_path / "r.jsonl", n_problems=1)
     runner = CliRunner()
     assert runner.invoke(app, ["import", "rollouts", str(tmp_path / "r.jsonl"), "--db", db]).exit_code == 0

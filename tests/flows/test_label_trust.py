@@ -16,8 +16,8 @@ from rmforge.flows.annotate import annotate
 from rmforge.flows.curate import curate
 from rmforge.flows.import_rollouts import import_rollouts
 from rmforge.schemas.records import Problem, Rollout
-from rmforge.tasks.datasets import WRONG_ANSWER_ALL_CORRECT
 from rmforge.store import Store
+from rmforge.tasks.datasets import WRONG_ANSWER_ALL_CORRECT
 
 pytestmark = pytest.mark.slow  # Prefect flows end to end
 
@@ -39,7 +39,9 @@ def test_no_all_correct_example_from_a_wrong_answer_and_no_refute_only_confirmat
         assert store.rows(WRONG_BUT_ALL_CORRECT) == []
         # every `correct` consensus is backed by an annotator that can confirm a step
         for row in store.rows("SELECT supporters FROM step_consensus WHERE verdict = 'correct'"):
-            assert any(annotator_class(s.split(":")[0].split(" ")[0]).evidence.confirms_steps for s in row["supporters"])
+            assert any(
+                annotator_class(s.split(":")[0].split(" ")[0]).evidence.confirms_steps for s in row["supporters"]
+            )
         assert store.rows("SELECT count(*) AS n FROM step_consensus WHERE verdict = 'correct'")[0]["n"] == 0
         # refutations do reach the dataset, each label naming its supporters
         examples = store.rows("SELECT labels, label_supporters FROM process_examples")
@@ -71,7 +73,9 @@ def test_a_human_outranks_checkers_but_never_yields_all_correct_on_a_wrong_answe
         labels = []
         for row in rows:  # the reviewer calls every step of these rollouts correct
             rollout = Rollout.model_validate({k: v for k, v in row.items() if k != "verdict"})
-            item = AnnotationInput(problem=problems[rollout.problem_id], rollout=rollout, steps=steps[rollout.rollout_id])
+            item = AnnotationInput(
+                problem=problems[rollout.problem_id], rollout=rollout, steps=steps[rollout.rollout_id]
+            )
             labels += [human.step_label(item, i, "correct", "review") for i in range(len(item.steps))]
         store.write("step_labels", labels)
     summary = curate(db, ANNOTATORS)

@@ -40,46 +40,68 @@ def server():
 
 
 def test_llm_annotators_in_the_annotate_flow(prefect_harness, server, tmp_path, db):
-    rows = [{"problem_id": "ava", "question": QUESTION, "gold_answer": "12", "response": r, "model": m}
-            for r, m in ((RIGHT, "a"), (WRONG, "b"))]
+    rows = [
+        {"problem_id": "ava", "question": QUESTION, "gold_answer": "12", "response": r, "model": m}
+        for r, m in ((RIGHT, "a"), (WRONG, "b"))
+    ]
     (tmp_path / "r.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     import_rollouts(str(tmp_path / "r.jsonl"), db)
 
     generator = {"backend": "openai", "model": "served", "base_url": server.url, "max_retries": 0}
     config = tmp_path / "config.yaml"
-    config.write_text(json.dumps({
-        "generator": generator,
-        "annotator_options": {"mc": {"k": 2}, "mc_binary": {"k": 2}, "pav": {"k": 2}, "judge": {"votes": 3}},
-    }))
-    result = CliRunner().invoke(app, ["annotate", "--annotator", "answer,mc,mc_binary,pav,judge",
-                                      "--config", str(config), "--db", db])
+    config.write_text(
+        json.dumps(
+            {
+                "generator": generator,
+                "annotator_options": {"mc": {"k": 2}, "mc_binary": {"k": 2}, "pav": {"k": 2}, "judge": {"votes": 3}},
+            }
+        )
+    )
+    result = CliRunner().invoke(
+        app, ["annotate", "--annotator", "answer,mc,mc_binary,pav,judge", "--config", str(config), "--db", db]
+    )
     assert result.exit_code == 0, result.output
     curate(db, ["z3_arith", "mc", "mc_binary", "judge"])
 
     with Store(db) as store:
+
         def first_error(annotator):
             rows = store.rows(
                 "SELECT r.model, min(l.step_index) FILTER (l.verdict = 'incorrect') AS first_error "
                 "FROM step_labels l JOIN rollouts r USING (rollout_id) WHERE annotator = ? GROUP BY 1 ORDER BY 1",
-                [annotator])
+                [annotator],
+            )
             return {r["model"]: r["first_error"] for r in rows}
 
         for annotator in ("mc", "mc_binary", "pav", "judge"):
             assert first_error(annotator) == {"a": None, "b": 1}, annotator
         assert all(r["model"] == "served" for r in store.rows("SELECT DISTINCT model FROM step_labels"))
-        costs = {r["annotator"]: r["n"] for r in store.rows(
-            "SELECT annotator, sum(completions) AS n FROM annotator_costs GROUP BY 1")}
+        costs = {
+            r["annotator"]: r["n"]
+            for r in store.rows("SELECT annotator, sum(completions) AS n FROM annotator_costs GROUP BY 1")
+        }
         assert costs["mc_binary"] < costs["mc"]
         assert store.count("critiques") == 6
-        assert store.rows("SELECT count(*) AS n FROM process_examples WHERE list_contains(annotators, 'judge')")[0]["n"] == 2
+        assert (
+            store.rows("SELECT count(*) AS n FROM process_examples WHERE list_contains(annotators, 'judge')")[0]["n"]
+            == 2
+        )
     # continuations were sent as assistant prefixes, on the configured server
     assert any(p.get("continue_final_message") for p in server.payloads)
 
 
 def test_a_crash_mid_run_resumes_without_duplicates_or_losses(prefect_harness, tmp_path, db):
     """The LLM dies on the third batch; the rerun labels only what is missing."""
-    rows = [{"problem_id": f"ava-{i}", "question": QUESTION + f" (#{i})", "gold_answer": "12",
-             "response": RIGHT if i % 2 else WRONG, "model": "m"} for i in range(5)]
+    rows = [
+        {
+            "problem_id": f"ava-{i}",
+            "question": QUESTION + f" (#{i})",
+            "gold_answer": "12",
+            "response": RIGHT if i % 2 else WRONG,
+            "model": "m",
+        }
+        for i in range(5)
+    ]
     (tmp_path / "r.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     import_rollouts(str(tmp_path / "r.jsonl"), db)
 
@@ -94,8 +116,9 @@ def test_a_crash_mid_run_resumes_without_duplicates_or_losses(prefect_harness, t
     options = {"judge": {"votes": 1}}
     for attempt, handler in enumerate((dying, respond)):
         server = ChatServer(handler)
-        generator = GeneratorConfig(backend="openai", model="served", base_url=server.url, max_retries=0,
-                                    request_timeout_s=5)
+        generator = GeneratorConfig(
+            backend="openai", model="served", base_url=server.url, max_retries=0, request_timeout_s=5
+        )
         try:
             if attempt == 0:
                 with pytest.raises(GenerationError):
@@ -114,5 +137,7 @@ def test_a_crash_mid_run_resumes_without_duplicates_or_losses(prefect_harness, t
     with Store(db) as store:
         assert store.count("critiques") == 5
         assert store.rows("SELECT count(*) AS n FROM outcome_labels")[0]["n"] == 5
-        step_rows = store.rows("SELECT rollout_id, step_index, count(*) AS n FROM step_labels GROUP BY 1, 2 HAVING n > 1")
+        step_rows = store.rows(
+            "SELECT rollout_id, step_index, count(*) AS n FROM step_labels GROUP BY 1, 2 HAVING n > 1"
+        )
         assert step_rows == []

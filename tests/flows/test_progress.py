@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 
 from rmforge.cli import app
 from rmforge.flows.pipeline import pipeline
-from rmforge.schemas.config import PipelineConfig
 from rmforge.flows.progress import set_progress_display
+from rmforge.schemas.config import PipelineConfig
 from rmforge.store import Store
 from tests.servers import ChatServer
 from tests.tasks.test_runs import RecordingDisplay
@@ -26,12 +26,17 @@ def test_pipeline_reports_generation_and_annotation_progress(prefect_harness, db
     display = RecordingDisplay()
     set_progress_display(display)
     try:
-        config = PipelineConfig.model_validate({
-            "generator": {"backend": "openai", "model": "served", "base_url": server.url, "max_retries": 0},
-            "problems": {"count": 3}, "sampling": {"n": 2, "max_tokens": 32},
-            "annotators": ["answer", "mc"], "annotator_options": {"mc": {"k": 2}},
-            "curation": {"near_dedupe": False}, "batch_size": 2,  # one problem per generation batch
-        })
+        config = PipelineConfig.model_validate(
+            {
+                "generator": {"backend": "openai", "model": "served", "base_url": server.url, "max_retries": 0},
+                "problems": {"count": 3},
+                "sampling": {"n": 2, "max_tokens": 32},
+                "annotators": ["answer", "mc"],
+                "annotator_options": {"mc": {"k": 2}},
+                "curation": {"near_dedupe": False},
+                "batch_size": 2,  # one problem per generation batch
+            }
+        )
         summary = pipeline(config, db)
     finally:
         set_progress_display(None)

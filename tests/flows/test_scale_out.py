@@ -12,8 +12,8 @@ import pytest
 from rmforge.flows.annotate import annotate
 from rmforge.flows.import_rollouts import import_rollouts
 from rmforge.schemas.config import ComputeConfig
-from rmforge.tasks import annotate as annotate_tasks
 from rmforge.store import Store
+from rmforge.tasks import annotate as annotate_tasks
 from tests.flows.test_flows import write_rollouts
 
 pytestmark = pytest.mark.slow  # Prefect flows on threads, Dask and Ray workers
@@ -35,8 +35,9 @@ def rollouts_file(tmp_path_factory):
 def dask_address():
     distributed = pytest.importorskip("distributed")
     pytest.importorskip("prefect_dask")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, silence_logs=40) as cluster:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+    ) as cluster:
         yield cluster.scheduler_address
 
 
@@ -54,8 +55,11 @@ def labelled_tables(rollouts_file, db, compute):
     assert summary["answer"]["rollouts"] == 30 and summary["z3_arith"]["rollouts"] == 30
     tables = {}
     with Store(db, read_only=True) as store:
-        for table, key in [("step_labels", "rollout_id, annotator, step_index"),
-                           ("outcome_labels", "rollout_id, annotator"), ("annotator_costs", "rollout_id, annotator")]:
+        for table, key in [
+            ("step_labels", "rollout_id, annotator, step_index"),
+            ("outcome_labels", "rollout_id, annotator"),
+            ("annotator_costs", "rollout_id, annotator"),
+        ]:
             rows = store.rows(f"SELECT * FROM {table} ORDER BY {key}")
             tables[table] = [{k: v for k, v in row.items() if k not in VOLATILE} for row in rows]
     return tables
@@ -74,8 +78,9 @@ def test_two_threads_label_z3_in_worker_processes(sequential_tables, rollouts_fi
     assert 2 in annotate_tasks._label_processes
 
 
-def test_dask_workers_in_other_processes_write_one_duckdb_file(sequential_tables, rollouts_file, tmp_path,
-                                                               dask_address):
+def test_dask_workers_in_other_processes_write_one_duckdb_file(
+    sequential_tables, rollouts_file, tmp_path, dask_address
+):
     compute = ComputeConfig(task_runner="dask", address=dask_address, workers=2)
     tables = labelled_tables(rollouts_file, str(tmp_path / "d.duckdb"), compute)
     assert tables == sequential_tables
@@ -86,15 +91,16 @@ def test_dask_workers_in_other_processes_write_one_duckdb_file(sequential_tables
     assert len(ran) == 2 and all(count > 0 for count in ran.values()), ran
 
 
-@pytest.mark.skipif(importlib.util.find_spec("prefect_ray") is None,
-                    reason="prefect-ray not installed (the `scale` extra; ~240 MB, not in `make install`)")
+@pytest.mark.skipif(
+    importlib.util.find_spec("prefect_ray") is None,
+    reason="prefect-ray not installed (the `scale` extra; ~240 MB, not in `make install`)",
+)
 def test_ray_workers_give_the_same_tables(sequential_tables, rollouts_file, tmp_path):
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:  # the task runner finds this process's Ray instance and leaves it running
-        tables = labelled_tables(rollouts_file, str(tmp_path / "r.duckdb"),
-                                 ComputeConfig(task_runner="ray", workers=2))
+        tables = labelled_tables(rollouts_file, str(tmp_path / "r.duckdb"), ComputeConfig(task_runner="ray", workers=2))
         assert ray.is_initialized()
     finally:
         ray.shutdown()

@@ -10,4 +10,5 @@ def cpuinfo(tmp_path):
         path = tmp_path / "cpuinfo"
         path.write_text(text)
         return path
+
     return write

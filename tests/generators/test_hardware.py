@@ -14,12 +14,15 @@ def test_cpu_flags_of_a_missing_file_are_empty(tmp_path):
     assert native_bf16(tmp_path / "absent") is False
 
 
-@pytest.mark.parametrize("text,device,expected", [
-    (EPYC_AVX2, "cpu", "float32"),
-    (SAPPHIRE_RAPIDS, "cpu", "bfloat16"),
-    (EPYC_AVX2, "cuda", "bfloat16"),
-    (EPYC_AVX2, "cuda:1", "bfloat16"),
-])
+@pytest.mark.parametrize(
+    "text,device,expected",
+    [
+        (EPYC_AVX2, "cpu", "float32"),
+        (SAPPHIRE_RAPIDS, "cpu", "bfloat16"),
+        (EPYC_AVX2, "cuda", "bfloat16"),
+        (EPYC_AVX2, "cuda:1", "bfloat16"),
+    ],
+)
 def test_auto_dtype_follows_the_hardware(cpuinfo, text, device, expected):
     assert resolve_dtype("auto", device, cpuinfo(text)) == expected
 

@@ -1,6 +1,5 @@
 """The OpenAI-compatible backend against a real local HTTP server started by the test."""
 
-
 import pytest
 
 from rmforge.generators.base import GenerationError
@@ -63,8 +62,11 @@ def test_gives_up_after_retries_and_does_not_retry_client_errors(server):
 
 
 def test_unreachable_server_times_out_with_a_clear_error():
-    gen = OpenAIServerGenerator(GeneratorConfig(backend="openai", model="m", base_url="http://127.0.0.1:9/v1",
-                                                max_retries=0, request_timeout_s=2))
+    gen = OpenAIServerGenerator(
+        GeneratorConfig(
+            backend="openai", model="m", base_url="http://127.0.0.1:9/v1", max_retries=0, request_timeout_s=2
+        )
+    )
     with pytest.raises(GenerationError, match=r"127\.0\.0\.1:9"):
         gen.generate([solution_request("q")], SamplingConfig(n=1))
 
@@ -97,9 +99,12 @@ def test_prompt_longer_than_the_context_is_reported_not_raised():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Overflow)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
-        gen = OpenAIServerGenerator(GeneratorConfig(backend="openai", model="m",
-                                                    base_url=f"http://127.0.0.1:{httpd.server_address[1]}/v1"))
-        out = gen.generate([GenerationRequest(messages=[ChatMessage(role="user", content="x" * 10)])], SamplingConfig(n=2))
+        gen = OpenAIServerGenerator(
+            GeneratorConfig(backend="openai", model="m", base_url=f"http://127.0.0.1:{httpd.server_address[1]}/v1")
+        )
+        out = gen.generate(
+            [GenerationRequest(messages=[ChatMessage(role="user", content="x" * 10)])], SamplingConfig(n=2)
+        )
         assert [c.finish_reason for c in out[0]] == [PROMPT_TOO_LONG, PROMPT_TOO_LONG]
     finally:
         httpd.shutdown()

@@ -14,11 +14,14 @@ def test_dtype_defaults_to_auto():
     assert GeneratorConfig().dtype == "auto"
 
 
-@pytest.mark.parametrize("text,on_cpu,expected", [
-    (EPYC_AVX2, True, "float32"),  # emulated bf16 is ~3x slower here
-    (SAPPHIRE_RAPIDS, True, "bfloat16"),
-    (EPYC_AVX2, False, "bfloat16"),  # CUDA: the host CPU does not matter
-])
+@pytest.mark.parametrize(
+    "text,on_cpu,expected",
+    [
+        (EPYC_AVX2, True, "float32"),  # emulated bf16 is ~3x slower here
+        (SAPPHIRE_RAPIDS, True, "bfloat16"),
+        (EPYC_AVX2, False, "bfloat16"),  # CUDA: the host CPU does not matter
+    ],
+)
 def test_auto_dtype_resolves_from_the_hardware(cpuinfo, text, on_cpu, expected):
     args = engine_arguments(GeneratorConfig(), "/models/x", on_cpu, cpuinfo(text))
     assert args["dtype"] == expected

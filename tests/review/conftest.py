@@ -19,8 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps dialling Google on a closed network.
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -30,8 +36,15 @@ def cli_env() -> dict[str, str]:
 
 def rmforge(*args: str) -> subprocess.CompletedProcess:
     """Run the CLI of this checkout in a child process."""
-    return subprocess.run([sys.executable, "-m", "rmforge.cli", *args], cwd=ROOT, env=cli_env(),
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "rmforge.cli", *args],
+        cwd=ROOT,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def sql_json(db: str, query: str) -> list[dict]:
@@ -58,9 +71,23 @@ def start_review(db: str, *python_args: str, review_args: tuple[str, ...] = ()) 
     127.0.0.1) once it answers."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, *(python_args or ("-m", "rmforge.cli")),
-         "review", "--db", db, "--port", str(port), "--reviewer", "alice", *review_args],
-        cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            *(python_args or ("-m", "rmforge.cli")),
+            "review",
+            "--db",
+            db,
+            "--port",
+            str(port),
+            "--reviewer",
+            "alice",
+            *review_args,
+        ],
+        cwd=ROOT,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -88,8 +115,10 @@ def review_server(review_store):
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium "
-                    "(apt-get install chromium chromium-driver; .ci/run does this)")
+        pytest.skip(
+            "Debian's chromium is not installed at /usr/bin/chromium "
+            "(apt-get install chromium chromium-driver; .ci/run does this)"
+        )
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra")
     with sync_api.sync_playwright() as playwright:
         # Playwright cannot download its own browsers here: drive Debian's.

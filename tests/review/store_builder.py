@@ -25,24 +25,47 @@ from tests.builders import make_problem, make_rollout
 
 RUN = "test-run"
 CURATE_RUN = "test-curate"
-PLANTED = "<script>window.__pwned = 1; alert(1)</script><img src=x onerror=\"window.__pwned = 2; alert(2)\">"
+PLANTED = '<script>window.__pwned = 1; alert(1)</script><img src=x onerror="window.__pwned = 2; alert(2)">'
 
 
 def step_label(rollout_id, index, annotator, verdict, *, score=None, reason=None, model=None):
-    return StepLabel(rollout_id=rollout_id, step_index=index, annotator=annotator, annotator_version="1",
-                     config_hash=f"{annotator}-cfg", model=model, verdict=verdict, score=score,
-                     reason=reason, run_id=RUN)
+    return StepLabel(
+        rollout_id=rollout_id,
+        step_index=index,
+        annotator=annotator,
+        annotator_version="1",
+        config_hash=f"{annotator}-cfg",
+        model=model,
+        verdict=verdict,
+        score=score,
+        reason=reason,
+        run_id=RUN,
+    )
 
 
 def outcome_label(rollout_id, annotator, verdict, *, predicted=None, reason=None):
-    return OutcomeLabel(rollout_id=rollout_id, annotator=annotator, annotator_version="1",
-                        config_hash=f"{annotator}-cfg", verdict=verdict, predicted_answer=predicted,
-                        reason=reason, run_id=RUN)
+    return OutcomeLabel(
+        rollout_id=rollout_id,
+        annotator=annotator,
+        annotator_version="1",
+        config_hash=f"{annotator}-cfg",
+        verdict=verdict,
+        predicted_answer=predicted,
+        reason=reason,
+        run_id=RUN,
+    )
 
 
 def consensus(rollout_id, index, verdict, agreed, votes):
-    return StepConsensus(rollout_id=rollout_id, step_index=index, verdict=verdict, agreed=agreed,
-                         annotators=sorted(votes), votes=canonical_json(votes), run_id=CURATE_RUN)
+    return StepConsensus(
+        rollout_id=rollout_id,
+        step_index=index,
+        verdict=verdict,
+        agreed=agreed,
+        annotators=sorted(votes),
+        votes=canonical_json(votes),
+        run_id=CURATE_RUN,
+    )
 
 
 def build_review_store(db: str) -> dict[str, str]:
@@ -73,10 +96,21 @@ def build_review_store(db: str) -> dict[str, str]:
     for name, rollout_id in ids.items():
         parts = texts[name][1]
         answer = parts[-1].split("{")[1].rstrip("}")
-        outcomes.append(outcome_label(rollout_id, "answer", "correct" if name != "disagree" else "incorrect",
-                                      predicted=answer, reason="math-verify"))
+        outcomes.append(
+            outcome_label(
+                rollout_id,
+                "answer",
+                "correct" if name != "disagree" else "incorrect",
+                predicted=answer,
+                reason="math-verify",
+            )
+        )
         for i in range(len(parts)):
-            add(step_label(rollout_id, i, "mc", "correct", score=0.75, reason="3 of 4 completions reach the gold answer"))
+            add(
+                step_label(
+                    rollout_id, i, "mc", "correct", score=0.75, reason="3 of 4 completions reach the gold answer"
+                )
+            )
             add(step_label(rollout_id, i, "z3_arith", "correct", score=1.0, reason="no false claim found"))
             all_steps.append((rollout_id, i))
     d, f, h = ids["disagree"], ids["flagged"], ids["hostile"]
@@ -92,13 +126,26 @@ def build_review_store(db: str) -> dict[str, str]:
     # the refutation won, so only the refute-only rule puts that rollout high in the queue.
     decided = {(d, 1): ("unknown", False), (f, 0): ("incorrect", True)}
     rows = [
-        consensus(rollout_id, i, *decided.get((rollout_id, i), ("correct", True)),
-                  {a: label.verdict for (r, s, a), label in labels.items() if (r, s) == (rollout_id, i)})
+        consensus(
+            rollout_id,
+            i,
+            *decided.get((rollout_id, i), ("correct", True)),
+            {a: label.verdict for (r, s, a), label in labels.items() if (r, s) == (rollout_id, i)},
+        )
         for rollout_id, i in all_steps
     ]
     critiques = [
-        Critique(critique_id=f"crit-{name}", rollout_id=ids[name], annotator="judge", model="judge-model",
-                 sample_index=0, first_error_step=step, verdict=verdict, text=text, run_id=RUN)
+        Critique(
+            critique_id=f"crit-{name}",
+            rollout_id=ids[name],
+            annotator="judge",
+            model="judge-model",
+            sample_index=0,
+            first_error_step=step,
+            verdict=verdict,
+            text=text,
+            run_id=RUN,
+        )
         for name, step, verdict, text in [
             ("disagree", 1, "incorrect", "Step 2 says 7 - 2 = 4; it is 5."),
             ("hostile", -1, "correct", f"All fine. {PLANTED}"),
@@ -112,8 +159,18 @@ def build_review_store(db: str) -> dict[str, str]:
         store.write("outcome_labels", outcomes)
         store.write("step_consensus", rows)
         store.write("critiques", critiques)
-        store.write("runs", [RunRecord(run_id=CURATE_RUN, flow="curate", config="{}", status="completed",
-                                       finished_at=datetime(2026, 11, 28, 17, 30, tzinfo=UTC))])
+        store.write(
+            "runs",
+            [
+                RunRecord(
+                    run_id=CURATE_RUN,
+                    flow="curate",
+                    config="{}",
+                    status="completed",
+                    finished_at=datetime(2026, 11, 28, 17, 30, tzinfo=UTC),
+                )
+            ],
+        )
     return ids
 
 
@@ -124,8 +181,11 @@ def build_long_rollout(db: str, steps: int, *, index: int = 100) -> str:
     parts = [f"{i} + 1 = {i + 1}." for i in range(steps)]
     rollout = make_rollout(problem, "\n".join(parts), index=index)
     rollout_id = rollout.rollout_id
-    labels = [step_label(rollout_id, i, annotator, "correct", reason="fine")
-              for i in range(steps) for annotator in ("mc", "z3_arith")]
+    labels = [
+        step_label(rollout_id, i, annotator, "correct", reason="fine")
+        for i in range(steps)
+        for annotator in ("mc", "z3_arith")
+    ]
     votes = {"mc": "correct", "z3_arith": "correct"}
     with Store(db) as store:
         store.write("problems", [problem])
@@ -141,8 +201,10 @@ MATH_STEPS = {
     "inline": "Half of the 120 pens is \\( \\frac{120}{2} = 60 \\).",
     "display": "So \\[ \\sqrt{x^2} = |x| \\] and $$\\sum_{i=1}^{n} i = \\frac{n(n+1)}{2}$$ with $x + 1 = 2$.",
     "bad": "Then \\( 2 \\times \\frac{1} \\) pens, which is wrong.",
-    "hostile": ("\\(\\href{javascript:alert(1)}{click}\\) \\(\\url{javascript:alert(2)}\\) "
-                f"\\(\\htmlClass{{x}}{{y}}\\) $<script>alert(3)</script>$ {PLANTED}"),
+    "hostile": (
+        "\\(\\href{javascript:alert(1)}{click}\\) \\(\\url{javascript:alert(2)}\\) "
+        f"\\(\\htmlClass{{x}}{{y}}\\) $<script>alert(3)</script>$ {PLANTED}"
+    ),
     "boxed": "The answer is \\(\\boxed{40}\\), or \\boxed{40} for short.",
 }
 # GSM8K-style prose: every `$` here is money, none of it may become math.
@@ -167,15 +229,33 @@ def build_math_store(db: str) -> dict[str, str]:
     problems = {"math": make_problem(MATH_QUESTION, "60"), "prose": make_problem("How much did they spend?", "76")}
     texts = {"math": list(MATH_STEPS.values()), "prose": [*PROSE_STEPS, MIXED_STEP]}
     rollouts = {name: make_rollout(problems[name], "\n".join(parts)) for name, parts in texts.items()}
-    steps = [Step(rollout_id=rollouts[name].rollout_id, step_index=i, text=t)
-             for name, parts in texts.items() for i, t in enumerate(parts)]
+    steps = [
+        Step(rollout_id=rollouts[name].rollout_id, step_index=i, text=t)
+        for name, parts in texts.items()
+        for i, t in enumerate(parts)
+    ]
     math_id = rollouts["math"].rollout_id
     with Store(db) as store:
         store.write("problems", list(problems.values()))
         store.write("rollouts", list(rollouts.values()))
         store.write("steps", steps)
-        store.write("step_labels", [step_label(math_id, 0, "judge", "correct", reason=MATH_REASON, model="judge-model")])
-        store.write("critiques", [Critique(critique_id="crit-math", rollout_id=math_id, annotator="judge",
-                                           model="judge-model", sample_index=0, first_error_step=-1,
-                                           verdict="correct", text=MATH_CRITIQUE, run_id=RUN)])
+        store.write(
+            "step_labels", [step_label(math_id, 0, "judge", "correct", reason=MATH_REASON, model="judge-model")]
+        )
+        store.write(
+            "critiques",
+            [
+                Critique(
+                    critique_id="crit-math",
+                    rollout_id=math_id,
+                    annotator="judge",
+                    model="judge-model",
+                    sample_index=0,
+                    first_error_step=-1,
+                    verdict="correct",
+                    text=MATH_CRITIQUE,
+                    run_id=RUN,
+                )
+            ],
+        )
     return {name: r.rollout_id for name, r in rollouts.items()}

@@ -69,8 +69,9 @@ def test_off_loopback_a_request_without_the_token_is_refused(open_review, path):
 
 def test_off_loopback_a_label_without_the_token_is_not_saved(open_review):
     rollout_id = open_review["ids"]["flagged"]
-    refused = httpx.post(open_review["url"] + "/label", data=label_form(rollout_id),
-                         headers={"HX-Request": "true"}, timeout=10)
+    refused = httpx.post(
+        open_review["url"] + "/label", data=label_form(rollout_id), headers={"HX-Request": "true"}, timeout=10
+    )
     assert refused.status_code == 401
     assert human_labels(open_review["db"], rollout_id) == []
 
@@ -97,8 +98,12 @@ def test_on_loopback_no_token_is_needed_but_the_host_is_checked(review_server):
 
 def test_a_label_from_another_origin_is_refused(review_store, review_server):
     db, ids = review_store
-    refused = httpx.post(review_server + "/label", data=label_form(ids["plain-2"]),
-                         headers={"HX-Request": "true", **FOREIGN_ORIGIN_HEADERS}, timeout=10)
+    refused = httpx.post(
+        review_server + "/label",
+        data=label_form(ids["plain-2"]),
+        headers={"HX-Request": "true", **FOREIGN_ORIGIN_HEADERS},
+        timeout=10,
+    )
     assert refused.status_code == 403
     assert human_labels(db, ids["plain-2"]) == []
 
@@ -107,13 +112,32 @@ def test_a_page_of_another_site_can_neither_read_nor_label(review_store, review_
     db, ids = review_store
     with foreign_site() as foreign_url:
         page.goto(foreign_url)
-        for url, rollout_id, store in ((review_server, ids["plain-2"], db),
-                                       (open_review["url"], open_review["ids"]["plain-2"], open_review["db"])):
+        for url, rollout_id, store in (
+            (review_server, ids["plain-2"], db),
+            (open_review["url"], open_review["ids"]["plain-2"], open_review["db"]),
+        ):
             assert fetch_from(page, url + "/", {"credentials": "include"}) == "blocked"
-            assert fetch_from(page, url + "/label", {
-                "method": "POST", "credentials": "include", "headers": {"HX-Request": "true"},
-                "body": f"rollout_id={rollout_id}&target=step&verdict=incorrect&step=0"}) == "blocked"
-            fetch_from(page, url + "/label", {  # no-cors: sent without asking; the server must refuse it
-                "method": "POST", "mode": "no-cors", "credentials": "include",
-                "body": f"rollout_id={rollout_id}&target=step&verdict=incorrect&step=0"})
+            assert (
+                fetch_from(
+                    page,
+                    url + "/label",
+                    {
+                        "method": "POST",
+                        "credentials": "include",
+                        "headers": {"HX-Request": "true"},
+                        "body": f"rollout_id={rollout_id}&target=step&verdict=incorrect&step=0",
+                    },
+                )
+                == "blocked"
+            )
+            fetch_from(
+                page,
+                url + "/label",
+                {  # no-cors: sent without asking; the server must refuse it
+                    "method": "POST",
+                    "mode": "no-cors",
+                    "credentials": "include",
+                    "body": f"rollout_id={rollout_id}&target=step&verdict=incorrect&step=0",
+                },
+            )
             assert human_labels(store, rollout_id) == []

@@ -55,8 +55,11 @@ def test_label_a_disagreement_with_the_keyboard(review_store, review_server, pag
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert SCREENSHOT.stat().st_size > 10_000
 
-    labels = sql_json(db, "SELECT step_index, verdict, model, reason FROM step_labels "
-                          f"WHERE annotator = 'human' AND rollout_id = '{ids['disagree']}' ORDER BY step_index")
+    labels = sql_json(
+        db,
+        "SELECT step_index, verdict, model, reason FROM step_labels "
+        f"WHERE annotator = 'human' AND rollout_id = '{ids['disagree']}' ORDER BY step_index",
+    )
     assert labels == [
         {"step_index": 0, "verdict": "correct", "model": "alice", "reason": None},
         {"step_index": 1, "verdict": "incorrect", "model": "alice", "reason": None},
@@ -111,8 +114,11 @@ def test_final_answer_unsure_and_two_reviewers(review_store, review_server, page
     expect(humans).to_contain_text("bob: correct")
     expect(humans).to_contain_text("reviewers disagree")
 
-    outcome_labels = sql_json(db, "SELECT verdict, reason, model FROM outcome_labels "
-                                  f"WHERE annotator = 'human' AND rollout_id = '{ids['flagged']}'")
+    outcome_labels = sql_json(
+        db,
+        "SELECT verdict, reason, model FROM outcome_labels "
+        f"WHERE annotator = 'human' AND rollout_id = '{ids['flagged']}'",
+    )
     assert outcome_labels == [{"verdict": "unknown", "reason": "reviewer unsure", "model": "alice"}]
 
 
@@ -149,5 +155,3 @@ def test_figures_page_and_view(review_store, review_server, page):
     expect(z3).to_contain_text("step")
     view = {(r["level"], r["annotator"]): r for r in sql_json(db, "SELECT * FROM annotator_agreement")}
     assert ("step", "z3_arith") in view and view[("step", "z3_arith")]["n"] >= 1
-
-

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from rmforge.review.app import create_app
 from rmforge.review import queries as review
+from rmforge.review.app import create_app
 from rmforge.review.queries import STEPS_PER_PAGE, rollout_review
 from rmforge.store import Store
 from tests.review.conftest import start_review
@@ -94,13 +94,16 @@ def test_a_label_saved_on_a_later_page_comes_back_alone(db):
     assert shown_steps(saved) == [STEPS_PER_PAGE + 7] and "chosen" in saved.text
 
 
-@pytest.mark.parametrize("path, params", [
-    ("/", {"page": TOO_LARGE}),
-    ("/", {"page": str(2**31)}),
-    ("/", {"page": "0"}),
-    ("/rollout", {"step_offset": TOO_LARGE}),
-    ("/rollout", {"step_offset": "-1"}),
-])
+@pytest.mark.parametrize(
+    "path, params",
+    [
+        ("/", {"page": TOO_LARGE}),
+        ("/", {"page": str(2**31)}),
+        ("/", {"page": "0"}),
+        ("/rollout", {"step_offset": TOO_LARGE}),
+        ("/rollout", {"step_offset": "-1"}),
+    ],
+)
 def test_numbers_out_of_range_are_refused(db, path, params):
     ids = build_review_store(db)
     answer = client_for(db).get(path, params={"id": ids["disagree"], **params})
@@ -140,9 +143,11 @@ def test_a_slow_page_does_not_hold_up_the_others(db, monkeypatch):
 def test_sigterm_stops_the_server_while_a_slow_page_is_in_flight(db):
     build_review_store(db)
     # The figures page of this server runs a query of hours; everything else is the real CLI.
-    slow_cli = ("from rmforge.review import queries; queries.agreement_figures = lambda store:"
-                " store.execute('SELECT sum(hash(i)) FROM range(10000000000000) t(i)');"
-                " from rmforge.cli import app; app()")
+    slow_cli = (
+        "from rmforge.review import queries; queries.agreement_figures = lambda store:"
+        " store.execute('SELECT sum(hash(i)) FROM range(10000000000000) t(i)');"
+        " from rmforge.cli import app; app()"
+    )
     process, url = start_review(db, "-c", slow_cli)
     try:
         with ThreadPoolExecutor(1) as pool:

@@ -29,8 +29,10 @@ expect.set_options(timeout=15_000)  # a shared 2-core machine can be slow; a bug
 STEP = {name: f"#step-{i} div.text" for i, name in enumerate(MATH_STEPS)}
 REVIEW = ROOT / "rmforge" / "review"
 # Every CSP violation the page meets, recorded before any of its scripts runs.
-RECORD_CSP = ("window.__csp = []; document.addEventListener('securitypolicyviolation',"
-              " (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`))")
+RECORD_CSP = (
+    "window.__csp = []; document.addEventListener('securitypolicyviolation',"
+    " (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`))"
+)
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +149,11 @@ def test_hostile_latex_runs_nothing_and_links_nowhere(math_review, page):
     expect(hostile.locator(".katex")).to_have_count(1)
 
     assert page.locator("#items [href], #items [src], #items .x").count() == 0
-    assert not [link for link in page.eval_on_selector_all("[href]", "(all) => all.map((e) => e.href)")
-                if link.lower().startswith("javascript")]
+    assert not [
+        link
+        for link in page.eval_on_selector_all("[href]", "(all) => all.map((e) => e.href)")
+        if link.lower().startswith("javascript")
+    ]
     assert page.locator("script").count() == 4  # htmx, KaTeX, math.js and review.js, from /static
     assert page.evaluate("window.__pwned") is None
     assert dialogs == []
@@ -161,8 +166,10 @@ def test_katex_renders_under_the_strict_csp(math_review, page):
     page.add_init_script(RECORD_CSP)
     open_rollout(page, math_review, "math")
     expect(page.locator(STEP["inline"]).locator(".katex")).to_have_count(1)
-    loaded = page.evaluate("async () => { await document.fonts.ready;"
-                           " return [...document.fonts].filter((f) => f.status === 'loaded').map((f) => f.family); }")
+    loaded = page.evaluate(
+        "async () => { await document.fonts.ready;"
+        " return [...document.fonts].filter((f) => f.status === 'loaded').map((f) => f.family); }"
+    )
     assert {"KaTeX_Main", "KaTeX_Math"} <= set(loaded)
     assert page.evaluate("window.__csp") == []
 
@@ -173,8 +180,9 @@ def test_every_vendored_file_is_package_data_and_served(math_review):
     files only), and the app serves each font KaTeX's stylesheet names."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     globs = pyproject["tool"]["setuptools"]["package-data"]["rmforge.review"]
-    shipped = {os.path.normpath(p) for g in globs for p in glob.glob(str(REVIEW / g), recursive=True)
-               if os.path.isfile(p)}
+    shipped = {
+        os.path.normpath(p) for g in globs for p in glob.glob(str(REVIEW / g), recursive=True) if os.path.isfile(p)
+    }
     assets = {str(p) for folder in ("static", "templates") for p in (REVIEW / folder).rglob("*") if p.is_file()}
     assert (REVIEW / "static" / "katex" / "fonts" / "KaTeX_Main-Regular.woff2").is_file()
     assert (REVIEW / "static" / "katex" / "LICENSE").is_file()

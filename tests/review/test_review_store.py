@@ -87,13 +87,16 @@ def test_human_verdicts_are_labels_of_their_reviewer_and_nothing_else_changes(bu
     save_verdict(store, d, "step", "incorrect", "alice", "r1", step_index=1)  # she changes her mind
     save_verdict(store, d, "step", "incorrect", "bob", "r2", step_index=1)
     save_verdict(store, d, "outcome", "unknown", "bob", "r2")
-    humans = store.rows("SELECT model, verdict, reason, run_id FROM step_labels WHERE annotator = 'human' ORDER BY model")
+    humans = store.rows(
+        "SELECT model, verdict, reason, run_id FROM step_labels WHERE annotator = 'human' ORDER BY model"
+    )
     assert humans == [
         {"model": "alice", "verdict": "incorrect", "reason": None, "run_id": "r1"},
         {"model": "bob", "verdict": "incorrect", "reason": None, "run_id": "r2"},
     ]
     assert store.rows("SELECT model, verdict, reason FROM outcome_labels WHERE annotator = 'human'") == [
-        {"model": "bob", "verdict": "unknown", "reason": "reviewer unsure"}]
+        {"model": "bob", "verdict": "unknown", "reason": "reviewer unsure"}
+    ]
     after = store.counts()
     assert after.pop("step_labels") == before.pop("step_labels") + 2
     assert after.pop("outcome_labels") == before.pop("outcome_labels") + 1
@@ -126,14 +129,24 @@ def test_agreement_view_counts_only_steps_reviewers_settled(db):
     labels.append(step_label("r2", 0, "human", "incorrect", model="alice"))
     labels.append(step_label("r2", 0, "mc", "incorrect"))
     labels += [step_label("r", 10, "human", "correct", model="alice"), step_label("r", 10, "mc", "unknown")]
-    labels += [step_label("r", 11, "mc", "correct"), step_label("r", 12, "mc", "correct"),
-               step_label("r", 12, "human", "unknown", model="alice")]
-    bob = [step_label("r2", 0, "human", "incorrect", model="bob"), step_label("r", 11, "human", "incorrect", model="bob")]
+    labels += [
+        step_label("r", 11, "mc", "correct"),
+        step_label("r", 12, "mc", "correct"),
+        step_label("r", 12, "human", "unknown", model="alice"),
+    ]
+    bob = [
+        step_label("r2", 0, "human", "incorrect", model="bob"),
+        step_label("r", 11, "human", "incorrect", model="bob"),
+    ]
     alice_11 = step_label("r", 11, "human", "correct", model="alice")
     for label in bob:
         label.config_hash = "human-bob"
-    outcomes = [outcome_label("r", "answer", "correct"), outcome_label("r2", "answer", "correct"),
-                outcome_label("r", "human", "correct"), outcome_label("r2", "human", "incorrect")]
+    outcomes = [
+        outcome_label("r", "answer", "correct"),
+        outcome_label("r2", "answer", "correct"),
+        outcome_label("r", "human", "correct"),
+        outcome_label("r2", "human", "incorrect"),
+    ]
     with Store(db) as store:
         store.write("step_labels", labels + bob + [alice_11])
         store.write("outcome_labels", outcomes)
@@ -142,7 +155,12 @@ def test_agreement_view_counts_only_steps_reviewers_settled(db):
     step = rows["step"]
     assert step["annotator"] == "mc" and step["n"] == 11 and step["unknown"] == 1
     # the table below plus r2/0 (both incorrect): 6 correct / 5 incorrect by the humans
-    assert (step["both_correct"], step["false_incorrect"], step["false_correct"], step["both_incorrect"]) == (5, 1, 1, 4)
+    assert (step["both_correct"], step["false_incorrect"], step["false_correct"], step["both_incorrect"]) == (
+        5,
+        1,
+        1,
+        4,
+    )
     assert step["accuracy"] == pytest.approx(9 / 11)
     chance = (5 * 5 + 6 * 6) / 121
     assert step["kappa"] == pytest.approx((9 / 11 - chance) / (1 - chance))
@@ -163,8 +181,14 @@ def test_kappa_of_a_hand_computed_table(db):
     human = ["correct"] * 6 + ["incorrect"] * 4
     mc = ["correct"] * 5 + ["incorrect"] * 4 + ["correct"]
     with Store(db) as store:
-        store.write("step_labels", [step_label("r", i, a, v, model="alice")
-                                    for i, (h, m) in enumerate(zip(human, mc)) for a, v in (("human", h), ("mc", m))])
+        store.write(
+            "step_labels",
+            [
+                step_label("r", i, a, v, model="alice")
+                for i, (h, m) in enumerate(zip(human, mc))
+                for a, v in (("human", h), ("mc", m))
+            ],
+        )
         row = store.rows("SELECT n, accuracy, kappa, precision_incorrect FROM annotator_agreement")[0]
     assert row["n"] == 10 and row["accuracy"] == pytest.approx(0.8)
     assert row["kappa"] == pytest.approx(0.58333, abs=1e-5) and row["precision_incorrect"] == pytest.approx(0.75)
@@ -229,10 +253,14 @@ def test_a_step_with_an_abstaining_voter_is_no_disagreement(built):
     """Consensus failed on a plain step because one voter abstained (mc `unknown`) or gave a
     verdict that is no evidence (refute-only z3_arith's `correct`): no two voters disagree."""
     store, ids = built
-    store.execute("UPDATE step_consensus SET agreed = false, verdict = 'unknown' "
-                  "WHERE rollout_id IN (?, ?) AND step_index = 0", [ids["plain-0"], ids["plain-1"]])
-    store.execute("UPDATE step_labels SET verdict = 'unknown' WHERE rollout_id = ? AND step_index = 0 "
-                  "AND annotator = 'mc'", [ids["plain-0"]])
+    store.execute(
+        "UPDATE step_consensus SET agreed = false, verdict = 'unknown' WHERE rollout_id IN (?, ?) AND step_index = 0",
+        [ids["plain-0"], ids["plain-1"]],
+    )
+    store.execute(
+        "UPDATE step_labels SET verdict = 'unknown' WHERE rollout_id = ? AND step_index = 0 AND annotator = 'mc'",
+        [ids["plain-0"]],
+    )
     rows, _ = review_queue(store, QueueFilters(), "alice")
     priority = {row["rollout_id"]: row["priority"] for row in rows}
     assert priority[ids["disagree"]] == "disagreement"
@@ -245,8 +273,11 @@ def test_figures_count_a_refute_only_checkers_correct_as_an_abstention(db):
     z3 = ["correct", "incorrect", "incorrect", "correct"]
     labels = []
     for i, (h, z) in enumerate(zip(human, z3)):
-        labels += [step_label("r", i, "human", h, model="alice"), step_label("r", i, "z3_arith", z),
-                   step_label("r", i, "mc", z)]
+        labels += [
+            step_label("r", i, "human", h, model="alice"),
+            step_label("r", i, "z3_arith", z),
+            step_label("r", i, "mc", z),
+        ]
     with Store(db) as store:
         store.write("step_labels", labels)
         rows = {row["annotator"]: row for row in agreement_figures(store)["rows"]}

@@ -18,6 +18,7 @@ from rmforge.annotators.judge import JudgeAnnotator
 from rmforge.generators.base import BackendUnavailable, GenerationError
 from rmforge.schemas.config import GeneratorConfig, StepSplitConfig
 from rmforge.schemas.records import RunRecord, utc_now
+from rmforge.store import Store
 from rmforge.tasks.annotate import (
     SharedBatchError,
     annotate_items,
@@ -33,7 +34,6 @@ from rmforge.tasks.annotate import (
 )
 from rmforge.tasks.rollouts import import_rollouts
 from rmforge.tasks.steps import split_rollout_steps
-from rmforge.store import Store
 from tests.builders import make_item
 from tests.fakes import ScriptedGenerator
 
@@ -111,10 +111,21 @@ def start_runs(db: str, heartbeat_ago_s: dict[str, float]) -> None:
     """`running` runs that last beat that many seconds ago, beating every 30 s: a run whose last
     beat is over 90 s old reads as crashed."""
     with Store(db) as store:
-        store.write("runs", [
-            RunRecord(run_id=run_id, flow="annotate", config="{}", status="running", heartbeat_s=30.0,
-                      heartbeat_at=utc_now() - timedelta(seconds=ago))
-            for run_id, ago in heartbeat_ago_s.items()], on_conflict="replace")
+        store.write(
+            "runs",
+            [
+                RunRecord(
+                    run_id=run_id,
+                    flow="annotate",
+                    config="{}",
+                    status="running",
+                    heartbeat_s=30.0,
+                    heartbeat_at=utc_now() - timedelta(seconds=ago),
+                )
+                for run_id, ago in heartbeat_ago_s.items()
+            ],
+            on_conflict="replace",
+        )
 
 
 def claimants(db: str) -> dict[str, str]:
@@ -151,8 +162,11 @@ def test_the_claims_of_a_run_whose_heartbeat_stopped_are_taken_over(tmp_path, db
     z3, pending = imported_for_runs(tmp_path, db, {"crashed": 600, "alive": 0})
     assert claim_batch(db, z3, "crashed", pending, 3) == pending[:3]
     with Store(db) as store:  # a claim whose run never wrote a `runs` row is dead too
-        store.execute("INSERT INTO batch_claims (rollout_id, annotator, config_hash, run_id, batch_id, claimed_at) "
-                      "VALUES (?, ?, ?, 'never-started', 'b', now())", [pending[3], z3.name, z3.config_hash])
+        store.execute(
+            "INSERT INTO batch_claims (rollout_id, annotator, config_hash, run_id, batch_id, claimed_at) "
+            "VALUES (?, ?, ?, 'never-started', 'b', now())",
+            [pending[3], z3.name, z3.config_hash],
+        )
 
     assert claim_batch(db, z3, "alive", pending, 10) == pending
     assert claimants(db) == {rollout_id: "alive" for rollout_id in pending}
@@ -165,8 +179,9 @@ def test_the_claims_of_a_killed_process_on_this_machine_are_taken_over_at_once(t
     assert claim_batch(db, z3, "killed", pending, 3) == pending[:3]
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     with Store(db) as store:  # as if a process that has exited since had made them
-        store.execute("UPDATE batch_claims SET pid = ?, process_started = '1' WHERE run_id = 'killed'",
-                      [int(gone.stdout)])
+        store.execute(
+            "UPDATE batch_claims SET pid = ?, process_started = '1' WHERE run_id = 'killed'", [int(gone.stdout)]
+        )
     assert claim_batch(db, z3, "alive", pending, 10) == pending
     assert claimants(db) == {rollout_id: "alive" for rollout_id in pending}
 
@@ -205,7 +220,11 @@ def test_one_failing_rollout_becomes_unknown_and_the_batch_goes_on() -> None:
     bad = items[1].rollout.rollout_id
     assert by_rollout[bad].reason == "annotator error: RecursionError: maximum recursion depth exceeded"
     bad_steps = [label for label in output.step_labels if label.rollout_id == bad]
-    assert [(label.step_index, label.verdict) for label in bad_steps] == [(0, "unknown"), (1, "unknown"), (2, "unknown")]
+    assert [(label.step_index, label.verdict) for label in bad_steps] == [
+        (0, "unknown"),
+        (1, "unknown"),
+        (2, "unknown"),
+    ]
     assert len(output.step_labels) == 6
 
 
@@ -219,13 +238,17 @@ def test_rollouts_that_fail_differently_or_alone_are_each_unknown_with_their_err
     assert [label.reason for label in alone.outcome_labels] == ["annotator error: ValueError: bad claim"]
 
 
-@pytest.mark.parametrize("error", [
-    GenerationError("http://x: no answer after 3 tries"),
-    BackendUnavailable("the vllm backend for m did not start: RuntimeError: Engine core initialization failed"),
-    AnnotatorUnavailable("lean binary not found"),
-    BrokenProcessPool("A process in the process pool was terminated abruptly"),
-    MemoryError(),
-], ids=lambda error: type(error).__name__)
+@pytest.mark.parametrize(
+    "error",
+    [
+        GenerationError("http://x: no answer after 3 tries"),
+        BackendUnavailable("the vllm backend for m did not start: RuntimeError: Engine core initialization failed"),
+        AnnotatorUnavailable("lean binary not found"),
+        BrokenProcessPool("A process in the process pool was terminated abruptly"),
+        MemoryError(),
+    ],
+    ids=lambda error: type(error).__name__,
+)
 def test_an_error_that_is_not_the_rollouts_fails_the_batch_instead_of_labelling_unknown(error) -> None:
     items = [make_item(["a"], index=0), make_item(["poison"], index=1)]
     with pytest.raises(type(error)):
@@ -233,8 +256,16 @@ def test_an_error_that_is_not_the_rollouts_fails_the_batch_instead_of_labelling_
 
 
 def write_poisoned_rollouts(path, n=3):
-    rows = [{"problem_id": f"p{i}", "question": f"What is {i} + 3?", "gold_answer": str(i + 3),
-             "response": f"Step 1: poison {i}\nThe answer is \\boxed{{{i + 3}}}", "model": "m"} for i in range(n)]
+    rows = [
+        {
+            "problem_id": f"p{i}",
+            "question": f"What is {i} + 3?",
+            "gold_answer": str(i + 3),
+            "response": f"Step 1: poison {i}\nThe answer is \\boxed{{{i + 3}}}",
+            "model": "m",
+        }
+        for i in range(n)
+    ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
 
 
@@ -307,9 +338,16 @@ def test_a_dead_worker_fails_its_batch_and_later_batches_get_fresh_workers() -> 
 
 def test_siblings_are_the_other_rollouts_of_the_same_problem(tmp_path, db) -> None:
     rows = [
-        {"problem_id": problem, "question": f"What is {problem}?", "gold_answer": "1",
-         "response": f"The answer is {k}.", "model": "m", "rollout_id": f"{problem}-{k}"}
-        for problem in ("a", "b") for k in range(3)
+        {
+            "problem_id": problem,
+            "question": f"What is {problem}?",
+            "gold_answer": "1",
+            "response": f"The answer is {k}.",
+            "model": "m",
+            "rollout_id": f"{problem}-{k}",
+        }
+        for problem in ("a", "b")
+        for k in range(3)
     ]
     source = tmp_path / "rollouts.jsonl"
     source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
@@ -319,18 +357,33 @@ def test_siblings_are_the_other_rollouts_of_the_same_problem(tmp_path, db) -> No
         items = load_inputs(store, ["a-0", "b-2"], with_siblings=True)
     assert [item.siblings for item in plain] == [[], []]
     assert {item.rollout.rollout_id: [s.rollout_id for s in item.siblings] for item in items} == {
-        "a-0": ["a-1", "a-2"], "b-2": ["b-0", "b-1"]}
+        "a-0": ["a-1", "a-2"],
+        "b-2": ["b-0", "b-1"],
+    }
 
 
 def test_majority_labels_a_problem_without_gold_through_the_annotate_task(tmp_path, db) -> None:
     # Five rollouts of a problem with no gold (three agree), one of a problem with a gold.
     answers = ["42", "42", r"\frac{84}{2}", "41", None]
     rows = [
-        {"problem_id": "open", "question": "What is 6 * 7?", "response": f"6 * 7 = 42\nThe answer is \\boxed{{{a}}}"
-         if a else "I am not sure.", "model": "m", "rollout_id": f"open-{k}"}
+        {
+            "problem_id": "open",
+            "question": "What is 6 * 7?",
+            "response": f"6 * 7 = 42\nThe answer is \\boxed{{{a}}}" if a else "I am not sure.",
+            "model": "m",
+            "rollout_id": f"open-{k}",
+        }
         for k, a in enumerate(answers)
-    ] + [{"problem_id": "graded", "question": "What is 1 + 1?", "gold_answer": "2",
-          "response": "The answer is \\boxed{2}", "model": "m", "rollout_id": "graded-0"}]
+    ] + [
+        {
+            "problem_id": "graded",
+            "question": "What is 1 + 1?",
+            "gold_answer": "2",
+            "response": "The answer is \\boxed{2}",
+            "model": "m",
+            "rollout_id": "graded-0",
+        }
+    ]
     source = tmp_path / "rollouts.jsonl"
     source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     import_rollouts.fn(db, str(source), "import")
@@ -339,7 +392,9 @@ def test_majority_labels_a_problem_without_gold_through_the_annotate_task(tmp_pa
     with Store(db) as store:
         labels = {
             row["rollout_id"]: (row["verdict"], row["score"], row["reason"])
-            for row in store.rows("SELECT rollout_id, verdict, score, reason FROM outcome_labels WHERE annotator = 'majority'")
+            for row in store.rows(
+                "SELECT rollout_id, verdict, score, reason FROM outcome_labels WHERE annotator = 'majority'"
+            )
         }
     assert labels == {
         "open-0": ("correct", 0.6, "3 of 5 rollouts answer 42"),

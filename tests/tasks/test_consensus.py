@@ -88,7 +88,8 @@ def test_two_reviewers_are_two_voters():
 def _labels(rollout: str, per_step: dict[int, dict[str, str]]) -> list[dict]:
     return [
         {"rollout_id": rollout, "step_index": i, "annotator": a, "verdict": v, "model": None, "score": None}
-        for i, by_annotator in per_step.items() for a, v in by_annotator.items()
+        for i, by_annotator in per_step.items()
+        for a, v in by_annotator.items()
     ]
 
 
@@ -128,7 +129,14 @@ def test_soft_label_is_an_agreeing_probability_else_the_hard_label():
     steps = [
         {"rollout_id": "r", "step_index": 0, "annotator": "mc", "verdict": "correct", "model": None, "score": 0.75},
         {"rollout_id": "r", "step_index": 1, "annotator": "mc", "verdict": "correct", "model": None, "score": 0.5},
-        {"rollout_id": "r", "step_index": 1, "annotator": "z3_arith", "verdict": "incorrect", "model": None, "score": 0.0},
+        {
+            "rollout_id": "r",
+            "step_index": 1,
+            "annotator": "z3_arith",
+            "verdict": "incorrect",
+            "model": None,
+            "score": 0.0,
+        },
     ]
     rows, _ = rollout_consensus("r", steps, [], 1, EVIDENCE, CurationConfig(), "run")
     assert [r.score for r in rows] == [0.75, 0.0]
@@ -146,20 +154,27 @@ def _step(text, verdict, agreed=True, score=None, supporters=("mc",)):
 
 
 def test_process_example_stops_at_the_first_error_with_supporters():
-    example = process_example(ROLLOUT, [_step("a", "correct", score=0.5), _step("b", "incorrect", supporters=("z3_arith",)),
-                                        _step("c", "correct")], "incorrect", "run")
+    example = process_example(
+        ROLLOUT,
+        [_step("a", "correct", score=0.5), _step("b", "incorrect", supporters=("z3_arith",)), _step("c", "correct")],
+        "incorrect",
+        "run",
+    )
     assert example.completions == ["a", "b"] and example.labels == [True, False]
     assert example.soft_labels == [0.5, 0.0]
     assert example.label_supporters == [["mc"], ["z3_arith"]]
     assert example.annotators == ["mc", "z3_arith"]
 
 
-@pytest.mark.parametrize("outcome,expected", [
-    ("correct", ["a"]),  # a right answer: the agreed prefix is a valid example
-    ("incorrect", WRONG_ANSWER_ALL_CORRECT),  # never all-correct labels on a wrong answer
-    ("unknown", OUTCOME_UNKNOWN_INCOMPLETE),
-    (None, OUTCOME_UNKNOWN_INCOMPLETE),
-])
+@pytest.mark.parametrize(
+    "outcome,expected",
+    [
+        ("correct", ["a"]),  # a right answer: the agreed prefix is a valid example
+        ("incorrect", WRONG_ANSWER_ALL_CORRECT),  # never all-correct labels on a wrong answer
+        ("unknown", OUTCOME_UNKNOWN_INCOMPLETE),
+        (None, OUTCOME_UNKNOWN_INCOMPLETE),
+    ],
+)
 def test_process_example_rules_on_an_undecided_step(outcome, expected):
     result = process_example(ROLLOUT, [_step("a", "correct"), _step("b", "unknown", agreed=False)], outcome, "run")
     assert (result.completions if not isinstance(result, str) else result) == expected
@@ -182,9 +197,17 @@ def test_soft_labels_are_never_null():
 
 # ---------------------------------------------------------------- labels resting only on the outcome
 
+
 def _implied(rollout, step, annotator, verdict, outcome_implied, score=None):
-    return {"rollout_id": rollout, "step_index": step, "annotator": annotator, "verdict": verdict, "model": None,
-            "score": score, "outcome_implied": outcome_implied}
+    return {
+        "rollout_id": rollout,
+        "step_index": step,
+        "annotator": annotator,
+        "verdict": verdict,
+        "model": None,
+        "score": score,
+        "outcome_implied": outcome_implied,
+    }
 
 
 # step 0: mc_binary from the outcome alone; step 1: mc_binary from the outcome and judge directly;
@@ -200,7 +223,10 @@ IMPLIED_ROWS = [
 def test_a_verdict_resting_only_on_the_outcome_is_marked():
     rows, _ = rollout_consensus("r", IMPLIED_ROWS, [], 2, EVIDENCE, CurationConfig(), "run")
     assert [(r.verdict, r.agreed, r.outcome_implied) for r in rows] == [
-        ("correct", True, True), ("correct", True, False), ("correct", True, False)]
+        ("correct", True, True),
+        ("correct", True, False),
+        ("correct", True, False),
+    ]
     assert json.loads(rows[0].votes) == {"mc_binary": "correct (outcome-implied)"}
     assert rows[1].supporters == ["judge", "mc_binary"] and rows[1].score == 0.9
 
@@ -209,7 +235,10 @@ def test_direct_step_evidence_makes_outcome_implied_votes_abstain():
     config = CurationConfig(direct_step_evidence=True)
     rows, _ = rollout_consensus("r", IMPLIED_ROWS, [], 2, EVIDENCE, config, "run")
     assert [(r.verdict, r.agreed, r.outcome_implied) for r in rows] == [
-        ("unknown", False, False), ("correct", True, False), ("correct", True, False)]
+        ("unknown", False, False),
+        ("correct", True, False),
+        ("correct", True, False),
+    ]
     assert rows[1].supporters == ["judge"]
     assert rows[1].score == 1.0  # the hard label: the abstaining vote's score is no soft label
     assert rows[2].score == 0.5

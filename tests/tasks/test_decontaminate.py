@@ -4,24 +4,30 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from rmforge.generators.embeddings import embed
 from rmforge.schemas.config import CurationConfig
 from rmforge.schemas.records import OutcomeLabel
+from rmforge.store import Store
 from rmforge.tasks.consensus import compute_consensus
 from rmforge.tasks.datasets import build_datasets
 from rmforge.tasks.decontaminate import NgramIndex, decontaminate_problems, find_contamination, load_eval_items, words
-from rmforge.generators.embeddings import embed
 from rmforge.tasks.dedupe import deduplicate_problems, deduplicate_rollouts
-from rmforge.store import Store
 from tests.builders import make_problem, make_rollout
 
-FLAMINGOS = ("Sue lives in a fun neighborhood. One weekend, the neighbors decided to play a prank on Sue. "
-             "On Friday morning, the neighbors placed 18 pink plastic flamingos out on Sue's front yard.")
-JANET = ("Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for "
-         "her friends every day with four. She sells the remainder at the farmers' market daily for $2 per fresh "
-         "duck egg. How much in dollars does she make every day at the farmers' market?")
-JANET_PARAPHRASE = ("Each day Janet's ducks produce 16 eggs. Every morning she has three of them for breakfast and "
-                    "uses four to bake muffins for friends. She sells what is left at the farmers' market for $2 "
-                    "an egg. How many dollars does she earn daily at the market?")
+FLAMINGOS = (
+    "Sue lives in a fun neighborhood. One weekend, the neighbors decided to play a prank on Sue. "
+    "On Friday morning, the neighbors placed 18 pink plastic flamingos out on Sue's front yard."
+)
+JANET = (
+    "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for "
+    "her friends every day with four. She sells the remainder at the farmers' market daily for $2 per fresh "
+    "duck egg. How much in dollars does she make every day at the farmers' market?"
+)
+JANET_PARAPHRASE = (
+    "Each day Janet's ducks produce 16 eggs. Every morning she has three of them for breakfast and "
+    "uses four to bake muffins for friends. She sells what is left at the farmers' market for $2 "
+    "an egg. How many dollars does she earn daily at the market?"
+)
 UNRELATED = "A train leaves at 3 pm and travels 120 km at 60 km per hour. When does it arrive?"
 
 
@@ -42,8 +48,9 @@ def test_eval_sets_load_from_files_and_dataset_folders(tmp_path, kind):
     else:
         import datasets
 
-        datasets.DatasetDict({"test": datasets.Dataset.from_list(
-            [{"question": r["problem"], "answer": "1"} for r in rows])}).save_to_disk(str(path))
+        datasets.DatasetDict(
+            {"test": datasets.Dataset.from_list([{"question": r["problem"], "answer": "1"} for r in rows])}
+        ).save_to_disk(str(path))
     items = load_eval_items(str(path))
     assert [i.text for i in items] == [FLAMINGOS, JANET]
     assert [i.item_id for i in items] == (["0", "1"] if kind == "hf_folder" else ["gsm8k-0", "gsm8k-1"])
@@ -90,8 +97,11 @@ def load_items():
 
 @pytest.mark.slow  # loads the embedding model
 def test_paraphrases_are_caught_by_embedding_similarity():
-    problems = [{"problem_id": "copy", "question": JANET}, {"problem_id": "para", "question": JANET_PARAPHRASE},
-                {"problem_id": "other", "question": UNRELATED}]
+    problems = [
+        {"problem_id": "copy", "question": JANET},
+        {"problem_id": "para", "question": JANET_PARAPHRASE},
+        {"problem_id": "other", "question": UNRELATED},
+    ]
     config = CurationConfig(embedding_dtype="float32", decontaminate_embedding_threshold=0.8)
     found = find_contamination(problems, {"gsm8k": load_items()}, config, "run", lambda t: embed(t, config))
     by = {(c.problem_id, c.method): c for c in found}
@@ -108,15 +118,28 @@ def test_contaminated_problems_leave_the_curated_datasets(tmp_path, db):
     eval_path = tmp_path / "gsm8k.json"
     eval_path.write_text(json.dumps(eval_rows()))
     copied, clean = make_problem(JANET, "18"), make_problem(UNRELATED, "5 pm")
-    rollouts = {p.problem_id: [make_rollout(p, f"Work. The answer is {a}.", index=i) for i, a in enumerate(answers)]
-                for p, answers in ((copied, ["18", "17"]), (clean, ["5 pm", "6 pm"]))}
+    rollouts = {
+        p.problem_id: [make_rollout(p, f"Work. The answer is {a}.", index=i) for i, a in enumerate(answers)]
+        for p, answers in ((copied, ["18", "17"]), (clean, ["5 pm", "6 pm"]))
+    }
     with Store(db) as store:
         store.write("problems", [copied, clean])
         store.write("rollouts", [r for rs in rollouts.values() for r in rs])
-        store.write("outcome_labels", [OutcomeLabel(
-            rollout_id=r.rollout_id, annotator="answer", annotator_version="1", config_hash="h",
-            verdict="correct" if i == 0 else "incorrect", run_id="run")
-            for rs in rollouts.values() for i, r in enumerate(rs)])
+        store.write(
+            "outcome_labels",
+            [
+                OutcomeLabel(
+                    rollout_id=r.rollout_id,
+                    annotator="answer",
+                    annotator_version="1",
+                    config_hash="h",
+                    verdict="correct" if i == 0 else "incorrect",
+                    run_id="run",
+                )
+                for rs in rollouts.values()
+                for i, r in enumerate(rs)
+            ],
+        )
     config = CurationConfig(decontaminate=[str(eval_path)])
     assert decontaminate_problems.fn(db, config, "run") == {"eval_items": 2, "contaminated_problems": 1}
     assert deduplicate_rollouts.fn(db, config, "run") == {"contaminated": 2, "kept": 2}
@@ -126,8 +149,10 @@ def test_contaminated_problems_leave_the_curated_datasets(tmp_path, db):
     with Store(db) as store:
         assert {r["problem_id"] for r in store.rows("SELECT problem_id FROM preference_pairs")} == {clean.problem_id}
         why = store.rows("SELECT problem_id, eval_set, eval_item_id, method FROM contamination ORDER BY method")
-        assert why == [{"problem_id": copied.problem_id, "eval_set": str(eval_path), "eval_item_id": "gsm8k-1",
-                        "method": m} for m in ("embedding", "ngram")]
+        assert why == [
+            {"problem_id": copied.problem_id, "eval_set": str(eval_path), "eval_item_id": "gsm8k-1", "method": m}
+            for m in ("embedding", "ngram")
+        ]
     # Without eval sets the derived table empties and nothing stays marked.
     assert decontaminate_problems.fn(db, CurationConfig(), "run2") == {"eval_items": 0, "contaminated_problems": 0}
     assert deduplicate_rollouts.fn(db, CurationConfig(), "run2") == {"kept": 4}
@@ -144,11 +169,16 @@ def test_curate_command_decontaminates_against_a_given_file(prefect_harness, tmp
     with Store(db) as store:
         store.write("problems", [copied, clean])
         store.write("rollouts", [make_rollout(copied, "The answer is 18."), make_rollout(clean, "The answer is 5 pm.")])
-    result = CliRunner().invoke(app, ["curate", "--db", db, "--annotators", "answer", "--decontaminate", str(eval_path)])
+    result = CliRunner().invoke(
+        app, ["curate", "--db", db, "--annotators", "answer", "--decontaminate", str(eval_path)]
+    )
     assert result.exit_code == 0, result.output
     with Store(db) as store:
         assert store.rows("SELECT status, count(*) AS n FROM rollout_curation GROUP BY status ORDER BY status") == [
-            {"status": "contaminated", "n": 1}, {"status": "kept", "n": 1}]
+            {"status": "contaminated", "n": 1},
+            {"status": "kept", "n": 1},
+        ]
         assert store.rows("SELECT problem_id, status FROM problem_curation ORDER BY status") == [
             {"problem_id": copied.problem_id, "status": "contaminated"},
-            {"problem_id": clean.problem_id, "status": "kept"}]
+            {"problem_id": clean.problem_id, "status": "kept"},
+        ]

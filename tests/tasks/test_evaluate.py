@@ -15,8 +15,14 @@ def test_scores_against_a_hand_computed_example():
     s = score_verdicts("x", "annotator", verdicts, steps, labels)
     assert (s.solutions, s.erroneous) == (4, 3)
     assert s.acc_erroneous == round(1 / 3, 4) and s.acc_correct == 0.0 and s.f1 == 0.0
-    assert s.judged == {"incorrect_right": 1, "incorrect_wrong": 1, "correct_right": 2, "correct_wrong": 0,
-                        "outcome_implied_correct_right": 0, "outcome_implied_correct_wrong": 0}
+    assert s.judged == {
+        "incorrect_right": 1,
+        "incorrect_wrong": 1,
+        "correct_right": 2,
+        "correct_wrong": 0,
+        "outcome_implied_correct_right": 0,
+        "outcome_implied_correct_wrong": 0,
+    }
     assert (s.incorrect_labels, s.incorrect_precision) == (2, 0.5)
     assert (s.correct_labels, s.correct_precision) == (2, 1.0)
     assert s.incorrect_recall == round(1 / 3, 4)
@@ -27,7 +33,13 @@ def test_perfect_labels_score_one():
     labels = {"a": 1, "b": -1}
     verdicts = {"a": {0: "correct", 1: "incorrect"}, "b": {0: "correct", 1: "correct"}}
     s = score_verdicts("x", "policy", verdicts, {"a": 2, "b": 2}, labels)
-    assert (s.f1, s.incorrect_precision, s.correct_precision, s.incorrect_recall, s.coverage) == (1.0, 1.0, 1.0, 1.0, 1.0)
+    assert (s.f1, s.incorrect_precision, s.correct_precision, s.incorrect_recall, s.coverage) == (
+        1.0,
+        1.0,
+        1.0,
+        1.0,
+        1.0,
+    )
 
 
 def test_correct_precision_with_and_without_outcome_implied_labels():
@@ -45,17 +57,29 @@ def test_correct_precision_with_and_without_outcome_implied_labels():
 def test_score_labels_counts_outcome_implied_labels_from_the_store(db):
     """mc_binary calls every step of a right-answer rollout correct; the human found step 1 wrong."""
     from rmforge.schemas.records import Step, StepLabel
-    from rmforge.tasks.evaluate import score_labels
     from rmforge.store import Store
+    from rmforge.tasks.evaluate import score_labels
 
     def label(annotator, step, verdict, implied=False, model=None):
-        return StepLabel(rollout_id="r", step_index=step, annotator=annotator, annotator_version="1",
-                         config_hash=annotator, model=model, verdict=verdict, outcome_implied=implied, run_id="t")
+        return StepLabel(
+            rollout_id="r",
+            step_index=step,
+            annotator=annotator,
+            annotator_version="1",
+            config_hash=annotator,
+            model=model,
+            verdict=verdict,
+            outcome_implied=implied,
+            run_id="t",
+        )
 
     with Store(db) as store:
         store.write("steps", [Step(rollout_id="r", step_index=i, text=f"s{i}") for i in range(3)])
-        store.write("step_labels", [label("human", 0, "correct", model="ann"), label("human", 1, "incorrect", model="ann")]
-                    + [label("mc_binary", i, "correct", implied=True) for i in range(3)])
+        store.write(
+            "step_labels",
+            [label("human", 0, "correct", model="ann"), label("human", 1, "incorrect", model="ann")]
+            + [label("mc_binary", i, "correct", implied=True) for i in range(3)],
+        )
     scores = score_labels.fn(db, ["r"], ["mc_binary"], ["ranked"], {})
     assert len(scores) == 1
     mc = scores[0]

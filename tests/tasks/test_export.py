@@ -13,7 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from rmforge.exports.files import CARD, CONFIG_FILE, MANIFEST, ExportError
 from rmforge.schemas.config import CurationConfig
+from rmforge.schemas.exports import EXPORTS
 from rmforge.schemas.records import (
     Critique,
     OutcomeConsensus,
@@ -24,11 +26,9 @@ from rmforge.schemas.records import (
     canonical_json,
     utc_now,
 )
-from rmforge.tasks.consensus import compute_consensus
-from rmforge.exports.files import CARD, CONFIG_FILE, MANIFEST, ExportError
-from rmforge.schemas.exports import EXPORTS
-from rmforge.tasks.export import export_datasets
 from rmforge.store import Store
+from rmforge.tasks.consensus import compute_consensus
+from rmforge.tasks.export import export_datasets
 from tests.builders import make_problem, make_rollout
 
 CURATION = {
@@ -39,8 +39,12 @@ CURATION = {
 
 def outcome(rollout, annotator: str, verdict: str, minutes_ago: int = 0) -> OutcomeLabel:
     return OutcomeLabel(
-        rollout_id=rollout.rollout_id, annotator=annotator, annotator_version="1",
-        config_hash=f"{annotator}-{minutes_ago}", verdict=verdict, run_id="test-run",
+        rollout_id=rollout.rollout_id,
+        annotator=annotator,
+        annotator_version="1",
+        config_hash=f"{annotator}-{minutes_ago}",
+        verdict=verdict,
+        run_id="test-run",
         labeled_at=utc_now() - timedelta(minutes=minutes_ago),
     )
 
@@ -59,22 +63,54 @@ def build_store(db: str, n_problems: int = 3, *, tag: str = "a", padding: int = 
         problems.append(problem)
         rollouts += [right, wrong]
         outcomes += [outcome(right, "answer", "correct"), outcome(wrong, "answer", "incorrect")]
-        decided += [OutcomeConsensus(rollout_id=r.rollout_id, verdict=v, supporters=["answer"], run_id="test-run")
-                    for r, v in ((right, "correct"), (wrong, "incorrect"))]
+        decided += [
+            OutcomeConsensus(rollout_id=r.rollout_id, verdict=v, supporters=["answer"], run_id="test-run")
+            for r, v in ((right, "correct"), (wrong, "incorrect"))
+        ]
         # the right rollout's last label rests only on its own outcome (mc's final step)
-        for rollout, labels, soft, implied in ((right, [True, True], [0.75, 1.0], [False, True]),
-                                               (wrong, [False], [0.0], [False])):
-            examples.append(ProcessExample(
-                example_id=f"ex-{rollout.rollout_id}", rollout_id=rollout.rollout_id, problem_id=problem.problem_id,
-                prompt=problem.question, completions=rollout.response.split("\n")[: len(labels)], labels=labels,
-                soft_labels=soft, annotators=["mc", "z3_arith"], outcome_implied=implied, run_id="test-run"))
-        pairs.append(PreferencePair(
-            pair_id=f"pair-{i}", problem_id=problem.problem_id, prompt=problem.question, chosen=right.response,
-            rejected=wrong.response, chosen_rollout_id=right.rollout_id, rejected_rollout_id=wrong.rollout_id,
-            run_id="test-run"))
-        critiques.append(Critique(
-            critique_id=f"crit-{i}", rollout_id=wrong.rollout_id, annotator="judge", model="judge-model",
-            sample_index=0, first_error_step=0, verdict="incorrect", text="Step 1 adds wrongly.", run_id="test-run"))
+        for rollout, labels, soft, implied in (
+            (right, [True, True], [0.75, 1.0], [False, True]),
+            (wrong, [False], [0.0], [False]),
+        ):
+            examples.append(
+                ProcessExample(
+                    example_id=f"ex-{rollout.rollout_id}",
+                    rollout_id=rollout.rollout_id,
+                    problem_id=problem.problem_id,
+                    prompt=problem.question,
+                    completions=rollout.response.split("\n")[: len(labels)],
+                    labels=labels,
+                    soft_labels=soft,
+                    annotators=["mc", "z3_arith"],
+                    outcome_implied=implied,
+                    run_id="test-run",
+                )
+            )
+        pairs.append(
+            PreferencePair(
+                pair_id=f"pair-{i}",
+                problem_id=problem.problem_id,
+                prompt=problem.question,
+                chosen=right.response,
+                rejected=wrong.response,
+                chosen_rollout_id=right.rollout_id,
+                rejected_rollout_id=wrong.rollout_id,
+                run_id="test-run",
+            )
+        )
+        critiques.append(
+            Critique(
+                critique_id=f"crit-{i}",
+                rollout_id=wrong.rollout_id,
+                annotator="judge",
+                model="judge-model",
+                sample_index=0,
+                first_error_step=0,
+                verdict="incorrect",
+                text="Step 1 adds wrongly.",
+                run_id="test-run",
+            )
+        )
     with Store(db) as store:
         store.write("problems", problems)
         store.write("rollouts", rollouts)
@@ -83,8 +119,9 @@ def build_store(db: str, n_problems: int = 3, *, tag: str = "a", padding: int = 
         store.write("process_examples", examples)
         store.write("preference_pairs", pairs)
         store.write("critiques", critiques)
-        store.write("runs", [RunRecord(run_id="curate-1", flow="curate", config=canonical_json(CURATION),
-                                       status="completed")])
+        store.write(
+            "runs", [RunRecord(run_id="curate-1", flow="curate", config=canonical_json(CURATION), status="completed")]
+        )
     return {"process": 2 * n_problems, "preference": n_problems, "kto": 2 * n_problems, "critiques": n_problems}
 
 
@@ -108,6 +145,7 @@ def folder_files(out: Path) -> set[str]:
 
 
 # ---------------------------------------------------------------- formats and types
+
 
 def test_every_file_has_the_export_schema_and_the_rows(tmp_path, db):
     expected = build_store(db)
@@ -189,18 +227,22 @@ def test_load_dataset_reads_each_config_offline(tmp_path, db, monkeypatch):
 
 # ---------------------------------------------------------------- outcome verdicts for kto
 
+
 def test_kto_takes_the_outcome_consensus(tmp_path, db):
     problem = make_problem()
     rollouts = [make_rollout(problem, f"The answer is {i}.", index=i) for i in range(5)]
     r0, r1, r2, r3, r4 = rollouts
     labels = [
-        outcome(r0, "answer", "correct"), outcome(r0, "judge", "incorrect"),      # verifier beats model
-        outcome(r1, "judge", "correct"),                                          # the only verdict
-        outcome(r2, "answer", "correct"), outcome(r2, "human", "incorrect"),      # human beats verifier
-        outcome(r3, "answer", "unknown"), outcome(r3, "judge", "incorrect"),      # unknown abstains
-        outcome(r4, "answer", "correct", minutes_ago=5),                          # newest label counts
+        outcome(r0, "answer", "correct"),
+        outcome(r0, "judge", "incorrect"),  # verifier beats model
+        outcome(r1, "judge", "correct"),  # the only verdict
+        outcome(r2, "answer", "correct"),
+        outcome(r2, "human", "incorrect"),  # human beats verifier
+        outcome(r3, "answer", "unknown"),
+        outcome(r3, "judge", "incorrect"),  # unknown abstains
+        outcome(r4, "answer", "correct", minutes_ago=5),  # newest label counts
         outcome(r4, "answer", "incorrect", minutes_ago=1),
-        outcome(r4, "retired_checker", "correct"),                                # not an annotator: ignored
+        outcome(r4, "retired_checker", "correct"),  # not an annotator: ignored
     ]
     with Store(db) as store:
         store.write("problems", [problem])
@@ -211,14 +253,20 @@ def test_kto_takes_the_outcome_consensus(tmp_path, db):
     export_datasets.fn(db, str(out), ["kto"])
 
     got = {row["rollout_id"]: row["label"] for row in pq.read_table(out / "kto.parquet").to_pylist()}
-    assert got == {r0.rollout_id: True, r1.rollout_id: True, r2.rollout_id: False, r3.rollout_id: False,
-                   r4.rollout_id: False}
+    assert got == {
+        r0.rollout_id: True,
+        r1.rollout_id: True,
+        r2.rollout_id: False,
+        r3.rollout_id: False,
+        r4.rollout_id: False,
+    }
     card = (out / CARD).read_text()
     assert "Outcome verdicts for `kto` come from: `answer`, `human`, `judge`." in card
     assert "retired_checker" not in card
 
 
 # ---------------------------------------------------------------- the card
+
 
 def test_card_states_provenance_rule_meaning_and_counts_without_paths(tmp_path, db):
     build_store(db)
@@ -237,8 +285,14 @@ def test_card_states_provenance_rule_meaning_and_counts_without_paths(tmp_path, 
     assert "Critiques by: `judge` (judge-model: 3)." in card
     assert f"- **process**: {json.dumps(stats['process'])}" in card
     assert stats["process"] == {
-        "rows": 6, "problems": 3, "steps": 9, "positive_step_fraction": 0.6667, "mean_steps_per_example": 1.5,
-        "examples_ending_in_error": 3, "fractional_soft_labels": 3, "outcome_implied_labels": 3,
+        "rows": 6,
+        "problems": 3,
+        "steps": 9,
+        "positive_step_fraction": 0.6667,
+        "mean_steps_per_example": 1.5,
+        "examples_ending_in_error": 3,
+        "fractional_soft_labels": 3,
+        "outcome_implied_labels": 3,
     }
     assert "`outcome_implied[i]` is true when label *i* rests only on the rollout's own correct" in card
     assert "Labels resting only on a rollout's own correct outcome voted (`direct_step_evidence` off)" in card
@@ -250,8 +304,18 @@ def test_card_reads_a_curate_run_recorded_under_other_settings(tmp_path, db):
     build_store(db)
     recorded = {"annotators": ["answer"], "curation": {"consensus": "majority_of_old", "retired_option": 1}}
     with Store(db) as store:
-        store.write("runs", [RunRecord(run_id="curate-0", flow="curate", config=canonical_json(recorded),
-                                       status="completed", started_at=utc_now() + timedelta(minutes=1))])
+        store.write(
+            "runs",
+            [
+                RunRecord(
+                    run_id="curate-0",
+                    flow="curate",
+                    config=canonical_json(recorded),
+                    status="completed",
+                    started_at=utc_now() + timedelta(minutes=1),
+                )
+            ],
+        )
     out = tmp_path / "out"
     export_datasets.fn(db, str(out))
     card = (out / CARD).read_text()
@@ -270,6 +334,7 @@ def test_card_without_a_curate_run_says_so(tmp_path, db):
 
 # ---------------------------------------------------------------- the folder the export owns
 
+
 def assert_folder_is_this_export(out: Path, ignore: str | None = None) -> dict:
     """Every file present is listed in a complete manifest with its sha256, and nothing else is there.
 
@@ -280,6 +345,7 @@ def assert_folder_is_this_export(out: Path, ignore: str | None = None) -> dict:
     present = {f for f in folder_files(out) if not (ignore and f.startswith(ignore))}
     assert present == set(manifest["files"]) | {MANIFEST}
     import hashlib
+
     for name, entry in manifest["files"].items():
         assert hashlib.sha256((out / name).read_bytes()).hexdigest() == entry["sha256"], name
     return manifest
@@ -293,8 +359,14 @@ def test_subset_reexport_removes_the_other_datasets(tmp_path, db):
 
     manifest = assert_folder_is_this_export(out)
     assert list(manifest["datasets"]) == ["process"]
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "hf", "process.jsonl", "process.parquet",
-                                                     MANIFEST, CONFIG_FILE]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
+        "hf",
+        "process.jsonl",
+        "process.parquet",
+        MANIFEST,
+        CONFIG_FILE,
+    ]
     assert [p.name for p in (out / "hf").iterdir()] == ["process"]
     assert [c["config_name"] for c in front_matter((out / CARD).read_text())["configs"]] == ["process"]
 
@@ -356,12 +428,20 @@ def test_bad_export_requests_fail_with_the_path(tmp_path, db, case):
     build_store(db)
     (tmp_path / "file.txt").write_text("x")
     db_arg, out, names, message = {
-        "missing db": (str(tmp_path / "none.duckdb"), tmp_path / "out", None,
-                       f"{tmp_path / 'none.duckdb'}: no rmforge database here"),
+        "missing db": (
+            str(tmp_path / "none.duckdb"),
+            tmp_path / "out",
+            None,
+            f"{tmp_path / 'none.duckdb'}: no rmforge database here",
+        ),
         "unknown dataset": (db, tmp_path / "out", ["process", "bogus"], "unknown dataset 'bogus'; known: process"),
         "out is a file": (db, tmp_path / "file.txt", None, f"{tmp_path / 'file.txt'}: is a file"),
-        "out under a file": (db, tmp_path / "file.txt" / "out", None,
-                             f"{tmp_path / 'file.txt' / 'out'}: cannot write the export: Not a directory"),
+        "out under a file": (
+            db,
+            tmp_path / "file.txt" / "out",
+            None,
+            f"{tmp_path / 'file.txt' / 'out'}: cannot write the export: Not a directory",
+        ),
     }[case]
     with pytest.raises(ExportError) as error:
         export_datasets.fn(db_arg, str(out), names)

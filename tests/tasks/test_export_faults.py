@@ -148,7 +148,12 @@ def test_sigkill_at_every_step_leaves_only_complete_files(tmp_path):
     args = {"db": new_db, "old": str(old), "dir": str(runs), "kill_steps": KILL_STEPS}
     driver = subprocess.run(
         [sys.executable, "-c", DRIVER, json.dumps(args)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600, check=False,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert driver.returncode == 0, driver.stderr[-3000:]
     results = json.loads(driver.stdout.splitlines()[-1])
@@ -181,8 +186,9 @@ def small_disk(tmp_path):
     """A 1 MiB tmpfs (needs root with CAP_SYS_ADMIN; skipped elsewhere)."""
     mount = tmp_path / "small-disk"
     mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True, text=True, check=False)
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True, check=False
+    )
     if made.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
     try:

@@ -7,12 +7,12 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
+from rmforge.exports.files import CARD, ExportError
 from rmforge.flows.annotate import annotate
 from rmforge.flows.curate import curate
 from rmforge.flows.export import export
 from rmforge.flows.import_rollouts import import_rollouts
 from rmforge.schemas.config import CurationConfig, ExportConfig
-from rmforge.exports.files import CARD, ExportError
 from rmforge.store import Store
 from tests.flows.test_flows import write_rollouts
 
@@ -32,8 +32,11 @@ def test_export_flow_records_its_run_and_describes_the_curation(prefect_harness,
     with Store(db, read_only=True) as store:
         run = store.rows("SELECT * FROM runs WHERE flow = 'export'")
     assert len(run) == 1 and run[0]["status"] == "completed" and run[0]["finished_at"] is not None
-    assert json.loads(run[0]["config"]) == {"out_dir": str(out), "datasets": ["process", "kto"],
-                                            "settings": settings.model_dump()}
+    assert json.loads(run[0]["config"]) == {
+        "out_dir": str(out),
+        "datasets": ["process", "kto"],
+        "settings": settings.model_dump(),
+    }
     assert json.loads(run[0]["summary"]) == stats
     # kto: the 4 verified outcomes left after exact dedupe of the copies; process: only the wrong
     # rollouts, whose first step z3_arith refutes (nothing confirms the right ones' steps)

@@ -9,8 +9,8 @@ import huggingface_hub.constants
 import pytest
 from huggingface_hub import DatasetCard
 
-from rmforge.schemas.config import ExportConfig
 from rmforge.exports.files import CARD, CONFIG_FILE
+from rmforge.schemas.config import ExportConfig
 from rmforge.tasks.export import export_datasets
 from rmforge.tasks.hub import HubError, push_export
 from tests.fake_hub import FakeHub
@@ -36,8 +36,9 @@ def hub(monkeypatch, tmp_path):
 def exported(tmp_path, db):
     build_trl_store(db)
     out = tmp_path / "out"
-    export_datasets.fn(db, str(out), run_id="export-1",
-                       settings=ExportConfig(format="conversational", push_to_hub="me/clips"))
+    export_datasets.fn(
+        db, str(out), run_id="export-1", settings=ExportConfig(format="conversational", push_to_hub="me/clips")
+    )
     return out
 
 
@@ -74,12 +75,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.mark.parametrize("fault, reason", [
-    ("network down", "cannot reach http://127.0.0.1:"),
-    ("create refused", "the Hub answered 403 Forbidden: You don't have the rights to create a dataset"),
-    ("commit refused", "the Hub answered 403 Forbidden: refused"),
-    ("no answer", "no answer from http://127.0.0.1:"),
-])
+@pytest.mark.parametrize(
+    "fault, reason",
+    [
+        ("network down", "cannot reach http://127.0.0.1:"),
+        ("create refused", "the Hub answered 403 Forbidden: You don't have the rights to create a dataset"),
+        ("commit refused", "the Hub answered 403 Forbidden: refused"),
+        ("no answer", "no answer from http://127.0.0.1:"),
+    ],
+)
 def test_a_failed_push_is_one_line_and_leaves_the_export(hub, exported, monkeypatch, fault, reason):
     if fault == "network down":
         monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{free_port()}")
@@ -107,6 +111,6 @@ def test_no_token_is_refused_before_any_request(hub, exported, monkeypatch):
 
 
 def test_a_malformed_repo_id_is_refused_before_any_request(hub, exported):
-    with pytest.raises(HubError, match="^--push-to-hub: "):
+    with pytest.raises(HubError, match=r"^--push-to-hub: "):
         push_export.fn(str(exported), "me/clips/extra")
     assert hub.calls == []

@@ -13,9 +13,9 @@ import math
 import datasets
 import pytest
 
+from rmforge.exports.files import MANIFEST
 from rmforge.generators.prompts import MATH_SYSTEM
 from rmforge.schemas.config import ExportConfig
-from rmforge.exports.files import MANIFEST
 from rmforge.tasks.export import export_datasets
 from tests.tasks.test_export_formats import APRIL, build_trl_store
 
@@ -24,8 +24,16 @@ pytestmark = pytest.mark.slow  # TRL trains a step on each export
 trl = pytest.importorskip("trl", reason="TRL comes with the `dev` extra (`make install`)")
 transformers = pytest.importorskip("transformers")
 
-TRAINING = dict(max_steps=1, per_device_train_batch_size=2, report_to=[], use_cpu=True, bf16=False,
-                save_strategy="no", disable_tqdm=True, gradient_checkpointing=False)
+TRAINING = dict(
+    max_steps=1,
+    per_device_train_batch_size=2,
+    report_to=[],
+    use_cpu=True,
+    bf16=False,
+    save_strategy="no",
+    disable_tqdm=True,
+    gradient_checkpointing=False,
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +46,21 @@ def tokenizer():
 @pytest.fixture()
 def tiny(tokenizer):
     """tiny(ModelClass, **config) -> a fresh one-layer model for the tokenizer's vocabulary."""
+
     def make(model_class, **config):
-        return model_class(transformers.LlamaConfig(
-            vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-            num_attention_heads=2, num_key_value_heads=1, pad_token_id=tokenizer.pad_token_id, **config))
+        return model_class(
+            transformers.LlamaConfig(
+                vocab_size=len(tokenizer),
+                hidden_size=16,
+                intermediate_size=32,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                num_key_value_heads=1,
+                pad_token_id=tokenizer.pad_token_id,
+                **config,
+            )
+        )
+
     return make
 
 
@@ -62,6 +81,7 @@ def export(tmp_path, db, monkeypatch):
         out = tmp_path / style
         export_datasets.fn(db, str(out), settings=ExportConfig(format=style))
         return out, lambda name: datasets.load_dataset(str(out), name, split="train", cache_dir=str(tmp_path / "hf"))
+
     return export_as
 
 
@@ -76,8 +96,12 @@ def test_prm_trainer_takes_a_step_with_the_declared_separator(export, tiny, toke
     separator = json.loads((out / MANIFEST).read_text())["step_separator"]
     process = load("process")
     args = PRMConfig(output_dir=str(tmp_path / "prm"), step_separator=separator, **TRAINING)
-    trainer = PRMTrainer(model=tiny(transformers.LlamaForTokenClassification, num_labels=2), args=args,
-                         train_dataset=process, processing_class=tokenizer)
+    trainer = PRMTrainer(
+        model=tiny(transformers.LlamaForTokenClassification, num_labels=2),
+        args=args,
+        train_dataset=process,
+        processing_class=tokenizer,
+    )
 
     tokenized = one_step(trainer)
     for example, row in zip(tokenized, process):
@@ -90,8 +114,12 @@ def test_prm_trainer_takes_a_step_with_the_declared_separator(export, tiny, toke
 def test_reward_trainer_takes_a_step_and_sees_prompt_and_response_apart(export, tiny, tokenizer, tmp_path, style):
     _, load = export(style)
     args = trl.RewardConfig(output_dir=str(tmp_path / "rm"), **TRAINING)
-    trainer = trl.RewardTrainer(model=tiny(transformers.LlamaForSequenceClassification, num_labels=1), args=args,
-                                train_dataset=load("preference"), processing_class=tokenizer)
+    trainer = trl.RewardTrainer(
+        model=tiny(transformers.LlamaForSequenceClassification, num_labels=1),
+        args=args,
+        train_dataset=load("preference"),
+        processing_class=tokenizer,
+    )
 
     tokenized = one_step(trainer)
     chosen = [tokenizer.decode(row["chosen_ids"]) for row in tokenized]
@@ -99,17 +127,23 @@ def test_reward_trainer_takes_a_step_and_sees_prompt_and_response_apart(export, 
     if style == "standard":
         assert "April and May?\n\nStep 1: In May" in april
     else:
-        assert april.startswith(f"<|im_start|>system\n{MATH_SYSTEM}<|im_end|>\n<|im_start|>user\n{APRIL}<|im_end|>\n"
-                                "<|im_start|>assistant\nStep 1: In May")
+        assert april.startswith(
+            f"<|im_start|>system\n{MATH_SYSTEM}<|im_end|>\n<|im_start|>user\n{APRIL}<|im_end|>\n"
+            "<|im_start|>assistant\nStep 1: In May"
+        )
 
 
 @FORMATS
 def test_kto_trainer_takes_a_step(export, tiny, tokenizer, tmp_path, style):
     _, load = export(style)
     args = trl.KTOConfig(output_dir=str(tmp_path / "kto"), **TRAINING)
-    trainer = trl.KTOTrainer(model=tiny(transformers.LlamaForCausalLM),
-                             ref_model=tiny(transformers.LlamaForCausalLM), args=args,
-                             train_dataset=load("kto"), processing_class=tokenizer)
+    trainer = trl.KTOTrainer(
+        model=tiny(transformers.LlamaForCausalLM),
+        ref_model=tiny(transformers.LlamaForCausalLM),
+        args=args,
+        train_dataset=load("kto"),
+        processing_class=tokenizer,
+    )
 
     tokenized = one_step(trainer)
     prompts = [tokenizer.decode(row["prompt_ids"]) for row in tokenized]
@@ -120,8 +154,12 @@ def test_kto_trainer_takes_a_step(export, tiny, tokenizer, tmp_path, style):
 def test_sft_trainer_takes_a_step_on_conversational_critiques(export, tiny, tokenizer, tmp_path):
     _, load = export("conversational")  # standard critiques (prompt, response, critique) are no TRL type
     args = trl.SFTConfig(output_dir=str(tmp_path / "sft"), **TRAINING)
-    trainer = trl.SFTTrainer(model=tiny(transformers.LlamaForCausalLM), args=args,
-                             train_dataset=load("critiques"), processing_class=tokenizer)
+    trainer = trl.SFTTrainer(
+        model=tiny(transformers.LlamaForCausalLM),
+        args=args,
+        train_dataset=load("critiques"),
+        processing_class=tokenizer,
+    )
 
     [example] = one_step(trainer)
     text = tokenizer.decode(example["input_ids"])

@@ -88,10 +88,13 @@ def test_folio_records_keep_their_formulas():
     from rmforge.problems.problem_import import problem_from_record
 
     record = {
-        "story_id": 7, "example_id": 3,
+        "story_id": 7,
+        "example_id": 3,
         "premises": "All cats are mammals.\nTom is a cat.",
         "premises-FOL": "∀x (Cat(x) → Mammal(x))\nCat(tom)",
-        "conclusion": "Tom is a mammal.", "conclusion-FOL": "Mammal(tom)", "label": "True",
+        "conclusion": "Tom is a mammal.",
+        "conclusion-FOL": "Mammal(tom)",
+        "label": "True",
     }
     problem = problem_from_record(record, "folio")
     assert problem.domain == "logic" and problem.gold_answer == "True"
@@ -104,11 +107,16 @@ def test_folio_records_keep_their_formulas():
 BOM = "\ufeff"  # Windows tools start UTF-8 files with it
 
 
-@pytest.mark.parametrize("name, text", [
-    ("problems.json", BOM + json.dumps([{"question": f"What is {i}+1?", "answer": str(i + 1)} for i in range(3)])),
-    ("problems.jsonl", BOM + "\n".join(json.dumps({"question": f"What is {i}+1?", "answer": str(i + 1)})
-                                       for i in range(3))),
-])
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("problems.json", BOM + json.dumps([{"question": f"What is {i}+1?", "answer": str(i + 1)} for i in range(3)])),
+        (
+            "problems.jsonl",
+            BOM + "\n".join(json.dumps({"question": f"What is {i}+1?", "answer": str(i + 1)}) for i in range(3)),
+        ),
+    ],
+)
 def test_a_byte_order_mark_is_read_as_the_file_it_starts(tmp_path, name, text):
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
@@ -120,8 +128,9 @@ def test_a_byte_order_mark_is_read_as_the_file_it_starts(tmp_path, name, text):
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
 def test_a_non_finite_number_as_gold_is_quarantined(tmp_path, constant):
     path = tmp_path / "problems.jsonl"
-    path.write_text('{"question": "What is 1+1?", "answer": 2}\n'
-                    f'{{"question": "What is 0/0?", "answer": {constant}}}\n')
+    path.write_text(
+        f'{{"question": "What is 1+1?", "answer": 2}}\n{{"question": "What is 0/0?", "answer": {constant}}}\n'
+    )
     result = import_problem_rows(read_records(path), "file:problems.jsonl", "run", "question", "answer")
     assert [p.gold_answer for p in result.problems] == ["2"]
     (refused,) = result.quarantine

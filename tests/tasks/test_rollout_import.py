@@ -3,15 +3,19 @@ import json
 import pytest
 
 from rmforge.problems.rollout_import import parse_rollout_rows
-from rmforge.tasks.rollouts import import_rollouts
 from rmforge.store import Store
+from rmforge.tasks.rollouts import import_rollouts
 
 
 def _rows(n):
     return [
-        {"problem_id": f"p{i % 10}", "question": f"What is {i % 10} + 1?", "gold_answer": str(i % 10 + 1),
-         "response": f"Step 1: {i % 10} + 1 = {i % 10 + 1}\nThe answer is \\boxed{{{i % 10 + 1 + (i % 3 == 0)}}}",
-         "model": f"m{i}"}
+        {
+            "problem_id": f"p{i % 10}",
+            "question": f"What is {i % 10} + 1?",
+            "gold_answer": str(i % 10 + 1),
+            "response": f"Step 1: {i % 10} + 1 = {i % 10 + 1}\nThe answer is \\boxed{{{i % 10 + 1 + (i % 3 == 0)}}}",
+            "model": f"m{i}",
+        }
         for i in range(n)
     ]
 
@@ -25,7 +29,8 @@ def test_import_keeps_given_problem_ids_and_is_idempotent(tmp_path, db):
     assert second["problems"] == 0 and second["rollouts"] == 0
     with Store(db) as store:
         assert sorted(r["problem_id"] for r in store.rows("SELECT DISTINCT problem_id FROM rollouts")) == [
-            f"p{i}" for i in range(10)]
+            f"p{i}" for i in range(10)
+        ]
 
 
 def test_bad_rows_are_quarantined_with_the_field():
@@ -88,10 +93,19 @@ def test_empty_file_and_folder_say_so(tmp_path, db):
         import_rollouts.fn(db, str(tmp_path), "run")
 
 
-@pytest.mark.parametrize("field,value", [
-    ("response", True), ("response", ["a", "b"]), ("question", False), ("model", 3),
-    ("gold_answer", True), ("steps", "one string"), ("steps", ["ok", 5]), ("num_tokens", True),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("response", True),
+        ("response", ["a", "b"]),
+        ("question", False),
+        ("model", 3),
+        ("gold_answer", True),
+        ("steps", "one string"),
+        ("steps", ["ok", 5]),
+        ("num_tokens", True),
+    ],
+)
 def test_booleans_and_lists_in_text_fields_are_rejected(field, value):
     row = {**_rows(1)[0], field: value}
     parsed = parse_rollout_rows([row], "f", "run")
@@ -133,8 +147,10 @@ def test_a_file_larger_than_a_chunk_is_streamed_chunk_by_chunk(tmp_path, db, mon
     assert summary["rollouts"] == 10 and summary["problems"] == 10
     assert summary["quarantined"] == 2 and summary["rows_read"] == 12
     with Store(db) as store:
-        quarantined = {q["record_ref"]: (q["field"], q["reason"])
-                       for q in store.rows("SELECT record_ref, field, reason FROM quarantine")}
+        quarantined = {
+            q["record_ref"]: (q["field"], q["reason"])
+            for q in store.rows("SELECT record_ref, field, reason FROM quarantine")
+        }
         assert store.count("rollouts") == 10 and store.count("steps") >= 10
     # the late row's problem was stored by an earlier chunk: refused as a stored-problem conflict
     late = next(ref for ref in quarantined if ref != "file:r.jsonl#7")
@@ -158,10 +174,13 @@ def test_a_parquet_file_is_read_in_row_batches_with_running_numbers(tmp_path):
     assert count_records(path) == 7
 
 
-@pytest.mark.parametrize("name, text", [
-    ("r.json", json.dumps(_rows(3))),
-    ("r.jsonl", "\n".join(json.dumps(r) for r in _rows(3)) + "\n"),
-])
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("r.json", json.dumps(_rows(3))),
+        ("r.jsonl", "\n".join(json.dumps(r) for r in _rows(3)) + "\n"),
+    ],
+)
 def test_a_file_starting_with_a_byte_order_mark_imports_every_row(tmp_path, db, name, text):
     path = tmp_path / name
     path.write_text("\ufeff" + text, encoding="utf-8")
@@ -182,8 +201,16 @@ def test_a_non_finite_gold_answer_is_quarantined(constant):
 def _rollout(**fields):
     """A rollout row with an id of its own and given steps; `fields` change or add fields."""
     steps = ["3 + 4 = 7.", "So the answer is 7."]
-    return {"rollout_id": "r1", "problem_id": "p", "question": "What is 3 + 4?", "gold_answer": "7",
-            "response": "\n\n".join(steps), "steps": steps, "model": "m", **fields}
+    return {
+        "rollout_id": "r1",
+        "problem_id": "p",
+        "question": "What is 3 + 4?",
+        "gold_answer": "7",
+        "response": "\n\n".join(steps),
+        "steps": steps,
+        "model": "m",
+        **fields,
+    }
 
 
 def _quarantined(db):
@@ -191,23 +218,33 @@ def _quarantined(db):
         return store.rows("SELECT record_ref, field, reason FROM quarantine ORDER BY record_ref")
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"response": "3 + 4 = 8.", "steps": ["3 + 4 = 8."]}, "response"),
-    ({"problem_id": "q", "question": "What is 5 + 2?"}, "problem_id"),
-    ({"model": "another-model"}, "model"),
-    ({"steps": ["3 + 4 = 7. So the answer", "is 7."]}, "steps"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"response": "3 + 4 = 8.", "steps": ["3 + 4 = 8."]}, "response"),
+        ({"problem_id": "q", "question": "What is 5 + 2?"}, "problem_id"),
+        ({"model": "another-model"}, "model"),
+        ({"steps": ["3 + 4 = 7. So the answer", "is 7."]}, "steps"),
+    ],
+)
 def test_a_repeated_rollout_id_with_other_content_is_quarantined_not_merged(tmp_path, db, change, field):
     path = _write(tmp_path / "r.jsonl", [_rows(1)[0], _rollout(), _rollout(**change)])
     summary = import_rollouts.fn(db, str(path), "run")
     assert summary["rollouts"] == 2 and summary["quarantined"] == 1 and summary["rows_read"] == 3
-    assert _quarantined(db) == [{"record_ref": "file:r.jsonl#3", "field": "rollout_id",
-                                 "reason": f"rollout_id: 'r1' repeats #2 with a different {field}"}]
+    assert _quarantined(db) == [
+        {
+            "record_ref": "file:r.jsonl#3",
+            "field": "rollout_id",
+            "reason": f"rollout_id: 'r1' repeats #2 with a different {field}",
+        }
+    ]
     with Store(db) as store:  # the first record stands whole: its response, problem, model and steps
         assert store.rows("SELECT response, problem_id, model FROM rollouts WHERE rollout_id = 'r1'") == [
-            {"response": _rollout()["response"], "problem_id": "p", "model": "m"}]
-        assert [r["text"] for r in store.rows(
-            "SELECT text FROM steps WHERE rollout_id = 'r1' ORDER BY step_index")] == _rollout()["steps"]
+            {"response": _rollout()["response"], "problem_id": "p", "model": "m"}
+        ]
+        assert [
+            r["text"] for r in store.rows("SELECT text FROM steps WHERE rollout_id = 'r1' ORDER BY step_index")
+        ] == _rollout()["steps"]
         assert sorted(r["problem_id"] for r in store.rows("SELECT problem_id FROM problems")) == ["p", "p0"]
 
 
@@ -226,11 +263,17 @@ def test_a_different_rollout_under_a_stored_id_is_quarantined(tmp_path, db):
     clash = _rollout(problem_id="q", question="What is 5 + 2?", response="5 + 2 = 7.", steps=None)
     summary = import_rollouts.fn(db, str(_write(tmp_path / "b.jsonl", [_rows(1)[0], clash])), "run-2")
     assert (summary["rollouts"], summary["problems"], summary["quarantined"]) == (1, 1, 1)
-    assert _quarantined(db) == [{"record_ref": "file:b.jsonl#2", "field": "rollout_id",
-                                 "reason": "rollout_id: 'r1' is stored with a different response"}]
+    assert _quarantined(db) == [
+        {
+            "record_ref": "file:b.jsonl#2",
+            "field": "rollout_id",
+            "reason": "rollout_id: 'r1' is stored with a different response",
+        }
+    ]
     with Store(db) as store:  # nothing of the refused record: not its response, not its new problem
-        assert store.rows("SELECT response FROM rollouts WHERE rollout_id = 'r1'")[0]["response"] == \
-            _rollout()["response"]
+        assert (
+            store.rows("SELECT response FROM rollouts WHERE rollout_id = 'r1'")[0]["response"] == _rollout()["response"]
+        )
         assert store.rows("SELECT count(*) AS n FROM problems WHERE problem_id = 'q'")[0]["n"] == 0
 
 
@@ -241,6 +284,15 @@ def test_a_repeated_rollout_id_in_a_later_chunk_is_compared_with_the_stored_one(
     rows = [_rollout(), _rows(1)[0], _rollout(model="another-model"), _rows(1)[0]]
     summary = import_rollouts.fn(db, str(_write(tmp_path / "r.jsonl", rows)), "run")
     assert (summary["rollouts"], summary["identical_repeats"], summary["quarantined"], summary["rows_read"]) == (
-        2, 1, 1, 4)
-    assert _quarantined(db) == [{"record_ref": "file:r.jsonl#3", "field": "rollout_id",
-                                 "reason": "rollout_id: 'r1' is stored with a different model"}]
+        2,
+        1,
+        1,
+        4,
+    )
+    assert _quarantined(db) == [
+        {
+            "record_ref": "file:r.jsonl#3",
+            "field": "rollout_id",
+            "reason": "rollout_id: 'r1' is stored with a different model",
+        }
+    ]

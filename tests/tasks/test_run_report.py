@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from rmforge.schemas.records import AnnotatorCost, RunRecord, StepConsensus, StepLabel
+from rmforge.store import Store
 from rmforge.tasks.run_report import (
     cohen_kappa,
     compute_report,
@@ -17,14 +18,21 @@ from rmforge.tasks.run_report import (
     report_dir,
     stage_costs,
 )
-from rmforge.store import Store
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def label(annotator, step, verdict, *, at=0, config_hash="c1", rollout="r1"):
-    return StepLabel(rollout_id=rollout, step_index=step, annotator=annotator, annotator_version="1",
-                     config_hash=config_hash, verdict=verdict, run_id="test", labeled_at=T0 + timedelta(seconds=at))
+    return StepLabel(
+        rollout_id=rollout,
+        step_index=step,
+        annotator=annotator,
+        annotator_version="1",
+        config_hash=config_hash,
+        verdict=verdict,
+        run_id="test",
+        labeled_at=T0 + timedelta(seconds=at),
+    )
 
 
 # Hand-counted table of human (rows) vs mc (columns) on the 10 steps both decided:
@@ -68,8 +76,9 @@ def test_kappa_of_the_hand_counted_table(labelled):
 def test_kappa_matches_the_annotator_agreement_view(labelled):
     """One formula: the review helper's SQL view scores mc against human the same way."""
     with Store(labelled) as store:
-        view = store.rows("SELECT kappa, n FROM annotator_agreement "
-                          "WHERE level = 'step' AND annotator = 'mc' AND config_hash = 'c2'")
+        view = store.rows(
+            "SELECT kappa, n FROM annotator_agreement WHERE level = 'step' AND annotator = 'mc' AND config_hash = 'c2'"
+        )
         pair = next(p for p in pairwise_agreement(store) if (p["a"], p["b"]) == ("human", "mc"))
     assert view[0]["n"] == 10
     assert view[0]["kappa"] == pytest.approx(pair["kappa"])
@@ -84,13 +93,21 @@ def test_kappa_edge_cases():
 
 def test_label_balance_marks_refute_only_and_counts_consensus(labelled):
     with Store(labelled) as store:
-        store.write("step_consensus", [
-            StepConsensus(rollout_id="r1", step_index=s, verdict=v, agreed=v != "unknown", annotators=["mc"],
-                          run_id="test")
-            for s, v in enumerate(["correct", "correct", "incorrect", "unknown"])])
+        store.write(
+            "step_consensus",
+            [
+                StepConsensus(
+                    rollout_id="r1", step_index=s, verdict=v, agreed=v != "unknown", annotators=["mc"], run_id="test"
+                )
+                for s, v in enumerate(["correct", "correct", "incorrect", "unknown"])
+            ],
+        )
         balance = {row["labels"]: row for row in label_balance(store)}
     assert {k: balance["step: mc"][k] for k in ("correct", "incorrect", "unknown")} == {
-        "correct": 7, "incorrect": 5, "unknown": 0}  # newest labels only: step 0 counted once, as correct
+        "correct": 7,
+        "incorrect": 5,
+        "unknown": 0,
+    }  # newest labels only: step 0 counted once, as correct
     assert balance["step: human"]["unknown"] == 1
     assert balance["step: z3_arith"]["refute_only"] and not balance["step: mc"]["refute_only"]
     consensus = balance["consensus: steps"]
@@ -100,14 +117,26 @@ def test_label_balance_marks_refute_only_and_counts_consensus(labelled):
 
 def test_stage_costs_of_a_run_inside_a_pipeline(db):
     def run(run_id, flow, start, end):
-        return RunRecord(run_id=run_id, flow=flow, config="{}", status="completed" if end else "running",
-                         started_at=T0 + timedelta(seconds=start),
-                         finished_at=T0 + timedelta(seconds=end) if end else None)
+        return RunRecord(
+            run_id=run_id,
+            flow=flow,
+            config="{}",
+            status="completed" if end else "running",
+            started_at=T0 + timedelta(seconds=start),
+            finished_at=T0 + timedelta(seconds=end) if end else None,
+        )
 
     with Store(db) as store:
-        store.write("runs", [run("old", "annotate", -100, -50), run("pipe", "pipeline", 0, None),
-                             run("gen", "generate", 1, 5), run("ann", "annotate", 5, 12.5),
-                             run("cur", "curate", 12.5, None)])
+        store.write(
+            "runs",
+            [
+                run("old", "annotate", -100, -50),
+                run("pipe", "pipeline", 0, None),
+                run("gen", "generate", 1, 5),
+                run("ann", "annotate", 5, 12.5),
+                run("cur", "curate", 12.5, None),
+            ],
+        )
         inside = stage_costs(store, "cur", "pipe", now=T0 + timedelta(seconds=20))
         alone = stage_costs(store, "ann", None)
     assert [(s["stage"], s["seconds"]) for s in inside] == [("generate", 4), ("annotate", 7.5), ("curate", 7.5)]
@@ -117,8 +146,10 @@ def test_stage_costs_of_a_run_inside_a_pipeline(db):
 @pytest.mark.slow  # renders a chart (~2 s)
 def test_the_chart_is_a_readable_png(labelled, tmp_path):
     with Store(labelled) as store:
-        store.write("annotator_costs", [AnnotatorCost(rollout_id="r1", annotator="mc", config_hash="c2",
-                                                      completions=48, run_id="test")])
+        store.write(
+            "annotator_costs",
+            [AnnotatorCost(rollout_id="r1", annotator="mc", config_hash="c2", completions=48, run_id="test")],
+        )
         store.write("runs", [RunRecord(run_id="run-1", flow="curate", config="{}", status="running")])
         report = compute_report(store, "run-1")
     assert report["completions"] == [{"annotator": "mc", "completions": 48, "rollouts": 1}]
@@ -136,9 +167,21 @@ def human_labels_on_first_steps(db):
         for step in steps:
             a, b, c = map(int, re.findall(r"\d+", step["text"].split(":", 1)[1]))
             verdicts.append("correct" if a + b == c else "incorrect")
-        store.write("step_labels", [
-            StepLabel(rollout_id=s["rollout_id"], step_index=0, annotator="human", annotator_version="1",
-                      config_hash="alice", verdict=v, run_id="review") for s, v in zip(steps, verdicts)])
+        store.write(
+            "step_labels",
+            [
+                StepLabel(
+                    rollout_id=s["rollout_id"],
+                    step_index=0,
+                    annotator="human",
+                    annotator_version="1",
+                    config_hash="alice",
+                    verdict=v,
+                    run_id="review",
+                )
+                for s, v in zip(steps, verdicts)
+            ],
+        )
     return verdicts
 
 
@@ -174,8 +217,11 @@ def test_a_curate_run_writes_the_chart_and_artifacts(prefect_harness, tmp_path, 
         stored = store.rows("SELECT summary FROM runs WHERE run_id = ?", [report["run_id"]])
     assert '"kappa"' in stored[0]["summary"] and str(chart) in stored[0]["summary"]
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=["rmforge-run-report", "rmforge-run-report-agreement"])))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["rmforge-run-report", "rmforge-run-report-agreement"])
+            )
+        )
     assert {a.key for a in artifacts} == {"rmforge-run-report", "rmforge-run-report-agreement"}
     assert any(str(chart) in str(a.data) for a in artifacts if a.key == "rmforge-run-report")
 
@@ -193,16 +239,24 @@ def test_a_pipeline_run_reports_every_stage_and_the_completions(prefect_harness,
         # A completer that can reach the gold: MC then has evidence both ways (never reaching it
         # would leave every MC verdict unknown, and nothing to agree or disagree with).
         question = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
-        return f"The answer is \\boxed{{{golds[question]}}}" if index == 0 else "Step 1: 2 + 2 = 4\nThe answer is \\boxed{4}"
+        return (
+            f"The answer is \\boxed{{{golds[question]}}}"
+            if index == 0
+            else "Step 1: 2 + 2 = 4\nThe answer is \\boxed{4}"
+        )
 
     server = ChatServer(solves_the_first_sample)
     try:
-        config = PipelineConfig.model_validate({
-            "generator": {"backend": "openai", "model": "served", "base_url": server.url, "max_retries": 0},
-            "problems": source.model_dump(), "sampling": {"n": 2, "max_tokens": 32},
-            "annotators": ["answer", "mc", "z3_arith"], "annotator_options": {"mc": {"k": 2}},
-            "curation": {"near_dedupe": False},
-        })
+        config = PipelineConfig.model_validate(
+            {
+                "generator": {"backend": "openai", "model": "served", "base_url": server.url, "max_retries": 0},
+                "problems": source.model_dump(),
+                "sampling": {"n": 2, "max_tokens": 32},
+                "annotators": ["answer", "mc", "z3_arith"],
+                "annotator_options": {"mc": {"k": 2}},
+                "curation": {"near_dedupe": False},
+            }
+        )
         summary = pipeline(config, db)
     finally:
         server.close()
@@ -219,15 +273,18 @@ def test_a_pipeline_run_reports_every_stage_and_the_completions(prefect_harness,
     assert Image.open(report["chart"]).format == "PNG"
 
 
-@pytest.mark.parametrize("store, reports", [
-    ("{tmp}/data/rmforge.duckdb", "{tmp}/data/reports"),
-    ("ducklake:{tmp}/lakes/catalog.ducklake;data={tmp}/lakes/data/", "{tmp}/lakes/reports"),
-    ("ducklake:{tmp}/lakes/catalog.ducklake", "{tmp}/lakes/reports"),
-    # A catalog in PostgreSQL: beside the lake's data folder, never inside it (DuckLake owns its files).
-    ("ducklake:postgres:dbname=lake host=/run/pg user=rm;data={tmp}/shared/lake/", "{tmp}/shared/reports"),
-    # Nothing local to go beside: the current folder.
-    ("ducklake:postgres:dbname=lake host=db.example;data=s3://bucket/lake/", "{cwd}/reports"),
-])
+@pytest.mark.parametrize(
+    "store, reports",
+    [
+        ("{tmp}/data/rmforge.duckdb", "{tmp}/data/reports"),
+        ("ducklake:{tmp}/lakes/catalog.ducklake;data={tmp}/lakes/data/", "{tmp}/lakes/reports"),
+        ("ducklake:{tmp}/lakes/catalog.ducklake", "{tmp}/lakes/reports"),
+        # A catalog in PostgreSQL: beside the lake's data folder, never inside it (DuckLake owns its files).
+        ("ducklake:postgres:dbname=lake host=/run/pg user=rm;data={tmp}/shared/lake/", "{tmp}/shared/reports"),
+        # Nothing local to go beside: the current folder.
+        ("ducklake:postgres:dbname=lake host=db.example;data=s3://bucket/lake/", "{cwd}/reports"),
+    ],
+)
 def test_the_chart_folder_is_beside_the_store(tmp_path, monkeypatch, store, reports):
     monkeypatch.delenv("RMFORGE_REPORT_DIR", raising=False)
     cwd = tmp_path / "cwd"

@@ -4,13 +4,13 @@ import json
 
 import pytest
 
+from rmforge.flows.progress import Progress, set_progress_display
+from rmforge.flows.runs import tracked_run
 from rmforge.generators.base import generation_progress
 from rmforge.generators.openai_server import OpenAIServerGenerator
 from rmforge.generators.prompts import solution_request
 from rmforge.generators.vllm_engine import _ProgressBar
 from rmforge.schemas.config import GeneratorConfig, SamplingConfig
-from rmforge.flows.progress import Progress, set_progress_display
-from rmforge.flows.runs import tracked_run
 from rmforge.store import Store
 from tests.servers import ChatServer
 

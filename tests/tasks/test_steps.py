@@ -29,18 +29,23 @@ def test_lines_when_single_paragraph():
     assert split_steps("a = 1\nb = 2\n\n") == ["a = 1", "b = 2"]
 
 
-@pytest.mark.parametrize("mode,expected", [
-    ("lines", ["Step 1: a", "bb", "Step 2: c"]),
-    ("numbered", ["Step 1: a\nbb", "Step 2: c"]),
-    ("paragraphs", ["Step 1: a\nbb\nStep 2: c"]),
-])
+@pytest.mark.parametrize(
+    "mode,expected",
+    [
+        ("lines", ["Step 1: a", "bb", "Step 2: c"]),
+        ("numbered", ["Step 1: a\nbb", "Step 2: c"]),
+        ("paragraphs", ["Step 1: a\nbb\nStep 2: c"]),
+    ],
+)
 def test_explicit_modes(mode, expected):
     assert split_steps("Step 1: a\nbb\nStep 2: c", StepSplitConfig(mode=mode)) == expected
 
 
 def test_short_fragments_merge_into_previous_step():
     assert split_steps("Step 1: 2 + 2 = 4\n.\nStep 2: done", StepSplitConfig(mode="lines", min_chars=2)) == [
-        "Step 1: 2 + 2 = 4\n.", "Step 2: done"]
+        "Step 1: 2 + 2 = 4\n.",
+        "Step 2: done",
+    ]
 
 
 def test_empty_response_has_no_steps():

@@ -13,8 +13,11 @@ from tests.builders import make_problem, make_rollout
 def test_every_table_has_its_key_columns_not_null():
     for spec in TABLES.values():
         assert set(spec.primary_key) <= set(spec.columns), spec.name
-        assert all(f'"{column}" VARCHAR NOT NULL' in create_table_sql(spec) or f'"{column}" BIGINT NOT NULL'
-                   in create_table_sql(spec) for column in spec.primary_key), spec.name
+        assert all(
+            f'"{column}" VARCHAR NOT NULL' in create_table_sql(spec)
+            or f'"{column}" BIGINT NOT NULL' in create_table_sql(spec)
+            for column in spec.primary_key
+        ), spec.name
         assert arrow_schema(spec).names == spec.columns
 
 
@@ -29,8 +32,11 @@ def test_threads_writing_overlapping_keys_never_duplicate_one(db):
     def writer(offset: int) -> None:
         for start in range(0, 40, 5):
             with Store(db) as store, store.transaction():
-                store.write("rollouts", rollouts[start:start + 5],
-                            on_conflict="replace" if (start // 5 + offset) % 2 else "ignore")
+                store.write(
+                    "rollouts",
+                    rollouts[start : start + 5],
+                    on_conflict="replace" if (start // 5 + offset) % 2 else "ignore",
+                )
                 store.write("problems", [problem])
 
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
@@ -129,15 +135,18 @@ def test_problem_ids_are_content_hashes():
 
 def test_a_store_from_an_earlier_version_gains_new_columns(db):
     con = duckdb.connect(db)  # annotator_costs as an earlier version made it: no `steps` column
-    con.execute("CREATE TABLE annotator_costs (rollout_id VARCHAR NOT NULL, annotator VARCHAR NOT NULL, "
-                "config_hash VARCHAR NOT NULL, completions BIGINT, run_id VARCHAR, "
-                "PRIMARY KEY (rollout_id, annotator, config_hash))")
+    con.execute(
+        "CREATE TABLE annotator_costs (rollout_id VARCHAR NOT NULL, annotator VARCHAR NOT NULL, "
+        "config_hash VARCHAR NOT NULL, completions BIGINT, run_id VARCHAR, "
+        "PRIMARY KEY (rollout_id, annotator, config_hash))"
+    )
     con.execute("INSERT INTO annotator_costs VALUES ('r', 'mc', 'h', 4, 'old')")
     con.close()
     with Store(db) as store:
         rows = store.rows("SELECT * FROM annotator_costs")
-    assert rows == [{"rollout_id": "r", "annotator": "mc", "config_hash": "h", "completions": 4, "run_id": "old",
-                     "steps": None}]
+    assert rows == [
+        {"rollout_id": "r", "annotator": "mc", "config_hash": "h", "completions": 4, "run_id": "old", "steps": None}
+    ]
     with Store(db) as store:  # its PRIMARY KEY constraint stays, and writes keep working with it
         row = {**rows[0], "completions": 5, "steps": 2}
         assert store.write("annotator_costs", pa.Table.from_pylist([row]), on_conflict="replace") == 1
@@ -151,8 +160,11 @@ def test_a_store_from_an_earlier_version_gains_the_views(db):
     with Store(db) as store:
         store.write("problems", [problem])
         store.write("rollouts", [kept, dropped])
-        store.execute("INSERT INTO rollout_curation (rollout_id, problem_id, status, run_id) "
-                      "VALUES (?, ?, 'exact_duplicate', 'r')", [dropped.rollout_id, problem.problem_id])
+        store.execute(
+            "INSERT INTO rollout_curation (rollout_id, problem_id, status, run_id) "
+            "VALUES (?, ?, 'exact_duplicate', 'r')",
+            [dropped.rollout_id, problem.problem_id],
+        )
         for name in VIEWS:  # as an earlier version left it: no views yet
             store.execute(f"DROP VIEW {name}")
     stored_views = "SELECT view_name FROM duckdb_views() WHERE database_name = current_database() ORDER BY 1"
@@ -185,5 +197,6 @@ def test_children_are_key_checked_only_where_their_parent_was_stored(db):
             written = store.write_children("steps", steps(stored, 3) + steps(new, 2), parent="rollouts")
             store.write("rollouts", [stored, new])
         assert written == 3
-        assert store.execute("SELECT rollout_id, count(*), count(DISTINCT step_index) FROM steps GROUP BY 1 "
-                             "ORDER BY 2") == [(new.rollout_id, 2, 2), (stored.rollout_id, 3, 3)]
+        assert store.execute(
+            "SELECT rollout_id, count(*), count(DISTINCT step_index) FROM steps GROUP BY 1 ORDER BY 2"
+        ) == [(new.rollout_id, 2, 2), (stored.rollout_id, 3, 3)]

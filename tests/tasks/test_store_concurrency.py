@@ -35,8 +35,9 @@ def cli_env(prefect_harness):
 
 def start(cli_env, args, db, log):
     out = open(log, "w")
-    return subprocess.Popen([sys.executable, "-m", "rmforge.cli", *args, "--db", str(db)],
-                            stdout=out, stderr=subprocess.STDOUT, env=cli_env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "rmforge.cli", *args, "--db", str(db)], stdout=out, stderr=subprocess.STDOUT, env=cli_env
+    )
 
 
 def finish(process, log):
@@ -53,9 +54,18 @@ def write_rollouts(path, n_problems=8):
         a, b = p + 2, p + 5
         question = f"Sam has {a} pens and buys {b} more. How many pens?"
         for model, shown in (("m1", a + b), ("m2", a + b + 1), ("m3", a + b)):
-            response = f"Step 1: {a} + {b} = {shown}\nStep 2: So Sam has {shown} pens.\nThe answer is \\boxed{{{shown}}}"
-            rows.append({"problem_id": f"pens-{p}", "question": question, "gold_answer": str(a + b),
-                         "response": response + " " * (model == "m3"), "model": model})
+            response = (
+                f"Step 1: {a} + {b} = {shown}\nStep 2: So Sam has {shown} pens.\nThe answer is \\boxed{{{shown}}}"
+            )
+            rows.append(
+                {
+                    "problem_id": f"pens-{p}",
+                    "question": question,
+                    "gold_answer": str(a + b),
+                    "response": response + " " * (model == "m3"),
+                    "model": model,
+                }
+            )
     rows.append({"problem_id": "broken", "question": "Q"})  # quarantined
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
 
@@ -102,8 +112,10 @@ def runs(db, flow):
 def labelled_by_each_run(db, annotator):
     """The rollouts each annotate run labelled, as its summary reports them, oldest run first."""
     with Store(db, read_only=True) as store:
-        return [json.loads(row["summary"])[annotator]["rollouts"] for row in store.rows(
-            "SELECT summary FROM runs WHERE flow = 'annotate' ORDER BY started_at")]
+        return [
+            json.loads(row["summary"])[annotator]["rollouts"]
+            for row in store.rows("SELECT summary FROM runs WHERE flow = 'annotate' ORDER BY started_at")
+        ]
 
 
 def overlapped(first, second):
@@ -152,8 +164,13 @@ def test_sql_in_a_loop_during_annotate(cli_env, work, imported, reference):
     query = "SELECT (SELECT count(*) FROM step_labels) + (SELECT count(*) FROM outcome_labels) AS labels"
     seen = []
     while annotate.poll() is None:
-        result = subprocess.run([sys.executable, "-m", "rmforge.cli", "sql", query, "--db", str(db), "--format", "csv"],
-                                capture_output=True, text=True, env=cli_env, timeout=600)
+        result = subprocess.run(
+            [sys.executable, "-m", "rmforge.cli", "sql", query, "--db", str(db), "--format", "csv"],
+            capture_output=True,
+            text=True,
+            env=cli_env,
+            timeout=600,
+        )
         assert result.returncode == 0, result.stderr
         seen.append(int(result.stdout.splitlines()[1]))
         time.sleep(0.1)

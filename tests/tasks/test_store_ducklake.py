@@ -14,14 +14,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from rmforge.tasks import chunks
 from rmforge.schemas.config import GeneratorConfig, StepSplitConfig
 from rmforge.schemas.records import Rollout
 from rmforge.schemas.tables import TABLES
+from rmforge.store import Store, resolve_store
+from rmforge.tasks import chunks
 from rmforge.tasks.annotate import make_annotator
 from rmforge.tasks.rollouts import import_rollouts
 from rmforge.tasks.steps import split_rollout_steps
-from rmforge.store import Store, resolve_store
 from tests.builders import make_problem, make_rollout
 from tests.tasks.test_annotate import annotate_one_batch, start_runs
 from tests.tasks.test_store_concurrency import VOLATILE, write_rollouts
@@ -62,7 +62,9 @@ class Postgres:
     def start(self) -> None:
         self._run(self.programs / "initdb", "-D", self.data, "-A", "trust", "-U", "rmforge", "--no-sync")
         options = f"-k {self.socket_dir} -c listen_addresses='' -c fsync=off"
-        self._run(self.programs / "pg_ctl", "-D", self.data, "-l", self.socket_dir / "log", "-o", options, "-w", "start")
+        self._run(
+            self.programs / "pg_ctl", "-D", self.data, "-l", self.socket_dir / "log", "-o", options, "-w", "start"
+        )
 
     def stop(self) -> None:
         self._run(self.programs / "pg_ctl", "-D", self.data, "-m", "immediate", "stop")
@@ -80,8 +82,10 @@ class Postgres:
 def postgres():
     programs = postgres_programs()
     if programs is None:
-        pytest.skip("no PostgreSQL server programs (postgres, initdb, pg_ctl, createdb) on PATH or in "
-                    "/usr/lib/postgresql/*/bin: apt-get install postgresql")
+        pytest.skip(
+            "no PostgreSQL server programs (postgres, initdb, pg_ctl, createdb) on PATH or in "
+            "/usr/lib/postgresql/*/bin: apt-get install postgresql"
+        )
     if os.geteuid() == 0 and shutil.which("runuser") is None:
         pytest.skip("running as root without `runuser` to start postgres as an unprivileged user")
     server = Postgres(programs)
@@ -158,8 +162,12 @@ with Store(sys.argv[1]) as store:
 def test_overlapping_writers_never_duplicate_a_key(lake):
     with Store(lake):
         pass  # tables exist before the writers race
-    writers = [subprocess.Popen([sys.executable, "-c", OVERLAPPING_WRITER, lake, str(i)], env=env(),
-                                stderr=subprocess.PIPE, text=True) for i in range(3)]
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", OVERLAPPING_WRITER, lake, str(i)], env=env(), stderr=subprocess.PIPE, text=True
+        )
+        for i in range(3)
+    ]
     for writer in writers:
         assert writer.wait(timeout=600) == 0, writer.stderr.read()
     with Store(lake, read_only=True) as store:
@@ -173,7 +181,10 @@ def test_cli_sql_reads_a_lake(lake):
     for args, extra in ((["--db", lake], {}), ([], {"RMFORGE_DB": lake})):
         result = subprocess.run(
             [sys.executable, "-m", "rmforge.cli", "sql", "SELECT gold_answer FROM problems", "--format", "csv", *args],
-            capture_output=True, text=True, env={**env(), **extra}, timeout=300,
+            capture_output=True,
+            text=True,
+            env={**env(), **extra},
+            timeout=300,
         )
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines() == ["gold_answer", "7"]
@@ -245,19 +256,30 @@ def test_three_workers_annotate_disjoint_batches_while_a_reader_sees_whole_batch
         annotate_one_batch(reference_db, make_annotator(name, None, GeneratorConfig()), batch, "sequential")
     with Store(reference_db, read_only=True) as store:
         expected_labels = {
-            (r["annotator"], r["rollout_id"]): r["n"] for r in store.rows(
+            (r["annotator"], r["rollout_id"]): r["n"]
+            for r in store.rows(
                 "SELECT annotator, rollout_id, count(*) AS n FROM (SELECT rollout_id, annotator FROM step_labels "
-                "UNION ALL SELECT rollout_id, annotator FROM outcome_labels) GROUP BY ALL")
+                "UNION ALL SELECT rollout_id, annotator FROM outcome_labels) GROUP BY ALL"
+            )
         }
 
     stop = tmp_path / "workers-done"
-    reader = subprocess.Popen([sys.executable, "-c", READER, lake, str(stop)], env=env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, lake, str(stop)],
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     snapshots = [json.loads(reader.stdout.readline())]  # the reader is up before the workers start
     started = time.monotonic()
     workers = [
-        subprocess.Popen([sys.executable, "-c", WORKER, lake, json.dumps(batches[i::3])], env=env(),
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, lake, json.dumps(batches[i::3])],
+            env=env(),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(3)
     ]
     for worker in workers:
@@ -282,7 +304,9 @@ def test_three_workers_annotate_disjoint_batches_while_a_reader_sees_whole_batch
             marked[batch_of[annotator, rollout_id]] = marked.get(batch_of[annotator, rollout_id], 0) + 1
         assert all(count == batch_sizes[i] for i, count in marked.items()), "a half-written batch was visible"
         partial += 0 < len(snapshot) < len(batch_of)
-    assert partial > 0, f"the reader saw no snapshot while the workers wrote ({len(snapshots)} reads, {workers_s:.0f} s)"
+    assert partial > 0, (
+        f"the reader saw no snapshot while the workers wrote ({len(snapshots)} reads, {workers_s:.0f} s)"
+    )
 
 
 # argv[1]: lake URL, argv[2]: this worker's run id. Labels what it claims, batch by batch, and
@@ -307,8 +331,16 @@ def test_workers_claiming_from_one_lake_label_each_rollout_once(lake, tmp_path):
     rollout_ids = load(lake, tmp_path / "rollouts.jsonl")
     runs = ["worker-a", "worker-b", "worker-c"]
     start_runs(lake, dict.fromkeys(runs, 0))
-    workers = [subprocess.Popen([sys.executable, "-c", CLAIMING_WORKER, lake, run_id], env=env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for run_id in runs]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIMING_WORKER, lake, run_id],
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for run_id in runs
+    ]
     claimed = []
     for worker in workers:
         out, err = worker.communicate(timeout=900)
@@ -317,7 +349,9 @@ def test_workers_claiming_from_one_lake_label_each_rollout_once(lake, tmp_path):
     assert sorted(claimed) == rollout_ids  # every rollout claimed, none twice
     with Store(lake, read_only=True) as store:
         assert store.count("batch_claims") == 0
-        assert store.execute("SELECT count(*) FROM annotator_costs WHERE annotator = 'z3_arith'") == [(len(rollout_ids),)]
+        assert store.execute("SELECT count(*) FROM annotator_costs WHERE annotator = 'z3_arith'") == [
+            (len(rollout_ids),)
+        ]
 
 
 def test_cli_imports_and_annotates_into_a_lake(prefect_harness, lake, tmp_path):
@@ -325,12 +359,18 @@ def test_cli_imports_and_annotates_into_a_lake(prefect_harness, lake, tmp_path):
 
     write_rollouts(tmp_path / "rollouts.jsonl", n_problems=2)
     cli_env = {**env(), "PREFECT_API_URL": PREFECT_API_URL.value(), "RMFORGE_DB": lake}
-    for args in (["import", "rollouts", str(tmp_path / "rollouts.jsonl")], ["annotate", "--annotator", "answer,z3_arith"]):
-        result = subprocess.run([sys.executable, "-m", "rmforge.cli", *args], capture_output=True, text=True,
-                                env=cli_env, timeout=600)
+    for args in (
+        ["import", "rollouts", str(tmp_path / "rollouts.jsonl")],
+        ["annotate", "--annotator", "answer,z3_arith"],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "rmforge.cli", *args], capture_output=True, text=True, env=cli_env, timeout=600
+        )
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     with Store(lake, read_only=True) as store:
         assert store.execute("SELECT flow, status FROM runs ORDER BY flow") == [
-            ("annotate", "completed"), ("import-rollouts", "completed")]
+            ("annotate", "completed"),
+            ("import-rollouts", "completed"),
+        ]
         assert store.execute("SELECT count(*) FROM annotator_costs") == [(12,)]  # 6 rollouts x 2 annotators
         assert store.execute("SELECT count(*) FROM step_labels WHERE annotator = 'z3_arith'") == [(12,)]

@@ -32,8 +32,9 @@ def env(**extra):
 
 def hold(db, mode, seconds):
     """A separate process that opens the store and keeps it open."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, db, mode, str(seconds)],
-                              stdout=subprocess.PIPE, text=True, env=env())
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, db, mode, str(seconds)], stdout=subprocess.PIPE, text=True, env=env()
+    )
     assert holder.stdout.readline().strip() == "held"
     return holder
 
@@ -93,7 +94,10 @@ def test_cli_prints_a_busy_store_as_one_line(created):
     try:
         result = subprocess.run(
             [sys.executable, "-m", "rmforge.cli", "sql", "SELECT count(*) FROM problems", "--db", created],
-            capture_output=True, text=True, env=env(**{LOCK_TIMEOUT_ENV: "1"}), timeout=120,
+            capture_output=True,
+            text=True,
+            env=env(**{LOCK_TIMEOUT_ENV: "1"}),
+            timeout=120,
         )
     finally:
         holder.kill()
@@ -108,8 +112,13 @@ def assert_busy_in_one_line(created, arguments, **settings):
     """`rmforge ARGUMENTS` on a store another process holds: exit 75 and one line naming the holder."""
     holder = hold(created, "rw", 120)
     try:
-        result = subprocess.run([sys.executable, "-m", "rmforge.cli", *arguments], capture_output=True, text=True,
-                                timeout=300, env=env(**{LOCK_TIMEOUT_ENV: "1", **settings}))
+        result = subprocess.run(
+            [sys.executable, "-m", "rmforge.cli", *arguments],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env(**{LOCK_TIMEOUT_ENV: "1", **settings}),
+        )
     finally:
         holder.kill()
         holder.wait()
@@ -120,8 +129,9 @@ def assert_busy_in_one_line(created, arguments, **settings):
 
 def test_a_flow_command_prints_a_busy_store_as_one_line(created, tmp_path):
     """Prefect logs the flow run's failure with its traceback; the user sees only rmforge's line."""
-    assert_busy_in_one_line(created, ["annotate", "--annotator", "answer", "--db", created],
-                            RMFORGE_STATE_DIR=str(tmp_path / "state"))
+    assert_busy_in_one_line(
+        created, ["annotate", "--annotator", "answer", "--db", created], RMFORGE_STATE_DIR=str(tmp_path / "state")
+    )
 
 
 def test_review_prints_a_busy_store_as_one_line(created):
@@ -139,13 +149,22 @@ def test_lock_timeout_setting(monkeypatch):
             lock_timeout()
 
 
-@pytest.mark.parametrize("message, holder", [
-    ('IO Error: Could not set lock on file "s.duckdb": Conflicting lock is held in /usr/bin/python3.11 (PID 4242) '
-     "by user root.", "PID 4242"),
-    # DuckDB could not tell who holds it (seen while two annotates opened one store): still a lock to wait for
-    ('IO Error: Could not set lock on file "s.duckdb": Conflicting lock is held in PID 0. However, you would be '
-     "able to open this database in read-only mode", "another process"),
-])
+@pytest.mark.parametrize(
+    "message, holder",
+    [
+        (
+            'IO Error: Could not set lock on file "s.duckdb": Conflicting lock is held in /usr/bin/python3.11 (PID 4242) '
+            "by user root.",
+            "PID 4242",
+        ),
+        # DuckDB could not tell who holds it (seen while two annotates opened one store): still a lock to wait for
+        (
+            'IO Error: Could not set lock on file "s.duckdb": Conflicting lock is held in PID 0. However, you would be '
+            "able to open this database in read-only mode",
+            "another process",
+        ),
+    ],
+)
 def test_both_forms_of_duckdbs_lock_error_are_a_busy_store(message, holder):
     import duckdb
 

@@ -207,7 +207,13 @@ def test_empty_response_is_incorrect(response: str) -> None:
 
 @pytest.mark.parametrize(
     ("response", "finish_reason"),
-    [(r"\boxed{72}", "stop"), (r"\boxed{72}", "length"), ("", "stop"), ("So she has 8 left.", "stop"), ("Let me", "length")],
+    [
+        (r"\boxed{72}", "stop"),
+        (r"\boxed{72}", "length"),
+        ("", "stop"),
+        ("So she has 8 left.", "stop"),
+        ("Let me", "length"),
+    ],
 )
 def test_without_gold_every_response_is_unknown(response: str, finish_reason: str) -> None:
     for gold in (None, ""):
@@ -238,22 +244,28 @@ def test_unparseable_prediction_is_unknown() -> None:
     assert result.reason == "unparseable answer"
 
 
-@pytest.mark.parametrize("response, gold", [
-    # ProcessBench gsm8k-319: the humans accept it for the gold 10 (4 + 6 boxes left).
-    (r"Finally, Tim is left with **\boxed{4 blue shoe boxes and 6 red shoe boxes}** in his box.", "10"),
-    ("The answer is 3 apples and 5 pears.", "8"),
-])
+@pytest.mark.parametrize(
+    "response, gold",
+    [
+        # ProcessBench gsm8k-319: the humans accept it for the gold 10 (4 + 6 boxes left).
+        (r"Finally, Tim is left with **\boxed{4 blue shoe boxes and 6 red shoe boxes}** in his box.", "10"),
+        ("The answer is 3 apples and 5 pears.", "8"),
+    ],
+)
 def test_words_naming_several_numbers_none_the_gold_are_unknown(response: str, gold: str) -> None:
     result = grade_response(response, gold)
     assert result.verdict == "unknown" and "several numbers" in result.reason
 
 
-@pytest.mark.parametrize("response, gold, verdict", [
-    (r"The answer is \boxed{\frac{1}{2}}", "0.5", "correct"),   # one expression, two digits: not "several"
-    (r"The answer is \boxed{(1, 3)}", "(1,3)", "correct"),       # the gold is no single number
-    ("The answer is 12 apples.", "8", "incorrect"),               # one number with its unit
-    (r"The answer is \boxed{1 \text{ and } 1/3}", "2", "incorrect"),  # gsm8k-106: a mixed number is one
-])
+@pytest.mark.parametrize(
+    "response, gold, verdict",
+    [
+        (r"The answer is \boxed{\frac{1}{2}}", "0.5", "correct"),  # one expression, two digits: not "several"
+        (r"The answer is \boxed{(1, 3)}", "(1,3)", "correct"),  # the gold is no single number
+        ("The answer is 12 apples.", "8", "incorrect"),  # one number with its unit
+        (r"The answer is \boxed{1 \text{ and } 1/3}", "2", "incorrect"),  # gsm8k-106: a mixed number is one
+    ],
+)
 def test_one_number_or_a_tuple_gold_is_still_graded(response: str, gold: str, verdict: str) -> None:
     assert grade_response(response, gold).verdict == verdict
 

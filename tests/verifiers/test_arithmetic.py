@@ -272,9 +272,7 @@ def test_not_claims(step: str) -> None:
 
 
 def test_arithmetic_beside_algebra_is_still_checked() -> None:
-    assert [c.text for c in find_claims("If x = 4, then 3x + 2 = 14 and 3 * 4 + 2 = 14.")] == [
-        "3 * 4 + 2 = 14"
-    ]
+    assert [c.text for c in find_claims("If x = 4, then 3x + 2 = 14 and 3 * 4 + 2 = 14.")] == ["3 * 4 + 2 = 14"]
     assert [c.text for c in find_claims(r"$f(2) = 2^2 + 1 = 5$")] == ["2^2 + 1 = 5"]
 
 
@@ -353,7 +351,11 @@ def test_solver_claims_from_several_threads() -> None:
         ("$1.2 million * 2 = $2,400,000", "unknown", "scale word"),
         ("48 hours = 2400 quarts + 600 quarts", "unknown", "name what is computed"),
         # A restatement right after its definition is checked against it.
-        (r"\[ \text{Total fruits} = 52 + 24 + 44 + 48 \] \[ \text{Total fruits} = 178 \]", "incorrect", "52 + 24 + 44 + 48 = 178 is false"),
+        (
+            r"\[ \text{Total fruits} = 52 + 24 + 44 + 48 \] \[ \text{Total fruits} = 178 \]",
+            "incorrect",
+            "52 + 24 + 44 + 48 = 178 is false",
+        ),
         ("Adam's age in 8 years = 34 + 8. Adam's age in 8 years = 42.", "correct", "34 + 8 = 42"),
         ("Cost = 20 * 3 = 60. Then cost = 20 * 4 = 80.", "correct", "2 arithmetic claims hold"),
         ("Total = 5 + 3. She buys 4 more. Total = 12.", "unknown", "no arithmetic claim"),
@@ -412,8 +414,7 @@ def test_expensive_inputs_are_not_claims(step: str) -> None:
 def test_a_step_has_one_time_budget() -> None:
     # Six claims Z3 cannot settle within its timeout: the step stops at its budget.
     claims = ". ".join(
-        f"√2 + √3 + √5 + √7 + √11 + √{13 + k} = √2 + √3 + √5 + √7 + √11 + √{13 + k} + 1/10^90"
-        for k in range(6)
+        f"√2 + √3 + √5 + √7 + √11 + √{13 + k} = √2 + √3 + √5 + √7 + √11 + √{13 + k} + 1/10^90" for k in range(6)
     )
     started = time.monotonic()
     verdict, reason = label_step(claims, timeout_ms=300, budget_ms=800)

@@ -119,8 +119,7 @@ def test_build_lean_source_hoists_imports() -> None:
     block = "import Mathlib\ntheorem t : k = 3 := rfl"
     source = build_lean_source(block, ["Mathlib"], header)
     assert source.text == (
-        "import Mathlib\nimport Mathlib.Tactic\n\nopen Real\ndef k : Nat := 3\n\n"
-        "theorem t : k = 3 := rfl\n"
+        "import Mathlib\nimport Mathlib.Tactic\n\nopen Real\ndef k : Nat := 3\n\ntheorem t : k = 3 := rfl\n"
     )
     lines = source.text.splitlines()
     assert lines[source.header_lines] == "theorem t : k = 3 := rfl"  # first line after the header
@@ -133,7 +132,8 @@ def test_step_source_says_why_a_step_is_not_checked() -> None:
     assert step_source("So 2 + 2 = 4.", []) == NO_CODE
     assert step_source("```lean\naxiom cheat : False\ntheorem t : 1 = 2 := cheat.elim\n```", []) == ESCAPE_HATCH
     assert step_source(TRUE_STEP, ["Mathlib"], "open Nat") == build_lean_source(
-        "theorem t : 2 + 2 = 4 := by decide", ["Mathlib"], "open Nat")
+        "theorem t : 2 + 2 = 4 := by decide", ["Mathlib"], "open Nat"
+    )
 
 
 # --- interpret: verdict mapping ----------------------------------------------

@@ -161,9 +161,7 @@ def test_unbalanced_brackets_read_as_closing_at_the_end_or_opening_at_the_start(
 
 
 def test_apostrophes_inside_names_are_one_name_whichever_quote() -> None:
-    assert parse_ast("∀x (Companies’Stocks(x) → Volatile(x))") == parse_ast(
-        "∀x (Companies'Stocks(x) → Volatile(x))"
-    )
+    assert parse_ast("∀x (Companies’Stocks(x) → Volatile(x))") == parse_ast("∀x (Companies'Stocks(x) → Volatile(x))")
     assert parse_ast("Companies’Stocks(apple)") == atom("Companies'Stocks", "apple")
     premises = ["∀x (Companies’Stocks(x) → Volatile(x))", "Companies'Stocks(apple)"]
     assert entailment(premises, "Volatile(apple)") == "true"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from rmforge.verifiers.arithmetic.values import bits, exact_value, iroot_floor
 from rmforge.verifiers.arithmetic.expr import BinOp, Expr, Irrational, Neg, Num, Root, Undecidable, Verdict
 from rmforge.verifiers.arithmetic.limits import MAX_RESULT_BITS, MAX_ROOT_INDEX, MAX_Z3_POWER
+from rmforge.verifiers.arithmetic.values import bits, exact_value, iroot_floor
 
 _ROOT_SCALE = 1 << 100  # root bounds are within 2^-100
 # A decimal operand written to this many places or more is taken as a rounded value

@@ -8,15 +8,6 @@ from fractions import Fraction
 
 from rmforge.verifiers.arithmetic.bounds import Loose, compare_bounds, has_rounded_operand, may_be_rounding
 from rmforge.verifiers.arithmetic.claims import read_claims
-from rmforge.verifiers.arithmetic.values import (
-    approx,
-    exact_value,
-    fmt,
-    has_percent,
-    plain_percent,
-    show,
-    tolerance,
-)
 from rmforge.verifiers.arithmetic.expr import (
     BinOp,
     Claim,
@@ -33,6 +24,15 @@ from rmforge.verifiers.arithmetic.expr import (
 )
 from rmforge.verifiers.arithmetic.limits import DEFAULT_TIMEOUT_MS, MAX_LISTED, STEP_BUDGET_MS
 from rmforge.verifiers.arithmetic.solver import compare_z3
+from rmforge.verifiers.arithmetic.values import (
+    approx,
+    exact_value,
+    fmt,
+    has_percent,
+    plain_percent,
+    show,
+    tolerance,
+)
 
 # An approximate claim ("about 1,400") this close to the exact value is not called false.
 _APPROXIMATE_SHARE = 0.1
@@ -149,9 +149,7 @@ def _computes_with_rounded(claim: Claim, tol: Fraction | None) -> bool:
     return may_be_rounding(claim.lhs, claim.rhs, tol)
 
 
-def check_claim(
-    claim: Claim, *, rounding: bool = True, timeout_ms: int = DEFAULT_TIMEOUT_MS
-) -> ClaimResult:
+def check_claim(claim: Claim, *, rounding: bool = True, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> ClaimResult:
     """Decide one claim with exact arithmetic (Z3 for irrational roots).
 
     `incorrect` only when every reasonable reading is false: a percentage also read as a

@@ -104,9 +104,7 @@ def _make_side(
     return _Side(expr, shown, units, doubt=doubt)
 
 
-def _parse_full(
-    text: str, toks: list[Tok], i: int, j: int, first: _Side | None, calculator: bool
-) -> _Side | None:
+def _parse_full(text: str, toks: list[Tok], i: int, j: int, first: _Side | None, calculator: bool) -> _Side | None:
     parser = Parser(toks, i, j, calculator)
     try:
         expr = parser.expr(first.expr if first else None)
@@ -115,9 +113,7 @@ def _parse_full(
     return _make_side(text, toks, (i, j), parser, expr, first) if parser.pos == j else None
 
 
-def _parse_prefix(
-    text: str, toks: list[Tok], i: int, j: int, first: _Side | None, calculator: bool
-) -> _Side | None:
+def _parse_prefix(text: str, toks: list[Tok], i: int, j: int, first: _Side | None, calculator: bool) -> _Side | None:
     """The longest expression at the start of toks[i:j] that ends at a clean boundary."""
     parser = Parser(toks, i, j, calculator)
     try:
@@ -206,9 +202,7 @@ class _StepWords:
     rejected: str  # why no claim of it may be the writer's (it rejects one), or ""
 
 
-def _pairs(
-    chain: list[_Side], source: ClaimSource, words: _StepWords, tentative: str
-) -> Iterator[Claim]:
+def _pairs(chain: list[_Side], source: ClaimSource, words: _StepWords, tentative: str) -> Iterator[Claim]:
     """The claims of a chain; `tentative` says why the writer may not assert them."""
     for k in range(len(chain) - 1):
         left, right = chain[k], chain[k + 1]
@@ -295,9 +289,7 @@ class _ClauseReader:
             yield from self._pairs(chain)
             chain = _first_side(_parse_suffix(text, toks, i, j, self.calculator))
 
-    def _restated(
-        self, definition: tuple[str, _Side] | None, name: str, side: _Side
-    ) -> Iterator[Claim]:
+    def _restated(self, definition: tuple[str, _Side] | None, name: str, side: _Side) -> Iterator[Claim]:
         if definition is not None and definition[0] == name and is_literal(side.expr):
             yield from self._pairs([definition[1], side])
         if has_op(side.expr):
@@ -345,9 +337,7 @@ def read_claims(step_text: str, deadline: float | None = None) -> Reading:
                     reading.skipped.append("not all read: the step's time budget ran out")
                     return reading
                 if len(clause) > MAX_CLAUSE_TOKENS:
-                    reading.skipped.append(
-                        f"a clause longer than {MAX_CLAUSE_TOKENS} tokens was not read"
-                    )
+                    reading.skipped.append(f"a clause longer than {MAX_CLAUSE_TOKENS} tokens was not read")
                     continue
                 for claim in reader.claims(line, clause):
                     # `80,000+50,000 = $130,000` and `<<80000+50000=130000>>` are one claim,

@@ -23,7 +23,8 @@ _LATEX_SIMPLE: dict[str, str] = {
     # arithmetic; display math (`\[ ... \]`) stands on lines of its own.
     **dict.fromkeys(
         "left right big Big bigg Bigg bigl bigr Bigl Bigr displaystyle textstyle limits "
-        "nolimits quad qquad , ; : ! > ( ) $ & ~".split() + [" "],
+        "nolimits quad qquad , ; : ! > ( ) $ & ~".split()
+        + [" "],
         " ",
     ),
     # `1 + 2 + \cdots + 10`: elided terms; `3.363\ldots`: a truncated decimal.

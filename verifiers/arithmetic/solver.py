@@ -7,9 +7,9 @@ import time
 from fractions import Fraction
 from typing import Any
 
-from rmforge.verifiers.arithmetic.values import RING_OPS, exact_value
 from rmforge.verifiers.arithmetic.expr import BinOp, Expr, Irrational, Neg, Num, Root, Undecidable, Verdict
 from rmforge.verifiers.arithmetic.limits import MAX_ROOT_INDEX, MAX_Z3_POWER
+from rmforge.verifiers.arithmetic.values import RING_OPS, exact_value
 
 _Z3_LOCAL = threading.local()
 

@@ -49,9 +49,7 @@ _GROUP_KIND = {
 ROOT_INDEX = {"√": 2, "∛": 3, "∜": 4}
 # Units written without a space (`12km`); other letters glued to a number are
 # variables or ordinals (`2x`, `3rd`, `5pm`).
-_ATTACHED_UNITS = frozenset(
-    "km kg cm mm mg ml lb lbs oz ft hr hrs min mins sec secs mph kph kmh yd yds mi gal".split()
-)
+_ATTACHED_UNITS = frozenset("km kg cm mm mg ml lb lbs oz ft hr hrs min mins sec secs mph kph kmh yd yds mi gal".split())
 # Constants, functions and multipliers written as words: never units, never prose a
 # claim may start after (`2 pi + 3`, `log 8 + 1`, `5 squared + 1`, `twice 5 + 1`).
 _MATH_WORDS = frozenset(
@@ -185,9 +183,7 @@ def _elides(prev: Tok | None, nxt: Tok | None) -> bool:
         return True
     if prev is None:
         return False
-    return prev.kind in (OP, RP, TAINT) or (
-        prev.kind == NUM and nxt is not None and nxt.kind in OPERAND_START
-    )
+    return prev.kind in (OP, RP, TAINT) or (prev.kind == NUM and nxt is not None and nxt.kind in OPERAND_START)
 
 
 def _is_markup(tok: Tok, prev: Tok | None, nxt: Tok | None) -> bool:
