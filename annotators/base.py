@@ -81,6 +81,12 @@ class Evidence:
     authority: Authority = "model"
     score: ScoreKind = "none"
 
+    @property
+    def refute_only(self) -> bool:
+        """Its `incorrect` is evidence but its `correct` is not: a `correct` only means "found
+        nothing false", an abstention wherever labels are counted (curation, eval, review, reports)."""
+        return self.refutes_steps and not self.confirms_steps
+
     def counts(self, verdict: str) -> bool:
         """Whether a step verdict from this annotator is evidence (else it abstains)."""
         return (verdict == "correct" and self.confirms_steps) or (verdict == "incorrect" and self.refutes_steps)

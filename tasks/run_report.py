@@ -49,8 +49,7 @@ def refute_only(annotator: str) -> bool:
     """Whether a step `correct` from this annotator only means "found nothing false" (annotators.base.Evidence)."""
     if annotator not in REGISTRY:
         return False
-    evidence = annotator_class(annotator).evidence
-    return evidence.refutes_steps and not evidence.confirms_steps
+    return annotator_class(annotator).evidence.refute_only
 
 
 def pairwise_agreement(store: Store) -> list[dict[str, Any]]:

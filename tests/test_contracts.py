@@ -30,3 +30,12 @@ def test_every_export_dataset_has_a_meaning_a_schema_and_a_hub_task_category(nam
 @pytest.mark.parametrize("key", list(REGISTRY))
 def test_every_annotator_registry_key_is_its_class_name(key: str) -> None:
     assert annotator_class(key).name == key
+
+
+def test_refute_only_is_exactly_a_correct_that_does_not_count_beside_an_incorrect_that_does():
+    from rmforge.annotators import REGISTRY, annotator_class
+
+    for name in REGISTRY:
+        evidence = annotator_class(name).evidence
+        assert evidence.refute_only == (evidence.counts("incorrect") and not evidence.counts("correct")), name
+    assert annotator_class("z3_arith").evidence.refute_only and not annotator_class("mc").evidence.refute_only

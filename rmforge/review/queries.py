@@ -66,7 +66,7 @@ def _step_evidence(store: Store) -> dict[str, Evidence]:
 
 def refute_only_annotators(store: Store) -> list[str]:
     """Annotators in the store whose `incorrect` is evidence but whose `correct` is not."""
-    return sorted(name for name, e in _step_evidence(store).items() if e.refutes_steps and not e.confirms_steps)
+    return sorted(name for name, e in _step_evidence(store).items() if e.refute_only)
 
 
 def evidence_annotators(store: Store) -> tuple[list[str], list[str]]:
