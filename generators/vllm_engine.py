@@ -60,8 +60,19 @@ def engine_arguments(config: GeneratorConfig, model_path: str, on_cpu: bool, cpu
     return engine_args
 
 
+def cpu_list(cores: set[int]) -> str:
+    """Cores as a CPU list ("0-3,6"), the form VLLM_CPU_OMP_THREADS_BIND takes."""
+    ranges: list[list[int]] = []
+    for core in sorted(cores):
+        if ranges and core == ranges[-1][1] + 1:
+            ranges[-1][1] = core
+        else:
+            ranges.append([core, core])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+
+
 def engine_environment(config: GeneratorConfig, on_cpu: bool) -> dict[str, str]:
-    """Environment defaults vLLM reads when the engine starts."""
+    """Environment defaults vLLM reads when the engine starts (a value the user set wins)."""
     environment = {
         "VLLM_CACHE_ROOT": str(cache_dir() / "vllm"),
         # Started by exec, not forked (vLLM's default on GPU), the engine's processes show the
@@ -70,6 +81,13 @@ def engine_environment(config: GeneratorConfig, on_cpu: bool) -> dict[str, str]:
     }
     if on_cpu:
         environment["VLLM_CPU_KVCACHE_SPACE"] = str(config.cpu_kv_cache_gib)
+        if "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
+            # vLLM's "auto" binds the engine to the first core of the machine and reserves another for
+            # the front end: on 2 cores half the machine idles, and every engine on the host shares
+            # core 0. The cores this process may use (its affinity, as a container or taskset gives
+            # it) all go to the engine's threads; the front end mostly waits on them.
+            environment["VLLM_CPU_OMP_THREADS_BIND"] = cpu_list(os.sched_getaffinity(0))
+            environment["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
     return environment
 
 
