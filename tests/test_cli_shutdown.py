@@ -81,6 +81,27 @@ def terminate_during_generation(command, tmp_path, generating, settle_s=0.0, sig
     return process.returncode, err.decode(), children, engine_running
 
 
+def served_run(server, db, size):
+    """`rmforge run` of `size` problems x `size` samples from the served model, labelled by `answer`."""
+    return [
+        "run",
+        "--backend",
+        "openai",
+        "--base-url",
+        server.url,
+        "--model",
+        "served",
+        "--problems",
+        str(size),
+        "--samples",
+        str(size),
+        "--annotators",
+        "answer",
+        "--db",
+        str(db),
+    ]
+
+
 def assert_stopped_cleanly(code, err, children, db):
     """Exit 143 with one line, no child left, the pipeline and the stage it was in marked
     cancelled (stages that finished before the signal stay completed); returns the runs."""
@@ -100,23 +121,7 @@ def assert_stopped_cleanly(code, err, children, db):
 
 def test_sigterm_during_generation_cancels_the_run_and_leaves_no_process(slow_server, tmp_path):
     db = tmp_path / "store.duckdb"
-    command = [
-        "run",
-        "--backend",
-        "openai",
-        "--base-url",
-        slow_server.url,
-        "--model",
-        "served",
-        "--problems",
-        "2",
-        "--samples",
-        "2",
-        "--annotators",
-        "answer",
-        "--db",
-        str(db),
-    ]
+    command = served_run(slow_server, db, size=2)
     # generation has started once the model is asked
     code, err, children, _ = terminate_during_generation(
         command, tmp_path, lambda _: slow_server.request_arrived.is_set()
@@ -129,23 +134,7 @@ def test_sigterm_during_generation_cancels_the_run_and_leaves_no_process(slow_se
 
 def test_sigkill_takes_the_temporary_prefect_server_with_it(slow_server, tmp_path):
     """No handler runs on SIGKILL: the server must have been bound to the command's life."""
-    command = [
-        "run",
-        "--backend",
-        "openai",
-        "--base-url",
-        slow_server.url,
-        "--model",
-        "served",
-        "--problems",
-        "1",
-        "--samples",
-        "1",
-        "--annotators",
-        "answer",
-        "--db",
-        str(tmp_path / "store.duckdb"),
-    ]
+    command = served_run(slow_server, tmp_path / "store.duckdb", size=1)
     code, _, children, _ = terminate_during_generation(
         command, tmp_path, lambda _: slow_server.request_arrived.is_set(), sig=signal.SIGKILL
     )
