@@ -34,3 +34,15 @@ def fake_lean(tmp_path: Path, body: str, version: str = "Lean (version 4.9.0, fa
 def checked_files(tmp_path: Path) -> list[str]:
     log = tmp_path / "checked.log"
     return log.read_text().split("=====\n")[:-1] if log.exists() else []
+
+
+def fake_lake_project(tmp_path: Path) -> tuple[Path, Path]:
+    """(a `lean` that accepts everything, a Lake project folder) beside a fake `lake` whose `env`
+    runs its command and records the folder it ran in (tmp_path / "lake.cwd")."""
+    lean = fake_lean(tmp_path, "exit 0")
+    lake = lean.with_name("lake")
+    lake.write_text(f'#!/bin/sh\npwd > "{tmp_path}/lake.cwd"\n[ "$1" = env ] && shift\nexec "$@"\n')
+    lake.chmod(0o755)
+    project = tmp_path / "proj"
+    project.mkdir()
+    return lean, project

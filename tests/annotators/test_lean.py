@@ -14,7 +14,7 @@ import pytest
 from rmforge.annotators.base import AnnotatorUnavailable
 from rmforge.annotators.lean import LeanAnnotator
 from tests.builders import make_item
-from tests.fake_lean import FALSE_STEP, TRUE_STEP, checked_files, fake_lean, posix_only
+from tests.fake_lean import FALSE_STEP, TRUE_STEP, checked_files, fake_lake_project, fake_lean, posix_only
 
 needs_lean = pytest.mark.skipif(shutil.which("lean") is None, reason="lean toolchain not installed")
 
@@ -119,12 +119,7 @@ def test_file_has_imports_header_and_block(tmp_path: Path) -> None:
 
 @posix_only
 def test_project_dir_runs_lake_env_in_project(tmp_path: Path) -> None:
-    lean = fake_lean(tmp_path, "exit 0")
-    lake = lean.with_name("lake")
-    lake.write_text(f'#!/bin/sh\npwd > "{tmp_path}/lake.cwd"\n[ "$1" = env ] && shift\nexec "$@"\n')
-    lake.chmod(0o755)
-    project = tmp_path / "proj"
-    project.mkdir()
+    lean, project = fake_lake_project(tmp_path)
     lean_annotator = annotator(lean, project_dir=str(project))
     assert lean_annotator.availability() is None
     out = lean_annotator.annotate([make_item([TRUE_STEP])], run_id="r")

@@ -22,7 +22,7 @@ from rmforge.verifiers.lean import (
     step_source,
     uses_escape_hatch,
 )
-from tests.fake_lean import TRUE_STEP, checked_files, fake_lean, posix_only
+from tests.fake_lean import TRUE_STEP, checked_files, fake_lake_project, fake_lean, posix_only
 
 # --- availability ------------------------------------------------------------
 
@@ -180,12 +180,7 @@ def test_timeout_kills_lean_and_is_unknown(tmp_path: Path) -> None:
 
 @posix_only
 def test_project_dir_runs_lake_env_in_project(tmp_path: Path) -> None:
-    lean = fake_lean(tmp_path, "exit 0")
-    lake = lean.with_name("lake")
-    lake.write_text(f'#!/bin/sh\npwd > "{tmp_path}/lake.cwd"\n[ "$1" = env ] && shift\nexec "$@"\n')
-    lake.chmod(0o755)
-    project = tmp_path / "proj"
-    project.mkdir()
+    lean, project = fake_lake_project(tmp_path)
     runner = LeanRunner(str(lean), project_dir=str(project))
     assert runner.probe() is None
     assert runner.check(build_lean_source("theorem t : 2 + 2 = 4 := by decide", [])) == ("correct", "checked by Lean")
