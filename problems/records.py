@@ -61,7 +61,7 @@ def iter_record_chunks(path: Path, rows_per_chunk: int = 5_000) -> Iterator[list
     check_records_file(path)
     if path.suffix == ".parquet":
         rows: Iterator[NumberedRow] = _parquet_rows(path, rows_per_chunk)
-    elif _first_byte(path) == b"[":
+    elif _is_json_array(path):
         rows = iter(_json_array(path, path.read_bytes()))
     else:
         rows = _jsonl_rows(path)
@@ -99,7 +99,7 @@ def count_records(path: Path) -> int:
     """How many records `iter_record_chunks` numbers up to (lines of a JSONL file, rows of a
     Parquet file), read without parsing: a progress bar's total. 0 when it cannot tell
     cheaply (a JSON array, a path that is no file: the reader reports that)."""
-    if not path.is_file() or (path.suffix != ".parquet" and _first_byte(path) == b"["):
+    if not path.is_file() or _is_json_array(path):
         return 0
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -110,6 +110,12 @@ def count_records(path: Path) -> int:
         while block := file.read(1 << 20):
             newlines, last = newlines + block.count(b"\n"), block[-1:]
     return newlines + (last != b"\n")
+
+
+def _is_json_array(path: Path) -> bool:
+    """A JSON array, read whole: a file that starts with `[`, unless its name says JSON Lines (one
+    record per line, so a first line `[` is a malformed record to quarantine) or Parquet."""
+    return path.suffix not in (".jsonl", ".parquet") and _first_byte(path) == b"["
 
 
 def _first_byte(path: Path) -> bytes:

@@ -296,3 +296,16 @@ def test_a_repeated_rollout_id_in_a_later_chunk_is_compared_with_the_stored_one(
             "reason": "rollout_id: 'r1' is stored with a different model",
         }
     ]
+
+
+def test_a_jsonl_file_whose_first_line_opens_an_array_is_still_read_line_by_line(tmp_path):
+    # Found by Hypothesis (test_every_jsonl_line_is_stored_or_quarantined): the `.jsonl` name says one
+    # record per line, so a first line "[" is one malformed record, not the start of a JSON array.
+    from rmforge.problems.records import count_records, read_records
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text('[\n{"problem_id": "p", "question": "1+1?", "gold_answer": "2", "response": "2"}\n')
+    rows = read_records(path)
+    assert [number for number, _ in rows] == [1, 2]
+    assert rows[1][1]["problem_id"] == "p"
+    assert count_records(path) == 2
