@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 # Tests are offline: fail fast instead of retrying a hub for 24 s.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -6,6 +7,11 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Commands under test run on the test's Prefect server or a temporary one of their own, never on
+# a background server they would leave running (tests of the shared server opt in), and never on
+# the user's (~/.rmforge).
+os.environ["RMFORGE_SHARED_SERVER"] = "0"
+os.environ["RMFORGE_STATE_DIR"] = tempfile.mkdtemp(prefix="rmforge-test-state-")
 
 import pytest
 from hypothesis import settings
