@@ -31,7 +31,7 @@ REPORT = REPO / "bench" / "reports" / "cli_overhead.md"
 ROWS = 32
 REPEATS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 COMMANDS = ("import rollouts", "import processbench", "annotate")
-FLOWS = {"import rollouts": "import-rollouts", "import processbench": "import-processbench", "annotate": "annotate"}
+FLOWS = {"import rollouts": "import-rollouts", "import processbench": "import-labelled", "annotate": "annotate"}
 
 
 def write_inputs(work: Path) -> tuple[Path, Path]:
