@@ -93,7 +93,6 @@ def test_outcome_scores_count_only_decided_verdicts():
 
 @needs_processbench
 def test_eval_scores_a_process_reward_model_served_over_http(prefect_harness, tiny_prm, tmp_path):
-    from rmforge.generators import close_generators
     from tests.generators.test_scorers import reference_server
 
     records = json.loads(PROCESSBENCH.read_text())[:6]
@@ -113,7 +112,6 @@ def test_eval_scores_a_process_reward_model_served_over_http(prefect_harness, ti
         )
     finally:
         server.close()
-        close_generators()
     assert result.exit_code == 0, result.output
     scores = {s["name"]: s for s in json.loads(result.stdout)["scores"]}
     assert set(scores) == {"answer", "prm", "ranked(answer,prm)"}

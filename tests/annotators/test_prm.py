@@ -7,7 +7,6 @@ from pydantic import ValidationError
 from rmforge.annotators import build_annotator
 from rmforge.annotators.base import AnnotationInput
 from rmforge.annotators.prm import ProcessRewardAnnotator, verdict_for
-from rmforge.generators import close_generators
 from rmforge.schemas.records import Problem, Rollout
 from tests.servers import PoolingServer
 from tests.tiny_prm import SEPARATOR
@@ -29,7 +28,6 @@ def server():
     s = PoolingServer(score)
     yield s
     s.close()
-    close_generators()  # the scorer's client is shared per configuration
 
 
 def item(steps, rollout_id="r1"):

@@ -73,7 +73,7 @@ def test_prm_labels_flow_into_consensus_and_exports(backend, prefect_harness, ti
     finally:
         chat.close()
         pooling.close()
-        close_generators()
+        close_generators()  # the tiny model's engine: not needed by later tests
     assert result.exit_code == 0, result.output
 
     with Store(db) as store:
