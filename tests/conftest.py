@@ -51,6 +51,14 @@ def prefect_api(prefect_harness):
     return PREFECT_API_URL.value()
 
 
+@pytest.fixture(scope="session")
+def tiny_prm(tmp_path_factory):
+    """A tiny random process reward model folder (tests/tiny_prm.py), built once per session."""
+    from tests.tiny_prm import build_tiny_prm
+
+    return build_tiny_prm(tmp_path_factory.mktemp("tiny-prm"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _shut_down_engines():
     """Stop any vLLM engine child processes before the interpreter exits."""
@@ -72,6 +80,7 @@ SLOW_FIXTURES = frozenset(
         "review_server",
         "browser",  # `rmforge review` in a process; Chromium
         "postgres",  # a PostgreSQL cluster for DuckLake
+        "tiny_prm",  # torch and transformers build a reward model
     }
 )
 SLOW_MARKERS = ("slow", "integration", "lean")
