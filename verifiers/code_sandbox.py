@@ -157,7 +157,7 @@ def interpret(run: SandboxRun, limits: SandboxLimits) -> tuple[Verdict, str]:
     if code == REFUSED_EXIT:
         return "unknown", f"sandbox refused: {_line_after(run.output, REFUSAL_LINE)}"
     if code is not None and code < 0:
-        reasons = {
+        reasons: dict[int, str] = {
             signal.SIGXCPU: f"CPU limit of {limits.cpu_s}s reached",
             signal.SIGSYS: "killed by the kernel filter: a forbidden system call (process, network or escape)",
             signal.SIGXFSZ: "file size limit reached",

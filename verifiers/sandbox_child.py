@@ -24,6 +24,8 @@ import os
 import platform
 import resource
 import sys
+from collections.abc import Callable
+from typing import Any
 
 REFUSED_EXIT = 86
 UNAVAILABLE_EXIT = 87
@@ -65,7 +67,7 @@ def seccomp_program(pid: int) -> list[tuple[int, int, int, int]]:
     load_word, jump_eq, jump_ge, jump_set, ret = 0x20, 0x15, 0x35, 0x45, 0x06
     allow, kill = ("ret", RET_ALLOW), ("ret", RET_KILL_PROCESS)
     # Symbolic program; jumps name a label, resolved to relative offsets below.
-    program: list[tuple] = [
+    program: list[tuple | str] = [
         (load_word, 4),  # arch
         (jump_eq, AUDIT_ARCH_X86_64, None, "kill"),
         (load_word, 0),  # syscall number
@@ -90,7 +92,8 @@ def seccomp_program(pid: int) -> list[tuple[int, int, int, int]]:
         "enosys",
         ("ret", RET_ERRNO_ENOSYS),
     ]
-    labels, position = {}, 0
+    labels: dict[str, int] = {}
+    position = 0
     for entry in program:
         if isinstance(entry, str):
             labels[entry] = position
@@ -151,8 +154,8 @@ def handled_access(abi: int) -> int:
     return access
 
 
-def install_landlock(libc: ctypes.CDLL, readable: list[str], writable: list[str]) -> str | None:
-    """None when installed, else why not."""
+def install_landlock(libc: ctypes.CDLL, readable: list[str], writable: list[str]) -> str:
+    """`landlock-abi-N` when installed, else why not."""
     syscall = libc.syscall
     syscall.restype = ctypes.c_long
     abi = syscall(SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
@@ -209,8 +212,12 @@ def refuse(what: str) -> None:
 
 
 def make_audit_hook(
-    readable: tuple[str, ...], workdir: str, refuse=refuse, realpath=os.path.realpath, fsdecode=os.fsdecode
-):
+    readable: tuple[str, ...],
+    workdir: str,
+    refuse: Callable[[str], None] = refuse,
+    realpath: Callable[[str], str] = os.path.realpath,
+    fsdecode: Callable[[Any], str] = os.fsdecode,
+) -> Callable[[str, tuple], None]:
     # Everything the hook uses is bound here, so rebinding module globals cannot change it.
     def within(path: str, roots: tuple[str, ...]) -> bool:
         return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
@@ -261,13 +268,14 @@ def main() -> None:
     import math  # noqa: F401
 
     if "sympy" in source:
-        import sympy  # noqa: F401
+        import sympy  # type: ignore[import-untyped]  # noqa: F401
     if "z3" in source:
         import z3  # noqa: F401
     readable = readable_roots()
     libc = ctypes.CDLL(None, use_errno=True)
     pr_set_no_new_privs = 38
-    layers, missing = [], []
+    layers: list[str] = []
+    missing: list[str] = []
     if libc.prctl(pr_set_no_new_privs, 1, 0, 0, 0) != 0:
         missing.append(f"no_new_privs: {os.strerror(ctypes.get_errno())}")
     else:

@@ -141,3 +141,55 @@ def test_a_crash_mid_run_resumes_without_duplicates_or_losses(prefect_harness, t
             "SELECT rollout_id, step_index, count(*) AS n FROM step_labels GROUP BY 1, 2 HAVING n > 1"
         )
         assert step_rows == []
+
+
+def test_a_pipeline_run_with_code_check_flows_into_consensus_and_exports(prefect_harness, tmp_path, db):
+    """Generation and the code_check programs both come from the loopback server; the programs run
+    in the sandbox, and their verdicts reach consensus, process examples and the export card."""
+    import re
+
+    import rmforge
+
+    def policy_and_checker(body, index):
+        user = body["messages"][-1]["content"]
+        if "[Step to check]" in user:
+            step = user.split("[Step to check]\n\n", 1)[1]
+            a, b, claimed = re.search(r"(\d+) \+ (\d+) = (\d+)", step).groups()
+            return f"```python\nprint('VERDICT: correct' if {a} + {b} == {claimed} else 'VERDICT: incorrect')\n```"
+        slip = "4 + 1 = 6" if index % 2 else "4 + 1 = 5"
+        return f"Step 1: 2 + 2 = 4\nStep 2: {slip}\nThe answer is \\boxed{{{slip[-1]}}}"
+
+    server = ChatServer(policy_and_checker)
+    try:
+        result = rmforge.run(
+            {
+                "generator": {"backend": "openai", "model": "served", "base_url": server.url, "max_retries": 0},
+                "problems": {"count": 2},
+                "sampling": {"n": 2},
+                "annotators": ["answer", "z3_arith", "code_check"],
+            },
+            db=db,
+            export=tmp_path / "out",
+        )
+    finally:
+        server.close()
+    with Store(db) as store:
+        verdicts = {
+            (r["step_index"], r["verdict"]): r["n"]
+            for r in store.rows(
+                "SELECT step_index, verdict, count(*) AS n FROM step_labels WHERE annotator = 'code_check' GROUP BY 1, 2"
+            )
+        }
+        assert verdicts == {(0, "correct"): 4, (1, "correct"): 2, (1, "incorrect"): 2}
+        supporters = store.rows("SELECT list(DISTINCT s) AS s FROM step_consensus, UNNEST(supporters) AS t(s)")
+        assert "code_check" in supporters[0]["s"]
+        with_code_check = store.rows(
+            "SELECT count(*) AS n FROM process_examples WHERE list_contains(annotators, 'code_check')"
+        )[0]["n"]
+        assert with_code_check > 0
+        assert store.count("critiques") == 4 and store.rows("SELECT DISTINCT annotator FROM critiques") == [
+            {"annotator": "code_check"}
+        ]
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "| `code_check` | yes | yes | no | model |" in card and "`code_check`" in card
+    assert result.files
