@@ -205,40 +205,41 @@ ALLOWED_CTYPES_EVENTS = frozenset({"ctypes.call_function", "ctypes.cdata/buffer"
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
 
-def refuse(what: str) -> None:
-    """Exit now with the reason: os._exit cannot be caught, and the line is written unbuffered."""
-    os.write(1, f"\n{REFUSAL_LINE}{what}\n".encode("utf-8", "replace"))
-    os._exit(REFUSED_EXIT)
+def refuse(what: str, write: Callable[[int, bytes], int] = os.write, exit_now: Callable[[int], Any] = os._exit) -> None:
+    """Exit now with the reason: os._exit cannot be caught, and the line is written unbuffered.
+    Both are bound at definition, so a program rebinding `os._exit` cannot defuse it."""
+    write(1, f"\n{REFUSAL_LINE}{what}\n".encode("utf-8", "replace"))
+    exit_now(REFUSED_EXIT)
 
 
-def make_audit_hook(
-    readable: tuple[str, ...],
-    workdir: str,
-    refuse: Callable[[str], None] = refuse,
-    realpath: Callable[[str], str] = os.path.realpath,
-    fsdecode: Callable[[Any], str] = os.fsdecode,
-) -> Callable[[str, tuple], None]:
-    # Everything the hook uses is bound here, so rebinding module globals cannot change it.
+def make_audit_hook(readable: tuple[str, ...], workdir: str) -> Callable[[str, tuple], None]:
+    """The hook, with everything it uses bound in its closure: a program rebinding this module's
+    globals, `os` functions or builtins cannot change what it refuses (it could only fool
+    `os.path.realpath` by patching `posixpath`, and then Landlock still holds)."""
+    refused_events, refused_imports, allowed_ctypes = REFUSED_EVENTS, REFUSED_IMPORTS, ALLOWED_CTYPES_EVENTS
+    write_flags, realpath, fsdecode, any_, isinstance_ = WRITE_FLAGS, os.path.realpath, os.fsdecode, any, isinstance
+    say_no, writable, readable = refuse, (workdir, "/dev/null"), (*readable, workdir)
+
     def within(path: str, roots: tuple[str, ...]) -> bool:
-        return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
+        return any_(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
 
     def hook(event: str, args: tuple) -> None:
-        if event in REFUSED_EVENTS or event.startswith("socket."):
-            refuse(f"{event}{args!r}"[:300])
-        elif event.startswith("ctypes.") and event not in ALLOWED_CTYPES_EVENTS:
-            refuse(event)
-        elif event == "import" and args[0] in REFUSED_IMPORTS:
-            refuse(f"import {args[0]}")
+        if event in refused_events or event.startswith("socket."):
+            say_no(f"{event}{args!r}"[:300])
+        elif event.startswith("ctypes.") and event not in allowed_ctypes:
+            say_no(event)
+        elif event == "import" and args[0] in refused_imports:
+            say_no(f"import {args[0]}")
         elif event in ("open", "os.listdir", "os.scandir"):
             path, mode, flags = args if event == "open" else (args[0], "r", 0)
-            if isinstance(path, int):
+            if isinstance_(path, int):
                 return  # an open file descriptor: its path was checked when it was opened
             path = realpath(fsdecode(path if path is not None else "."))
-            writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool(flags & WRITE_FLAGS)
-            if writing and not within(path, (workdir, "/dev/null")):
-                refuse(f"open({path!r}) for writing outside the sandbox folder")
-            if not writing and not within(path, (*readable, workdir)):
-                refuse(f"open({path!r}) for reading outside the Python installation and the sandbox folder")
+            writing = any_(c in mode for c in "wax+") if isinstance_(mode, str) else bool(flags & write_flags)
+            if writing and not within(path, writable):
+                say_no(f"open({path!r}) for writing outside the sandbox folder")
+            if not writing and not within(path, readable):
+                say_no(f"open({path!r}) for reading outside the Python installation and the sandbox folder")
 
     return hook
 

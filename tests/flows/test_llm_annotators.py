@@ -2,6 +2,7 @@
 OpenAI-compatible server on loopback (the LLM boundary) instead of a local engine."""
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -145,9 +146,7 @@ def test_a_crash_mid_run_resumes_without_duplicates_or_losses(prefect_harness, t
 
 def test_a_pipeline_run_with_code_check_flows_into_consensus_and_exports(prefect_harness, tmp_path, db):
     """Generation and the code_check programs both come from the loopback server; the programs run
-    in the sandbox, and their verdicts reach consensus, process examples and the export card."""
-    import re
-
+    in the sandbox, and their verdicts reach consensus, process examples, the export card and review."""
     import rmforge
 
     def policy_and_checker(body, index):
@@ -193,3 +192,61 @@ def test_a_pipeline_run_with_code_check_flows_into_consensus_and_exports(prefect
     card = (tmp_path / "out" / "README.md").read_text()
     assert "| `code_check` | yes | yes | no | model |" in card and "`code_check`" in card
     assert result.files
+
+    # `rmforge review` shows each step's program and output, and the rollout's critique
+    from fastapi.testclient import TestClient
+
+    from rmforge.review.app import create_app
+
+    with Store(db) as store:
+        slipped = store.rows(
+            "SELECT rollout_id FROM step_labels WHERE annotator = 'code_check' AND verdict = 'incorrect' LIMIT 1"
+        )[0]["rollout_id"]
+    client = TestClient(create_app(db, "alice"), base_url="http://127.0.0.1:8765")
+    page = client.get("/rollout", params={"id": slipped}).text
+    assert "print(&#39;VERDICT: correct&#39; if 4 + 1 == 6 else &#39;VERDICT: incorrect&#39;)" in page
+    assert "--- output ---" in page and "<h2>Critiques</h2>" in page and "## Step 1: incorrect" in page
+
+
+def test_eval_scores_code_check_pointed_at_a_served_model(prefect_harness, tmp_path):
+    """`rmforge eval --annotators answer,code_check --config ...` with the model behind a server."""
+    import rmforge
+
+    def checker(body, index):
+        step = body["messages"][-1]["content"].split("[Step to check]\n\n", 1)[1]
+        sums = re.search(r"(\d+) \+ (\d+) = (\d+)", step.split("\n\nWrite one Python program")[0])
+        if sums is None:
+            return "Nothing to compute in this step."
+        a, b, claimed = sums.groups()
+        return f"```python\nprint('VERDICT: correct' if {a} + {b} == {claimed} else 'VERDICT: incorrect')\n```"
+
+    solutions = tmp_path / "labelled.json"
+    solutions.write_text(
+        json.dumps(
+            [
+                {"id": "right", "problem": "Sam has 2 pens and buys 3 more. How many pens?",
+                 "steps": ["Sam has 2 + 3 = 5 pens.", "The answer is 5."], "label": -1, "final_answer_correct": True},
+                {"id": "wrong", "problem": "Ann has 4 pens and buys 3 more. How many pens?",
+                 "steps": ["Ann has 4 + 3 = 8 pens.", "The answer is 8."], "label": 0, "final_answer_correct": False},
+            ]
+        )
+    )  # fmt: skip
+    (tmp_path / "labelled_gold_answers.json").write_text(json.dumps({"right": "5", "wrong": "7"}))
+    server = ChatServer(checker)
+    generator = {"backend": "openai", "model": "served", "base_url": server.url, "max_retries": 0}
+    try:
+        scored = rmforge.eval(
+            solutions,
+            ["answer", "code_check"],
+            policies=["ranked"],
+            out=tmp_path / "report",
+            config={"annotator_options": {"code_check": {"generator": generator}}},
+        )
+    finally:
+        server.close()
+    scores = {s["name"]: s for s in scored.scores}
+    code_check = scores["code_check"]
+    assert (code_check["incorrect_labels"], code_check["incorrect_precision"]) == (1, 1.0)
+    assert (code_check["correct_labels"], code_check["correct_precision"]) == (1, 1.0)
+    assert code_check["completions"] == 4  # one program per step
+    assert "code_check" in (tmp_path / "report" / "report.md").read_text()

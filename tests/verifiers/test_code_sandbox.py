@@ -307,3 +307,18 @@ def test_a_program_that_tries_to_rewrite_its_own_verdict_rules_is_unknown():
     """
     verdict, reason = run(program)
     assert verdict == "unknown" and reason == "sandbox refused: import socket", reason
+
+
+@pytest.mark.parametrize(
+    "defuse",
+    [
+        "import __main__\n__main__.REFUSED_EVENTS = frozenset()\n__main__.REFUSED_IMPORTS = frozenset()",
+        "import os\nos._exit = lambda code: None\nos.write = lambda fd, data: 0",
+        "import builtins\nbuiltins.any = lambda items: True\nbuiltins.isinstance = lambda *a: True",
+    ],
+)
+def test_rebinding_what_the_audit_hook_uses_does_not_defuse_it(defuse, tmp_path):
+    marker = tmp_path / "pwned"
+    verdict, reason = run(f"{defuse}\nimport os\nos.system('touch {marker}')\nprint('VERDICT: correct')")
+    assert verdict == "unknown" and reason.startswith("sandbox refused: os.system"), reason
+    assert not marker.exists()
