@@ -44,7 +44,7 @@ BENCH_PY := PYTHONPATH=$(CURDIR) PROCESSBENCH=$(PROCESSBENCH) $(PY)
 NEEDS_PROCESSBENCH = if [ ! -f "$(PROCESSBENCH)" ]; then \
 	echo "make $@: skipped, needs ProcessBench GSM8K at $(PROCESSBENCH) (set PROCESSBENCH=path/to/gsm8k.json)"; \
 	exit 0; fi;
-BENCHES := import-annotate cli-overhead mc-modes answer-checker ann-uniform scale-out soak vllm-dtype demo-cost \
+BENCHES := import-annotate cli-overhead mc-modes answer-checker ann-uniform scale-out soak vllm-cpu demo-cost \
 	adversarial mc-power arith-slips embeddings ann decontaminate code-sandbox
 
 .PHONY: $(addprefix bench-,$(BENCHES))
@@ -53,8 +53,8 @@ bench: $(addprefix bench-,$(BENCHES))
 
 bench-import-annotate: install  # import_annotate.md
 	$(BENCH_PY) bench/import_annotate.py 1000
-bench-cli-overhead: install  # cli_overhead.md
-	$(BENCH_PY) bench/cli_overhead.py 2
+bench-cli-overhead: install  # cli_overhead.md (starts and stops its own Prefect servers)
+	$(BENCH_PY) bench/cli_overhead.py 3
 bench-mc-modes: install  # mc_modes.md (the packaged model on vLLM)
 	$(BENCH_PY) bench/mc_modes.py 24 4
 bench-answer-checker: install  # answer_checker.md
@@ -67,8 +67,8 @@ bench-scale-out: install  # scale_out.md (Ray's runs need the `scale` extra)
 	$(BENCH_PY) bench/scale_out.py 2000
 bench-soak: install  # soak.md, soak.json (soak_100k.md, soak_*_1m.md: commands in those reports)
 	$(BENCH_PY) bench/soak.py 1000000 --sample answer=20 --sample z3_arith=20
-bench-vllm-dtype: install  # vllm_dtype.md
-	$(BENCH_PY) bench/vllm_dtype.py
+bench-vllm-cpu: install  # vllm_cpu.md
+	$(BENCH_PY) bench/vllm_cpu.py
 bench-demo-cost: install  # demo_cost.md (replaces data/exports)
 	$(BENCH_PY) bench/demo_cost.py
 bench-adversarial: install  # adversarial.md, adversarial.json

@@ -20,6 +20,7 @@ REGISTRY: dict[str, str] = {
     "z3_logic": "rmforge.annotators.z3_logic:Z3LogicAnnotator",
     "lean": "rmforge.annotators.lean:LeanAnnotator",
     "judge": "rmforge.annotators.judge:JudgeAnnotator",
+    "prm": "rmforge.annotators.prm:ProcessRewardAnnotator",
     "code_check": "rmforge.annotators.code_check:CodeCheckAnnotator",
     "majority": "rmforge.annotators.majority:MajorityAnnotator",
     "human": "rmforge.annotators.human:HumanAnnotator",

@@ -1,14 +1,22 @@
-"""LLM backends behind one `Generator` interface, loaded once per process."""
+"""LLM backends behind one `Generator` interface and process reward models behind one `Scorer`
+interface (generators/scorers.py), each loaded once per process."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from rmforge.generators.base import BackendUnavailable, Generator
-from rmforge.schemas.config import GeneratorConfig
+from rmforge.schemas.config import GeneratorConfig, ScorerConfig
+
+if TYPE_CHECKING:
+    from rmforge.generators.scorers import Scorer
 
 _LOADED: dict[str, Generator] = {}
+_LOADED_SCORERS: dict[str, Scorer] = {}
 _LOCK = threading.Lock()
+_Backend = TypeVar("_Backend")
 
 
 def load_generator(config: GeneratorConfig) -> Generator:
@@ -21,11 +29,22 @@ def load_generator(config: GeneratorConfig) -> Generator:
     that does not load, CUDA out of memory): callers must not mistake it for a failure of
     the requests they were about to send.
     """
+    return _load(_LOADED, config, _start_backend)
+
+
+def load_scorer(config: ScorerConfig) -> Scorer:
+    """The process reward model backend for `config`, shared like `load_generator`'s."""
+    if not config.model:
+        raise BackendUnavailable("the scorer needs a model (scorer.model: a process reward model)")
+    return _load(_LOADED_SCORERS, config, _start_scorer)
+
+
+def _load(loaded: dict[str, _Backend], config: GeneratorConfig, start: Callable[..., _Backend]) -> _Backend:
     key = config.model_dump_json()
     with _LOCK:
-        if key not in _LOADED:
+        if key not in loaded:
             try:
-                _LOADED[key] = _start_backend(config)
+                loaded[key] = start(config)
             except BackendUnavailable:
                 raise
             except Exception as error:  # whatever the engine raised, it did not start
@@ -34,7 +53,7 @@ def load_generator(config: GeneratorConfig) -> Generator:
                     f"the {config.backend} backend for {config.model} did not start: "
                     f"{type(error).__name__}: {str(error)[:300]}"
                 ) from error
-        return _LOADED[key]
+        return loaded[key]
 
 
 def _start_backend(config: GeneratorConfig) -> Generator:
@@ -47,8 +66,21 @@ def _start_backend(config: GeneratorConfig) -> Generator:
     return OpenAIServerGenerator(config)
 
 
+def _start_scorer(config: ScorerConfig) -> Scorer:
+    if config.backend == "vllm":
+        from rmforge.generators.vllm_scorer import VLLMScorer
+
+        return VLLMScorer(config)
+    from rmforge.generators.http_scorer import HTTPScorer
+
+    return HTTPScorer(config)
+
+
 def close_generators() -> None:
+    """Stop every engine and client this process loaded, generators and scorers."""
     with _LOCK:
-        for generator in _LOADED.values():
-            generator.close()
+        backends: list[Generator | Scorer] = [*_LOADED.values(), *_LOADED_SCORERS.values()]
+        for backend in backends:
+            backend.close()
         _LOADED.clear()
+        _LOADED_SCORERS.clear()

@@ -12,9 +12,9 @@ import itertools
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.pool import ThreadPool
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -29,25 +29,31 @@ from rmforge.generators.base import (
 )
 from rmforge.schemas.config import GeneratorConfig, SamplingConfig
 
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
+
 _RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 # vLLM, SGLang and OpenAI word a prompt longer than the context like this (HTTP 400).
 _CONTEXT_OVERFLOW = re.compile(r"context length|context window|maximum context|max_model_len|too long", re.I)
 
 
-class OpenAIServerGenerator(Generator):
-    backend = "openai"
+class ServerPool:
+    """The HTTP servers of one model (`base_url`, or several in `base_urls`): each request goes to
+    the next server round-robin, across batches too, at most `max_concurrency` per server at a time,
+    each with a timeout and retries with exponential backoff on transport errors, 429 and 5xx.
 
-    def __init__(self, config: GeneratorConfig) -> None:
+    `setting` names where the user sets the address, for the error when there is none.
+    """
+
+    def __init__(self, config: GeneratorConfig, setting: str = "generator.base_url") -> None:
         servers = config.base_urls or ([config.base_url] if config.base_url else [])
         if not servers:
-            raise BackendUnavailable("the openai backend needs generator.base_url (e.g. http://host:8000/v1)")
+            raise BackendUnavailable(f"the openai backend needs {setting} (e.g. http://host:8000/v1)")
         self.config = config
         headers = {"Content-Type": "application/json"}
         api_key = os.environ.get(config.api_key_env)
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        # Several servers of one model (data-parallel): requests take turns round-robin, across
-        # batches too, each server taking up to max_concurrency requests at a time.
         self._servers = [
             (
                 url,
@@ -58,6 +64,54 @@ class OpenAIServerGenerator(Generator):
             for url in servers
         ]
         self._turns = itertools.count()  # next() on a count is atomic under the GIL
+
+    def post(self, path: str, payload: dict[str, Any]) -> tuple[str, Any]:
+        """(the server's URL, its reply body) from the next server; the body is None when the
+        server says the prompt exceeds the model's context."""
+        url, client = self._servers[next(self._turns) % len(self._servers)]
+        last_error = ""
+        for attempt in range(self.config.max_retries + 1):
+            if attempt:
+                time.sleep(min(2**attempt * 0.5, 30.0))
+            try:
+                response = client.post(path, json=payload)
+            except httpx.HTTPError as exc:
+                last_error = f"{type(exc).__name__}: {exc}"
+                continue
+            if response.status_code in _RETRYABLE_STATUS:
+                last_error = f"HTTP {response.status_code}: {response.text[:200]}"
+                continue
+            if response.status_code == 400 and _CONTEXT_OVERFLOW.search(response.text):
+                return url, None
+            if response.status_code >= 400:
+                raise GenerationError(f"HTTP {response.status_code}: {response.text[:500]}")
+            try:
+                return url, response.json()
+            except ValueError:  # a proxy's HTML error page, a cut body: retried like a 502
+                last_error = f"reply is not JSON: {response.text[:200]!r}"
+        raise GenerationError(f"{url}: no answer after {self.config.max_retries + 1} tries ({last_error})")
+
+    def map(self, function: Callable[[_Item], _Result], items: Sequence[_Item]) -> list[_Result]:
+        """`function` over `items` in threads, as many at once as the servers take; in order."""
+        # ThreadPool's workers are daemon threads: an interrupted batch (Ctrl-C, SIGTERM) does
+        # not keep the process alive until a slow server answers the requests in flight.
+        pool = ThreadPool(self.config.max_concurrency * len(self._servers))
+        try:
+            return pool.map(function, items, chunksize=1)
+        finally:
+            pool.close()
+
+    def close(self) -> None:
+        for _, client in self._servers:
+            client.close()
+
+
+class OpenAIServerGenerator(Generator):
+    backend = "openai"
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        self.config = config
+        self._servers = ServerPool(config)
 
     @property
     def model_name(self) -> str:
@@ -83,61 +137,26 @@ class OpenAIServerGenerator(Generator):
             payload["add_generation_prompt"] = False
         return payload
 
-    def _post(self, payload: dict[str, Any], server: tuple[str, httpx.Client]) -> dict[str, Any] | None:
-        """The response body, or None when the server says the prompt exceeds the context."""
-        url, client = server
-        last_error = ""
-        for attempt in range(self.config.max_retries + 1):
-            if attempt:
-                time.sleep(min(2**attempt * 0.5, 30.0))
-            try:
-                response = client.post("/chat/completions", json=payload)
-            except httpx.HTTPError as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
-                continue
-            if response.status_code in _RETRYABLE_STATUS:
-                last_error = f"HTTP {response.status_code}: {response.text[:200]}"
-                continue
-            if response.status_code == 400 and _CONTEXT_OVERFLOW.search(response.text):
-                return None
-            if response.status_code >= 400:
-                raise GenerationError(f"HTTP {response.status_code}: {response.text[:500]}")
-            try:
-                return response.json()
-            except ValueError:  # a proxy's HTML error page, a cut body: retried like a 502
-                last_error = f"reply is not JSON: {response.text[:200]!r}"
-        raise GenerationError(f"{url}: no answer after {self.config.max_retries + 1} tries ({last_error})")
-
-    def _complete(
-        self, request: GenerationRequest, sampling: SamplingConfig, server: tuple[str, httpx.Client]
-    ) -> list[Completion]:
-        body = self._post(self._payload(request, sampling), server)
+    def _complete(self, request: GenerationRequest, sampling: SamplingConfig) -> list[Completion]:
+        url, body = self._servers.post("/chat/completions", self._payload(request, sampling))
         if body is None:
             return [Completion(text="", num_tokens=0, finish_reason=PROMPT_TOO_LONG)] * sampling.n
-        return _completions(body, sampling.n, server[0])
+        return _completions(body, sampling.n, url)
 
     def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> list[list[Completion]]:
         on_progress = progress_callback()
 
         def complete(request: GenerationRequest) -> list[Completion]:
-            server = self._servers[next(self._turns) % len(self._servers)]
-            completions = self._complete(request, sampling, server)
+            completions = self._complete(request, sampling)
             if on_progress is not None:
                 tokens = [c.num_tokens for c in completions if c.num_tokens is not None]
                 on_progress(len(completions), sum(tokens) if len(tokens) == len(completions) else None)
             return completions
 
-        # ThreadPool's workers are daemon threads: an interrupted batch (Ctrl-C, SIGTERM) does
-        # not keep the process alive until a slow server answers the requests in flight.
-        pool = ThreadPool(self.config.max_concurrency * len(self._servers))
-        try:
-            return pool.map(complete, requests, chunksize=1)
-        finally:
-            pool.close()
+        return self._servers.map(complete, requests)
 
     def close(self) -> None:
-        for _, client in self._servers:
-            client.close()
+        self._servers.close()
 
 
 def _completions(body: Any, n: int, server: str) -> list[Completion]:

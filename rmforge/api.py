@@ -13,6 +13,7 @@ This module imports neither Prefect nor the flows until a function runs.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -123,14 +124,29 @@ def _exported_files(out: Path, export_summary: dict[str, Any]) -> dict[str, Path
 
 @contextmanager
 def running_flows() -> Iterator[None]:
-    """Around flow calls: use a running Prefect server if there is one (else a temporary one
-    that ends with this process), show live progress on a terminal, stop engines however the
+    """Around flow calls: use the configured or running Prefect server, else start one in the
+    background that later commands share (RMFORGE_SHARED_SERVER=0: a temporary one that ends
+    with this process; see `rmforge.server`), show live progress on a terminal, stop engines however the
     call ends, and name a Prefect server that stopped answering as the cause of the error it
     brought. Enter it before importing a flow: it chooses the server Prefect will use."""
-    from rmforge.server import bind_temporary_server_to_this_process, raise_if_server_lost, use_running_server
+    from rmforge.server import (
+        bind_temporary_server_to_this_process,
+        kept_alive,
+        raise_if_server_lost,
+        use_or_start_shared_server,
+    )
 
-    if use_running_server() is None:
+    server = use_or_start_shared_server()
+    if server.api_url is None:
         bind_temporary_server_to_this_process()
+    elif server.started_now and server.background is not None:
+        print(
+            f"Started a Prefect server at {server.background.ui_url} for this and later commands (it stops "
+            f"after {server.background.idle_stop_s / 60:.0f} min unused; `rmforge server stop` stops it now).",
+            file=sys.stderr,
+        )
+    from prefect.settings import temporary_settings
+
     from rmforge.console import Settings, hide_prefect_noise
 
     hide_prefect_noise()
@@ -142,7 +158,12 @@ def running_flows() -> Iterator[None]:
     display = TerminalProgress.for_terminal()
     set_progress_display(display)
     try:
-        yield
+        # Prefect's flow-run heartbeat (for automations that detect crashed runs) ends with a join
+        # on a thread that sleeps in 1 s steps: up to 1 s added to every flow. rmforge's runs have a
+        # heartbeat of their own in the store (`runs_health`); PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+        # set by the user still wins.
+        with temporary_settings(set_defaults={"flows.heartbeat_frequency": None}), kept_alive(server):
+            yield
     except Exception as error:
         if not isinstance(error, UserError):  # those name their cause already
             raise_if_server_lost(error)

@@ -1,5 +1,12 @@
-"""Prefect servers for the CLI: a local one in the background (`rmforge server start`), so
-commands skip starting their own, and the temporary one a command starts when none runs.
+"""Prefect servers for the CLI: a local one in the background that commands share, and the
+temporary one a command starts when told not to share (`--no-shared-server`,
+RMFORGE_SHARED_SERVER=0).
+
+Starting a Prefect server takes seconds (5-8 s on 2 idle cores, over a minute on busy ones), far
+more than a small command's own work. So the first command that runs a flow starts a server in
+the background and later commands use it: it stops itself after RMFORGE_SERVER_IDLE_S seconds
+(default 1200) without a request or an open connection (a running flow keeps its events
+connection open). `rmforge server start` starts one that runs until `rmforge server stop`.
 
 Both answer their own pages only. Prefect's defaults let any site in (`Access-Control-Allow-
 Origin: *`, any Host): a page open in the user's browser could read flow runs, create
@@ -19,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +40,9 @@ from rmforge.orphans import environment_for_a_lasting_child
 
 DEFAULT_PORT = 4200
 START_TIMEOUT_S = 120.0
+DEFAULT_IDLE_STOP_S = 1200
+# How the server learns its idle limit (set in its environment by `start`).
+IDLE_STOP_VARIABLE = "RMFORGE_SERVER_IDLE_STOP_S"
 # Both servers listen on 127.0.0.1 only; these are the names a page of its own can use.
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")
 PREFECT_APP_FACTORY = "prefect.server.api.server:create_app"
@@ -71,7 +82,7 @@ class OwnOriginOnly:
         await self.app(scope, receive, send)
 
 
-def create_guarded_prefect_app() -> OwnOriginOnly:
+def create_guarded_prefect_app() -> OwnOriginOnly | StopWhenIdle:
     """uvicorn's factory for rmforge's Prefect servers: Prefect's app behind `OwnOriginOnly`,
     which lets in the origins Prefect's CORS setting names (see `own_origin_settings`)."""
     from prefect.server.api.server import create_app
@@ -80,7 +91,51 @@ def create_guarded_prefect_app() -> OwnOriginOnly:
     origins = get_current_settings().server.api.cors_allowed_origins.split(",")
     if "*" in origins:  # started without own_origin_settings: refuse to run wide open
         raise RuntimeError("PREFECT_SERVER_CORS_ALLOWED_ORIGINS must name the server's own origins")
-    return OwnOriginOnly(create_app(), origins)
+    guarded = OwnOriginOnly(create_app(), origins)
+    idle_stop_s = float(os.environ.get(IDLE_STOP_VARIABLE) or 0)
+    return StopWhenIdle(guarded, idle_stop_s) if idle_stop_s > 0 else guarded
+
+
+class StopWhenIdle:
+    """ASGI wrapper that ends its server (SIGTERM to this process: uvicorn shuts down cleanly)
+    once no request or websocket has been open for `idle_s` seconds. Commands that use it call it
+    while their flows run (`kept_alive`); an open UI page polls it."""
+
+    def __init__(self, app: Any, idle_s: float) -> None:
+        self.app = app
+        self.idle_s = idle_s
+        self.open_connections = 0
+        # The clock starts once the server could have answered the command that started it (the
+        # app exists before its start-up work is done, which takes long on a busy machine).
+        self.last_activity = time.monotonic() + START_TIMEOUT_S
+        self._lock = threading.Lock()
+        threading.Thread(target=self._watch, name="stop-when-idle", daemon=True).start()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        with self._lock:
+            self.open_connections += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            with self._lock:
+                self.open_connections -= 1
+                self.last_activity = time.monotonic()
+
+    def idle_for(self) -> float:
+        with self._lock:
+            return 0.0 if self.open_connections else time.monotonic() - self.last_activity
+
+    def _watch(self) -> None:
+        while True:
+            idle = self.idle_for()
+            if idle >= self.idle_s:
+                print(f"rmforge: no request for {idle:.0f} s: stopping", file=sys.stderr, flush=True)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(min(max(self.idle_s - idle, 0.0), 30.0) + 0.05)
 
 
 def state_dir() -> Path:
@@ -93,6 +148,7 @@ class ServerState:
     pid: int
     api_url: str
     log: str
+    idle_stop_s: float = 0  # 0: runs until `rmforge server stop`
 
     @property
     def ui_url(self) -> str:
@@ -139,6 +195,7 @@ def read_state() -> ServerState | None:
 def _free_port(preferred: int) -> int:
     for port in (preferred, 0):
         with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds it
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
@@ -158,13 +215,28 @@ def _wait_until_healthy(process: subprocess.Popen, api_url: str, log: str) -> No
     raise UserError(f"the Prefect server did not answer within {START_TIMEOUT_S:.0f} s; see {log}")
 
 
-def start(port: int = DEFAULT_PORT) -> ServerState:
-    """Start the server in the background (its own session: it outlives this command)."""
-    running = read_state()
-    if running is not None:
-        return running
+@contextmanager
+def _starting_lock() -> Iterator[None]:
+    """One process at a time checks for a server and starts one: two commands started together
+    must not start two servers (the second would take over the state file)."""
+    import fcntl
+
     folder = state_dir()
     folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "rmforge-server.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def start(port: int = DEFAULT_PORT, idle_stop_s: float = 0) -> ServerState:
+    """Start the server in the background (its own session: it outlives this command), or
+    return the one running. `idle_stop_s` > 0: it stops itself after that long without a request."""
+    with _starting_lock():
+        return read_state() or _start(port, idle_stop_s)
+
+
+def _start(port: int, idle_stop_s: float) -> ServerState:
+    folder = state_dir()
     port = _free_port(port)
     log = folder / "rmforge-server.log"
     # What `prefect server start --background` runs, with rmforge's factory in place of
@@ -179,6 +251,7 @@ def start(port: int = DEFAULT_PORT) -> ServerState:
         # the UI's pages call the API at this address
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
         "PREFECT_SERVER_API_PORT": str(port),
+        IDLE_STOP_VARIABLE: str(idle_stop_s),
     }
     env.pop("PREFECT_API_URL", None)
     with log.open("ab") as log_file:
@@ -202,7 +275,7 @@ def start(port: int = DEFAULT_PORT) -> ServerState:
             env=env,
             start_new_session=True,
         )
-    state = ServerState(pid=process.pid, api_url=f"http://127.0.0.1:{port}/api", log=str(log))
+    state = ServerState(pid=process.pid, api_url=f"http://127.0.0.1:{port}/api", log=str(log), idle_stop_s=idle_stop_s)
     _state_file().write_text(json.dumps(asdict(state)))
     try:
         _wait_until_healthy(process, state.api_url, str(log))
@@ -313,3 +386,79 @@ def use_running_server() -> str | None:
         return None
     os.environ["PREFECT_API_URL"] = state.api_url
     return state.api_url
+
+
+SHARED_SERVER_VARIABLE = "RMFORGE_SHARED_SERVER"
+IDLE_VARIABLE = "RMFORGE_SERVER_IDLE_S"
+
+
+def shared_server_wanted() -> bool:
+    """Whether commands may start a background server for later commands (RMFORGE_SHARED_SERVER=0: no)."""
+    return os.environ.get(SHARED_SERVER_VARIABLE, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def idle_stop_seconds() -> float:
+    raw = os.environ.get(IDLE_VARIABLE)
+    try:
+        seconds = float(raw) if raw else DEFAULT_IDLE_STOP_S
+    except ValueError:
+        raise UserError(f"{IDLE_VARIABLE}={raw!r}: expected seconds, e.g. 1200") from None
+    if seconds <= 0:
+        raise UserError(f"{IDLE_VARIABLE}={raw!r}: expected a positive number of seconds")
+    return seconds
+
+
+@dataclass(frozen=True)
+class ServerInUse:
+    """The Prefect server this process's flows talk to."""
+
+    api_url: str | None  # None: Prefect starts a temporary one for this process
+    background: ServerState | None = None  # the state-folder server, when it is the one
+    started_now: bool = False
+
+
+def use_or_start_shared_server() -> ServerInUse:
+    """Point this process at the server its flows will use: the configured or running one, else a
+    shared one started now (unless RMFORGE_SHARED_SERVER=0). Call before Prefect is imported."""
+    if os.environ.get("PREFECT_API_URL"):
+        return ServerInUse(os.environ["PREFECT_API_URL"])
+    state = read_state()
+    if state is not None and healthy(state.api_url):
+        os.environ["PREFECT_API_URL"] = state.api_url
+        return ServerInUse(state.api_url, state)
+    if not shared_server_wanted():
+        return ServerInUse(None)
+    with _starting_lock():
+        state = read_state()
+        started_now = state is None
+        if state is None:
+            state = _start(DEFAULT_PORT, idle_stop_seconds())
+        elif not healthy(state.api_url, timeout_s=10.0):  # a busy machine answers slowly; never start a second
+            raise UserError(
+                f"the background Prefect server (pid {state.pid}) does not answer at {state.api_url}; "
+                f"see {state.log}, or stop it with `rmforge server stop`"
+            )
+    os.environ["PREFECT_API_URL"] = state.api_url
+    return ServerInUse(state.api_url, state, started_now)
+
+
+@contextmanager
+def kept_alive(server: ServerInUse) -> Iterator[None]:
+    """While flows run, call a server that stops when idle often enough that it never does: a flow
+    can go minutes without calling its API (an engine starting, a long batch)."""
+    background = server.background
+    if background is None or not background.idle_stop_s:
+        yield
+        return
+    stop = threading.Event()
+
+    def ping() -> None:
+        while not stop.wait(max(background.idle_stop_s / 4, 0.5)):
+            healthy(background.api_url)
+
+    pinger = threading.Thread(target=ping, name="keep-prefect-server-alive", daemon=True)
+    pinger.start()
+    try:
+        yield
+    finally:
+        stop.set()

@@ -63,6 +63,34 @@ class GeneratorConfig(Config):
     )
 
 
+# Qwen2.5-Math-PRM's conventions (its model card): the system prompt it was trained with, and the
+# token that ends each step, at which it reads two classes (0: wrong, 1: right).
+QWEN_PRM_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
+QWEN_PRM_STEP_SEPARATOR = "<extra_0>"
+
+
+class ScorerConfig(GeneratorConfig):
+    """Which process reward model scores steps, and how it reads them. `vllm`: the offline engine's
+    pooling runner in this process; `openai`: the `/pooling` endpoint of a vLLM server
+    (`vllm serve MODEL --runner pooling`). Engine and server options are the generator's."""
+
+    model: str = Field(
+        default="",
+        description="The reward model: a local folder or hub id (vllm), the served model name (openai). "
+        "Required, e.g. Qwen/Qwen2.5-Math-PRM-7B.",
+    )
+    step_separator: str = Field(
+        default=QWEN_PRM_STEP_SEPARATOR,
+        min_length=1,
+        description="Written after every step; the model scores each step at this token (one token of its "
+        "vocabulary). A vLLM server reads the scores at its --pooler-config step_tag_id: the same token.",
+    )
+    system_prompt: str = Field(default=QWEN_PRM_SYSTEM_PROMPT, description="The system turn the model expects.")
+    positive_class: int = Field(
+        default=1, ge=0, description="Which of the classes at each separator means 'this step is right'."
+    )
+
+
 ArithmeticOperation = Literal["+", "-", "*", "/"]
 ARITHMETIC_OPERATIONS: tuple[ArithmeticOperation, ...] = ("+", "-", "*", "/")
 

@@ -76,8 +76,9 @@ _SPECS = (
             "The consensus rule below settles disagreements. "
             "Each example holds a rollout's steps in order while they are agreed and ends at its first "
             "false step; a step without agreement ends the example before it. `soft_labels[i]` is the "
-            "Monte Carlo estimate that a correct answer is reachable from step *i* where a "
-            "probability-scoring annotator valued the step, else the hard label as 1.0 / 0.0 "
+            "probability a probability-scoring annotator that agrees gave step *i* (a Monte Carlo estimate "
+            "that a correct answer is reachable from it, or a process reward model's score), else the hard "
+            "label as 1.0 / 0.0 "
             "(`fractional_soft_labels` counts the values strictly between 0 and 1). "
             "`outcome_implied[i]` is true when label *i* rests only on the rollout's own correct final "
             'answer ("it reaches the gold, so every step is right", Math-Shepherd\'s good prefix), not on '

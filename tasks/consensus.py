@@ -148,7 +148,7 @@ def rests_on_outcome(decision: Decision, votes: Sequence[Vote]) -> bool:
 
 
 def soft_label(decision: Decision, votes: Sequence[Vote]) -> float | None:
-    """An agreeing probability estimate (MC value), else the hard label as 1.0 / 0.0."""
+    """An agreeing probability estimate (an MC value, a PRM score), else the hard label as 1.0 / 0.0."""
     if not decision.agreed:
         return None
     for vote in votes:

@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 # Tests are offline: fail fast instead of retrying a hub for 24 s.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -6,6 +7,11 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Commands under test run on the test's Prefect server or a temporary one of their own, never on
+# a background server they would leave running (tests of the shared server opt in), and never on
+# the user's (~/.rmforge).
+os.environ["RMFORGE_SHARED_SERVER"] = "0"
+os.environ["RMFORGE_STATE_DIR"] = tempfile.mkdtemp(prefix="rmforge-test-state-")
 
 import pytest
 from hypothesis import settings
@@ -45,6 +51,14 @@ def prefect_api(prefect_harness):
     return PREFECT_API_URL.value()
 
 
+@pytest.fixture(scope="session")
+def tiny_prm(tmp_path_factory):
+    """A tiny random process reward model folder (tests/tiny_prm.py), built once per session."""
+    from tests.tiny_prm import build_tiny_prm
+
+    return build_tiny_prm(tmp_path_factory.mktemp("tiny-prm"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _shut_down_engines():
     """Stop any vLLM engine child processes before the interpreter exits."""
@@ -66,6 +80,7 @@ SLOW_FIXTURES = frozenset(
         "review_server",
         "browser",  # `rmforge review` in a process; Chromium
         "postgres",  # a PostgreSQL cluster for DuckLake
+        "tiny_prm",  # torch and transformers build a reward model
     }
 )
 SLOW_MARKERS = ("slow", "integration", "lean")

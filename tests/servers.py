@@ -88,3 +88,49 @@ class ChatServer:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class PoolingServer:
+    """Answers vLLM's `POST /pooling` (vllm 0.32's request and reply shapes, see
+    generators/http_scorer.py) with `score(body) -> rows`: per step, the class probabilities.
+
+    `score` may instead return `(status, text)` to answer an error, or a dict to answer that
+    JSON as is (a malformed reply). Payloads and request paths are recorded.
+    """
+
+    def __init__(self, score):
+        self.payloads, self.paths = [], []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.payloads.append(body)
+                server.paths.append(self.path)
+                reply = score(body) if self.path == "/pooling" else (404, '{"detail": "Not Found"}')
+                status = 200
+                if isinstance(reply, tuple):
+                    status, payload = reply[0], reply[1].encode()
+                elif isinstance(reply, dict):
+                    payload = json.dumps(reply).encode()
+                else:
+                    data = [{"index": 0, "object": "pooling", "data": reply}]
+                    payload = json.dumps({"object": "list", "model": body.get("model"), "data": data}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()

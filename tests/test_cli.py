@@ -300,6 +300,10 @@ def test_annotators_lists_what_each_labels_needs_and_its_options(monkeypatch):
     assert "    k = " in result.stdout  # MC options with their defaults
     assert "outcomes" in lines["majority"] and "vote_share" in lines["majority"]
     assert "gold answer" not in lines["majority"] and "    min_share = 0.5" in result.stdout
+    assert "steps (confirms and refutes)" in lines["prm"] and "probability" in lines["prm"]
+    assert "a process reward model" in lines["prm"] and "gold answer" not in lines["prm"]
+    assert "unavailable here: no reward model set" in lines["prm"]
+    assert "    correct_threshold = 0.7" in result.stdout and '"step_separator":"<extra_0>"' in result.stdout
 
 
 def test_import_summaries_say_what_became_of_every_row_one_line_each():

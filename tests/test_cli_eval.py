@@ -89,3 +89,31 @@ def test_outcome_scores_count_only_decided_verdicts():
     silent = Scores(name="z3", kind="annotator")
     score_outcomes(silent, {}, human)
     assert silent.outcomes_decided is None
+
+
+@needs_processbench
+def test_eval_scores_a_process_reward_model_served_over_http(prefect_harness, tiny_prm, tmp_path):
+    from tests.generators.test_scorers import reference_server
+
+    records = json.loads(PROCESSBENCH.read_text())[:6]
+    sample = tmp_path / "sample.json"
+    sample.write_text(json.dumps(records))
+    gold = json.loads(PROCESSBENCH.with_name("gsm8k_gold_answers.json").read_text())
+    (tmp_path / "sample_gold_answers.json").write_text(json.dumps({r["id"]: gold[r["id"]] for r in records}))
+    _, server = reference_server(tiny_prm)
+    scorer = {"backend": "openai", "model": "tiny-prm", "base_url": server.url, "max_retries": 0}
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"annotator_options": {"prm": {"scorer": scorer}}}))
+    try:
+        result = CliRunner().invoke(
+            app,
+            ["eval", str(sample), "--annotators", "answer,prm", "--config", str(config), "--out", str(tmp_path / "r")]
+            + ["--policies", "ranked", "--json"],
+        )
+    finally:
+        server.close()
+    assert result.exit_code == 0, result.output
+    scores = {s["name"]: s for s in json.loads(result.stdout)["scores"]}
+    assert set(scores) == {"answer", "prm", "ranked(answer,prm)"}
+    # every solution was sent to the reward model, one request each; its random scores say nothing
+    assert scores["prm"]["solutions"] == 6 and len(server.payloads) == 6

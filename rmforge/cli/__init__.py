@@ -51,8 +51,18 @@ def main(
     version: bool = typer.Option(
         False, "--version", callback=version_callback, is_eager=True, help="Show the version and exit."
     ),
+    no_shared_server: bool = typer.Option(
+        False,
+        "--no-shared-server",
+        help="Run flows on a temporary Prefect server of this command's own, not the background one "
+        "commands start and share (also RMFORGE_SHARED_SERVER=0).",
+    ),
 ) -> None:
     """Synthesize, label and curate data for reward models."""
+    if no_shared_server:
+        from rmforge.server import SHARED_SERVER_VARIABLE
+
+        os.environ[SHARED_SERVER_VARIABLE] = "0"
     Settings.debug, Settings.verbose = debug, verbose
     configure_logging(verbose, debug)
 

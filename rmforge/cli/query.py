@@ -189,14 +189,17 @@ def list_annotators() -> None:
         if evidence.score != "none":
             labels.append(f"score: {evidence.score}")
         needs = []
+        # A process reward model's probability is its own reading of the steps, no gold involved.
+        scores_with_a_reward_model = "scorer" in cls.Config.model_fields
         # Outcome verifiers grade against the gold answer; MC estimators grade completions against it.
-        if (evidence.labels_outcomes and evidence.authority == "verifier") or evidence.score in (
-            "probability",
-            "advantage",
+        if (evidence.labels_outcomes and evidence.authority == "verifier") or (
+            evidence.score in ("probability", "advantage") and not scores_with_a_reward_model
         ):
             needs.append("gold answer")
         if issubclass(cls, LLMAnnotator):
             needs.append("a model (generator)")
+        if scores_with_a_reward_model:
+            needs.append("a process reward model (scorer)")
         unavailable = cls().availability()
         line = (
             f"[bold]{name}[/bold]  labels {', '.join(labels) or 'nothing'}; authority {evidence.authority}; "

@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import typer
 
 from rmforge.cli.options import DbOption
 from rmforge.cli.output import console, say
 from rmforge.errors import UserError
+
+if TYPE_CHECKING:
+    from rmforge.server import ServerState
 
 server_app = typer.Typer(help="A local Prefect server in the background (faster commands, a UI).", no_args_is_help=True)
 
@@ -59,12 +63,13 @@ def review(
 
 def serve(limit: int = typer.Option(1, min=1, help="How many flow runs at once.")) -> None:
     """Serve every deployment of prefect.yaml with its schedule until Ctrl+C (no work pool needed)."""
-    from rmforge.server import use_running_server
+    from rmforge.server import kept_alive, use_or_start_shared_server
 
-    if use_running_server() is None:
+    server = use_or_start_shared_server()
+    if server.api_url is None:
         raise UserError(
             "rmforge serve needs a Prefect server that outlives it, for the schedules: "
-            "run `rmforge server start` first (or set PREFECT_API_URL)"
+            "run `rmforge server start` first (or set PREFECT_API_URL), or drop --no-shared-server"
         )
     import prefect
 
@@ -72,7 +77,8 @@ def serve(limit: int = typer.Option(1, min=1, help="How many flow runs at once."
 
     deployments = served_deployments()
     say(f"Serving {', '.join(d.name for d in deployments)} (Ctrl+C to stop; the schedules pause).")
-    prefect.serve(*deployments, limit=limit, print_starting_message=False)
+    with kept_alive(server):  # between scheduled runs too: the schedules live on the server
+        prefect.serve(*deployments, limit=limit, print_starting_message=False)
 
 
 @server_app.command("start")
@@ -82,7 +88,16 @@ def server_start(port: int = typer.Option(4200, min=1, max=65535, help="Preferre
 
     state = server.start(port)
     say(f"Prefect server running at {state.ui_url} (pid {state.pid}, log {state.log}).")
+    if state.idle_stop_s:
+        say(
+            f"A command started it: it stops after {idle_minutes(state)} unused "
+            "(`rmforge server stop`, then `rmforge server start`, for one that keeps running)."
+        )
     say("rmforge commands use it; other tools: export PREFECT_API_URL=" + state.api_url)
+
+
+def idle_minutes(state: ServerState) -> str:
+    return f"{state.idle_stop_s / 60:.0f} min"
 
 
 @server_app.command("stop")
@@ -108,3 +123,5 @@ def server_status() -> None:
         raise typer.Exit(code=1)
     answering = "answering" if server.healthy(state.api_url) else "NOT answering"
     say(f"Prefect server {answering} at {state.ui_url} (pid {state.pid}, log {state.log}).")
+    if state.idle_stop_s:
+        say(f"It stops after {idle_minutes(state)} unused.")
