@@ -144,10 +144,14 @@ def test_a_crash_mid_run_resumes_without_duplicates_or_losses(prefect_harness, t
         assert step_rows == []
 
 
-def test_a_pipeline_run_with_code_check_flows_into_consensus_and_exports(prefect_harness, tmp_path, db):
-    """Generation and the code_check programs both come from the loopback server; the programs run
-    in the sandbox, and their verdicts reach consensus, process examples, the export card and review."""
-    import rmforge
+def test_a_pipeline_run_with_prm_and_code_check_flows_into_consensus_and_exports(
+    prefect_harness, tiny_prm, tmp_path, db
+):
+    """`rmforge run --annotators answer,z3_arith,prm,code_check`: rollouts and the code_check programs
+    come from a loopback chat server, the tiny PRM's step scores from a loopback pooling server; the
+    programs run in the sandbox, and both annotators' verdicts reach consensus, process examples, the
+    export card and review."""
+    from tests.generators.test_scorers import reference_server
 
     def policy_and_checker(body, index):
         user = body["messages"][-1]["content"]
@@ -159,19 +163,39 @@ def test_a_pipeline_run_with_code_check_flows_into_consensus_and_exports(prefect
         return f"Step 1: 2 + 2 = 4\nStep 2: {slip}\nThe answer is \\boxed{{{slip[-1]}}}"
 
     server = ChatServer(policy_and_checker)
-    try:
-        result = rmforge.run(
+    _, pooling = reference_server(tiny_prm)
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps(
             {
                 "generator": {"backend": "openai", "model": "served", "base_url": server.url, "max_retries": 0},
                 "problems": {"count": 2},
                 "sampling": {"n": 2},
-                "annotators": ["answer", "z3_arith", "code_check"],
-            },
-            db=db,
-            export=tmp_path / "out",
+                # The tiny random PRM scores near 0.37: here that is `correct` (at most `unknown`), so
+                # it agrees with code_check wherever both confirm and never contradicts it.
+                "annotator_options": {
+                    "prm": {
+                        "scorer": {"backend": "openai", "model": "tiny-prm", "base_url": pooling.url},
+                        "correct_threshold": 0.3,
+                        "incorrect_threshold": 0.0,
+                    }
+                },
+            }
         )
+    )
+    out = tmp_path / "out"
+    try:
+        result = CliRunner().invoke(
+            app,
+            [
+                "run", "--config", str(config), "--db", db, "--export", str(out),
+                "--annotators", "answer,z3_arith,prm,code_check",
+            ],
+        )  # fmt: skip
     finally:
         server.close()
+        pooling.close()
+    assert result.exit_code == 0, result.output
     with Store(db) as store:
         verdicts = {
             (r["step_index"], r["verdict"]): r["n"]
@@ -189,9 +213,18 @@ def test_a_pipeline_run_with_code_check_flows_into_consensus_and_exports(prefect
         assert store.count("critiques") == 4 and store.rows("SELECT DISTINCT annotator FROM critiques") == [
             {"annotator": "code_check"}
         ]
-    card = (tmp_path / "out" / "README.md").read_text()
-    assert "| `code_check` | yes | yes | no | model |" in card and "`code_check`" in card
-    assert result.files
+        prm = store.rows("SELECT count(*) AS n FROM step_labels WHERE annotator = 'prm'")[0]["n"]
+        assert prm == store.count("steps") == 8
+        voters = store.rows("SELECT list(DISTINCT a) AS a FROM step_consensus, UNNEST(annotators) AS t(a)")[0]["a"]
+        assert {"prm", "code_check", "z3_arith"} <= set(voters)
+        both = store.rows(
+            "SELECT count(*) AS n FROM process_examples "
+            "WHERE list_contains(annotators, 'prm') AND list_contains(annotators, 'code_check')"
+        )[0]["n"]
+        assert both > 0
+    card = (out / "README.md").read_text()
+    assert "| `code_check` | yes | yes | no | model | indicator |" in card
+    assert "| `prm` | yes | yes | no | model | probability |" in card
 
     # `rmforge review` shows each step's program and output, and the rollout's critique
     from fastapi.testclient import TestClient
