@@ -45,7 +45,7 @@ NEEDS_PROCESSBENCH = if [ ! -f "$(PROCESSBENCH)" ]; then \
 	echo "make $@: skipped, needs ProcessBench GSM8K at $(PROCESSBENCH) (set PROCESSBENCH=path/to/gsm8k.json)"; \
 	exit 0; fi;
 BENCHES := import-annotate cli-overhead mc-modes answer-checker ann-uniform scale-out soak vllm-cpu demo-cost \
-	adversarial mc-power arith-slips embeddings ann decontaminate
+	adversarial mc-power arith-slips embeddings ann decontaminate code-sandbox
 
 .PHONY: $(addprefix bench-,$(BENCHES))
 
@@ -59,6 +59,8 @@ bench-mc-modes: install  # mc_modes.md (the packaged model on vLLM)
 	$(BENCH_PY) bench/mc_modes.py 24 4
 bench-answer-checker: install  # answer_checker.md
 	$(BENCH_PY) bench/answer_checker.py
+bench-code-sandbox: install  # code_sandbox.md
+	$(BENCH_PY) bench/code_sandbox.py
 bench-ann-uniform: install  # ann_uniform.md
 	$(BENCH_PY) bench/ann.py 100000 uniform
 bench-scale-out: install  # scale_out.md (Ray's runs need the `scale` extra)

@@ -21,6 +21,7 @@ REGISTRY: dict[str, str] = {
     "lean": "rmforge.annotators.lean:LeanAnnotator",
     "judge": "rmforge.annotators.judge:JudgeAnnotator",
     "prm": "rmforge.annotators.prm:ProcessRewardAnnotator",
+    "code_check": "rmforge.annotators.code_check:CodeCheckAnnotator",
     "majority": "rmforge.annotators.majority:MajorityAnnotator",
     "human": "rmforge.annotators.human:HumanAnnotator",
 }

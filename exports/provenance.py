@@ -31,7 +31,8 @@ def export_provenance(store: Store) -> dict[str, Any]:
         row[0] for row in store.execute("SELECT DISTINCT UNNEST(annotators) FROM process_examples ORDER BY 1")
     ]
     critics = store.rows(
-        "SELECT annotator, model, count(*) AS critiques FROM critiques GROUP BY ALL ORDER BY annotator, model"
+        "SELECT annotator, model, count(*) AS critiques FROM critiques WHERE annotator = 'judge' "
+        "GROUP BY ALL ORDER BY annotator, model"
     )
     generation = store.rows(f"""
         WITH kept AS ({_KEPT_ROLLOUTS})

@@ -172,6 +172,9 @@ _SPECS = (
         FROM critiques c JOIN rollouts r USING (rollout_id) JOIN problems p USING (problem_id)
         LEFT JOIN rollout_curation k USING (rollout_id)
         WHERE coalesce(k.status, 'kept') = 'kept'  -- no critiques of contaminated or duplicate rollouts
+          -- the judge's replies to its request; code_check's critiques are programs with their output,
+          -- one per step, no reply to one request (they stay in the store and show in review)
+          AND c.annotator = 'judge'
         ORDER BY c.critique_id""",
         task_category="text-generation",
         tag="critique",

@@ -294,6 +294,9 @@ def test_annotators_lists_what_each_labels_needs_and_its_options(monkeypatch):
     assert "a model" in lines["mc"] and "gold answer" in lines["mc"] and "probability" in lines["mc"]
     assert "a model" in lines["judge"] and "gold answer" not in lines["judge"]
     assert "unavailable here" in lines["lean"] and "lean" in lines["lean"]
+    assert "steps (confirms and refutes)" in lines["code_check"] and "a model" in lines["code_check"]
+    assert "unavailable" not in lines["code_check"]  # the sandbox's kernel walls are up here
+    assert "    require_kernel_sandbox = True" in result.stdout and "    cpu_s = 10" in result.stdout
     assert "    k = " in result.stdout  # MC options with their defaults
     assert "outcomes" in lines["majority"] and "vote_share" in lines["majority"]
     assert "gold answer" not in lines["majority"] and "    min_share = 0.5" in result.stdout

@@ -74,3 +74,30 @@ def test_engine_adapter_batches_samples_and_continues_prefixes():
     assert all(c.finish_reason in ("stop", "length") for o in out[:2] for c in o)
     # a prompt beyond the context gets no completion and says so (not a truncated answer), no engine crash
     assert all(c.text == "" and c.finish_reason == PROMPT_TOO_LONG for c in out[2])
+
+
+def test_code_check_with_the_real_model_labels_every_step_with_a_reason():
+    """The packaged small model writes the programs: this shows the real path runs end to end and
+    its labels are well-formed, not that they are right (SmolLM2 writes few usable programs)."""
+    from rmforge.annotators import build_annotator
+    from rmforge.generators import load_generator
+    from rmforge.schemas.config import GeneratorConfig
+    from tests.builders import make_item
+
+    engine = load_generator(GeneratorConfig())  # shared with the tests above: one engine start
+    annotator = build_annotator("code_check", {"max_tokens": 160}, generator=engine)
+    items = [
+        make_item(["3 + 4 = 7", "So Tom has 7 apples."]),
+        make_item(["3 + 4 = 8", "So Tom has 8 apples."], index=1),
+    ]
+    out = annotator.annotate(items, "real-run")
+    assert [(label.rollout_id, label.step_index) for label in out.step_labels] == [
+        (item.rollout.rollout_id, index) for item in items for index in range(2)
+    ]
+    for label in out.step_labels:
+        assert label.verdict in ("correct", "incorrect", "unknown") and label.reason
+        assert label.model == engine.model_name
+        assert label.score == {"correct": 1.0, "incorrect": 0.0}.get(label.verdict)
+        if label.verdict != "unknown":  # a verdict is always shown with the program and what it printed
+            assert "--- program ---" in label.reason and "--- output ---" in label.reason
+    assert len(out.critiques) == 2 and [cost.completions for cost in out.costs] == [2, 2]

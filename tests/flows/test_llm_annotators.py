@@ -2,6 +2,7 @@
 OpenAI-compatible server on loopback (the LLM boundary) instead of a local engine."""
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -141,3 +142,144 @@ def test_a_crash_mid_run_resumes_without_duplicates_or_losses(prefect_harness, t
             "SELECT rollout_id, step_index, count(*) AS n FROM step_labels GROUP BY 1, 2 HAVING n > 1"
         )
         assert step_rows == []
+
+
+def test_a_pipeline_run_with_prm_and_code_check_flows_into_consensus_and_exports(
+    prefect_harness, tiny_prm, tmp_path, db
+):
+    """`rmforge run --annotators answer,z3_arith,prm,code_check`: rollouts and the code_check programs
+    come from a loopback chat server, the tiny PRM's step scores from a loopback pooling server; the
+    programs run in the sandbox, and both annotators' verdicts reach consensus, process examples, the
+    export card and review."""
+    from tests.generators.test_scorers import reference_server
+
+    def policy_and_checker(body, index):
+        user = body["messages"][-1]["content"]
+        if "[Step to check]" in user:
+            step = user.split("[Step to check]\n\n", 1)[1]
+            a, b, claimed = re.search(r"(\d+) \+ (\d+) = (\d+)", step).groups()
+            return f"```python\nprint('VERDICT: correct' if {a} + {b} == {claimed} else 'VERDICT: incorrect')\n```"
+        slip = "4 + 1 = 6" if index % 2 else "4 + 1 = 5"
+        return f"Step 1: 2 + 2 = 4\nStep 2: {slip}\nThe answer is \\boxed{{{slip[-1]}}}"
+
+    server = ChatServer(policy_and_checker)
+    _, pooling = reference_server(tiny_prm)
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "generator": {"backend": "openai", "model": "served", "base_url": server.url, "max_retries": 0},
+                "problems": {"count": 2},
+                "sampling": {"n": 2},
+                # The tiny random PRM scores near 0.37: here that is `correct` (at most `unknown`), so
+                # it agrees with code_check wherever both confirm and never contradicts it.
+                "annotator_options": {
+                    "prm": {
+                        "scorer": {"backend": "openai", "model": "tiny-prm", "base_url": pooling.url},
+                        "correct_threshold": 0.3,
+                        "incorrect_threshold": 0.0,
+                    }
+                },
+            }
+        )
+    )
+    out = tmp_path / "out"
+    try:
+        result = CliRunner().invoke(
+            app,
+            [
+                "run", "--config", str(config), "--db", db, "--export", str(out),
+                "--annotators", "answer,z3_arith,prm,code_check",
+            ],
+        )  # fmt: skip
+    finally:
+        server.close()
+        pooling.close()
+    assert result.exit_code == 0, result.output
+    with Store(db) as store:
+        verdicts = {
+            (r["step_index"], r["verdict"]): r["n"]
+            for r in store.rows(
+                "SELECT step_index, verdict, count(*) AS n FROM step_labels WHERE annotator = 'code_check' GROUP BY 1, 2"
+            )
+        }
+        assert verdicts == {(0, "correct"): 4, (1, "correct"): 2, (1, "incorrect"): 2}
+        supporters = store.rows("SELECT list(DISTINCT s) AS s FROM step_consensus, UNNEST(supporters) AS t(s)")
+        assert "code_check" in supporters[0]["s"]
+        with_code_check = store.rows(
+            "SELECT count(*) AS n FROM process_examples WHERE list_contains(annotators, 'code_check')"
+        )[0]["n"]
+        assert with_code_check > 0
+        assert store.count("critiques") == 4 and store.rows("SELECT DISTINCT annotator FROM critiques") == [
+            {"annotator": "code_check"}
+        ]
+        prm = store.rows("SELECT count(*) AS n FROM step_labels WHERE annotator = 'prm'")[0]["n"]
+        assert prm == store.count("steps") == 8
+        voters = store.rows("SELECT list(DISTINCT a) AS a FROM step_consensus, UNNEST(annotators) AS t(a)")[0]["a"]
+        assert {"prm", "code_check", "z3_arith"} <= set(voters)
+        both = store.rows(
+            "SELECT count(*) AS n FROM process_examples "
+            "WHERE list_contains(annotators, 'prm') AND list_contains(annotators, 'code_check')"
+        )[0]["n"]
+        assert both > 0
+    card = (out / "README.md").read_text()
+    assert "| `code_check` | yes | yes | no | model | indicator |" in card
+    assert "| `prm` | yes | yes | no | model | probability |" in card
+
+    # `rmforge review` shows each step's program and output, and the rollout's critique
+    from fastapi.testclient import TestClient
+
+    from rmforge.review.app import create_app
+
+    with Store(db) as store:
+        slipped = store.rows(
+            "SELECT rollout_id FROM step_labels WHERE annotator = 'code_check' AND verdict = 'incorrect' LIMIT 1"
+        )[0]["rollout_id"]
+    client = TestClient(create_app(db, "alice"), base_url="http://127.0.0.1:8765")
+    page = client.get("/rollout", params={"id": slipped}).text
+    assert "print(&#39;VERDICT: correct&#39; if 4 + 1 == 6 else &#39;VERDICT: incorrect&#39;)" in page
+    assert "--- output ---" in page and "<h2>Critiques</h2>" in page and "## Step 1: incorrect" in page
+
+
+def test_eval_scores_code_check_pointed_at_a_served_model(prefect_harness, tmp_path):
+    """`rmforge eval --annotators answer,code_check --config ...` with the model behind a server."""
+    import rmforge
+
+    def checker(body, index):
+        step = body["messages"][-1]["content"].split("[Step to check]\n\n", 1)[1]
+        sums = re.search(r"(\d+) \+ (\d+) = (\d+)", step.split("\n\nWrite one Python program")[0])
+        if sums is None:
+            return "Nothing to compute in this step."
+        a, b, claimed = sums.groups()
+        return f"```python\nprint('VERDICT: correct' if {a} + {b} == {claimed} else 'VERDICT: incorrect')\n```"
+
+    solutions = tmp_path / "labelled.json"
+    solutions.write_text(
+        json.dumps(
+            [
+                {"id": "right", "problem": "Sam has 2 pens and buys 3 more. How many pens?",
+                 "steps": ["Sam has 2 + 3 = 5 pens.", "The answer is 5."], "label": -1, "final_answer_correct": True},
+                {"id": "wrong", "problem": "Ann has 4 pens and buys 3 more. How many pens?",
+                 "steps": ["Ann has 4 + 3 = 8 pens.", "The answer is 8."], "label": 0, "final_answer_correct": False},
+            ]
+        )
+    )  # fmt: skip
+    (tmp_path / "labelled_gold_answers.json").write_text(json.dumps({"right": "5", "wrong": "7"}))
+    server = ChatServer(checker)
+    generator = {"backend": "openai", "model": "served", "base_url": server.url, "max_retries": 0}
+    try:
+        scored = rmforge.eval(
+            solutions,
+            ["answer", "code_check"],
+            policies=["ranked"],
+            out=tmp_path / "report",
+            config={"annotator_options": {"code_check": {"generator": generator}}},
+        )
+    finally:
+        server.close()
+    scores = {s["name"]: s for s in scored.scores}
+    code_check = scores["code_check"]
+    assert (code_check["incorrect_labels"], code_check["incorrect_precision"]) == (1, 1.0)
+    assert (code_check["correct_labels"], code_check["correct_precision"]) == (1, 1.0)
+    assert code_check["completions"] == 4  # one program per step
+    assert "code_check" in (tmp_path / "report" / "report.md").read_text()

@@ -465,3 +465,33 @@ def test_a_second_export_into_a_busy_folder_is_refused(tmp_path, db):
         os.close(fd)
     export_datasets.fn(db, str(out))
     assert_folder_is_this_export(out)
+
+
+def test_critiques_export_only_the_judges_replies_to_its_request(tmp_path, db):
+    """`code_check`'s critiques (its programs and their output) answer no single request: they stay
+    in the store, out of the `critiques` dataset and its card line."""
+    build_store(db)
+    with Store(db) as store:
+        judged = store.rows("SELECT rollout_id FROM critiques")
+        store.write(
+            "critiques",
+            [
+                Critique(
+                    critique_id=f"code-{row['rollout_id']}",
+                    rollout_id=row["rollout_id"],
+                    annotator="code_check",
+                    model="coder",
+                    sample_index=0,
+                    first_error_step=0,
+                    verdict="incorrect",
+                    text="## Step 0: incorrect\nVERDICT: incorrect\n--- program ---\nprint(...)",
+                    run_id="test-run",
+                )
+                for row in judged
+            ],
+        )
+    out = tmp_path / "out"
+    stats = export_datasets.fn(db, str(out), names=["critiques"], run_id="run-42")
+    assert stats["critiques"]["rows"] == len(judged) == 3
+    assert "--- program ---" not in (out / "critiques.parquet").read_bytes().decode("latin-1")
+    assert "Critiques by: `judge` (judge-model: 3)." in (out / CARD).read_text()
