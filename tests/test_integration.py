@@ -74,3 +74,55 @@ def test_engine_adapter_batches_samples_and_continues_prefixes():
     assert all(c.finish_reason in ("stop", "length") for o in out[:2] for c in o)
     # a prompt beyond the context gets no completion and says so (not a truncated answer), no engine crash
     assert all(c.text == "" and c.finish_reason == PROMPT_TOO_LONG for c in out[2])
+
+
+def test_engine_runs_each_follow_up_as_its_request_finishes():
+    from rmforge.generators import load_generator
+    from rmforge.generators.base import PipelinedRequest
+    from rmforge.generators.prompts import solution_request
+    from rmforge.schemas.config import GeneratorConfig
+
+    engine = load_generator(GeneratorConfig())  # shared with the tests above: one engine start
+    question = "Sam has 3 pens and buys 4 more. How many pens does Sam have?"
+    short, longer = SamplingConfig(n=1, max_tokens=4), SamplingConfig(n=2, max_tokens=48)
+    finished: list[tuple[str, list]] = []
+
+    def then(name, follow_up=None):
+        def record(completions):
+            finished.append((name, completions))
+            return [follow_up] if follow_up else []
+
+        return record
+
+    follow_up = PipelinedRequest(
+        solution_request(question, assistant_prefix="Step 1: 3 + 4 = 7.\n"), short, then("follow-up")
+    )
+    engine.run_pipelined(
+        [
+            PipelinedRequest(solution_request(question), longer, then("long")),
+            PipelinedRequest(solution_request(question), short, then("short", follow_up)),
+            PipelinedRequest(solution_request("Count the apples. " * 1500), short, then("too long")),
+        ]
+    )
+    names = [name for name, _ in finished]
+    assert sorted(names) == ["follow-up", "long", "short", "too long"]
+    # the follow-up ran while the longer request was still generating, not after it
+    assert names.index("follow-up") < names.index("long")
+    completions = dict(finished)
+    assert len(completions["long"]) == 2 and all(c.text and c.num_tokens <= 48 for c in completions["long"])
+    assert completions["follow-up"][0].num_tokens <= 4
+    assert [c.finish_reason for c in completions["too long"]] == [PROMPT_TOO_LONG]
+
+    # a failing callback leaves nothing in the engine for the next batch to pick up
+    def fail(completions):
+        raise RuntimeError("caller bug")
+
+    with pytest.raises(RuntimeError, match="caller bug"):
+        engine.run_pipelined(
+            [
+                PipelinedRequest(solution_request(question), short, fail),
+                PipelinedRequest(solution_request(question), longer, then("x")),
+            ]
+        )
+    assert not engine._llm.llm_engine.has_unfinished_requests()
+    assert [len(o) for o in engine.generate([solution_request(question)], short)] == [1]
