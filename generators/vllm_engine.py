@@ -6,8 +6,8 @@ caching is on by default so Monte Carlo completions that share a step prefix
 reuse its KV cache. Requests run in the engine's own step loop (what `vllm.LLM.generate`
 runs): a request's follow-ups (`run_pipelined`) are added the moment it finishes, and the
 requests of callers in other threads (batches labelled side by side) join the same steps,
-so the engine's scheduler keeps up to `max_num_seqs` sequences running. The engine runs in a child process: scripts that use it need
-an `if __name__ == "__main__":` guard.
+so the engine's scheduler keeps up to `max_num_seqs` sequences running. The engine runs
+in a child process: scripts that use it need an `if __name__ == "__main__":` guard.
 """
 
 from __future__ import annotations
@@ -166,6 +166,8 @@ class VLLMEngineGenerator(Generator):
             while caller.in_flight:
                 item, completions = self._next_finished(caller)
                 caller.in_flight -= 1
+                if isinstance(completions, BaseException):  # vLLM refused this caller's request
+                    raise completions
                 if on_progress is not None:
                     on_progress(len(completions), sum(c.num_tokens or 0 for c in completions))
                 caller.submit(self._submitted, item.then(completions))
@@ -173,7 +175,7 @@ class VLLMEngineGenerator(Generator):
             self._abandon(caller)
             raise
 
-    def _next_finished(self, caller: _Caller) -> tuple[PipelinedRequest, list[Completion]]:
+    def _next_finished(self, caller: _Caller) -> tuple[PipelinedRequest, list[Completion] | BaseException]:
         """The caller's next finished request: it steps the engine itself while no other thread does."""
         while True:
             try:
@@ -197,11 +199,15 @@ class VLLMEngineGenerator(Generator):
 
         while self._submitted:
             caller, item = self._submitted.popleft()
-            prompt = self.render_prompt(item.request)
-            if not self._fits(prompt):  # vLLM rejects a prompt longer than the context: nothing generated
-                caller.finished.put((item, prompt_too_long(item.sampling.n)))
+            try:
+                prompt = self.render_prompt(item.request)
+                if not self._fits(prompt):  # vLLM rejects a prompt longer than the context: nothing generated
+                    caller.finished.put((item, prompt_too_long(item.sampling.n)))
+                    continue
+                (queued_id,) = self._llm.enqueue(prompt, self._sampling_params(item.sampling), use_tqdm=False)
+            except Exception as error:  # noqa: BLE001  # raised by the request's own caller, not this thread's
+                caller.finished.put((item, error))
                 continue
-            (queued_id,) = self._llm.enqueue(prompt, self._sampling_params(item.sampling), use_tqdm=False)
             self._running[_answer_id(queued_id)] = (caller, item)
         for output in self._llm.llm_engine.step() if self._running else []:
             assert isinstance(output, RequestOutput)  # a generative model's, not pooling
@@ -232,9 +238,12 @@ class VLLMEngineGenerator(Generator):
 @dataclass
 class _Caller:
     """One `run_pipelined` call: whichever thread steps the engine puts its finished requests in
-    `finished`; `in_flight` counts its requests not yet handed back (its own thread's count)."""
+    `finished` (or the error vLLM refused one with); `in_flight` counts its requests not yet
+    handed back (its own thread's count)."""
 
-    finished: queue.SimpleQueue[tuple[PipelinedRequest, list[Completion]]] = field(default_factory=queue.SimpleQueue)
+    finished: queue.SimpleQueue[tuple[PipelinedRequest, list[Completion] | BaseException]] = field(
+        default_factory=queue.SimpleQueue
+    )
     in_flight: int = 0
 
     def submit(self, submitted: deque[tuple[_Caller, PipelinedRequest]], requests: Iterable[PipelinedRequest]) -> None:
