@@ -58,7 +58,7 @@ bench-cli-overhead: install  # cli_overhead.md
 bench-mc-modes: install  # mc_modes.md (the packaged model on vLLM)
 	$(BENCH_PY) bench/mc_modes.py 24 4
 bench-mc-fill: install  # mc_fill.md (the packaged model on vLLM)
-	$(BENCH_PY) bench/mc_fill.py 16 8
+	$(BENCH_PY) bench/mc_fill.py 12 8
 bench-answer-checker: install  # answer_checker.md
 	$(BENCH_PY) bench/answer_checker.py
 bench-ann-uniform: install  # ann_uniform.md

@@ -10,6 +10,8 @@ wave). Then every request the pipelined search made goes to the engine again in 
 Fill: sequences in flight at the engine (added, not yet finished), at most the engine's
 `max_num_seqs`, averaged over the run's wall time, divided by `max_num_seqs`. Time the
 front end spends grading between rounds, with nothing in flight, counts as empty.
+Throughput per wall second and per CPU second of this process and the engine's (the
+machine is shared: other jobs' load slows wall time more than CPU time).
 Writes bench/reports/mc_fill.md.
 Run: .venv/bin/python bench/mc_fill.py [N_ROLLOUTS] [MAX_NUM_SEQS]
 """
@@ -27,10 +29,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-N_ROLLOUTS = int(sys.argv[1]) if len(sys.argv) > 1 else 16
+N_ROLLOUTS = int(sys.argv[1]) if len(sys.argv) > 1 else 12
 MAX_NUM_SEQS = int(sys.argv[2]) if len(sys.argv) > 2 else 8
 K = 4
-MAX_TOKENS = 48
+MAX_TOKENS = 96  # fewer: most continuations are cut before their answer, ungradable, and stop the searches
 TEMPERATURE = 0.8
 REPORT = Path(__file__).parent / "reports" / "mc_fill.md"
 FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_tile")
@@ -41,7 +43,9 @@ class EngineMeter:
     and `step`, the boundary every call (`generate`, `enqueue`, the step loop) goes through."""
 
     def __init__(self, engine: Any, cap: int) -> None:
-        self.cap = cap
+        import psutil
+
+        self.cap, self.process = cap, psutil.Process()
         self.in_flight = self.completions = self.tokens = 0
         self.area = 0.0  # sequence-seconds, at most `cap` sequences at a time
         self.started = self.last = time.perf_counter()
@@ -70,14 +74,21 @@ class EngineMeter:
         self.last = now
 
     def start(self) -> None:
+        from bench.vllm_dtype import cpu_seconds
+
         self.in_flight = self.completions = self.tokens = 0
+        self.cpu_started = cpu_seconds(self.process)
         self.area, self.started, self.last = 0.0, time.perf_counter(), time.perf_counter()
 
     def result(self) -> dict[str, float]:
+        from bench.vllm_dtype import cpu_seconds
+
         self.advance()
-        wall = self.last - self.started
+        wall, cpu = self.last - self.started, cpu_seconds(self.process) - self.cpu_started
         return {
             "wall_s": wall,
+            "cpu_s": cpu,
+            "completions_per_cpu_s": self.completions / cpu,
             "completions": self.completions,
             "tokens": self.tokens,
             "fill": self.area / (self.cap * wall),
@@ -173,7 +184,8 @@ def main() -> None:
         load_before = os.getloadavg()
         results, outputs, calls = {}, {}, {}
         recording = Recording(engine)
-        for name, generator in (("pipelined", recording), ("rounds", RoundBased(engine))):
+        # the ideal runs right after the pipelined search it is compared with
+        for name, generator in (("rounds", RoundBased(engine)), ("pipelined", recording)):
             engine._llm.reset_prefix_cache()
             meter.start()
             outputs[name] = BinarySearchMCAnnotator(options, generator=generator).annotate(items, "bench")
@@ -202,7 +214,8 @@ def main() -> None:
         return (
             f"| {label} | {calls[name]} | {r['completions']} | {r['wall_s']:.1f} | {100 * r['fill']:.0f}% | "
             f"{r['completions_per_s']:.2f} | {r['completions_per_s'] / ideal['completions_per_s']:.2f}x | "
-            f"{r['tokens_per_s']:.0f} | {r['tokens_per_s'] / ideal['tokens_per_s']:.2f}x |"
+            f"{r['tokens_per_s']:.0f} | {r['tokens_per_s'] / ideal['tokens_per_s']:.2f}x | {r['cpu_s']:.0f} | "
+            f"{r['completions_per_cpu_s'] / ideal['completions_per_cpu_s']:.2f}x |"
         )
 
     rows = [
@@ -222,14 +235,16 @@ def main() -> None:
         f"Load average {load_before[0]:.1f} at the start, {load_after[0]:.1f} at the end "
         "(the machine is shared: compare the ratios, measured in one run, not the seconds).",
         "",
-        "| run | engine calls | completions | seconds | fill | completions/s | vs ideal | output tokens/s | vs ideal |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| run | engine calls | completions | seconds | fill | completions/s | vs ideal | output tokens/s | vs ideal "
+        "| CPU s | completions/CPU-s vs ideal |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         "Fill: sequences in flight at the engine (at most `max_num_seqs`), averaged over the run's wall time, "
         "over `max_num_seqs`; the front end's grading between rounds, with nothing in flight, counts as empty.",
         "",
-        f"Pipelined vs round-based: {results['rounds']['wall_s'] / results['pipelined']['wall_s']:.2f}x faster, "
+        f"Pipelined wall time / round-based wall time: {results['pipelined']['wall_s'] / results['rounds']['wall_s']:.2f}; "
+        f"CPU time: {results['pipelined']['cpu_s'] / results['rounds']['cpu_s']:.2f}; "
         f"fill {100 * results['pipelined']['fill']:.0f}% vs {100 * results['rounds']['fill']:.0f}%.",
         "",
         "Labels (on CPU vLLM samples with the engine-wide seed, not per request, so the two runs draw "
@@ -244,7 +259,14 @@ def main() -> None:
             for name, v in verdicts.items()
         ),
         "",
-        f"Same first wrong step (or none) in both runs: {agree}/{len(items)}.",
+        f"Same first wrong step (or none) in both runs: {agree}/{len(items)}. Why `unknown` (pipelined run): "
+        + "; ".join(
+            f"{count}x {why}"
+            for why, count in Counter(
+                (lab.reason or "").split(":")[0] for lab in outputs["pipelined"].step_labels if lab.verdict == "unknown"
+            ).most_common(3)
+        )
+        + ".",
         "",
         f"Reproduce: `.venv/bin/python bench/mc_fill.py {N_ROLLOUTS} {MAX_NUM_SEQS}`",
     ]
