@@ -44,7 +44,7 @@ BENCH_PY := PYTHONPATH=$(CURDIR) PROCESSBENCH=$(PROCESSBENCH) $(PY)
 NEEDS_PROCESSBENCH = if [ ! -f "$(PROCESSBENCH)" ]; then \
 	echo "make $@: skipped, needs ProcessBench GSM8K at $(PROCESSBENCH) (set PROCESSBENCH=path/to/gsm8k.json)"; \
 	exit 0; fi;
-BENCHES := import-annotate cli-overhead mc-modes answer-checker ann-uniform scale-out soak vllm-cpu demo-cost \
+BENCHES := import-annotate cli-overhead mc-modes mc-fill answer-checker ann-uniform scale-out soak vllm-cpu demo-cost \
 	adversarial mc-power arith-slips embeddings ann decontaminate code-sandbox
 
 .PHONY: $(addprefix bench-,$(BENCHES))
@@ -57,6 +57,8 @@ bench-cli-overhead: install  # cli_overhead.md (starts and stops its own Prefect
 	$(BENCH_PY) bench/cli_overhead.py 3
 bench-mc-modes: install  # mc_modes.md (the packaged model on vLLM)
 	$(BENCH_PY) bench/mc_modes.py 24 4
+bench-mc-fill: install  # mc_fill.md (the packaged model on vLLM)
+	$(BENCH_PY) bench/mc_fill.py 12 8
 bench-answer-checker: install  # answer_checker.md
 	$(BENCH_PY) bench/answer_checker.py
 bench-code-sandbox: install  # code_sandbox.md

@@ -5,7 +5,8 @@ k sampled continuations reach the gold answer? Continuations that cannot be grad
 (an undecidable answer, a prefix longer than the context) are left out of the
 estimate, and an estimate with none graded is unknown, never a failure. Every query of a batch goes to
 the engine in one call, so vLLM schedules them together and its prefix cache
-shares the common prompt and steps.
+shares the common prompt and steps; a search whose next query depends on an estimate
+runs `prefix_estimate_request`s through the engine's pipelined loop instead.
 
 A prefix none of whose k graded continuations succeeds is only a candidate `incorrect`
 (`judge_failed_prefixes`): zero successes is evidence against a step only when the completer
@@ -23,13 +24,13 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from rmforge.annotators.base import AnnotationInput
-from rmforge.generators.base import PROMPT_TOO_LONG, Completion, Generator
+from rmforge.generators.base import PROMPT_TOO_LONG, Completion, GenerationRequest, Generator, PipelinedRequest
 from rmforge.generators.prompts import solution_request
 from rmforge.schemas.config import GeneratorConfig, SamplingConfig
 from rmforge.schemas.records import Rollout, Verdict
@@ -144,6 +145,10 @@ def estimate(query: PrefixQuery, prefix: str, completions: Sequence[Completion])
     return Estimate(successes, graded, len(completions), reason)
 
 
+def continuation_request(query: PrefixQuery, prefix: str) -> GenerationRequest:
+    return solution_request(query.item.problem.question, query.item.problem.domain, assistant_prefix=prefix)
+
+
 def estimate_prefixes(
     generator: Generator,
     queries: Sequence[PrefixQuery],
@@ -155,15 +160,29 @@ def estimate_prefixes(
     if not queries:
         return []
     prefixes = [prefix_text(q.item, q.step_index) for q in queries]
-    requests = [
-        solution_request(q.item.problem.question, q.item.problem.domain, assistant_prefix=prefix)
-        for q, prefix in zip(queries, prefixes, strict=True)
-    ]
+    requests = [continuation_request(q, prefix) for q, prefix in zip(queries, prefixes, strict=True)]
     outputs = generator.generate(requests, options.sampling(n, round_index))
     return [
         estimate(query, prefix, completions)
         for query, prefix, completions in zip(queries, prefixes, outputs, strict=True)
     ]
+
+
+def prefix_estimate_request(
+    query: PrefixQuery,
+    options: CompletionOptions,
+    n: int,
+    round_index: int,
+    then: Callable[[Estimate], Iterable[PipelinedRequest]],
+) -> PipelinedRequest:
+    """The query's n continuations as a pipelined request: `then` gets its estimate, as
+    `estimate_prefixes` would make it, and returns the requests that follow."""
+    prefix = prefix_text(query.item, query.step_index)
+    return PipelinedRequest(
+        continuation_request(query, prefix),
+        options.sampling(n, round_index),
+        lambda completions: then(estimate(query, prefix, completions)),
+    )
 
 
 def outcome_of(item: AnnotationInput, rollout: Rollout | None = None) -> GradeResult:
@@ -227,8 +246,11 @@ def same_model_rate(failed: Sequence[FailedPrefix], model: str | None) -> Estima
     return Estimate(graded.count("correct"), len(graded), 0)
 
 
-def _probe_can_change_a_verdict(failed: Sequence[FailedPrefix], rate: Estimate, options: CompletionOptions) -> bool:
-    """Whether `baseline_k` more samples of the question, all failing or all succeeding, give different verdicts."""
+def needs_probe(failed: Sequence[FailedPrefix], rate: Estimate, options: CompletionOptions) -> bool:
+    """Whether `baseline_k` more samples of the question, all failing or all succeeding, give different
+    verdicts on a problem's failed prefixes (never when `baseline_k` is 0)."""
+    if not options.baseline_k:
+        return False
     worst = rate.plus(Estimate(0, options.baseline_k, 0))
     best = rate.plus(Estimate(options.baseline_k, options.baseline_k, 0))
     return any(
@@ -261,11 +283,7 @@ def judge_failed_prefixes(
         pid: same_model_rate(group, model).plus((sampled or {}).get(pid, Estimate(0, 0, 0)))
         for pid, group in by_problem.items()
     }
-    probed = sorted(
-        pid
-        for pid, group in by_problem.items()
-        if options.baseline_k and _probe_can_change_a_verdict(group, rates[pid], options)
-    )
+    probed = sorted(pid for pid, group in by_problem.items() if needs_probe(group, rates[pid], options))
     queries = [PrefixQuery(by_problem[pid][0].item, -1) for pid in probed]
     # A round of its own: a seeded backend must not replay pav's own samples of the empty prefix.
     probes = estimate_prefixes(generator, queries, options, n=options.baseline_k, round_index=PROBE_ROUND)
@@ -274,8 +292,15 @@ def judge_failed_prefixes(
         rates[query.item.problem.problem_id] = rates[query.item.problem.problem_id].plus(probe)
         spent[query.item.rollout.rollout_id] += probe.sampled
     verdicts = {
-        (f.item.rollout.rollout_id, f.step_index): failed_prefix_verdict(f, rates[pid], options.significance)
+        key: verdict
         for pid, group in by_problem.items()
-        for f in group
+        for key, verdict in failed_prefix_verdicts(group, rates[pid], options.significance).items()
     }
     return FailedPrefixVerdicts(verdicts, dict(spent))
+
+
+def failed_prefix_verdicts(
+    failed: Sequence[FailedPrefix], rate: Estimate, significance: float
+) -> dict[tuple[str, int], tuple[Verdict, str]]:
+    """(rollout_id, step_index) -> verdict, reason for failed prefixes of one problem, its rate measured."""
+    return {(f.item.rollout.rollout_id, f.step_index): failed_prefix_verdict(f, rate, significance) for f in failed}

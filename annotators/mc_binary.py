@@ -6,8 +6,9 @@ continuation of each) and costs nothing; those `correct` labels rest only on the
 rollout's own outcome (Math-Shepherd's good prefix: a solution can reach the right
 answer through a wrong step) and are marked `outcome_implied`. For a wrong rollout the last prefix is
 bad, so a binary search over prefixes finds the first bad one in about
-log2(steps) queries instead of one per step. All rollouts of a batch advance one
-search round at a time, each round a single engine call.
+log2(steps) queries instead of one per step. Every rollout's search advances as soon
+as its own query returns (the generator's pipelined loop): the engine keeps running
+the other searches' queries instead of waiting, round by round, for the slowest one.
 
 A prefix is good as soon as one continuation succeeds, so each query first
 samples `first_wave` continuations and only samples the rest of the k (with a
@@ -16,8 +17,9 @@ new seed) when none of those succeeded: good prefixes usually cost 1, bad ones k
 The search navigates on zero-success probes, but its final claim is tested
 (annotators/completions.py, `judge_failed_prefixes`): the step found is `incorrect`
 only when the completer reached the gold on this problem somewhere (an earlier
-probe, its own rollouts of the problem, an empty-prefix probe) and E[(1 - p)^k] <=
-`significance` for its measured rate p from the question. Otherwise the steps from
+probe, its own rollouts of the problem, an empty-prefix probe, sent as soon as the
+problem's last search ends) and E[(1 - p)^k] <= `significance` for its measured rate p
+from the question. Otherwise the steps from
 that one on are `unknown` with the reason. When the search ends on the last step
 (every earlier probe it made succeeded), the rollout's own wrong outcome refutes it.
 
@@ -30,6 +32,7 @@ known-bad step are `unknown` with the reason.
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
@@ -37,15 +40,19 @@ from pydantic import Field
 
 from rmforge.annotators.base import AnnotationInput, AnnotationOutput, Evidence, LLMAnnotator
 from rmforge.annotators.completions import (
+    PROBE_ROUND,
     CompletionOptions,
     Estimate,
     FailedPrefix,
     FailedPrefixVerdicts,
     PrefixQuery,
-    estimate_prefixes,
-    judge_failed_prefixes,
+    failed_prefix_verdicts,
+    needs_probe,
     outcome_of,
+    prefix_estimate_request,
+    same_model_rate,
 )
+from rmforge.generators.base import PipelinedRequest
 from rmforge.schemas.records import StepLabel
 
 
@@ -95,6 +102,83 @@ class _Search:
             self.hi = step_index
 
 
+class _PipelinedSearches:
+    """The binary searches of a batch's wrong rollouts as pipelined requests: each request's `then`
+    records its estimate and returns that search's next query (the rest of k after a failed first
+    wave, else the next probe), so a search never waits for another. When the last search of a
+    problem ends, its candidate `incorrect` prefixes are judged, with the empty-prefix probe where
+    it could change a verdict, while other problems' searches still run."""
+
+    def __init__(self, items: Sequence[AnnotationInput], options: BinarySearchOptions, model: str | None) -> None:
+        self.options, self.model = options, model
+        self.searches = {item.rollout.rollout_id: _Search(item) for item in items}
+        self.by_problem: dict[str, list[_Search]] = defaultdict(list)
+        for search in self.searches.values():
+            self.by_problem[search.item.problem.problem_id].append(search)
+        self.searching = Counter({problem_id: len(group) for problem_id, group in self.by_problem.items()})
+        self.judged = FailedPrefixVerdicts({}, {})
+
+    def start(self) -> list[PipelinedRequest]:
+        return [request for search in self.searches.values() for request in self.advance(search)]
+
+    def advance(self, search: _Search) -> list[PipelinedRequest]:
+        if not search.active:
+            return self.search_ended(search)
+        query = search.probe()
+        first = min(self.options.first_wave, self.options.k)
+        return [
+            prefix_estimate_request(
+                query, self.options, first, 0, lambda found: self.after_first_wave(search, query, found)
+            )
+        ]
+
+    def after_first_wave(self, search: _Search, query: PrefixQuery, found: Estimate) -> list[PipelinedRequest]:
+        """The rest of k (a new seed) only where the first wave found no success."""
+        rest = self.options.k - min(self.options.first_wave, self.options.k)
+        if found.successes or not rest:
+            return self.recorded(search, query, found)
+        return [
+            prefix_estimate_request(
+                query, self.options, rest, 1, lambda more: self.recorded(search, query, found.plus(more))
+            )
+        ]
+
+    def recorded(self, search: _Search, query: PrefixQuery, found: Estimate) -> list[PipelinedRequest]:
+        search.record(query.step_index, found)
+        return self.advance(search)
+
+    def search_ended(self, search: _Search) -> list[PipelinedRequest]:
+        problem_id = search.item.problem.problem_id
+        self.searching[problem_id] -= 1
+        if self.searching[problem_id]:
+            return []
+        failed = [c for s in self.by_problem[problem_id] if (c := s.candidate) is not None]
+        if not failed:
+            return []
+        rate = same_model_rate(failed, self.model)
+        if not needs_probe(failed, rate, self.options):
+            self.judged.verdicts.update(failed_prefix_verdicts(failed, rate, self.options.significance))
+            return []
+        # A round of its own: a seeded backend must not replay the searches' own samples.
+        query = PrefixQuery(failed[0].item, -1)
+        return [
+            prefix_estimate_request(
+                query,
+                self.options,
+                self.options.baseline_k,
+                PROBE_ROUND,
+                lambda probe: self.probed(failed, rate.plus(probe), probe.sampled),
+            )
+        ]
+
+    def probed(self, failed: list[FailedPrefix], rate: Estimate, sampled: int) -> list[PipelinedRequest]:
+        """Verdicts with the probe's samples in the rate; they are charged to the problem's first rollout."""
+        rollout_id = failed[0].item.rollout.rollout_id
+        self.judged.spent[rollout_id] = self.judged.spent.get(rollout_id, 0) + sampled
+        self.judged.verdicts.update(failed_prefix_verdicts(failed, rate, self.options.significance))
+        return []
+
+
 class BinarySearchMCAnnotator(LLMAnnotator):
     name: ClassVar[str] = "mc_binary"
     version: ClassVar[str] = "3"
@@ -103,27 +187,13 @@ class BinarySearchMCAnnotator(LLMAnnotator):
     config: BinarySearchOptions
     reads_siblings: ClassVar[bool] = True  # the completer's own rollouts of a problem measure its success rate
 
-    def search(self, items: Sequence[AnnotationInput]) -> dict[str, _Search]:
-        """Binary searches of every wrong rollout, advanced together one round at a time."""
-        searches = {item.rollout.rollout_id: _Search(item) for item in items}
-        while active := [s for s in searches.values() if s.active]:
-            queries = [s.probe() for s in active]
-            # The engine starts only when some rollout needs probing (load_generator caches it).
-            for search, query, found in zip(active, queries, self.good_prefix_estimates(queries), strict=True):
-                search.record(query.step_index, found)
+    def search(self, items: Sequence[AnnotationInput]) -> _PipelinedSearches:
+        """Binary searches of every wrong rollout, each advancing as its own queries return, and
+        the verdicts on the candidate `incorrect` prefixes they end on."""
+        searches = _PipelinedSearches(items, self.config, self.model)
+        if first := searches.start():  # the engine starts only when some rollout needs probing
+            self.load_generator().run_pipelined(first)
         return searches
-
-    def good_prefix_estimates(self, queries: list[PrefixQuery]) -> list[Estimate]:
-        """Estimates per query, sampling the rest of k (new seed) only where the first wave found no success."""
-        generator = self.load_generator()
-        first = min(self.config.first_wave, self.config.k)
-        found = estimate_prefixes(generator, queries, self.config, n=first)
-        rest = self.config.k - first
-        retry = [i for i, e in enumerate(found) if e.successes == 0 and rest > 0]
-        more = estimate_prefixes(generator, [queries[i] for i in retry], self.config, n=rest, round_index=1)
-        for i, extra in zip(retry, more, strict=True):
-            found[i] = found[i].plus(extra)
-        return found
 
     def annotate(self, items: Sequence[AnnotationInput], run_id: str) -> AnnotationOutput:
         output = AnnotationOutput()
@@ -155,14 +225,9 @@ class BinarySearchMCAnnotator(LLMAnnotator):
                     self.step_label(item, i, "unknown", run_id, reason=f"outcome unknown: {grade.reason}")
                     for i in range(len(item.steps))
                 )
-        searches = self.search(wrong)
-        failed = [c for s in searches.values() if (c := s.candidate) is not None]
-        judged = (
-            judge_failed_prefixes(self.load_generator(), failed, self.config, self.model)
-            if failed
-            else FailedPrefixVerdicts({}, {})
-        )
-        for rid, search in searches.items():
+        searched = self.search(wrong)
+        judged = searched.judged
+        for rid, search in searched.searches.items():
             output.costs.append(self.cost(search.item, search.spent + judged.spent.get(rid, 0), run_id))
             output.step_labels.extend(self.search_labels(search, judged, run_id))
         return output

@@ -1,7 +1,8 @@
 """Backend for any OpenAI-compatible chat server (`vllm serve`, SGLang, TGI, APIs).
 
 Requests run concurrently (bounded), each with a timeout and retries with
-exponential backoff on transport errors, 429 and 5xx. An assistant prefix is sent
+exponential backoff on transport errors, 429 and 5xx. A pipelined caller's follow-up
+requests take a free slot as soon as the request they follow has returned. An assistant prefix is sent
 as a final assistant message with vLLM's `continue_final_message`, so the server
 continues that text instead of starting a new turn.
 """
@@ -10,22 +11,25 @@ from __future__ import annotations
 
 import itertools
 import os
+import queue
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from multiprocessing.pool import ThreadPool
 from typing import Any, TypeVar
 
 import httpx
 
 from rmforge.generators.base import (
-    PROMPT_TOO_LONG,
     BackendUnavailable,
     Completion,
     GenerationError,
     GenerationRequest,
     Generator,
+    PipelinedRequest,
+    generate_pipelined,
     progress_callback,
+    prompt_too_long,
 )
 from rmforge.schemas.config import GeneratorConfig, SamplingConfig
 
@@ -91,11 +95,15 @@ class ServerPool:
                 last_error = f"reply is not JSON: {response.text[:200]!r}"
         raise GenerationError(f"{url}: no answer after {self.config.max_retries + 1} tries ({last_error})")
 
+    def thread_pool(self) -> ThreadPool:
+        """Threads for requests to these servers: `max_concurrency` per server; the rest wait in its
+        queue. ThreadPool's workers are daemon threads: an interrupted batch (Ctrl-C, SIGTERM) does
+        not keep the process alive until a slow server answers the requests in flight."""
+        return ThreadPool(self.config.max_concurrency * len(self._servers))
+
     def map(self, function: Callable[[_Item], _Result], items: Sequence[_Item]) -> list[_Result]:
         """`function` over `items` in threads, as many at once as the servers take; in order."""
-        # ThreadPool's workers are daemon threads: an interrupted batch (Ctrl-C, SIGTERM) does
-        # not keep the process alive until a slow server answers the requests in flight.
-        pool = ThreadPool(self.config.max_concurrency * len(self._servers))
+        pool = self.thread_pool()
         try:
             return pool.map(function, items, chunksize=1)
         finally:
@@ -140,20 +148,44 @@ class OpenAIServerGenerator(Generator):
     def _complete(self, request: GenerationRequest, sampling: SamplingConfig) -> list[Completion]:
         url, body = self._servers.post("/chat/completions", self._payload(request, sampling))
         if body is None:
-            return [Completion(text="", num_tokens=0, finish_reason=PROMPT_TOO_LONG)] * sampling.n
+            return prompt_too_long(sampling.n)
         return _completions(body, sampling.n, url)
 
     def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> list[list[Completion]]:
-        on_progress = progress_callback()
+        return generate_pipelined(self.run_pipelined, requests, sampling)
 
-        def complete(request: GenerationRequest) -> list[Completion]:
-            completions = self._complete(request, sampling)
+    def run_pipelined(self, requests: Iterable[PipelinedRequest]) -> None:
+        on_progress = progress_callback()
+        # (the request, its completions or the error that ended it), in the order they finish
+        finished: queue.SimpleQueue[tuple[PipelinedRequest, list[Completion] | BaseException]] = queue.SimpleQueue()
+
+        def complete(item: PipelinedRequest) -> None:
+            try:
+                completions = self._complete(item.request, item.sampling)
+            except BaseException as exc:  # noqa: BLE001  # raised in the calling thread, never left waiting
+                finished.put((item, exc))
+                return
             if on_progress is not None:
                 tokens = [c.num_tokens for c in completions if c.num_tokens is not None]
                 on_progress(len(completions), sum(tokens) if len(tokens) == len(completions) else None)
-            return completions
+            finished.put((item, completions))
 
-        return self._servers.map(complete, requests)
+        pool = self._servers.thread_pool()
+        in_flight = 0
+        try:
+            for item in requests:
+                pool.apply_async(complete, (item,))
+                in_flight += 1
+            while in_flight:
+                item, result = finished.get()
+                in_flight -= 1
+                if isinstance(result, BaseException):
+                    raise result
+                for follow_up in item.then(result):  # `then` runs here, never in a worker
+                    pool.apply_async(complete, (follow_up,))
+                    in_flight += 1
+        finally:
+            pool.close()
 
     def close(self) -> None:
         self._servers.close()

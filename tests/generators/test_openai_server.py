@@ -1,8 +1,10 @@
 """The OpenAI-compatible backend against a real local HTTP server started by the test."""
 
+import threading
+
 import pytest
 
-from rmforge.generators.base import GenerationError
+from rmforge.generators.base import GenerationError, PipelinedRequest
 from rmforge.generators.openai_server import OpenAIServerGenerator
 from rmforge.generators.prompts import solution_request
 from rmforge.schemas.config import GeneratorConfig, SamplingConfig
@@ -109,3 +111,38 @@ def test_prompt_longer_than_the_context_is_reported_not_raised():
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_a_follow_up_request_runs_while_a_slower_one_is_still_in_flight():
+    follow_up_arrived = threading.Event()
+
+    def respond(body, index):
+        question = body["messages"][-1]["content"]
+        if question == "slow":  # answers only once the follow-up of the fast request has arrived
+            return "saw the follow-up" if follow_up_arrived.wait(timeout=5) else "no follow-up while in flight"
+        if question == "follow-up":
+            follow_up_arrived.set()
+        return f"answer to {question}"
+
+    server = ChatServer(respond)
+    try:
+        texts: dict[str, str] = {}
+
+        def keep(question, follow_up=None):
+            def then(completions):
+                texts[question] = completions[0].text
+                return (
+                    [PipelinedRequest(solution_request(follow_up), SamplingConfig(), keep(follow_up))]
+                    if follow_up
+                    else []
+                )
+
+            return then
+
+        make(server, max_concurrency=2).run_pipelined(
+            PipelinedRequest(solution_request(q), SamplingConfig(), keep(q, follow_up))
+            for q, follow_up in (("slow", None), ("fast", "follow-up"))
+        )
+    finally:
+        server.close()
+    assert texts == {"slow": "saw the follow-up", "fast": "answer to fast", "follow-up": "answer to follow-up"}

@@ -9,7 +9,6 @@ from rmforge.flows.runs import tracked_run
 from rmforge.generators.base import generation_progress
 from rmforge.generators.openai_server import OpenAIServerGenerator
 from rmforge.generators.prompts import solution_request
-from rmforge.generators.vllm_engine import _ProgressBar
 from rmforge.schemas.config import GeneratorConfig, SamplingConfig
 from rmforge.store import Store
 from tests.servers import ChatServer
@@ -102,20 +101,3 @@ def test_progress_outside_a_tracking_block_is_not_reported(display):
     finally:
         server.close()
     assert seen == []
-
-
-def test_vllm_progress_bar_turns_engine_updates_into_completions_and_tokens():
-    """Driven the way vllm.LLM.generate drives its `use_tqdm` bar (vllm/entrypoints/common/offline.py)."""
-    reported = []
-    make_bar = _ProgressBar.factory(lambda completions, tokens: reported.append((completions, tokens)))
-    prompts = ["a", "b"]
-    assert make_bar(prompts, desc="Adding requests") is prompts  # vllm.utils.tqdm_utils.maybe_tqdm
-    bar = make_bar(total=2, desc="Processed prompts", postfix="")
-    for out_tokens_so_far in (40, 100):
-        elapsed = bar.format_dict["elapsed"]
-        bar.postfix = f"est. speed input: 1.00 toks/s, output: {out_tokens_so_far / elapsed:.2f} toks/s"
-        bar.update(4)
-    bar.close()
-    assert [c for c, _ in reported] == [4, 4]
-    assert sum(t for _, t in reported) == pytest.approx(100, abs=1)
-    assert reported[0][1] == pytest.approx(40, abs=1)
