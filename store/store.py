@@ -265,6 +265,13 @@ class Store:
             0
         ]
 
+    @contextmanager
+    def registered(self, name: str, table: pa.Table) -> Iterator[None]:
+        """`table` visible to this store's SQL as `name` for the duration of the block: a batch's
+        keys go in as a column, cheaper to bind than a list parameter of thousands of strings."""
+        with _registered(self.con, name, table):
+            yield
+
     # reads
     def count(self, table: str) -> int:
         return self.execute(f"SELECT count(*) FROM {table}")[0][0]
@@ -291,7 +298,9 @@ class Store:
         return self.polars(f'SELECT * FROM "{name}"')
 
     def rows(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
-        return self.sql(sql, params).to_pylist()
+        table = self.sql(sql, params)
+        names = table.column_names  # column by column: twice as fast as `Table.to_pylist`
+        return [dict(zip(names, row)) for row in zip(*(column.to_pylist() for column in table.columns))]
 
     def records(self, record: type[BaseModel], sql: str, params: Sequence[Any] | None = None) -> list:
         return [record.model_validate(row) for row in self.rows(sql, params)]
