@@ -45,7 +45,7 @@ NEEDS_PROCESSBENCH = if [ ! -f "$(PROCESSBENCH)" ]; then \
 	echo "make $@: skipped, needs ProcessBench GSM8K at $(PROCESSBENCH) (set PROCESSBENCH=path/to/gsm8k.json)"; \
 	exit 0; fi;
 BENCHES := import-annotate cli-overhead mc-modes answer-checker ann-uniform scale-out soak vllm-dtype demo-cost \
-	adversarial mc-power arith-slips embeddings ann decontaminate
+	adversarial mc-power arith-slips embeddings ann decontaminate store-throughput
 
 .PHONY: $(addprefix bench-,$(BENCHES))
 
@@ -65,6 +65,8 @@ bench-scale-out: install  # scale_out.md (Ray's runs need the `scale` extra)
 	$(BENCH_PY) bench/scale_out.py 2000
 bench-soak: install  # soak.md, soak.json (soak_100k.md, soak_*_1m.md: commands in those reports)
 	$(BENCH_PY) bench/soak.py 1000000 --sample answer=20 --sample z3_arith=20
+bench-store-throughput: install  # store_throughput.md
+	$(BENCH_PY) bench/store_throughput.py 100000 --z3-batches 20
 bench-vllm-dtype: install  # vllm_dtype.md
 	$(BENCH_PY) bench/vllm_dtype.py
 bench-demo-cost: install  # demo_cost.md (replaces data/exports)

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from rmforge.store import LOCK_TIMEOUT_ENV, Store, StoreBusy, lock_timeout
+from rmforge.store.held import HeldStore
+from rmforge.store.locking import others_waiting, waiting_marker
 from tests.builders import make_problem
 
 pytestmark = pytest.mark.slow  # processes holding the store
@@ -172,3 +174,27 @@ def test_both_forms_of_duckdbs_lock_error_are_a_busy_store(message, holder):
 
     assert _is_file_locked(duckdb.IOException(message))
     assert _lock_holder(message).startswith(holder)
+
+
+# argv[1]: database. Opens the store (waiting for it), reads, closes.
+OPENER = "import sys\nfrom rmforge.store import Store\nwith Store(sys.argv[1]) as store:\n    print(store.count('problems'))\n"
+
+
+def test_a_held_store_hands_the_file_to_a_waiting_process_between_steps(created):
+    path = Path(created)
+    with HeldStore(created) as held:
+        with held.use():
+            pass
+        opener = subprocess.Popen([sys.executable, "-c", OPENER, created], stdout=subprocess.PIPE, text=True, env=env())
+        deadline = time.monotonic() + 60
+        while not others_waiting(path):  # the opener is locked out and says so
+            assert opener.poll() is None and time.monotonic() < deadline, "the opener never waited"
+            time.sleep(0.05)
+        with held.use() as store:
+            store.write("problems", [make_problem("Another question?", "1")])
+        assert not held.is_open  # the step ended: the file went to the waiter
+        out, _ = opener.communicate(timeout=60)
+        assert opener.returncode == 0 and out.strip() == "2"
+        assert not waiting_marker(path).exists()
+        with held.use() as store:  # the next step takes the file back
+            assert store.count("problems") == 2
