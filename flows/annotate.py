@@ -6,7 +6,7 @@ Workers only compute, so they need no access to the store: a single-file DuckDB 
 which takes one writing process at a time, works with workers in other processes or on
 other machines, and each batch's labels and done markers are still one transaction here.
 The flow keeps one store open for all its batches (rmforge.store.held: opening and closing
-a store per batch cost more than the batch's reads and writes), and hands a DuckDB file to a
+a store per batch cost about as much as the batch's reads and writes), and hands a DuckDB file to a
 process that waits for it between two batch steps.
 
 Runs that share a store split the pending rollouts: each batch is claimed just before it is

@@ -1,6 +1,6 @@
 """One writable Store kept open across the many short steps of a long job (a flow run's batches).
 
-Opening a DuckDB file and closing it again (a checkpoint, when it was written) cost more than a
+Opening a DuckDB file and closing it again (a checkpoint, when it was written) cost about as much as a
 batch's reads and writes themselves (bench/reports/store_throughput.md), and a closed file's
 buffer pool is gone, so the next batch reads cold. A HeldStore opens the store at its first use
 and keeps it open, but a DuckDB file takes one writing process at a time: after each use it

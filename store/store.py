@@ -9,8 +9,9 @@ Two backends behind one class:
   processes at a time. Opening a file that another process holds waits for it,
   then raises StoreBusy naming the holder (rmforge.store.locking). Every process
   opens per task and closes after, so writers and readers take turns instead of
-  failing. Inside the process, write transactions on one file take turns too
-  (see `begin`).
+  failing; a long job of many short steps keeps one open until another process waits
+  for the file (rmforge.store.held). Inside the process, write transactions on one
+  file take turns too (see `begin`).
 - a DuckLake, `ducklake:<catalog>[;data=<folder>]` (rmforge.store.lake): many
   processes write at once and every query reads one committed snapshot.
 
