@@ -132,9 +132,40 @@ def others_waiting(path: Path) -> bool:
     return time.time() - stamped < WAITING_FRESH_S
 
 
+# The DuckDB files this process has connections to, with how many, and a lock per file for
+# connecting and closing. A process loses every POSIX lock it holds on a file when it closes any
+# descriptor of that file: reading a file's header while this process holds it would drop DuckDB's
+# lock, and another process could then open the file beside this one's connections. So the header
+# is read only before the first connection, never beside one.
+_connections: dict[str, int] = {}
+_connection_locks: dict[str, threading.RLock] = {}
+
+
+def _connection_lock(path: Path) -> threading.RLock:
+    return _connection_locks.setdefault(str(path.resolve()), threading.RLock())
+
+
 def connect_file(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-    """Connect to the DuckDB file, waiting while another process holds it (and saying so: see above)."""
-    check_store_file(StoreLocation(str(path)))  # DuckDB's own error names no store and no fix
+    """Connect to the DuckDB file, waiting while another process holds it (and saying so: see
+    above). Close the connection with `close_file`."""
+    key = str(path.resolve())
+    with _connection_lock(path):
+        if not _connections.get(key):
+            check_store_file(StoreLocation(str(path)))  # DuckDB's own error names no store and no fix
+        connection = _wait_and_connect(path, read_only)
+        _connections[key] = _connections.get(key, 0) + 1
+        return connection
+
+
+def close_file(path: Path, connection: duckdb.DuckDBPyConnection) -> None:
+    """Close a connection `connect_file` made."""
+    key = str(path.resolve())
+    with _connection_lock(path):
+        connection.close()
+        _connections[key] -= 1
+
+
+def _wait_and_connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     waited = False
 
     def attempt() -> duckdb.DuckDBPyConnection:

@@ -40,7 +40,14 @@ from pydantic import BaseModel
 from rmforge.schemas.tables import TABLES, VIEWS, to_arrow
 from rmforge.store.lake import is_lake_conflict, lake_cursor, take_write_turn
 from rmforge.store.location import resolve_store
-from rmforge.store.locking import LOCK_TIMEOUT_ENV, OPEN_CLOSE_LOCK, connect_file, retry_while_busy, write_turn
+from rmforge.store.locking import (
+    LOCK_TIMEOUT_ENV,
+    OPEN_CLOSE_LOCK,
+    close_file,
+    connect_file,
+    retry_while_busy,
+    write_turn,
+)
 from rmforge.store.schema import missing_view_sql, upgrade_sql
 
 if TYPE_CHECKING:
@@ -56,6 +63,7 @@ class Store:
         # Inside a lake transaction: what to replay if the commit loses to another writer.
         self._journal: list[Callable[[], Any]] | None = None
         self._write_lock: threading.RLock | None = None  # held from begin() to commit()/rollback()/close()
+        self._closed = False
         path = self.location.path
         if path is None:
             self.con = lake_cursor(self.location.url, read_only)  # a writable attach creates the schema
@@ -67,8 +75,12 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
             with OPEN_CLOSE_LOCK:
                 self.con = connect_file(path, read_only=False)
-                for statement in upgrade_sql(self.execute):
-                    self.execute(statement)
+                try:
+                    for statement in upgrade_sql(self.execute):
+                        self.execute(statement)
+                except BaseException:
+                    self.close()
+                    raise
         if read_only:
             try:
                 for statement in missing_view_sql(self.execute):
@@ -84,10 +96,16 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        """Close; an open transaction is rolled back."""
+        """Close; an open transaction is rolled back. Closing again does nothing."""
         self._journal = None
-        with OPEN_CLOSE_LOCK:
-            self.con.close()
+        if not self._closed:
+            self._closed = True
+            path = self.location.path
+            with OPEN_CLOSE_LOCK:
+                if path is None:
+                    self.con.close()
+                else:
+                    close_file(path, self.con)
         self._release_write_turn()
 
     def interrupt(self) -> None:

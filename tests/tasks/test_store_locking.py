@@ -198,3 +198,22 @@ def test_a_held_store_hands_the_file_to_a_waiting_process_between_steps(created)
         assert not waiting_marker(path).exists()
         with held.use() as store:  # the next step takes the file back
             assert store.count("problems") == 2
+
+
+def test_a_second_store_in_the_holding_process_keeps_other_processes_out(created):
+    """A process that has the file open and opens (and closes) it once more, as a heartbeat or a
+    held store's neighbour does, still holds it: another process must keep waiting."""
+    with Store(created) as held:
+        with Store(created) as second:
+            second.count("problems")
+        with Store(created, read_only=False) as third:
+            third.count("problems")
+        locked_out = subprocess.run(
+            [sys.executable, "-c", OPENER, created],
+            capture_output=True,
+            text=True,
+            env=env(**{LOCK_TIMEOUT_ENV: "0.5"}),
+            timeout=60,
+        )
+        assert locked_out.returncode != 0 and "is locked by" in locked_out.stderr, locked_out.stdout
+        assert held.count("problems") == 1
