@@ -44,8 +44,8 @@ BENCH_PY := PYTHONPATH=$(CURDIR) PROCESSBENCH=$(PROCESSBENCH) $(PY)
 NEEDS_PROCESSBENCH = if [ ! -f "$(PROCESSBENCH)" ]; then \
 	echo "make $@: skipped, needs ProcessBench GSM8K at $(PROCESSBENCH) (set PROCESSBENCH=path/to/gsm8k.json)"; \
 	exit 0; fi;
-BENCHES := import-annotate cli-overhead mc-modes mc-fill answer-checker ann-uniform scale-out soak vllm-cpu demo-cost \
-	adversarial mc-power arith-slips embeddings ann decontaminate code-sandbox
+BENCHES := import-annotate cli-overhead mc-modes mc-fill answer-checker ann-uniform scale-out soak store-throughput \
+	vllm-cpu demo-cost adversarial mc-power arith-slips embeddings ann decontaminate code-sandbox
 
 .PHONY: $(addprefix bench-,$(BENCHES))
 
@@ -69,6 +69,8 @@ bench-scale-out: install  # scale_out.md (Ray's runs need the `scale` extra)
 	$(BENCH_PY) bench/scale_out.py 2000
 bench-soak: install  # soak.md, soak.json (soak_100k.md, soak_*_1m.md: commands in those reports)
 	$(BENCH_PY) bench/soak.py 1000000 --sample answer=20 --sample z3_arith=20
+bench-store-throughput: install  # store_throughput.md
+	$(BENCH_PY) bench/store_throughput.py 100000 --z3-batches 20
 bench-vllm-cpu: install  # vllm_cpu.md
 	$(BENCH_PY) bench/vllm_cpu.py
 bench-demo-cost: install  # demo_cost.md (replaces data/exports)

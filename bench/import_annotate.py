@@ -57,7 +57,8 @@ def main() -> None:
     from rmforge.flows.annotate import annotate
     from rmforge.flows.import_rollouts import import_rollouts as import_flow
     from rmforge.schemas.config import GeneratorConfig, StepSplitConfig
-    from rmforge.tasks.annotate import label_batch, load_batch, make_annotator, pending_rollout_ids, write_labels
+    from rmforge.store.held import HeldStore
+    from rmforge.tasks.annotate import label_batch, load_inputs, make_annotator, pending_rollout_ids, write_labels
     from rmforge.tasks.rollouts import import_rollouts
     from rmforge.tasks.steps import split_rollout_steps
 
@@ -75,9 +76,13 @@ def main() -> None:
         t0 = time.perf_counter()
         annotator = make_annotator(name, None, GeneratorConfig())
         pending = pending_rollout_ids.fn(db, annotator)
-        for start in range(0, len(pending), 1000):
-            batch = load_batch(db, pending[start : start + 1000], annotator.reads_siblings)
-            write_labels(db, annotator, label_batch.fn(annotator, batch, "bench"))
+        with HeldStore(db) as held:  # one store for the stage, as the annotate flow holds it
+            for start in range(0, len(pending), 1000):
+                with held.use() as store:
+                    batch = load_inputs(store, pending[start : start + 1000], annotator.reads_siblings)
+                output = label_batch.fn(annotator, batch, "bench")
+                with held.use() as store:
+                    write_labels(store, annotator, output)
         timings[f"annotate {name} (task)"] = time.perf_counter() - t0
 
     flow_db = str(workdir / "flows.duckdb")

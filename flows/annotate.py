@@ -5,7 +5,9 @@ workers), while this flow's own process reads each batch's inputs and writes its
 Workers only compute, so they need no access to the store: a single-file DuckDB store,
 which takes one writing process at a time, works with workers in other processes or on
 other machines, and each batch's labels and done markers are still one transaction here.
-Reading and writing a batch costs milliseconds against the seconds of labelling it.
+The flow keeps one store open for all its batches (rmforge.store.held: opening and closing
+a store per batch cost about as much as the batch's reads and writes), and hands a DuckDB file to a
+process that waits for it between two batch steps.
 
 Runs that share a store split the pending rollouts: each batch is claimed just before it is
 labelled, and a run ends when what is still pending is claimed by other live runs (see
@@ -26,12 +28,13 @@ from rmforge.flows.progress import Progress
 from rmforge.flows.runs import tracked_run
 from rmforge.flows.task_runners import task_runner
 from rmforge.schemas.config import ComputeConfig, GeneratorConfig
+from rmforge.store.held import HeldStore
 from rmforge.tasks.annotate import (
     check_annotator,
     claimed_batches,
     forget_annotator_errors,
     label_batch,
-    load_batch,
+    load_inputs,
     make_annotator,
     pending_rollout_ids,
     release_claims,
@@ -61,6 +64,7 @@ def annotate(
     with (
         tracked_run(db, "annotate", {"annotators": annotators, "options": options}) as run,
         task_runner(compute) as runner,
+        HeldStore(db) as held,
     ):
         for name in annotators:
             annotator = make_annotator(name, options.get(name), generator)  # once per flow run
@@ -80,9 +84,11 @@ def annotate(
                 try:
                     while pending:
                         labelled_before = labelled
-                        batches = claimed_batches(db, annotator, run.run_id, pending, batch_size)
-                        for output in label_batches(runner, compute, db, annotator, batches, run.run_id):
-                            for table, rows in write_labels(db, annotator, output).items():
+                        batches = claimed_batches(held, annotator, run.run_id, pending, batch_size)
+                        for output in label_batches(runner, compute, held, annotator, batches, run.run_id):
+                            with held.use() as store:
+                                written_now = write_labels(store, annotator, output)
+                            for table, rows in written_now.items():
                                 written[table] = written.get(table, 0) + rows
                             labelled += len(output.costs)
                             progress.finish_batch(labelled)
@@ -92,7 +98,8 @@ def annotate(
                         # Again for rollouts freed meanwhile: claims of runs that failed or died.
                         pending = pending_rollout_ids(db, annotator)
                 except Exception as error:
-                    release_claims(db, annotator, run.run_id)  # other runs may take the rest now
+                    with held.use() as store:
+                        release_claims(store, annotator, run.run_id)  # other runs may take the rest now
                     # The run's record keeps how far this annotator got; the error ends the run.
                     still_pending = max(first_pending - labelled, 0)
                     run.summary[name] = {
@@ -119,7 +126,12 @@ def annotate(
 
 
 def label_batches(
-    runner: Any, compute: ComputeConfig, db: str, annotator: Annotator, batches: Iterator[list[str]], run_id: str
+    runner: Any,
+    compute: ComputeConfig,
+    held: HeldStore,
+    annotator: Annotator,
+    batches: Iterator[list[str]],
+    run_id: str,
 ) -> Iterator[AnnotationOutput]:
     """Each batch's labels as it finishes, with at most two batches per worker in flight
     (memory stays bounded, and workers never wait for this process to read the next one)."""
@@ -130,12 +142,14 @@ def label_batches(
     )
     in_flight: deque = deque()  # in submission order: batches are alike, so the oldest finishes first
     for batch in batches:
+        with held.use() as store:
+            items = load_inputs(store, batch, annotator.reads_siblings)
         in_flight.append(
             runner.submit(
                 label_batch,
                 {
                     "annotator": annotator,
-                    "items": load_batch(db, batch, annotator.reads_siblings),
+                    "items": items,
                     "run_id": run_id,
                     "processes": processes,
                 },

@@ -3,6 +3,7 @@
 - `store.py`: the Store class (reads into Arrow and Polars, keyed writes, `transaction()`)
 - `location.py`: where a store lives (StoreLocation, resolve_store, check_store_file)
 - `locking.py`: waiting for a store another process holds (StoreBusy), turns between threads
+- `held.py`: one Store kept open across a long job's steps, handed to a process that waits (HeldStore)
 - `lake.py`: the DuckLake backend (attaching, cursors, commit conflicts)
 - `schema.py`: the DDL of `schemas.tables`, and bringing an older store up to date
 - `errors.py`: what the store raises (StoreError, NotAStore, StoreBusy)

@@ -5,10 +5,16 @@ that another process holds waits for it (retrying with backoff, up to $RMFORGE_L
 seconds), then raises StoreBusy naming the holder; a lake's commits that keep conflicting with
 other writers wait the same way (rmforge.store.lake). Inside one process, the threads on one file
 take turns too: opening and closing (OPEN_CLOSE_LOCK), and write transactions (`write_turn`).
+
+A process that waits for a file says so: it stamps a marker beside the file at every try
+(`<file>.wait`, removed once it gets in), so that a holder that keeps the file open across a long
+job (rmforge.store.held) can close it for the waiter (`others_waiting`). DuckDB's own lock gives
+the holder no sign of a waiter.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -29,6 +35,9 @@ DEFAULT_LOCK_TIMEOUT_S = 300.0
 # sleep through the gaps between another command's batches.
 _FIRST_BACKOFF_S = 0.01
 _MAX_BACKOFF_S = 0.2
+# A marker stamped this recently means a process is waiting: it stamps at every try, at least every
+# _MAX_BACKOFF_S; an older one is a leftover of a waiter that was killed.
+WAITING_FRESH_S = 2.0
 # Threads of one process share one DuckDB instance per file: two opening (DDL) or one opening
 # while another closes the last connection fail with catalog or file-handle conflicts.
 OPEN_CLOSE_LOCK = threading.RLock()
@@ -104,14 +113,81 @@ def _lock_holder(message: str) -> str:
     return f"PID {pid} ({command})"
 
 
+def waiting_marker(path: Path) -> Path:
+    return path.with_name(path.name + ".wait")
+
+
+def _stamp_waiting(path: Path) -> None:
+    # In a folder this process may not write, no marker: a holder then keeps the file until its job ends.
+    with contextlib.suppress(OSError):
+        waiting_marker(path).touch()
+
+
+def others_waiting(path: Path) -> bool:
+    """Whether another process is waiting to open the DuckDB file at `path` (its marker is fresh)."""
+    try:
+        stamped = waiting_marker(path).stat().st_mtime
+    except OSError:
+        return False
+    return time.time() - stamped < WAITING_FRESH_S
+
+
+# The DuckDB files this process has connections to, with how many, and a lock per file for
+# connecting and closing. A process loses every POSIX lock it holds on a file when it closes any
+# descriptor of that file: reading a file's header while this process holds it would drop DuckDB's
+# lock, and another process could then open the file beside this one's connections. So the header
+# is read only before the first connection, never beside one.
+_connections: dict[str, int] = {}
+_connection_locks: dict[str, threading.RLock] = {}
+
+
+def _connection_lock(path: Path) -> threading.RLock:
+    return _connection_locks.setdefault(str(path.resolve()), threading.RLock())
+
+
 def connect_file(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-    """Connect to the DuckDB file, waiting while another process holds it."""
-    check_store_file(StoreLocation(str(path)))  # DuckDB's own error names no store and no fix
-    return retry_while_busy(
-        lambda: duckdb.connect(str(path), read_only=read_only),
-        _is_file_locked,
-        lambda exc, timeout: (
-            f"{path} is locked by {_lock_holder(str(exc))}; waited {timeout:g} s "
-            f"(set {LOCK_TIMEOUT_ENV} to wait longer)"
-        ),
-    )
+    """Connect to the DuckDB file, waiting while another process holds it (and saying so: see
+    above). Close the connection with `close_file`."""
+    key = str(path.resolve())
+    with _connection_lock(path):
+        if not _connections.get(key):
+            check_store_file(StoreLocation(str(path)))  # DuckDB's own error names no store and no fix
+        connection = _wait_and_connect(path, read_only)
+        _connections[key] = _connections.get(key, 0) + 1
+        return connection
+
+
+def close_file(path: Path, connection: duckdb.DuckDBPyConnection) -> None:
+    """Close a connection `connect_file` made."""
+    key = str(path.resolve())
+    with _connection_lock(path):
+        connection.close()
+        _connections[key] -= 1
+
+
+def _wait_and_connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    waited = False
+
+    def attempt() -> duckdb.DuckDBPyConnection:
+        nonlocal waited
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.Error as exc:
+            if _is_file_locked(exc):
+                waited = True
+                _stamp_waiting(path)
+            raise
+
+    try:
+        return retry_while_busy(
+            attempt,
+            _is_file_locked,
+            lambda exc, timeout: (
+                f"{path} is locked by {_lock_holder(str(exc))}; waited {timeout:g} s "
+                f"(set {LOCK_TIMEOUT_ENV} to wait longer)"
+            ),
+        )
+    finally:
+        if waited:  # a waiter still waiting stamps it again at its next try
+            with contextlib.suppress(OSError):
+                waiting_marker(path).unlink(missing_ok=True)

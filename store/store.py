@@ -9,8 +9,9 @@ Two backends behind one class:
   processes at a time. Opening a file that another process holds waits for it,
   then raises StoreBusy naming the holder (rmforge.store.locking). Every process
   opens per task and closes after, so writers and readers take turns instead of
-  failing. Inside the process, write transactions on one file take turns too
-  (see `begin`).
+  failing; a long job of many short steps keeps one open until another process waits
+  for the file (rmforge.store.held). Inside the process, write transactions on one
+  file take turns too (see `begin`).
 - a DuckLake, `ducklake:<catalog>[;data=<folder>]` (rmforge.store.lake): many
   processes write at once and every query reads one committed snapshot.
 
@@ -39,7 +40,14 @@ from pydantic import BaseModel
 from rmforge.schemas.tables import TABLES, VIEWS, to_arrow
 from rmforge.store.lake import is_lake_conflict, lake_cursor, take_write_turn
 from rmforge.store.location import resolve_store
-from rmforge.store.locking import LOCK_TIMEOUT_ENV, OPEN_CLOSE_LOCK, connect_file, retry_while_busy, write_turn
+from rmforge.store.locking import (
+    LOCK_TIMEOUT_ENV,
+    OPEN_CLOSE_LOCK,
+    close_file,
+    connect_file,
+    retry_while_busy,
+    write_turn,
+)
 from rmforge.store.schema import missing_view_sql, upgrade_sql
 
 if TYPE_CHECKING:
@@ -55,6 +63,7 @@ class Store:
         # Inside a lake transaction: what to replay if the commit loses to another writer.
         self._journal: list[Callable[[], Any]] | None = None
         self._write_lock: threading.RLock | None = None  # held from begin() to commit()/rollback()/close()
+        self._closed = False
         path = self.location.path
         if path is None:
             self.con = lake_cursor(self.location.url, read_only)  # a writable attach creates the schema
@@ -66,8 +75,12 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
             with OPEN_CLOSE_LOCK:
                 self.con = connect_file(path, read_only=False)
-                for statement in upgrade_sql(self.execute):
-                    self.execute(statement)
+                try:
+                    for statement in upgrade_sql(self.execute):
+                        self.execute(statement)
+                except BaseException:
+                    self.close()
+                    raise
         if read_only:
             try:
                 for statement in missing_view_sql(self.execute):
@@ -83,10 +96,16 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        """Close; an open transaction is rolled back."""
+        """Close; an open transaction is rolled back. Closing again does nothing."""
         self._journal = None
-        with OPEN_CLOSE_LOCK:
-            self.con.close()
+        if not self._closed:
+            self._closed = True
+            path = self.location.path
+            with OPEN_CLOSE_LOCK:
+                if path is None:
+                    self.con.close()
+                else:
+                    close_file(path, self.con)
         self._release_write_turn()
 
     def interrupt(self) -> None:
@@ -265,6 +284,13 @@ class Store:
             0
         ]
 
+    @contextmanager
+    def registered(self, name: str, table: pa.Table) -> Iterator[None]:
+        """`table` visible to this store's SQL as `name` for the duration of the block: a batch's
+        keys go in as a column, cheaper to bind than a list parameter of thousands of strings."""
+        with _registered(self.con, name, table):
+            yield
+
     # reads
     def count(self, table: str) -> int:
         return self.execute(f"SELECT count(*) FROM {table}")[0][0]
@@ -291,7 +317,9 @@ class Store:
         return self.polars(f'SELECT * FROM "{name}"')
 
     def rows(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
-        return self.sql(sql, params).to_pylist()
+        table = self.sql(sql, params)
+        names = table.column_names  # column by column: twice as fast as `Table.to_pylist`
+        return [dict(zip(names, row)) for row in zip(*(column.to_pylist() for column in table.columns))]
 
     def records(self, record: type[BaseModel], sql: str, params: Sequence[Any] | None = None) -> list:
         return [record.model_validate(row) for row in self.rows(sql, params)]

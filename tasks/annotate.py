@@ -34,6 +34,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -43,6 +44,7 @@ from rmforge.generators.base import GenerationError
 from rmforge.schemas.config import GeneratorConfig
 from rmforge.schemas.records import Problem, Rollout, utc_now
 from rmforge.store import Store
+from rmforge.store.held import HeldStore
 
 # Errors that say nothing about the rollout being labelled: they fail the whole batch.
 NOT_THE_ROLLOUTS_FAULT = (GenerationError, AnnotatorUnavailable, BrokenProcessPool, MemoryError)
@@ -67,21 +69,23 @@ def check_annotator(annotator: Annotator) -> str | None:
 
 def pending_sql(limited: bool) -> str:
     """The query for the rollouts without a current done marker for a configuration; a marker is
-    current when it was made from as many steps as the rollout has now. Parameters: `limited`:
-    the rollout ids to look at, then annotator and config hash, then the ids again."""
-    within = " WHERE rollout_id IN (SELECT UNNEST(?))" if limited else ""
+    current when it was made from as many steps as the rollout has now. Parameters: annotator and
+    config hash. `limited`: only the rollouts of the registered Arrow table `_candidates`, whose
+    ids go in as a column rather than as a list parameter (binding a list of thousands of strings
+    costs more than the query)."""
+    candidates = "rollout_id IN (SELECT rollout_id FROM _candidates)"
     sql = (
-        f"WITH step_counts AS (SELECT rollout_id, count(*) AS n FROM steps{within} GROUP BY rollout_id) "
+        f"WITH step_counts AS (SELECT rollout_id, count(*) AS n FROM steps{' WHERE ' + candidates if limited else ''} "
+        "GROUP BY rollout_id) "
         "SELECT r.rollout_id FROM rollouts r LEFT JOIN step_counts s USING (rollout_id) "
         "LEFT JOIN annotator_costs c ON c.rollout_id = r.rollout_id AND c.annotator = ? AND c.config_hash = ? "
         "WHERE (c.rollout_id IS NULL OR c.steps IS DISTINCT FROM coalesce(s.n, 0))"
     )
-    return sql + (" AND r.rollout_id IN (SELECT UNNEST(?))" if limited else "")
+    return sql + (f" AND r.{candidates}" if limited else "")
 
 
-def pending_params(annotator: Annotator, limit_to: list[str] | None) -> list[Any]:
-    key = [annotator.name, annotator.config_hash]
-    return key if limit_to is None else [limit_to, *key, limit_to]
+def id_table(rollout_ids: list[str]) -> pa.Table:
+    return pa.table({"rollout_id": pa.array(rollout_ids, pa.string())})
 
 
 @task(name="find-pending-rollouts", cache_policy=NO_CACHE)
@@ -90,7 +94,7 @@ def pending_rollout_ids(db: str, annotator: Annotator) -> list[str]:
     stable order, claimed or not."""
     with Store(db) as store:  # a column, not a dict per row: at a million rollouts that is ~200 MiB less
         return (
-            store.sql(pending_sql(limited=False) + " ORDER BY r.rollout_id", pending_params(annotator, None))
+            store.sql(pending_sql(limited=False) + " ORDER BY r.rollout_id", [annotator.name, annotator.config_hash])
             .column("rollout_id")
             .to_pylist()
         )
@@ -116,7 +120,7 @@ def process_alive(pid: int, started: str | None) -> bool:
     return process_start_time(pid) == started
 
 
-def claim_batch(db: str, annotator: Annotator, run_id: str, candidates: list[str], batch_size: int) -> list[str]:
+def claim_batch(store: Store, annotator: Annotator, run_id: str, candidates: list[str], batch_size: int) -> list[str]:
     """Claim for `run_id` the first `batch_size` of `candidates` that are still pending and
     claimed by no live run; the claimed ids, sorted.
 
@@ -129,7 +133,7 @@ def claim_batch(db: str, annotator: Annotator, run_id: str, candidates: list[str
     key = [annotator.name, annotator.config_hash]
     batch_id = uuid.uuid4().hex
     host, pid = socket.gethostname(), os.getpid()
-    with Store(db) as store:
+    with store.registered("_candidates", id_table(candidates)):  # registered until a lake's replays are done
         with store.transaction():
             store.execute(
                 "DELETE FROM batch_claims WHERE annotator = ? AND config_hash = ? "
@@ -164,20 +168,20 @@ def claim_batch(db: str, annotator: Annotator, run_id: str, candidates: list[str
                     host,
                     pid,
                     process_start_time(pid),
-                    *pending_params(annotator, candidates),
+                    *key,
                     *key,
                     batch_size,
                 ],
             )
-        return (
-            store.sql("SELECT rollout_id FROM batch_claims WHERE batch_id = ? ORDER BY rollout_id", [batch_id])
-            .column("rollout_id")
-            .to_pylist()
-        )
+    return (
+        store.sql("SELECT rollout_id FROM batch_claims WHERE batch_id = ? ORDER BY rollout_id", [batch_id])
+        .column("rollout_id")
+        .to_pylist()
+    )
 
 
 def claimed_batches(
-    db: str, annotator: Annotator, run_id: str, candidates: list[str], batch_size: int
+    held: HeldStore, annotator: Annotator, run_id: str, candidates: list[str], batch_size: int
 ) -> Iterator[list[str]]:
     """Batches of `candidates` (sorted, as `pending_rollout_ids` gives them), each claimed when
     the caller asks for it, so that runs working side by side interleave; candidates labelled or
@@ -185,20 +189,20 @@ def claimed_batches(
     start = 0
     while start < len(candidates):
         window = candidates[start : start + CLAIM_WINDOW_BATCHES * batch_size]
-        claimed = claim_batch(db, annotator, run_id, window, batch_size)
+        with held.use() as store:
+            claimed = claim_batch(store, annotator, run_id, window, batch_size)
         # A full batch ends at its last claim; a short one means the whole window was looked at.
         start += window.index(claimed[-1]) + 1 if len(claimed) == batch_size else len(window)
         if claimed:
             yield claimed
 
 
-def release_claims(db: str, annotator: Annotator, run_id: str) -> int:
+def release_claims(store: Store, annotator: Annotator, run_id: str) -> int:
     """Give up the run's claims for this configuration (its batches failed); how many."""
-    with Store(db) as store:
-        return store.execute(
-            "DELETE FROM batch_claims WHERE run_id = ? AND annotator = ? AND config_hash = ?",
-            [run_id, annotator.name, annotator.config_hash],
-        )[0][0]
+    return store.execute(
+        "DELETE FROM batch_claims WHERE run_id = ? AND annotator = ? AND config_hash = ?",
+        [run_id, annotator.name, annotator.config_hash],
+    )[0][0]
 
 
 @task(name="forget-annotator-errors", cache_policy=NO_CACHE)
@@ -225,20 +229,21 @@ def forget_annotator_errors(db: str, annotator: Annotator) -> int:
 def load_inputs(store: Store, rollout_ids: list[str], with_siblings: bool = False) -> list[AnnotationInput]:
     """The batch's rollouts with problems and steps; `with_siblings`: also every other stored
     rollout of the same problems (see `AnnotationInput.siblings`)."""
-    rollouts = store.records(
-        Rollout, "SELECT * FROM rollouts WHERE rollout_id IN (SELECT UNNEST(?)) ORDER BY rollout_id", [rollout_ids]
-    )
+    with store.registered("_batch", id_table(rollout_ids)):
+        rollouts = store.records(
+            Rollout, "SELECT * FROM rollouts SEMI JOIN _batch USING (rollout_id) ORDER BY rollout_id"
+        )
+        step_rows = store.sql(
+            "SELECT rollout_id, text FROM steps SEMI JOIN _batch USING (rollout_id) ORDER BY rollout_id, step_index"
+        )
+    steps: dict[str, list[str]] = {}
+    for rollout_id, text in zip(step_rows["rollout_id"].to_pylist(), step_rows["text"].to_pylist()):
+        steps.setdefault(rollout_id, []).append(text)
     problem_ids = sorted({r.problem_id for r in rollouts})
     problems = {
         p.problem_id: p
         for p in store.records(Problem, "SELECT * FROM problems WHERE problem_id IN (SELECT UNNEST(?))", [problem_ids])
     }
-    steps: dict[str, list[str]] = {}
-    for row in store.rows(
-        "SELECT rollout_id, text FROM steps WHERE rollout_id IN (SELECT UNNEST(?)) ORDER BY rollout_id, step_index",
-        [rollout_ids],
-    ):
-        steps.setdefault(row["rollout_id"], []).append(row["text"])
     missing = [r.rollout_id for r in rollouts if r.problem_id not in problems]
     if missing:
         raise ValueError(f"rollouts {missing[:5]} reference problems that are not in the store")
@@ -366,19 +371,20 @@ def label_in_processes(
         raise
 
 
-def write_labels(db: str, annotator: Annotator, output: AnnotationOutput) -> dict[str, int]:
+def write_labels(store: Store, annotator: Annotator, output: AnnotationOutput) -> dict[str, int]:
     """A batch's labels and done markers in one transaction, which also ends the rollouts'
     claims (whichever run holds them: they are done); how many rows of each kind."""
-    with Store(db) as store, store.transaction():
-        batch = [annotator.name, annotator.config_hash, [cost.rollout_id for cost in output.costs]]
+    key = [annotator.name, annotator.config_hash]
+    # Registered until a lake's replays are done.
+    with store.registered("_batch", id_table([cost.rollout_id for cost in output.costs])), store.transaction():
         # A redone rollout may have fewer steps than when it was last labelled.
         store.execute(
-            "DELETE FROM step_labels WHERE annotator = ? AND config_hash = ? AND rollout_id IN (SELECT UNNEST(?))",
-            batch,
+            "DELETE FROM step_labels WHERE annotator = ? AND config_hash = ? AND rollout_id IN (SELECT rollout_id FROM _batch)",
+            key,
         )
         store.execute(
-            "DELETE FROM batch_claims WHERE annotator = ? AND config_hash = ? AND rollout_id IN (SELECT UNNEST(?))",
-            batch,
+            "DELETE FROM batch_claims WHERE annotator = ? AND config_hash = ? AND rollout_id IN (SELECT rollout_id FROM _batch)",
+            key,
         )
         written = {
             "step_labels": store.write("step_labels", output.step_labels, on_conflict="replace"),
@@ -387,8 +393,3 @@ def write_labels(db: str, annotator: Annotator, output: AnnotationOutput) -> dic
             "annotator_costs": store.write("annotator_costs", output.costs, on_conflict="replace"),
         }
     return written
-
-
-def load_batch(db: str, rollout_ids: list[str], with_siblings: bool = False) -> list[AnnotationInput]:
-    with Store(db) as store:
-        return load_inputs(store, rollout_ids, with_siblings)

@@ -13,8 +13,8 @@ from rmforge.flows.export import export
 from rmforge.flows.import_rollouts import import_rollouts
 from rmforge.schemas.config import GeneratorConfig
 from rmforge.store import Store
-from rmforge.tasks.annotate import claim_batch, make_annotator, pending_rollout_ids
-from tests.tasks.test_annotate import claimants, start_runs, unstartable_vllm_engine
+from rmforge.tasks.annotate import make_annotator, pending_rollout_ids
+from tests.tasks.test_annotate import claim, claimants, start_runs, unstartable_vllm_engine
 
 pytestmark = pytest.mark.slow  # Prefect flows and the CLI end to end
 
@@ -108,8 +108,8 @@ def test_annotate_leaves_a_live_runs_claims_and_takes_over_a_crashed_runs(prefec
     z3 = make_annotator("z3_arith", None, GeneratorConfig())
     pending = pending_rollout_ids.fn(db, z3)
     start_runs(db, {"crashed": 0, "alive": 0})
-    claim_batch(db, z3, "crashed", pending, 5)
-    alive = claim_batch(db, z3, "alive", pending, 3)
+    claim(db, z3, "crashed", pending, 5)
+    alive = claim(db, z3, "alive", pending, 3)
     start_runs(db, {"crashed": 600})  # its heartbeat stopped ten minutes ago
 
     summary = annotate(db, ["z3_arith"], batch_size=2)["z3_arith"]

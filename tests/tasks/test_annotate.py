@@ -24,8 +24,6 @@ from rmforge.tasks.annotate import (
     annotate_items,
     claim_batch,
     label_batch,
-    label_items,
-    load_batch,
     load_inputs,
     make_annotator,
     pending_rollout_ids,
@@ -53,10 +51,16 @@ def write_rollouts(path, n=6):
 
 
 def annotate_one_batch(db: str, annotator: Annotator, rollout_ids: list[str], run_id: str) -> dict[str, int]:
-    """One batch through the annotate flow's own steps (flows/annotate.py: `load_batch`, the
+    """One batch through the annotate flow's own steps (flows/annotate.py: `load_inputs`, the
     `label-batch` task, `write_labels`), without Prefect; the rows written of each kind."""
-    items = load_batch(db, rollout_ids, annotator.reads_siblings)
-    return write_labels(db, annotator, label_batch.fn(annotator, items, run_id))
+    with Store(db) as store:
+        items = load_inputs(store, rollout_ids, annotator.reads_siblings)
+        return write_labels(store, annotator, label_batch.fn(annotator, items, run_id))
+
+
+def claim(db: str, annotator: Annotator, run_id: str, candidates: list[str], batch_size: int) -> list[str]:
+    with Store(db) as store:
+        return claim_batch(store, annotator, run_id, candidates, batch_size)
 
 
 def annotate_all(db: str, annotator: Annotator) -> None:
@@ -145,22 +149,23 @@ def imported_for_runs(tmp_path, db, runs: dict[str, float]):
 def test_runs_claim_disjoint_batches_and_writing_a_batch_releases_its_claims(tmp_path, db) -> None:
     z3, pending = imported_for_runs(tmp_path, db, {"run-a": 0, "run-b": 0})
 
-    first = claim_batch(db, z3, "run-a", pending, 2)
-    second = claim_batch(db, z3, "run-b", pending, 2)
+    first = claim(db, z3, "run-a", pending, 2)
+    second = claim(db, z3, "run-b", pending, 2)
     assert first == pending[:2] and second == pending[2:4]
 
-    write_labels(db, z3, label_items(z3, load_batch(db, first), "run-a"))
+    annotate_one_batch(db, z3, first, "run-a")
     assert claimants(db) == {rollout_id: "run-b" for rollout_id in second}
     assert pending_rollout_ids.fn(db, z3) == pending[2:]
     # The rest of the list skips run-b's live claims.
-    assert claim_batch(db, z3, "run-a", pending, 10) == pending[4:]
-    assert release_claims(db, z3, "run-a") == 2
+    assert claim(db, z3, "run-a", pending, 10) == pending[4:]
+    with Store(db) as store:
+        assert release_claims(store, z3, "run-a") == 2
     assert claimants(db) == {rollout_id: "run-b" for rollout_id in second}
 
 
 def test_the_claims_of_a_run_whose_heartbeat_stopped_are_taken_over(tmp_path, db) -> None:
     z3, pending = imported_for_runs(tmp_path, db, {"crashed": 600, "alive": 0})
-    assert claim_batch(db, z3, "crashed", pending, 3) == pending[:3]
+    assert claim(db, z3, "crashed", pending, 3) == pending[:3]
     with Store(db) as store:  # a claim whose run never wrote a `runs` row is dead too
         store.execute(
             "INSERT INTO batch_claims (rollout_id, annotator, config_hash, run_id, batch_id, claimed_at) "
@@ -168,7 +173,7 @@ def test_the_claims_of_a_run_whose_heartbeat_stopped_are_taken_over(tmp_path, db
             [pending[3], z3.name, z3.config_hash],
         )
 
-    assert claim_batch(db, z3, "alive", pending, 10) == pending
+    assert claim(db, z3, "alive", pending, 10) == pending
     assert claimants(db) == {rollout_id: "alive" for rollout_id in pending}
 
 
@@ -176,20 +181,20 @@ def test_the_claims_of_a_killed_process_on_this_machine_are_taken_over_at_once(t
     # Its run still looks alive (the heartbeat is fresh), but its process is gone: a rerun right
     # after a SIGKILL must not leave the killed run's batch unlabelled.
     z3, pending = imported_for_runs(tmp_path, db, {"killed": 0, "alive": 0})
-    assert claim_batch(db, z3, "killed", pending, 3) == pending[:3]
+    assert claim(db, z3, "killed", pending, 3) == pending[:3]
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     with Store(db) as store:  # as if a process that has exited since had made them
         store.execute(
             "UPDATE batch_claims SET pid = ?, process_started = '1' WHERE run_id = 'killed'", [int(gone.stdout)]
         )
-    assert claim_batch(db, z3, "alive", pending, 10) == pending
+    assert claim(db, z3, "alive", pending, 10) == pending
     assert claimants(db) == {rollout_id: "alive" for rollout_id in pending}
 
 
 def test_live_claims_of_this_process_are_kept(tmp_path, db) -> None:
     z3, pending = imported_for_runs(tmp_path, db, {"first": 0, "second": 0})
-    assert claim_batch(db, z3, "first", pending, 3) == pending[:3]
-    assert claim_batch(db, z3, "second", pending, 10) == pending[3:]  # this process is alive
+    assert claim(db, z3, "first", pending, 3) == pending[:3]
+    assert claim(db, z3, "second", pending, 10) == pending[3:]  # this process is alive
 
 
 class FailsOn(Annotator):

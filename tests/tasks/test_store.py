@@ -4,8 +4,8 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from rmforge.schemas.records import Problem, Rollout
-from rmforge.schemas.tables import TABLES, VIEWS, arrow_schema, create_table_sql
+from rmforge.schemas.records import AnnotatorCost, Problem, ProcessExample, Rollout, RunRecord
+from rmforge.schemas.tables import TABLES, VIEWS, arrow_schema, create_table_sql, to_arrow
 from rmforge.store import Store, resolve_store
 from tests.builders import make_problem, make_rollout
 
@@ -200,3 +200,41 @@ def test_children_are_key_checked_only_where_their_parent_was_stored(db):
         assert store.execute(
             "SELECT rollout_id, count(*), count(DISTINCT step_index) FROM steps GROUP BY 1 ORDER BY 2"
         ) == [(new.rollout_id, 2, 2), (stored.rollout_id, 3, 3)]
+
+
+def test_records_go_to_arrow_column_by_column_as_their_dumps_would():
+    """`to_arrow` reads attributes column by column; it must give what a dict per record gave:
+    lists, nested lists, None, timestamps and defaults included."""
+    problem = make_problem()
+    rollout = make_rollout(problem, "Step 1: 3 + 4 = 7", finish_reason=None)
+    example = ProcessExample(
+        example_id="e",
+        rollout_id=rollout.rollout_id,
+        problem_id=problem.problem_id,
+        prompt="Q",
+        completions=["a", "b"],
+        labels=[True, False],
+        soft_labels=[0.9, 0.1],
+        annotators=["z3_arith"],
+        label_supporters=[["z3_arith"], []],
+        run_id="r",
+    )
+    run = RunRecord(run_id="r", flow="annotate", config="{}", status="running", heartbeat_s=None)
+    for table, rows in {
+        "problems": [problem],
+        "rollouts": [rollout, make_rollout(problem, "other", index=1)],
+        "process_examples": [example],
+        "runs": [run],
+        "annotator_costs": [AnnotatorCost(rollout_id="x", annotator="a", config_hash="h", completions=0, run_id="r")],
+    }.items():
+        by_dict = pa.Table.from_pylist([row.model_dump() for row in rows], schema=arrow_schema(TABLES[table]))
+        assert to_arrow(TABLES[table], rows).equals(by_dict), table
+
+
+def test_rows_are_dicts_by_column_name_in_row_order(db):
+    with Store(db) as store:
+        assert store.rows("SELECT * FROM (VALUES (2, 'b', NULL), (1, 'a', [1.5])) t(n, s, l)") == [
+            {"n": 2, "s": "b", "l": None},
+            {"n": 1, "s": "a", "l": [1.5]},
+        ]
+        assert store.rows("SELECT 1 AS n WHERE false") == []

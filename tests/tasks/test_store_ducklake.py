@@ -314,14 +314,16 @@ def test_three_workers_annotate_disjoint_batches_while_a_reader_sees_whole_batch
 CLAIMING_WORKER = """
 import json, sys
 from rmforge.schemas.config import GeneratorConfig
+from rmforge.store.held import HeldStore
 from rmforge.tasks.annotate import claimed_batches, make_annotator, pending_rollout_ids
 from tests.tasks.test_annotate import annotate_one_batch
 db, run_id = sys.argv[1], sys.argv[2]
 annotator = make_annotator("z3_arith", None, GeneratorConfig())
 claimed = []
-for batch in claimed_batches(db, annotator, run_id, pending_rollout_ids.fn(db, annotator), 3):
-    claimed += batch
-    annotate_one_batch(db, annotator, batch, run_id)
+with HeldStore(db) as held:
+    for batch in claimed_batches(held, annotator, run_id, pending_rollout_ids.fn(db, annotator), 3):
+        claimed += batch
+        annotate_one_batch(db, annotator, batch, run_id)
 print(json.dumps(claimed))
 """
 

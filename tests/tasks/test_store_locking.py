@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from rmforge.store import LOCK_TIMEOUT_ENV, Store, StoreBusy, lock_timeout
+from rmforge.store.held import HeldStore
+from rmforge.store.locking import others_waiting, waiting_marker
 from tests.builders import make_problem
 
 pytestmark = pytest.mark.slow  # processes holding the store
@@ -172,3 +174,46 @@ def test_both_forms_of_duckdbs_lock_error_are_a_busy_store(message, holder):
 
     assert _is_file_locked(duckdb.IOException(message))
     assert _lock_holder(message).startswith(holder)
+
+
+# argv[1]: database. Opens the store (waiting for it), reads, closes.
+OPENER = "import sys\nfrom rmforge.store import Store\nwith Store(sys.argv[1]) as store:\n    print(store.count('problems'))\n"
+
+
+def test_a_held_store_hands_the_file_to_a_waiting_process_between_steps(created):
+    path = Path(created)
+    with HeldStore(created) as held:
+        with held.use():
+            pass
+        opener = subprocess.Popen([sys.executable, "-c", OPENER, created], stdout=subprocess.PIPE, text=True, env=env())
+        deadline = time.monotonic() + 60
+        while not others_waiting(path):  # the opener is locked out and says so
+            assert opener.poll() is None and time.monotonic() < deadline, "the opener never waited"
+            time.sleep(0.05)
+        with held.use() as store:
+            store.write("problems", [make_problem("Another question?", "1")])
+        assert not held.is_open  # the step ended: the file went to the waiter
+        out, _ = opener.communicate(timeout=60)
+        assert opener.returncode == 0 and out.strip() == "2"
+        assert not waiting_marker(path).exists()
+        with held.use() as store:  # the next step takes the file back
+            assert store.count("problems") == 2
+
+
+def test_a_second_store_in_the_holding_process_keeps_other_processes_out(created):
+    """A process that has the file open and opens (and closes) it once more, as a heartbeat or a
+    held store's neighbour does, still holds it: another process must keep waiting."""
+    with Store(created) as held:
+        with Store(created) as second:
+            second.count("problems")
+        with Store(created, read_only=False) as third:
+            third.count("problems")
+        locked_out = subprocess.run(
+            [sys.executable, "-c", OPENER, created],
+            capture_output=True,
+            text=True,
+            env=env(**{LOCK_TIMEOUT_ENV: "0.5"}),
+            timeout=60,
+        )
+        assert locked_out.returncode != 0 and "is locked by" in locked_out.stderr, locked_out.stdout
+        assert held.count("problems") == 1
