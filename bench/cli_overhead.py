@@ -27,6 +27,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from bench.soak import cpu_flags, cpu_name  # noqa: E402
+
 REPORT = REPO / "bench" / "reports" / "cli_overhead.md"
 ROWS = 32
 REPEATS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
@@ -129,22 +131,6 @@ def first_commands(env: dict[str, str], work: Path, inputs: tuple[Path, Path]) -
     return walls
 
 
-def cpu_flags() -> str:
-    wanted = ("avx2", "fma", "f16c", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            have = set(line.split(":", 1)[1].split())
-            return ", ".join(flag for flag in wanted if flag in have)
-    return "unknown"
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
@@ -180,7 +166,7 @@ def main() -> None:
         "# CLI overhead for small flow commands",
         "",
         f"`python bench/cli_overhead.py {REPEATS}`: median of {REPEATS} runs per cell; each command is a fresh "
-        f"process on a store of {ROWS} rows. Machine: {cpu_model()}, {os.cpu_count()} cores (flags: {cpu_flags()}); "
+        f"process on a store of {ROWS} rows. Machine: {cpu_name()}, {os.cpu_count()} cores (flags: {cpu_flags()}); "
         f"Python {platform.python_version()}; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after "
         "(1 min).",
         "",

@@ -74,14 +74,14 @@ class EngineMeter:
         self.last = now
 
     def start(self) -> None:
-        from bench.vllm_dtype import cpu_seconds
+        from bench.vllm_cpu import cpu_seconds
 
         self.in_flight = self.completions = self.tokens = 0
         self.cpu_started = cpu_seconds(self.process)
         self.area, self.started, self.last = 0.0, time.perf_counter(), time.perf_counter()
 
     def result(self) -> dict[str, float]:
-        from bench.vllm_dtype import cpu_seconds
+        from bench.vllm_cpu import cpu_seconds
 
         self.advance()
         wall, cpu = self.last - self.started, cpu_seconds(self.process) - self.cpu_started
