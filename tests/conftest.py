@@ -1,4 +1,6 @@
+import atexit
 import os
+import shutil
 import tempfile
 
 # Tests are offline: fail fast instead of retrying a hub for 24 s.
@@ -15,6 +17,8 @@ os.environ["RMFORGE_STATE_DIR"] = tempfile.mkdtemp(prefix="rmforge-test-state-")
 
 import pytest
 from hypothesis import settings
+
+atexit.register(shutil.rmtree, os.environ["RMFORGE_STATE_DIR"], ignore_errors=True)
 
 # CI draws the same examples on every run, so a submission lands or fails on its own merits,
 # not on which random inputs came up; local runs keep exploring new ones.
