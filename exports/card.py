@@ -230,6 +230,7 @@ def dataset_card(
         "",
         "```python",
         "import datasets",
+        "",  # formatted as ruff/black would: a card inside a checkout passes `ruff format --check`
         f'datasets.load_dataset("{where}", "process")  # any non-empty dataset above',
         'datasets.load_from_disk("path/to/this/folder/hf/process")  # the local export',
         "```",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -298,6 +300,20 @@ def test_card_states_provenance_rule_meaning_and_counts_without_paths(tmp_path, 
     assert "Labels resting only on a rollout's own correct outcome voted (`direct_step_evidence` off)" in card
     assert stats["kto"]["desirable_fraction"] == 0.5
     assert stats["critiques"]["verdicts"] == {"incorrect": 3}
+
+
+def test_the_cards_code_passes_the_projects_formatter(tmp_path, db):
+    """An export inside a checkout (data/...) must not fail `make lint`: ruff formats Markdown's code."""
+    ruff = Path(sys.executable).with_name("ruff")
+    if not ruff.exists():
+        pytest.skip("ruff is in the lint extra")
+    build_store(db)
+    out = tmp_path / "out"
+    export_datasets.fn(db, str(out), run_id="run-42")
+    checked = subprocess.run(
+        [str(ruff), "format", "--check", "--no-cache", str(out / CARD)], capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_card_reads_a_curate_run_recorded_under_other_settings(tmp_path, db):
