@@ -34,9 +34,9 @@ DEFAULT_LOCK_TIMEOUT_S = 300.0
 # Short waits at first (a batch holds the file for milliseconds), capped so that a waiter does not
 # sleep through the gaps between another command's batches.
 _FIRST_BACKOFF_S = 0.01
-_MAX_BACKOFF_S = 0.2
+MAX_BACKOFF_S = 0.2
 # A marker stamped this recently means a process is waiting: it stamps at every try, at least every
-# _MAX_BACKOFF_S; an older one is a leftover of a waiter that was killed.
+# MAX_BACKOFF_S; an older one is a leftover of a waiter that was killed.
 WAITING_FRESH_S = 2.0
 # Threads of one process share one DuckDB instance per file: two opening (DDL) or one opening
 # while another closes the last connection fail with catalog or file-handle conflicts.
@@ -90,7 +90,7 @@ def retry_while_busy(
                 raise StoreBusy(why(exc, timeout)) from None
             # Jitter keeps two waiting processes from retrying in lockstep.
             time.sleep(min(left, random.uniform(backoff / 2, backoff)))
-            backoff = min(backoff * 2, _MAX_BACKOFF_S)
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
 
 
 def _is_file_locked(exc: duckdb.Error) -> bool:

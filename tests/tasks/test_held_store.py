@@ -2,6 +2,7 @@
 to a waiting process is tested in test_store_locking.py."""
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -60,3 +61,27 @@ def test_a_lake_store_stays_open_whatever_the_markers(lake_db, tmp_path):
         with held.use() as store:
             assert store.count("problems") == 1
         assert held.is_open
+
+
+def test_a_holder_that_closed_for_a_waiter_stays_away_until_the_waiter_got_in(db):
+    """Reopening at once would take the file back before the waiter's next try, every step, so a
+    `rmforge sql` in a loop saw nothing until annotate ended (found by CI under load)."""
+    marker = waiting_marker(Path(db))
+    with HeldStore(db) as held:
+        with held.use() as store:
+            store.write("problems", [make_problem()])
+            marker.touch()  # a process starts waiting during this step
+        assert not held.is_open
+        got_in = []
+
+        def waiter_gets_in():
+            time.sleep(0.3)
+            got_in.append(time.monotonic())
+            marker.unlink()  # what a waiter does once it has the file
+
+        waiter = threading.Thread(target=waiter_gets_in)
+        waiter.start()
+        with held.use():
+            reopened = time.monotonic()
+        waiter.join()
+    assert reopened >= got_in[0]
