@@ -5,8 +5,8 @@ RMFORGE_SHARED_SERVER=0).
 Starting a Prefect server takes seconds (5-8 s on 2 idle cores, over a minute on busy ones), far
 more than a small command's own work. So the first command that runs a flow starts a server in
 the background and later commands use it: it stops itself after RMFORGE_SERVER_IDLE_S seconds
-(default 1200) without a request or an open connection (a running flow keeps its events
-connection open). `rmforge server start` starts one that runs until `rmforge server stop`.
+(default 1200) without a request or an open connection; commands call it while their flows run
+(`kept_alive`). `rmforge server start` starts one that runs until `rmforge server stop`.
 
 Both answer their own pages only. Prefect's defaults let any site in (`Access-Control-Allow-
 Origin: *`, any Host): a page open in the user's browser could read flow runs, create
@@ -41,8 +41,9 @@ from rmforge.orphans import environment_for_a_lasting_child
 DEFAULT_PORT = 4200
 START_TIMEOUT_S = 120.0
 DEFAULT_IDLE_STOP_S = 1200
-# How the server learns its idle limit (set in its environment by `start`).
-IDLE_STOP_VARIABLE = "RMFORGE_SERVER_IDLE_STOP_S"
+# Seconds unused before a command-started server stops itself; `start` sets it in the server's own
+# environment too (0 there: it runs until `rmforge server stop`).
+IDLE_VARIABLE = "RMFORGE_SERVER_IDLE_S"
 # Both servers listen on 127.0.0.1 only; these are the names a page of its own can use.
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")
 PREFECT_APP_FACTORY = "prefect.server.api.server:create_app"
@@ -92,7 +93,7 @@ def create_guarded_prefect_app() -> OwnOriginOnly | StopWhenIdle:
     if "*" in origins:  # started without own_origin_settings: refuse to run wide open
         raise RuntimeError("PREFECT_SERVER_CORS_ALLOWED_ORIGINS must name the server's own origins")
     guarded = OwnOriginOnly(create_app(), origins)
-    idle_stop_s = float(os.environ.get(IDLE_STOP_VARIABLE) or 0)
+    idle_stop_s = float(os.environ.get(IDLE_VARIABLE) or 0)
     return StopWhenIdle(guarded, idle_stop_s) if idle_stop_s > 0 else guarded
 
 
@@ -251,7 +252,7 @@ def _start(port: int, idle_stop_s: float) -> ServerState:
         # the UI's pages call the API at this address
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
         "PREFECT_SERVER_API_PORT": str(port),
-        IDLE_STOP_VARIABLE: str(idle_stop_s),
+        IDLE_VARIABLE: str(idle_stop_s),
     }
     env.pop("PREFECT_API_URL", None)
     with log.open("ab") as log_file:
@@ -329,7 +330,8 @@ def bind_temporary_server_to_this_process() -> None:
                 return {
                     **options,
                     "args": args,
-                    "env": {**options["env"], **own_origin_settings(port)},
+                    # it ends with this command, never for idleness: no `kept_alive` calls it
+                    "env": {**options["env"], **own_origin_settings(port), IDLE_VARIABLE: "0"},
                     "preexec_fn": _die_with_parent,
                 }
 
@@ -376,20 +378,7 @@ def raise_if_server_lost(error: Exception) -> None:
         ) from error
 
 
-def use_running_server() -> str | None:
-    """Point this process at a configured or running server; the URL, or None when
-    Prefect will start a temporary one. Call before Prefect is imported."""
-    if os.environ.get("PREFECT_API_URL"):
-        return os.environ["PREFECT_API_URL"]
-    state = read_state()
-    if state is None or not healthy(state.api_url):
-        return None
-    os.environ["PREFECT_API_URL"] = state.api_url
-    return state.api_url
-
-
 SHARED_SERVER_VARIABLE = "RMFORGE_SHARED_SERVER"
-IDLE_VARIABLE = "RMFORGE_SERVER_IDLE_S"
 
 
 def shared_server_wanted() -> bool:
