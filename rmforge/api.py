@@ -142,7 +142,7 @@ def running_flows() -> Iterator[None]:
     elif server.started_now and server.background is not None:
         print(
             f"Started a Prefect server at {server.background.ui_url} for this and later commands (it stops "
-            f"after {server.background.idle_stop_s / 60:.0f} min unused; `rmforge server stop` stops it now).",
+            f"after {server.background.idle_stop} unused; `rmforge server stop` stops it now).",
             file=sys.stderr,
         )
     from prefect.settings import temporary_settings

@@ -155,6 +155,11 @@ class ServerState:
     def ui_url(self) -> str:
         return self.api_url.removesuffix("/api")
 
+    @property
+    def idle_stop(self) -> str:
+        """How long it runs unused before it stops itself, for messages ("20 min")."""
+        return f"{self.idle_stop_s / 60:.0f} min"
+
 
 def _state_file() -> Path:
     return state_dir() / "rmforge-server.json"

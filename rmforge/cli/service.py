@@ -4,16 +4,12 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 import typer
 
 from rmforge.cli.options import DbOption
 from rmforge.cli.output import console, say
 from rmforge.errors import UserError
-
-if TYPE_CHECKING:
-    from rmforge.server import ServerState
 
 server_app = typer.Typer(help="A local Prefect server in the background (faster commands, a UI).", no_args_is_help=True)
 
@@ -90,14 +86,10 @@ def server_start(port: int = typer.Option(4200, min=1, max=65535, help="Preferre
     say(f"Prefect server running at {state.ui_url} (pid {state.pid}, log {state.log}).")
     if state.idle_stop_s:
         say(
-            f"A command started it: it stops after {idle_minutes(state)} unused "
+            f"A command started it: it stops after {state.idle_stop} unused "
             "(`rmforge server stop`, then `rmforge server start`, for one that keeps running)."
         )
     say("rmforge commands use it; other tools: export PREFECT_API_URL=" + state.api_url)
-
-
-def idle_minutes(state: ServerState) -> str:
-    return f"{state.idle_stop_s / 60:.0f} min"
 
 
 @server_app.command("stop")
@@ -124,4 +116,4 @@ def server_status() -> None:
     answering = "answering" if server.healthy(state.api_url) else "NOT answering"
     say(f"Prefect server {answering} at {state.ui_url} (pid {state.pid}, log {state.log}).")
     if state.idle_stop_s:
-        say(f"It stops after {idle_minutes(state)} unused.")
+        say(f"It stops after {state.idle_stop} unused.")
