@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel
 
-from rmforge.schemas.tables import TABLES, VIEWS, to_arrow
+from rmforge.schemas.tables import TABLES, VIEWS, RecordT, arrow_records, arrow_rows, to_arrow
 from rmforge.store.lake import is_lake_conflict, lake_cursor, take_write_turn
 from rmforge.store.location import resolve_store
 from rmforge.store.locking import (
@@ -317,12 +317,10 @@ class Store:
         return self.polars(f'SELECT * FROM "{name}"')
 
     def rows(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
-        table = self.sql(sql, params)
-        names = table.column_names  # column by column: twice as fast as `Table.to_pylist`
-        return [dict(zip(names, row)) for row in zip(*(column.to_pylist() for column in table.columns))]
+        return arrow_rows(self.sql(sql, params))
 
-    def records(self, record: type[BaseModel], sql: str, params: Sequence[Any] | None = None) -> list:
-        return [record.model_validate(row) for row in self.rows(sql, params)]
+    def records(self, record: type[RecordT], sql: str, params: Sequence[Any] | None = None) -> list[RecordT]:
+        return arrow_records(record, self.sql(sql, params))
 
     def counts(self) -> dict[str, int]:
         return {name: self.count(name) for name in TABLES}
@@ -341,7 +339,7 @@ def _registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> I
 def _keyed_batch(table: str, rows: Sequence[BaseModel] | pa.Table) -> pa.Table:
     """A batch for `table` as Arrow, one row per key."""
     spec = TABLES[table]
-    arrow = rows if isinstance(rows, pa.Table) else to_arrow(spec, list(rows))
+    arrow = rows if isinstance(rows, pa.Table) else to_arrow(spec, rows)
     return _dedupe_on_key(arrow, spec.primary_key)
 
 
@@ -355,8 +353,8 @@ def _key_match(key: Sequence[str], left: str, right: str) -> str:
 
 def _dedupe_on_key(table: pa.Table, key: Sequence[str]) -> pa.Table:
     """Keep the last row per key: with no PRIMARY KEY, a repeated key would be stored twice."""
-    if table.num_rows < 2:
-        return table
+    if table.num_rows < 2 or pc.count_distinct(table[key[0]]).as_py() == table.num_rows:
+        return table  # a first key column without repeats makes every key distinct
     indices = pa.array(range(table.num_rows))
     keyed = table.select(list(key)).append_column("_row", indices)
     last = keyed.group_by(list(key)).aggregate([("_row", "max")]).column("_row_max")

@@ -1,11 +1,13 @@
 import threading
+from datetime import UTC, datetime
 
 import duckdb
 import pyarrow as pa
 import pytest
+from pydantic import BaseModel
 
 from rmforge.schemas.records import AnnotatorCost, Problem, ProcessExample, Rollout, RunRecord
-from rmforge.schemas.tables import TABLES, VIEWS, arrow_schema, create_table_sql, to_arrow
+from rmforge.schemas.tables import TABLES, VIEWS, TableSpec, arrow_records, arrow_schema, create_table_sql, to_arrow
 from rmforge.store import Store, resolve_store
 from tests.builders import make_problem, make_rollout
 
@@ -238,3 +240,30 @@ def test_rows_are_dicts_by_column_name_in_row_order(db):
             {"n": 1, "s": "a", "l": [1.5]},
         ]
         assert store.rows("SELECT 1 AS n WHERE false") == []
+
+
+def test_records_come_back_from_arrow_as_they_went_in_whatever_the_session_time_zone(db):
+    """Times go from Arrow to records as ISO strings in UTC (`arrow_records`): the instant must
+    survive a session in another zone and microseconds must survive the text."""
+    problem = make_problem()
+    rollouts = [
+        make_rollout(problem, f"answer {i}", index=i).model_copy(
+            update={"created_at": datetime(2026, 3, 29, 0, 59, 59, 123456 + i, tzinfo=UTC)}
+        )
+        for i in range(3)
+    ]
+    assert arrow_records(Rollout, to_arrow(TABLES["rollouts"], rollouts)) == rollouts
+    with Store(db) as store:
+        store.write("rollouts", rollouts)
+        for zone in ("Europe/Berlin", "America/New_York"):  # Berlin changes its clocks at 01:00 UTC that day
+            store.execute(f"SET TimeZone = '{zone}'")
+            assert store.records(Rollout, "SELECT * FROM rollouts ORDER BY sample_index") == rollouts
+
+
+def test_a_table_of_one_column_goes_to_arrow_as_a_column():
+    # attrgetter of one name gives a value, not a tuple: a string value must not become its letters
+    class Name(BaseModel):
+        name: str
+
+    spec = TableSpec("names", Name, ("name",), "one column")
+    assert to_arrow(spec, [Name(name="ab"), Name(name="c")]).to_pylist() == [{"name": "ab"}, {"name": "c"}]
