@@ -82,6 +82,11 @@ class Evidence:
     score: ScoreKind = "none"
 
     @property
+    def labels_steps(self) -> bool:
+        """It writes step labels (an annotator that neither confirms nor refutes steps writes none)."""
+        return self.confirms_steps or self.refutes_steps
+
+    @property
     def refute_only(self) -> bool:
         """Its `incorrect` is evidence but its `correct` is not: a `correct` only means "found
         nothing false", an abstention wherever labels are counted (curation, eval, review, reports)."""

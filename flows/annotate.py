@@ -1,7 +1,8 @@
 """Stage 4: label every pending rollout with each requested annotator.
 
 Batches fan out as tasks on the run's task runner (`compute`: threads, Dask or Ray
-workers), while this flow's own process reads each batch's inputs and writes its labels.
+workers), while this flow's own process reads the batches' inputs (a window of batches at a
+time) and writes their labels, as Arrow: the workers make the annotator's records.
 Workers only compute, so they need no access to the store: a single-file DuckDB store,
 which takes one writing process at a time, works with workers in other processes or on
 other machines, and each batch's labels and done markers are still one transaction here.
@@ -9,9 +10,9 @@ The flow keeps one store open for all its batches (rmforge.store.held: opening a
 a store per batch cost about as much as the batch's reads and writes), and hands a DuckDB file to a
 process that waits for it between two batch steps.
 
-Runs that share a store split the pending rollouts: each batch is claimed just before it is
-labelled, and a run ends when what is still pending is claimed by other live runs (see
-`tasks.annotate`).
+Runs that share a store split the pending rollouts: batches are claimed as they are labelled
+(several at once while no other run claims), and a run ends when what is still pending is
+claimed by other live runs (see `tasks.annotate`).
 """
 
 from __future__ import annotations
@@ -23,21 +24,23 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from rmforge.annotators import annotator_class
-from rmforge.annotators.base import AnnotationOutput, Annotator
+from rmforge.annotators.base import Annotator
 from rmforge.flows.progress import Progress
 from rmforge.flows.runs import tracked_run
 from rmforge.flows.task_runners import task_runner
 from rmforge.schemas.config import ComputeConfig, GeneratorConfig
 from rmforge.store.held import HeldStore
 from rmforge.tasks.annotate import (
+    InputReader,
+    LabelTables,
     check_annotator,
     claimed_batches,
     forget_annotator_errors,
     label_batch,
-    load_inputs,
     make_annotator,
     pending_rollout_ids,
     release_claims,
+    tune_garbage_collection,
     write_labels,
 )
 
@@ -75,6 +78,7 @@ def annotate(
                 continue
             errors_retried = forget_annotator_errors(db, annotator) if retry_errors else 0
             pending = pending_rollout_ids(db, annotator)
+            tune_garbage_collection()
             first_pending = len(pending)
             written: dict[str, int] = {"rollouts": 0}
             if errors_retried:
@@ -85,12 +89,13 @@ def annotate(
                     while pending:
                         labelled_before = labelled
                         batches = claimed_batches(held, annotator, run.run_id, pending, batch_size)
-                        for output in label_batches(runner, compute, held, annotator, batches, run.run_id):
+                        reader = InputReader(held, pending, annotator.reads_siblings)
+                        for output in label_batches(runner, compute, reader, annotator, batches, run.run_id):
                             with held.use() as store:
                                 written_now = write_labels(store, annotator, output)
                             for table, rows in written_now.items():
                                 written[table] = written.get(table, 0) + rows
-                            labelled += len(output.costs)
+                            labelled += output.annotator_costs.num_rows
                             progress.finish_batch(labelled)
                         if labelled == labelled_before:  # every pending rollout is another live run's
                             written["left_to_other_runs"] = len(pending)
@@ -128,11 +133,11 @@ def annotate(
 def label_batches(
     runner: Any,
     compute: ComputeConfig,
-    held: HeldStore,
+    reader: InputReader,
     annotator: Annotator,
     batches: Iterator[list[str]],
     run_id: str,
-) -> Iterator[AnnotationOutput]:
+) -> Iterator[LabelTables]:
     """Each batch's labels as it finishes, with at most two batches per worker in flight
     (memory stays bounded, and workers never wait for this process to read the next one)."""
     # CPU-bound annotators side by side in threads would share one GIL (and Z3 is not
@@ -142,14 +147,13 @@ def label_batches(
     )
     in_flight: deque = deque()  # in submission order: batches are alike, so the oldest finishes first
     for batch in batches:
-        with held.use() as store:
-            items = load_inputs(store, batch, annotator.reads_siblings)
+        inputs = reader.inputs(batch)  # Arrow: the worker makes the annotator's records
         in_flight.append(
             runner.submit(
                 label_batch,
                 {
                     "annotator": annotator,
-                    "items": items,
+                    "inputs": inputs,
                     "run_id": run_id,
                     "processes": processes,
                 },

@@ -181,7 +181,7 @@ def list_annotators() -> None:
         cls = annotator_class(name)
         evidence = cls.evidence
         labels = []
-        if evidence.confirms_steps or evidence.refutes_steps:
+        if evidence.labels_steps:
             verbs = [v for v, on in (("confirms", evidence.confirms_steps), ("refutes", evidence.refutes_steps)) if on]
             labels.append(f"steps ({' and '.join(verbs)})")
         if evidence.labels_outcomes:

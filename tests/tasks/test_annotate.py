@@ -3,6 +3,7 @@ errors that are not a rollout's own (an engine that does not start, a dead worke
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -19,15 +20,21 @@ from rmforge.generators.base import BackendUnavailable, GenerationError
 from rmforge.schemas.config import GeneratorConfig, StepSplitConfig
 from rmforge.schemas.records import RunRecord, utc_now
 from rmforge.store import Store
+from rmforge.store.held import HeldStore
+from rmforge.tasks import annotate as annotate_tasks
 from rmforge.tasks.annotate import (
+    CLAIM_AHEAD_BATCHES,
+    InputReader,
     SharedBatchError,
     annotate_items,
     claim_batch,
+    claimed_batches,
     label_batch,
     load_inputs,
     make_annotator,
     pending_rollout_ids,
     release_claims,
+    tune_garbage_collection,
     write_labels,
 )
 from rmforge.tasks.rollouts import import_rollouts
@@ -58,9 +65,11 @@ def annotate_one_batch(db: str, annotator: Annotator, rollout_ids: list[str], ru
         return write_labels(store, annotator, label_batch.fn(annotator, items, run_id))
 
 
-def claim(db: str, annotator: Annotator, run_id: str, candidates: list[str], batch_size: int) -> list[str]:
+def claim(
+    db: str, annotator: Annotator, run_id: str, candidates: list[str], batch_size: int, batches_alone: int = 1
+) -> list[str]:
     with Store(db) as store:
-        return claim_batch(store, annotator, run_id, candidates, batch_size)
+        return claim_batch(store, annotator, run_id, candidates, batch_size, batches_alone)
 
 
 def annotate_all(db: str, annotator: Annotator) -> None:
@@ -195,6 +204,69 @@ def test_live_claims_of_this_process_are_kept(tmp_path, db) -> None:
     z3, pending = imported_for_runs(tmp_path, db, {"first": 0, "second": 0})
     assert claim(db, z3, "first", pending, 3) == pending[:3]
     assert claim(db, z3, "second", pending, 10) == pending[3:]  # this process is alive
+
+
+def test_a_run_alone_claims_several_batches_at_once_and_one_at_a_time_beside_another(tmp_path, db) -> None:
+    z3, pending = imported_for_runs(tmp_path, db, {"run-a": 0, "run-b": 0})
+    assert len(pending) == 6 and CLAIM_AHEAD_BATCHES == 4
+    with HeldStore(db) as held:
+        batches = claimed_batches(held, z3, "run-a", pending, 1)
+        assert next(batches) == pending[:1]
+        assert claimants(db) == {rollout_id: "run-a" for rollout_id in pending[:4]}  # one claim, four batches
+        # run-b comes: it claims one batch past run-a's, and run-a, no longer alone, one at a time
+        assert claim(db, z3, "run-b", pending, 1, batches_alone=CLAIM_AHEAD_BATCHES) == pending[4:5]
+        assert list(batches) == [[rollout_id] for rollout_id in pending[1:4] + pending[5:]]
+    assert claimants(db) == {**{rollout_id: "run-a" for rollout_id in pending[:4] + pending[5:]}, pending[4]: "run-b"}
+
+
+def test_the_input_reader_reads_a_window_ahead_and_gives_each_batch_its_own_inputs(tmp_path, db, monkeypatch) -> None:
+    rows = [
+        {
+            "problem_id": f"p{k % 3}",
+            "question": f"What is {k % 3}?",
+            "gold_answer": "1",
+            "response": f"Step one {k}.\n\nStep two {k}.",
+            "model": "m",
+            "rollout_id": f"r{k:02d}",
+        }
+        for k in range(9)
+    ]
+    source = tmp_path / "rollouts.jsonl"
+    source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    import_rollouts.fn(db, str(source), "import")
+    split_rollout_steps.fn(db, StepSplitConfig())
+    windows = []
+
+    class CountedWindow(annotate_tasks.InputWindow):
+        def __init__(self, store: Store, rollout_ids: list[str], with_siblings: bool) -> None:
+            windows.append(rollout_ids)
+            super().__init__(store, rollout_ids, with_siblings)
+
+    monkeypatch.setattr(annotate_tasks, "InputWindow", CountedWindow)
+    monkeypatch.setattr(annotate_tasks, "READ_WINDOW_ROLLOUTS", 4)
+    candidates = [f"r{k:02d}" for k in range(9) if k != 4]  # r04 is another run's
+    with HeldStore(db) as held:
+        reader = InputReader(held, candidates, with_siblings=True)
+        batches = [["r00", "r01"], ["r02", "r03"], ["r05", "r06"], ["r07", "r08"]]
+        read = [reader.inputs(batch).items() for batch in batches]
+    assert windows == [candidates[:4], candidates[4:8]]  # a window of 4 candidates serves two batches
+    with Store(db) as store:
+        for batch, items in zip(batches, read):
+            expected = load_inputs(store, batch, with_siblings=True)
+            assert [item.model_dump() for item in items] == [item.model_dump() for item in expected]
+            assert all(len(item.steps) == 2 and len(item.siblings) == 2 for item in items)
+
+
+def test_tuning_the_garbage_collector_freezes_what_lives_and_collects_young_objects_less_often() -> None:
+    threshold = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        tune_garbage_collection()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (annotate_tasks.YOUNG_COLLECTION_THRESHOLD, 10, 10)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
 
 
 class FailsOn(Annotator):
@@ -338,7 +410,7 @@ def test_a_dead_worker_fails_its_batch_and_later_batches_get_fresh_workers() -> 
     with pytest.raises(BrokenProcessPool):
         label_batch.fn(DiesIn(), items, "run", processes=1)
     output = label_batch.fn(FailsOn(ValueError("unused")), items, "run", processes=1)
-    assert [label.verdict for label in output.outcome_labels] == ["correct", "correct"]
+    assert output.outcome_labels["verdict"].to_pylist() == ["correct", "correct"]
 
 
 def test_siblings_are_the_other_rollouts_of_the_same_problem(tmp_path, db) -> None:
