@@ -1,31 +1,38 @@
 """Store throughput: the annotate flow's store work per batch at N rollouts, against its baselines.
 
 Builds a store of N synthetic rollouts (bench/soak.py's rows and import), then labels them as the
-annotate flow does, batch by batch: claim (a window of CLAIM_WINDOW_BATCHES batches), read the
-inputs, label (the checker, timed apart), write the labels and done markers. Each annotator runs
-twice on fresh copies of the store:
+annotate flow does, batch by batch: claim, read the inputs, label (the checker, timed apart from
+the records the labelling task makes and unmakes), write the labels and done markers. Each
+annotator runs twice on fresh copies of the store:
 
-- `held`: one store kept open for all batches (rmforge.store.held, what the flow does now);
-- `per step`: a store opened and closed for each claim, read and write (what the flow did before).
+- `held`: what the flow does now (flows/annotate.py): one store kept open for all batches
+  (rmforge.store.held), claims of up to CLAIM_AHEAD_BATCHES batches in one transaction while no
+  other run claims, inputs read as Arrow a window of READ_WINDOW_ROLLOUTS candidates ahead
+  (`InputReader`), records made in the labelling task, labels written as Arrow, and the garbage
+  collector tuned (`tune_garbage_collection`);
+- `per step`: a store opened and closed for each step, one claim and one read per batch, records
+  made while reading, Python's default garbage collection (the flow before issue 20).
 
 The baselines are the same label rows (step labels, outcome labels, done markers) written into
 other copies through Arrow with plain INSERTs, in one transaction, and in one transaction per batch,
-with no key checks, claims or reads: the floors for writing them. `z3_arith` is sampled (`--z3-batches` batches spread over the pending rollouts).
+with no key checks, claims or reads: the floors for writing them. `z3_arith` is sampled
+(`--z3-batches` batches spread over the pending rollouts).
 
-Run: PYTHONPATH=. .venv/bin/python bench/store_throughput.py [N] [--z3-batches K] [--report PATH]
-(default N = 100,000, K = 20; writes bench/reports/store_throughput.md).
+Run: PYTHONPATH=. .venv/bin/python bench/store_throughput.py [N] [--z3-batches K] [--batch B] [--report PATH]
+(default N = 100,000, K = 20, batches of 1,000 (`--batch`); writes bench/reports/store_throughput.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -35,25 +42,26 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 from soak import CheckerTimer, RssSampler, cpu_flags, cpu_name, import_files, spread
 
-BATCH = 1_000
+DEFAULT_BATCH = 1_000
 REPORT = Path(__file__).parent / "reports" / "store_throughput.md"
 LABEL_TABLES = ("step_labels", "outcome_labels", "annotator_costs")
 # Columns that differ between two runs that wrote the same labels.
 VOLATILE = {"run_id", "labeled_at"}
 
 
-def label_run(db: str, name: str, mode: str, batches: int | None) -> dict:
+def label_run(db: str, name: str, mode: str, batches: int | None, batch_size: int) -> dict:
     """Label `db`'s pending rollouts with `name` as the flow does; per-batch seconds of each step."""
     import pyarrow as pa
 
     from rmforge.schemas.config import GeneratorConfig
-    from rmforge.schemas.tables import TABLES, to_arrow
     from rmforge.store import Store
     from rmforge.store.held import HeldStore
     from rmforge.store.runs import record_run_start
     from rmforge.tasks.annotate import (
         CLAIM_WINDOW_BATCHES,
+        InputReader,
         claim_batch,
+        claimed_batches,
         label_batch,
         load_inputs,
         make_annotator,
@@ -65,31 +73,59 @@ def label_run(db: str, name: str, mode: str, batches: int | None) -> dict:
     run_id = f"bench-{mode.replace(' ', '-')}"
     record_run_start(db, run_id, "annotate", {"bench": mode})
     pending = pending_rollout_ids.fn(db, annotator)
+    chosen = spread(-(-len(pending) // batch_size), batches)
+    candidates = [
+        rollout_id for number in chosen for rollout_id in pending[number * batch_size : (number + 1) * batch_size]
+    ]
     checker = CheckerTimer(annotator)
     steps: dict[str, list[float]] = {"claim": [], "load": [], "label": [], "checker": [], "write": []}
     outputs: dict[str, list[pa.Table]] = {table: [] for table in LABEL_TABLES}
     held = HeldStore(db)
-    step_store: Callable[[], AbstractContextManager[Store]] = held.use if mode == "held" else lambda: Store(db)
+    if mode == "held":  # what the flow does now: flows/annotate.py
+        reader = InputReader(held, candidates, annotator.reads_siblings)
+        claims = claimed_batches(held, annotator, run_id, candidates, batch_size)
+
+        def claim(number: int) -> list[str] | None:
+            return next(claims, None)
+
+        def load(batch: list[str]) -> list:
+            return reader.inputs(batch)
+
+        step_store: Callable[[], AbstractContextManager[Store]] = held.use
+    else:  # what it did before: a store opened per step, one claim and one read per batch
+
+        def claim(number: int) -> list[str] | None:
+            window = candidates[number * batch_size : (number + CLAIM_WINDOW_BATCHES) * batch_size]
+            with Store(db) as store:
+                return claim_batch(store, annotator, run_id, window, batch_size) if window else None
+
+        def load(batch: list[str]) -> list:
+            with Store(db) as store:
+                return load_inputs(store, batch, annotator.reads_siblings)
+
+        def step_store() -> AbstractContextManager[Store]:
+            return Store(db)
+
     t0 = time.perf_counter()
-    for number in spread(-(-len(pending) // BATCH), batches):
-        window = pending[number * BATCH : (number + CLAIM_WINDOW_BATCHES) * BATCH]
-        s0 = time.perf_counter()
-        with step_store() as store:
-            claimed = claim_batch(store, annotator, run_id, window, BATCH)
-        s1 = time.perf_counter()
-        with step_store() as store:
-            items = load_inputs(store, claimed, annotator.reads_siblings)
-        s2, c0 = time.perf_counter(), checker.seconds
-        output = label_batch.fn(annotator, items, run_id)
-        s3 = time.perf_counter()
-        with step_store() as store:
-            write_labels(store, annotator, output)
-        s4 = time.perf_counter()
-        for step, seconds in zip(("claim", "load", "label", "write"), (s1 - s0, s2 - s1, s3 - s2, s4 - s3)):
-            steps[step].append(seconds)
-        steps["checker"].append(checker.seconds - c0)
-        for table, rows in zip(LABEL_TABLES, (output.step_labels, output.outcome_labels, output.costs)):
-            outputs[table].append(to_arrow(TABLES[table], rows))
+    with garbage_collection(tuned=mode == "held"):
+        for number in range(len(chosen)):
+            s0 = time.perf_counter()
+            claimed = claim(number)
+            if not claimed:
+                break
+            s1 = time.perf_counter()
+            items = load(claimed)
+            s2, c0 = time.perf_counter(), checker.seconds
+            output = label_batch.fn(annotator, items, run_id)
+            s3 = time.perf_counter()
+            with step_store() as store:
+                write_labels(store, annotator, output)
+            s4 = time.perf_counter()
+            for step, seconds in zip(("claim", "load", "label", "write"), (s1 - s0, s2 - s1, s3 - s2, s4 - s3)):
+                steps[step].append(seconds)
+            steps["checker"].append(checker.seconds - c0)
+            for table in LABEL_TABLES:
+                outputs[table].append(getattr(output, table))
     held.close()
     wall = time.perf_counter() - t0
     labels = {table: pa.concat_tables(parts) for table, parts in outputs.items()}
@@ -106,6 +142,21 @@ def label_run(db: str, name: str, mode: str, batches: int | None) -> dict:
         "batches_arrow": batches_arrow,
         "content": stored_labels(db, name),
     }
+
+
+@contextmanager
+def garbage_collection(tuned: bool) -> Iterator[None]:
+    """The collector as the flow sets it (`tune_garbage_collection`) or as Python starts, put back after."""
+    from rmforge.tasks.annotate import tune_garbage_collection
+
+    threshold = gc.get_threshold()
+    if tuned:
+        tune_garbage_collection()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
 
 
 def stored_labels(db: str, name: str) -> dict[str, list]:
@@ -160,10 +211,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("n", nargs="?", type=int, default=100_000)
     parser.add_argument("--z3-batches", type=int, default=20, help="z3_arith batches, spread over the store")
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="rollouts per batch")
     parser.add_argument("--report", type=Path, default=REPORT)
     args = parser.parse_args()
-    if args.n < BATCH or args.z3_batches < 1:
-        parser.error(f"want N >= {BATCH} and --z3-batches >= 1")
+    if args.n < args.batch or args.z3_batches < 1 or args.batch < 1:
+        parser.error("want 1 <= --batch <= N and --z3-batches >= 1")
 
     work = Path(tempfile.mkdtemp(prefix="store-throughput-"))
     load_start = os.getloadavg()
@@ -177,7 +229,7 @@ def main() -> None:
         for mode in ("per step", "held"):
             db = str(work / f"{name}-{mode.replace(' ', '-')}.duckdb")
             shutil.copy(base, db)
-            runs.append(label_run(db, name, mode, batches))
+            runs.append(label_run(db, name, mode, batches, args.batch))
             print(f"{name} {mode}: {runs[-1]['wall']:.1f} s", flush=True)
         if runs[-1]["content"] != runs[-2]["content"]:
             raise SystemExit(f"{name}: the held store wrote other labels than per-step opens")
@@ -192,7 +244,9 @@ def main() -> None:
 
 
 def write_report(args: argparse.Namespace, runs: list[dict], baselines: dict, import_s: float, load: tuple) -> None:
-    command = f"bench/store_throughput.py {args.n}" + (f" --z3-batches {args.z3_batches}")
+    command = f"bench/store_throughput.py {args.n} --z3-batches {args.z3_batches}" + (
+        f" --batch {args.batch}" if args.batch != DEFAULT_BATCH else ""
+    )
     lines = [
         "# Store throughput: the annotate flow's store work per batch",
         "",
@@ -200,21 +254,22 @@ def write_report(args: argparse.Namespace, runs: list[dict], baselines: dict, im
             f"`PYTHONPATH=. .venv/bin/python {command}` on {cpu_name()} ({os.cpu_count()} cores; SIMD: "
             f"{cpu_flags()}), shared with other jobs: load average {load[0][0]:.1f} at the start, "
             f"{load[1][0]:.1f} at the end. {args.n:,} synthetic rollouts (bench/soak.py's, imported in "
-            f"{import_s:.0f} s), batches of {BATCH:,}; `z3_arith` on {args.z3_batches} batches spread over "
+            f"{import_s:.0f} s), batches of {args.batch:,}; `z3_arith` on {args.z3_batches} batches spread over "
             "the store. Each row ran on its own copy of the store, all in this one run."
         ),
         "",
         "| annotator | store | batches | wall s | rollouts/s | labels/s | claim / read / write ms per batch "
-        "| store ms per batch | checker ms per batch | store / checker |",
-        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|",
+        "| store ms per batch | checker ms per batch | records ms per batch | store / checker |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for run in runs:
         store_ms, checker_ms = per_batch(run, *STORE_STEPS) * 1000, per_batch(run, "checker") * 1000
+        records_ms = per_batch(run, "label") * 1000 - checker_ms
         parts = " / ".join(f"{per_batch(run, step) * 1000:.0f}" for step in STORE_STEPS)
         lines.append(
             f"| {run['annotator']} | {run['mode']} | {run['batches']} | {run['wall']:.1f} "
             f"| {run['rollouts'] / run['wall']:,.0f} | {run['labels'] / run['wall']:,.0f} | {parts} "
-            f"| {store_ms:.0f} | {checker_ms:.0f} | {store_ms / checker_ms:.1f} |"
+            f"| {store_ms:.0f} | {checker_ms:.0f} | {records_ms:.0f} | {store_ms / checker_ms:.2f} |"
         )
     lines += [
         "",
@@ -241,10 +296,14 @@ def write_report(args: argparse.Namespace, runs: list[dict], baselines: dict, im
     lines += [
         "",
         "Store time is the claim (one transaction: stale claims dropped, the pending check over a window of "
-        "batches, the new claims), the read of the batch's rollouts, problems and steps, and the write (one "
-        "transaction: the batch's labels and done markers with their key checks, its claims deleted). The "
-        "checker is the annotator's own work. Labels are step and outcome label rows. Both stores wrote the "
-        "same label rows (checked, run ids and times aside), and no table holds a duplicate key.",
+        "batches, the new claims; `held` claims up to four batches at once while alone, and its claim time is "
+        "spread over the batches it took), the read of the batch's rollouts, problems and steps (`held`: Arrow, "
+        "a window of candidates read ahead and spread likewise; `per step`: made into records), and the write "
+        "(one transaction: the batch's labels and done markers with their key checks, its claims deleted). The "
+        "checker is the annotator's own work; records is the rest of the labelling task (`held`: the batch's "
+        "records made from Arrow, and its labels and done markers made into Arrow; `per step`: the labels and "
+        "done markers made into Arrow). Labels are step and outcome label rows. Both stores wrote the same "
+        "label rows (checked, run ids and times aside), and no table holds a duplicate key.",
     ]
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text("\n".join(lines) + "\n")
