@@ -294,9 +294,6 @@ class InputBatch:
     steps: dict[str, list[str]]  # rollout id -> its steps' texts, in order
     siblings: pa.Table | None  # every stored rollout of the problems, in rollout id order, when asked for
 
-    def __len__(self) -> int:
-        return self.rollouts.num_rows
-
     def items(self) -> list[AnnotationInput]:
         problems = {problem.problem_id: problem for problem in arrow_records(Problem, self.problems)}
         siblings: dict[str, list[Rollout]] = {}
