@@ -9,7 +9,7 @@ annotator runs twice on fresh copies of the store:
   (rmforge.store.held), claims of up to CLAIM_AHEAD_BATCHES batches in one transaction while no
   other run claims, inputs read as Arrow a window of READ_WINDOW_ROLLOUTS candidates ahead
   (`InputReader`), records made in the labelling task, labels written as Arrow, and the garbage
-  collector tuned (`tune_garbage_collection`);
+  collector fitted to labelling (`garbage_collection_for_labelling`);
 - `per step`: a store opened and closed for each step, one claim and one read per batch, records
   made while reading, Python's default garbage collection (the flow before issue 20).
 
@@ -25,14 +25,13 @@ Run: PYTHONPATH=. .venv/bin/python bench/store_throughput.py [N] [--z3-batches K
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -62,6 +61,7 @@ def label_run(db: str, name: str, mode: str, batches: int | None, batch_size: in
         InputReader,
         claim_batch,
         claimed_batches,
+        garbage_collection_for_labelling,
         label_batch,
         load_inputs,
         make_annotator,
@@ -107,7 +107,7 @@ def label_run(db: str, name: str, mode: str, batches: int | None, batch_size: in
             return Store(db)
 
     t0 = time.perf_counter()
-    with garbage_collection(tuned=mode == "held"):
+    with garbage_collection_for_labelling() if mode == "held" else nullcontext():
         for number in range(len(chosen)):
             s0 = time.perf_counter()
             claimed = claim(number)
@@ -142,21 +142,6 @@ def label_run(db: str, name: str, mode: str, batches: int | None, batch_size: in
         "batches_arrow": batches_arrow,
         "content": stored_labels(db, name),
     }
-
-
-@contextmanager
-def garbage_collection(tuned: bool) -> Iterator[None]:
-    """The collector as the flow sets it (`tune_garbage_collection`) or as Python starts, put back after."""
-    from rmforge.tasks.annotate import tune_garbage_collection
-
-    threshold = gc.get_threshold()
-    if tuned:
-        tune_garbage_collection()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*threshold)
 
 
 def stored_labels(db: str, name: str) -> dict[str, list]:

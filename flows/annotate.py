@@ -36,11 +36,11 @@ from rmforge.tasks.annotate import (
     check_annotator,
     claimed_batches,
     forget_annotator_errors,
+    garbage_collection_for_labelling,
     label_batch,
     make_annotator,
     pending_rollout_ids,
     release_claims,
-    tune_garbage_collection,
     write_labels,
 )
 
@@ -78,13 +78,16 @@ def annotate(
                 continue
             errors_retried = forget_annotator_errors(db, annotator) if retry_errors else 0
             pending = pending_rollout_ids(db, annotator)
-            tune_garbage_collection()
             first_pending = len(pending)
             written: dict[str, int] = {"rollouts": 0}
             if errors_retried:
                 written["errored_rollouts_retried"] = errors_retried
             labelled = 0
-            with Progress(f"annotating with {name}", first_pending) as progress, progress.track_generation():
+            with (
+                Progress(f"annotating with {name}", first_pending) as progress,
+                progress.track_generation(),
+                garbage_collection_for_labelling(),
+            ):
                 try:
                     while pending:
                         labelled_before = labelled

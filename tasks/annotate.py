@@ -39,6 +39,7 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import groupby
 from operator import itemgetter
@@ -86,17 +87,23 @@ def check_annotator(annotator: Annotator) -> str | None:
 YOUNG_COLLECTION_THRESHOLD = 20_000
 
 
-def tune_garbage_collection() -> None:
-    """Fit the cyclic garbage collector to labelling, for the rest of the process: keep it off
-    every object alive now (modules, Prefect, the annotator, its engine: frozen objects are still
-    freed when their last reference goes, only cycles among them stay) and collect the youngest
-    generation after YOUNG_COLLECTION_THRESHOLD allocations. Before, collections took ~20 ms of
-    each batch of 1,000 at 100k rollouts, more than half the `answer` checker's own time
-    (bench/store_throughput.py)."""
+@contextmanager
+def garbage_collection_for_labelling() -> Iterator[None]:
+    """The cyclic garbage collector fitted to labelling for the block, as it was after: every object
+    alive when the block starts (modules, Prefect, the annotator, its engine) is frozen out of its
+    reach, and the youngest generation is collected after YOUNG_COLLECTION_THRESHOLD allocations.
+    Without this, collections took ~20 ms of each batch of 1,000 at 100k rollouts, more than half the
+    `answer` checker's own time (bench/store_throughput.py). Put back after the block, so a process
+    that calls the API again and again keeps a collector that reaches all its objects."""
+    threshold = gc.get_threshold()
     gc.collect()
     gc.freeze()
-    young, middle, old = gc.get_threshold()
-    gc.set_threshold(max(young, YOUNG_COLLECTION_THRESHOLD), middle, old)
+    gc.set_threshold(max(threshold[0], YOUNG_COLLECTION_THRESHOLD), *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
 
 
 def pending_sql(limited: bool) -> str:

@@ -29,12 +29,12 @@ from rmforge.tasks.annotate import (
     annotate_items,
     claim_batch,
     claimed_batches,
+    garbage_collection_for_labelling,
     label_batch,
     load_inputs,
     make_annotator,
     pending_rollout_ids,
     release_claims,
-    tune_garbage_collection,
     write_labels,
 )
 from rmforge.tasks.rollouts import import_rollouts
@@ -257,15 +257,16 @@ def test_the_input_reader_reads_a_window_ahead_and_gives_each_batch_its_own_inpu
             assert all(len(item.steps) == 2 and len(item.siblings) == 2 for item in items)
 
 
-def test_tuning_the_garbage_collector_freezes_what_lives_and_collects_young_objects_less_often() -> None:
+def test_labelling_freezes_what_lives_collects_young_objects_less_often_and_puts_the_collector_back() -> None:
     threshold = gc.get_threshold()
     try:
         gc.set_threshold(700, 10, 10)
-        tune_garbage_collection()
-        assert gc.get_freeze_count() > 0
-        assert gc.get_threshold() == (annotate_tasks.YOUNG_COLLECTION_THRESHOLD, 10, 10)
+        with garbage_collection_for_labelling():
+            assert gc.get_freeze_count() > 0
+            assert gc.get_threshold() == (annotate_tasks.YOUNG_COLLECTION_THRESHOLD, 10, 10)
+        assert gc.get_freeze_count() == 0
+        assert gc.get_threshold() == (700, 10, 10)
     finally:
-        gc.unfreeze()
         gc.set_threshold(*threshold)
 
 
