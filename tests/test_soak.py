@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-pytestmark = pytest.mark.slow  # bench/soak.py in a subprocess
+from tests.benches import run_bench
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # bench/soak.py in a subprocess
 
 
 def test_soak_at_a_small_size_leaves_a_consistent_store(tmp_path) -> None:
     report = tmp_path / "soak.md"
-    done = subprocess.run(
-        [sys.executable, "bench/soak.py", "1000", "--report", str(report), "--db", str(tmp_path / "soak.duckdb")],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
+    done = run_bench("soak.py", "1000", "--report", str(report), "--db", str(tmp_path / "soak.duckdb"))
     assert done.returncode == 0, done.stderr[-3000:]  # the bench exits non-zero on any inconsistency
     text = report.read_text()
     assert "| rollouts | 1,000 |" in text

@@ -3,29 +3,16 @@ same labels (the bench exits non-zero otherwise, or on a duplicate key)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-pytestmark = pytest.mark.slow  # bench/store_throughput.py in a subprocess
+from tests.benches import run_bench
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # bench/store_throughput.py in a subprocess
 
 
 def test_store_throughput_at_a_small_size_runs_and_reports_every_row(tmp_path) -> None:
     report = tmp_path / "store_throughput.md"
-    done = subprocess.run(
-        [sys.executable, "bench/store_throughput.py", "2000", "--z3-batches", "1", "--report", str(report)],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
+    done = run_bench("store_throughput.py", "2000", "--z3-batches", "1", "--report", str(report))
     assert done.returncode == 0, done.stderr[-3000:]
     text = report.read_text()
     for row in (
