@@ -31,15 +31,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from soak import CheckerTimer, RssSampler, cpu_flags, cpu_name, import_files, spread
+from bench.soak import CheckerTimer, RssSampler, cpu_flags, cpu_name, duplicate_keys, import_files, spread
 
 DEFAULT_BATCH = 1_000
 REPORT = Path(__file__).parent / "reports" / "store_throughput.md"
@@ -80,8 +79,11 @@ def label_run(db: str, name: str, mode: str, batches: int | None, batch_size: in
     checker = CheckerTimer(annotator)
     steps: dict[str, list[float]] = {"claim": [], "load": [], "label": [], "checker": [], "write": []}
     outputs: dict[str, list[pa.Table]] = {table: [] for table in LABEL_TABLES}
-    held = HeldStore(db)
+    # The held run's store and collector setting, closed and put back as the run ends.
+    held_run = ExitStack()
     if mode == "held":  # what the flow does now: flows/annotate.py
+        held = held_run.enter_context(HeldStore(db))
+        held_run.enter_context(garbage_collection_for_labelling())
         reader = InputReader(held, candidates, annotator.reads_siblings)
         claims = claimed_batches(held, annotator, run_id, candidates, batch_size)
 
@@ -107,7 +109,7 @@ def label_run(db: str, name: str, mode: str, batches: int | None, batch_size: in
             return Store(db)
 
     t0 = time.perf_counter()
-    with garbage_collection_for_labelling() if mode == "held" else nullcontext():
+    with held_run:
         for number in range(len(chosen)):
             s0 = time.perf_counter()
             claimed = claim(number)
@@ -126,7 +128,6 @@ def label_run(db: str, name: str, mode: str, batches: int | None, batch_size: in
             steps["checker"].append(checker.seconds - c0)
             for table in LABEL_TABLES:
                 outputs[table].append(getattr(output, table))
-    held.close()
     wall = time.perf_counter() - t0
     labels = {table: pa.concat_tables(parts) for table, parts in outputs.items()}
     batches_arrow = [{table: outputs[table][i] for table in LABEL_TABLES} for i in range(len(steps["claim"]))]
@@ -154,10 +155,7 @@ def stored_labels(db: str, name: str) -> dict[str, list]:
         for table in LABEL_TABLES:
             columns = ", ".join(f'"{c}"' for c in TABLES[table].columns if c not in VOLATILE)
             content[table] = sorted(store.execute(f"SELECT {columns} FROM {table} WHERE annotator = ?", [name]))
-            keys = ", ".join(TABLES[table].primary_key)
-            duplicates = store.execute(
-                f"SELECT count(*) - (SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {table})) FROM {table}"
-            )[0][0]
+            duplicates = duplicate_keys(store, table)
             if duplicates:
                 raise SystemExit(f"{table}: {duplicates} duplicate keys after the run")
     return content
