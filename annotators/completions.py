@@ -273,30 +273,48 @@ def judge_failed_prefixes(
     model: str | None,
     sampled: dict[str, Estimate] | None = None,
 ) -> FailedPrefixVerdicts:
-    """Verdicts on candidate `incorrect` prefixes, with one empty-prefix probe per problem where it
-    could change one (all probes in one engine call). `sampled`: empty-prefix estimates per problem
-    already made by the caller (pav values the empty prefix), pooled into the measured rate."""
+    """Verdicts on candidate `incorrect` prefixes, problem by problem (`judge_problem`), with the
+    empty-prefix probes all run together. `sampled`: empty-prefix estimates per problem already
+    made by the caller (pav values the empty prefix), pooled into the measured rate."""
     by_problem: dict[str, list[FailedPrefix]] = defaultdict(list)
     for f in failed:
         by_problem[f.item.problem.problem_id].append(f)
-    rates = {
-        pid: same_model_rate(group, model).plus((sampled or {}).get(pid, Estimate(0, 0, 0)))
-        for pid, group in by_problem.items()
-    }
-    probed = sorted(pid for pid, group in by_problem.items() if needs_probe(group, rates[pid], options))
-    queries = [PrefixQuery(by_problem[pid][0].item, -1) for pid in probed]
-    # A round of its own: a seeded backend must not replay pav's own samples of the empty prefix.
-    probes = estimate_prefixes(generator, queries, options, n=options.baseline_k, round_index=PROBE_ROUND)
-    spent: dict[str, int] = defaultdict(int)
-    for query, probe in zip(queries, probes, strict=True):
-        rates[query.item.problem.problem_id] = rates[query.item.problem.problem_id].plus(probe)
-        spent[query.item.rollout.rollout_id] += probe.sampled
-    verdicts = {
-        key: verdict
-        for pid, group in by_problem.items()
-        for key, verdict in failed_prefix_verdicts(group, rates[pid], options.significance).items()
-    }
-    return FailedPrefixVerdicts(verdicts, dict(spent))
+    judged = FailedPrefixVerdicts({}, {})
+    probes = [
+        probe
+        for pid in sorted(by_problem)
+        for probe in judge_problem(
+            by_problem[pid],
+            same_model_rate(by_problem[pid], model).plus((sampled or {}).get(pid, Estimate(0, 0, 0))),
+            options,
+            judged,
+        )
+    ]
+    if probes:
+        generator.run_pipelined(probes)
+    return judged
+
+
+def judge_problem(
+    failed: Sequence[FailedPrefix], rate: Estimate, options: CompletionOptions, judged: FailedPrefixVerdicts
+) -> list[PipelinedRequest]:
+    """Judge one problem's candidate `incorrect` prefixes into `judged`, given the completer's
+    measured rate on it: at once when an empty-prefix probe could not change a verdict, else the
+    probe as a pipelined request that finishes the judgement when it returns (its samples pooled
+    into the rate and charged to the problem's first rollout)."""
+    if not needs_probe(failed, rate, options):
+        judged.verdicts.update(failed_prefix_verdicts(failed, rate, options.significance))
+        return []
+
+    def probed(probe: Estimate) -> list[PipelinedRequest]:
+        rollout_id = failed[0].item.rollout.rollout_id
+        judged.spent[rollout_id] = judged.spent.get(rollout_id, 0) + probe.sampled
+        judged.verdicts.update(failed_prefix_verdicts(failed, rate.plus(probe), options.significance))
+        return []
+
+    # A round of its own: a seeded backend must not replay the prefixes' own samples (pav's of the empty prefix).
+    query = PrefixQuery(failed[0].item, -1)
+    return [prefix_estimate_request(query, options, options.baseline_k, PROBE_ROUND, probed)]
 
 
 def failed_prefix_verdicts(

@@ -40,14 +40,12 @@ from pydantic import Field
 
 from rmforge.annotators.base import AnnotationInput, AnnotationOutput, Evidence, LLMAnnotator
 from rmforge.annotators.completions import (
-    PROBE_ROUND,
     CompletionOptions,
     Estimate,
     FailedPrefix,
     FailedPrefixVerdicts,
     PrefixQuery,
-    failed_prefix_verdicts,
-    needs_probe,
+    judge_problem,
     outcome_of,
     prefix_estimate_request,
     same_model_rate,
@@ -155,28 +153,7 @@ class _PipelinedSearches:
         failed = [c for s in self.by_problem[problem_id] if (c := s.candidate) is not None]
         if not failed:
             return []
-        rate = same_model_rate(failed, self.model)
-        if not needs_probe(failed, rate, self.options):
-            self.judged.verdicts.update(failed_prefix_verdicts(failed, rate, self.options.significance))
-            return []
-        # A round of its own: a seeded backend must not replay the searches' own samples.
-        query = PrefixQuery(failed[0].item, -1)
-        return [
-            prefix_estimate_request(
-                query,
-                self.options,
-                self.options.baseline_k,
-                PROBE_ROUND,
-                lambda probe: self.probed(failed, rate.plus(probe), probe.sampled),
-            )
-        ]
-
-    def probed(self, failed: list[FailedPrefix], rate: Estimate, sampled: int) -> list[PipelinedRequest]:
-        """Verdicts with the probe's samples in the rate; they are charged to the problem's first rollout."""
-        rollout_id = failed[0].item.rollout.rollout_id
-        self.judged.spent[rollout_id] = self.judged.spent.get(rollout_id, 0) + sampled
-        self.judged.verdicts.update(failed_prefix_verdicts(failed, rate, self.options.significance))
-        return []
+        return judge_problem(failed, same_model_rate(failed, self.model), self.options, self.judged)
 
 
 class BinarySearchMCAnnotator(LLMAnnotator):
