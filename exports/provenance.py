@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from rmforge.exports.datasets import outcome_annotators
+from rmforge.schemas.exports import CRITIQUE_ANNOTATOR
 from rmforge.store import Store
 
 
@@ -30,9 +31,10 @@ def export_provenance(store: Store) -> dict[str, Any]:
     step_annotators = [
         row[0] for row in store.execute("SELECT DISTINCT UNNEST(annotators) FROM process_examples ORDER BY 1")
     ]
-    critics = store.rows(
-        "SELECT annotator, model, count(*) AS critiques FROM critiques WHERE annotator = 'judge' "
-        "GROUP BY ALL ORDER BY annotator, model"
+    critics = store.rows(  # those of the exported critiques
+        "SELECT annotator, model, count(*) AS critiques FROM critiques WHERE annotator = ? "
+        "GROUP BY ALL ORDER BY annotator, model",
+        [CRITIQUE_ANNOTATOR],
     )
     generation = store.rows(f"""
         WITH kept AS ({_KEPT_ROLLOUTS})

@@ -18,6 +18,8 @@ import pyarrow as pa
 from rmforge.schemas.config import ExportFormat
 
 PROMPT_END = "\n\n"  # ends every standard-format prompt
+# Whose critiques the critique dataset holds: the judge's replies to its request (see its SQL).
+CRITIQUE_ANNOTATOR = "judge"
 
 Message = pa.struct([("role", pa.string()), ("content", pa.string())])
 MESSAGES = pa.list_(Message)
@@ -165,7 +167,7 @@ _SPECS = (
             "`verdict` is its verdict on the outcome."
         ),
         schema=pa.schema(_strings("prompt", "response", "critique") + _CRITIQUE_REST),
-        sql="""
+        sql=f"""
         SELECT p.question AS prompt, r.response, c.text AS critique, c.first_error_step,
                c.verdict, c.model, c.rollout_id,
                (SELECT list(s.text ORDER BY s.step_index) FROM steps s WHERE s.rollout_id = c.rollout_id) AS steps
@@ -174,7 +176,7 @@ _SPECS = (
         WHERE coalesce(k.status, 'kept') = 'kept'  -- no critiques of contaminated or duplicate rollouts
           -- the judge's replies to its request; code_check's critiques are programs with their output,
           -- one per step, no reply to one request (they stay in the store and show in review)
-          AND c.annotator = 'judge'
+          AND c.annotator = '{CRITIQUE_ANNOTATOR}'
         ORDER BY c.critique_id""",
         task_category="text-generation",
         tag="critique",
