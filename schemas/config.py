@@ -40,7 +40,7 @@ class GeneratorConfig(Config):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         default="auto",
         description="auto: bfloat16 on GPU and on CPUs with native bf16 (AVX512-BF16, AMX, Arm "
-        "BF16), float32 elsewhere, where emulated bf16 is ~3x slower (bench/reports/vllm_dtype.md).",
+        "BF16), float32 elsewhere, where emulated bf16 is ~3x slower (bench/reports/vllm_dtype_avx2.md).",
     )
     max_model_len: int = Field(default=2048, ge=128)
     enable_prefix_caching: bool = True

@@ -5,7 +5,7 @@ Linear to 2 classes) read at every step-separator token, architecture
 `Qwen2ForProcessRewardModel` so vLLM's pooling runner loads it. The tokenizer is a byte-level
 BPE trained in-process, with ChatML's special tokens and the separator `<extra_0>`.
 
-`reference_step_scores` is the same computation in plain torch/transformers: the scores vLLM's
+`ReferencePRM.step_probabilities` is the same computation in plain torch/transformers: the scores vLLM's
 path and the HTTP test server must reproduce.
 """
 

@@ -1,5 +1,6 @@
-"""Process reward model backends: the chat they send, the replies they accept, and the scores of a
-tiny random PRM through vLLM's pooling runner and over HTTP, each equal to a plain torch forward."""
+"""Process reward model backends: the chat they send, the replies they accept, the scores of a tiny
+random PRM through vLLM's pooling runner (equal to a plain torch forward), and the same model's
+scores carried over HTTP from a loopback server that runs it in torch."""
 
 import importlib.util
 
@@ -73,7 +74,7 @@ def test_server_root_strips_only_a_trailing_v1():
     assert server_root("http://h:8000/prm") == "http://h:8000/prm"
 
 
-def test_a_solution_beyond_the_servers_context_gets_no_scores(server):
+def test_a_solution_beyond_the_servers_context_gets_no_scores():
     overflow = PoolingServer(lambda body: (400, '{"error": {"message": "maximum context length is 4096 tokens"}}'))
     try:
         assert http_scorer(overflow.url).score_steps([REQUEST]) == [None]
@@ -121,7 +122,7 @@ def reference_server(folder):
 
 
 @pytest.mark.slow  # torch forward passes behind a loopback server
-def test_http_scorer_returns_the_tiny_models_step_probabilities(tiny_prm):
+def test_http_scorer_carries_the_tiny_models_step_probabilities_back_unchanged(tiny_prm):
     reference, server = reference_server(tiny_prm)
     try:
         scorer = http_scorer(server.url)
