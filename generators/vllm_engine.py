@@ -126,10 +126,11 @@ class VLLMEngineGenerator(Generator):
         logger.info("vLLM engine for %s on %s, dtype %s", config.model, "CPU" if on_cpu else "GPU", self.dtype)
         self._llm = vllm.LLM(**engine_args)
         # vllm.LLM is not thread-safe: one thread at a time adds requests and steps the engine,
-        # for every caller (`_step`). Callers queue requests in `_submitted` (deque appends are
-        # atomic); `_running` (by the id vLLM answers with) is touched under the lock only.
+        # for every caller (`_step`). Callers queue requests with their rendered prompts in
+        # `_submitted` (deque appends are atomic); `_running` (by the id vLLM answers with) is
+        # touched under the lock only.
         self._engine_lock = threading.Lock()
-        self._submitted: deque[tuple[_Caller, PipelinedRequest]] = deque()
+        self._submitted: deque[tuple[_Caller, PipelinedRequest, str]] = deque()
         self._running: dict[str, tuple[_Caller, PipelinedRequest]] = {}
         self._tokenizer = self._llm.get_tokenizer()
 
@@ -168,7 +169,7 @@ class VLLMEngineGenerator(Generator):
     def run_pipelined(self, requests: Iterable[PipelinedRequest]) -> None:
         on_progress = progress_callback()
         caller = _Caller()
-        caller.submit(self._submitted, requests)
+        self._submit(caller, requests)
         try:
             while caller.in_flight:
                 item, completions = self._next_finished(caller)
@@ -177,10 +178,28 @@ class VLLMEngineGenerator(Generator):
                     raise completions
                 if on_progress is not None:
                     on_progress(len(completions), sum(c.num_tokens or 0 for c in completions))
-                caller.submit(self._submitted, item.then(completions))
+                self._submit(caller, item.then(completions))
         except BaseException:
             self._abandon(caller)
             raise
+
+    def _submit(self, caller: _Caller, requests: Iterable[PipelinedRequest]) -> None:
+        """Queue the caller's requests for the engine. Their prompts are rendered and measured here,
+        in the caller's own thread, not under the engine lock, where one thread would tokenize every
+        caller's prompts between engine steps; a prompt longer than the context (vLLM would reject
+        it: nothing generated) or one that fails to render goes straight back to the caller."""
+        for item in requests:
+            caller.in_flight += 1
+            try:
+                prompt = self.render_prompt(item.request)
+                fits = self._fits(prompt)
+            except Exception as error:  # noqa: BLE001  # raised by `run_pipelined` when it comes to this request
+                caller.finished.put((item, error))
+                continue
+            if fits:
+                self._submitted.append((caller, item, prompt))
+            else:
+                caller.finished.put((item, prompt_too_long(item.sampling.n)))
 
     def _next_finished(self, caller: _Caller) -> tuple[PipelinedRequest, list[Completion] | BaseException]:
         """The caller's next finished request: it steps the engine itself while no other thread does."""
@@ -205,12 +224,8 @@ class VLLMEngineGenerator(Generator):
         from vllm import RequestOutput
 
         while self._submitted:
-            caller, item = self._submitted.popleft()
+            caller, item, prompt = self._submitted.popleft()
             try:
-                prompt = self.render_prompt(item.request)
-                if not self._fits(prompt):  # vLLM rejects a prompt longer than the context: nothing generated
-                    caller.finished.put((item, prompt_too_long(item.sampling.n)))
-                    continue
                 (queued_id,) = self._llm.enqueue(prompt, self._sampling_params(item.sampling), use_tqdm=False)
             except Exception as error:  # noqa: BLE001  # raised by the request's own caller, not this thread's
                 caller.finished.put((item, error))
@@ -242,18 +257,14 @@ class VLLMEngineGenerator(Generator):
 @dataclass
 class _Caller:
     """One `run_pipelined` call: whichever thread steps the engine puts its finished requests in
-    `finished` (or the error vLLM refused one with); `in_flight` counts its requests not yet
-    handed back (its own thread's count)."""
+    `finished` (or the error vLLM refused one with), as does the caller itself for a request its
+    prompt ruled out (`_submit`); `in_flight` counts its requests not yet handed back (its own
+    thread's count)."""
 
     finished: queue.SimpleQueue[tuple[PipelinedRequest, list[Completion] | BaseException]] = field(
         default_factory=queue.SimpleQueue
     )
     in_flight: int = 0
-
-    def submit(self, submitted: deque[tuple[_Caller, PipelinedRequest]], requests: Iterable[PipelinedRequest]) -> None:
-        for item in requests:
-            self.in_flight += 1
-            submitted.append((self, item))
 
 
 def _answer_id(queued_id: str) -> str:
