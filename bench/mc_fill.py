@@ -19,7 +19,6 @@ Run: .venv/bin/python bench/mc_fill.py [N_ROLLOUTS] [MAX_NUM_SEQS]
 from __future__ import annotations
 
 import os
-import random
 import sys
 import time
 from collections import Counter
@@ -137,44 +136,14 @@ def make_wrappers():
     return RoundBased, Recording
 
 
-def wrong_rollouts(count: int):
-    from bench.mc_modes import solution
-    from rmforge.annotators.base import AnnotationInput
-    from rmforge.problems.arithmetic import generate_arithmetic_problems
-    from rmforge.schemas.records import Rollout, stable_hash
-
-    rng = random.Random(0)
-    items = []
-    for i, problem in enumerate(generate_arithmetic_problems(count, seed=11, min_steps=2, max_steps=3)):
-        steps, _ = solution(problem, rng, inject=True)
-        rollout = Rollout(
-            rollout_id=stable_hash("bench-fill", i),
-            problem_id=problem.problem_id,
-            response="\n".join(steps),
-            model="template",
-            generator="bench",
-            finish_reason="stop",
-            run_id="bench",
-        )
-        items.append(AnnotationInput(problem=problem, rollout=rollout, steps=steps))
-    return items
-
-
-def first_errors(output, items) -> list[int | None]:
-    incorrect = {(lab.rollout_id, lab.step_index) for lab in output.step_labels if lab.verdict == "incorrect"}
-    return [
-        min((i for i in range(len(item.steps)) if (item.rollout.rollout_id, i) in incorrect), default=None)
-        for item in items
-    ]
-
-
 def main() -> None:
+    from bench.mc_modes import first_errors, solution_items
     from rmforge.annotators.mc_binary import BinarySearchMCAnnotator
     from rmforge.generators.hardware import cpu_flags
     from rmforge.generators.vllm_engine import VLLMEngineGenerator
     from rmforge.schemas.config import DEFAULT_MODEL, GeneratorConfig
 
-    items = wrong_rollouts(N_ROLLOUTS)
+    items, _ = solution_items(N_ROLLOUTS, lambda i: True, "bench-fill")  # every rollout wrong
     engine = VLLMEngineGenerator(GeneratorConfig(model=DEFAULT_MODEL, max_num_seqs=MAX_NUM_SEQS))
     try:
         cap = engine._llm.llm_engine.vllm_config.scheduler_config.max_num_seqs
@@ -207,7 +176,7 @@ def main() -> None:
     have = cpu_flags()
     verdicts = {name: Counter(lab.verdict for lab in out.step_labels) for name, out in outputs.items()}
     firsts = {name: first_errors(out, items) for name, out in outputs.items()}
-    agree = sum(a == b for a, b in zip(firsts["pipelined"], firsts["rounds"], strict=True))
+    agree = sum(firsts["pipelined"][rollout_id] == step for rollout_id, step in firsts["rounds"].items())
 
     def row(label: str, name: str) -> str:
         r = results[name]

@@ -14,6 +14,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -42,30 +43,48 @@ def solution(problem, rng: random.Random, inject: bool) -> tuple[list[str], int 
     return steps, error_step
 
 
-def main() -> None:
+def solution_items(count: int, inject: Callable[[int], bool], tag: str) -> tuple[list, dict[str, int | None]]:
+    """`count` generated arithmetic solutions (seeded) as annotation inputs, solution i with an
+    injected error where `inject(i)`; and the step of each rollout's injected error (None: none)."""
     from rmforge.annotators.base import AnnotationInput
-    from rmforge.annotators.mc import MonteCarloAnnotator
-    from rmforge.annotators.mc_binary import BinarySearchMCAnnotator
     from rmforge.problems.arithmetic import generate_arithmetic_problems
-    from rmforge.schemas.config import DEFAULT_MODEL, GeneratorConfig
     from rmforge.schemas.records import Rollout, stable_hash
 
     rng = random.Random(0)
-    problems = generate_arithmetic_problems(N_SOLUTIONS, seed=11, min_steps=2, max_steps=3)
     items, injected = [], {}
-    for i, p in enumerate(problems):
-        steps, error = solution(p, rng, inject=i % 3 != 0)
+    for i, problem in enumerate(generate_arithmetic_problems(count, seed=11, min_steps=2, max_steps=3)):
+        steps, error = solution(problem, rng, inject=inject(i))
         rollout = Rollout(
-            rollout_id=stable_hash("bench", i),
-            problem_id=p.problem_id,
+            rollout_id=stable_hash(tag, i),
+            problem_id=problem.problem_id,
             response="\n".join(steps),
             model="template",
             generator="bench",
             finish_reason="stop",
             run_id="bench",
         )
-        items.append(AnnotationInput(problem=p, rollout=rollout, steps=steps))
+        items.append(AnnotationInput(problem=problem, rollout=rollout, steps=steps))
         injected[rollout.rollout_id] = error
+    return items, injected
+
+
+def first_errors(output, items) -> dict[str, int | None]:
+    """Each item's first step labelled `incorrect` (None: none), by rollout id."""
+    incorrect = {(lab.rollout_id, lab.step_index) for lab in output.step_labels if lab.verdict == "incorrect"}
+    return {
+        item.rollout.rollout_id: min(
+            (i for i in range(len(item.steps)) if (item.rollout.rollout_id, i) in incorrect), default=None
+        )
+        for item in items
+    }
+
+
+def main() -> None:
+    from rmforge.annotators.mc import MonteCarloAnnotator
+    from rmforge.annotators.mc_binary import BinarySearchMCAnnotator
+    from rmforge.schemas.config import DEFAULT_MODEL, GeneratorConfig
+
+    items, injected = solution_items(N_SOLUTIONS, lambda i: i % 3 != 0, "bench")
     assert all(len(item.steps) >= 6 for item in items)
 
     generator = GeneratorConfig(model=os.environ.get("RMFORGE_BENCH_MODEL", DEFAULT_MODEL))
@@ -80,15 +99,8 @@ def main() -> None:
         results[annotator.name] = annotator.annotate(items, "bench")
         seconds[annotator.name] = time.perf_counter() - t0
 
-    def first_errors(output):
-        firsts = {item.rollout.rollout_id: None for item in items}
-        for label in sorted(output.step_labels, key=lambda lab: lab.step_index, reverse=True):
-            if label.verdict == "incorrect":
-                firsts[label.rollout_id] = label.step_index
-        return firsts
-
     spent = {name: sum(c.completions for c in out.costs) / len(items) for name, out in results.items()}
-    per_step, binary = first_errors(results["mc"]), first_errors(results["mc_binary"])
+    per_step, binary = first_errors(results["mc"], items), first_errors(results["mc_binary"], items)
     agree = sum(per_step[r] == binary[r] for r in per_step)
     truth_mc = sum(per_step[r] == injected[r] for r in per_step)
     truth_bin = sum(binary[r] == injected[r] for r in binary)
