@@ -23,7 +23,36 @@ FAULTS = {
 }
 
 
-class ChatServer:
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet handler that answers JSON."""
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, payload):
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+class LoopbackServer:
+    """A threaded HTTP server on a free loopback port, serving `handler` until `close`."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], path: str = ""):
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class ChatServer(LoopbackServer):
     """Answers /v1/chat/completions with `respond(body, index) -> text | (text, finish_reason)`.
 
     `fail_next` makes the next calls return those HTTP statuses; `misbehave_next` makes
@@ -34,17 +63,7 @@ class ChatServer:
         self.payloads, self.headers, self.fail_next, self.misbehave_next = [], [], [], []
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def reply(self, status, payload):
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
+        class Handler(JsonHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.payloads.append(body)
@@ -79,18 +98,10 @@ class ChatServer:
                     return
                 self.reply(200, payload)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler, "/v1")
 
 
-class PoolingServer:
+class PoolingServer(LoopbackServer):
     """Answers vLLM's `POST /pooling` (vllm 0.32's request and reply shapes, see
     generators/http_scorer.py) with `score(body) -> rows`: per step, the class probabilities.
 
@@ -102,10 +113,7 @@ class PoolingServer:
         self.payloads, self.paths = [], []
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(JsonHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.payloads.append(body)
@@ -119,18 +127,6 @@ class PoolingServer:
                 else:
                     data = [{"index": 0, "object": "pooling", "data": reply}]
                     payload = json.dumps({"object": "list", "model": body.get("model"), "data": data}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                self.reply(status, payload)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
