@@ -298,11 +298,17 @@ class InputBatch:
 
     rollouts: pa.Table  # in rollout id order
     problems: pa.Table  # those of the rollouts
-    steps: dict[str, list[str]]  # rollout id -> its steps' texts, in order
+    steps: pa.Table  # rollout_id, text: the rollouts' steps in order
     siblings: pa.Table | None  # every stored rollout of the problems, in rollout id order, when asked for
 
     def items(self) -> list[AnnotationInput]:
         problems = {problem.problem_id: problem for problem in arrow_records(Problem, self.problems)}
+        steps = {
+            rollout_id: [text for _, text in rows]
+            for rollout_id, rows in groupby(
+                zip(self.steps["rollout_id"].to_pylist(), self.steps["text"].to_pylist()), itemgetter(0)
+            )
+        }
         siblings: dict[str, list[Rollout]] = {}
         for sibling in arrow_records(Rollout, self.siblings) if self.siblings is not None else []:
             siblings.setdefault(sibling.problem_id, []).append(sibling)
@@ -310,7 +316,7 @@ class InputBatch:
             AnnotationInput(
                 problem=problems[rollout.problem_id],
                 rollout=rollout,
-                steps=self.steps.get(rollout.rollout_id, []),
+                steps=steps.get(rollout.rollout_id, []),
                 siblings=[s for s in siblings.get(rollout.problem_id, []) if s.rollout_id != rollout.rollout_id],
             )
             for rollout in arrow_records(Rollout, self.rollouts)
@@ -328,16 +334,13 @@ class InputWindow:
     def __init__(self, store: Store, rollout_ids: list[str], with_siblings: bool) -> None:
         with store.registered("_window", id_table(rollout_ids)):
             self.rollouts = store.sql("SELECT * FROM rollouts SEMI JOIN _window USING (rollout_id)")
-            steps = store.sql(
+            self.steps = store.sql(
                 "SELECT rollout_id, text FROM steps SEMI JOIN _window USING (rollout_id) ORDER BY rollout_id, step_index"
             )
         self.rollout_rows = {rollout_id: row for row, rollout_id in enumerate(self.rollouts["rollout_id"].to_pylist())}
-        self.steps = {
-            rollout_id: [text for _, text in rows]
-            for rollout_id, rows in groupby(
-                zip(steps["rollout_id"].to_pylist(), steps["text"].to_pylist()), itemgetter(0)
-            )
-        }
+        self.step_rows: dict[str, list[int]] = {}  # rollout id -> its rows in `steps` (texts stay Arrow)
+        for row, rollout_id in enumerate(self.steps["rollout_id"].to_pylist()):
+            self.step_rows.setdefault(rollout_id, []).append(row)
         with store.registered("_problems", pa.table({"problem_id": pc.unique(self.rollouts["problem_id"])})):
             self.problems = store.sql("SELECT * FROM problems SEMI JOIN _problems USING (problem_id)")
             self.siblings = (
@@ -366,7 +369,7 @@ class InputWindow:
         return InputBatch(
             rollouts=rollouts,
             problems=self.problems.take([self.problem_rows[p] for p in problem_ids]),
-            steps={r: self.steps[r] for r in ids if r in self.steps},
+            steps=self.steps.take(pa.array([row for r in ids for row in self.step_rows.get(r, [])], pa.int64())),
             siblings=None
             if self.siblings is None
             else self.siblings.take([row for p in problem_ids for row in self.sibling_rows[p]]),
